@@ -1,0 +1,77 @@
+import { z } from 'zod';
+
+const optionalUrl = z
+  .string()
+  .trim()
+  .transform((v) => (v === '' ? undefined : v))
+  .pipe(z.url().optional())
+  .optional();
+const optionalSecret = z
+  .string()
+  .transform((v) => (v === '' ? undefined : v))
+  .optional();
+const port = z.coerce.number().int().min(0).max(65535);
+
+const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  HOST: z.string().default('0.0.0.0'),
+  PORT: port.default(3000),
+  DATA_DIR: z.string().min(1).default('.data'),
+  DATABASE_URL: optionalUrl,
+  REDIS_URL: optionalUrl,
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_{}-]+$/, 'letters, digits, _ - { } only')
+    .default('rollcall'),
+  ADMIN_TOKEN: optionalSecret.pipe(z.string().min(16, 'at least 16 characters').optional()),
+  DEVICE_SECRET_KEY: optionalSecret,
+  TRUST_PROXY: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((v) => v === 'true'),
+  MOTH_URL: optionalUrl,
+  MOTH_PORT: port.default(8276),
+  MOTH_KEY: optionalSecret,
+  MOTH_DEVICE_CHANNEL: z.string().min(1).default('device-management'),
+  MOTH_CLIENT_CHANNEL: z.string().min(1).default('client-events'),
+  MOTH_FRAME_GAP_MS: z.coerce.number().min(0).max(1000).default(5),
+  MOTH_PING_SECONDS: z.coerce.number().min(1).max(300).default(10),
+  TGDM_URL: optionalUrl,
+  MANTIS_URL: optionalUrl,
+  HTTP_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(5000),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+/** The validated, frozen configuration every process is built from. */
+export interface Config extends Env {
+  /** The Moth paths (path + query) of the platform's two event channels. */
+  readonly channels: { readonly deviceManagement: string; readonly clientEvents: string };
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses the environment once. Throws a ConfigError naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid environment:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  return Object.freeze({
+    ...e,
+    channels: Object.freeze({
+      deviceManagement: busChannelPath(e.MOTH_DEVICE_CHANNEL),
+      clientEvents: busChannelPath(e.MOTH_CLIENT_CHANNEL),
+    }),
+  });
+}
+
+function busChannelPath(name: string): string {
+  const q = new URLSearchParams({ channel: 'instant', name, source: 'base', track: 'base' });
+  return `/pang/ws/meb?${q.toString()}`;
+}

@@ -1,0 +1,152 @@
+import type { DeviceStatus, Track } from '../domain/device';
+import type { Queryable } from './knex';
+
+export interface Device {
+  readonly id: string;
+  readonly seq: number;
+  readonly name: string;
+  readonly publicChannel: string;
+  readonly tracks: Track[];
+  readonly actions: string[];
+  readonly status: DeviceStatus;
+  readonly statusVersion: number;
+  readonly currentSessionId: string | null;
+  readonly createdAt: Date;
+  readonly connectedAt: Date | null;
+  readonly disconnectedAt: Date | null;
+  readonly lastHeartbeatAt: Date | null;
+}
+
+interface DeviceRow {
+  id: string;
+  seq: string;
+  name: string;
+  public_channel: string;
+  tracks: Track[];
+  actions: string[];
+  status: DeviceStatus;
+  status_version: number;
+  current_session_id: string | null;
+  created_at: Date;
+  connected_at: Date | null;
+  disconnected_at: Date | null;
+  last_heartbeat_at: Date | null;
+}
+
+const COLUMNS = [
+  'id',
+  'seq',
+  'name',
+  'public_channel',
+  'tracks',
+  'actions',
+  'status',
+  'status_version',
+  'current_session_id',
+  'created_at',
+  'connected_at',
+  'disconnected_at',
+  'last_heartbeat_at',
+];
+
+function toDevice(r: DeviceRow): Device {
+  return {
+    id: r.id,
+    seq: Number(r.seq),
+    name: r.name,
+    publicChannel: r.public_channel,
+    tracks: r.tracks,
+    actions: r.actions,
+    status: r.status,
+    statusVersion: r.status_version,
+    currentSessionId: r.current_session_id,
+    createdAt: r.created_at,
+    connectedAt: r.connected_at,
+    disconnectedAt: r.disconnected_at,
+    lastHeartbeatAt: r.last_heartbeat_at,
+  };
+}
+
+export interface NewDevice {
+  readonly id: string;
+  readonly name: string;
+  readonly tokenHash: string;
+  readonly tracks: readonly Track[];
+  readonly actions: readonly string[];
+}
+
+/** Inserts a device; its public Moth channel name is its id, never anything derived from the token. */
+export async function insertDevice(q: Queryable, d: NewDevice): Promise<Device> {
+  const [row] = (await q('devices')
+    .insert({
+      id: d.id,
+      name: d.name,
+      token_hash: d.tokenHash,
+      public_channel: d.id,
+      tracks: JSON.stringify(d.tracks),
+      actions: JSON.stringify(d.actions),
+    })
+    .returning(COLUMNS)) as DeviceRow[];
+  return toDevice(row!);
+}
+
+export async function findLiveDevice(q: Queryable, id: string): Promise<Device | undefined> {
+  const row = (await q('devices').select(COLUMNS).where({ id }).whereNull('deleted_at').first()) as DeviceRow | undefined;
+  return row && toDevice(row);
+}
+
+/** The live device holding this token hash, if any. */
+export async function findDeviceIdByTokenHash(q: Queryable, tokenHash: string): Promise<string | undefined> {
+  const row = await q('devices')
+    .select<{ id: string }[]>('id')
+    .where({ token_hash: tokenHash })
+    .whereNull('deleted_at')
+    .first();
+  return row?.id;
+}
+
+export interface DevicePageQuery {
+  readonly status?: DeviceStatus;
+  readonly afterSeq?: number;
+  readonly limit: number;
+}
+
+/** One page of live devices in creation order; fetches one extra row to tell whether more follow. */
+export async function listDevices(q: Queryable, p: DevicePageQuery): Promise<{ devices: Device[]; more: boolean }> {
+  const query = q('devices')
+    .select(COLUMNS)
+    .whereNull('deleted_at')
+    .orderBy('seq')
+    .limit(p.limit + 1);
+  if (p.status) void query.where({ status: p.status });
+  if (p.afterSeq !== undefined) void query.where('seq', '>', p.afterSeq);
+  const rows = (await query) as DeviceRow[];
+  return { devices: rows.slice(0, p.limit).map(toDevice), more: rows.length > p.limit };
+}
+
+/** Replaces the token hash of a live device; returns its id, or undefined when there is no such device. */
+export async function replaceTokenHash(q: Queryable, id: string, tokenHash: string): Promise<string | undefined> {
+  const [row] = await q('devices')
+    .update({ token_hash: tokenHash, updated_at: q.fn.now() })
+    .where({ id })
+    .whereNull('deleted_at')
+    .returning<{ id: string }[]>('id');
+  return row?.id;
+}
+
+/** Soft-deletes a device: its history stays, its name is freed, its token stops matching anything. */
+export async function markDeviceDeleted(q: Queryable, id: string): Promise<boolean> {
+  const n = await q('devices')
+    .update({ deleted_at: q.fn.now(), updated_at: q.fn.now(), token_hash: q.raw(`'deleted:' || id`) })
+    .where({ id })
+    .whereNull('deleted_at');
+  return n > 0;
+}
+
+/** Locks a live device row for the rest of the transaction. */
+export async function lockLiveDevice(q: Queryable, id: string): Promise<Device | undefined> {
+  const row = (await q('devices').select(COLUMNS).where({ id }).whereNull('deleted_at').forUpdate().first()) as
+    | DeviceRow
+    | undefined;
+  return row && toDevice(row);
+}

@@ -1,0 +1,22 @@
+import type { Knex } from 'knex';
+import * as devices from './20261125000001_devices';
+import * as settings from './20261125000002_settings';
+import * as outbox from './20261125000003_outbox';
+import * as connectionSessions from './20261125000004_connection_sessions';
+import * as effects from './20261125000005_effects';
+
+// Listed statically (not read from a folder) so migrations load the same way under tsx, vitest
+// and the knex CLI, with no loader for .ts files needed at run time.
+const MIGRATIONS: Record<string, Knex.Migration> = {
+  '20261125000001_devices': devices,
+  '20261125000002_settings': settings,
+  '20261125000003_outbox': outbox,
+  '20261125000004_connection_sessions': connectionSessions,
+  '20261125000005_effects': effects,
+};
+
+export const migrationSource: Knex.MigrationSource<string> = {
+  getMigrations: () => Promise.resolve(Object.keys(MIGRATIONS).sort()),
+  getMigrationName: (name) => name,
+  getMigration: (name) => Promise.resolve(MIGRATIONS[name]!),
+};

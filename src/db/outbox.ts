@@ -1,0 +1,35 @@
+import type { OutgoingEvent, PlatformEvent, EventChannel } from '../domain/events';
+import type { Queryable } from './knex';
+
+/** Appends events; call inside the transaction of the state change that caused them. */
+export async function appendEvents(q: Queryable, events: readonly OutgoingEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  await q('outbox').insert(
+    events.map(({ channel, event }) => ({
+      event_id: event.eventId,
+      channel,
+      device_id: event.deviceId,
+      type: event.type,
+      body: JSON.stringify(event),
+    })),
+  );
+}
+
+export interface PendingEvent {
+  readonly id: string;
+  readonly channel: EventChannel;
+  readonly body: PlatformEvent;
+}
+
+/** The oldest unpublished events, in commit order. */
+export async function selectUnpublished(q: Queryable, limit: number): Promise<PendingEvent[]> {
+  return q('outbox')
+    .select<PendingEvent[]>('id', 'channel', 'body')
+    .whereNull('published_at')
+    .orderBy('id')
+    .limit(limit);
+}
+
+export async function markPublished(q: Queryable, ids: readonly string[]): Promise<void> {
+  if (ids.length > 0) await q('outbox').whereIn('id', ids).update({ published_at: q.fn.now() });
+}

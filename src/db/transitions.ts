@@ -1,0 +1,145 @@
+import { randomUUID } from 'node:crypto';
+import { CONNECT_EFFECTS, DISCONNECT_EFFECTS, type DisconnectReason, type EffectKind } from '../domain/effects';
+import { clientEvent } from '../domain/events';
+import { appendEvents } from './outbox';
+import type { Db, Queryable } from './knex';
+
+export interface Connected {
+  readonly deviceId: string;
+  readonly sessionId: string;
+  readonly effects: readonly EffectKind[];
+}
+
+/**
+ * DISCONNECTED -> CONNECTED as one compare-and-set, with its session row, its DEVICE_CONNECTED event
+ * and its effect rows in the same transaction. Returns null when the device was not disconnected
+ * (already connected, deleted, unknown): racing callers produce exactly one transition.
+ */
+export async function connectDevice(
+  db: Db,
+  deviceId: string,
+  round: number,
+  options: { automaticRecording: boolean; heardAt?: Date },
+): Promise<Connected | null> {
+  return db.transaction(async (trx) => {
+    const sessionId = randomUUID();
+    const heardAt = options.heardAt ?? new Date();
+    const [row] = await trx('devices')
+      .update({
+        status: 'CONNECTED',
+        status_version: trx.raw('status_version + 1'),
+        current_session_id: sessionId,
+        connected_round: round,
+        connected_at: heardAt,
+        last_heartbeat_at: heardAt,
+        updated_at: trx.fn.now(),
+      })
+      .where({ id: deviceId, status: 'DISCONNECTED' })
+      .whereNull('deleted_at')
+      .returning<{ id: string }[]>('id');
+    if (!row) return null;
+    await trx('connection_sessions').insert({
+      id: sessionId,
+      device_id: deviceId,
+      started_at: heardAt,
+      started_round: round,
+      last_round_heard: round,
+    });
+    const effects = options.automaticRecording ? [...CONNECT_EFFECTS] : [];
+    await insertEffects(trx, effects.map((kind) => ({ sessionId, deviceId, kind })));
+    await appendEvents(trx, [clientEvent('DEVICE_CONNECTED', deviceId, { sessionId, round }, heardAt)]);
+    return { deviceId, sessionId, effects };
+  });
+}
+
+export interface DisconnectCandidate {
+  readonly deviceId: string;
+  /** Only a session that began before this round is ended: a newer session has been heard since. */
+  readonly beforeRound: number | null;
+  readonly missedRounds: number;
+  readonly lastRoundHeard: number | null;
+  readonly lastHeartbeatAt: Date | null;
+}
+
+export interface Disconnected {
+  readonly deviceId: string;
+  readonly sessionId: string;
+  readonly effects: readonly EffectKind[];
+}
+
+/**
+ * CONNECTED -> DISCONNECTED for many devices in one transaction, each a compare-and-set: the device
+ * must still be connected in a session that began before `beforeRound`. Ends the sessions, writes one
+ * DEVICE_DISCONNECTED per device and the disconnect effect rows.
+ */
+export async function disconnectDevices(
+  q: Queryable,
+  candidates: readonly DisconnectCandidate[],
+  reason: DisconnectReason,
+): Promise<Disconnected[]> {
+  if (candidates.length === 0) return [];
+  const run = async (trx: Queryable) => {
+    const input = JSON.stringify(
+      candidates.map((c) => ({
+        id: c.deviceId,
+        before_round: c.beforeRound,
+        missed: c.missedRounds,
+        last_round: c.lastRoundHeard,
+        last_seen: c.lastHeartbeatAt?.toISOString() ?? null,
+      })),
+    );
+    const { rows } = await trx.raw<{
+      rows: { id: string; session_id: string; missed: number; last_round: string | null }[];
+    }>(
+      `WITH v AS (
+         SELECT * FROM jsonb_to_recordset(?::jsonb)
+           AS v(id uuid, before_round bigint, missed int, last_round bigint, last_seen timestamptz)
+       ), target AS (
+         SELECT d.id, d.current_session_id, v.missed, v.last_round, v.last_seen
+           FROM devices d JOIN v ON v.id = d.id
+          WHERE d.status = 'CONNECTED' AND d.deleted_at IS NULL
+            AND (v.before_round IS NULL OR d.connected_round < v.before_round)
+          ORDER BY d.id
+          FOR UPDATE OF d
+       )
+       UPDATE devices d
+          SET status = 'DISCONNECTED', status_version = d.status_version + 1, current_session_id = NULL,
+              disconnected_at = now(), updated_at = now(),
+              last_heartbeat_at = GREATEST(d.last_heartbeat_at, target.last_seen)
+         FROM target
+        WHERE d.id = target.id
+       RETURNING d.id, target.current_session_id AS session_id, target.missed, target.last_round`,
+      [input],
+    );
+    if (rows.length === 0) return [];
+    await trx.raw(
+      `UPDATE connection_sessions s
+          SET ended_at = now(), end_reason = ?, rounds_missed = v.missed,
+              last_round_heard = COALESCE(v.last_round, s.last_round_heard)
+         FROM jsonb_to_recordset(?::jsonb) AS v(id uuid, missed int, last_round bigint)
+        WHERE s.id = v.id`,
+      [reason, JSON.stringify(rows.map((r) => ({ id: r.session_id, missed: r.missed, last_round: r.last_round })))],
+    );
+    const effects = [...DISCONNECT_EFFECTS];
+    await insertEffects(trx, rows.flatMap((r) => effects.map((kind) => ({ sessionId: r.session_id, deviceId: r.id, kind }))));
+    await appendEvents(
+      trx,
+      rows.map((r) =>
+        clientEvent('DEVICE_DISCONNECTED', r.id, { reason, missedRounds: r.missed, sessionId: r.session_id }),
+      ),
+    );
+    return rows.map((r) => ({ deviceId: r.id, sessionId: r.session_id, effects }));
+  };
+  return 'isTransaction' in q && q.isTransaction ? run(q) : (q as Db).transaction(run);
+}
+
+async function insertEffects(
+  q: Queryable,
+  effects: readonly { sessionId: string; deviceId: string; kind: EffectKind }[],
+) {
+  if (effects.length === 0) return;
+  await q('effects')
+    .insert(effects.map((e) => ({ session_id: e.sessionId, device_id: e.deviceId, kind: e.kind })))
+    .onConflict(['session_id', 'kind'])
+    .ignore();
+}

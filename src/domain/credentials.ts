@@ -1,0 +1,35 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+
+/** A new device token: 256 random bits, base64url (43 characters). */
+export function newToken(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/** The only form in which a device token is ever stored: its SHA-256, hex. */
+export function tokenHash(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+export interface SecretHash {
+  readonly salt: string;
+  readonly hash: string;
+}
+
+/** Salted SHA-256 of the registration secret. */
+export function hashSecret(secret: string, salt = randomBytes(16).toString('hex')): SecretHash {
+  return { salt, hash: createHash('sha256').update(salt).update(secret, 'utf8').digest('hex') };
+}
+
+/** Constant-time comparison of a presented secret with a stored hash. */
+export function secretMatches(presented: string, stored: SecretHash): boolean {
+  const candidate = Buffer.from(hashSecret(presented, stored.salt).hash, 'hex');
+  const expected = Buffer.from(stored.hash, 'hex');
+  return candidate.length === expected.length && timingSafeEqual(candidate, expected);
+}
+
+/** Constant-time equality of two strings of any length (compares their digests). */
+export function constantTimeEqual(a: string, b: string): boolean {
+  const da = createHash('sha256').update(a).digest();
+  const db = createHash('sha256').update(b).digest();
+  return timingSafeEqual(da, db);
+}

@@ -1,0 +1,67 @@
+import { z } from 'zod';
+
+export const TRACK_TYPES = [
+  'VIDEO',
+  'AUDIO',
+  'LIDAR',
+  'CONTROL',
+  'BATTERY',
+  'SPEAKER',
+  'TOPIC',
+  'MAP',
+  'ODOMETRY',
+  'GPS',
+  'TRAJECTORY',
+] as const;
+export type TrackType = (typeof TRACK_TYPES)[number];
+
+export const DEVICE_STATUSES = ['DISCONNECTED', 'CONNECTED'] as const;
+export type DeviceStatus = (typeof DEVICE_STATUSES)[number];
+
+/** Track names become part of Moth URIs, so they are kept to URL-safe characters. */
+const trackName = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-" only');
+
+export const trackSchema = z.strictObject({ name: trackName, type: z.enum(TRACK_TYPES) });
+export type Track = z.infer<typeof trackSchema>;
+
+export const registrationSchema = z.strictObject({
+  name: z
+    .string()
+    .min(1)
+    .max(100)
+    .refine((s) => s.trim() === s && !/\p{Cc}/u.test(s), 'no leading/trailing spaces or control characters'),
+  secretKey: z.string().min(1).max(1024),
+  tracks: z
+    .array(trackSchema)
+    .max(64)
+    .superRefine((tracks, ctx) => {
+      const seen = new Set<string>();
+      tracks.forEach((t, i) => {
+        if (seen.has(t.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate track name "${t.name}"` });
+        seen.add(t.name);
+      });
+    }),
+  actions: z
+    .array(
+      z
+        .string()
+        .max(100)
+        .refine((s) => s.trim().length > 0, 'must be a non-empty string'),
+    )
+    .max(100)
+    .refine((a) => new Set(a).size === a.length, 'actions must be unique'),
+});
+export type Registration = z.infer<typeof registrationSchema>;
+
+/**
+ * The Moth path (path + query) a device publishes a Track on. Built from the device's public channel
+ * name, never from its token, so a URI handed to clients, TGDM or Mantis carries no credential.
+ */
+export function trackEndpoint(publicChannel: string, track: string, role: 'pub' | 'sub' = 'pub'): string {
+  const q = new URLSearchParams({ channel: 'instant', name: publicChannel, source: 'base', track });
+  return `/pang/ws/${role}?${q.toString()}`;
+}

@@ -1,0 +1,19 @@
+/** Side effects of a disconnect, each run by its own queue and worker. */
+export const DISCONNECT_EFFECTS = ['abort-task', 'stop-recording', 'stop-analysis-streams'] as const;
+/** Side effects of a connect. */
+export const CONNECT_EFFECTS = ['start-recording'] as const;
+
+export type EffectKind = (typeof DISCONNECT_EFFECTS)[number] | (typeof CONNECT_EFFECTS)[number];
+export const EFFECT_KINDS: readonly EffectKind[] = [...DISCONNECT_EFFECTS, ...CONNECT_EFFECTS];
+
+export type EffectStatus = 'PENDING' | 'DONE' | 'FAILED';
+
+export type DisconnectReason = 'MISSED_HEARTBEATS' | 'DELETED';
+
+/**
+ * A BullMQ job id for one effect of one session: deterministic, so a duplicate enqueue is a no-op,
+ * and free of ':' (BullMQ reserves it) and never all digits.
+ */
+export function effectJobId(kind: EffectKind, sessionId: string): string {
+  return `${kind}-${sessionId}`;
+}

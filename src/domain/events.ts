@@ -1,0 +1,49 @@
+import { randomUUID } from 'node:crypto';
+
+export const EVENT_TYPES = [
+  'DEVICE_REGISTERED',
+  'DEVICE_CONNECTED',
+  'DEVICE_DISCONNECTED',
+  'DEVICE_DELETED',
+  'DEVICE_TOKEN_ROTATED',
+  'TASK_REGISTERED',
+  'TASK_STARTED',
+  'TASK_COMPLETED',
+  'TASK_REJECTED',
+  'TASK_ABORTED',
+  'RECORDING_STARTED',
+  'RECORDING_STOPPED',
+  'ANALYSIS_STREAM_STARTED',
+  'ANALYSIS_STREAM_STOPPED',
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/** Where an event goes: the client event channel, or the device-management channel robots listen on. */
+export type EventChannel = 'client' | 'device';
+
+/** A flat JSON event. Never carries a token or a secret. */
+export interface PlatformEvent {
+  readonly type: string;
+  readonly eventId: string;
+  readonly occurredAt: string;
+  readonly deviceId: string | null;
+  readonly [field: string]: unknown;
+}
+
+export interface OutgoingEvent {
+  readonly channel: EventChannel;
+  readonly event: PlatformEvent;
+}
+
+/** Builds an event for the client channel, with a fresh `eventId`. */
+export function clientEvent(
+  type: EventType,
+  deviceId: string | null,
+  fields: Record<string, unknown> = {},
+  now: Date = new Date(),
+): OutgoingEvent {
+  return {
+    channel: 'client',
+    event: { type, eventId: randomUUID(), occurredAt: now.toISOString(), deviceId, ...fields },
+  };
+}

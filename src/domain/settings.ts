@@ -1,0 +1,94 @@
+import { z } from 'zod';
+
+/**
+ * Runtime settings: typed keys with their validation and default. Stored one row per key that differs
+ * from its default; read by every process when it needs them, so a change applies without a restart.
+ */
+export const SETTING_SCHEMAS = {
+  'device.healthcheckIntervalSeconds': z.number().int().min(1).max(3600),
+  'device.healthcheckMaxConsecutiveMisses': z.number().int().min(1).max(100),
+  'recording.automatic': z.boolean(),
+} as const;
+
+export type SettingKey = keyof typeof SETTING_SCHEMAS;
+export type SettingValues = { [K in SettingKey]: z.infer<(typeof SETTING_SCHEMAS)[K]> };
+
+export const SETTING_DEFAULTS: Readonly<SettingValues> = Object.freeze({
+  'device.healthcheckIntervalSeconds': 5,
+  'device.healthcheckMaxConsecutiveMisses': 3,
+  'recording.automatic': true,
+});
+
+export const SETTING_KEYS = Object.keys(SETTING_DEFAULTS) as SettingKey[];
+
+/** The minimum length of a registration secret set through the API. */
+export const SECRET_KEY_MIN_LENGTH = 16;
+
+/** Merges stored rows over the defaults, ignoring rows that no longer validate. */
+export function resolveSettings(stored: ReadonlyMap<string, unknown>): SettingValues {
+  const values: Record<string, unknown> = { ...SETTING_DEFAULTS };
+  for (const key of SETTING_KEYS) {
+    const parsed = SETTING_SCHEMAS[key].safeParse(stored.get(key));
+    if (parsed.success) values[key] = parsed.data;
+  }
+  return values as SettingValues;
+}
+
+/** The public, nested shape of `/server-settings`. The secret itself never appears. */
+export function presentSettings(values: SettingValues, secretKeyConfigured: boolean) {
+  return {
+    device: {
+      healthcheckIntervalSeconds: values['device.healthcheckIntervalSeconds'],
+      healthcheckMaxConsecutiveMisses: values['device.healthcheckMaxConsecutiveMisses'],
+      secretKeyConfigured,
+    },
+    recording: { automatic: values['recording.automatic'] },
+  };
+}
+
+const resettable = <T extends z.ZodType>(schema: T) => schema.nullable().optional();
+
+/** JSON merge patch (RFC 7396) of the public shape: `null` resets a setting to its default. */
+export const settingsPatchSchema = z.strictObject({
+  device: z
+    .strictObject({
+      healthcheckIntervalSeconds: resettable(SETTING_SCHEMAS['device.healthcheckIntervalSeconds']),
+      healthcheckMaxConsecutiveMisses: resettable(SETTING_SCHEMAS['device.healthcheckMaxConsecutiveMisses']),
+      secretKey: z
+        .string()
+        .min(SECRET_KEY_MIN_LENGTH, `at least ${SECRET_KEY_MIN_LENGTH} characters`)
+        .max(1024)
+        .optional(),
+      secretKeyConfigured: z.never('read-only').optional(),
+    })
+    .nullable()
+    .optional(),
+  recording: z
+    .strictObject({ automatic: resettable(SETTING_SCHEMAS['recording.automatic']) })
+    .nullable()
+    .optional(),
+});
+export type SettingsPatch = z.infer<typeof settingsPatchSchema>;
+
+export interface SettingsChange {
+  /** Keys to store; `null` means back to the default (the row is deleted). */
+  readonly values: Partial<{ [K in SettingKey]: SettingValues[K] | null }>;
+  readonly secretKey?: string;
+}
+
+/** Turns a validated merge patch into the per-key change it describes. */
+export function planSettingsChange(patch: SettingsPatch): SettingsChange {
+  const values: Record<string, unknown> = {};
+  const section = (prefix: string, obj: Record<string, unknown> | null | undefined) => {
+    if (obj === undefined) return;
+    for (const key of SETTING_KEYS.filter((k) => k.startsWith(`${prefix}.`))) {
+      const field = key.slice(prefix.length + 1);
+      if (obj === null) values[key] = null;
+      else if (field in obj && obj[field] !== undefined) values[key] = obj[field];
+    }
+  };
+  section('device', patch.device);
+  section('recording', patch.recording);
+  const secretKey = patch.device?.secretKey;
+  return secretKey === undefined ? { values } : { values, secretKey };
+}

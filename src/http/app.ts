@@ -1,0 +1,79 @@
+import Router from '@koa/router';
+import Koa from 'koa';
+import { randomUUID } from 'node:crypto';
+import type { Config } from '../config';
+import type { Db } from '../db/knex';
+import { findDeviceIdByTokenHash } from '../db/devices';
+import type { Logger } from '../logger';
+import type { Redis } from '../redis/connection';
+import { redisKeys } from '../redis/connection';
+import type { Liveness } from '../redis/liveness';
+import { createAttemptLimiter } from '../redis/rate-limit';
+import type { SettingsService } from '../settings-service';
+import type { Disconnected } from '../db/transitions';
+import { createAuthenticator } from './auth';
+import { errorHandler } from './errors';
+import { deviceRoutes } from './routes/devices';
+import { settingsRoutes } from './routes/settings';
+
+export interface AppDeps {
+  readonly config: Config & { readonly ADMIN_TOKEN: string };
+  readonly db: Db;
+  readonly redis: Redis;
+  readonly logger: Logger;
+  readonly liveness: Liveness;
+  readonly settings: SettingsService;
+  readonly enqueueEffects: (d: readonly Disconnected[]) => Promise<void>;
+  /** Extra routers (dashboard, metrics, ...) mounted after the API. */
+  readonly extraRouters?: readonly Router[];
+}
+
+/** Ten wrong secrets in a minute from one address block it for the rest of that minute. */
+export const BAD_SECRET_LIMIT = { max: 10, windowSeconds: 60 } as const;
+
+/** Builds the Koa application. It never listens: `server.ts` does, tests use `app.callback()`. */
+export function createApp(deps: AppDeps): Koa {
+  const app = new Koa({ proxy: deps.config.TRUST_PROXY });
+  const keys = redisKeys(deps.config.QUEUE_PREFIX);
+  const auth = createAuthenticator(deps.config.ADMIN_TOKEN, (hash) => findDeviceIdByTokenHash(deps.db, hash));
+  const badSecrets = createAttemptLimiter(deps.redis, keys.badSecret, BAD_SECRET_LIMIT.max, BAD_SECRET_LIMIT.windowSeconds);
+
+  app.on('error', (err: unknown, ctx?: Koa.Context) => {
+    deps.logger.error({ err, requestId: ctx?.state.requestId as unknown }, 'request failed');
+  });
+
+  app.use(async (ctx, next) => {
+    const started = performance.now();
+    const requestId = randomUUID();
+    ctx.state.requestId = requestId;
+    ctx.set('X-Request-Id', requestId);
+    try {
+      await next();
+    } finally {
+      // Method, path and status only: never headers or bodies, which carry tokens and secrets.
+      deps.logger.info(
+        { requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(performance.now() - started) },
+        'request',
+      );
+    }
+  });
+  app.use(errorHandler());
+
+  const routers = [
+    deviceRoutes({
+      config: deps.config,
+      db: deps.db,
+      auth,
+      badSecrets,
+      liveness: deps.liveness,
+      enqueueEffects: deps.enqueueEffects,
+    }),
+    settingsRoutes({ auth, settings: deps.settings }),
+    ...(deps.extraRouters ?? []),
+  ];
+  for (const router of routers) {
+    app.use(router.routes());
+    app.use(router.allowedMethods({ throw: true }));
+  }
+  return app;
+}

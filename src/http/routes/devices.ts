@@ -1,0 +1,221 @@
+import Router from '@koa/router';
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import type { Config } from '../../config';
+import { hashSecret, newToken, secretMatches, tokenHash } from '../../domain/credentials';
+import { DEVICE_STATUSES, registrationSchema, trackEndpoint } from '../../domain/device';
+import { AppError, conflict, forbidden, notFound } from '../../domain/errors';
+import { clientEvent } from '../../domain/events';
+import {
+  findLiveDevice,
+  insertDevice,
+  listDevices,
+  lockLiveDevice,
+  markDeviceDeleted,
+  replaceTokenHash,
+  type Device,
+} from '../../db/devices';
+import { isUniqueViolation, type Db } from '../../db/knex';
+import { appendEvents } from '../../db/outbox';
+import { readSecretHash } from '../../db/settings';
+import { disconnectDevices, type Disconnected } from '../../db/transitions';
+import type { AttemptLimiter } from '../../redis/rate-limit';
+import type { Authenticator } from '../auth';
+import { readJson } from '../body';
+import { parseInput } from '../validate';
+
+/** What the device routes need beyond the database. */
+export interface DeviceRouteDeps {
+  readonly config: Pick<Config, 'channels'>;
+  readonly db: Db;
+  readonly auth: Authenticator;
+  readonly badSecrets: AttemptLimiter;
+  /** Liveness as the gateway sees it (Redis); absent fields fall back to Postgres. */
+  readonly liveness: {
+    lastHeardAt(deviceId: string): Promise<Date | null>;
+    /** Called after a token changed or a device went away: the old token must stop working at once. */
+    forgetToken(tokenHash: string): Promise<void>;
+    forgetDevice(deviceId: string): Promise<void>;
+  };
+  /** Enqueues the effects a disconnect wrote (may be a no-op before the effect workers exist). */
+  readonly enqueueEffects: (d: readonly Disconnected[]) => Promise<void>;
+}
+
+const uuid = z.uuid();
+const listQuery = z.strictObject({
+  status: z.enum(DEVICE_STATUSES).optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  cursor: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,24}$/, 'not a cursor returned by this API')
+    .transform((c, ctx) => {
+      const seq = Number(Buffer.from(c, 'base64url').toString('utf8'));
+      if (!Number.isSafeInteger(seq) || seq < 0) {
+        ctx.addIssue({ code: 'custom', message: 'not a cursor returned by this API' });
+        return z.NEVER;
+      }
+      return seq;
+    })
+    .optional(),
+});
+
+const encodeCursor = (seq: number) => Buffer.from(String(seq)).toString('base64url');
+
+function presentTracks(d: Pick<Device, 'publicChannel' | 'tracks'>) {
+  return d.tracks.map((t) => ({ name: t.name, type: t.type, endpoint: trackEndpoint(d.publicChannel, t.name) }));
+}
+
+function presentDevice(d: Device, lastHeardAt: Date | null) {
+  const last = [lastHeardAt, d.lastHeartbeatAt].filter((x): x is Date => x !== null).sort((a, b) => +b - +a)[0];
+  return {
+    id: d.id,
+    name: d.name,
+    status: d.status,
+    tracks: presentTracks(d),
+    actions: d.actions,
+    createdAt: d.createdAt.toISOString(),
+    connectedAt: d.connectedAt?.toISOString() ?? null,
+    disconnectedAt: d.disconnectedAt?.toISOString() ?? null,
+    lastHeartbeatAt: last?.toISOString() ?? null,
+    currentSessionId: d.currentSessionId,
+  };
+}
+
+/** Reads the `:id` parameter; anything that is not a UUID cannot name a device. */
+export function deviceIdParam(raw: string | undefined): string {
+  const parsed = uuid.safeParse(raw);
+  if (!parsed.success) throw deviceNotFound();
+  return parsed.data;
+}
+export const deviceNotFound = () => notFound('DEVICE_NOT_FOUND', 'no such device');
+
+const MAX_BAD_SECRETS_MESSAGE = 'too many registrations with a wrong secret from this address';
+
+export function deviceRoutes(deps: DeviceRouteDeps): Router {
+  const { db, auth } = deps;
+  const router = new Router();
+
+  router.post('/devices', async (ctx) => {
+    const body = parseInput(registrationSchema, await readJson(ctx));
+    const address = ctx.request.ip;
+    const retryAfter = await deps.badSecrets.blockedFor(address);
+    if (retryAfter > 0) {
+      throw new AppError(429, 'TOO_MANY_ATTEMPTS', MAX_BAD_SECRETS_MESSAGE, { retryAfterSeconds: retryAfter }, {
+        'Retry-After': String(retryAfter),
+      });
+    }
+    const stored = await readSecretHash(db);
+    // Without a stored secret the comparison still runs, so timing does not reveal the configuration.
+    const valid = secretMatches(body.secretKey, stored ?? hashSecret(randomUUID()));
+    if (!stored || !valid) {
+      await deps.badSecrets.fail(address);
+      throw new AppError(401, 'INVALID_SECRET_KEY', 'the registration secret key is not valid');
+    }
+    const token = newToken();
+    const id = randomUUID();
+    let device: Device;
+    try {
+      device = await db.transaction(async (trx) => {
+        const created = await insertDevice(trx, {
+          id,
+          name: body.name,
+          tokenHash: tokenHash(token),
+          tracks: body.tracks,
+          actions: body.actions,
+        });
+        await appendEvents(trx, [
+          clientEvent('DEVICE_REGISTERED', created.id, { name: created.name }, created.createdAt),
+        ]);
+        return created;
+      });
+    } catch (err) {
+      if (isUniqueViolation(err, 'devices_name_live_unique')) {
+        throw conflict('DEVICE_NAME_TAKEN', `a device named "${body.name}" is already registered`, {
+          field: 'name',
+        });
+      }
+      throw err;
+    }
+    ctx.status = 201;
+    ctx.set('Location', `/devices/${device.id}`);
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = {
+      id: device.id,
+      name: device.name,
+      token,
+      status: device.status,
+      tracks: presentTracks(device),
+      actions: device.actions,
+      createdAt: device.createdAt.toISOString(),
+      channels: { deviceManagement: deps.config.channels.deviceManagement },
+    };
+  });
+
+  router.get('/devices', async (ctx) => {
+    auth.operator(ctx);
+    const query = parseInput(listQuery, ctx.query);
+    const page = await listDevices(db, { status: query.status, afterSeq: query.cursor, limit: query.limit });
+    const last = page.devices.at(-1);
+    ctx.body = {
+      devices: page.devices.map((d) => presentDevice(d, null)),
+      nextCursor: page.more && last ? encodeCursor(last.seq) : null,
+    };
+  });
+
+  router.get('/devices/:id', async (ctx) => {
+    const caller = await auth.caller(ctx);
+    const id = deviceIdParam(ctx.params.id);
+    if (caller.kind === 'device' && caller.deviceId !== id) throw forbidden('a device may read only itself');
+    const device = await findLiveDevice(db, id);
+    if (!device) throw deviceNotFound();
+    ctx.body = presentDevice(device, await deps.liveness.lastHeardAt(id));
+  });
+
+  router.delete('/devices/:id', async (ctx) => {
+    auth.operator(ctx);
+    const id = deviceIdParam(ctx.params.id);
+    const { disconnected, oldHash } = await db.transaction(async (trx) => {
+      const device = await lockLiveDevice(trx, id);
+      if (!device) throw deviceNotFound();
+      const hash = await trx('devices').where({ id }).first<{ token_hash: string }>('token_hash');
+      const ended =
+        device.status === 'CONNECTED'
+          ? await disconnectDevices(
+              trx,
+              [{ deviceId: id, beforeRound: null, missedRounds: 0, lastRoundHeard: null, lastHeartbeatAt: null }],
+              'DELETED',
+            )
+          : [];
+      await markDeviceDeleted(trx, id);
+      await appendEvents(trx, [clientEvent('DEVICE_DELETED', id, { name: device.name })]);
+      return { disconnected: ended, oldHash: hash!.token_hash };
+    });
+    await deps.liveness.forgetToken(oldHash);
+    await deps.liveness.forgetDevice(id);
+    await deps.enqueueEffects(disconnected);
+    ctx.status = 204;
+  });
+
+  router.post('/devices/:id/token', async (ctx) => {
+    auth.operator(ctx);
+    const id = deviceIdParam(ctx.params.id);
+    const token = newToken();
+    const oldHash = await db.transaction(async (trx) => {
+      const row = await trx('devices')
+        .where({ id })
+        .whereNull('deleted_at')
+        .forUpdate()
+        .first<{ token_hash: string } | undefined>('token_hash');
+      if (!row) throw deviceNotFound();
+      await replaceTokenHash(trx, id, tokenHash(token));
+      await appendEvents(trx, [clientEvent('DEVICE_TOKEN_ROTATED', id)]);
+      return row.token_hash;
+    });
+    await deps.liveness.forgetToken(oldHash);
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = { id, token };
+  });
+
+  return router;
+}
+

@@ -1,0 +1,11 @@
+import type { z } from 'zod';
+import { validationFailed } from '../domain/errors';
+
+/** Parses input with a zod schema; a failure is a 400 VALIDATION_FAILED naming every bad field. */
+export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  throw validationFailed(
+    result.error.issues.map((issue) => ({ field: issue.path.map(String).join('.'), message: issue.message })),
+  );
+}

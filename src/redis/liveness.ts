@@ -1,0 +1,163 @@
+import type { Redis, Result } from 'ioredis';
+import type { RedisKeys } from './connection';
+
+/** Outcome of one heartbeat, as decided atomically in Redis. */
+export type HeardResult =
+  | { kind: 'unknown'; tokenHash: string }
+  | { kind: 'stale'; deviceId: string }
+  | { kind: 'heard'; deviceId: string; round: number }
+  /** The device was not in the connected index: it may be a first or recovered heartbeat. */
+  | { kind: 'new'; deviceId: string; round: number };
+
+export interface HeartbeatInput {
+  readonly tokenHash: string;
+  /** The round the device echoed, if it did. */
+  readonly round?: number | undefined;
+}
+
+export interface Claimed {
+  readonly deviceId: string;
+  readonly lastRound: number;
+  readonly missedRounds: number;
+  readonly lastSeenMs: number | null;
+}
+
+// Records a batch of heartbeats in one round trip: resolves each token hash through the cache,
+// stamps the device with the round open right now (read here, so no process needs a clock or a
+// cached round), and says which devices were absent from the connected index.
+const INGEST = `
+local round = tonumber(redis.call('GET', KEYS[4]) or '0')
+local now = ARGV[1]
+local out = {round}
+for i = 2, #ARGV, 2 do
+  local id = redis.call('HGET', KEYS[1], ARGV[i])
+  if not id then
+    table.insert(out, 'u'); table.insert(out, ARGV[i])
+  elseif ARGV[i + 1] ~= '' and tonumber(ARGV[i + 1]) < round then
+    table.insert(out, 's'); table.insert(out, id)
+  else
+    local prev = redis.call('ZSCORE', KEYS[2], id)
+    if not prev then
+      redis.call('ZADD', KEYS[2], round, id)
+      table.insert(out, 'n')
+    else
+      if tonumber(prev) < round then redis.call('ZADD', KEYS[2], round, id) end
+      table.insert(out, 'h')
+    end
+    table.insert(out, id)
+    redis.call('HSET', KEYS[3], id, now)
+  end
+end
+return out`;
+
+// Moves the devices that missed more than max consecutive valid rounds out of the connected index
+// into a claim list for round n, atomically, and returns the claim list (including what a crashed
+// earlier run claimed). ARGV: n, max, limit.
+const CLAIM = `
+local n = tonumber(ARGV[1])
+local max = tonumber(ARGV[2])
+local v = redis.call('ZREVRANGEBYSCORE', KEYS[2], n, '-inf', 'LIMIT', max, 1)[1]
+if v then
+  local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. v, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
+  for i = 1, #stale, 2 do
+    local missed = redis.call('ZCOUNT', KEYS[2], '(' .. stale[i + 1], n)
+    redis.call('ZREM', KEYS[1], stale[i])
+    redis.call('HSET', KEYS[3], stale[i], stale[i + 1] .. ':' .. missed)
+  end
+  redis.call('EXPIRE', KEYS[3], 86400)
+end
+local claimed = redis.call('HSCAN', KEYS[3], 0, 'COUNT', tonumber(ARGV[3]))[2]
+local out = {}
+for i = 1, #claimed, 2 do
+  table.insert(out, claimed[i]); table.insert(out, claimed[i + 1])
+  table.insert(out, redis.call('HGET', KEYS[4], claimed[i]) or '')
+end
+return out`;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    rollcallIngest(tokens: string, heard: string, lastSeen: string, round: string, ...args: string[]): Result<(string | number)[], Context>;
+    rollcallClaim(heard: string, valid: string, claimed: string, lastSeen: string, ...args: string[]): Result<string[], Context>;
+  }
+}
+
+/** The hot liveness state in Redis: token cache, connected index, last-seen times, claims. */
+export function createLiveness(redis: Redis, keys: RedisKeys) {
+  redis.defineCommand('rollcallIngest', { numberOfKeys: 4, lua: INGEST });
+  redis.defineCommand('rollcallClaim', { numberOfKeys: 4, lua: CLAIM });
+
+  return {
+    /** Records a batch of heartbeats; one round trip whatever the batch size. */
+    async recordHeartbeats(batch: readonly HeartbeatInput[], nowMs = Date.now()): Promise<HeardResult[]> {
+      if (batch.length === 0) return [];
+      const args = batch.flatMap((h) => [h.tokenHash, h.round === undefined ? '' : String(h.round)]);
+      const out = await redis.rollcallIngest(keys.tokens, keys.heard, keys.lastSeen, keys.round, String(nowMs), ...args);
+      const round = Number(out[0]);
+      const results: HeardResult[] = [];
+      for (let i = 1; i < out.length; i += 2) {
+        const code = out[i];
+        const value = String(out[i + 1]);
+        if (code === 'u') results.push({ kind: 'unknown', tokenHash: value });
+        else if (code === 's') results.push({ kind: 'stale', deviceId: value });
+        else results.push({ kind: code === 'n' ? 'new' : 'heard', deviceId: value, round });
+      }
+      return results;
+    },
+
+    /** Caches token hash -> device id, so heartbeats resolve without Postgres. */
+    async cacheTokens(entries: readonly { tokenHash: string; deviceId: string }[]): Promise<void> {
+      if (entries.length === 0) return;
+      await redis.hset(keys.tokens, ...entries.flatMap((e) => [e.tokenHash, e.deviceId]));
+    },
+
+    async forgetToken(tokenHash: string): Promise<void> {
+      await redis.hdel(keys.tokens, tokenHash);
+    },
+
+    /** Removes a device from the connected index (deleted). */
+    async forgetDevice(deviceId: string): Promise<void> {
+      await redis.multi().zrem(keys.heard, deviceId).hdel(keys.lastSeen, deviceId).exec();
+    },
+
+    async lastHeardAt(deviceId: string): Promise<Date | null> {
+      const ms = await redis.hget(keys.lastSeen, deviceId);
+      return ms ? new Date(Number(ms)) : null;
+    },
+
+    async isIndexed(deviceId: string): Promise<number | null> {
+      const score = await redis.zscore(keys.heard, deviceId);
+      return score === null ? null : Number(score);
+    },
+
+    /** Puts connected devices into the index as heard in `round`, unless already there. */
+    async seed(deviceIds: readonly string[], round: number): Promise<void> {
+      if (deviceIds.length === 0) return;
+      await redis.zadd(keys.heard, 'NX', ...deviceIds.flatMap((id) => [round, id]));
+    },
+
+    /**
+     * Claims, for the evaluation of round n, the devices whose consecutive valid misses exceed max.
+     * Returns everything claimed for round n and not yet released, up to `limit` entries.
+     */
+    async claimStale(n: number, max: number, limit: number): Promise<Claimed[]> {
+      const out = await redis.rollcallClaim(keys.heard, keys.validRounds, keys.claimed(n), keys.lastSeen, String(n), String(max), String(limit));
+      const claimed: Claimed[] = [];
+      for (let i = 0; i < out.length; i += 3) {
+        const [lastRound, missed] = String(out[i + 1]).split(':');
+        const seen = out[i + 2];
+        claimed.push({
+          deviceId: String(out[i]),
+          lastRound: Number(lastRound),
+          missedRounds: Number(missed),
+          lastSeenMs: seen ? Number(seen) : null,
+        });
+      }
+      return claimed;
+    },
+
+    async releaseClaims(n: number, deviceIds: readonly string[]): Promise<void> {
+      if (deviceIds.length > 0) await redis.hdel(keys.claimed(n), ...deviceIds);
+    },
+  };
+}
+export type Liveness = ReturnType<typeof createLiveness>;

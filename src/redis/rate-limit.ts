@@ -1,0 +1,43 @@
+import type { Redis } from 'ioredis';
+
+export interface AttemptLimiter {
+  /** Seconds until this address may try again, or 0 when it is not blocked. */
+  blockedFor(address: string): Promise<number>;
+  /** Records one failure for the address. */
+  fail(address: string): Promise<void>;
+}
+
+/**
+ * Fixed-window failure counter in Redis, so the limit holds across every web replica.
+ * After `max` failures in `windowSeconds` the address is blocked for the rest of the window.
+ */
+export function createAttemptLimiter(
+  redis: Redis,
+  keyOf: (address: string) => string,
+  max: number,
+  windowSeconds: number,
+): AttemptLimiter {
+  return {
+    async blockedFor(address) {
+      const [count, ttl] = await redis.multi().get(keyOf(address)).pttl(keyOf(address)).exec().then(unwrap);
+      if (Number(count ?? 0) < max) return 0;
+      return Math.max(1, Math.ceil(Number(ttl) / 1000));
+    },
+    async fail(address) {
+      await redis
+        .multi()
+        .incr(keyOf(address))
+        .pexpire(keyOf(address), windowSeconds * 1000, 'NX')
+        .exec()
+        .then(unwrap);
+    },
+  };
+}
+
+function unwrap(results: [Error | null, unknown][] | null): unknown[] {
+  if (!results) throw new Error('redis transaction aborted');
+  return results.map(([err, value]) => {
+    if (err) throw err;
+    return value;
+  });
+}
