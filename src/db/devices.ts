@@ -77,7 +77,7 @@ export interface NewDevice {
 
 /** Inserts a device; its public Moth channel name is its id, never anything derived from the token. */
 export async function insertDevice(q: Queryable, d: NewDevice): Promise<Device> {
-  const [row] = (await q('devices')
+  const [row] = await q('devices')
     .insert({
       id: d.id,
       name: d.name,
@@ -86,7 +86,7 @@ export async function insertDevice(q: Queryable, d: NewDevice): Promise<Device> 
       tracks: JSON.stringify(d.tracks),
       actions: JSON.stringify(d.actions),
     })
-    .returning(COLUMNS)) as DeviceRow[];
+    .returning<DeviceRow[]>(COLUMNS);
   return toDevice(row!);
 }
 

@@ -177,7 +177,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
     const { disconnected, oldHash } = await db.transaction(async (trx) => {
       const device = await lockLiveDevice(trx, id);
       if (!device) throw deviceNotFound();
-      const hash = await trx('devices').where({ id }).first<{ token_hash: string }>('token_hash');
+      const hash = await trx('devices').where({ id }).first<{ token_hash: string } | undefined>('token_hash');
       const ended =
         device.status === 'CONNECTED'
           ? await disconnectDevices(
