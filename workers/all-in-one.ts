@@ -4,19 +4,24 @@ import { applyRegistrationSecret } from '../src/bootstrap';
 import { ConfigError, loadConfig } from '../src/config';
 import { createDb, migrateLatest } from '../src/db/knex';
 import { MissingDependencyError } from '../src/dev/embedded-redis';
+
+const isDataDirBusy = (err: unknown): err is Error => err instanceof Error && err.message.startsWith('DATA_DIR ');
 import { startEmbeddedStack } from '../src/dev/stack';
 import { createLogger } from '../src/logger';
 import { onShutdownSignal, stopAll, type Role } from '../src/roles/role';
 import { startWeb } from '../src/roles/web';
+import { startGateway } from '../src/roles/gateway';
+import { startWorker } from '../src/roles/worker';
+import { MothHub } from '../src/moth/hub';
+
+const roles: Role[] = [];
 
 async function main() {
   const config = loadConfig();
   const logger = createLogger(config.LOG_LEVEL, 'rollcall');
-  const roles: Role[] = [];
-  const stop = () => stopAll(roles, (err) => logger.error({ err }, 'stop failed'));
   onShutdownSignal(async () => {
     logger.info('stopping');
-    await stop();
+    await stopAll(roles, (err) => logger.error({ err }, 'stop failed'));
   });
 
   const stack = await startEmbeddedStack(config, logger);
@@ -32,8 +37,18 @@ async function main() {
     await db.destroy();
   }
 
+  let mothUrl = full.MOTH_URL;
+  if (!mothUrl) {
+    const hub = new MothHub({ port: full.MOTH_PORT, host: '0.0.0.0', ...(full.MOTH_KEY ? { key: full.MOTH_KEY } : {}) });
+    await hub.start();
+    roles.push(hub);
+    mothUrl = `ws://localhost:${hub.port}`;
+  }
+
   const web = await startWeb({ ...full }, logger);
   roles.push(web);
+  roles.push(await startWorker(full, logger));
+  roles.push(await startGateway({ ...full, MOTH_URL: mothUrl }, logger));
 
   const api = `http://localhost:${web.port}`;
   const lines = [
@@ -44,6 +59,9 @@ async function main() {
     secret.secret
       ? `  registration secret ${secret.secret}  (${secret.source === 'env' ? 'from DEVICE_SECRET_KEY' : 'generated on first start, stored hashed: note it now'})`
       : '  registration secret unchanged (stored hashed; set DEVICE_SECRET_KEY or PATCH /server-settings to replace it)',
+    `  moth                ${mothUrl}${full.MOTH_URL ? '' : '  (embedded Moth-compatible hub)'}`,
+    `  device channel      ${mothUrl}${full.channels.deviceManagement}`,
+    `  client events       ${mothUrl}${full.channels.clientEvents}`,
     `  postgres            ${stack.startedHere.includes('postgres') ? `embedded, data in ${full.DATA_DIR}/postgres` : 'DATABASE_URL'}`,
     `  redis               ${stack.startedHere.includes('redis') ? `embedded, data in ${full.DATA_DIR}/redis` : 'REDIS_URL'}`,
     '',
@@ -51,8 +69,10 @@ async function main() {
   process.stdout.write(lines.join('\n') + '\n');
 }
 
-main().catch((err: unknown) => {
-  if (err instanceof ConfigError || err instanceof MissingDependencyError) {
+main().catch(async (err: unknown) => {
+  // Whatever started before the failure is stopped, children included.
+  await stopAll(roles, () => {});
+  if (err instanceof ConfigError || err instanceof MissingDependencyError || isDataDirBusy(err)) {
     process.stderr.write(`rollcall cannot start: ${err.message}\n`);
   } else {
     process.stderr.write(`rollcall failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

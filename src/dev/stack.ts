@@ -4,6 +4,7 @@ import type { Config } from '../config';
 import type { Logger } from '../logger';
 import { startEmbeddedPostgres, type RunningService } from './embedded-postgres';
 import { startEmbeddedRedis } from './embedded-redis';
+import { lockDataDir } from './processes';
 
 export interface EmbeddedStack {
   /** The configuration with every missing URL and credential filled in. */
@@ -19,7 +20,8 @@ export interface EmbeddedStack {
  */
 export async function startEmbeddedStack(config: Config, logger: Logger): Promise<EmbeddedStack> {
   const dataDir = resolve(config.DATA_DIR);
-  const services: RunningService[] = [];
+  const unlock = lockDataDir(dataDir);
+  const services: RunningService[] = [{ url: dataDir, stop: async () => unlock() }];
   const startedHere: string[] = [];
   try {
     let databaseUrl = config.DATABASE_URL;

@@ -32,7 +32,8 @@ export function redisKeys(prefix: string) {
     claimed: (n: number) => k(`claimed:${n}`),
     gateways: k('gateways'),
     livenessSeeded: k('liveness:seeded'),
-    settingsChanged: k('settings-changed'),
+    livenessSeedLock: k('liveness:seed-lock'),
+    schedulerEvery: k('scheduler:every'),
   };
 }
 export type RedisKeys = ReturnType<typeof redisKeys>;

@@ -3,7 +3,10 @@ import type { RedisKeys } from './connection';
 
 /** Outcome of one heartbeat, as decided atomically in Redis. */
 export type HeardResult =
+  /** Not in the cache: the caller resolves it from Postgres. */
   | { kind: 'unknown'; tokenHash: string }
+  /** A rotated or deleted token: refused without a lookup. */
+  | { kind: 'revoked'; tokenHash: string }
   | { kind: 'stale'; deviceId: string }
   | { kind: 'heard'; deviceId: string; round: number }
   /** The device was not in the connected index: it may be a first or recovered heartbeat. */
@@ -33,6 +36,8 @@ for i = 2, #ARGV, 2 do
   local id = redis.call('HGET', KEYS[1], ARGV[i])
   if not id then
     table.insert(out, 'u'); table.insert(out, ARGV[i])
+  elseif id == '-' then
+    table.insert(out, 'x'); table.insert(out, ARGV[i])
   elseif ARGV[i + 1] ~= '' and tonumber(ARGV[i + 1]) < round then
     table.insert(out, 's'); table.insert(out, id)
   else
@@ -98,23 +103,30 @@ export function createLiveness(redis: Redis, keys: RedisKeys) {
         const code = out[i];
         const value = String(out[i + 1]);
         if (code === 'u') results.push({ kind: 'unknown', tokenHash: value });
+        else if (code === 'x') results.push({ kind: 'revoked', tokenHash: value });
         else if (code === 's') results.push({ kind: 'stale', deviceId: value });
         else results.push({ kind: code === 'n' ? 'new' : 'heard', deviceId: value, round });
       }
       return results;
     },
 
-    /** Caches token hash -> device id, so heartbeats resolve without Postgres. */
+    /**
+     * Caches token hash -> device id, so heartbeats resolve without Postgres. Never overwrites an
+     * entry: a lookup that raced with a rotation cannot bring a revoked token back.
+     */
     async cacheTokens(entries: readonly { tokenHash: string; deviceId: string }[]): Promise<void> {
       if (entries.length === 0) return;
-      await redis.hset(keys.tokens, ...entries.flatMap((e) => [e.tokenHash, e.deviceId]));
+      const tx = redis.multi();
+      for (const e of entries) tx.hsetnx(keys.tokens, e.tokenHash, e.deviceId);
+      await tx.exec();
     },
 
+    /** Revokes a token hash in the cache (a tombstone, so no racing lookup can re-cache it). */
     async forgetToken(tokenHash: string): Promise<void> {
-      await redis.hdel(keys.tokens, tokenHash);
+      await redis.hset(keys.tokens, tokenHash, '-');
     },
 
-    /** Removes a device from the connected index (deleted). */
+    /** Removes a device from the connected index (deleted, or its connect transition failed). */
     async forgetDevice(deviceId: string): Promise<void> {
       await redis.multi().zrem(keys.heard, deviceId).hdel(keys.lastSeen, deviceId).exec();
     },

@@ -139,7 +139,10 @@ describe('POST /devices/:id/token', () => {
     const { tokenHash } = await import('../../src/domain/credentials');
     await t.liveness.cacheTokens([{ tokenHash: tokenHash(d.token), deviceId: d.id }]);
     await request(t.callback).post(`/devices/${d.id}/token`).set(admin);
-    expect(await t.redis.hget(t.keys.tokens, tokenHash(d.token))).toBeNull();
+    expect(await t.redis.hget(t.keys.tokens, tokenHash(d.token))).toBe('-');
+    // a lookup that raced with the rotation cannot re-cache the old token
+    await t.liveness.cacheTokens([{ tokenHash: tokenHash(d.token), deviceId: d.id }]);
+    expect((await t.liveness.recordHeartbeats([{ tokenHash: tokenHash(d.token) }]))[0]).toMatchObject({ kind: 'revoked' });
   });
 
   it('404 for an unknown device', async () => {

@@ -17,6 +17,7 @@ import {
 } from '../../db/devices';
 import { isUniqueViolation, type Db } from '../../db/knex';
 import { appendEvents } from '../../db/outbox';
+import { listSessions } from '../../db/sessions';
 import { readSecretHash } from '../../db/settings';
 import { disconnectDevices, type Disconnected } from '../../db/transitions';
 import type { AttemptLimiter } from '../../redis/rate-limit';
@@ -58,6 +59,8 @@ const listQuery = z.strictObject({
     })
     .optional(),
 });
+
+const sessionsQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(50) });
 
 const encodeCursor = (seq: number) => Buffer.from(String(seq)).toString('base64url');
 
@@ -169,6 +172,25 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
     const device = await findLiveDevice(db, id);
     if (!device) throw deviceNotFound();
     ctx.body = presentDevice(device, await deps.liveness.lastHeardAt(id));
+  });
+
+  router.get('/devices/:id/sessions', async (ctx) => {
+    auth.operator(ctx);
+    const id = deviceIdParam(ctx.params.id);
+    const { limit } = parseInput(sessionsQuery, ctx.query);
+    if (!(await findLiveDevice(db, id))) throw deviceNotFound();
+    const sessions = await listSessions(db, id, limit);
+    ctx.body = {
+      sessions: sessions.map((s) => ({
+        id: s.id,
+        startedAt: s.startedAt.toISOString(),
+        startedRound: s.startedRound,
+        endedAt: s.endedAt?.toISOString() ?? null,
+        endReason: s.endReason,
+        roundsMissed: s.roundsMissed,
+        lastRoundHeard: s.lastRoundHeard,
+      })),
+    };
   });
 
   router.delete('/devices/:id', async (ctx) => {

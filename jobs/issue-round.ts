@@ -1,0 +1,76 @@
+import type { Job } from 'bullmq';
+import type { Logger } from '../src/logger';
+import { healthcheck, type HealthcheckMessage } from '../src/moth/codec';
+import type { Metrics } from '../src/metrics';
+import type { GatewayRegistry, Rounds } from '../src/redis/rounds';
+
+export const name = 'issue-round';
+
+export interface IssueRoundDeps {
+  readonly rounds: Rounds;
+  readonly gateways: GatewayRegistry;
+  /** Sends on the device-management channel; rejects when the Moth session is down. */
+  readonly broadcast: (message: HealthcheckMessage) => Promise<void>;
+  readonly intervalSeconds: () => Promise<number>;
+  /** Re-creates the liveness index after Redis lost it (no-op when it is intact). */
+  readonly ensureLivenessState: () => Promise<void>;
+  readonly enqueueEvaluation: (round: number) => Promise<void>;
+  /** Keeps the scheduler's period equal to the setting (a no-op when it already is). */
+  readonly reschedule: (intervalSeconds: number) => Promise<void>;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly now?: () => number;
+}
+
+export type IssueRoundResult = { skipped: 'late' | 'too-soon' } | { round: number; previous: 'valid' | 'void' | null };
+
+/** When the scheduler meant this tick to run: the millis BullMQ puts at the end of a scheduler job id. */
+export function scheduledTime(job: Pick<Job, 'id' | 'timestamp' | 'delay'>): number {
+  const millis = /(\d{10,})$/.exec(job.id ?? '')?.[1];
+  return millis ? Number(millis) : job.timestamp + (job.delay ?? 0);
+}
+
+/**
+ * One scheduler tick: issue round n (advance the counter, broadcast HEALTHCHECK), which closes round
+ * n-1: decide whether n-1 was valid and enqueue its single evaluation.
+ */
+export function createIssueRound(deps: IssueRoundDeps) {
+  const now = deps.now ?? Date.now;
+  return async (job: Pick<Job, 'id' | 'timestamp' | 'delay'>): Promise<IssueRoundResult> => {
+    const intervalSeconds = await deps.intervalSeconds();
+    const intervalMs = intervalSeconds * 1000;
+    await deps.reschedule(intervalSeconds);
+    const t = now();
+    // A tick that waited in the queue (all gateways were down) is not issued late: devices would get
+    // rounds in a burst and miss them. The next tick comes within one interval.
+    const scheduledAt = scheduledTime(job);
+    if (t - scheduledAt > Math.max(intervalMs / 2, 1000)) return { skipped: 'late' };
+
+    await deps.ensureLivenessState();
+    const { round, fresh } = await deps.rounds.advance(job.id ?? `t${scheduledAt}`, t, intervalMs * 0.8, intervalSeconds);
+    if (round === 0) return { skipped: 'too-soon' };
+
+    let previous: 'valid' | 'void' | null = null;
+    const prev = round > 1 ? await deps.rounds.meta(round - 1) : null;
+    if (prev && prev.outcome === null) {
+      const heard = prev.broadcast && (await deps.gateways.heldSince(prev.issuedAt, t));
+      previous = heard ? 'valid' : 'void';
+      await deps.rounds.close(round - 1, previous);
+      deps.metrics.rounds.inc({ outcome: previous });
+      if (previous === 'void') deps.logger.warn({ round: round - 1 }, 'round void: no gateway heard it throughout');
+    }
+    if (prev) await deps.enqueueEvaluation(round - 1);
+
+    const meta = await deps.rounds.meta(round);
+    if (fresh || !meta?.broadcast) {
+      try {
+        await deps.broadcast(healthcheck(round, intervalSeconds, new Date(meta?.issuedAt ?? t)));
+        await deps.rounds.markBroadcast(round);
+      } catch (err) {
+        // Not retried: a late HEALTHCHECK is worse than none. The round will be void.
+        deps.logger.warn({ round, err: (err as Error).message }, 'HEALTHCHECK broadcast failed');
+      }
+    }
+    return { round, previous };
+  };
+}

@@ -1,0 +1,94 @@
+import { WebSocket } from 'ws';
+
+export interface SimulatedDeviceOptions {
+  /** `ws://host:port` of Moth. */
+  readonly mothUrl: string;
+  /** `channels.deviceManagement` from the registration response. */
+  readonly channelPath: string;
+  readonly token: string;
+  /** Delay before answering a HEALTHCHECK, ms (a function for random delays). */
+  readonly replyDelayMs?: number | (() => number);
+  /** Echo the round number (deployed robots do not). */
+  readonly echoRound?: boolean;
+  /** Answer with a text frame instead of binary. */
+  readonly textFrames?: boolean;
+}
+
+/**
+ * A device as TeamGRIT's deployed robots behave on the health-check connection: every frame parsed as
+ * JSON; on HEALTHCHECK it answers exactly `{"type":"HEARTBEAT","token":"..."}` as a binary frame.
+ */
+export class SimulatedDevice {
+  /** While true the device hears HEALTHCHECKs but does not answer (a hung robot). */
+  silent = false;
+  heartbeatsSent = 0;
+  lastHeartbeatAt: number | null = null;
+  readonly received: Record<string, unknown>[] = [];
+  private ws?: WebSocket;
+  private closed = false;
+
+  constructor(private readonly options: SimulatedDeviceOptions) {}
+
+  async connect(): Promise<void> {
+    this.closed = false;
+    const ws = new WebSocket(new URL(this.options.channelPath, this.options.mothUrl).toString());
+    this.ws = ws;
+    ws.on('message', (data) => this.onFrame(data as Buffer));
+    ws.on('error', () => {});
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+  }
+
+  get connected(): boolean {
+    return this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  /** Sends one heartbeat now, as a robot would. */
+  heartbeat(round?: number): void {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    const body: Record<string, unknown> = { type: 'HEARTBEAT', token: this.options.token };
+    if (this.options.echoRound && round !== undefined) body.round = round;
+    const json = JSON.stringify(body);
+    ws.send(this.options.textFrames ? json : Buffer.from(json), { binary: !this.options.textFrames });
+    this.heartbeatsSent++;
+    this.lastHeartbeatAt = Date.now();
+  }
+
+  /** Sends raw bytes on the channel (hostile input tests). */
+  sendRaw(data: Buffer | string, binary = true): void {
+    this.ws?.send(data, { binary });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const ws = this.ws;
+    if (!ws || ws.readyState === WebSocket.CLOSED) return;
+    await new Promise<void>((resolve) => {
+      ws.once('close', () => resolve());
+      ws.close();
+      setTimeout(() => {
+        ws.terminate();
+        resolve();
+      }, 500).unref();
+    });
+  }
+
+  private onFrame(data: Buffer) {
+    let msg: Record<string, unknown>;
+    try {
+      msg = JSON.parse(data.toString('utf8')) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    this.received.push(msg);
+    if (msg.type !== 'HEALTHCHECK' || this.silent || this.closed) return;
+    const d = this.options.replyDelayMs;
+    const delay = typeof d === 'function' ? d() : (d ?? 0);
+    const round = typeof msg.round === 'number' ? msg.round : undefined;
+    if (delay <= 0) this.heartbeat(round);
+    else setTimeout(() => !this.silent && this.heartbeat(round), delay);
+  }
+}

@@ -1,0 +1,102 @@
+import type { EventChannel } from '../domain/events';
+import type { Db } from '../db/knex';
+import { markPublished, selectUnpublished } from '../db/outbox';
+import type { Logger } from '../logger';
+import type { Metrics } from '../metrics';
+
+export interface OutboxPublisherDeps {
+  readonly db: Db;
+  readonly send: (channel: EventChannel, body: unknown) => Promise<void>;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly pollMs?: number;
+  readonly batchSize?: number;
+}
+
+/** Any number of gateways may run a publisher; one advisory lock lets one publish at a time, in order. */
+const OUTBOX_LOCK = 0x726f6c6c; // "roll"
+
+/**
+ * Publishes the outbox to Moth in commit order (so per device in order), at least once: an event is
+ * marked published only after Moth took it; a failure (Moth down) leaves it for the next pass.
+ */
+export function createOutboxPublisher(deps: OutboxPublisherDeps) {
+  const pollMs = deps.pollMs ?? 100;
+  const batchSize = deps.batchSize ?? 200;
+  let stopped = true;
+  let loop: Promise<void> = Promise.resolve();
+  let wake: (() => void) | undefined;
+  let failures = 0;
+
+  /** One pass; resolves with the number of events published, rejects when Moth refused one. */
+  async function publishOnce(): Promise<number> {
+    const { sent, error } = await deps.db.transaction(async (trx) => {
+      const { rows } = await trx.raw<{ rows: { locked: boolean }[] }>('SELECT pg_try_advisory_xact_lock(?) AS locked', [
+        OUTBOX_LOCK,
+      ]);
+      if (!rows[0]?.locked) return { sent: 0, error: undefined };
+      const pending = await selectUnpublished(trx, batchSize);
+      const ids: string[] = [];
+      let failure: unknown;
+      for (const e of pending) {
+        try {
+          await deps.send(e.channel, e.body);
+        } catch (err) {
+          failure = err;
+          break;
+        }
+        ids.push(e.id);
+        deps.metrics.eventsPublished.inc({ channel: e.channel });
+      }
+      // What Moth took is marked (and committed) even when a later one failed.
+      await markPublished(trx, ids);
+      return { sent: ids.length, error: failure };
+    });
+    if (error) throw error instanceof Error ? error : new Error(String(error));
+    return sent;
+  }
+
+  async function run() {
+    while (!stopped) {
+      let published = 0;
+      try {
+        published = await publishOnce();
+        failures = 0;
+      } catch (err) {
+        failures++;
+        if (failures === 1 || failures % 50 === 0) {
+          deps.logger.warn({ err: (err as Error).message, failures }, 'outbox publish failed; will retry');
+        }
+      }
+      if (stopped) break;
+      if (published >= batchSize) continue;
+      const delay = failures > 0 ? Math.min(5000, pollMs * 2 ** Math.min(failures, 6)) : pollMs;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, delay);
+        wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      wake = undefined;
+    }
+  }
+
+  return {
+    publishOnce,
+    start(): void {
+      if (!stopped) return;
+      stopped = false;
+      loop = run();
+    },
+    /** Publishes right away instead of at the next poll. */
+    nudge(): void {
+      wake?.();
+    },
+    async stop(): Promise<void> {
+      stopped = true;
+      wake?.();
+      await loop;
+    },
+  };
+}

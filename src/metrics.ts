@@ -1,0 +1,56 @@
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The service's metrics; each process (role) has its own registry and exposes it. */
+export function createMetrics(role: string, withDefaults = false) {
+  const registry = new Registry();
+  registry.setDefaultLabels({ role });
+  if (withDefaults) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  return {
+    registry,
+    rounds: new Counter({
+      name: 'rollcall_rounds_total',
+      help: 'Health-check rounds closed, by outcome (valid, void, held)',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    heartbeats: new Counter({
+      name: 'rollcall_heartbeats_total',
+      help: 'Frames received on the device channel, by result',
+      labelNames: ['result'],
+      registers,
+    }),
+    transitions: new Counter({
+      name: 'rollcall_transitions_total',
+      help: 'Device status transitions, by target status',
+      labelNames: ['to'],
+      registers,
+    }),
+    eventsPublished: new Counter({
+      name: 'rollcall_events_published_total',
+      help: 'Outbox events sent to Moth, by channel',
+      labelNames: ['channel'],
+      registers,
+    }),
+    effects: new Counter({
+      name: 'rollcall_effects_total',
+      help: 'Side effects finished, by effect and outcome',
+      labelNames: ['effect', 'outcome'],
+      registers,
+    }),
+    detectionSeconds: new Histogram({
+      name: 'rollcall_detection_seconds',
+      help: 'From the last heartbeat of a device to the decision that it is disconnected',
+      buckets: [1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600],
+      registers,
+    }),
+    effectSeconds: new Histogram({
+      name: 'rollcall_effect_seconds',
+      help: 'From the disconnect decision to the effect done',
+      labelNames: ['effect'],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
+      registers,
+    }),
+  };
+}
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,173 @@
+import { EventEmitter } from 'node:events';
+import { WebSocket, type RawData } from 'ws';
+import type { Logger } from '../logger';
+
+export interface MothClientOptions {
+  /** Base URL of the Moth server, `ws://host:port` or `wss://host:port`. */
+  readonly url: string;
+  /** Path and query of the channel, e.g. `/pang/ws/meb?channel=instant&name=x&source=base&track=base`. */
+  readonly path: string;
+  /** Stream key, sent as `key=` when set. */
+  readonly key?: string | undefined;
+  /** Minimum gap between two frames we send: Moth loses frames sent back to back. */
+  readonly frameGapMs: number;
+  /** WebSocket ping period; must be well inside Moth's idle timeout (30 s). Pongs are never expected. */
+  readonly pingSeconds: number;
+  readonly logger: Logger;
+  /** Backoff bounds for reconnects. */
+  readonly reconnect?: { readonly minMs: number; readonly maxMs: number };
+}
+
+export interface MothClientEvents {
+  open: [];
+  close: [];
+  message: [data: Buffer, isBinary: boolean];
+}
+
+/** A connection closed this soon after opening was refused by the server (Moth drops, it does not say why). */
+const REJECTION_WINDOW_MS = 1000;
+
+/**
+ * One Moth session that stays up: reconnects with jittered exponential backoff, pings without
+ * expecting pongs, and sends JSON as binary frames only (a text frame would become the Track's MIME
+ * description, and one starting with REXT is an extended command), paced by `frameGapMs`.
+ */
+export class MothClient extends EventEmitter<MothClientEvents> {
+  private ws?: WebSocket;
+  private stopped = false;
+  private attempts = 0;
+  private openedAt: number | null = null;
+  private pingTimer?: NodeJS.Timeout;
+  private reconnectTimer?: NodeJS.Timeout;
+  private sendChain: Promise<void> = Promise.resolve();
+  private lastSentAt = 0;
+  private readonly reconnect: { minMs: number; maxMs: number };
+
+  constructor(private readonly options: MothClientOptions) {
+    super();
+    const url = new URL(options.url);
+    if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new Error(`MOTH_URL must be ws:// or wss://, got ${url.protocol}`);
+    if (!options.path.startsWith('/pang/ws/')) throw new Error(`not a Moth path: ${options.path}`);
+    if (options.frameGapMs < 0) throw new Error('frameGapMs must be >= 0');
+    this.reconnect = options.reconnect ?? { minMs: 200, maxMs: 10_000 };
+  }
+
+  /** When the current session opened (epoch ms), or null while disconnected. */
+  get connectedSince(): number | null {
+    return this.openedAt;
+  }
+
+  get isOpen(): boolean {
+    return this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.connect();
+  }
+
+  /** Resolves once open (or rejects after `timeoutMs`). */
+  async waitOpen(timeoutMs = 10_000): Promise<void> {
+    if (this.isOpen) return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.off('open', onOpen);
+        reject(new Error(`Moth session not open after ${timeoutMs} ms`));
+      }, timeoutMs);
+      const onOpen = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.once('open', onOpen);
+    });
+  }
+
+  /**
+   * Sends one JSON message as a binary frame, paced. Rejects when the session is not open: the caller
+   * decides whether to retry (events) or to give up (a round's broadcast is then void).
+   */
+  send(message: unknown): Promise<void> {
+    const payload = Buffer.from(JSON.stringify(message), 'utf8');
+    const result = this.sendChain.then(() => this.sendNow(payload));
+    this.sendChain = result.catch(() => {});
+    return result;
+  }
+
+  private async sendNow(payload: Buffer): Promise<void> {
+    const wait = this.lastSentAt + this.options.frameGapMs - Date.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) throw new Error('Moth session is not open');
+    await new Promise<void>((resolve, reject) => ws.send(payload, { binary: true }, (err) => (err ? reject(err) : resolve())));
+    this.lastSentAt = Date.now();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.reconnectTimer);
+    clearInterval(this.pingTimer);
+    const ws = this.ws;
+    if (!ws || ws.readyState === WebSocket.CLOSED) return;
+    await new Promise<void>((resolve) => {
+      ws.once('close', () => resolve());
+      ws.close(1000);
+      setTimeout(() => {
+        ws.terminate();
+        resolve();
+      }, 1000).unref();
+    });
+  }
+
+  private target(): string {
+    const url = new URL(this.options.path, this.options.url);
+    if (this.options.key !== undefined) url.searchParams.set('key', this.options.key);
+    return url.toString();
+  }
+
+  private connect() {
+    if (this.stopped) return;
+    const ws = new WebSocket(this.target(), { handshakeTimeout: 5000, perMessageDeflate: false });
+    this.ws = ws;
+    ws.on('open', () => {
+      this.openedAt = Date.now();
+      this.pingTimer = setInterval(() => {
+        if (ws.readyState === WebSocket.OPEN) ws.ping();
+      }, this.options.pingSeconds * 1000);
+      this.options.logger.info({ path: this.options.path }, 'moth session open');
+      this.emit('open');
+    });
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      this.emit('message', toBuffer(data), isBinary);
+    });
+    ws.on('error', (err) => {
+      this.options.logger.debug({ err: err.message, path: this.options.path }, 'moth socket error');
+    });
+    ws.on('close', (code) => {
+      clearInterval(this.pingTimer);
+      const openedAt = this.openedAt;
+      this.openedAt = null;
+      if (openedAt !== null) {
+        this.emit('close');
+        if (Date.now() - openedAt < REJECTION_WINDOW_MS && code === 1006) {
+          this.options.logger.warn(
+            { path: this.options.path },
+            'moth dropped the session right after opening: rejected (check channel, key and path)',
+          );
+        } else {
+          this.attempts = 0;
+          this.options.logger.warn({ code, path: this.options.path }, 'moth session lost');
+        }
+      }
+      if (this.stopped) return;
+      const base = Math.min(this.reconnect.maxMs, this.reconnect.minMs * 2 ** this.attempts++);
+      const delay = base / 2 + Math.random() * (base / 2);
+      this.reconnectTimer = setTimeout(() => this.connect(), delay);
+    });
+  }
+}
+
+function toBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}

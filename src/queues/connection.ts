@@ -1,0 +1,87 @@
+import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import { EFFECT_KINDS, effectJobId, type EffectKind } from '../domain/effects';
+import { effectQueueName, QUEUES, ROUND_SCHEDULER_ID } from './names';
+
+/** BullMQ connection options for a Redis URL. Workers wait forever for Redis (`maxRetriesPerRequest: null`). */
+export function bullConnection(url: string, role: 'producer' | 'worker'): ConnectionOptions {
+  return role === 'worker'
+    ? { url, maxRetriesPerRequest: null, enableOfflineQueue: true }
+    : { url, maxRetriesPerRequest: 1, enableOfflineQueue: true };
+}
+
+export interface EffectRetryPolicy {
+  readonly attempts: number;
+  readonly backoffMs: number;
+}
+
+export const DEFAULT_EFFECT_RETRY: EffectRetryPolicy = { attempts: 12, backoffMs: 1000 };
+
+export const effectJobOptions = (policy: EffectRetryPolicy): JobsOptions => ({
+  attempts: policy.attempts,
+  backoff: { type: 'exponential', delay: policy.backoffMs },
+  removeOnComplete: { age: 24 * 3600, count: 10_000 },
+  removeOnFail: { age: 7 * 24 * 3600 },
+});
+
+/** The producer side of every queue, for processes that enqueue (web, gateway, worker). */
+export function createQueues(connection: ConnectionOptions, prefix: string) {
+  const opts = { connection, prefix };
+  const issueRound = new Queue(QUEUES.issueRound, opts);
+  const evaluateRound = new Queue(QUEUES.evaluateRound, opts);
+  const sweepEffects = new Queue(QUEUES.sweepEffects, opts);
+  const effects = new Map<EffectKind, Queue>(EFFECT_KINDS.map((k) => [k, new Queue(effectQueueName(k), opts)]));
+  return {
+    issueRound,
+    evaluateRound,
+    sweepEffects,
+    effects,
+    all: (): Queue[] => [issueRound, evaluateRound, sweepEffects, ...effects.values()],
+
+    /** (Re)schedules the rounds; BullMQ keeps one scheduler, whatever the number of callers. */
+    async scheduleRounds(intervalSeconds: number): Promise<void> {
+      await issueRound.upsertJobScheduler(
+        ROUND_SCHEDULER_ID,
+        { every: intervalSeconds * 1000 },
+        { name: QUEUES.issueRound, opts: { removeOnComplete: 100, removeOnFail: 500 } },
+      );
+    },
+
+    /** Evaluation of round n: one job per round number, whoever asks and however often. */
+    async enqueueEvaluation(round: number): Promise<void> {
+      await evaluateRound.add(
+        QUEUES.evaluateRound,
+        { round },
+        {
+          jobId: `round-${round}`,
+          attempts: 10,
+          backoff: { type: 'exponential', delay: 500 },
+          removeOnComplete: { age: 3600, count: 1000 },
+          removeOnFail: { age: 24 * 3600 },
+        },
+      );
+    },
+
+    /** Enqueues one job per effect row; deterministic ids make a repeat a no-op. */
+    async enqueueEffects(
+      effects: readonly { sessionId: string; deviceId: string; kind: EffectKind }[],
+      policy: EffectRetryPolicy,
+    ): Promise<void> {
+      const byKind = new Map<EffectKind, typeof effects[number][]>();
+      for (const e of effects) byKind.set(e.kind, [...(byKind.get(e.kind) ?? []), e]);
+      for (const [kind, list] of byKind) {
+        await this.effects.get(kind)!.addBulk(
+          list.map((e) => ({
+            name: kind,
+            data: { sessionId: e.sessionId, deviceId: e.deviceId },
+            opts: { ...effectJobOptions(policy), jobId: effectJobId(kind, e.sessionId) },
+          })),
+        );
+      }
+    },
+
+    async close(): Promise<void> {
+      await Promise.all(this.all().map((q) => q.close()));
+    },
+  };
+}
+export type Queues = ReturnType<typeof createQueues>;

@@ -1,0 +1,135 @@
+import { Worker } from 'bullmq';
+import { connectDevice } from '../db/transitions';
+import { createHeartbeatIngest } from '../gateway/heartbeat-ingest';
+import { createOutboxPublisher } from '../gateway/outbox-publisher';
+import { createLivenessRecovery } from '../gateway/recover-liveness';
+import type { Logger } from '../logger';
+import { createMetrics } from '../metrics';
+import { MothClient } from '../moth/client';
+import { bullConnection } from '../queues/connection';
+import { QUEUES } from '../queues/names';
+import { createGatewayRegistry, createRounds } from '../redis/rounds';
+import { createIssueRound } from '../../jobs/issue-round';
+import type { Role } from './role';
+import { createServices, replicaId, type BackedConfig } from './services';
+
+export type GatewayConfig = BackedConfig & { MOTH_URL: string };
+
+const PRESENCE_PERIOD_MS = 1000;
+
+/**
+ * The `gateway` role: holds the Moth sessions. Broadcasts HEALTHCHECK (it runs the round job, so only
+ * a process with a Moth session issues rounds), ingests HEARTBEAT, publishes the outbox. Run 1..n:
+ * every gateway hears every heartbeat, and recording one twice is harmless.
+ */
+export async function startGateway(config: GatewayConfig, logger: Logger) {
+  const id = replicaId('gateway');
+  const log = logger.child({ gateway: id });
+  const services = createServices(config, 'gateway');
+  const { db, redis, keys, liveness, settings } = services;
+  const metrics = createMetrics('gateway', true);
+  const rounds = createRounds(redis, keys);
+  const gateways = createGatewayRegistry(redis, keys);
+  const mothOptions = {
+    url: config.MOTH_URL,
+    key: config.MOTH_KEY,
+    frameGapMs: config.MOTH_FRAME_GAP_MS,
+    pingSeconds: config.MOTH_PING_SECONDS,
+    logger: log,
+  };
+  const deviceChannel = new MothClient({ ...mothOptions, path: config.channels.deviceManagement });
+  const clientChannel = new MothClient({ ...mothOptions, path: config.channels.clientEvents });
+
+  let brokenAt = 0;
+  const publisher = createOutboxPublisher({
+    db,
+    metrics,
+    logger: log,
+    send: (channel, body) => (channel === 'client' ? clientChannel : deviceChannel).send(body),
+  });
+  const ingest = createHeartbeatIngest({
+    liveness,
+    metrics,
+    logger: log,
+    onWriteFailure: () => (brokenAt = Date.now()),
+    lookupTokens: async (hashes) =>
+      (
+        (await db('devices').select('id', 'token_hash').whereIn('token_hash', hashes).whereNull('deleted_at')) as {
+          id: string;
+          token_hash: string;
+        }[]
+      ).map((r) => ({ tokenHash: r.token_hash, deviceId: r.id })),
+    connect: async (deviceId, round) => {
+      const automaticRecording = (await settings.current())['recording.automatic'];
+      const connected = await connectDevice(db, deviceId, round, { automaticRecording });
+      if (!connected) return false;
+      await services.enqueueEffects([connected]);
+      publisher.nudge();
+      return true;
+    },
+  });
+  deviceChannel.on('message', (data) => ingest.push(data));
+
+  // Presence: a round is valid only if some gateway held its device-channel session throughout it
+  // and could record what it heard.
+  const reportPresence = async () => {
+    const since = deviceChannel.connectedSince;
+    await gateways.report(id, since === null ? null : Math.max(since, brokenAt));
+  };
+  const presenceTimer = setInterval(() => {
+    reportPresence().catch(() => (brokenAt = Date.now()));
+  }, PRESENCE_PERIOD_MS);
+
+  const issueRound = createIssueRound({
+    rounds,
+    gateways,
+    broadcast: (message) => deviceChannel.send(message),
+    intervalSeconds: async () => (await settings.current())['device.healthcheckIntervalSeconds'],
+    ensureLivenessState: createLivenessRecovery({ db, redis, keys, liveness, rounds, logger: log, owner: id }),
+    enqueueEvaluation: (round) => services.queues.enqueueEvaluation(round),
+    reschedule: (interval) => services.scheduler.ensure(interval),
+    metrics,
+    logger: log,
+  });
+
+  // Only a gateway whose Moth session is up takes round jobs.
+  let roundWorker: Worker | undefined;
+  deviceChannel.on('open', () => {
+    void reportPresence().catch(() => {});
+    if (!roundWorker) {
+      roundWorker = new Worker(QUEUES.issueRound, (job) => issueRound(job), {
+        connection: bullConnection(config.REDIS_URL, 'worker'),
+        prefix: config.QUEUE_PREFIX,
+        concurrency: 1,
+      });
+      roundWorker.on('error', (err) => log.warn({ err: err.message }, 'round worker error'));
+    } else roundWorker.resume();
+  });
+  deviceChannel.on('close', () => {
+    void reportPresence().catch(() => {});
+    void roundWorker?.pause(true);
+  });
+
+  deviceChannel.start();
+  clientChannel.start();
+  publisher.start();
+  await services.scheduler.ensure((await settings.current())['device.healthcheckIntervalSeconds'], true);
+  log.info({ moth: config.MOTH_URL }, 'gateway started');
+
+  const role: Role & { id: string; metrics: typeof metrics; ingest: typeof ingest; deviceChannel: MothClient } = {
+    id,
+    metrics,
+    ingest,
+    deviceChannel,
+    async stop() {
+      clearInterval(presenceTimer);
+      await roundWorker?.close();
+      await ingest.close();
+      await publisher.stop();
+      await gateways.remove(id).catch(() => {});
+      await Promise.all([deviceChannel.stop(), clientChannel.stop()]);
+      await services.close();
+    },
+  };
+  return role;
+}

@@ -1,0 +1,61 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { Config } from '../config';
+import { createDb, type Db } from '../db/knex';
+import type { Disconnected } from '../db/transitions';
+import { createRedis, redisKeys, type Redis, type RedisKeys } from '../redis/connection';
+import { createLiveness, type Liveness } from '../redis/liveness';
+import { bullConnection, createQueues, DEFAULT_EFFECT_RETRY, type Queues } from '../queues/connection';
+import { createRoundScheduler, type RoundScheduler } from '../queues/round-scheduler';
+import { createSettingsService, type SettingsService } from '../settings-service';
+
+export type BackedConfig = Config & { DATABASE_URL: string; REDIS_URL: string };
+
+/** What every role connects to: Postgres, Redis (our keys), the queues, settings. */
+export interface Services {
+  readonly config: BackedConfig;
+  readonly db: Db;
+  readonly redis: Redis;
+  readonly keys: RedisKeys;
+  readonly liveness: Liveness;
+  readonly queues: Queues;
+  readonly scheduler: RoundScheduler;
+  readonly settings: SettingsService;
+  readonly enqueueEffects: (done: readonly Disconnected[]) => Promise<void>;
+  close(): Promise<void>;
+}
+
+export function createServices(config: BackedConfig, name: string, poolMax = 10): Services {
+  const db = createDb(config.DATABASE_URL, poolMax);
+  const redis = createRedis(config.REDIS_URL, 'producer', `rollcall-${name}`);
+  redis.on('error', () => {}); // reconnects by itself; failures surface on the calls that need it
+  const keys = redisKeys(config.QUEUE_PREFIX);
+  const queues = createQueues(bullConnection(config.REDIS_URL, 'producer'), config.QUEUE_PREFIX);
+  const scheduler = createRoundScheduler(redis, keys, queues);
+  const settings = createSettingsService(db, async (values) => {
+    await scheduler.ensure(values['device.healthcheckIntervalSeconds']);
+  });
+  return {
+    config,
+    db,
+    redis,
+    keys,
+    liveness: createLiveness(redis, keys),
+    queues,
+    scheduler,
+    settings,
+    enqueueEffects: (done) =>
+      queues.enqueueEffects(
+        done.flatMap((d) => d.effects.map((kind) => ({ sessionId: d.sessionId, deviceId: d.deviceId, kind }))),
+        DEFAULT_EFFECT_RETRY,
+      ),
+    async close() {
+      await queues.close();
+      redis.disconnect();
+      await db.destroy();
+    },
+  };
+}
+
+/** A process-unique name for this replica, as it appears in Redis and logs. */
+export const replicaId = (role: string) => `${role}-${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;

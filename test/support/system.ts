@@ -1,0 +1,191 @@
+import request from 'supertest';
+import { inject } from 'vitest';
+import { WebSocket } from 'ws';
+import { loadConfig } from '../../src/config';
+import { hashSecret } from '../../src/domain/credentials';
+import { storeSecretHash, writeSettings } from '../../src/db/settings';
+import { SimulatedDevice, type SimulatedDeviceOptions } from '../../src/dev/simulated-device';
+import { waitFor } from '../../src/dev/processes';
+import { createApp } from '../../src/http/app';
+import { createLogger } from '../../src/logger';
+import { MothHub, type HubOptions } from '../../src/moth/hub';
+import { startGateway } from '../../src/roles/gateway';
+import { createServices } from '../../src/roles/services';
+import { startWorker } from '../../src/roles/worker';
+import { ADMIN_TOKEN, LogCapture, registration, SECRET } from './app';
+import { createTestDatabase, uniquePrefix } from './database';
+
+export interface SystemOptions {
+  readonly intervalSeconds?: number;
+  readonly maxMisses?: number;
+  readonly gateways?: number;
+  readonly workers?: number;
+  readonly redisUrl?: string;
+  readonly hub?: HubOptions;
+  readonly automaticRecording?: boolean;
+  readonly env?: Record<string, string>;
+}
+
+export type PlatformEventSeen = { type: string; eventId: string; deviceId: string | null; [k: string]: unknown };
+
+/**
+ * The whole service in this process over real parts: a fresh Postgres database, Redis under its own
+ * prefix, the Moth hub on a free port, gateways and workers as separate roles, the HTTP app.
+ */
+export async function startTestSystem(opts: SystemOptions = {}) {
+  const database = await createTestDatabase();
+  let hub = new MothHub(opts.hub);
+  const mothUrl = await hub.start();
+  const config = {
+    ...loadConfig({ NODE_ENV: 'test', QUEUE_PREFIX: uniquePrefix(), MOTH_FRAME_GAP_MS: '2', ...opts.env }),
+    DATABASE_URL: database.url,
+    REDIS_URL: opts.redisUrl ?? inject('redisUrl'),
+    MOTH_URL: mothUrl,
+    ADMIN_TOKEN,
+  };
+  const logs = new LogCapture();
+  const logger = createLogger('info', 'test', logs);
+  await writeSettings(database.db, {
+    'device.healthcheckIntervalSeconds': opts.intervalSeconds ?? 1,
+    'device.healthcheckMaxConsecutiveMisses': opts.maxMisses ?? 2,
+    'recording.automatic': opts.automaticRecording ?? false,
+  });
+  await storeSecretHash(database.db, hashSecret(SECRET));
+
+  const webServices = createServices(config, 'web');
+  const app = createApp({
+    config,
+    db: webServices.db,
+    redis: webServices.redis,
+    logger,
+    liveness: webServices.liveness,
+    settings: webServices.settings,
+    enqueueEffects: webServices.enqueueEffects,
+  });
+  const callback = app.callback();
+
+  type Gateway = Awaited<ReturnType<typeof startGateway>>;
+  type WorkerRole = Awaited<ReturnType<typeof startWorker>>;
+  const gateways: Gateway[] = [];
+  const workers: WorkerRole[] = [];
+  const startGatewayRole = async () => {
+    const g = await startGateway(config, logger);
+    gateways.push(g);
+    return g;
+  };
+  const startWorkerRole = async () => {
+    const w = await startWorker(config, logger);
+    workers.push(w);
+    return w;
+  };
+  for (let i = 0; i < (opts.workers ?? 1); i++) await startWorkerRole();
+  for (let i = 0; i < (opts.gateways ?? 1); i++) await startGatewayRole();
+
+  // A client on the event channel, as the operator UI would be.
+  const events: PlatformEventSeen[] = [];
+  let eventSocket: WebSocket | undefined;
+  const listen = async () => {
+    const ws = new WebSocket(`${config.MOTH_URL}${config.channels.clientEvents}`);
+    ws.on('message', (d) => events.push(JSON.parse((d as Buffer).toString('utf8')) as PlatformEventSeen));
+    ws.on('error', () => {});
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    eventSocket = ws;
+  };
+  await listen();
+
+  const devices: SimulatedDevice[] = [];
+  const admin = { Authorization: `Bearer ${ADMIN_TOKEN}` };
+
+  const system = {
+    config,
+    db: database.db,
+    redis: webServices.redis,
+    keys: webServices.keys,
+    callback,
+    logs,
+    events,
+    gateways,
+    workers,
+    get hub() {
+      return hub;
+    },
+    admin,
+    startGateway: startGatewayRole,
+    startWorker: startWorkerRole,
+    async stopRole(role: Gateway | WorkerRole) {
+      await role.stop();
+      const list = gateways as unknown[];
+      if (list.includes(role)) list.splice(list.indexOf(role), 1);
+      const wl = workers as unknown[];
+      if (wl.includes(role)) wl.splice(wl.indexOf(role), 1);
+    },
+    /** Stops the hub (every connection drops) and starts a new one on the same port after `downMs`. */
+    async restartHub(downMs: number) {
+      const port = hub.port;
+      await hub.stop();
+      await new Promise((r) => setTimeout(r, downMs));
+      hub = new MothHub({ ...opts.hub, port });
+      await hub.start();
+      await waitFor(async () => {
+        try {
+          await listen();
+          return true;
+        } catch {
+          return false;
+        }
+      }, 10_000, 'event listener back on the hub');
+    },
+    async register(overrides: Record<string, unknown> = {}) {
+      const res = await request(callback).post('/devices').send(registration(overrides));
+      if (res.status !== 201) throw new Error(`registration failed: ${res.status} ${JSON.stringify(res.body)}`);
+      return res.body as { id: string; name: string; token: string; channels: { deviceManagement: string } };
+    },
+    /** Registers a device and connects it to the device channel, answering every HEALTHCHECK. */
+    async device(options: Partial<SimulatedDeviceOptions> = {}, overrides: Record<string, unknown> = {}) {
+      const reg = await system.register(overrides);
+      const device = new SimulatedDevice({
+        mothUrl: config.MOTH_URL,
+        channelPath: reg.channels.deviceManagement,
+        token: reg.token,
+        replyDelayMs: () => 20 + Math.random() * 150,
+        ...options,
+      });
+      await device.connect();
+      devices.push(device);
+      return { reg, device, id: reg.id };
+    },
+    async status(id: string): Promise<string> {
+      const row = (await database.db('devices').where({ id }).first('status')) as { status: string } | undefined;
+      return row?.status ?? 'MISSING';
+    },
+    async waitStatus(id: string, status: string, timeoutMs = 15_000) {
+      await waitFor(async () => (await system.status(id)) === status, timeoutMs, `device ${id} ${status}`);
+    },
+    eventsOf(deviceId: string, type?: string) {
+      return events.filter((e) => e.deviceId === deviceId && (type === undefined || e.type === type));
+    },
+    async close() {
+      for (const d of devices) await d.close();
+      eventSocket?.terminate();
+      for (const g of [...gateways]) await g.stop();
+      for (const w of [...workers]) await w.stop();
+      await hub.stop();
+      await webServices.close();
+      await database.drop();
+    },
+  };
+  return system;
+}
+export type TestSystem = Awaited<ReturnType<typeof startTestSystem>>;
+
+/** The HEALTHCHECK rounds a device has received, in order. */
+export function roundsReceived(device: SimulatedDevice): { round: number; issuedAt: string; intervalSeconds: number }[] {
+  return device.received
+    .filter((m) => m.type === 'HEALTHCHECK')
+    .map((m) => m as unknown as { round: number; issuedAt: string; intervalSeconds: number });
+}
+
+export { waitFor };

@@ -1,0 +1,4 @@
+import { startWeb, type WebConfig } from '../src/roles/web';
+import { runRole } from './entry';
+
+runRole<WebConfig>('web', ['DATABASE_URL', 'REDIS_URL', 'ADMIN_TOKEN'], startWeb);
