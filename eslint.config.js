@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 const adapterLibraries = ['koa', '@koa/*', 'knex', 'pg', 'bullmq', 'ioredis', 'ws', 'pino', 'prom-client'];
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.data/**'] },
+  { ignores: ['node_modules/**', '.data/**', '.scratch/**'] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
@@ -33,7 +33,11 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['koa', '@koa/*', '**/http/**'], message: 'jobs/ never imports the HTTP layer.' }] },
+        {
+          patterns: [
+            { group: ['koa', '@koa/*', '**/http/**'], message: 'jobs/ never imports the HTTP layer.' },
+          ],
+        },
       ],
     },
   },

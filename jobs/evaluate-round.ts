@@ -62,7 +62,8 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
       disconnected += done.length;
       deps.metrics.transitions.inc({ to: 'DISCONNECTED' }, done.length);
       const t = now();
-      for (const c of claimed) if (c.lastSeenMs !== null) deps.metrics.detectionSeconds.observe((t - c.lastSeenMs) / 1000);
+      for (const c of claimed)
+        if (c.lastSeenMs !== null) deps.metrics.detectionSeconds.observe((t - c.lastSeenMs) / 1000);
       await deps.enqueueEffects(done);
       // A heartbeat that arrived after the claim re-entered the index: that device is alive again
       // and gets a new session now (the gateway could not connect it while it was still CONNECTED).

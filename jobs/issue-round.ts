@@ -22,7 +22,8 @@ export interface IssueRoundDeps {
   readonly now?: () => number;
 }
 
-export type IssueRoundResult = { skipped: 'late' | 'too-soon' } | { round: number; previous: 'valid' | 'void' | null };
+export type IssueRoundResult =
+  { skipped: 'late' | 'too-soon' } | { round: number; previous: 'valid' | 'void' | null };
 
 /** When the scheduler meant this tick to run: the millis BullMQ puts at the end of a scheduler job id. */
 export function scheduledTime(job: Pick<Job, 'id' | 'timestamp' | 'delay'>): number {
@@ -47,7 +48,12 @@ export function createIssueRound(deps: IssueRoundDeps) {
     if (t - scheduledAt > Math.max(intervalMs / 2, 1000)) return { skipped: 'late' };
 
     await deps.ensureLivenessState();
-    const { round, fresh } = await deps.rounds.advance(job.id ?? `t${scheduledAt}`, t, intervalMs * 0.8, intervalSeconds);
+    const { round, fresh } = await deps.rounds.advance(
+      job.id ?? `t${scheduledAt}`,
+      t,
+      intervalMs * 0.8,
+      intervalSeconds,
+    );
     if (round === 0) return { skipped: 'too-soon' };
 
     let previous: 'valid' | 'void' | null = null;
@@ -57,7 +63,8 @@ export function createIssueRound(deps: IssueRoundDeps) {
       previous = heard ? 'valid' : 'void';
       await deps.rounds.close(round - 1, previous);
       deps.metrics.rounds.inc({ outcome: previous });
-      if (previous === 'void') deps.logger.warn({ round: round - 1 }, 'round void: no gateway heard it throughout');
+      if (previous === 'void')
+        deps.logger.warn({ round: round - 1 }, 'round void: no gateway heard it throughout');
     }
     if (prev) await deps.enqueueEvaluation(round - 1);
 

@@ -16,5 +16,7 @@ export async function applyRegistrationSecret(
     return { source: 'env', secret: fromEnv };
   }
   const secret = generate();
-  return (await storeSecretHashIfAbsent(db, hashSecret(secret))) ? { source: 'generated', secret } : { source: 'stored' };
+  return (await storeSecretHashIfAbsent(db, hashSecret(secret)))
+    ? { source: 'generated', secret }
+    : { source: 'stored' };
 }

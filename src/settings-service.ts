@@ -18,7 +18,10 @@ export interface SettingsService {
   apply(patch: SettingsPatch): Promise<void>;
 }
 
-export function createSettingsService(db: Db, onChange: (values: SettingValues) => Promise<void>): SettingsService {
+export function createSettingsService(
+  db: Db,
+  onChange: (values: SettingValues) => Promise<void>,
+): SettingsService {
   const current = async () => resolveSettings(await readStoredSettings(db));
   return {
     current,

@@ -43,7 +43,8 @@ function visit(file: string, stack: string[]) {
 for (const file of files) visit(file, []);
 
 if (cycles.length > 0) {
-  for (const c of cycles) console.error(`import cycle: ${c.map((f) => relative(process.cwd(), f)).join(' -> ')}`);
+  for (const c of cycles)
+    console.error(`import cycle: ${c.map((f) => relative(process.cwd(), f)).join(' -> ')}`);
   process.exit(1);
 }
 console.log(`no import cycles among ${files.length} files`);

@@ -5,7 +5,8 @@ import { ConfigError, loadConfig } from '../src/config';
 import { createDb, migrateLatest } from '../src/db/knex';
 import { MissingDependencyError } from '../src/dev/embedded-redis';
 
-const isDataDirBusy = (err: unknown): err is Error => err instanceof Error && err.message.startsWith('DATA_DIR ');
+const isDataDirBusy = (err: unknown): err is Error =>
+  err instanceof Error && err.message.startsWith('DATA_DIR ');
 import { startEmbeddedStack } from '../src/dev/stack';
 import { createLogger } from '../src/logger';
 import { onShutdownSignal, stopAll, type Role } from '../src/roles/role';
@@ -32,14 +33,20 @@ async function main() {
   let secret: Awaited<ReturnType<typeof applyRegistrationSecret>>;
   try {
     await migrateLatest(db);
-    secret = await applyRegistrationSecret(db, full.DEVICE_SECRET_KEY, () => randomBytes(24).toString('base64url'));
+    secret = await applyRegistrationSecret(db, full.DEVICE_SECRET_KEY, () =>
+      randomBytes(24).toString('base64url'),
+    );
   } finally {
     await db.destroy();
   }
 
   let mothUrl = full.MOTH_URL;
   if (!mothUrl) {
-    const hub = new MothHub({ port: full.MOTH_PORT, host: '0.0.0.0', ...(full.MOTH_KEY ? { key: full.MOTH_KEY } : {}) });
+    const hub = new MothHub({
+      port: full.MOTH_PORT,
+      host: '0.0.0.0',
+      ...(full.MOTH_KEY ? { key: full.MOTH_KEY } : {}),
+    });
     await hub.start();
     roles.push(hub);
     mothUrl = `ws://localhost:${hub.port}`;
@@ -75,7 +82,9 @@ main().catch(async (err: unknown) => {
   if (err instanceof ConfigError || err instanceof MissingDependencyError || isDataDirBusy(err)) {
     process.stderr.write(`rollcall cannot start: ${err.message}\n`);
   } else {
-    process.stderr.write(`rollcall failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(
+      `rollcall failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
   }
   process.exit(1);
 });

@@ -15,7 +15,8 @@ export function runRole<C extends Config>(
   try {
     config = loadConfig();
     const missing = required.filter((k) => !config[k]);
-    if (missing.length > 0) throw new ConfigError(`the ${name} role needs ${missing.join(', ')} (see README, "Configuration")`);
+    if (missing.length > 0)
+      throw new ConfigError(`the ${name} role needs ${missing.join(', ')} (see README, "Configuration")`);
   } catch (err) {
     process.stderr.write(`rollcall ${name} cannot start: ${(err as Error).message}\n`);
     process.exit(1);

@@ -91,7 +91,8 @@ export async function insertDevice(q: Queryable, d: NewDevice): Promise<Device> 
 }
 
 export async function findLiveDevice(q: Queryable, id: string): Promise<Device | undefined> {
-  const row = (await q('devices').select(COLUMNS).where({ id }).whereNull('deleted_at').first()) as DeviceRow | undefined;
+  const row = (await q('devices').select(COLUMNS).where({ id }).whereNull('deleted_at').first()) as
+    DeviceRow | undefined;
   return row && toDevice(row);
 }
 
@@ -112,7 +113,10 @@ export interface DevicePageQuery {
 }
 
 /** One page of live devices in creation order; fetches one extra row to tell whether more follow. */
-export async function listDevices(q: Queryable, p: DevicePageQuery): Promise<{ devices: Device[]; more: boolean }> {
+export async function listDevices(
+  q: Queryable,
+  p: DevicePageQuery,
+): Promise<{ devices: Device[]; more: boolean }> {
   const query = q('devices')
     .select(COLUMNS)
     .whereNull('deleted_at')
@@ -125,7 +129,11 @@ export async function listDevices(q: Queryable, p: DevicePageQuery): Promise<{ d
 }
 
 /** Replaces the token hash of a live device; returns its id, or undefined when there is no such device. */
-export async function replaceTokenHash(q: Queryable, id: string, tokenHash: string): Promise<string | undefined> {
+export async function replaceTokenHash(
+  q: Queryable,
+  id: string,
+  tokenHash: string,
+): Promise<string | undefined> {
   const [row] = await q('devices')
     .update({ token_hash: tokenHash, updated_at: q.fn.now() })
     .where({ id })
@@ -145,8 +153,11 @@ export async function markDeviceDeleted(q: Queryable, id: string): Promise<boole
 
 /** Locks a live device row for the rest of the transaction. */
 export async function lockLiveDevice(q: Queryable, id: string): Promise<Device | undefined> {
-  const row = (await q('devices').select(COLUMNS).where({ id }).whereNull('deleted_at').forUpdate().first()) as
-    | DeviceRow
-    | undefined;
+  const row = (await q('devices')
+    .select(COLUMNS)
+    .where({ id })
+    .whereNull('deleted_at')
+    .forUpdate()
+    .first()) as DeviceRow | undefined;
   return row && toDevice(row);
 }

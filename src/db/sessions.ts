@@ -13,7 +13,15 @@ export interface SessionView {
 /** A device's connection history, newest first. */
 export async function listSessions(q: Queryable, deviceId: string, limit: number): Promise<SessionView[]> {
   const rows = (await q('connection_sessions')
-    .select('id', 'started_at', 'started_round', 'ended_at', 'end_reason', 'rounds_missed', 'last_round_heard')
+    .select(
+      'id',
+      'started_at',
+      'started_round',
+      'ended_at',
+      'end_reason',
+      'rounds_missed',
+      'last_round_heard',
+    )
     .where({ device_id: deviceId })
     .orderBy('started_at', 'desc')
     .limit(limit)) as {

@@ -8,7 +8,10 @@ export async function readStoredSettings(q: Queryable): Promise<Map<string, unkn
 }
 
 /** Stores each key, or deletes its row (back to the default) where the value is null. */
-export async function writeSettings(q: Queryable, values: Partial<Record<SettingKey, unknown>>): Promise<void> {
+export async function writeSettings(
+  q: Queryable,
+  values: Partial<Record<SettingKey, unknown>>,
+): Promise<void> {
   for (const [key, value] of Object.entries(values)) {
     if (value === null) await q('server_settings').where({ key }).delete();
     else

@@ -1,5 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { CONNECT_EFFECTS, DISCONNECT_EFFECTS, type DisconnectReason, type EffectKind } from '../domain/effects';
+import {
+  CONNECT_EFFECTS,
+  DISCONNECT_EFFECTS,
+  type DisconnectReason,
+  type EffectKind,
+} from '../domain/effects';
 import { clientEvent } from '../domain/events';
 import { appendEvents } from './outbox';
 import type { Db, Queryable } from './knex';
@@ -46,7 +51,10 @@ export async function connectDevice(
       last_round_heard: round,
     });
     const effects = options.automaticRecording ? [...CONNECT_EFFECTS] : [];
-    await insertEffects(trx, effects.map((kind) => ({ sessionId, deviceId, kind })));
+    await insertEffects(
+      trx,
+      effects.map((kind) => ({ sessionId, deviceId, kind })),
+    );
     await appendEvents(trx, [clientEvent('DEVICE_CONNECTED', deviceId, { sessionId, round }, heardAt)]);
     return { deviceId, sessionId, effects };
   });
@@ -118,10 +126,16 @@ export async function disconnectDevices(
               last_round_heard = COALESCE(v.last_round, s.last_round_heard)
          FROM jsonb_to_recordset(?::jsonb) AS v(id uuid, missed int, last_round bigint)
         WHERE s.id = v.id`,
-      [reason, JSON.stringify(rows.map((r) => ({ id: r.session_id, missed: r.missed, last_round: r.last_round })))],
+      [
+        reason,
+        JSON.stringify(rows.map((r) => ({ id: r.session_id, missed: r.missed, last_round: r.last_round }))),
+      ],
     );
     const effects = [...DISCONNECT_EFFECTS];
-    await insertEffects(trx, rows.flatMap((r) => effects.map((kind) => ({ sessionId: r.session_id, deviceId: r.id, kind }))));
+    await insertEffects(
+      trx,
+      rows.flatMap((r) => effects.map((kind) => ({ sessionId: r.session_id, deviceId: r.id, kind }))),
+    );
     await appendEvents(
       trx,
       rows.map((r) =>

@@ -24,7 +24,8 @@ export async function startEmbeddedPostgres(
   mkdirSync(dir, { recursive: true });
   const dataDir = join(dir, 'data');
   const passwordFile = join(dir, 'password');
-  if (!existsSync(passwordFile)) writeFileSync(passwordFile, randomBytes(18).toString('base64url'), { mode: 0o600 });
+  if (!existsSync(passwordFile))
+    writeFileSync(passwordFile, randomBytes(18).toString('base64url'), { mode: 0o600 });
   const password = readFileSync(passwordFile, 'utf8').trim();
   const port = await freePort();
   killOrphan(join(dataDir, 'postmaster.pid'), /postgres/);
@@ -36,7 +37,14 @@ export async function startEmbeddedPostgres(
     password,
     persistent: true,
     createPostgresUser: userInfo().uid === 0,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'],
+    postgresFlags: [
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'unix_socket_directories=',
+      '-c',
+      'max_connections=200',
+    ],
     onLog: log,
     onError: (e) => log(String(e)),
   });

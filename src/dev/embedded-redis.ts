@@ -17,7 +17,8 @@ function hasRedisServer(): boolean {
 /** Finds `redis-server`, installing Debian's package when it is missing and we are root with apt. */
 export function ensureRedisServer(log: (line: string) => void): void {
   if (hasRedisServer()) return;
-  const canApt = process.getuid?.() === 0 && spawnSync('apt-get', ['--version'], { stdio: 'ignore' }).status === 0;
+  const canApt =
+    process.getuid?.() === 0 && spawnSync('apt-get', ['--version'], { stdio: 'ignore' }).status === 0;
   if (canApt) {
     log('redis-server is missing: installing Debian package redis-server (apt-get)...');
     spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
@@ -35,24 +36,37 @@ export function ensureRedisServer(log: (line: string) => void): void {
  * Spawns a private `redis-server` in `dir` on a free port, configured as production needs it:
  * append-only file on (so queues and liveness survive a restart) and `noeviction`.
  */
-export async function startEmbeddedRedis(dir: string, log: (line: string) => void = () => {}): Promise<RunningService> {
+export async function startEmbeddedRedis(
+  dir: string,
+  log: (line: string) => void = () => {},
+  fixedPort?: number | string,
+): Promise<RunningService> {
   ensureRedisServer(log);
   mkdirSync(dir, { recursive: true });
   const pidFile = join(dir, 'redis.pid');
   killOrphan(pidFile, /redis-server/);
-  const port = await freePort();
+  const port = fixedPort === undefined ? await freePort() : Number(fixedPort);
   const child = spawn(
     'redis-server',
     [
-      '--port', String(port),
-      '--bind', '127.0.0.1',
-      '--dir', dir,
-      '--pidfile', pidFile,
-      '--appendonly', 'yes',
-      '--appendfsync', 'everysec',
-      '--save', '',
-      '--maxmemory-policy', 'noeviction',
-      '--daemonize', 'no',
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--pidfile',
+      pidFile,
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'everysec',
+      '--save',
+      '',
+      '--maxmemory-policy',
+      'noeviction',
+      '--daemonize',
+      'no',
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );

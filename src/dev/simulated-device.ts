@@ -77,12 +77,14 @@ export class SimulatedDevice {
   }
 
   private onFrame(data: Buffer) {
-    let msg: Record<string, unknown>;
+    let parsed: unknown;
     try {
-      msg = JSON.parse(data.toString('utf8')) as Record<string, unknown>;
+      parsed = JSON.parse(data.toString('utf8'));
     } catch {
       return;
     }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return;
+    const msg = parsed as Record<string, unknown>;
     this.received.push(msg);
     if (msg.type !== 'HEALTHCHECK' || this.silent || this.closed) return;
     const d = this.options.replyDelayMs;

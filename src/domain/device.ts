@@ -41,7 +41,8 @@ export const registrationSchema = z.strictObject({
     .superRefine((tracks, ctx) => {
       const seen = new Set<string>();
       tracks.forEach((t, i) => {
-        if (seen.has(t.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate track name "${t.name}"` });
+        if (seen.has(t.name))
+          ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate track name "${t.name}"` });
         seen.add(t.name);
       });
     }),

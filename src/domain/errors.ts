@@ -23,9 +23,14 @@ export interface FieldIssue {
 }
 
 export const validationFailed = (issues: readonly FieldIssue[]) =>
-  new AppError(400, 'VALIDATION_FAILED', `invalid input: ${issues.map((i) => i.field || '(body)').join(', ')}`, {
-    issues,
-  });
+  new AppError(
+    400,
+    'VALIDATION_FAILED',
+    `invalid input: ${issues.map((i) => i.field || '(body)').join(', ')}`,
+    {
+      issues,
+    },
+  );
 
 export const unauthorized = (message = 'missing or invalid bearer token') =>
   new AppError(401, 'UNAUTHORIZED', message, undefined, { 'WWW-Authenticate': 'Bearer' });

@@ -45,8 +45,8 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     const refusedUntil = negative.get(hash);
     if (refusedUntil !== undefined && refusedUntil > Date.now()) return count('unknown_token');
     batch.push({ tokenHash: hash, round: msg.round });
-    if (batch.length >= maxBatch) flush();
-    else timer ??= setTimeout(flush, maxDelayMs);
+    if (batch.length >= maxBatch) void flush();
+    else timer ??= setTimeout(() => void flush(), maxDelayMs);
   }
 
   /** Starts writing the current batch; batches are written one after another. */
@@ -56,7 +56,11 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     if (batch.length === 0) return inFlight;
     const items = batch;
     batch = [];
-    inFlight = inFlight.then(() => write(items));
+    inFlight = inFlight.then(() =>
+      write(items).catch((err: unknown) => {
+        deps.logger.error({ err: (err as Error).message }, 'heartbeat batch failed');
+      }),
+    );
     return inFlight;
   }
 

@@ -31,9 +31,10 @@ export function createOutboxPublisher(deps: OutboxPublisherDeps) {
   /** One pass; resolves with the number of events published, rejects when Moth refused one. */
   async function publishOnce(): Promise<number> {
     const { sent, error } = await deps.db.transaction(async (trx) => {
-      const { rows } = await trx.raw<{ rows: { locked: boolean }[] }>('SELECT pg_try_advisory_xact_lock(?) AS locked', [
-        OUTBOX_LOCK,
-      ]);
+      const { rows } = await trx.raw<{ rows: { locked: boolean }[] }>(
+        'SELECT pg_try_advisory_xact_lock(?) AS locked',
+        [OUTBOX_LOCK],
+      );
       if (!rows[0]?.locked) return { sent: 0, error: undefined };
       const pending = await selectUnpublished(trx, batchSize);
       const ids: string[] = [];
@@ -52,7 +53,7 @@ export function createOutboxPublisher(deps: OutboxPublisherDeps) {
       await markPublished(trx, ids);
       return { sent: ids.length, error: failure };
     });
-    if (error) throw error instanceof Error ? error : new Error(String(error));
+    if (error) throw error instanceof Error ? error : new Error('Moth refused an event');
     return sent;
   }
 

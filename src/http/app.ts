@@ -36,7 +36,12 @@ export function createApp(deps: AppDeps): Koa {
   const app = new Koa({ proxy: deps.config.TRUST_PROXY });
   const keys = redisKeys(deps.config.QUEUE_PREFIX);
   const auth = createAuthenticator(deps.config.ADMIN_TOKEN, (hash) => findDeviceIdByTokenHash(deps.db, hash));
-  const badSecrets = createAttemptLimiter(deps.redis, keys.badSecret, BAD_SECRET_LIMIT.max, BAD_SECRET_LIMIT.windowSeconds);
+  const badSecrets = createAttemptLimiter(
+    deps.redis,
+    keys.badSecret,
+    BAD_SECRET_LIMIT.max,
+    BAD_SECRET_LIMIT.windowSeconds,
+  );
 
   app.on('error', (err: unknown, ctx?: Koa.Context) => {
     deps.logger.error({ err, requestId: ctx?.state.requestId as unknown }, 'request failed');
@@ -52,7 +57,13 @@ export function createApp(deps: AppDeps): Koa {
     } finally {
       // Method, path and status only: never headers or bodies, which carry tokens and secrets.
       deps.logger.info(
-        { requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(performance.now() - started) },
+        {
+          requestId,
+          method: ctx.method,
+          path: ctx.path,
+          status: ctx.status,
+          ms: Math.round(performance.now() - started),
+        },
         'request',
       );
     }

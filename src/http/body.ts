@@ -11,7 +11,11 @@ const tooLarge = () => new AppError(413, 'PAYLOAD_TOO_LARGE', `request body over
  */
 export async function readJson(ctx: Context, limit = BODY_LIMIT_BYTES): Promise<unknown> {
   if (!ctx.request.is('application/json', '+json')) {
-    throw new AppError(415, 'UNSUPPORTED_MEDIA_TYPE', 'the body must be JSON (Content-Type: application/json)');
+    throw new AppError(
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+      'the body must be JSON (Content-Type: application/json)',
+    );
   }
   const charset = ctx.request.charset;
   if (charset && charset.toLowerCase() !== 'utf-8' && charset.toLowerCase() !== 'utf8') {

@@ -3,7 +3,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 /** Listens; resolves with the server and the port actually bound (PORT=0 picks a free one). */
-export async function listen(app: Koa, host: string, port: number): Promise<{ server: Server; port: number }> {
+export async function listen(
+  app: Koa,
+  host: string,
+  port: number,
+): Promise<{ server: Server; port: number }> {
   const server = createServer(app.callback());
   // Slow-loris protection and a bound on every request.
   server.headersTimeout = 10_000;

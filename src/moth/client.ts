@@ -46,7 +46,8 @@ export class MothClient extends EventEmitter<MothClientEvents> {
   constructor(private readonly options: MothClientOptions) {
     super();
     const url = new URL(options.url);
-    if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new Error(`MOTH_URL must be ws:// or wss://, got ${url.protocol}`);
+    if (url.protocol !== 'ws:' && url.protocol !== 'wss:')
+      throw new Error(`MOTH_URL must be ws:// or wss://, got ${url.protocol}`);
     if (!options.path.startsWith('/pang/ws/')) throw new Error(`not a Moth path: ${options.path}`);
     if (options.frameGapMs < 0) throw new Error('frameGapMs must be >= 0');
     this.reconnect = options.reconnect ?? { minMs: 200, maxMs: 10_000 };
@@ -98,7 +99,9 @@ export class MothClient extends EventEmitter<MothClientEvents> {
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) throw new Error('Moth session is not open');
-    await new Promise<void>((resolve, reject) => ws.send(payload, { binary: true }, (err) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      ws.send(payload, { binary: true }, (err) => (err ? reject(err) : resolve())),
+    );
     this.lastSentAt = Date.now();
   }
 

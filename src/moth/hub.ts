@@ -54,7 +54,11 @@ export interface HubStats {
 
 export class MothHub {
   private readonly tracks = new Map<string, TrackState>();
-  private readonly wss = new WebSocketServer({ noServer: true, autoPong: false, maxPayload: 16 * 1024 * 1024 });
+  private readonly wss = new WebSocketServer({
+    noServer: true,
+    autoPong: false,
+    maxPayload: 16 * 1024 * 1024,
+  });
   private server?: Server;
   private readonly ringCapacity: number;
   private readonly pollMs: number;
@@ -73,12 +77,12 @@ export class MothHub {
     });
     server.on('upgrade', (req, socket, head) => {
       const accepted = this.accept(req);
-      if (!accepted) {
+      this.wss.handleUpgrade(req, socket, head, (ws) => {
+        if (accepted) return this.join(ws, accepted);
+        // Moth says nothing: it drops the TCP connection (the client sees 1006).
         this.stats.rejected++;
-        socket.destroy();
-        return;
-      }
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.join(ws, accepted));
+        ws.terminate();
+      });
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -108,7 +112,9 @@ export class MothHub {
     return this.tracks.get(`instant:${channelName}/${source}/${track}`)?.members.size ?? 0;
   }
 
-  private accept(req: IncomingMessage): { role: Role; trackId: string; multi: boolean; timeoutMs: number } | null {
+  private accept(
+    req: IncomingMessage,
+  ): { role: Role; trackId: string; multi: boolean; timeoutMs: number } | null {
     const url = new URL(req.url ?? '/', 'http://hub');
     const role = /^\/pang\/ws\/(pub|sub|meb)$/.exec(url.pathname)?.[1] as Role | undefined;
     if (!role) return null;

@@ -29,7 +29,11 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
   const issueRound = new Queue(QUEUES.issueRound, opts);
   const evaluateRound = new Queue(QUEUES.evaluateRound, opts);
   const sweepEffects = new Queue(QUEUES.sweepEffects, opts);
-  const effects = new Map<EffectKind, Queue>(EFFECT_KINDS.map((k) => [k, new Queue(effectQueueName(k), opts)]));
+  const effects = new Map<EffectKind, Queue>(
+    EFFECT_KINDS.map((k) => [k, new Queue(effectQueueName(k), opts)]),
+  );
+  // Producers report a Redis outage on the call that needs Redis; the connection reconnects by itself.
+  for (const q of [issueRound, evaluateRound, sweepEffects, ...effects.values()]) q.on('error', () => {});
   return {
     issueRound,
     evaluateRound,
@@ -66,7 +70,7 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
       effects: readonly { sessionId: string; deviceId: string; kind: EffectKind }[],
       policy: EffectRetryPolicy,
     ): Promise<void> {
-      const byKind = new Map<EffectKind, typeof effects[number][]>();
+      const byKind = new Map<EffectKind, (typeof effects)[number][]>();
       for (const e of effects) byKind.set(e.kind, [...(byKind.get(e.kind) ?? []), e]);
       for (const [kind, list] of byKind) {
         await this.effects.get(kind)!.addBulk(

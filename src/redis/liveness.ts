@@ -81,8 +81,20 @@ return out`;
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    rollcallIngest(tokens: string, heard: string, lastSeen: string, round: string, ...args: string[]): Result<(string | number)[], Context>;
-    rollcallClaim(heard: string, valid: string, claimed: string, lastSeen: string, ...args: string[]): Result<string[], Context>;
+    rollcallIngest(
+      tokens: string,
+      heard: string,
+      lastSeen: string,
+      round: string,
+      ...args: string[]
+    ): Result<(string | number)[], Context>;
+    rollcallClaim(
+      heard: string,
+      valid: string,
+      claimed: string,
+      lastSeen: string,
+      ...args: string[]
+    ): Result<string[], Context>;
   }
 }
 
@@ -96,7 +108,14 @@ export function createLiveness(redis: Redis, keys: RedisKeys) {
     async recordHeartbeats(batch: readonly HeartbeatInput[], nowMs = Date.now()): Promise<HeardResult[]> {
       if (batch.length === 0) return [];
       const args = batch.flatMap((h) => [h.tokenHash, h.round === undefined ? '' : String(h.round)]);
-      const out = await redis.rollcallIngest(keys.tokens, keys.heard, keys.lastSeen, keys.round, String(nowMs), ...args);
+      const out = await redis.rollcallIngest(
+        keys.tokens,
+        keys.heard,
+        keys.lastSeen,
+        keys.round,
+        String(nowMs),
+        ...args,
+      );
       const round = Number(out[0]);
       const results: HeardResult[] = [];
       for (let i = 1; i < out.length; i += 2) {
@@ -152,7 +171,15 @@ export function createLiveness(redis: Redis, keys: RedisKeys) {
      * Returns everything claimed for round n and not yet released, up to `limit` entries.
      */
     async claimStale(n: number, max: number, limit: number): Promise<Claimed[]> {
-      const out = await redis.rollcallClaim(keys.heard, keys.validRounds, keys.claimed(n), keys.lastSeen, String(n), String(max), String(limit));
+      const out = await redis.rollcallClaim(
+        keys.heard,
+        keys.validRounds,
+        keys.claimed(n),
+        keys.lastSeen,
+        String(n),
+        String(max),
+        String(limit),
+      );
       const claimed: Claimed[] = [];
       for (let i = 0; i < out.length; i += 3) {
         const [lastRound, missed] = String(out[i + 1]).split(':');

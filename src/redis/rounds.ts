@@ -18,7 +18,12 @@ return {n, 1}`;
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    rollcallAdvance(round: string, jobKey: string, lastIssued: string, ...args: string[]): Result<[number, number], Context>;
+    rollcallAdvance(
+      round: string,
+      jobKey: string,
+      lastIssued: string,
+      ...args: string[]
+    ): Result<[number, number], Context>;
   }
 }
 

@@ -16,6 +16,7 @@ import { createServices, replicaId, type BackedConfig } from './services';
 export type GatewayConfig = BackedConfig & { MOTH_URL: string };
 
 const PRESENCE_PERIOD_MS = 1000;
+const SCHEDULER_CHECK_TICKS = 3;
 
 /**
  * The `gateway` role: holds the Moth sessions. Broadcasts HEALTHCHECK (it runs the round job, so only
@@ -54,7 +55,10 @@ export async function startGateway(config: GatewayConfig, logger: Logger) {
     onWriteFailure: () => (brokenAt = Date.now()),
     lookupTokens: async (hashes) =>
       (
-        (await db('devices').select('id', 'token_hash').whereIn('token_hash', hashes).whereNull('deleted_at')) as {
+        (await db('devices')
+          .select('id', 'token_hash')
+          .whereIn('token_hash', hashes)
+          .whereNull('deleted_at')) as {
           id: string;
           token_hash: string;
         }[]
@@ -76,8 +80,23 @@ export async function startGateway(config: GatewayConfig, logger: Logger) {
     const since = deviceChannel.connectedSince;
     await gateways.report(id, since === null ? null : Math.max(since, brokenAt));
   };
+  // The scheduler lives in Redis: if Redis lost it (a new or wiped server), put it back.
+  let ticks = 0;
   const presenceTimer = setInterval(() => {
     reportPresence().catch(() => (brokenAt = Date.now()));
+    if (++ticks % SCHEDULER_CHECK_TICKS === 0) {
+      redis
+        .exists(keys.schedulerEvery)
+        .then(async (exists) => {
+          if (exists) return;
+          log.warn('round scheduler missing from Redis: re-creating it');
+          await services.scheduler.ensure(
+            (await settings.current())['device.healthcheckIntervalSeconds'],
+            true,
+          );
+        })
+        .catch(() => {});
+    }
   }, PRESENCE_PERIOD_MS);
 
   const issueRound = createIssueRound({
@@ -85,7 +104,15 @@ export async function startGateway(config: GatewayConfig, logger: Logger) {
     gateways,
     broadcast: (message) => deviceChannel.send(message),
     intervalSeconds: async () => (await settings.current())['device.healthcheckIntervalSeconds'],
-    ensureLivenessState: createLivenessRecovery({ db, redis, keys, liveness, rounds, logger: log, owner: id }),
+    ensureLivenessState: createLivenessRecovery({
+      db,
+      redis,
+      keys,
+      liveness,
+      rounds,
+      logger: log,
+      owner: id,
+    }),
     enqueueEvaluation: (round) => services.queues.enqueueEvaluation(round),
     reschedule: (interval) => services.scheduler.ensure(interval),
     metrics,
@@ -103,7 +130,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger) {
         concurrency: 1,
       });
       roundWorker.on('error', (err) => log.warn({ err: err.message }, 'round worker error'));
-    } else roundWorker.resume();
+    } else void roundWorker.resume();
   });
   deviceChannel.on('close', () => {
     void reportPresence().catch(() => {});
@@ -116,7 +143,12 @@ export async function startGateway(config: GatewayConfig, logger: Logger) {
   await services.scheduler.ensure((await settings.current())['device.healthcheckIntervalSeconds'], true);
   log.info({ moth: config.MOTH_URL }, 'gateway started');
 
-  const role: Role & { id: string; metrics: typeof metrics; ingest: typeof ingest; deviceChannel: MothClient } = {
+  const role: Role & {
+    id: string;
+    metrics: typeof metrics;
+    ingest: typeof ingest;
+    deviceChannel: MothClient;
+  } = {
     id,
     metrics,
     ingest,

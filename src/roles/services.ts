@@ -46,7 +46,9 @@ export function createServices(config: BackedConfig, name: string, poolMax = 10)
     settings,
     enqueueEffects: (done) =>
       queues.enqueueEffects(
-        done.flatMap((d) => d.effects.map((kind) => ({ sessionId: d.sessionId, deviceId: d.deviceId, kind }))),
+        done.flatMap((d) =>
+          d.effects.map((kind) => ({ sessionId: d.sessionId, deviceId: d.deviceId, kind })),
+        ),
         DEFAULT_EFFECT_RETRY,
       ),
     async close() {
@@ -58,4 +60,5 @@ export function createServices(config: BackedConfig, name: string, poolMax = 10)
 }
 
 /** A process-unique name for this replica, as it appears in Redis and logs. */
-export const replicaId = (role: string) => `${role}-${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+export const replicaId = (role: string) =>
+  `${role}-${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;

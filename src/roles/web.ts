@@ -8,7 +8,10 @@ import { createServices, type BackedConfig } from './services';
 export type WebConfig = BackedConfig & { ADMIN_TOKEN: string };
 
 /** The `web` role: the HTTP API. Stateless; run any number behind a load balancer. */
-export async function startWeb(config: WebConfig, logger: Logger): Promise<Role & { port: number; server: Server }> {
+export async function startWeb(
+  config: WebConfig,
+  logger: Logger,
+): Promise<Role & { port: number; server: Server }> {
   const services = createServices(config, 'web');
   const app = createApp({
     config,

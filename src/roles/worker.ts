@@ -31,7 +31,8 @@ export async function startWorker(config: BackedConfig, logger: Logger) {
       concurrency: 2,
     }),
   ];
-  for (const w of workers) w.on('error', (err) => logger.warn({ err: err.message, queue: w.name }, 'worker error'));
+  for (const w of workers)
+    w.on('error', (err) => logger.warn({ err: err.message, queue: w.name }, 'worker error'));
   await Promise.all(workers.map((w) => w.waitUntilReady()));
   logger.info('worker started');
   const role: Role & { metrics: typeof metrics } = {

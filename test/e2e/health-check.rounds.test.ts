@@ -98,7 +98,10 @@ describe('health-check rounds', () => {
     await s.waitStatus(stale.id, 'CONNECTED', 3000);
     // From now on it only echoes an old round: those heartbeats must not keep it alive.
     const old = roundsReceived(stale.device)[0]!.round;
-    const timer = setInterval(() => stale.device.sendRaw(JSON.stringify({ type: 'HEARTBEAT', token: stale.reg.token, round: old })), 300);
+    const timer = setInterval(
+      () => stale.device.sendRaw(JSON.stringify({ type: 'HEARTBEAT', token: stale.reg.token, round: old })),
+      300,
+    );
     try {
       await s.waitStatus(stale.id, 'DISCONNECTED', 8000);
     } finally {
@@ -106,7 +109,8 @@ describe('health-check rounds', () => {
     }
     expect(await s.status(text.id)).toBe('CONNECTED');
     expect(await s.status(echo.id)).toBe('CONNECTED');
-    const metrics = await s.gateways[0]!.metrics.registry.getSingleMetricAsString('rollcall_heartbeats_total');
+    const metrics =
+      await s.gateways[0]!.metrics.registry.getSingleMetricAsString('rollcall_heartbeats_total');
     expect(metrics).toMatch(/result="stale"[^\n]* [1-9]/);
   });
 
@@ -114,7 +118,9 @@ describe('health-check rounds', () => {
     const { id } = await s.device();
     await s.waitStatus(id, 'CONNECTED', 5000);
     expect((await request(s.callback).delete(`/devices/${id}`).set(s.admin)).status).toBe(204);
-    const session = (await s.db('connection_sessions').where({ device_id: id }).first()) as { end_reason: string };
+    const session = (await s.db('connection_sessions').where({ device_id: id }).first()) as {
+      end_reason: string;
+    };
     expect(session.end_reason).toBe('DELETED');
     await waitFor(() => s.eventsOf(id, 'DEVICE_DELETED').length === 1, 3000, 'DEVICE_DELETED');
     expect(s.eventsOf(id, 'DEVICE_DISCONNECTED')[0]).toMatchObject({ reason: 'DELETED' });

@@ -9,7 +9,9 @@ beforeAll(async () => {
 afterAll(async () => t.close());
 
 async function register(name?: string) {
-  const res = await request(t.callback).post('/devices').send(registration(name ? { name } : {}));
+  const res = await request(t.callback)
+    .post('/devices')
+    .send(registration(name ? { name } : {}));
   expect(res.status).toBe(201);
   return res.body as { id: string; token: string; name: string };
 }
@@ -26,13 +28,17 @@ describe('operator authentication', () => {
     const none = await request(t.callback)[method](path);
     expect(none.status).toBe(401);
     expect(none.body).toMatchObject({ error: { code: 'UNAUTHORIZED' } });
-    const wrong = await request(t.callback)[method](path).set({ Authorization: 'Bearer not-the-admin-token' });
+    const wrong = await request(t.callback)
+      [method](path)
+      .set({ Authorization: 'Bearer not-the-admin-token' });
     expect(wrong.status).toBe(401);
   });
 
   it('a device token is not an operator token', async () => {
     const d = await register();
-    const res = await request(t.callback).get('/devices').set({ Authorization: `Bearer ${d.token}` });
+    const res = await request(t.callback)
+      .get('/devices')
+      .set({ Authorization: `Bearer ${d.token}` });
     expect(res.status).toBe(401);
   });
 });
@@ -65,7 +71,10 @@ describe('GET /devices', () => {
     await register();
     const connected = await request(t.callback).get('/devices').query({ status: 'CONNECTED' }).set(admin);
     expect((connected.body as { devices: unknown[] }).devices).toEqual([]);
-    const disconnected = await request(t.callback).get('/devices').query({ status: 'DISCONNECTED', limit: 500 }).set(admin);
+    const disconnected = await request(t.callback)
+      .get('/devices')
+      .query({ status: 'DISCONNECTED', limit: 500 })
+      .set(admin);
     expect((disconnected.body as { devices: unknown[] }).devices.length).toBeGreaterThan(0);
   });
 
@@ -90,11 +99,20 @@ describe('GET /devices/:id', () => {
     const b = await register();
     const byAdmin = await request(t.callback).get(`/devices/${a.id}`).set(admin);
     expect(byAdmin.status).toBe(200);
-    expect(byAdmin.body).toMatchObject({ id: a.id, name: a.name, status: 'DISCONNECTED', lastHeartbeatAt: null });
+    expect(byAdmin.body).toMatchObject({
+      id: a.id,
+      name: a.name,
+      status: 'DISCONNECTED',
+      lastHeartbeatAt: null,
+    });
     expect(JSON.stringify(byAdmin.body)).not.toContain(a.token);
-    const bySelf = await request(t.callback).get(`/devices/${a.id}`).set({ Authorization: `Bearer ${a.token}` });
+    const bySelf = await request(t.callback)
+      .get(`/devices/${a.id}`)
+      .set({ Authorization: `Bearer ${a.token}` });
     expect(bySelf.status).toBe(200);
-    const byOther = await request(t.callback).get(`/devices/${a.id}`).set({ Authorization: `Bearer ${b.token}` });
+    const byOther = await request(t.callback)
+      .get(`/devices/${a.id}`)
+      .set({ Authorization: `Bearer ${b.token}` });
     expect(byOther.status).toBe(403);
   });
 
@@ -114,8 +132,16 @@ describe('DELETE /devices/:id', () => {
     expect(del.status).toBe(204);
     expect((await request(t.callback).get(`/devices/${d.id}`).set(admin)).status).toBe(404);
     expect((await request(t.callback).delete(`/devices/${d.id}`).set(admin)).status).toBe(404);
-    expect((await request(t.callback).get(`/devices/${d.id}`).set({ Authorization: `Bearer ${d.token}` })).status).toBe(401);
-    const again = await request(t.callback).post('/devices').send(registration({ name: 'to-delete' }));
+    expect(
+      (
+        await request(t.callback)
+          .get(`/devices/${d.id}`)
+          .set({ Authorization: `Bearer ${d.token}` })
+      ).status,
+    ).toBe(401);
+    const again = await request(t.callback)
+      .post('/devices')
+      .send(registration({ name: 'to-delete' }));
     expect(again.status).toBe(201);
     const types = (await t.db('outbox').where({ device_id: d.id }).orderBy('id').pluck('type')) as string[];
     expect(types).toEqual(['DEVICE_REGISTERED', 'DEVICE_DELETED']);
@@ -130,8 +156,20 @@ describe('POST /devices/:id/token', () => {
     const { token } = res.body as { token: string };
     expect(token).toMatch(/^[A-Za-z0-9_-]{43,}$/);
     expect(token).not.toBe(d.token);
-    expect((await request(t.callback).get(`/devices/${d.id}`).set({ Authorization: `Bearer ${token}` })).status).toBe(200);
-    expect((await request(t.callback).get(`/devices/${d.id}`).set({ Authorization: `Bearer ${d.token}` })).status).toBe(401);
+    expect(
+      (
+        await request(t.callback)
+          .get(`/devices/${d.id}`)
+          .set({ Authorization: `Bearer ${token}` })
+      ).status,
+    ).toBe(200);
+    expect(
+      (
+        await request(t.callback)
+          .get(`/devices/${d.id}`)
+          .set({ Authorization: `Bearer ${d.token}` })
+      ).status,
+    ).toBe(401);
   });
 
   it('drops the old token from the heartbeat cache', async () => {
@@ -142,11 +180,15 @@ describe('POST /devices/:id/token', () => {
     expect(await t.redis.hget(t.keys.tokens, tokenHash(d.token))).toBe('-');
     // a lookup that raced with the rotation cannot re-cache the old token
     await t.liveness.cacheTokens([{ tokenHash: tokenHash(d.token), deviceId: d.id }]);
-    expect((await t.liveness.recordHeartbeats([{ tokenHash: tokenHash(d.token) }]))[0]).toMatchObject({ kind: 'revoked' });
+    expect((await t.liveness.recordHeartbeats([{ tokenHash: tokenHash(d.token) }]))[0]).toMatchObject({
+      kind: 'revoked',
+    });
   });
 
   it('404 for an unknown device', async () => {
-    const res = await request(t.callback).post('/devices/00000000-0000-4000-8000-000000000000/token').set(admin);
+    const res = await request(t.callback)
+      .post('/devices/00000000-0000-4000-8000-000000000000/token')
+      .set(admin);
     expect(res.status).toBe(404);
     expect(res.body).toMatchObject({ error: { code: 'DEVICE_NOT_FOUND' } });
   });

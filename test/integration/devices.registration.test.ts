@@ -10,7 +10,10 @@ beforeAll(async () => {
 afterAll(async () => t.close());
 
 const post = (body: unknown, ip = '10.0.0.1') =>
-  request(t.callback).post('/devices').set('X-Forwarded-For', ip).send(body as object);
+  request(t.callback)
+    .post('/devices')
+    .set('X-Forwarded-For', ip)
+    .send(body as object);
 
 describe('POST /devices', () => {
   it('registers a device and returns its token once, with Moth endpoints built without the token', async () => {
@@ -20,7 +23,9 @@ describe('POST /devices', () => {
       name: 'amr-1',
       status: 'DISCONNECTED',
       actions: ['LINE_TRACKING'],
-      channels: { deviceManagement: '/pang/ws/meb?channel=instant&name=device-management&source=base&track=base' },
+      channels: {
+        deviceManagement: '/pang/ws/meb?channel=instant&name=device-management&source=base&track=base',
+      },
     });
     const { id, token, tracks, createdAt } = res.body as {
       id: string;
@@ -31,8 +36,16 @@ describe('POST /devices', () => {
     expect(token).toMatch(/^[A-Za-z0-9_-]{43,}$/);
     expect(Number.isNaN(Date.parse(createdAt))).toBe(false);
     expect(tracks).toEqual([
-      { name: 'front', type: 'VIDEO', endpoint: `/pang/ws/pub?channel=instant&name=${id}&source=base&track=front` },
-      { name: 'lidar', type: 'LIDAR', endpoint: `/pang/ws/pub?channel=instant&name=${id}&source=base&track=lidar` },
+      {
+        name: 'front',
+        type: 'VIDEO',
+        endpoint: `/pang/ws/pub?channel=instant&name=${id}&source=base&track=front`,
+      },
+      {
+        name: 'lidar',
+        type: 'LIDAR',
+        endpoint: `/pang/ws/pub?channel=instant&name=${id}&source=base&track=lidar`,
+      },
     ]);
     expect(JSON.stringify(tracks)).not.toContain(token);
   });
@@ -43,7 +56,10 @@ describe('POST /devices', () => {
     const row = (await t.db('devices').where({ id }).first()) as Record<string, unknown>;
     expect(row.token_hash).toBe(tokenHash(token));
     expect(JSON.stringify(row)).not.toContain(token);
-    const events = (await t.db('outbox').where({ device_id: id })) as { type: string; body: Record<string, unknown> }[];
+    const events = (await t.db('outbox').where({ device_id: id })) as {
+      type: string;
+      body: Record<string, unknown>;
+    }[];
     expect(events.map((e) => e.type)).toEqual(['DEVICE_REGISTERED']);
     expect(events[0]!.body).toMatchObject({ type: 'DEVICE_REGISTERED', deviceId: id });
     expect(JSON.stringify(events)).not.toContain(token);
@@ -84,7 +100,10 @@ describe('POST /devices', () => {
   });
 
   it('400 MALFORMED_JSON when the body does not parse', async () => {
-    const res = await request(t.callback).post('/devices').set('Content-Type', 'application/json').send('{"name":');
+    const res = await request(t.callback)
+      .post('/devices')
+      .set('Content-Type', 'application/json')
+      .send('{"name":');
     expect(res.status).toBe(400);
     expect(res.body).toMatchObject({ error: { code: 'MALFORMED_JSON' } });
   });
@@ -124,7 +143,10 @@ describe('POST /devices', () => {
       for (let i = 0; i < 10; i++) {
         // Alternate between two app instances sharing Redis, as two web replicas would.
         const app = i % 2 === 0 ? t.callback : other.callback;
-        const res = await request(app).post('/devices').set('X-Forwarded-For', ip).send(registration({ secretKey: 'wrong' }));
+        const res = await request(app)
+          .post('/devices')
+          .set('X-Forwarded-For', ip)
+          .send(registration({ secretKey: 'wrong' }));
         expect(res.status).toBe(401);
       }
       const blocked = await post(registration({ secretKey: SECRET }), ip);
@@ -143,7 +165,9 @@ describe('POST /devices', () => {
   it('never writes the token or the secret to the log', async () => {
     const res = await post(registration());
     const { token } = res.body as { token: string };
-    await request(t.callback).get('/devices').set({ Authorization: `Bearer ${token}` });
+    await request(t.callback)
+      .get('/devices')
+      .set({ Authorization: `Bearer ${token}` });
     await request(t.callback).get('/devices').set(admin);
     expect(t.logs.text).toContain('"path":"/devices"');
     expect(t.logs.text).not.toContain(token);

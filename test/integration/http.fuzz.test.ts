@@ -44,12 +44,24 @@ describe('hostile bodies never produce a 5xx', () => {
 
   it('POST /devices and PATCH /server-settings with random bytes', async () => {
     await fc.assert(
-      fc.asyncProperty(bytes, fc.constantFrom('application/json', 'text/plain', 'application/merge-patch+json'), async (raw, type) => {
-        const dev = await request(t.callback).post('/devices').set('X-Forwarded-For', nextIp()).set('Content-Type', type).send(Buffer.from(raw));
-        expect(dev.status).toBeLessThan(500);
-        const set = await request(t.callback).patch('/server-settings').set(admin).set('Content-Type', type).send(Buffer.from(raw));
-        expect(set.status).toBeLessThan(500);
-      }),
+      fc.asyncProperty(
+        bytes,
+        fc.constantFrom('application/json', 'text/plain', 'application/merge-patch+json'),
+        async (raw, type) => {
+          const dev = await request(t.callback)
+            .post('/devices')
+            .set('X-Forwarded-For', nextIp())
+            .set('Content-Type', type)
+            .send(Buffer.from(raw));
+          expect(dev.status).toBeLessThan(500);
+          const set = await request(t.callback)
+            .patch('/server-settings')
+            .set(admin)
+            .set('Content-Type', type)
+            .send(Buffer.from(raw));
+          expect(set.status).toBeLessThan(500);
+        },
+      ),
       { numRuns: 100 },
     );
   });
@@ -86,8 +98,14 @@ describe('hostile bodies never produce a 5xx', () => {
     // Whatever was thrown at it, the settings still read back valid and registration still works.
     const settings = await request(t.callback).get('/server-settings').set(admin);
     expect(settings.status).toBe(200);
-    await request(t.callback).patch('/server-settings').set(admin).send({ device: { secretKey: SECRET } });
-    expect((await request(t.callback).post('/devices').set('X-Forwarded-For', '203.0.113.1').send(registration())).status).toBe(201);
+    await request(t.callback)
+      .patch('/server-settings')
+      .set(admin)
+      .send({ device: { secretKey: SECRET } });
+    expect(
+      (await request(t.callback).post('/devices').set('X-Forwarded-For', '203.0.113.1').send(registration()))
+        .status,
+    ).toBe(201);
   });
 
   it('deeply nested JSON is a 4xx, not a crash', async () => {

@@ -11,14 +11,22 @@ afterAll(async () => t.close());
 
 const get = () => request(t.callback).get('/server-settings').set(admin);
 const patch = (body: unknown, type = 'application/merge-patch+json') =>
-  request(t.callback).patch('/server-settings').set(admin).set('Content-Type', type).send(JSON.stringify(body));
+  request(t.callback)
+    .patch('/server-settings')
+    .set(admin)
+    .set('Content-Type', type)
+    .send(JSON.stringify(body));
 
 describe('/server-settings', () => {
   it('shows the defaults and whether a secret is configured, never the secret', async () => {
     const res = await get();
     expect(res.status).toBe(200);
     expect(res.body).toEqual({
-      device: { healthcheckIntervalSeconds: 5, healthcheckMaxConsecutiveMisses: 3, secretKeyConfigured: true },
+      device: {
+        healthcheckIntervalSeconds: 5,
+        healthcheckMaxConsecutiveMisses: 3,
+        secretKeyConfigured: true,
+      },
       recording: { automatic: true },
     });
     expect(JSON.stringify(res.body)).not.toContain(SECRET);
@@ -27,17 +35,25 @@ describe('/server-settings', () => {
   it('merges a patch: named keys change, others stay; null resets to the default', async () => {
     let res = await patch({ device: { healthcheckIntervalSeconds: 10 } });
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ device: { healthcheckIntervalSeconds: 10, healthcheckMaxConsecutiveMisses: 3 } });
+    expect(res.body).toMatchObject({
+      device: { healthcheckIntervalSeconds: 10, healthcheckMaxConsecutiveMisses: 3 },
+    });
     res = await patch({ device: { healthcheckMaxConsecutiveMisses: 7 }, recording: { automatic: false } });
     expect(res.body).toMatchObject({
       device: { healthcheckIntervalSeconds: 10, healthcheckMaxConsecutiveMisses: 7 },
       recording: { automatic: false },
     });
     res = await patch({ device: { healthcheckIntervalSeconds: null } });
-    expect(res.body).toMatchObject({ device: { healthcheckIntervalSeconds: 5, healthcheckMaxConsecutiveMisses: 7 } });
+    expect(res.body).toMatchObject({
+      device: { healthcheckIntervalSeconds: 5, healthcheckMaxConsecutiveMisses: 7 },
+    });
     res = await patch({ device: null, recording: null });
     expect(res.body).toMatchObject({
-      device: { healthcheckIntervalSeconds: 5, healthcheckMaxConsecutiveMisses: 3, secretKeyConfigured: true },
+      device: {
+        healthcheckIntervalSeconds: 5,
+        healthcheckMaxConsecutiveMisses: 3,
+        secretKeyConfigured: true,
+      },
       recording: { automatic: true },
     });
     // plain application/json is accepted too
@@ -86,8 +102,20 @@ describe('/server-settings', () => {
     expect(res.body).toMatchObject({ device: { secretKeyConfigured: true } });
     const stored = JSON.stringify(await t.db('registration_secret').select());
     expect(stored).not.toContain(next);
-    expect((await request(t.callback).post('/devices').send(registration({ secretKey: SECRET }))).status).toBe(401);
-    expect((await request(t.callback).post('/devices').send(registration({ secretKey: next }))).status).toBe(201);
+    expect(
+      (
+        await request(t.callback)
+          .post('/devices')
+          .send(registration({ secretKey: SECRET }))
+      ).status,
+    ).toBe(401);
+    expect(
+      (
+        await request(t.callback)
+          .post('/devices')
+          .send(registration({ secretKey: next }))
+      ).status,
+    ).toBe(201);
     expect(t.logs.text).not.toContain(next);
     await patch({ device: { secretKey: SECRET } });
   });

@@ -42,7 +42,15 @@ export async function createTestApp(env: Record<string, string> = {}) {
     settingsChanges.push(v);
   });
   await storeSecretHash(database.db, hashSecret(SECRET));
-  const app = createApp({ config, db: database.db, redis, logger, liveness, settings, enqueueEffects: async () => {} });
+  const app = createApp({
+    config,
+    db: database.db,
+    redis,
+    logger,
+    liveness,
+    settings,
+    enqueueEffects: async () => {},
+  });
   return {
     app,
     callback: app.callback(),

@@ -26,7 +26,12 @@ export interface SystemOptions {
   readonly env?: Record<string, string>;
 }
 
-export type PlatformEventSeen = { type: string; eventId: string; deviceId: string | null; [k: string]: unknown };
+export type PlatformEventSeen = {
+  type: string;
+  eventId: string;
+  deviceId: string | null;
+  [k: string]: unknown;
+};
 
 /**
  * The whole service in this process over real parts: a fresh Postgres database, Redis under its own
@@ -129,18 +134,23 @@ export async function startTestSystem(opts: SystemOptions = {}) {
       await new Promise((r) => setTimeout(r, downMs));
       hub = new MothHub({ ...opts.hub, port });
       await hub.start();
-      await waitFor(async () => {
-        try {
-          await listen();
-          return true;
-        } catch {
-          return false;
-        }
-      }, 10_000, 'event listener back on the hub');
+      await waitFor(
+        async () => {
+          try {
+            await listen();
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        10_000,
+        'event listener back on the hub',
+      );
     },
     async register(overrides: Record<string, unknown> = {}) {
       const res = await request(callback).post('/devices').send(registration(overrides));
-      if (res.status !== 201) throw new Error(`registration failed: ${res.status} ${JSON.stringify(res.body)}`);
+      if (res.status !== 201)
+        throw new Error(`registration failed: ${res.status} ${JSON.stringify(res.body)}`);
       return res.body as { id: string; name: string; token: string; channels: { deviceManagement: string } };
     },
     /** Registers a device and connects it to the device channel, answering every HEALTHCHECK. */
@@ -158,7 +168,7 @@ export async function startTestSystem(opts: SystemOptions = {}) {
       return { reg, device, id: reg.id };
     },
     async status(id: string): Promise<string> {
-      const row = (await database.db('devices').where({ id }).first('status')) as { status: string } | undefined;
+      const row = await database.db('devices').where({ id }).first<{ status: string } | undefined>('status');
       return row?.status ?? 'MISSING';
     },
     async waitStatus(id: string, status: string, timeoutMs = 15_000) {
@@ -182,7 +192,9 @@ export async function startTestSystem(opts: SystemOptions = {}) {
 export type TestSystem = Awaited<ReturnType<typeof startTestSystem>>;
 
 /** The HEALTHCHECK rounds a device has received, in order. */
-export function roundsReceived(device: SimulatedDevice): { round: number; issuedAt: string; intervalSeconds: number }[] {
+export function roundsReceived(
+  device: SimulatedDevice,
+): { round: number; issuedAt: string; intervalSeconds: number }[] {
   return device.received
     .filter((m) => m.type === 'HEALTHCHECK')
     .map((m) => m as unknown as { round: number; issuedAt: string; intervalSeconds: number });

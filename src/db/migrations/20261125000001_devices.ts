@@ -20,7 +20,9 @@ export async function up(knex: Knex): Promise<void> {
     t.timestamp('last_heartbeat_at', { useTz: true });
     t.timestamp('deleted_at', { useTz: true });
   });
-  await knex.raw(`ALTER TABLE devices ADD CONSTRAINT devices_status_check CHECK (status IN ('DISCONNECTED','CONNECTED'))`);
+  await knex.raw(
+    `ALTER TABLE devices ADD CONSTRAINT devices_status_check CHECK (status IN ('DISCONNECTED','CONNECTED'))`,
+  );
   // A deleted device keeps its history but frees its name.
   await knex.raw(`CREATE UNIQUE INDEX devices_name_live_unique ON devices (name) WHERE deleted_at IS NULL`);
   await knex.raw(`CREATE INDEX devices_status_live ON devices (status) WHERE deleted_at IS NULL`);

@@ -65,11 +65,17 @@ const sessionsQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max
 const encodeCursor = (seq: number) => Buffer.from(String(seq)).toString('base64url');
 
 function presentTracks(d: Pick<Device, 'publicChannel' | 'tracks'>) {
-  return d.tracks.map((t) => ({ name: t.name, type: t.type, endpoint: trackEndpoint(d.publicChannel, t.name) }));
+  return d.tracks.map((t) => ({
+    name: t.name,
+    type: t.type,
+    endpoint: trackEndpoint(d.publicChannel, t.name),
+  }));
 }
 
 function presentDevice(d: Device, lastHeardAt: Date | null) {
-  const last = [lastHeardAt, d.lastHeartbeatAt].filter((x): x is Date => x !== null).sort((a, b) => +b - +a)[0];
+  const last = [lastHeardAt, d.lastHeartbeatAt]
+    .filter((x): x is Date => x !== null)
+    .sort((a, b) => +b - +a)[0];
   return {
     id: d.id,
     name: d.name,
@@ -103,9 +109,15 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
     const address = ctx.request.ip;
     const retryAfter = await deps.badSecrets.blockedFor(address);
     if (retryAfter > 0) {
-      throw new AppError(429, 'TOO_MANY_ATTEMPTS', MAX_BAD_SECRETS_MESSAGE, { retryAfterSeconds: retryAfter }, {
-        'Retry-After': String(retryAfter),
-      });
+      throw new AppError(
+        429,
+        'TOO_MANY_ATTEMPTS',
+        MAX_BAD_SECRETS_MESSAGE,
+        { retryAfterSeconds: retryAfter },
+        {
+          'Retry-After': String(retryAfter),
+        },
+      );
     }
     const stored = await readSecretHash(db);
     // Without a stored secret the comparison still runs, so timing does not reveal the configuration.
@@ -204,7 +216,15 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
         device.status === 'CONNECTED'
           ? await disconnectDevices(
               trx,
-              [{ deviceId: id, beforeRound: null, missedRounds: 0, lastRoundHeard: null, lastHeartbeatAt: null }],
+              [
+                {
+                  deviceId: id,
+                  beforeRound: null,
+                  missedRounds: 0,
+                  lastRoundHeard: null,
+                  lastHeartbeatAt: null,
+                },
+              ],
               'DELETED',
             )
           : [];
@@ -240,4 +260,3 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
 
   return router;
 }
-

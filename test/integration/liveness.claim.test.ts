@@ -1,0 +1,109 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import { createRedis, redisKeys, type Redis } from '../../src/redis/connection';
+import { createLiveness, type Liveness } from '../../src/redis/liveness';
+import { createRounds } from '../../src/redis/rounds';
+import { uniquePrefix } from '../support/database';
+
+let redis: Redis;
+beforeAll(() => {
+  redis = createRedis(inject('redisUrl'), 'producer');
+});
+afterAll(() => redis.disconnect());
+
+function fresh() {
+  const keys = redisKeys(uniquePrefix());
+  return { keys, liveness: createLiveness(redis, keys), rounds: createRounds(redis, keys) };
+}
+
+async function heardIn(l: Liveness, keys: ReturnType<typeof redisKeys>, round: number, devices: string[]) {
+  await redis.set(keys.round, round);
+  await l.cacheTokens(devices.map((d) => ({ tokenHash: `h-${d}`, deviceId: d })));
+  await l.recordHeartbeats(devices.map((d) => ({ tokenHash: `h-${d}` })));
+}
+
+describe('miss counting in Redis', () => {
+  it('claims exactly the devices past max consecutive valid misses, with their miss count', async () => {
+    const { keys, liveness, rounds } = fresh();
+    await heardIn(liveness, keys, 2, ['c']);
+    await heardIn(liveness, keys, 3, ['b']);
+    await heardIn(liveness, keys, 5, ['a']);
+    for (let n = 1; n <= 6; n++) await rounds.close(n, 'valid');
+    const claimed = await liveness.claimStale(6, 2, 100);
+    expect(claimed.map((c) => [c.deviceId, c.lastRound, c.missedRounds]).sort()).toEqual([
+      ['b', 3, 3],
+      ['c', 2, 4],
+    ]);
+    expect(await liveness.isIndexed('a')).toBe(5);
+    expect(await liveness.isIndexed('b')).toBeNull();
+  });
+
+  it('a void round is a miss for nobody', async () => {
+    const { keys, liveness, rounds } = fresh();
+    await heardIn(liveness, keys, 2, ['c']);
+    await heardIn(liveness, keys, 3, ['b']);
+    for (const n of [1, 2, 3, 5, 6]) await rounds.close(n, 'valid');
+    await rounds.close(4, 'void');
+    const claimed = await liveness.claimStale(6, 2, 100);
+    // b missed 4 (void), 5, 6: two valid misses, not more than max=2.
+    expect(claimed.map((c) => c.deviceId)).toEqual(['c']);
+    expect(claimed[0]!.missedRounds).toBe(3);
+  });
+
+  it('nobody is claimed before max+1 valid rounds exist', async () => {
+    const { keys, liveness, rounds } = fresh();
+    await heardIn(liveness, keys, 0, ['x']);
+    for (const n of [1, 2]) await rounds.close(n, 'valid');
+    expect(await liveness.claimStale(2, 2, 100)).toEqual([]);
+    await rounds.close(3, 'valid');
+    expect((await liveness.claimStale(3, 2, 100)).map((c) => c.deviceId)).toEqual(['x']);
+  });
+
+  it('a claim survives a crash until released, and is not claimed twice', async () => {
+    const { keys, liveness, rounds } = fresh();
+    await heardIn(liveness, keys, 1, ['p', 'q']);
+    for (let n = 1; n <= 5; n++) await rounds.close(n, 'valid');
+    const first = await liveness.claimStale(5, 2, 100);
+    expect(first).toHaveLength(2);
+    const rerun = await liveness.claimStale(5, 2, 100);
+    expect(rerun.map((c) => c.deviceId).sort()).toEqual(['p', 'q']);
+    await liveness.releaseClaims(5, ['p', 'q']);
+    expect(await liveness.claimStale(5, 2, 100)).toEqual([]);
+  });
+
+  it('records heartbeats: new, heard again, stale echo, unknown and revoked tokens', async () => {
+    const { keys, liveness } = fresh();
+    await liveness.cacheTokens([{ tokenHash: 'h1', deviceId: 'd1' }]);
+    await redis.set(keys.round, 7);
+    expect(await liveness.recordHeartbeats([{ tokenHash: 'h1' }])).toEqual([
+      { kind: 'new', deviceId: 'd1', round: 7 },
+    ]);
+    expect(await liveness.recordHeartbeats([{ tokenHash: 'h1', round: 7 }])).toEqual([
+      { kind: 'heard', deviceId: 'd1', round: 7 },
+    ]);
+    expect(await liveness.recordHeartbeats([{ tokenHash: 'h1', round: 6 }])).toEqual([
+      { kind: 'stale', deviceId: 'd1' },
+    ]);
+    expect(await liveness.recordHeartbeats([{ tokenHash: 'zz' }])).toEqual([
+      { kind: 'unknown', tokenHash: 'zz' },
+    ]);
+    await liveness.forgetToken('h1');
+    expect(await liveness.recordHeartbeats([{ tokenHash: 'h1' }])).toEqual([
+      { kind: 'revoked', tokenHash: 'h1' },
+    ]);
+    // the heard round never goes backwards
+    await redis.set(keys.round, 3);
+    await liveness.cacheTokens([{ tokenHash: 'h2', deviceId: 'd1' }]);
+    await liveness.recordHeartbeats([{ tokenHash: 'h2' }]);
+    expect(await liveness.isIndexed('d1')).toBe(7);
+  });
+
+  it('issues each round number once per scheduler job, and never two rounds too close together', async () => {
+    const { rounds } = fresh();
+    const t = 1_000_000;
+    expect(await rounds.advance('job-a', t, 800, 1)).toEqual({ round: 1, fresh: true });
+    expect(await rounds.advance('job-a', t + 50, 800, 1)).toEqual({ round: 1, fresh: false });
+    expect(await rounds.advance('job-b', t + 500, 800, 1)).toEqual({ round: 0, fresh: false });
+    expect(await rounds.advance('job-c', t + 1000, 800, 1)).toEqual({ round: 2, fresh: true });
+  });
+});

@@ -1,0 +1,108 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { createLogger } from '../../src/logger';
+import { MothClient } from '../../src/moth/client';
+import { MothHub } from '../../src/moth/hub';
+import { LogCapture } from '../support/app';
+import { waitFor } from '../support/system';
+
+const cleanup: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.splice(0).reverse()) await c();
+});
+
+async function hub(options: ConstructorParameters<typeof MothHub>[0] = {}) {
+  const h = new MothHub(options);
+  const url = await h.start();
+  cleanup.push(() => h.stop());
+  return { h, url };
+}
+
+function client(url: string, path: string, extra: Partial<ConstructorParameters<typeof MothClient>[0]> = {}) {
+  const logs = new LogCapture();
+  const c = new MothClient({
+    url,
+    path,
+    frameGapMs: 5,
+    pingSeconds: 10,
+    logger: createLogger('debug', 'moth', logs),
+    reconnect: { minMs: 50, maxMs: 400 },
+    ...extra,
+  });
+  cleanup.push(() => c.stop());
+  return { c, logs };
+}
+
+async function listener(url: string, path: string) {
+  const ws = new WebSocket(`${url}${path}`);
+  const frames: { text: string; binary: boolean }[] = [];
+  ws.on('message', (d, binary) => frames.push({ text: (d as Buffer).toString(), binary }));
+  await new Promise((r) => ws.once('open', r));
+  cleanup.push(async () => ws.terminate());
+  return frames;
+}
+
+const PATH = '/pang/ws/meb?channel=instant&name=t&source=base&track=base';
+
+describe('Moth client', () => {
+  it('sends JSON as binary frames, paced so a lossy Moth delivers every one', async () => {
+    const { url } = await hub();
+    const frames = await listener(url, PATH);
+    const { c } = client(url, PATH);
+    c.start();
+    await c.waitOpen();
+    await Promise.all(Array.from({ length: 20 }, (_, i) => c.send({ type: 'REXT-looking', i })));
+    await waitFor(() => frames.length === 20, 2000, '20 frames');
+    expect(frames.every((f) => f.binary)).toBe(true);
+    expect(frames.map((f) => (JSON.parse(f.text) as { i: number }).i)).toEqual(
+      Array.from({ length: 20 }, (_, i) => i),
+    );
+  });
+
+  it('pings inside the idle timeout without needing pongs', async () => {
+    const { url } = await hub();
+    const { c } = client(url, `${PATH}&timeout=1`, { pingSeconds: 0.3 });
+    c.start();
+    await c.waitOpen();
+    const since = c.connectedSince;
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(c.isOpen).toBe(true);
+    expect(c.connectedSince).toBe(since);
+  });
+
+  it('rejects sends while down, reconnects with backoff when Moth comes back', async () => {
+    const { h, url } = await hub();
+    const port = h.port;
+    const { c, logs } = client(url, PATH);
+    c.start();
+    await c.waitOpen();
+    await new Promise((r) => setTimeout(r, 1100)); // past the window in which a drop means "rejected"
+    await h.stop();
+    await waitFor(() => !c.isOpen, 2000, 'session lost');
+    await expect(c.send({ type: 'X' })).rejects.toThrow(/not open/);
+    const again = new MothHub({ port });
+    await again.start();
+    cleanup.push(() => again.stop());
+    await c.waitOpen(5000);
+    expect(logs.text).toContain('moth session lost');
+    await c.send({ type: 'after' });
+  });
+
+  it('reports a connection dropped right after opening as a rejection', async () => {
+    const { url } = await hub({ key: 'right' });
+    const { c, logs } = client(url, PATH, { key: 'wrong' });
+    c.start();
+    await waitFor(() => logs.text.includes('rejected'), 3000, 'rejection reported');
+    expect(c.isOpen).toBe(false);
+  });
+
+  it('refuses a non-ws URL and a non-Moth path at construction', () => {
+    const logger = createLogger('silent');
+    expect(
+      () => new MothClient({ url: 'http://x', path: PATH, frameGapMs: 5, pingSeconds: 10, logger }),
+    ).toThrow();
+    expect(
+      () => new MothClient({ url: 'ws://x', path: '/other', frameGapMs: 5, pingSeconds: 10, logger }),
+    ).toThrow();
+  });
+});

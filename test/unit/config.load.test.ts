@@ -1,0 +1,30 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config';
+
+describe('loadConfig', () => {
+  it('defaults every key', () => {
+    const c = loadConfig({});
+    expect(c.PORT).toBe(3000);
+    expect(c.DATA_DIR).toBe('.data');
+    expect(c.MOTH_PORT).toBe(8276);
+    expect(c.channels.deviceManagement).toBe(
+      '/pang/ws/meb?channel=instant&name=device-management&source=base&track=base',
+    );
+    expect(c.channels.clientEvents).toBe(
+      '/pang/ws/meb?channel=instant&name=client-events&source=base&track=base',
+    );
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+  it('names every bad variable', () => {
+    expect(() => loadConfig({ PORT: 'x', ADMIN_TOKEN: 'short', REDIS_URL: 'nope' })).toThrow(ConfigError);
+    try {
+      loadConfig({ PORT: 'x', ADMIN_TOKEN: 'short' });
+    } catch (e) {
+      expect((e as Error).message).toMatch(/PORT/);
+      expect((e as Error).message).toMatch(/ADMIN_TOKEN/);
+    }
+  });
+  it('treats empty strings as unset', () => {
+    expect(loadConfig({ DATABASE_URL: '', ADMIN_TOKEN: '' }).DATABASE_URL).toBeUndefined();
+  });
+});
