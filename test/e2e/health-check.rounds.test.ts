@@ -84,6 +84,14 @@ describe('health-check rounds', () => {
     expect(after.sessions).toHaveLength(2);
     expect(after.sessions[0]!.endedAt).toBeNull();
     expect(after.sessions[0]!.id).not.toBe(after.sessions[1]!.id);
+    // The client channel saw this device's events once each, in the order they happened.
+    expect(s.eventsOf(id).map((e) => e.type)).toEqual([
+      'DEVICE_REGISTERED',
+      'DEVICE_CONNECTED',
+      'DEVICE_DISCONNECTED',
+      'DEVICE_CONNECTED',
+    ]);
+    expect(new Set(s.eventsOf(id).map((e) => e.eventId)).size).toBe(4);
   });
 
   it('accepts heartbeats as text frames and with a round echo; a stale echo does not count', async () => {
