@@ -39,7 +39,14 @@ const envSchema = z.object({
   MOTH_PING_SECONDS: z.coerce.number().min(1).max(300).default(10),
   TGDM_URL: optionalUrl,
   MANTIS_URL: optionalUrl,
+  /** Base URL of Moth as TGDM and Mantis reach it (recording and analysis input URIs). */
+  MOTH_PUBLIC_URL: optionalUrl,
   HTTP_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(5000),
+  EFFECT_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(12),
+  EFFECT_BACKOFF_MS: z.coerce.number().int().min(10).max(600_000).default(1000),
+  /** How long a worker holds a job before others may take it as stalled (a crashed worker's jobs). */
+  JOB_LOCK_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
+  SWEEP_INTERVAL_SECONDS: z.coerce.number().int().min(1).max(3600).default(10),
 });
 
 export type Env = z.infer<typeof envSchema>;

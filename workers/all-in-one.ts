@@ -14,6 +14,11 @@ import { startWeb } from '../src/roles/web';
 import { startGateway } from '../src/roles/gateway';
 import { startWorker } from '../src/roles/worker';
 import { MothHub } from '../src/moth/hub';
+import {
+  createMantisSimulator,
+  createTgdmSimulator,
+  type ContractSimulator,
+} from '../src/integrations/simulator';
 
 const roles: Role[] = [];
 
@@ -52,10 +57,23 @@ async function main() {
     mothUrl = `ws://localhost:${hub.port}`;
   }
 
-  const web = await startWeb({ ...full }, logger);
+  const simulated: string[] = [];
+  const simulator = async (url: string | undefined, name: string, create: () => ContractSimulator) => {
+    if (url) return url;
+    const sim = create();
+    const started = await sim.start();
+    roles.push(sim);
+    simulated.push(name);
+    return started;
+  };
+  const TGDM_URL = await simulator(full.TGDM_URL, 'TGDM', createTgdmSimulator);
+  const MANTIS_URL = await simulator(full.MANTIS_URL, 'Mantis', createMantisSimulator);
+  const everything = { ...full, MOTH_URL: mothUrl, TGDM_URL, MANTIS_URL };
+
+  const web = await startWeb(everything, logger);
   roles.push(web);
-  roles.push(await startWorker(full, logger));
-  roles.push(await startGateway({ ...full, MOTH_URL: mothUrl }, logger));
+  roles.push(await startWorker(everything, logger));
+  roles.push(await startGateway(everything, logger));
 
   const api = `http://localhost:${web.port}`;
   const lines = [
@@ -69,6 +87,8 @@ async function main() {
     `  moth                ${mothUrl}${full.MOTH_URL ? '' : '  (embedded Moth-compatible hub)'}`,
     `  device channel      ${mothUrl}${full.channels.deviceManagement}`,
     `  client events       ${mothUrl}${full.channels.clientEvents}`,
+    `  TGDM                ${TGDM_URL}${simulated.includes('TGDM') ? '  (simulator; POST /_sim/faults to inject latency or 5xx)' : ''}`,
+    `  Mantis              ${MANTIS_URL}${simulated.includes('Mantis') ? '  (simulator)' : ''}`,
     `  postgres            ${stack.startedHere.includes('postgres') ? `embedded, data in ${full.DATA_DIR}/postgres` : 'DATABASE_URL'}`,
     `  redis               ${stack.startedHere.includes('redis') ? `embedded, data in ${full.DATA_DIR}/redis` : 'REDIS_URL'}`,
     '',

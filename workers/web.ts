@@ -1,4 +1,8 @@
 import { startWeb, type WebConfig } from '../src/roles/web';
 import { runRole } from './entry';
 
-runRole<WebConfig>('web', ['DATABASE_URL', 'REDIS_URL', 'ADMIN_TOKEN'], startWeb);
+runRole<WebConfig>(
+  'web',
+  ['DATABASE_URL', 'REDIS_URL', 'ADMIN_TOKEN', 'MOTH_URL', 'TGDM_URL', 'MANTIS_URL'],
+  startWeb,
+);

@@ -1,5 +1,8 @@
-import { startWorker } from '../src/roles/worker';
-import type { BackedConfig } from '../src/roles/services';
+import { startWorker, type WorkerConfig } from '../src/roles/worker';
 import { runRole } from './entry';
 
-runRole<BackedConfig>('worker', ['DATABASE_URL', 'REDIS_URL'], startWorker);
+runRole<WorkerConfig>(
+  'worker',
+  ['DATABASE_URL', 'REDIS_URL', 'MOTH_URL', 'TGDM_URL', 'MANTIS_URL'],
+  startWorker,
+);

@@ -15,6 +15,10 @@ import { createAuthenticator } from './auth';
 import { errorHandler } from './errors';
 import { deviceRoutes } from './routes/devices';
 import { settingsRoutes } from './routes/settings';
+import { taskRoutes } from './routes/tasks';
+import { mediaRoutes } from './routes/media';
+import type { Tgdm } from '../integrations/tgdm';
+import type { Mantis } from '../integrations/mantis';
 
 export interface AppDeps {
   readonly config: Config & { readonly ADMIN_TOKEN: string };
@@ -24,6 +28,10 @@ export interface AppDeps {
   readonly liveness: Liveness;
   readonly settings: SettingsService;
   readonly enqueueEffects: (d: readonly Disconnected[]) => Promise<void>;
+  readonly tgdm: Tgdm;
+  readonly mantis: Mantis;
+  /** Base URL of Moth as TGDM and Mantis reach it. */
+  readonly mothUrl: string;
   /** Extra routers (dashboard, metrics, ...) mounted after the API. */
   readonly extraRouters?: readonly Router[];
 }
@@ -80,6 +88,8 @@ export function createApp(deps: AppDeps): Koa {
       enqueueEffects: deps.enqueueEffects,
     }),
     settingsRoutes({ auth, settings: deps.settings }),
+    taskRoutes({ db: deps.db, auth }),
+    mediaRoutes({ db: deps.db, auth, tgdm: deps.tgdm, mantis: deps.mantis, mothUrl: deps.mothUrl }),
     ...(deps.extraRouters ?? []),
   ];
   for (const router of routers) {

@@ -14,8 +14,6 @@ export interface EffectRetryPolicy {
   readonly backoffMs: number;
 }
 
-export const DEFAULT_EFFECT_RETRY: EffectRetryPolicy = { attempts: 12, backoffMs: 1000 };
-
 export const effectJobOptions = (policy: EffectRetryPolicy): JobsOptions => ({
   attempts: policy.attempts,
   backoff: { type: 'exponential', delay: policy.backoffMs },

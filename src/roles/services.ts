@@ -5,7 +5,7 @@ import { createDb, type Db } from '../db/knex';
 import type { Disconnected } from '../db/transitions';
 import { createRedis, redisKeys, type Redis, type RedisKeys } from '../redis/connection';
 import { createLiveness, type Liveness } from '../redis/liveness';
-import { bullConnection, createQueues, DEFAULT_EFFECT_RETRY, type Queues } from '../queues/connection';
+import { bullConnection, createQueues, type Queues } from '../queues/connection';
 import { createRoundScheduler, type RoundScheduler } from '../queues/round-scheduler';
 import { createSettingsService, type SettingsService } from '../settings-service';
 
@@ -49,7 +49,7 @@ export function createServices(config: BackedConfig, name: string, poolMax = 10)
         done.flatMap((d) =>
           d.effects.map((kind) => ({ sessionId: d.sessionId, deviceId: d.deviceId, kind })),
         ),
-        DEFAULT_EFFECT_RETRY,
+        { attempts: config.EFFECT_ATTEMPTS, backoffMs: config.EFFECT_BACKOFF_MS },
       ),
     async close() {
       await queues.close();

@@ -75,7 +75,11 @@ describe('restarts never disconnect a device that keeps answering', () => {
       expect(await s.status(d.id)).toBe('CONNECTED');
       expect(s.eventsOf(d.id, 'DEVICE_DISCONNECTED')).toHaveLength(0);
     }
-    await waitFor(() => s.eventsOf(during.id, 'DEVICE_REGISTERED').length > 0, 5000, 'event sent after the outage');
+    await waitFor(
+      () => s.eventsOf(during.id, 'DEVICE_REGISTERED').length > 0,
+      5000,
+      'event sent after the outage',
+    );
   });
 
   it('Redis restarted (append-only file on), and a device that stops answering is still detected', async () => {

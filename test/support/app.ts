@@ -8,6 +8,8 @@ import { createLogger } from '../../src/logger';
 import { createRedis, redisKeys, type Redis } from '../../src/redis/connection';
 import { createLiveness } from '../../src/redis/liveness';
 import { createSettingsService } from '../../src/settings-service';
+import { createMantis } from '../../src/integrations/mantis';
+import { createTgdm } from '../../src/integrations/tgdm';
 import { createTestDatabase, uniquePrefix } from './database';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
@@ -50,6 +52,10 @@ export async function createTestApp(env: Record<string, string> = {}) {
     liveness,
     settings,
     enqueueEffects: async () => {},
+    // Nothing listens there: these tests do not reach TGDM or Mantis.
+    tgdm: createTgdm('http://127.0.0.1:9', 500),
+    mantis: createMantis('http://127.0.0.1:9', 500),
+    mothUrl: 'ws://127.0.0.1:9',
   });
   return {
     app,

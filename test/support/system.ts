@@ -9,6 +9,9 @@ import { waitFor } from '../../src/dev/processes';
 import { createApp } from '../../src/http/app';
 import { createLogger } from '../../src/logger';
 import { MothHub, type HubOptions } from '../../src/moth/hub';
+import { createMantisSimulator, createTgdmSimulator } from '../../src/integrations/simulator';
+import { createMantis } from '../../src/integrations/mantis';
+import { createTgdm } from '../../src/integrations/tgdm';
 import { startGateway } from '../../src/roles/gateway';
 import { createServices } from '../../src/roles/services';
 import { startWorker } from '../../src/roles/worker';
@@ -41,11 +44,16 @@ export async function startTestSystem(opts: SystemOptions = {}) {
   const database = await createTestDatabase();
   let hub = new MothHub(opts.hub);
   const mothUrl = await hub.start();
+  const tgdm = createTgdmSimulator();
+  const mantis = createMantisSimulator();
+  const [tgdmUrl, mantisUrl] = [await tgdm.start(), await mantis.start()];
   const config = {
     ...loadConfig({ NODE_ENV: 'test', QUEUE_PREFIX: uniquePrefix(), MOTH_FRAME_GAP_MS: '2', ...opts.env }),
     DATABASE_URL: database.url,
     REDIS_URL: opts.redisUrl ?? inject('redisUrl'),
     MOTH_URL: mothUrl,
+    TGDM_URL: tgdmUrl,
+    MANTIS_URL: mantisUrl,
     ADMIN_TOKEN,
   };
   const logs = new LogCapture();
@@ -66,6 +74,9 @@ export async function startTestSystem(opts: SystemOptions = {}) {
     liveness: webServices.liveness,
     settings: webServices.settings,
     enqueueEffects: webServices.enqueueEffects,
+    tgdm: createTgdm(tgdmUrl, config.HTTP_TIMEOUT_MS),
+    mantis: createMantis(mantisUrl, config.HTTP_TIMEOUT_MS),
+    mothUrl,
   });
   const callback = app.callback();
 
@@ -114,6 +125,8 @@ export async function startTestSystem(opts: SystemOptions = {}) {
     events,
     gateways,
     workers,
+    tgdm,
+    mantis,
     get hub() {
       return hub;
     },
@@ -183,6 +196,8 @@ export async function startTestSystem(opts: SystemOptions = {}) {
       for (const g of [...gateways]) await g.stop();
       for (const w of [...workers]) await w.stop();
       await hub.stop();
+      await tgdm.stop();
+      await mantis.stop();
       await webServices.close();
       await database.drop();
     },

@@ -4,6 +4,8 @@ import * as settings from './20261125000002_settings';
 import * as outbox from './20261125000003_outbox';
 import * as connectionSessions from './20261125000004_connection_sessions';
 import * as effects from './20261125000005_effects';
+import * as tasks from './20261125000006_tasks';
+import * as recordingsAndStreams from './20261125000007_recordings_and_streams';
 
 // Listed statically (not read from a folder) so migrations load the same way under tsx, vitest
 // and the knex CLI, with no loader for .ts files needed at run time.
@@ -13,6 +15,8 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261125000003_outbox': outbox,
   '20261125000004_connection_sessions': connectionSessions,
   '20261125000005_effects': effects,
+  '20261125000006_tasks': tasks,
+  '20261125000007_recordings_and_streams': recordingsAndStreams,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

@@ -18,6 +18,7 @@ import {
 import { isUniqueViolation, type Db } from '../../db/knex';
 import { appendEvents } from '../../db/outbox';
 import { listSessions } from '../../db/sessions';
+import { effectsOfSessions } from '../../db/effects';
 import { readSecretHash } from '../../db/settings';
 import { disconnectDevices, type Disconnected } from '../../db/transitions';
 import type { AttemptLimiter } from '../../redis/rate-limit';
@@ -192,6 +193,10 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
     const { limit } = parseInput(sessionsQuery, ctx.query);
     if (!(await findLiveDevice(db, id))) throw deviceNotFound();
     const sessions = await listSessions(db, id, limit);
+    const effects = await effectsOfSessions(
+      db,
+      sessions.map((s) => s.id),
+    );
     ctx.body = {
       sessions: sessions.map((s) => ({
         id: s.id,
@@ -201,6 +206,15 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
         endReason: s.endReason,
         roundsMissed: s.roundsMissed,
         lastRoundHeard: s.lastRoundHeard,
+        effects: effects
+          .filter((e) => e.sessionId === s.id)
+          .map((e) => ({
+            kind: e.kind,
+            status: e.status,
+            attempts: e.attempts,
+            lastError: e.lastError,
+            doneAt: e.doneAt?.toISOString() ?? null,
+          })),
       })),
     };
   });

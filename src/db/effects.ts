@@ -1,0 +1,121 @@
+import type { EffectKind, EffectStatus } from '../domain/effects';
+import type { Queryable } from './knex';
+
+export interface EffectRow {
+  readonly sessionId: string;
+  readonly deviceId: string;
+  readonly kind: EffectKind;
+  readonly status: EffectStatus;
+  readonly attempts: number;
+  readonly lastError: string | null;
+  readonly createdAt: Date;
+  readonly doneAt: Date | null;
+}
+
+interface Row {
+  session_id: string;
+  device_id: string;
+  kind: EffectKind;
+  status: EffectStatus;
+  attempts: number;
+  last_error: string | null;
+  created_at: Date;
+  done_at: Date | null;
+}
+
+const toEffect = (r: Row): EffectRow => ({
+  sessionId: r.session_id,
+  deviceId: r.device_id,
+  kind: r.kind,
+  status: r.status,
+  attempts: r.attempts,
+  lastError: r.last_error,
+  createdAt: r.created_at,
+  doneAt: r.done_at,
+});
+
+/** Locks the effect row for the rest of the transaction: concurrent runs of one effect serialize here. */
+export async function lockEffect(
+  q: Queryable,
+  sessionId: string,
+  kind: EffectKind,
+): Promise<EffectRow | undefined> {
+  const row = await q('effects').where({ session_id: sessionId, kind }).forUpdate().first<Row | undefined>();
+  return row && toEffect(row);
+}
+
+export async function findEffect(
+  q: Queryable,
+  sessionId: string,
+  kind: EffectKind,
+): Promise<EffectRow | undefined> {
+  const row = await q('effects').where({ session_id: sessionId, kind }).first<Row | undefined>();
+  return row && toEffect(row);
+}
+
+export async function recordAttempt(q: Queryable, sessionId: string, kind: EffectKind): Promise<void> {
+  await q('effects')
+    .where({ session_id: sessionId, kind })
+    .update({ attempts: q.raw('attempts + 1'), updated_at: q.fn.now() });
+}
+
+/** Ends a PENDING effect as DONE or FAILED; returns false when it had already ended. */
+export async function finishEffect(
+  q: Queryable,
+  sessionId: string,
+  kind: EffectKind,
+  status: 'DONE' | 'FAILED',
+  error?: string,
+): Promise<boolean> {
+  const n = await q('effects')
+    .where({ session_id: sessionId, kind, status: 'PENDING' })
+    .update({
+      status,
+      updated_at: q.fn.now(),
+      ...(status === 'DONE' ? { done_at: q.fn.now() } : {}),
+      ...(error !== undefined ? { last_error: error.slice(0, 1000) } : {}),
+    });
+  return n > 0;
+}
+
+export async function noteEffectError(
+  q: Queryable,
+  sessionId: string,
+  kind: EffectKind,
+  error: string,
+): Promise<void> {
+  await q('effects')
+    .where({ session_id: sessionId, kind })
+    .update({ last_error: error.slice(0, 1000), updated_at: q.fn.now() });
+}
+
+/** PENDING effects written more than `olderThanMs` ago: candidates for the sweeper. */
+export async function selectStalePending(
+  q: Queryable,
+  olderThanMs: number,
+  limit: number,
+): Promise<EffectRow[]> {
+  const rows = await q('effects')
+    .where({ status: 'PENDING' })
+    .where('created_at', '<', q.raw(`now() - make_interval(secs => ?)`, [olderThanMs / 1000]))
+    .orderBy('created_at')
+    .limit(limit)
+    .select<Row[]>('*');
+  return rows.map(toEffect);
+}
+
+export async function effectsOfSessions(q: Queryable, sessionIds: readonly string[]): Promise<EffectRow[]> {
+  if (sessionIds.length === 0) return [];
+  const rows = await q('effects').whereIn('session_id', sessionIds).orderBy('kind').select<Row[]>('*');
+  return rows.map(toEffect);
+}
+
+export async function sessionEnd(
+  q: Queryable,
+  sessionId: string,
+): Promise<{ endedAt: Date | null } | undefined> {
+  const row = await q('connection_sessions')
+    .where({ id: sessionId })
+    .first<{ ended_at: Date | null } | undefined>('ended_at');
+  return row && { endedAt: row.ended_at };
+}
