@@ -50,7 +50,7 @@ export function createStartRecording(deps: StartRecordingDeps): EffectDefinition
             deviceId,
             sessionId,
             track: track.name,
-            uri: new URL(trackEndpoint(device!.public_channel, track.name, 'sub'), deps.mothUrl).toString(),
+            uri: new URL(trackEndpoint(device.public_channel, track.name, 'sub'), deps.mothUrl).toString(),
             policy: 'AUTOMATIC',
             state: 'STARTING',
           });
