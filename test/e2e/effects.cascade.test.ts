@@ -299,7 +299,7 @@ describe('a worker killed in the middle of an effect', () => {
         (await s
           .db('effects')
           .where({ device_id: r.id, kind: 'stop-recording' })
-          .first<{ attempts: number }>('attempts'))!.attempts >= 1,
+          .first<{ attempts: number }>('attempts')).attempts >= 1,
       10_000,
       'stop in flight',
     );
