@@ -26,6 +26,11 @@ const envSchema = z.object({
     .default('rollcall'),
   ADMIN_TOKEN: optionalSecret.pipe(z.string().min(16, 'at least 16 characters').optional()),
   DEVICE_SECRET_KEY: optionalSecret,
+  /** HTTPS for the web role when both are set (registration carries a secret). */
+  TLS_CERT_FILE: z.string().optional(),
+  TLS_KEY_FILE: z.string().optional(),
+  /** Port of /metrics, /healthz and /readyz for the gateway and worker roles (0: any free port). */
+  OPS_PORT: port.default(9464),
   TRUST_PROXY: z
     .enum(['true', 'false'])
     .default('false')
@@ -69,6 +74,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     throw new ConfigError(`invalid environment:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+  if (Boolean(e.TLS_CERT_FILE) !== Boolean(e.TLS_KEY_FILE)) {
+    throw new ConfigError('invalid environment:\n  TLS_CERT_FILE and TLS_KEY_FILE go together');
+  }
   return Object.freeze({
     ...e,
     channels: Object.freeze({

@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** The service's metrics; each process (role) has its own registry and exposes it. */
 export function createMetrics(role: string, withDefaults = false) {
@@ -54,3 +54,41 @@ export function createMetrics(role: string, withDefaults = false) {
   };
 }
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/**
+ * Gauges read at scrape time: devices by status (Postgres) and jobs by queue and state (BullMQ).
+ * Added once per registry, by whichever role holds the data sources.
+ */
+export function addScrapeGauges(
+  metrics: Metrics,
+  sources: {
+    deviceCounts: () => Promise<Record<string, number>>;
+    queueCounts: () => Promise<{ queue: string; counts: Record<string, number> }[]>;
+  },
+): void {
+  const registers = [metrics.registry];
+  if (metrics.registry.getSingleMetric('rollcall_devices')) return;
+  new Gauge({
+    name: 'rollcall_devices',
+    help: 'Registered devices by status',
+    labelNames: ['status'],
+    registers,
+    async collect() {
+      this.reset();
+      const counts = await sources.deviceCounts();
+      for (const status of ['CONNECTED', 'DISCONNECTED']) this.set({ status }, counts[status] ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'rollcall_queue_jobs',
+    help: 'BullMQ jobs by queue and state',
+    labelNames: ['queue', 'state'],
+    registers,
+    async collect() {
+      this.reset();
+      for (const { queue, counts } of await sources.queueCounts()) {
+        for (const [state, n] of Object.entries(counts)) this.set({ queue, state }, n);
+      }
+    },
+  });
+}

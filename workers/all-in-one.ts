@@ -14,6 +14,7 @@ import { startWeb } from '../src/roles/web';
 import { startGateway } from '../src/roles/gateway';
 import { startWorker } from '../src/roles/worker';
 import { MothHub } from '../src/moth/hub';
+import { createMetrics } from '../src/metrics';
 import {
   createMantisSimulator,
   createTgdmSimulator,
@@ -70,16 +71,30 @@ async function main() {
   const MANTIS_URL = await simulator(full.MANTIS_URL, 'Mantis', createMantisSimulator);
   const everything = { ...full, MOTH_URL: mothUrl, TGDM_URL, MANTIS_URL };
 
-  const web = await startWeb(everything, logger);
+  // One process, one registry: the API port serves /metrics, /healthz and /readyz for all roles.
+  const metrics = createMetrics('all-in-one', true);
+  const worker = await startWorker(everything, logger, { metrics, opsPort: null });
+  roles.push(worker);
+  const gateway = await startGateway(everything, logger, { metrics, opsPort: null });
+  roles.push(gateway);
+  const web = await startWeb(everything, logger, {
+    metrics,
+    readiness: {
+      moth: async () => {
+        if (!gateway.deviceChannel.isOpen) throw new Error('device channel session is down');
+      },
+    },
+  });
   roles.push(web);
-  roles.push(await startWorker(everything, logger));
-  roles.push(await startGateway(everything, logger));
 
   const api = `http://localhost:${web.port}`;
   const lines = [
     '',
     'rollcall is up',
-    `  API                 ${api}`,
+    `  API                 ${api}    (OpenAPI: ${api}/openapi.json)`,
+    `  fleet page          ${api}/admin    (HTTP Basic: any user, the admin token as password)`,
+    `  queue dashboard     ${api}/admin/queues`,
+    `  metrics, health     ${api}/metrics  ${api}/healthz  ${api}/readyz`,
     `  admin token         ${full.ADMIN_TOKEN}${config.ADMIN_TOKEN ? '  (from ADMIN_TOKEN)' : '  (generated for this run; set ADMIN_TOKEN to fix it)'}`,
     secret.secret
       ? `  registration secret ${secret.secret}  (${secret.source === 'env' ? 'from DEVICE_SECRET_KEY' : 'generated on first start, stored hashed: note it now'})`

@@ -1,5 +1,6 @@
-import Router from '@koa/router';
+import type { Queue } from 'bullmq';
 import Koa from 'koa';
+import type { Registry } from 'prom-client';
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config';
 import type { Db } from '../db/knex';
@@ -13,6 +14,9 @@ import type { SettingsService } from '../settings-service';
 import type { Disconnected } from '../db/transitions';
 import { createAuthenticator } from './auth';
 import { errorHandler } from './errors';
+import { fleetRoutes, operatorPageAuth, queueDashboard } from './admin';
+import { opsRoutes, type ReadinessChecks } from './ops';
+import { openApiRoutes } from './openapi';
 import { deviceRoutes } from './routes/devices';
 import { settingsRoutes } from './routes/settings';
 import { taskRoutes } from './routes/tasks';
@@ -32,8 +36,12 @@ export interface AppDeps {
   readonly mantis: Mantis;
   /** Base URL of Moth as TGDM and Mantis reach it. */
   readonly mothUrl: string;
-  /** Extra routers (dashboard, metrics, ...) mounted after the API. */
-  readonly extraRouters?: readonly Router[];
+  /** Served at `/metrics`. */
+  readonly metricsRegistry: Registry;
+  /** What `/readyz` checks. */
+  readonly readiness: ReadinessChecks;
+  /** Queues shown on the dashboard at `/admin/queues`. */
+  readonly dashboardQueues: readonly Queue[];
 }
 
 /** Ten wrong secrets in a minute from one address block it for the rest of that minute. */
@@ -77,6 +85,12 @@ export function createApp(deps: AppDeps): Koa {
     }
   });
   app.use(errorHandler());
+  // Operator pages: Basic auth (a browser can ask), then the queue dashboard.
+  const pageAuth = operatorPageAuth(deps.config.ADMIN_TOKEN);
+  app.use(async (ctx, next) =>
+    ctx.path === '/admin' || ctx.path.startsWith('/admin/') ? pageAuth(ctx, next) : next(),
+  );
+  app.use(queueDashboard(deps.dashboardQueues));
 
   const routers = [
     deviceRoutes({
@@ -90,11 +104,24 @@ export function createApp(deps: AppDeps): Koa {
     settingsRoutes({ auth, settings: deps.settings }),
     taskRoutes({ db: deps.db, auth }),
     mediaRoutes({ db: deps.db, auth, tgdm: deps.tgdm, mantis: deps.mantis, mothUrl: deps.mothUrl }),
-    ...(deps.extraRouters ?? []),
+    fleetRoutes({
+      db: deps.db,
+      intervalSeconds: async () => (await deps.settings.current())['device.healthcheckIntervalSeconds'],
+      lastHeardAt: (ids) => deps.liveness.lastHeardMany(ids),
+    }),
+    opsRoutes(deps.metricsRegistry, deps.readiness),
+    openApiRoutes('1'),
   ];
   for (const router of routers) {
     app.use(router.routes());
     app.use(router.allowedMethods({ throw: true }));
   }
-  return app;
+  return Object.assign(app, {
+    /** Every method and path the routers serve (the OpenAPI test checks each is described). */
+    routeTable: routers.flatMap((r) =>
+      r.stack.flatMap((layer) =>
+        layer.methods.filter((m) => m !== 'HEAD').map((method) => ({ method, path: layer.path })),
+      ),
+    ),
+  });
 }

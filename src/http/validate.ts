@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 import { validationFailed } from '../domain/errors';
 
 /** Parses input with a zod schema; a failure is a 400 VALIDATION_FAILED naming every bad field. */
@@ -9,3 +9,6 @@ export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.in
     result.error.issues.map((issue) => ({ field: issue.path.map(String).join('.'), message: issue.message })),
   );
 }
+
+/** `?limit=` of the list routes that have no other filter. */
+export const limitQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(50) });

@@ -155,6 +155,17 @@ export function createLiveness(redis: Redis, keys: RedisKeys) {
       return ms ? new Date(Number(ms)) : null;
     },
 
+    /** Last heartbeat times (epoch ms) of many devices, one round trip. */
+    async lastHeardMany(deviceIds: readonly string[]): Promise<Map<string, number>> {
+      if (deviceIds.length === 0) return new Map();
+      const values = await redis.hmget(keys.lastSeen, ...deviceIds);
+      const out = new Map<string, number>();
+      deviceIds.forEach((id, i) => {
+        if (values[i]) out.set(id, Number(values[i]));
+      });
+      return out;
+    },
+
     async isIndexed(deviceId: string): Promise<number | null> {
       const score = await redis.zscore(keys.heard, deviceId);
       return score === null ? null : Number(score);

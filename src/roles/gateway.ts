@@ -11,7 +11,7 @@ import { QUEUES } from '../queues/names';
 import { createGatewayRegistry, createRounds } from '../redis/rounds';
 import { createIssueRound } from '../../jobs/issue-round';
 import type { Role } from './role';
-import { createServices, replicaId, type BackedConfig } from './services';
+import { createServices, replicaId, startRoleOps, type BackedConfig, type OpsOptions } from './services';
 
 export type GatewayConfig = BackedConfig & { MOTH_URL: string };
 
@@ -23,12 +23,12 @@ const SCHEDULER_CHECK_TICKS = 3;
  * a process with a Moth session issues rounds), ingests HEARTBEAT, publishes the outbox. Run 1..n:
  * every gateway hears every heartbeat, and recording one twice is harmless.
  */
-export async function startGateway(config: GatewayConfig, logger: Logger) {
+export async function startGateway(config: GatewayConfig, logger: Logger, options: OpsOptions = {}) {
   const id = replicaId('gateway');
   const log = logger.child({ gateway: id });
   const services = createServices(config, 'gateway');
   const { db, redis, keys, liveness, settings } = services;
-  const metrics = createMetrics('gateway', true);
+  const metrics = options.metrics ?? createMetrics('gateway', true);
   const rounds = createRounds(redis, keys);
   const gateways = createGatewayRegistry(redis, keys);
   const mothOptions = {
@@ -141,19 +141,28 @@ export async function startGateway(config: GatewayConfig, logger: Logger) {
   clientChannel.start();
   publisher.start();
   await services.scheduler.ensure((await settings.current())['device.healthcheckIntervalSeconds'], true);
-  log.info({ moth: config.MOTH_URL }, 'gateway started');
+  const ops = await startRoleOps(config, options, metrics, {
+    ...services.readiness,
+    moth: async () => {
+      if (!deviceChannel.isOpen) throw new Error('device channel session is down');
+    },
+  });
+  log.info({ moth: config.MOTH_URL, opsPort: ops?.port }, 'gateway started');
 
   const role: Role & {
     id: string;
     metrics: typeof metrics;
     ingest: typeof ingest;
     deviceChannel: MothClient;
+    opsPort: number | undefined;
   } = {
     id,
     metrics,
     ingest,
     deviceChannel,
+    opsPort: ops?.port,
     async stop() {
+      await ops?.stop();
       clearInterval(presenceTimer);
       await roundWorker?.close();
       await ingest.close();

@@ -1,6 +1,9 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Config } from '../config';
+import type { ReadinessChecks } from '../http/ops';
+import { startOpsServer } from '../http/ops-server';
+import type { Metrics } from '../metrics';
 import { createDb, type Db } from '../db/knex';
 import type { Disconnected } from '../db/transitions';
 import { createRedis, redisKeys, type Redis, type RedisKeys } from '../redis/connection';
@@ -22,6 +25,8 @@ export interface Services {
   readonly scheduler: RoundScheduler;
   readonly settings: SettingsService;
   readonly enqueueEffects: (done: readonly Disconnected[]) => Promise<void>;
+  /** Readiness checks of the backing services. */
+  readonly readiness: Record<string, () => Promise<unknown>>;
   close(): Promise<void>;
 }
 
@@ -51,6 +56,10 @@ export function createServices(config: BackedConfig, name: string, poolMax = 10)
         ),
         { attempts: config.EFFECT_ATTEMPTS, backoffMs: config.EFFECT_BACKOFF_MS },
       ),
+    readiness: {
+      postgres: () => db.raw('SELECT 1'),
+      redis: () => redis.ping(),
+    },
     async close() {
       await queues.close();
       redis.disconnect();
@@ -62,3 +71,21 @@ export function createServices(config: BackedConfig, name: string, poolMax = 10)
 /** A process-unique name for this replica, as it appears in Redis and logs. */
 export const replicaId = (role: string) =>
   `${role}-${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+
+export interface OpsOptions {
+  /** Share one registry between roles run in one process. */
+  readonly metrics?: Metrics;
+  /** Port of this role's /metrics, /healthz, /readyz; null: none (the all-in-one serves them on the API). */
+  readonly opsPort?: number | null;
+}
+
+/** Starts the ops endpoints of a role without an API, unless told not to. */
+export async function startRoleOps(
+  config: Config,
+  options: OpsOptions,
+  metrics: Metrics,
+  checks: ReadinessChecks,
+) {
+  if (options.opsPort === null) return undefined;
+  return startOpsServer(config.HOST, options.opsPort ?? config.OPS_PORT, metrics.registry, checks);
+}

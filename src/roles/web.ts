@@ -1,11 +1,14 @@
 import type { Server } from 'node:http';
+import { countDevicesByStatus } from '../db/fleet';
 import { createApp } from '../http/app';
+import type { ReadinessChecks } from '../http/ops';
 import { closeServer, listen } from '../http/server';
 import { createMantis } from '../integrations/mantis';
 import { createTgdm } from '../integrations/tgdm';
 import type { Logger } from '../logger';
+import { addScrapeGauges, createMetrics, type Metrics } from '../metrics';
 import type { Role } from './role';
-import { createServices, type BackedConfig } from './services';
+import { createServices, type BackedConfig, type Services } from './services';
 
 export type WebConfig = BackedConfig & {
   ADMIN_TOKEN: string;
@@ -14,12 +17,28 @@ export type WebConfig = BackedConfig & {
   MOTH_URL: string;
 };
 
-/** The `web` role: the HTTP API. Stateless; run any number behind a load balancer. */
-export async function startWeb(
+export interface RoleOptions {
+  /** Share one registry between roles run in one process. */
+  readonly metrics?: Metrics;
+  /** Extra readiness checks (the all-in-one adds the gateway's Moth session). */
+  readonly readiness?: ReadinessChecks;
+}
+
+/** The Koa app of the web role over its services (tests build it the same way, without a port). */
+export function buildWebApp(
   config: WebConfig,
+  services: Services,
   logger: Logger,
-): Promise<Role & { port: number; server: Server }> {
-  const services = createServices(config, 'web');
+  options: RoleOptions = {},
+) {
+  const metrics = options.metrics ?? createMetrics('web', true);
+  addScrapeGauges(metrics, {
+    deviceCounts: () => countDevicesByStatus(services.db),
+    queueCounts: () =>
+      Promise.all(
+        services.queues.all().map(async (q) => ({ queue: q.name, counts: await q.getJobCounts() })),
+      ),
+  });
   const app = createApp({
     config,
     db: services.db,
@@ -31,9 +50,23 @@ export async function startWeb(
     tgdm: createTgdm(config.TGDM_URL, config.HTTP_TIMEOUT_MS),
     mantis: createMantis(config.MANTIS_URL, config.HTTP_TIMEOUT_MS),
     mothUrl: config.MOTH_PUBLIC_URL ?? config.MOTH_URL,
+    metricsRegistry: metrics.registry,
+    readiness: { ...services.readiness, ...options.readiness },
+    dashboardQueues: services.queues.all(),
   });
-  const { server, port } = await listen(app, config.HOST, config.PORT);
-  logger.info({ port }, 'web listening');
+  return { app, metrics };
+}
+
+/** The `web` role: the HTTP API and operator pages. Stateless; run any number behind a load balancer. */
+export async function startWeb(
+  config: WebConfig,
+  logger: Logger,
+  options: RoleOptions = {},
+): Promise<Role & { port: number; server: Server }> {
+  const services = createServices(config, 'web');
+  const { app } = buildWebApp(config, services, logger, options);
+  const { server, port } = await listen(app, config.HOST, config.PORT, config);
+  logger.info({ port, tls: Boolean(config.TLS_CERT_FILE) }, 'web listening');
   return {
     port,
     server,

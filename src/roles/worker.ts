@@ -10,20 +10,21 @@ import { effectProcessor, type EffectDefinition } from '../effects/run-effect';
 import { createMantis } from '../integrations/mantis';
 import { createTgdm } from '../integrations/tgdm';
 import type { Logger } from '../logger';
-import { createMetrics } from '../metrics';
+import { addScrapeGauges, createMetrics } from '../metrics';
+import { countDevicesByStatus } from '../db/fleet';
 import { bullConnection } from '../queues/connection';
 import { effectQueueName, QUEUES } from '../queues/names';
 import { createRounds } from '../redis/rounds';
 import type { Role } from './role';
-import { createServices, type BackedConfig } from './services';
+import { createServices, startRoleOps, type BackedConfig, type OpsOptions } from './services';
 
 export type WorkerConfig = BackedConfig & { TGDM_URL: string; MANTIS_URL: string; MOTH_URL: string };
 
 /** The `worker` role: round evaluation, the effect jobs and the effect sweeper. Run any number. */
-export async function startWorker(config: WorkerConfig, logger: Logger) {
+export async function startWorker(config: WorkerConfig, logger: Logger, options: OpsOptions = {}) {
   const services = createServices(config, 'worker');
   const { db } = services;
-  const metrics = createMetrics('worker', true);
+  const metrics = options.metrics ?? createMetrics('worker', true);
   const rounds = createRounds(services.redis, services.keys);
   const connection = bullConnection(config.REDIS_URL, 'worker');
   const opts = {
@@ -88,10 +89,20 @@ export async function startWorker(config: WorkerConfig, logger: Logger) {
     { every: config.SWEEP_INTERVAL_SECONDS * 1000 },
     { name: QUEUES.sweepEffects, opts: { removeOnComplete: 10, removeOnFail: 100 } },
   );
-  logger.info('worker started');
-  const role: Role & { metrics: typeof metrics } = {
+  addScrapeGauges(metrics, {
+    deviceCounts: () => countDevicesByStatus(db),
+    queueCounts: () =>
+      Promise.all(
+        services.queues.all().map(async (q) => ({ queue: q.name, counts: await q.getJobCounts() })),
+      ),
+  });
+  const ops = await startRoleOps(config, options, metrics, services.readiness);
+  logger.info({ opsPort: ops?.port }, 'worker started');
+  const role: Role & { metrics: typeof metrics; opsPort: number | undefined } = {
     metrics,
+    opsPort: ops?.port,
     async stop() {
+      await ops?.stop();
       await Promise.all(workers.map((w) => w.close()));
       await services.close();
     },

@@ -296,10 +296,12 @@ describe('a worker killed in the middle of an effect', () => {
     await waitFor(
       async () =>
         s.tgdm.stats.requests > 0 &&
-        (await s
-          .db('effects')
-          .where({ device_id: r.id, kind: 'stop-recording' })
-          .first<{ attempts: number }>('attempts')).attempts >= 1,
+        (
+          await s
+            .db('effects')
+            .where({ device_id: r.id, kind: 'stop-recording' })
+            .first<{ attempts: number }>('attempts')
+        ).attempts >= 1,
       10_000,
       'stop in flight',
     );

@@ -1,15 +1,11 @@
-import { inject } from 'vitest';
 import { Writable } from 'node:stream';
+import { inject } from 'vitest';
 import { loadConfig } from '../../src/config';
 import { hashSecret } from '../../src/domain/credentials';
 import { storeSecretHash } from '../../src/db/settings';
-import { createApp } from '../../src/http/app';
 import { createLogger } from '../../src/logger';
-import { createRedis, redisKeys, type Redis } from '../../src/redis/connection';
-import { createLiveness } from '../../src/redis/liveness';
-import { createSettingsService } from '../../src/settings-service';
-import { createMantis } from '../../src/integrations/mantis';
-import { createTgdm } from '../../src/integrations/tgdm';
+import { createServices } from '../../src/roles/services';
+import { buildWebApp } from '../../src/roles/web';
 import { createTestDatabase, uniquePrefix } from './database';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
@@ -24,51 +20,36 @@ export class LogCapture extends Writable {
   }
 }
 
-/** The HTTP app over a fresh database and its own Redis key prefix (no port is opened). */
+/** The web role's app over a fresh database and its own Redis key prefix (no port is opened). */
 export async function createTestApp(env: Record<string, string> = {}) {
   const database = await createTestDatabase();
-  const prefix = uniquePrefix();
   const config = {
-    ...loadConfig({ NODE_ENV: 'test', QUEUE_PREFIX: prefix, ...env }),
+    ...loadConfig({ NODE_ENV: 'test', QUEUE_PREFIX: uniquePrefix(), ...env }),
     DATABASE_URL: database.url,
     REDIS_URL: inject('redisUrl'),
     ADMIN_TOKEN,
+    // Nothing listens there: these tests do not reach Moth, TGDM or Mantis.
+    MOTH_URL: 'ws://127.0.0.1:9',
+    TGDM_URL: 'http://127.0.0.1:9',
+    MANTIS_URL: 'http://127.0.0.1:9',
   };
-  const redis: Redis = createRedis(config.REDIS_URL, 'producer');
   const logs = new LogCapture();
   const logger = createLogger('debug', 'test', logs);
-  const keys = redisKeys(prefix);
-  const liveness = createLiveness(redis, keys);
-  const settingsChanges: unknown[] = [];
-  const settings = createSettingsService(database.db, async (v) => {
-    settingsChanges.push(v);
-  });
+  const services = createServices(config, 'web');
   await storeSecretHash(database.db, hashSecret(SECRET));
-  const app = createApp({
-    config,
-    db: database.db,
-    redis,
-    logger,
-    liveness,
-    settings,
-    enqueueEffects: async () => {},
-    // Nothing listens there: these tests do not reach TGDM or Mantis.
-    tgdm: createTgdm('http://127.0.0.1:9', 500),
-    mantis: createMantis('http://127.0.0.1:9', 500),
-    mothUrl: 'ws://127.0.0.1:9',
-  });
+  const { app, metrics } = buildWebApp(config, services, logger);
   return {
     app,
     callback: app.callback(),
     config,
     db: database.db,
-    redis,
-    keys,
-    liveness,
+    redis: services.redis,
+    keys: services.keys,
+    liveness: services.liveness,
+    metrics,
     logs,
-    settingsChanges,
     async close() {
-      redis.disconnect();
+      await services.close();
       await database.drop();
     },
   };

@@ -24,7 +24,7 @@ import { disconnectDevices, type Disconnected } from '../../db/transitions';
 import type { AttemptLimiter } from '../../redis/rate-limit';
 import type { Authenticator } from '../auth';
 import { readJson } from '../body';
-import { parseInput } from '../validate';
+import { limitQuery, parseInput } from '../validate';
 
 /** What the device routes need beyond the database. */
 export interface DeviceRouteDeps {
@@ -44,7 +44,7 @@ export interface DeviceRouteDeps {
 }
 
 const uuid = z.uuid();
-const listQuery = z.strictObject({
+export const deviceListQuery = z.strictObject({
   status: z.enum(DEVICE_STATUSES).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z
@@ -60,8 +60,6 @@ const listQuery = z.strictObject({
     })
     .optional(),
 });
-
-const sessionsQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(50) });
 
 const encodeCursor = (seq: number) => Buffer.from(String(seq)).toString('base64url');
 
@@ -169,7 +167,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
 
   router.get('/devices', async (ctx) => {
     auth.operator(ctx);
-    const query = parseInput(listQuery, ctx.query);
+    const query = parseInput(deviceListQuery, ctx.query);
     const page = await listDevices(db, { status: query.status, afterSeq: query.cursor, limit: query.limit });
     const last = page.devices.at(-1);
     ctx.body = {
@@ -190,7 +188,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
   router.get('/devices/:id/sessions', async (ctx) => {
     auth.operator(ctx);
     const id = deviceIdParam(ctx.params.id);
-    const { limit } = parseInput(sessionsQuery, ctx.query);
+    const { limit } = parseInput(limitQuery, ctx.query);
     if (!(await findLiveDevice(db, id))) throw deviceNotFound();
     const sessions = await listSessions(db, id, limit);
     const effects = await effectsOfSessions(

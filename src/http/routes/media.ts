@@ -24,7 +24,7 @@ import type { Mantis } from '../../integrations/mantis';
 import type { Tgdm } from '../../integrations/tgdm';
 import type { Authenticator } from '../auth';
 import { readJson } from '../body';
-import { parseInput } from '../validate';
+import { limitQuery, parseInput } from '../validate';
 import { deviceIdParam, deviceNotFound } from './devices';
 
 export interface MediaRouteDeps {
@@ -37,9 +37,8 @@ export interface MediaRouteDeps {
 }
 
 const uuid = z.uuid();
-const listQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(50) });
-const startRecording = z.strictObject({ track: z.string().min(1).max(64) });
-const startStream = z.strictObject({
+export const startRecordingBody = z.strictObject({ track: z.string().min(1).max(64) });
+export const startStreamBody = z.strictObject({
   track: z.string().min(1).max(64),
   pipeline: z
     .string()
@@ -106,14 +105,14 @@ export function mediaRoutes(deps: MediaRouteDeps): Router {
   router.get('/devices/:id/recordings', async (ctx) => {
     auth.operator(ctx);
     const device = await liveDevice(ctx.params.id);
-    const { limit } = parseInput(listQuery, ctx.query);
+    const { limit } = parseInput(limitQuery, ctx.query);
     ctx.body = { recordings: (await listDeviceRecordings(db, device.id, limit)).map(presentRecording) };
   });
 
   router.post('/devices/:id/recordings', async (ctx) => {
     auth.operator(ctx);
     const device = await liveDevice(ctx.params.id);
-    const { track } = parseInput(startRecording, await readJson(ctx));
+    const { track } = parseInput(startRecordingBody, await readJson(ctx));
     const uri = trackUri(device, track);
     const id = randomUUID();
     await insertRecording(db, {
@@ -187,14 +186,14 @@ export function mediaRoutes(deps: MediaRouteDeps): Router {
   router.get('/devices/:id/analysis-streams', async (ctx) => {
     auth.operator(ctx);
     const device = await liveDevice(ctx.params.id);
-    const { limit } = parseInput(listQuery, ctx.query);
+    const { limit } = parseInput(limitQuery, ctx.query);
     ctx.body = { analysisStreams: (await listDeviceStreams(db, device.id, limit)).map(presentStream) };
   });
 
   router.post('/devices/:id/analysis-streams', async (ctx) => {
     auth.operator(ctx);
     const device = await liveDevice(ctx.params.id);
-    const { track, pipeline } = parseInput(startStream, await readJson(ctx));
+    const { track, pipeline } = parseInput(startStreamBody, await readJson(ctx));
     const inputUri = trackUri(device, track);
     const id = randomUUID();
     let started: { id: string; outputUri: string | null };

@@ -11,13 +11,12 @@ import { appendEvents } from '../../db/outbox';
 import { findTask, insertTask, listDeviceTasks, transitionTask, type Task } from '../../db/tasks';
 import type { Authenticator, Caller } from '../auth';
 import { readJson } from '../body';
-import { parseInput } from '../validate';
+import { limitQuery, parseInput } from '../validate';
 import { deviceIdParam, deviceNotFound } from './devices';
 
 const uuid = z.uuid();
 const taskNotFound = () => notFound('TASK_NOT_FOUND', 'no such task');
-const listQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(50) });
-const emptyBody = z.strictObject({}).default({});
+export const emptyReportBody = z.strictObject({}).default({});
 
 export function presentTask(t: Task) {
   return {
@@ -82,7 +81,7 @@ export function taskRoutes(deps: { db: Db; auth: Authenticator }): Router {
     const caller = await auth.caller(ctx);
     const deviceId = deviceIdParam(ctx.params.id);
     canRead(caller, deviceId);
-    const { limit } = parseInput(listQuery, ctx.query);
+    const { limit } = parseInput(limitQuery, ctx.query);
     if (!(await findLiveDevice(db, deviceId))) throw deviceNotFound();
     ctx.body = { tasks: (await listDeviceTasks(db, deviceId, limit)).map(presentTask) };
   });
@@ -103,7 +102,8 @@ export function taskRoutes(deps: { db: Db; auth: Authenticator }): Router {
       const id = uuid.safeParse(ctx.params.id);
       if (!id.success) throw taskNotFound();
       const raw = await optionalJson(ctx);
-      const extra = report === 'abort' ? parseInput(abortTaskSchema, raw) : (parseInput(emptyBody, raw), {});
+      const extra =
+        report === 'abort' ? parseInput(abortTaskSchema, raw) : (parseInput(emptyReportBody, raw), {});
       const task = await db.transaction(async (trx) => {
         const current = await trx('tasks')
           .where({ id: id.data })

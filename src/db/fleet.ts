@@ -1,0 +1,64 @@
+import type { DeviceStatus } from '../domain/device';
+import type { Queryable } from './knex';
+
+export interface FleetRow {
+  readonly id: string;
+  readonly name: string;
+  readonly status: DeviceStatus;
+  readonly connectedAt: Date | null;
+  readonly lastHeartbeatAt: Date | null;
+  readonly recentSessions: { startedAt: Date; endedAt: Date | null; endReason: string | null }[];
+}
+
+export async function countDevicesByStatus(q: Queryable): Promise<Record<string, number>> {
+  const rows = (await q('devices')
+    .whereNull('deleted_at')
+    .select('status')
+    .count('* as n')
+    .groupBy('status')) as {
+    status: string;
+    n: string;
+  }[];
+  return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+}
+
+/** The fleet page's rows: live devices by name, each with its three most recent sessions. */
+export async function fleetOverview(
+  q: Queryable,
+  status: DeviceStatus | undefined,
+  limit: number,
+): Promise<FleetRow[]> {
+  const query = q('devices')
+    .whereNull('deleted_at')
+    .orderBy('name')
+    .limit(limit)
+    .select('id', 'name', 'status', 'connected_at', 'last_heartbeat_at');
+  if (status) void query.where({ status });
+  const devices = (await query) as {
+    id: string;
+    name: string;
+    status: DeviceStatus;
+    connected_at: Date | null;
+    last_heartbeat_at: Date | null;
+  }[];
+  if (devices.length === 0) return [];
+  const { rows } = await q.raw<{
+    rows: { device_id: string; started_at: Date; ended_at: Date | null; end_reason: string | null }[];
+  }>(
+    `SELECT device_id, started_at, ended_at, end_reason FROM (
+       SELECT s.*, row_number() OVER (PARTITION BY device_id ORDER BY started_at DESC) AS rn
+         FROM connection_sessions s WHERE device_id = ANY(?::uuid[])
+     ) x WHERE rn <= 3 ORDER BY started_at DESC`,
+    [devices.map((d) => d.id)],
+  );
+  return devices.map((d) => ({
+    id: d.id,
+    name: d.name,
+    status: d.status,
+    connectedAt: d.connected_at,
+    lastHeartbeatAt: d.last_heartbeat_at,
+    recentSessions: rows
+      .filter((r) => r.device_id === d.id)
+      .map((r) => ({ startedAt: r.started_at, endedAt: r.ended_at, endReason: r.end_reason })),
+  }));
+}

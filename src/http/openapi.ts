@@ -1,0 +1,351 @@
+import Router from '@koa/router';
+import { z } from 'zod';
+import { registrationSchema } from '../domain/device';
+import { settingsPatchSchema } from '../domain/settings';
+import { abortTaskSchema, createTaskSchema } from '../domain/task';
+import { fleetQuery } from './admin';
+import { deviceListQuery } from './routes/devices';
+import { startRecordingBody, startStreamBody } from './routes/media';
+import { emptyReportBody } from './routes/tasks';
+import * as out from './schemas';
+import { limitQuery } from './validate';
+
+type Auth = 'none' | 'operator' | 'device' | 'operator-or-device' | 'basic';
+
+interface RouteDoc {
+  readonly method: 'get' | 'post' | 'patch' | 'delete';
+  readonly path: string;
+  readonly summary: string;
+  readonly auth: Auth;
+  readonly query?: z.ZodObject;
+  readonly body?: z.ZodType;
+  /** Status -> schema (JSON), null (no body) or a media type for non-JSON answers. */
+  readonly ok: [number, z.ZodType | null | 'text/html' | 'text/plain'];
+  /** Error statuses this route answers with the standard error body. */
+  readonly errors: number[];
+}
+
+const reports = (['start', 'complete', 'reject', 'abort'] as const).map((r): RouteDoc => ({
+  method: 'post',
+  path: `/tasks/{id}/${r}`,
+  summary: `The executing device reports: ${r}${r === 'abort' ? ' (the operator may abort too; optional failPoint)' : ''}`,
+  auth: r === 'abort' ? 'operator-or-device' : 'device',
+  body: r === 'abort' ? abortTaskSchema : emptyReportBody,
+  ok: [200, out.taskResponse],
+  errors: [400, 401, 403, 404, 409, 413, 415],
+}));
+
+/** Every route of the service, described from the same zod schemas that validate requests. */
+export const ROUTES: readonly RouteDoc[] = [
+  {
+    method: 'post',
+    path: '/devices',
+    summary: 'Register a device',
+    auth: 'none',
+    body: registrationSchema,
+    ok: [201, out.registrationResponse],
+    errors: [400, 401, 409, 413, 415, 429],
+  },
+  {
+    method: 'get',
+    path: '/devices',
+    summary: 'List devices (cursor pagination)',
+    auth: 'operator',
+    query: deviceListQuery,
+    ok: [200, out.deviceListResponse],
+    errors: [400, 401],
+  },
+  {
+    method: 'get',
+    path: '/devices/{id}',
+    summary: 'A device, with its liveness',
+    auth: 'operator-or-device',
+    ok: [200, out.deviceResponse],
+    errors: [401, 403, 404],
+  },
+  {
+    method: 'delete',
+    path: '/devices/{id}',
+    summary: 'Delete a device (disconnecting it first)',
+    auth: 'operator',
+    ok: [204, null],
+    errors: [401, 404],
+  },
+  {
+    method: 'post',
+    path: '/devices/{id}/token',
+    summary: 'Rotate the device token',
+    auth: 'operator',
+    ok: [200, out.tokenResponse],
+    errors: [401, 404],
+  },
+  {
+    method: 'get',
+    path: '/devices/{id}/sessions',
+    summary: 'Connection history with effects',
+    auth: 'operator',
+    query: limitQuery,
+    ok: [200, out.sessionsResponse],
+    errors: [400, 401, 404],
+  },
+  {
+    method: 'get',
+    path: '/server-settings',
+    summary: 'Runtime settings',
+    auth: 'operator',
+    ok: [200, out.settingsResponse],
+    errors: [401],
+  },
+  {
+    method: 'patch',
+    path: '/server-settings',
+    summary: 'JSON merge patch of the settings',
+    auth: 'operator',
+    body: settingsPatchSchema,
+    ok: [200, out.settingsResponse],
+    errors: [400, 401, 413, 415],
+  },
+  {
+    method: 'post',
+    path: '/devices/{id}/tasks',
+    summary: 'Create a PENDING task',
+    auth: 'operator',
+    body: createTaskSchema,
+    ok: [201, out.taskResponse],
+    errors: [400, 401, 404, 413, 415],
+  },
+  {
+    method: 'get',
+    path: '/devices/{id}/tasks',
+    summary: "A device's tasks",
+    auth: 'operator-or-device',
+    query: limitQuery,
+    ok: [200, out.taskListResponse],
+    errors: [400, 401, 403, 404],
+  },
+  {
+    method: 'get',
+    path: '/tasks/{id}',
+    summary: 'A task',
+    auth: 'operator-or-device',
+    ok: [200, out.taskResponse],
+    errors: [401, 403, 404],
+  },
+  ...reports,
+  {
+    method: 'get',
+    path: '/devices/{id}/recordings',
+    summary: "A device's TGDM recordings",
+    auth: 'operator',
+    query: limitQuery,
+    ok: [200, out.recordingListResponse],
+    errors: [400, 401, 404],
+  },
+  {
+    method: 'post',
+    path: '/devices/{id}/recordings',
+    summary: 'Start a manual recording',
+    auth: 'operator',
+    body: startRecordingBody,
+    ok: [201, out.recordingResponse],
+    errors: [400, 401, 404, 413, 415, 502],
+  },
+  {
+    method: 'post',
+    path: '/recordings/{id}/stop',
+    summary: 'Stop a recording',
+    auth: 'operator',
+    ok: [200, out.recordingResponse],
+    errors: [401, 404, 409, 502],
+  },
+  {
+    method: 'get',
+    path: '/devices/{id}/analysis-streams',
+    summary: "A device's Mantis streams",
+    auth: 'operator',
+    query: limitQuery,
+    ok: [200, out.streamListResponse],
+    errors: [400, 401, 404],
+  },
+  {
+    method: 'post',
+    path: '/devices/{id}/analysis-streams',
+    summary: 'Start an analysis stream',
+    auth: 'operator',
+    body: startStreamBody,
+    ok: [201, out.streamResponse],
+    errors: [400, 401, 404, 413, 415, 502],
+  },
+  {
+    method: 'post',
+    path: '/analysis-streams/{id}/stop',
+    summary: 'Stop an analysis stream',
+    auth: 'operator',
+    ok: [200, out.streamResponse],
+    errors: [401, 404, 409, 502],
+  },
+  {
+    method: 'get',
+    path: '/admin',
+    summary: 'Fleet page',
+    auth: 'basic',
+    ok: [200, 'text/html'],
+    errors: [401],
+  },
+  {
+    method: 'get',
+    path: '/admin/fleet.json',
+    summary: 'Data of the fleet page',
+    auth: 'basic',
+    query: fleetQuery,
+    ok: [200, out.fleetResponse],
+    errors: [400, 401],
+  },
+  {
+    method: 'get',
+    path: '/admin/queues',
+    summary: 'Queue dashboard (bull-board)',
+    auth: 'basic',
+    ok: [200, 'text/html'],
+    errors: [401],
+  },
+  {
+    method: 'get',
+    path: '/metrics',
+    summary: 'Prometheus metrics',
+    auth: 'none',
+    ok: [200, 'text/plain'],
+    errors: [],
+  },
+  {
+    method: 'get',
+    path: '/healthz',
+    summary: 'The process answers',
+    auth: 'none',
+    ok: [200, out.healthResponse],
+    errors: [],
+  },
+  {
+    method: 'get',
+    path: '/readyz',
+    summary: 'Postgres, Redis (and Moth) answer; 503 names what does not',
+    auth: 'none',
+    ok: [200, out.readyResponse],
+    errors: [503],
+  },
+  {
+    method: 'get',
+    path: '/openapi.json',
+    summary: 'This document',
+    auth: 'none',
+    ok: [200, null],
+    errors: [],
+  },
+];
+
+const ERROR_TEXT: Record<number, string> = {
+  400: 'Invalid input (VALIDATION_FAILED, MALFORMED_JSON)',
+  401: 'Missing or wrong credentials',
+  403: 'Not allowed for this caller',
+  404: 'Not found',
+  409: 'Conflict (name taken, illegal transition, state)',
+  413: 'Body over 64 KiB',
+  415: 'Body is not JSON',
+  429: 'Too many attempts (Retry-After)',
+  502: 'TGDM or Mantis failed',
+  503: 'Not ready',
+};
+
+const SECURITY: Record<Auth, object[]> = {
+  none: [],
+  operator: [{ operatorToken: [] }],
+  device: [{ deviceToken: [] }],
+  'operator-or-device': [{ operatorToken: [] }, { deviceToken: [] }],
+  basic: [{ operatorBasic: [] }, { operatorToken: [] }],
+};
+
+const schema = (s: z.ZodType, io: 'input' | 'output') =>
+  z.toJSONSchema(s, { target: 'draft-2020-12', io, unrepresentable: 'any' });
+
+/** Builds the OpenAPI 3.1 document. */
+export function openApiDocument(version: string) {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const r of ROUTES) {
+    const op: Record<string, unknown> = { summary: r.summary, security: SECURITY[r.auth] };
+    const parameters: unknown[] = [];
+    if (r.path.includes('{id}'))
+      parameters.push({ name: 'id', in: 'path', required: true, schema: { type: 'string', format: 'uuid' } });
+    if (r.query) {
+      for (const [name, field] of Object.entries(r.query.shape)) {
+        parameters.push({ name, in: 'query', required: false, schema: schema(field as z.ZodType, 'input') });
+      }
+    }
+    if (parameters.length) op.parameters = parameters;
+    if (r.body) {
+      op.requestBody = {
+        required: r.method !== 'post' || !r.path.startsWith('/tasks/'),
+        content: {
+          [r.method === 'patch' ? 'application/merge-patch+json' : 'application/json']: {
+            schema: schema(r.body, 'input'),
+          },
+        },
+      };
+    }
+    const [status, body] = r.ok;
+    const responses: Record<string, unknown> = {
+      [status]:
+        body === null
+          ? { description: status === 204 ? 'No content' : 'OK' }
+          : typeof body === 'string'
+            ? { description: 'OK', content: { [body]: { schema: { type: 'string' } } } }
+            : { description: 'OK', content: { 'application/json': { schema: schema(body, 'output') } } },
+    };
+    for (const e of r.errors) {
+      responses[e] = {
+        description: ERROR_TEXT[e] ?? 'Error',
+        content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+      };
+    }
+    if (r.errors.length)
+      responses['5XX'] = {
+        description: 'A backing service failed (never caused by input)',
+        content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+      };
+    op.responses = responses;
+    (paths[r.path] ??= {})[r.method] = op;
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'rollcall',
+      version,
+      description: 'Device registration and connection management for robot fleets (CoBiz-compatible).',
+    },
+    paths,
+    components: {
+      schemas: { Error: schema(out.errorResponse, 'output') },
+      securitySchemes: {
+        operatorToken: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' },
+        deviceToken: {
+          type: 'http',
+          scheme: 'bearer',
+          description: 'the device token returned at registration',
+        },
+        operatorBasic: {
+          type: 'http',
+          scheme: 'basic',
+          description: 'any user name, ADMIN_TOKEN as password',
+        },
+      },
+    },
+  };
+}
+
+export function openApiRoutes(version: string): Router {
+  const document = openApiDocument(version);
+  const router = new Router();
+  router.get('/openapi.json', (ctx) => {
+    ctx.body = document;
+  });
+  return router;
+}

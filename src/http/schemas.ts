@@ -1,0 +1,155 @@
+import { z } from 'zod';
+import { DEVICE_STATUSES, TRACK_TYPES } from '../domain/device';
+import { TASK_STATUSES } from '../domain/task';
+
+// The shapes of our responses. The OpenAPI document is generated from these (and from the request
+// schemas that validate input), and the contract tests parse real responses with them.
+
+const isoDate = z.iso.datetime({ offset: true });
+const nullableDate = isoDate.nullable();
+
+export const errorResponse = z.object({
+  error: z.object({
+    code: z.string().regex(/^[A-Z][A-Z0-9_]*$/),
+    message: z.string(),
+    details: z.unknown().optional(),
+  }),
+});
+
+const trackOut = z.object({
+  name: z.string(),
+  type: z.enum(TRACK_TYPES),
+  endpoint: z.string().startsWith('/pang/ws/'),
+});
+
+export const registrationResponse = z.object({
+  id: z.uuid(),
+  name: z.string(),
+  token: z.string().min(43),
+  status: z.literal('DISCONNECTED'),
+  tracks: z.array(trackOut),
+  actions: z.array(z.string()),
+  createdAt: isoDate,
+  channels: z.object({ deviceManagement: z.string().startsWith('/pang/ws/meb?') }),
+});
+
+export const deviceResponse = z.object({
+  id: z.uuid(),
+  name: z.string(),
+  status: z.enum(DEVICE_STATUSES),
+  tracks: z.array(trackOut),
+  actions: z.array(z.string()),
+  createdAt: isoDate,
+  connectedAt: nullableDate,
+  disconnectedAt: nullableDate,
+  lastHeartbeatAt: nullableDate,
+  currentSessionId: z.uuid().nullable(),
+});
+
+export const deviceListResponse = z.object({
+  devices: z.array(deviceResponse),
+  nextCursor: z.string().nullable(),
+});
+
+export const tokenResponse = z.object({ id: z.uuid(), token: z.string().min(43) });
+
+export const sessionsResponse = z.object({
+  sessions: z.array(
+    z.object({
+      id: z.uuid(),
+      startedAt: isoDate,
+      startedRound: z.number().int(),
+      endedAt: nullableDate,
+      endReason: z.string().nullable(),
+      roundsMissed: z.number().int().nullable(),
+      lastRoundHeard: z.number().int().nullable(),
+      effects: z.array(
+        z.object({
+          kind: z.string(),
+          status: z.enum(['PENDING', 'DONE', 'FAILED']),
+          attempts: z.number().int(),
+          lastError: z.string().nullable(),
+          doneAt: nullableDate,
+        }),
+      ),
+    }),
+  ),
+});
+
+export const settingsResponse = z.object({
+  device: z.object({
+    healthcheckIntervalSeconds: z.number().int(),
+    healthcheckMaxConsecutiveMisses: z.number().int(),
+    secretKeyConfigured: z.boolean(),
+  }),
+  recording: z.object({ automatic: z.boolean() }),
+});
+
+export const taskResponse = z.object({
+  id: z.uuid(),
+  deviceId: z.uuid(),
+  action: z.string(),
+  payload: z.record(z.string(), z.unknown()),
+  status: z.enum(TASK_STATUSES),
+  reason: z.string().nullable(),
+  failPoint: z.unknown(),
+  createdAt: isoDate,
+  updatedAt: isoDate,
+  startedAt: nullableDate,
+  finishedAt: nullableDate,
+});
+export const taskListResponse = z.object({ tasks: z.array(taskResponse) });
+
+export const recordingResponse = z.object({
+  id: z.uuid(),
+  deviceId: z.uuid(),
+  sessionId: z.uuid().nullable(),
+  track: z.string(),
+  uri: z.string(),
+  policy: z.enum(['AUTOMATIC', 'MANUAL']),
+  state: z.enum(['STARTING', 'STARTED', 'STOPPED', 'FAILED']),
+  tgdmId: z.string().nullable(),
+  error: z.string().nullable(),
+  createdAt: isoDate,
+  stoppedAt: nullableDate,
+});
+export const recordingListResponse = z.object({ recordings: z.array(recordingResponse) });
+
+export const streamResponse = z.object({
+  id: z.uuid(),
+  deviceId: z.uuid(),
+  track: z.string(),
+  pipeline: z.string(),
+  inputUri: z.string(),
+  outputUri: z.string().nullable(),
+  mantisId: z.string().nullable(),
+  state: z.enum(['ACTIVE', 'STOPPED', 'FAILED']),
+  error: z.string().nullable(),
+  createdAt: isoDate,
+  stoppedAt: nullableDate,
+});
+export const streamListResponse = z.object({ analysisStreams: z.array(streamResponse) });
+
+export const fleetResponse = z.object({
+  generatedAt: isoDate,
+  intervalSeconds: z.number().int(),
+  counts: z.object({ CONNECTED: z.number().int(), DISCONNECTED: z.number().int() }),
+  devices: z.array(
+    z.object({
+      id: z.uuid(),
+      name: z.string(),
+      status: z.enum(DEVICE_STATUSES),
+      lastHeartbeatAt: nullableDate,
+      sessionStartedAt: nullableDate,
+      recentSessions: z.array(
+        z.object({ startedAt: isoDate, endedAt: nullableDate, endReason: z.string().nullable() }),
+      ),
+    }),
+  ),
+});
+
+export const healthResponse = z.object({ status: z.string() });
+export const readyResponse = z.object({
+  status: z.literal('ready'),
+  checks: z.record(z.string(), z.string()),
+});
