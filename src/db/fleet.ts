@@ -11,14 +11,11 @@ export interface FleetRow {
 }
 
 export async function countDevicesByStatus(q: Queryable): Promise<Record<string, number>> {
-  const rows = (await q('devices')
+  const rows: { status: string; n: string }[] = await q('devices')
     .whereNull('deleted_at')
     .select('status')
     .count('* as n')
-    .groupBy('status')) as {
-    status: string;
-    n: string;
-  }[];
+    .groupBy('status');
   return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
 }
 

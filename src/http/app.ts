@@ -87,9 +87,10 @@ export function createApp(deps: AppDeps): Koa {
   app.use(errorHandler());
   // Operator pages: Basic auth (a browser can ask), then the queue dashboard.
   const pageAuth = operatorPageAuth(deps.config.ADMIN_TOKEN);
-  app.use(async (ctx, next) =>
-    ctx.path === '/admin' || ctx.path.startsWith('/admin/') ? pageAuth(ctx, next) : next(),
-  );
+  app.use(async (ctx, next) => {
+    if (ctx.path === '/admin' || ctx.path.startsWith('/admin/')) await pageAuth(ctx, next);
+    else await next();
+  });
   app.use(queueDashboard(deps.dashboardQueues));
 
   const routers = [
