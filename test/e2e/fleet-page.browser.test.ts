@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 import { existsSync, mkdirSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { chromium, type Browser } from 'playwright-core';
@@ -21,7 +22,15 @@ describe.skipIf(!runnable)('fleet page in a real browser', () => {
     base = `http://127.0.0.1:${bound.port}`;
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
   });
   afterAll(async () => {
@@ -35,14 +44,19 @@ describe.skipIf(!runnable)('fleet page in a real browser', () => {
     // The Basic challenge reaches the browser, which has nothing to answer with.
     await expect(page.goto(`${base}/admin`)).rejects.toThrow(/AUTH/);
     await page.close();
-    const wrong = await browser.newContext({ httpCredentials: { username: 'ops', password: 'not-the-token' } });
+    const wrong = await browser.newContext({
+      httpCredentials: { username: 'ops', password: 'not-the-token' },
+    });
     const refused = await (await wrong.newPage()).goto(`${base}/admin`);
     expect(refused?.status()).toBe(401);
     await wrong.close();
   });
 
   it('shows counts and devices, filters by status, refreshes every round; a person can look at it', async () => {
-    const alive = await Promise.all([s.device({}, { name: 'amr-alpha' }), s.device({}, { name: 'amr-bravo' })]);
+    const alive = await Promise.all([
+      s.device({}, { name: 'amr-alpha' }),
+      s.device({}, { name: 'amr-bravo' }),
+    ]);
     const gone = await s.device({}, { name: 'amr-charlie' });
     for (const d of [...alive, gone]) await s.waitStatus(d.id, 'CONNECTED', 5000);
     gone.device.silent = true;
@@ -68,7 +82,11 @@ describe.skipIf(!runnable)('fleet page in a real browser', () => {
 
     // The page refreshes by itself: the lost robot comes back and the counts follow.
     gone.device.silent = false;
-    await page.waitForFunction(() => document.querySelector('#count-connected b')?.textContent === '3', undefined, { timeout: 8000 });
+    await page.waitForFunction(
+      () => document.querySelector('#count-connected b')?.textContent === '3',
+      undefined,
+      { timeout: 8000 },
+    );
 
     mkdirSync('test/artifacts', { recursive: true });
     await page.screenshot({ path: 'test/artifacts/fleet-page.png', fullPage: true });
@@ -77,7 +95,9 @@ describe.skipIf(!runnable)('fleet page in a real browser', () => {
   });
 
   it('the queue dashboard renders', async () => {
-    const context = await browser.newContext({ httpCredentials: { username: 'ops', password: s.config.ADMIN_TOKEN } });
+    const context = await browser.newContext({
+      httpCredentials: { username: 'ops', password: s.config.ADMIN_TOKEN },
+    });
     const page = await context.newPage();
     await page.goto(`${base}/admin/queues`);
     await waitFor(async () => (await page.content()).includes('issue-round'), 10_000, 'queues listed');

@@ -1,0 +1,78 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import { closeServer, listen } from '../../src/http/server';
+import { SECRET } from '../support/app';
+import { startTestSystem, type TestSystem } from '../support/system';
+
+let s: TestSystem;
+let server: Server;
+let api: string;
+beforeAll(async () => {
+  s = await startTestSystem({ intervalSeconds: 1, maxMisses: 1 });
+  const bound = await listen(s.app, '127.0.0.1', 0);
+  server = bound.server;
+  api = `http://127.0.0.1:${bound.port}`;
+});
+afterAll(async () => {
+  await closeServer(server);
+  await s.close();
+});
+
+function fleet(args: string[]): Promise<{ code: number | null; out: string }> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'tools/fleet.ts', '--api', api, '--moth', s.config.MOTH_URL, ...args],
+    {
+      env: { PATH: process.env.PATH, DEVICE_SECRET_KEY: SECRET, ADMIN_TOKEN: s.config.ADMIN_TOKEN },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, out })));
+}
+
+describe('fleet simulator CLI', () => {
+  it('registers a fleet, answers rounds like robots, lets some go silent, shows live counts and a summary', async () => {
+    const tokens = join(mkdtempSync(join(inject('runDir'), 'fleet-')), 'tokens.json');
+    const run = await fleet([
+      '--devices',
+      '6',
+      '--silent',
+      '2',
+      '--silent-after',
+      '2',
+      '--duration',
+      '7',
+      '--prefix',
+      'sim',
+      '--tokens',
+      tokens,
+    ]);
+    expect(run.code).toBe(0);
+    expect(run.out).toMatch(/devices 6 \| answering \d/);
+    expect(run.out).toMatch(/server: \d+ connected, \d+ disconnected/);
+    expect(run.out).toContain('summary');
+    expect(run.out).toContain('healthy 4, silent 2, flapping 0, slow 0');
+    const saved = JSON.parse(readFileSync(tokens, 'utf8')) as { id: string; token: string }[];
+    expect(saved).toHaveLength(6);
+    const statuses = await Promise.all(saved.map((d) => s.status(d.id)));
+    expect(statuses.filter((x) => x === 'DISCONNECTED')).toHaveLength(2);
+    // Reusing the saved tokens registers nothing new.
+    const before = (await s.db('devices').count<{ n: string }[]>('* as n'))[0]!.n;
+    const again = await fleet(['--devices', '6', '--duration', '2', '--tokens', tokens]);
+    expect(again.code).toBe(0);
+    expect((await s.db('devices').count<{ n: string }[]>('* as n'))[0]!.n).toBe(before);
+  }, 40_000);
+
+  it('refuses bad options with the usage', async () => {
+    const run = await fleet(['--devices', '2', '--silent', '3']);
+    expect(run.code).toBe(2);
+    expect(run.out).toContain('usage: npm run fleet');
+  });
+});

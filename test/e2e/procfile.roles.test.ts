@@ -1,0 +1,195 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import { SimulatedDevice } from '../../src/dev/simulated-device';
+import { createMantisSimulator, createTgdmSimulator } from '../../src/integrations/simulator';
+import { MothHub } from '../../src/moth/hub';
+import { waitFor } from '../support/system';
+
+// Each Procfile role started on its own, as a separate process, against services started apart.
+const children: ChildProcess[] = [];
+const hub = new MothHub({ ringCapacity: 8 });
+const tgdm = createTgdmSimulator();
+const mantis = createMantisSimulator();
+let env: Record<string, string> & { MOTH_URL: string; DATABASE_URL: string };
+let dbName: string;
+
+async function adminQuery(sql: string) {
+  const url = new URL(inject('templateDbUrl'));
+  url.pathname = '/postgres';
+  const c = new pg.Client({ connectionString: url.toString() });
+  await c.connect();
+  try {
+    await c.query(sql);
+  } finally {
+    await c.end();
+  }
+}
+
+beforeAll(async () => {
+  dbName = `roles_${randomBytes(4).toString('hex')}`;
+  await adminQuery(`CREATE DATABASE ${dbName}`);
+  const dbUrl = new URL(inject('templateDbUrl'));
+  dbUrl.pathname = `/${dbName}`;
+  env = {
+    DATABASE_URL: dbUrl.toString(),
+    REDIS_URL: inject('redisUrl'),
+    MOTH_URL: await hub.start(),
+    TGDM_URL: await tgdm.start(),
+    MANTIS_URL: await mantis.start(),
+    QUEUE_PREFIX: `r${randomBytes(3).toString('hex')}`,
+    ADMIN_TOKEN: 'roles-admin-token-0123456789',
+    DEVICE_SECRET_KEY: 'roles-secret-0123456789',
+    PORT: '0',
+    OPS_PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'info',
+    JOB_LOCK_MS: '2000',
+  };
+});
+afterAll(async () => {
+  for (const c of children) c.kill('SIGKILL');
+  await hub.stop();
+  await tgdm.stop();
+  await mantis.stop();
+  await adminQuery(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+});
+
+interface Running {
+  child: ChildProcess;
+  lines: Record<string, unknown>[];
+  exited: Promise<{ code: number | null; ms: number }>;
+  stderr: () => string;
+}
+
+function run(script: string, extra: Record<string, string> = {}): Running {
+  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env, ...extra },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  const lines: Record<string, unknown>[] = [];
+  let buffer = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => {
+    buffer += d.toString();
+    let i;
+    while ((i = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, i);
+      buffer = buffer.slice(i + 1);
+      try {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        /* not a log line */
+      }
+    }
+  });
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  let signalledAt = 0;
+  const exited = new Promise<{ code: number | null; ms: number }>((resolve) =>
+    child.on('exit', (code) => resolve({ code, ms: signalledAt ? Date.now() - signalledAt : -1 })),
+  );
+  const kill = child.kill.bind(child);
+  child.kill = (sig?: NodeJS.Signals | number) => {
+    signalledAt = Date.now();
+    return kill(sig);
+  };
+  return { child, lines, exited, stderr: () => err };
+}
+
+const logged = (r: Running, msg: string) => r.lines.find((l) => l.msg === msg);
+
+describe('Procfile roles on their own', () => {
+  it('release migrates an empty database', () => {
+    const res = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'node_modules/knex/bin/cli.js', '--knexfile', 'knexfile.ts', 'migrate:latest'],
+      {
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: env.DATABASE_URL },
+        encoding: 'utf8',
+      },
+    );
+    expect(res.status, res.stderr).toBe(0);
+    expect(res.stdout).toMatch(/Batch 1 run: \d+ migrations/);
+  });
+
+  it('a role missing its configuration says which variables to set', async () => {
+    const r = run('workers/gateway.ts', { MOTH_URL: '', DATABASE_URL: '' });
+    expect((await r.exited).code).toBe(1);
+    expect(r.stderr()).toMatch(/DATABASE_URL, MOTH_URL/);
+  });
+
+  it('web, gateway and worker run a device through connect and disconnect, and drain on SIGTERM within 10 s', async () => {
+    const worker = run('workers/worker.ts');
+    const gateway = run('workers/gateway.ts');
+    const web = run('workers/web.ts');
+    await waitFor(
+      () =>
+        Boolean(
+          logged(web, 'web listening') &&
+          logged(gateway, 'gateway started') &&
+          logged(worker, 'worker started'),
+        ),
+      30_000,
+      'roles up',
+    );
+    const api = `http://127.0.0.1:${String(logged(web, 'web listening')!.port)}`;
+    const admin = { authorization: `Bearer ${env.ADMIN_TOKEN}`, 'content-type': 'application/json' };
+    await fetch(`${api}/server-settings`, {
+      method: 'PATCH',
+      headers: admin,
+      body: JSON.stringify({
+        device: {
+          healthcheckIntervalSeconds: 1,
+          healthcheckMaxConsecutiveMisses: 1,
+          secretKey: env.DEVICE_SECRET_KEY,
+        },
+      }),
+    });
+    const reg = (await (
+      await fetch(`${api}/devices`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          name: 'standalone',
+          secretKey: env.DEVICE_SECRET_KEY,
+          tracks: [{ name: 'cam', type: 'VIDEO' }],
+          actions: ['GO'],
+        }),
+      })
+    ).json()) as { id: string; token: string; channels: { deviceManagement: string } };
+    const device = new SimulatedDevice({
+      mothUrl: env.MOTH_URL,
+      channelPath: reg.channels.deviceManagement,
+      token: reg.token,
+    });
+    await device.connect();
+    const status = async () =>
+      ((await (await fetch(`${api}/devices/${reg.id}`, { headers: admin })).json()) as { status: string })
+        .status;
+    await waitFor(async () => (await status()) === 'CONNECTED', 10_000, 'connected through the gateway');
+    for (const ops of [
+      logged(gateway, 'gateway started')!.opsPort,
+      logged(worker, 'worker started')!.opsPort,
+    ]) {
+      expect((await fetch(`http://127.0.0.1:${String(ops)}/readyz`)).status).toBe(200);
+      expect(await (await fetch(`http://127.0.0.1:${String(ops)}/metrics`)).text()).toContain('rollcall_');
+    }
+    device.silent = true;
+    await waitFor(async () => (await status()) === 'DISCONNECTED', 10_000, 'disconnected by the worker');
+    // Effects in flight while the worker is told to stop: TGDM is slow.
+    tgdm.faults.latencyMs = 1500;
+    await device.close();
+
+    for (const r of [web, gateway, worker]) r.child.kill('SIGTERM');
+    for (const r of [web, gateway, worker]) {
+      const { code, ms } = await r.exited;
+      expect(code).toBe(0);
+      expect(ms).toBeLessThan(10_000);
+    }
+    tgdm.faults.latencyMs = 0;
+    expect(logged(worker, 'draining')).toBeDefined();
+  }, 60_000);
+});

@@ -1,0 +1,232 @@
+// The device fleet simulator: `npm run fleet -- --devices N [options]`. Registers N devices (or reuses
+// the tokens saved in --tokens), joins the device-management channel given by the registration
+// response, and answers each HEALTHCHECK with {"type":"HEARTBEAT","token"} in a binary frame after a
+// random delay, as deployed robots do. Some devices can be silent, flapping or slow.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { SimulatedDevice } from '../src/dev/simulated-device';
+
+const HELP = `usage: npm run fleet -- [options]
+  --api URL            rollcall API (default http://localhost:3000)
+  --moth URL           Moth base URL (default ws://<api host>:8276)
+  --secret KEY         registration secret (default $DEVICE_SECRET_KEY)
+  --admin-token TOKEN  to show server-side counts (default $ADMIN_TOKEN)
+  --devices N          fleet size (default 10)
+  --silent K           K devices stop answering after --silent-after seconds (default 0, 10)
+  --flapping K         K devices alternate answering and silence every --flap-seconds (default 0, 15)
+  --slow K             K devices answer close to the end of each interval (default 0)
+  --max-delay-ms MS    answering delay of the others, random up to MS (default 500)
+  --tokens FILE        save registered tokens there, and reuse them when it exists
+  --duration S         stop after S seconds (default: until Ctrl-C)
+  --prefix NAME        device name prefix (default fleet-<random>)`;
+
+const { values } = parseArgs({
+  options: {
+    api: { type: 'string', default: 'http://localhost:3000' },
+    moth: { type: 'string' },
+    secret: { type: 'string' },
+    'admin-token': { type: 'string' },
+    devices: { type: 'string', default: '10' },
+    silent: { type: 'string', default: '0' },
+    'silent-after': { type: 'string', default: '10' },
+    flapping: { type: 'string', default: '0' },
+    'flap-seconds': { type: 'string', default: '15' },
+    slow: { type: 'string', default: '0' },
+    'max-delay-ms': { type: 'string', default: '500' },
+    tokens: { type: 'string' },
+    duration: { type: 'string' },
+    prefix: { type: 'string', default: `fleet-${Math.random().toString(36).slice(2, 7)}` },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (values.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+
+const count = z.coerce.number().int().min(0).max(100_000);
+const opts = z
+  .object({
+    api: z.url(),
+    moth: z.url().optional(),
+    secret: z.string().min(1, 'give --secret or set DEVICE_SECRET_KEY').optional(),
+    adminToken: z.string().optional(),
+    devices: count,
+    silent: count,
+    silentAfter: z.coerce.number().min(0),
+    flapping: count,
+    flapSeconds: z.coerce.number().min(1),
+    slow: count,
+    maxDelayMs: z.coerce.number().min(0),
+    tokens: z.string().optional(),
+    duration: z.coerce.number().positive().optional(),
+    prefix: z.string().min(1).max(60),
+  })
+  .refine(
+    (o) => o.silent + o.flapping + o.slow <= o.devices,
+    'silent + flapping + slow must not exceed devices',
+  )
+  .safeParse({
+    ...values,
+    secret: values.secret ?? process.env.DEVICE_SECRET_KEY,
+    adminToken: values['admin-token'] ?? process.env.ADMIN_TOKEN,
+    silentAfter: values['silent-after'],
+    flapSeconds: values['flap-seconds'],
+    maxDelayMs: values['max-delay-ms'],
+  });
+if (!opts.success) {
+  console.error(
+    `fleet: ${opts.error.issues.map((i) => `${i.path.join('.') || 'options'}: ${i.message}`).join('; ')}\n\n${HELP}`,
+  );
+  process.exit(2);
+}
+const o = opts.data;
+const mothUrl = o.moth ?? `ws://${new URL(o.api).hostname}:8276`;
+
+interface Saved {
+  name: string;
+  id: string;
+  token: string;
+  channel: string;
+}
+type Kind = 'healthy' | 'silent' | 'flapping' | 'slow';
+
+async function register(name: string): Promise<Saved> {
+  if (!o.secret) throw new Error('a registration secret is needed: --secret or DEVICE_SECRET_KEY');
+  const res = await fetch(`${o.api}/devices`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      name,
+      secretKey: o.secret,
+      tracks: [{ name: 'front', type: 'VIDEO' }],
+      actions: ['PATROL'],
+    }),
+  });
+  const body = (await res.json()) as {
+    id: string;
+    token: string;
+    channels: { deviceManagement: string };
+    error?: { code: string };
+  };
+  if (res.status !== 201)
+    throw new Error(`registration of ${name} failed: ${res.status} ${body.error?.code ?? ''}`);
+  return { name, id: body.id, token: body.token, channel: body.channels.deviceManagement };
+}
+
+async function loadFleet(): Promise<Saved[]> {
+  const saved: Saved[] =
+    o.tokens && existsSync(o.tokens) ? (JSON.parse(readFileSync(o.tokens, 'utf8')) as Saved[]) : [];
+  const fleet = saved.slice(0, o.devices);
+  for (let i = fleet.length; i < o.devices; i += 20) {
+    const batch = Array.from(
+      { length: Math.min(20, o.devices - i) },
+      (_, k) => `${o.prefix}-${String(i + k).padStart(5, '0')}`,
+    );
+    fleet.push(...(await Promise.all(batch.map(register))));
+    process.stdout.write(`\rregistered ${fleet.length}/${o.devices}`);
+  }
+  if (o.tokens)
+    writeFileSync(o.tokens, JSON.stringify([...fleet, ...saved.slice(fleet.length)], null, 2), {
+      mode: 0o600,
+    });
+  return fleet;
+}
+
+async function serverCounts(): Promise<string> {
+  if (!o.adminToken) return '';
+  try {
+    const res = await fetch(`${o.api}/admin/fleet.json?limit=1`, {
+      headers: { authorization: `Bearer ${o.adminToken}` },
+    });
+    if (!res.ok) return ` | server: HTTP ${res.status}`;
+    const body = (await res.json()) as {
+      counts: { CONNECTED: number; DISCONNECTED: number };
+      intervalSeconds: number;
+    };
+    return ` | server: ${body.counts.CONNECTED} connected, ${body.counts.DISCONNECTED} disconnected`;
+  } catch {
+    return ' | server: unreachable';
+  }
+}
+
+async function main() {
+  const fleet = await loadFleet();
+  const kinds: Kind[] = fleet.map((_, i) =>
+    i < o.silent
+      ? 'silent'
+      : i < o.silent + o.flapping
+        ? 'flapping'
+        : i < o.silent + o.flapping + o.slow
+          ? 'slow'
+          : 'healthy',
+  );
+  let interval = 5;
+  const devices = fleet.map((d, i) => {
+    const kind = kinds[i]!;
+    const delay =
+      kind === 'slow'
+        ? () => interval * 1000 * (0.85 + Math.random() * 0.3)
+        : () => Math.random() * o.maxDelayMs;
+    return new SimulatedDevice({ mothUrl, channelPath: d.channel, token: d.token, replyDelayMs: delay });
+  });
+  await Promise.all(devices.map((d) => d.connect()));
+  process.stdout.write(`\r${devices.length} devices joined ${mothUrl}${fleet[0]?.channel ?? ''}\n`);
+
+  const started = Date.now();
+  const timers: NodeJS.Timeout[] = [];
+  if (o.silent > 0) {
+    timers.push(
+      setTimeout(
+        () => devices.forEach((d, i) => kinds[i] === 'silent' && (d.silent = true)),
+        o.silentAfter * 1000,
+      ),
+    );
+  }
+  if (o.flapping > 0) {
+    timers.push(
+      setInterval(
+        () => devices.forEach((d, i) => kinds[i] === 'flapping' && (d.silent = !d.silent)),
+        o.flapSeconds * 1000,
+      ),
+    );
+  }
+  const line = async () => {
+    const rounds = Math.max(
+      0,
+      ...devices.map((d) => d.received.filter((m) => m.type === 'HEALTHCHECK').length),
+    );
+    const last = devices[0]?.received.filter((m) => m.type === 'HEALTHCHECK').at(-1);
+    if (typeof last?.intervalSeconds === 'number') interval = last.intervalSeconds;
+    const answering = devices.filter((d) => !d.silent && d.connected).length;
+    const beats = devices.reduce((n, d) => n + d.heartbeatsSent, 0);
+    const secs = Math.round((Date.now() - started) / 1000);
+    return `${secs}s | devices ${devices.length} | answering ${answering} | silent ${devices.length - answering} | rounds ${rounds} | heartbeats ${beats}${await serverCounts()}`;
+  };
+  const display = setInterval(
+    () => void line().then((l) => process.stdout.write(`\r${l.padEnd(120)}`)),
+    1000,
+  );
+
+  const finish = async () => {
+    clearInterval(display);
+    timers.forEach((t) => clearTimeout(t));
+    const summary = await line();
+    await Promise.all(devices.map((d) => d.close()));
+    const byKind = (k: Kind) => kinds.filter((x) => x === k).length;
+    process.stdout.write(
+      `\n\nsummary\n  ${summary}\n  healthy ${byKind('healthy')}, silent ${byKind('silent')}, flapping ${byKind('flapping')}, slow ${byKind('slow')}\n` +
+        `  heartbeats per device: min ${Math.min(...devices.map((d) => d.heartbeatsSent))}, max ${Math.max(...devices.map((d) => d.heartbeatsSent))}\n`,
+    );
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void finish());
+  process.once('SIGTERM', () => void finish());
+  if (o.duration) setTimeout(() => void finish(), o.duration * 1000);
+}
+
+main().catch((err: unknown) => {
+  console.error(`\nfleet: ${(err as Error).message}`);
+  process.exit(1);
+});
