@@ -4,6 +4,16 @@ import type { Logger } from '../src/logger';
 import type { Metrics } from '../src/metrics';
 import type { Liveness } from '../src/redis/liveness';
 import type { Rounds } from '../src/redis/rounds';
+import { clientEvent } from '../src/domain/events';
+import type { SettingValues } from '../src/domain/settings';
+import { appendEvents } from '../src/db/outbox';
+import { createHash } from 'node:crypto';
+
+/** A UUID-shaped id that is the same for every attempt at the same round. */
+function roundEventId(round: number): string {
+  const h = createHash('sha256').update(`round-held-${round}`).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
 
 export const name = 'evaluate-round';
 
@@ -11,8 +21,7 @@ export interface EvaluateRoundDeps {
   readonly db: Db;
   readonly liveness: Liveness;
   readonly rounds: Rounds;
-  readonly maxMisses: () => Promise<number>;
-  readonly automaticRecording: () => Promise<boolean>;
+  readonly settings: () => Promise<SettingValues>;
   readonly enqueueEffects: (done: readonly Disconnected[]) => Promise<void>;
   readonly metrics: Metrics;
   readonly logger: Logger;
@@ -37,12 +46,59 @@ export interface EvaluateRoundResult {
 export function createEvaluateRound(deps: EvaluateRoundDeps) {
   const batchSize = deps.batchSize ?? 500;
   const now = deps.now ?? Date.now;
+  /**
+   * The mass-silence brake: when more than `massSilenceRatio` of the connected devices (and at least
+   * `massSilenceMinDevices`) missed round n, the fault is more likely ours or the site's network than
+   * theirs: the round is held (a miss for nobody), at most `massSilenceMaxHeldRounds` in a row, so a
+   * real site-wide outage is still detected, late by a bounded number of rounds.
+   */
+  async function holdOnMassSilence(n: number, settings: SettingValues): Promise<boolean> {
+    const { connected, missed } = await deps.liveness.silenceOf(n);
+    const massive =
+      missed > settings['device.massSilenceRatio'] * connected &&
+      missed >= settings['device.massSilenceMinDevices'];
+    if (!massive) {
+      await deps.rounds.endHeldStreak();
+      return false;
+    }
+    const streak = await deps.rounds.heldStreak();
+    if (streak >= settings['device.massSilenceMaxHeldRounds']) {
+      deps.logger.warn(
+        { round: n, missed, connected, streak },
+        'mass silence persists past the brake: misses count',
+      );
+      return false;
+    }
+    // The event first, under an id derived from the round, so a re-run cannot publish it twice.
+    await appendEvents(deps.db, [
+      {
+        channel: 'client',
+        event: {
+          ...clientEvent('HEALTHCHECK_ROUND_HELD', null, {
+            round: n,
+            missed,
+            connected,
+            heldInARow: streak + 1,
+          }).event,
+          eventId: roundEventId(n),
+        },
+      },
+    ]);
+    await deps.rounds.hold(n);
+    deps.metrics.rounds.inc({ outcome: 'held' });
+    deps.logger.warn({ round: n, missed, connected, heldInARow: streak + 1 }, 'mass silence: round held');
+    return true;
+  }
+
   return async (data: { round: number }): Promise<EvaluateRoundResult> => {
     const n = data.round;
     const meta = await deps.rounds.meta(n);
     const outcome = meta?.outcome ?? 'unknown';
     if (outcome !== 'valid') return { round: n, outcome, disconnected: 0, reconnected: 0 };
-    const max = await deps.maxMisses();
+    const settings = await deps.settings();
+    if (await holdOnMassSilence(n, settings))
+      return { round: n, outcome: 'held', disconnected: 0, reconnected: 0 };
+    const max = settings['device.healthcheckMaxConsecutiveMisses'];
     let disconnected = 0;
     let reconnected = 0;
     for (;;) {
@@ -67,15 +123,15 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
       await deps.enqueueEffects(done);
       // A heartbeat that arrived after the claim re-entered the index: that device is alive again
       // and gets a new session now (the gateway could not connect it while it was still CONNECTED).
-      for (const c of claimed) {
-        const heardIn = await deps.liveness.isIndexed(c.deviceId);
-        if (heardIn === null) continue;
-        const session = await connectDevice(deps.db, c.deviceId, heardIn, {
-          automaticRecording: await deps.automaticRecording(),
+      const heardAgain = await deps.liveness.indexedMany(claimed.map((c) => c.deviceId));
+      for (const [deviceId, heardIn] of heardAgain) {
+        const session = await connectDevice(deps.db, deviceId, heardIn, {
+          automaticRecording: settings['recording.automatic'],
         });
         if (session) {
           reconnected++;
           deps.metrics.transitions.inc({ to: 'CONNECTED' });
+          await deps.enqueueEffects([session]);
         }
       }
       await deps.liveness.releaseClaims(

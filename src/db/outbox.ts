@@ -1,18 +1,25 @@
 import type { OutgoingEvent, PlatformEvent, EventChannel } from '../domain/events';
 import type { Queryable } from './knex';
 
-/** Appends events; call inside the transaction of the state change that caused them. */
+/**
+ * Appends events; call inside the transaction of the state change that caused them. An event whose
+ * id is already there is left alone, so a re-run that derives its event id deterministically (a held
+ * round) writes it once.
+ */
 export async function appendEvents(q: Queryable, events: readonly OutgoingEvent[]): Promise<void> {
   if (events.length === 0) return;
-  await q('outbox').insert(
-    events.map(({ channel, event }) => ({
-      event_id: event.eventId,
-      channel,
-      device_id: event.deviceId,
-      type: event.type,
-      body: JSON.stringify(event),
-    })),
-  );
+  await q('outbox')
+    .insert(
+      events.map(({ channel, event }) => ({
+        event_id: event.eventId,
+        channel,
+        device_id: event.deviceId,
+        type: event.type,
+        body: JSON.stringify(event),
+      })),
+    )
+    .onConflict('event_id')
+    .ignore();
 }
 
 export interface PendingEvent {

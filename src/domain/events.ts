@@ -15,6 +15,7 @@ export const EVENT_TYPES = [
   'RECORDING_STOPPED',
   'ANALYSIS_STREAM_STARTED',
   'ANALYSIS_STREAM_STOPPED',
+  'HEALTHCHECK_ROUND_HELD',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

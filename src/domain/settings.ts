@@ -7,6 +7,9 @@ import { z } from 'zod';
 export const SETTING_SCHEMAS = {
   'device.healthcheckIntervalSeconds': z.number().int().min(1).max(3600),
   'device.healthcheckMaxConsecutiveMisses': z.number().int().min(1).max(100),
+  'device.massSilenceRatio': z.number().gt(0).max(1),
+  'device.massSilenceMinDevices': z.number().int().min(1).max(10_000_000),
+  'device.massSilenceMaxHeldRounds': z.number().int().min(0).max(100),
   'recording.automatic': z.boolean(),
 } as const;
 
@@ -16,6 +19,9 @@ export type SettingValues = { [K in SettingKey]: z.infer<(typeof SETTING_SCHEMAS
 export const SETTING_DEFAULTS: Readonly<SettingValues> = Object.freeze({
   'device.healthcheckIntervalSeconds': 5,
   'device.healthcheckMaxConsecutiveMisses': 3,
+  'device.massSilenceRatio': 0.5,
+  'device.massSilenceMinDevices': 10,
+  'device.massSilenceMaxHeldRounds': 3,
   'recording.automatic': true,
 });
 
@@ -40,6 +46,9 @@ export function presentSettings(values: SettingValues, secretKeyConfigured: bool
     device: {
       healthcheckIntervalSeconds: values['device.healthcheckIntervalSeconds'],
       healthcheckMaxConsecutiveMisses: values['device.healthcheckMaxConsecutiveMisses'],
+      massSilenceRatio: values['device.massSilenceRatio'],
+      massSilenceMinDevices: values['device.massSilenceMinDevices'],
+      massSilenceMaxHeldRounds: values['device.massSilenceMaxHeldRounds'],
       secretKeyConfigured,
     },
     recording: { automatic: values['recording.automatic'] },
@@ -54,6 +63,9 @@ export const settingsPatchSchema = z.strictObject({
     .strictObject({
       healthcheckIntervalSeconds: resettable(SETTING_SCHEMAS['device.healthcheckIntervalSeconds']),
       healthcheckMaxConsecutiveMisses: resettable(SETTING_SCHEMAS['device.healthcheckMaxConsecutiveMisses']),
+      massSilenceRatio: resettable(SETTING_SCHEMAS['device.massSilenceRatio']),
+      massSilenceMinDevices: resettable(SETTING_SCHEMAS['device.massSilenceMinDevices']),
+      massSilenceMaxHeldRounds: resettable(SETTING_SCHEMAS['device.massSilenceMaxHeldRounds']),
       secretKey: z
         .string()
         .min(SECRET_KEY_MIN_LENGTH, `at least ${SECRET_KEY_MIN_LENGTH} characters`)

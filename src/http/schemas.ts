@@ -80,6 +80,9 @@ export const settingsResponse = z.object({
   device: z.object({
     healthcheckIntervalSeconds: z.number().int(),
     healthcheckMaxConsecutiveMisses: z.number().int(),
+    massSilenceRatio: z.number(),
+    massSilenceMinDevices: z.number().int(),
+    massSilenceMaxHeldRounds: z.number().int(),
     secretKeyConfigured: z.boolean(),
   }),
   recording: z.object({ automatic: z.boolean() }),

@@ -166,6 +166,30 @@ export function createLiveness(redis: Redis, keys: RedisKeys) {
       return out;
     },
 
+    /** Which of these devices are in the connected index, and with which heard round (one round trip). */
+    async indexedMany(deviceIds: readonly string[]): Promise<Map<string, number>> {
+      if (deviceIds.length === 0) return new Map();
+      const scores = await redis.zmscore(keys.heard, ...deviceIds);
+      const out = new Map<string, number>();
+      deviceIds.forEach((id, i) => {
+        if (scores[i] !== null && scores[i] !== undefined) out.set(id, Number(scores[i]));
+      });
+      return out;
+    },
+
+    /** Connected devices, and how many of them were not heard in round n (or later). */
+    async silenceOf(n: number): Promise<{ connected: number; missed: number }> {
+      const [connected, missed] = (await redis
+        .multi()
+        .zcard(keys.heard)
+        .zcount(keys.heard, '-inf', `(${n}`)
+        .exec())!.map(([err, v]) => {
+        if (err) throw err;
+        return Number(v);
+      });
+      return { connected: connected!, missed: missed! };
+    },
+
     async isIndexed(deviceId: string): Promise<number | null> {
       const score = await redis.zscore(keys.heard, deviceId);
       return score === null ? null : Number(score);

@@ -55,6 +55,21 @@ export function createRounds(redis: Redis, keys: RedisKeys) {
       return { round: Number(round), fresh: fresh === 1 };
     },
 
+    /** Holds round n (mass silence): a miss for nobody. Returns the length of the streak of held rounds. */
+    async hold(round: number): Promise<number> {
+      await this.close(round, 'held');
+      return redis.incr(`${keys.round}:held-streak`);
+    },
+
+    async heldStreak(): Promise<number> {
+      return Number((await redis.get(`${keys.round}:held-streak`)) ?? 0);
+    },
+
+    /** A round without mass silence ends the streak of held rounds. */
+    async endHeldStreak(): Promise<void> {
+      await redis.del(`${keys.round}:held-streak`);
+    },
+
     async current(): Promise<number> {
       return Number((await redis.get(keys.round)) ?? 0);
     },

@@ -4,6 +4,7 @@ import { WebSocket } from 'ws';
 import { loadConfig } from '../../src/config';
 import { hashSecret } from '../../src/domain/credentials';
 import { storeSecretHash, writeSettings } from '../../src/db/settings';
+import type { SettingValues } from '../../src/domain/settings';
 import { SimulatedDevice, type SimulatedDeviceOptions } from '../../src/dev/simulated-device';
 import { waitFor } from '../../src/dev/processes';
 import { buildWebApp } from '../../src/roles/web';
@@ -25,6 +26,7 @@ export interface SystemOptions {
   readonly hub?: HubOptions;
   readonly automaticRecording?: boolean;
   readonly env?: Record<string, string>;
+  readonly settings?: Partial<SettingValues>;
 }
 
 export type PlatformEventSeen = {
@@ -65,6 +67,7 @@ export async function startTestSystem(opts: SystemOptions = {}) {
     'device.healthcheckIntervalSeconds': opts.intervalSeconds ?? 1,
     'device.healthcheckMaxConsecutiveMisses': opts.maxMisses ?? 2,
     'recording.automatic': opts.automaticRecording ?? false,
+    ...opts.settings,
   });
   await storeSecretHash(database.db, hashSecret(SECRET));
 

@@ -1,0 +1,78 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { roundsReceived, startTestSystem, waitFor, type TestSystem } from '../support/system';
+
+// interval 1 s, max misses 1: without the brake a device is disconnected after 2 missed rounds.
+let s: TestSystem;
+beforeAll(async () => {
+  s = await startTestSystem({
+    intervalSeconds: 1,
+    maxMisses: 1,
+    settings: {
+      'device.massSilenceRatio': 0.5,
+      'device.massSilenceMinDevices': 10,
+      'device.massSilenceMaxHeldRounds': 3,
+    },
+  });
+});
+afterAll(async () => s.close());
+
+const held = () => s.events.filter((e) => e.type === 'HEALTHCHECK_ROUND_HELD');
+
+describe('mass-silence brake', () => {
+  it('a short site-wide glitch disconnects nobody; the held rounds are published', async () => {
+    const fleet = await Promise.all(Array.from({ length: 16 }, () => s.device()));
+    for (const d of fleet) await s.waitStatus(d.id, 'CONNECTED', 8000);
+    const watcher = fleet[15]!.device;
+    const before = held().length;
+    const glitching = fleet.slice(0, 12);
+    try {
+      // Two rounds without an answer from 12 of 16 devices: without the brake, all 12 would go.
+      const from = roundsReceived(watcher).at(-1)!.round;
+      for (const d of glitching) d.device.silent = true;
+      await waitFor(() => roundsReceived(watcher).at(-1)!.round >= from + 2, 8000, 'two rounds of glitch');
+      for (const d of glitching) d.device.silent = false;
+      await waitFor(() => roundsReceived(watcher).at(-1)!.round >= from + 6, 8000, 'rounds after the glitch');
+      for (const d of fleet) {
+        expect(await s.status(d.id)).toBe('CONNECTED');
+        expect(s.eventsOf(d.id, 'DEVICE_DISCONNECTED')).toHaveLength(0);
+      }
+      expect(held().length - before).toBeGreaterThanOrEqual(1);
+      expect(held().length - before).toBeLessThanOrEqual(3);
+      expect(held()[0]).toMatchObject({ deviceId: null });
+      const metrics = await s.workers[0]!.metrics.registry.getSingleMetricAsString('rollcall_rounds_total');
+      expect(metrics).toMatch(/outcome="held"[^\n]* [1-9]/);
+    } finally {
+      for (const d of fleet) await d.device.close();
+    }
+  }, 60_000);
+
+  it('a real outage still disconnects everybody, after at most the held rounds more', async () => {
+    const fleet = await Promise.all(Array.from({ length: 12 }, () => s.device()));
+    for (const d of fleet) await s.waitStatus(d.id, 'CONNECTED', 8000);
+    // The devices of the first test went away too; wait until they are disconnected and the streak is over.
+    await waitFor(
+      async () => (await s.db('devices').where({ status: 'CONNECTED' })).length === 12,
+      20_000,
+      'only this fleet connected',
+    );
+    // ...and a round without mass silence has ended the previous streak of held rounds.
+    const now = roundsReceived(fleet[0]!.device).at(-1)!.round;
+    await waitFor(() => roundsReceived(fleet[0]!.device).at(-1)!.round >= now + 2, 5000, 'two quiet rounds');
+    const before = held().length;
+    for (const d of fleet) d.device.silent = true;
+    const lastHeard = Math.max(...fleet.map((d) => d.device.lastHeartbeatAt!));
+    for (const d of fleet) await s.waitStatus(d.id, 'DISCONNECTED', 20_000);
+    for (const d of fleet)
+      await waitFor(() => s.eventsOf(d.id, 'DEVICE_DISCONNECTED').length > 0, 5000, 'event');
+    const heldNow = held().slice(before);
+    expect(heldNow).toHaveLength(3);
+    const decided = Math.max(
+      ...fleet.map((d) => Date.parse(s.eventsOf(d.id, 'DEVICE_DISCONNECTED')[0]?.occurredAt as string)),
+    );
+    // (max+1) missed valid rounds plus 3 held ones: at least 5 intervals, at most 6 (+ latency).
+    expect(decided - lastHeard).toBeGreaterThanOrEqual(5 * 1000 - 500);
+    expect(decided - lastHeard).toBeLessThanOrEqual(6 * 1000 + 1500);
+    for (const d of fleet)
+      expect(new Set(s.eventsOf(d.id, 'DEVICE_DISCONNECTED').map((e) => e.eventId)).size).toBe(1);
+  }, 60_000);
+});
