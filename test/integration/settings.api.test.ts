@@ -25,6 +25,9 @@ describe('/server-settings', () => {
       device: {
         healthcheckIntervalSeconds: 5,
         healthcheckMaxConsecutiveMisses: 3,
+        massSilenceRatio: 0.5,
+        massSilenceMinDevices: 10,
+        massSilenceMaxHeldRounds: 3,
         secretKeyConfigured: true,
       },
       recording: { automatic: true },
