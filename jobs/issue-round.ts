@@ -50,6 +50,7 @@ export function createIssueRound(deps: IssueRoundDeps) {
     await deps.ensureLivenessState();
     const { round, fresh } = await deps.rounds.advance(
       job.id ?? `t${scheduledAt}`,
+      scheduledAt,
       t,
       intervalMs * 0.8,
       intervalSeconds,

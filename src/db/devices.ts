@@ -1,4 +1,5 @@
 import type { DeviceStatus, Track } from '../domain/device';
+import type { OutgoingEvent } from '../domain/events';
 import type { Queryable } from './knex';
 
 export interface Device {
@@ -75,19 +76,39 @@ export interface NewDevice {
   readonly actions: readonly string[];
 }
 
-/** Inserts a device; its public Moth channel name is its id, never anything derived from the token. */
-export async function insertDevice(q: Queryable, d: NewDevice): Promise<Device> {
-  const [row] = await q('devices')
-    .insert({
-      id: d.id,
-      name: d.name,
-      token_hash: d.tokenHash,
-      public_channel: d.id,
-      tracks: JSON.stringify(d.tracks),
-      actions: JSON.stringify(d.actions),
-    })
-    .returning<DeviceRow[]>(COLUMNS);
-  return toDevice(row!);
+/**
+ * Inserts a device and its DEVICE_REGISTERED event in one statement (atomic, one round trip). Its
+ * public Moth channel name is its id, never anything derived from the token.
+ */
+export async function insertDeviceWithEvent(
+  q: Queryable,
+  d: NewDevice,
+  event: OutgoingEvent,
+): Promise<Device> {
+  const { rows } = await q.raw<{ rows: DeviceRow[] }>(
+    `WITH d AS (
+       INSERT INTO devices (id, name, token_hash, public_channel, tracks, actions)
+       VALUES (?, ?, ?, ?, ?::jsonb, ?::jsonb)
+       RETURNING ${COLUMNS.join(', ')}
+     ), e AS (
+       INSERT INTO outbox (event_id, channel, device_id, type, body)
+       SELECT ?, ?, d.id, ?, ?::jsonb FROM d
+     )
+     SELECT * FROM d`,
+    [
+      d.id,
+      d.name,
+      d.tokenHash,
+      d.id,
+      JSON.stringify(d.tracks),
+      JSON.stringify(d.actions),
+      event.event.eventId,
+      event.channel,
+      event.event.type,
+      JSON.stringify(event.event),
+    ],
+  );
+  return toDevice(rows[0]!);
 }
 
 export async function findLiveDevice(q: Queryable, id: string): Promise<Device | undefined> {

@@ -81,16 +81,23 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
       count('unknown_token', unknown.length - retry.length);
       if (retry.length > 0) results = [...results, ...(await deps.liveness.recordHeartbeats(retry))];
     }
+    // Counted per batch, not per heartbeat: this is the hot path.
     const fresh: { deviceId: string; round: number }[] = [];
+    let accepted = 0;
+    let stale = 0;
+    let revoked = 0;
     for (const r of results) {
-      if (r.kind === 'revoked') count('unknown_token');
-      else if (r.kind === 'stale') count('stale');
-      else if (r.kind === 'heard') count('accepted');
+      if (r.kind === 'revoked') revoked++;
+      else if (r.kind === 'stale') stale++;
+      else if (r.kind === 'heard') accepted++;
       else if (r.kind === 'new') {
-        count('accepted');
+        accepted++;
         fresh.push(r);
       }
     }
+    if (accepted) count('accepted', accepted);
+    if (stale) count('stale', stale);
+    if (revoked) count('unknown_token', revoked);
     await connectAll(fresh);
   }
 

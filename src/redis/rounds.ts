@@ -2,8 +2,10 @@ import type { Redis, Result } from 'ioredis';
 import type { RedisKeys } from './connection';
 
 // Issues a round number for a scheduler job, once: a re-run of the same job (after a stall) gets the
-// same number back; a job that comes too soon after the previous round (a backlog drained at once,
-// a scheduler that fired early) gets none. ARGV: now, minGapMs, meta key prefix, intervalSeconds.
+// same number back; a tick scheduled too soon after the previous round's tick (a scheduler that fired
+// early after a reschedule) gets none. Gaps are measured between *scheduled* times, so a tick that
+// ran a little late does not cost the next one. ARGV: scheduledAt, minGapMs, meta key prefix,
+// intervalSeconds, now (the issue time recorded).
 const ADVANCE = `
 local existing = redis.call('GET', KEYS[2])
 if existing then return {tonumber(existing), 0} end
@@ -12,7 +14,7 @@ if tonumber(ARGV[1]) - last < tonumber(ARGV[2]) then return {0, 0} end
 local n = redis.call('INCR', KEYS[1])
 redis.call('SET', KEYS[2], n, 'EX', 3600)
 redis.call('SET', KEYS[3], ARGV[1])
-redis.call('HSET', ARGV[3] .. n, 'issuedAt', ARGV[1], 'interval', ARGV[4])
+redis.call('HSET', ARGV[3] .. n, 'issuedAt', ARGV[5], 'interval', ARGV[4])
 redis.call('EXPIRE', ARGV[3] .. n, 86400)
 return {n, 1}`;
 
@@ -42,15 +44,22 @@ export function createRounds(redis: Redis, keys: RedisKeys) {
 
   return {
     /** The round number for this job: `{round, fresh}`; round 0 means "do not issue". */
-    async advance(jobId: string, nowMs: number, minGapMs: number, intervalSeconds: number) {
+    async advance(
+      jobId: string,
+      scheduledAt: number,
+      nowMs: number,
+      minGapMs: number,
+      intervalSeconds: number,
+    ) {
       const [round, fresh] = await redis.rollcallAdvance(
         keys.round,
         `${keys.round}:job:${jobId}`,
         `${keys.round}:last-issued`,
-        String(nowMs),
+        String(scheduledAt),
         String(Math.floor(minGapMs)),
         metaPrefix,
         String(intervalSeconds),
+        String(nowMs),
       );
       return { round: Number(round), fresh: fresh === 1 };
     },

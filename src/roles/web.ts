@@ -63,7 +63,7 @@ export async function startWeb(
   logger: Logger,
   options: RoleOptions = {},
 ): Promise<Role & { port: number; server: Server }> {
-  const services = createServices(config, 'web');
+  const services = createServices(config, 'web', 20);
   const { app } = buildWebApp(config, services, logger, options);
   const { server, port } = await listen(app, config.HOST, config.PORT, config);
   logger.info({ port, tls: Boolean(config.TLS_CERT_FILE) }, 'web listening');

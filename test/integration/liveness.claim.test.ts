@@ -101,9 +101,11 @@ describe('miss counting in Redis', () => {
   it('issues each round number once per scheduler job, and never two rounds too close together', async () => {
     const { rounds } = fresh();
     const t = 1_000_000;
-    expect(await rounds.advance('job-a', t, 800, 1)).toEqual({ round: 1, fresh: true });
-    expect(await rounds.advance('job-a', t + 50, 800, 1)).toEqual({ round: 1, fresh: false });
-    expect(await rounds.advance('job-b', t + 500, 800, 1)).toEqual({ round: 0, fresh: false });
-    expect(await rounds.advance('job-c', t + 1000, 800, 1)).toEqual({ round: 2, fresh: true });
+    expect(await rounds.advance('job-a', t, t + 5, 800, 1)).toEqual({ round: 1, fresh: true });
+    expect(await rounds.advance('job-a', t, t + 50, 800, 1)).toEqual({ round: 1, fresh: false });
+    expect(await rounds.advance('job-b', t + 500, t + 500, 800, 1)).toEqual({ round: 0, fresh: false });
+    // The previous tick ran 300 ms late: the next one, on time, is still issued.
+    expect(await rounds.advance('job-c', t + 1000, t + 1001, 800, 1)).toEqual({ round: 2, fresh: true });
+    expect((await rounds.meta(2))!.issuedAt).toBe(t + 1001);
   });
 });

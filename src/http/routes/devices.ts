@@ -8,7 +8,7 @@ import { AppError, conflict, forbidden, notFound } from '../../domain/errors';
 import { clientEvent } from '../../domain/events';
 import {
   findLiveDevice,
-  insertDevice,
+  insertDeviceWithEvent,
   listDevices,
   lockLiveDevice,
   markDeviceDeleted,
@@ -129,19 +129,11 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
     const id = randomUUID();
     let device: Device;
     try {
-      device = await db.transaction(async (trx) => {
-        const created = await insertDevice(trx, {
-          id,
-          name: body.name,
-          tokenHash: tokenHash(token),
-          tracks: body.tracks,
-          actions: body.actions,
-        });
-        await appendEvents(trx, [
-          clientEvent('DEVICE_REGISTERED', created.id, { name: created.name }, created.createdAt),
-        ]);
-        return created;
-      });
+      device = await insertDeviceWithEvent(
+        db,
+        { id, name: body.name, tokenHash: tokenHash(token), tracks: body.tracks, actions: body.actions },
+        clientEvent('DEVICE_REGISTERED', id, { name: body.name }),
+      );
     } catch (err) {
       if (isUniqueViolation(err, 'devices_name_live_unique')) {
         throw conflict('DEVICE_NAME_TAKEN', `a device named "${body.name}" is already registered`, {

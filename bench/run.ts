@@ -1,0 +1,631 @@
+// `npm run bench [-- --quick] [-- --out FILE] [-- --only a,b]`: measures on this machine and prints
+// each figure beside its target. A missed target is reported, not hidden.
+import autocannon from 'autocannon';
+import { randomUUID } from 'node:crypto';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { WebSocket } from 'ws';
+import { createEvaluateRound } from '../jobs/evaluate-round';
+import { loadConfig } from '../src/config';
+import { hashSecret, newToken, tokenHash } from '../src/domain/credentials';
+import { createDb, migrateLatest } from '../src/db/knex';
+import { storeSecretHash, writeSettings } from '../src/db/settings';
+import { startEmbeddedPostgres } from '../src/dev/embedded-postgres';
+import { startEmbeddedRedis } from '../src/dev/embedded-redis';
+import { createHeartbeatIngest } from '../src/gateway/heartbeat-ingest';
+import { createMantisSimulator, createTgdmSimulator } from '../src/integrations/simulator';
+import { createLogger } from '../src/logger';
+import { createMetrics } from '../src/metrics';
+import { MothHub } from '../src/moth/hub';
+import { bullConnection, createQueues } from '../src/queues/connection';
+import { createRedis, redisKeys, type Redis } from '../src/redis/connection';
+import { createLiveness } from '../src/redis/liveness';
+import { createRounds } from '../src/redis/rounds';
+import { startGateway } from '../src/roles/gateway';
+import { startWorker } from '../src/roles/worker';
+import { createSettingsService } from '../src/settings-service';
+import { jsonLine, percentile, runTs, sleep } from './support';
+
+const { values: args } = parseArgs({
+  options: { quick: { type: 'boolean', default: false }, out: { type: 'string' }, only: { type: 'string' } },
+});
+const quick = args.quick;
+const only = args.only?.split(',');
+const SIZES = quick
+  ? {
+      ingestDevices: 20_000,
+      ingestSeconds: 4,
+      seeded: 100_000,
+      crossing: 1_000,
+      regSeconds: 4,
+      fleet: 200,
+      silent: 20,
+      memDevices: 20_000,
+    }
+  : {
+      ingestDevices: 100_000,
+      ingestSeconds: 8,
+      seeded: 1_000_000,
+      crossing: 10_000,
+      regSeconds: 10,
+      fleet: 1000,
+      silent: 100,
+      memDevices: 100_000,
+    };
+
+interface Figure {
+  name: string;
+  value: number;
+  unit: string;
+  target: string;
+  met: boolean | null;
+  note?: string;
+}
+const figures: Figure[] = [];
+const json: Record<string, unknown> = {
+  quick,
+  sizes: SIZES,
+  machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
+};
+function report(f: Figure) {
+  figures.push(f);
+  const verdict = f.met === null ? '' : f.met ? 'met' : 'MISSED';
+  process.stdout.write(
+    `  ${f.name.padEnd(58)} ${String(f.value).padStart(12)} ${f.unit.padEnd(10)} target ${f.target.padEnd(22)} ${verdict}${f.note ? `  (${f.note})` : ''}\n`,
+  );
+}
+const silent = createLogger('silent');
+
+// ---- one Postgres and one Redis for the whole run -------------------------------------------------
+const dir = mkdtempSync(join(tmpdir(), 'rollcall-bench-'));
+chmodSync(dir, 0o755);
+const pg = await startEmbeddedPostgres(join(dir, 'postgres'), 'bench');
+const redisServer = await startEmbeddedRedis(join(dir, 'redis'));
+const db = createDb(pg.url, 20);
+await migrateLatest(db);
+const SECRET = 'bench-registration-secret';
+await storeSecretHash(db, hashSecret(SECRET));
+const redis = createRedis(redisServer.url, 'producer');
+const baseEnv = { DATABASE_URL: pg.url, REDIS_URL: redisServer.url };
+
+async function insertDevices(n: number, connected: boolean, prefix: string) {
+  const devices: { id: string; token: string }[] = [];
+  for (let i = 0; i < n; i += 5000) {
+    const chunk = Array.from({ length: Math.min(5000, n - i) }, () => ({
+      id: randomUUID(),
+      token: newToken(),
+    }));
+    devices.push(...chunk);
+    await db('devices').insert(
+      chunk.map((d, k) => ({
+        id: d.id,
+        name: `${prefix}-${i + k}`,
+        token_hash: tokenHash(d.token),
+        public_channel: d.id,
+        tracks: JSON.stringify([{ name: 'front', type: 'VIDEO' }]),
+        actions: JSON.stringify(['PATROL']),
+        status: connected ? 'CONNECTED' : 'DISCONNECTED',
+      })),
+    );
+  }
+  return devices;
+}
+
+async function seedHeard(r: Redis, key: string, ids: string[], score: number) {
+  for (let i = 0; i < ids.length; i += 10_000) {
+    await r.zadd(key, ...ids.slice(i, i + 10_000).flatMap((id) => [score, id]));
+  }
+}
+
+// ---- 1. heartbeat ingestion through one gateway process ------------------------------------------
+async function ingestion() {
+  process.stdout.write('\nheartbeat ingestion (one gateway process; frames from a Moth-speaking source)\n');
+  const prefix = 'bi';
+  const keys = redisKeys(prefix);
+  const liveness = createLiveness(redis, keys);
+  const devices = Array.from({ length: SIZES.ingestDevices }, () => ({
+    id: randomUUID(),
+    token: newToken(),
+  }));
+  // Steady state: tokens cached and devices connected, as after the first round.
+  for (let i = 0; i < devices.length; i += 10_000) {
+    await liveness.cacheTokens(
+      devices.slice(i, i + 10_000).map((d) => ({ tokenHash: tokenHash(d.token), deviceId: d.id })),
+    );
+  }
+  await redis.set(keys.round, 1);
+  await redis.set(keys.livenessSeeded, '1');
+  await seedHeard(
+    redis,
+    keys.heard,
+    devices.map((d) => d.id),
+    1,
+  );
+  const tokensFile = join(dir, 'tokens.json');
+  writeFileSync(tokensFile, JSON.stringify(devices.map((d) => d.token)));
+
+  const source = runTs('bench/fake-moth.ts', { TOKENS_FILE: tokensFile });
+  const port = Number(await source.waitLine((l) => /^\d+$/.test(l)));
+  const gateway = runTs('workers/gateway.ts', {
+    ...baseEnv,
+    MOTH_URL: `ws://127.0.0.1:${port}`,
+    QUEUE_PREFIX: prefix,
+    OPS_PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'info',
+  });
+  const started = JSON.parse(await gateway.waitLine(jsonLine('gateway started'))) as { opsPort: number };
+  const accepted = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${started.opsPort}/metrics`)).text();
+    return Number(/rollcall_heartbeats_total\{[^}]*result="accepted"[^}]*\} (\d+)/.exec(text)?.[1] ?? 0);
+  };
+  await sleep(2000);
+  const a0 = await accepted();
+  const t0 = performance.now();
+  await sleep(SIZES.ingestSeconds * 1000);
+  const rate = ((await accepted()) - a0) / ((performance.now() - t0) / 1000);
+  if (process.env.BENCH_DEBUG) {
+    const text = await (await fetch(`http://127.0.0.1:${started.opsPort}/metrics`)).text();
+    process.stdout.write(
+      text
+        .split('\n')
+        .filter(
+          (l) =>
+            l.startsWith('rollcall_heartbeats') ||
+            l.startsWith('process_cpu') ||
+            l.startsWith('nodejs_eventloop_lag_p99'),
+        )
+        .join('\n') + '\n',
+    );
+  }
+  await gateway.stop();
+
+  const bare = runTs(
+    'bench/bare-receiver.ts',
+    { WARMUP_MS: '2000', DURATION_MS: String(SIZES.ingestSeconds * 1000) },
+    [`ws://127.0.0.1:${port}/pang/ws/meb?channel=instant&name=device-management&source=base&track=base`],
+  );
+  const ceiling = (JSON.parse(await bare.waitLine((l) => l.startsWith('{'), 60_000)) as { perSecond: number })
+    .perSecond;
+  await bare.stop();
+  await source.stop();
+  json.heartbeatsPerSecond = Math.round(rate);
+  json.ceilingPerSecond = ceiling;
+  report({
+    name: 'heartbeats ingested per second',
+    value: Math.round(rate),
+    unit: '/s',
+    target: '>= 100000',
+    met: rate >= 100_000,
+  });
+  report({
+    name: 'ceiling: bare ws receive-and-parse',
+    value: ceiling,
+    unit: '/s',
+    target: '(reference)',
+    met: null,
+  });
+  report({
+    name: 'ingestion / ceiling',
+    value: Math.round((rate / ceiling) * 100) / 100,
+    unit: 'ratio',
+    target: '>= 0.5',
+    met: rate / ceiling >= 0.5,
+  });
+}
+
+// ---- 2. round evaluation ---------------------------------------------------------------------------
+async function evaluation() {
+  process.stdout.write(
+    `\nround evaluation (${SIZES.seeded.toLocaleString('en')} connected devices seeded)\n`,
+  );
+  const prefix = 'be';
+  const keys = redisKeys(prefix);
+  const liveness = createLiveness(redis, keys);
+  const rounds = createRounds(redis, keys);
+  const queues = createQueues(bullConnection(redisServer.url, 'producer'), prefix);
+  const settings = createSettingsService(db, async () => {});
+  const n = 100;
+  for (let r = 1; r <= n; r++) await rounds.close(r, 'valid');
+  await redis.hset(keys.roundMeta(n), 'issuedAt', String(Date.now()), 'interval', '5');
+  const filler = Array.from({ length: SIZES.seeded - SIZES.crossing }, () => randomUUID());
+  const t0 = performance.now();
+  await seedHeard(redis, keys.heard, filler, n);
+  const crossing = await insertDevices(SIZES.crossing, true, 'cross');
+  // Their sessions began in round 1; they were last heard in round 96, so round 100 is miss 4 > max 3.
+  await db.raw(
+    `WITH s AS (INSERT INTO connection_sessions (id, device_id, started_round)
+                SELECT gen_random_uuid(), id, 1 FROM devices WHERE name LIKE 'cross-%' RETURNING id, device_id)
+     UPDATE devices d SET current_session_id = s.id, connected_round = 1, connected_at = now() FROM s WHERE d.id = s.device_id`,
+  );
+  await seedHeard(
+    redis,
+    keys.heard,
+    crossing.map((d) => d.id),
+    96,
+  );
+  process.stdout.write(`  (seeded in ${Math.round((performance.now() - t0) / 1000)} s)\n`);
+
+  const evaluate = createEvaluateRound({
+    db,
+    liveness,
+    rounds,
+    settings: () => settings.current(),
+    enqueueEffects: (done) =>
+      queues.enqueueEffects(
+        done.flatMap((d) =>
+          d.effects.map((kind) => ({ sessionId: d.sessionId, deviceId: d.deviceId, kind })),
+        ),
+        { attempts: 3, backoffMs: 1000 },
+      ),
+    metrics: createMetrics('bench'),
+    logger: silent,
+  });
+
+  // None missing: the devices crossing are set fresh for this part, then put back.
+  await seedHeard(
+    redis,
+    keys.heard,
+    crossing.map((d) => d.id),
+    n,
+  );
+  const quiet: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    const s = performance.now();
+    const r = await evaluate({ round: n });
+    quiet.push(performance.now() - s);
+    if (r.disconnected !== 0) throw new Error('a quiet round disconnected someone');
+  }
+  const quietMs = Math.round(percentile(quiet.slice(2), 50) * 10) / 10;
+  json.evaluationQuietMs = quietMs;
+  report({
+    name: `evaluation, none missing (median of 5)`,
+    value: quietMs,
+    unit: 'ms',
+    target: '< 20 ms',
+    met: quietMs < 20,
+  });
+
+  await seedHeard(
+    redis,
+    keys.heard,
+    crossing.map((d) => d.id),
+    96,
+  );
+  const s = performance.now();
+  const result = await evaluate({ round: n });
+  const busyMs = Math.round(performance.now() - s);
+  const [devicesDown, sessions, events, effects] = await Promise.all([
+    db('devices')
+      .where('name', 'like', 'cross-%')
+      .where({ status: 'DISCONNECTED' })
+      .count<{ n: string }[]>('* as n'),
+    db('connection_sessions').where({ end_reason: 'MISSED_HEARTBEATS' }).count<{ n: string }[]>('* as n'),
+    db('outbox').where({ type: 'DEVICE_DISCONNECTED' }).count<{ n: string }[]>('* as n'),
+    db('effects').count<{ n: string }[]>('* as n'),
+  ]);
+  const written = [devicesDown, sessions, events, effects].map((x) => Number(x[0]!.n));
+  const complete =
+    result.disconnected === SIZES.crossing &&
+    written[0] === SIZES.crossing &&
+    written[1] === SIZES.crossing &&
+    written[2] === SIZES.crossing &&
+    written[3] === SIZES.crossing * 3;
+  json.evaluationCrossingMs = busyMs;
+  report({
+    name: `evaluation, ${SIZES.crossing.toLocaleString('en')} crossing the threshold`,
+    value: busyMs,
+    unit: 'ms',
+    target: '< 2000 ms',
+    met: busyMs < 2000 && complete,
+    note: `${written[0]} transitions, ${written[1]} sessions, ${written[2]} events, ${written[3]} effect rows, jobs enqueued`,
+  });
+  await queues.close();
+}
+
+// ---- 3. registration --------------------------------------------------------------------------------
+async function registration() {
+  process.stdout.write('\nregistration (one web process, autocannon)\n');
+  const web = runTs('workers/web.ts', {
+    ...baseEnv,
+    QUEUE_PREFIX: 'br',
+    ADMIN_TOKEN: 'bench-admin-token-0123456789',
+    MOTH_URL: 'ws://127.0.0.1:9',
+    TGDM_URL: 'http://127.0.0.1:9',
+    MANTIS_URL: 'http://127.0.0.1:9',
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'info',
+  });
+  const { port } = JSON.parse(await web.waitLine(jsonLine('web listening'))) as { port: number };
+  let k = 0;
+  const result = await autocannon({
+    url: `http://127.0.0.1:${port}`,
+    connections: 32,
+    duration: SIZES.regSeconds,
+    requests: [
+      {
+        method: 'POST',
+        path: '/devices',
+        headers: { 'content-type': 'application/json' },
+        setupRequest: (req) => ({
+          ...req,
+          body: JSON.stringify({
+            name: `reg-${process.pid}-${k++}`,
+            secretKey: SECRET,
+            tracks: [{ name: 'front', type: 'VIDEO' }],
+            actions: ['PATROL'],
+          }),
+        }),
+      },
+    ],
+  });
+  await web.stop();
+  const rps = Math.round(result.requests.average);
+  json.registrationPerSecond = rps;
+  json.registrationP99Ms = result.latency.p99;
+  report({
+    name: 'registrations per second',
+    value: rps,
+    unit: '/s',
+    target: '>= 1000',
+    met: rps >= 1000,
+    note: `${result.non2xx} non-2xx, ${result.errors} errors`,
+  });
+  report({
+    name: 'registration latency p99',
+    value: result.latency.p99,
+    unit: 'ms',
+    target: '< 50 ms',
+    met: result.latency.p99 < 50,
+  });
+}
+
+// ---- 4. detection -------------------------------------------------------------------------------------
+async function detection() {
+  process.stdout.write(
+    `\ndetection (interval 1 s, max misses 2, ${SIZES.fleet} devices, ${SIZES.silent} fall silent)\n`,
+  );
+  const prefix = 'bd';
+  const hub = new MothHub({ ringCapacity: 0 });
+  const mothUrl = await hub.start();
+  const tgdm = createTgdmSimulator();
+  const mantis = createMantisSimulator();
+  const config = {
+    ...loadConfig({ QUEUE_PREFIX: prefix, LOG_LEVEL: 'silent' }),
+    ...baseEnv,
+    MOTH_URL: mothUrl,
+    TGDM_URL: await tgdm.start(),
+    MANTIS_URL: await mantis.start(),
+    ADMIN_TOKEN: 'bench-admin-token-0123456789',
+  };
+  await writeSettings(db, {
+    'device.healthcheckIntervalSeconds': 1,
+    'device.healthcheckMaxConsecutiveMisses': 2,
+    'recording.automatic': false,
+  });
+  const devices = await insertDevices(SIZES.fleet, false, 'det');
+  const worker = await startWorker(config, silent, { opsPort: null });
+  const gateway = await startGateway(config, silent, { opsPort: null });
+
+  // The fleet, as groups of devices sharing a connection (meb sends every frame to every member,
+  // so a thousand sockets would cost a million relayed frames per round on one machine).
+  const GROUP = 50;
+  const lastSent = new Map<string, number>();
+  const silentIds = new Set<string>();
+  const sockets: WebSocket[] = [];
+  for (let g = 0; g < devices.length; g += GROUP) {
+    const members = devices.slice(g, g + GROUP);
+    const ws = new WebSocket(`${mothUrl}${config.channels.deviceManagement}`);
+    await new Promise((r) => ws.once('open', r));
+    ws.on('message', (data: Buffer) => {
+      let msg: { type?: string };
+      try {
+        msg = JSON.parse(data.toString()) as { type?: string };
+      } catch {
+        return;
+      }
+      if (msg.type !== 'HEALTHCHECK') return;
+      for (const d of members) {
+        setTimeout(() => {
+          if (silentIds.has(d.id) || ws.readyState !== ws.OPEN) return;
+          ws.send(Buffer.from(JSON.stringify({ type: 'HEARTBEAT', token: d.token })), { binary: true });
+          lastSent.set(d.id, Date.now());
+        }, Math.random() * 500);
+      }
+    });
+    sockets.push(ws);
+  }
+  const connectedCount = async () =>
+    Number(
+      (
+        await db('devices')
+          .where('name', 'like', 'det-%')
+          .where({ status: 'CONNECTED' })
+          .count<{ n: string }[]>('* as n')
+      )[0]!.n,
+    );
+  for (let i = 0; i < 60 && (await connectedCount()) < SIZES.fleet; i++) await sleep(500);
+
+  const victims = devices.slice(0, SIZES.silent);
+  for (const v of victims) setTimeout(() => silentIds.add(v.id), Math.random() * 5000);
+  await sleep(5000);
+  for (let i = 0; i < 40; i++) {
+    const down = Number(
+      (
+        await db('devices')
+          .whereIn(
+            'id',
+            victims.map((v) => v.id),
+          )
+          .where({ status: 'DISCONNECTED' })
+          .count<{ n: string }[]>('* as n')
+      )[0]!.n,
+    );
+    if (down === victims.length) break;
+    await sleep(250);
+  }
+  await sleep(2500); // effects
+  const rows = (await db('connection_sessions as s')
+    .join('devices as d', 'd.id', 's.device_id')
+    .where('d.name', 'like', 'det-%')
+    .whereNotNull('s.ended_at')
+    .select('s.id', 's.device_id', 's.ended_at')) as { id: string; device_id: string; ended_at: Date }[];
+  const effects = (await db('effects')
+    .whereIn(
+      'session_id',
+      rows.map((r) => r.id),
+    )
+    .select('session_id', 'status', 'done_at')) as {
+    session_id: string;
+    status: string;
+    done_at: Date | null;
+  }[];
+  const victimIds = new Set(victims.map((v) => v.id));
+  const wrong = rows.filter((r) => !victimIds.has(r.device_id)).length;
+  const delays = rows
+    .filter((r) => victimIds.has(r.device_id))
+    .map((r) => (+r.ended_at - lastSent.get(r.device_id)!) / 1000);
+  const early = delays.filter((d) => d < 3).length;
+  const late = delays.filter((d) => d > 4.5).length;
+  const effectDelays = effects.map((e) => {
+    const ended = rows.find((r) => r.id === e.session_id)!.ended_at;
+    return e.done_at ? (+e.done_at - +ended) / 1000 : Infinity;
+  });
+  json.detection = {
+    disconnected: delays.length,
+    minSeconds: Math.min(...delays),
+    maxSeconds: Math.max(...delays),
+    early,
+    late,
+    wrong,
+  };
+  report({
+    name: 'silent devices disconnected',
+    value: delays.length,
+    unit: `of ${victims.length}`,
+    target: `${victims.length}`,
+    met: delays.length === victims.length,
+  });
+  report({
+    name: 'last heartbeat -> decision, min',
+    value: Math.round(Math.min(...delays) * 100) / 100,
+    unit: 's',
+    target: '>= 3.0 s',
+    met: early === 0,
+  });
+  report({
+    name: 'last heartbeat -> decision, max',
+    value: Math.round(Math.max(...delays) * 100) / 100,
+    unit: 's',
+    target: '<= 4.5 s',
+    met: late === 0,
+  });
+  report({
+    name: 'decision -> effects done, max',
+    value: Math.round(Math.max(...effectDelays) * 100) / 100,
+    unit: 's',
+    target: '<= 2 s',
+    met: effectDelays.every((d) => d <= 2) && effects.length === rows.length * 3,
+  });
+  report({ name: 'answering devices disconnected', value: wrong, unit: '', target: '0', met: wrong === 0 });
+  for (const ws of sockets) ws.terminate();
+  await gateway.stop();
+  await worker.stop();
+  await hub.stop();
+  await tgdm.stop();
+  await mantis.stop();
+}
+
+// ---- 5. memory ------------------------------------------------------------------------------------------
+async function memory() {
+  process.stdout.write(
+    `\nmemory per 100,000 known devices (${SIZES.memDevices.toLocaleString('en')} measured)\n`,
+  );
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const prefix = 'bm';
+  const keys = redisKeys(prefix);
+  const liveness = createLiveness(redis, keys);
+  const devices = Array.from({ length: SIZES.memDevices }, () => ({ id: randomUUID(), token: newToken() }));
+  const usedRedis = async () => Number(/used_memory:(\d+)/.exec(await redis.info('memory'))?.[1] ?? 0);
+  const redisBefore = await usedRedis();
+  gc?.();
+  const heapBefore = process.memoryUsage().heapUsed;
+  const ingest = createHeartbeatIngest({
+    liveness,
+    metrics: createMetrics('bench-mem'),
+    logger: silent,
+    lookupTokens: async (hashes) => {
+      const known = new Map(devices.map((d) => [tokenHash(d.token), d.id]));
+      return hashes.filter((h) => known.has(h)).map((h) => ({ tokenHash: h, deviceId: known.get(h)! }));
+    },
+    connect: async () => false,
+  });
+  await redis.set(keys.round, 1);
+  for (let i = 0; i < devices.length; i += 1000) {
+    for (const d of devices.slice(i, i + 1000))
+      ingest.push(Buffer.from(JSON.stringify({ type: 'HEARTBEAT', token: d.token })));
+    await ingest.flush();
+  }
+  await ingest.close();
+  gc?.();
+  const heapPer100k = ((process.memoryUsage().heapUsed - heapBefore) / SIZES.memDevices) * 100_000;
+  const redisPer100k = (((await usedRedis()) - redisBefore) / SIZES.memDevices) * 100_000;
+  json.gatewayHeapBytesPer100kDevices = Math.round(heapPer100k);
+  json.redisBytesPer100kDevices = Math.round(redisPer100k);
+  report({
+    name: 'gateway heap per 100k known devices',
+    value: Math.round((heapPer100k / 1024 / 1024) * 10) / 10,
+    unit: 'MiB',
+    target: '(reported)',
+    met: null,
+    note: gc ? 'after GC' : 'run with --expose-gc for a GC before each reading',
+  });
+  report({
+    name: 'Redis memory per 100k devices (token cache, index, last seen)',
+    value: Math.round((redisPer100k / 1024 / 1024) * 10) / 10,
+    unit: 'MiB',
+    target: '(reported)',
+    met: null,
+  });
+}
+
+const sections: [string, () => Promise<void>][] = [
+  ['ingestion', ingestion],
+  ['evaluation', evaluation],
+  ['registration', registration],
+  ['detection', detection],
+  ['memory', memory],
+];
+const startedAt = performance.now();
+process.stdout.write(
+  `rollcall bench${quick ? ' (quick)' : ''} on ${json.machine ? JSON.stringify(json.machine) : ''}\n`,
+);
+let failed = false;
+try {
+  for (const [name, run] of sections) {
+    if (only && !only.includes(name)) continue;
+    try {
+      await run();
+    } catch (err) {
+      failed = true;
+      process.stdout.write(`  ${name} failed: ${(err as Error).stack ?? String(err)}\n`);
+    }
+  }
+} finally {
+  redis.disconnect();
+  await db.destroy();
+  await redisServer.stop();
+  await pg.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
+json.figures = figures;
+json.seconds = Math.round((performance.now() - startedAt) / 1000);
+const missed = figures.filter((f) => f.met === false).map((f) => f.name);
+process.stdout.write(
+  `\n${figures.length} figures in ${String(json.seconds)} s; targets missed: ${missed.length ? missed.join('; ') : 'none'}\n`,
+);
+if (args.out) writeFileSync(args.out, JSON.stringify(json, null, 2));
+process.exit(failed ? 1 : 0);
