@@ -148,14 +148,20 @@ async function ingestion() {
 
   const source = runTs('bench/fake-moth.ts', { TOKENS_FILE: tokensFile });
   const port = Number(await source.waitLine((l) => /^\d+$/.test(l)));
-  const gateway = runTs('workers/gateway.ts', {
-    ...baseEnv,
-    MOTH_URL: `ws://127.0.0.1:${port}`,
-    QUEUE_PREFIX: prefix,
-    OPS_PORT: '0',
-    HOST: '127.0.0.1',
-    LOG_LEVEL: 'info',
-  });
+  const gateway = runTs(
+    'workers/gateway.ts',
+    {
+      ...baseEnv,
+      MOTH_URL: `ws://127.0.0.1:${port}`,
+      QUEUE_PREFIX: prefix,
+      OPS_PORT: '0',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'info',
+    },
+    [],
+    // BENCH_PROFILE=<dir> writes a CPU profile of the gateway there.
+    process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [],
+  );
   const started = JSON.parse(await gateway.waitLine(jsonLine('gateway started'))) as { opsPort: number };
   const accepted = async () => {
     const text = await (await fetch(`http://127.0.0.1:${started.opsPort}/metrics`)).text();
@@ -468,21 +474,17 @@ async function detection() {
     await sleep(250);
   }
   await sleep(2500); // effects
-  const rows = (await db('connection_sessions as s')
+  const rows: { id: string; device_id: string; ended_at: Date }[] = await db('connection_sessions as s')
     .join('devices as d', 'd.id', 's.device_id')
     .where('d.name', 'like', 'det-%')
     .whereNotNull('s.ended_at')
-    .select('s.id', 's.device_id', 's.ended_at')) as { id: string; device_id: string; ended_at: Date }[];
-  const effects = (await db('effects')
+    .select('s.id', 's.device_id', 's.ended_at');
+  const effects: { session_id: string; status: string; done_at: Date | null }[] = await db('effects')
     .whereIn(
       'session_id',
       rows.map((r) => r.id),
     )
-    .select('session_id', 'status', 'done_at')) as {
-    session_id: string;
-    status: string;
-    done_at: Date | null;
-  }[];
+    .select('session_id', 'status', 'done_at');
   const victimIds = new Set(victims.map((v) => v.id));
   const wrong = rows.filter((r) => !victimIds.has(r.device_id)).length;
   const delays = rows

@@ -1,8 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 
 /** A child process running a TypeScript entry point, with its stdout split into lines. */
-export function runTs(script: string, env: Record<string, string>, args: string[] = []) {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+export function runTs(
+  script: string,
+  env: Record<string, string>,
+  args: string[] = [],
+  nodeArgs: string[] = [],
+) {
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script, ...args], {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

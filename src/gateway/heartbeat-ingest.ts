@@ -16,7 +16,21 @@ export interface HeartbeatIngestDeps {
   readonly maxDelayMs?: number;
   /** Called when a batch could not be written: this gateway did not hear that round reliably. */
   readonly onWriteFailure?: () => void;
+  /**
+   * Backpressure: called with true when writes fall behind (stop reading frames), false when they
+   * caught up. Without it a flood would queue in memory without bound.
+   */
+  readonly onBackpressure?: (behind: boolean) => void;
 }
+
+/** Batches waiting for Redis beyond which reading pauses. */
+const MAX_BATCHES_IN_FLIGHT = 6;
+/**
+ * Batches written at once: Redis runs one script at a time, but a second one already on the wire
+ * keeps it busy while we parse the first answer. Order between batches does not matter (a device's
+ * heard round only ever goes up).
+ */
+const WRITERS = 2;
 
 /** How long a token hash that matched no device is refused without asking Postgres again. */
 const NEGATIVE_TTL_MS = 30_000;
@@ -33,7 +47,10 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
   const maxDelayMs = deps.maxDelayMs ?? 5;
   let batch: HeartbeatInput[] = [];
   let timer: NodeJS.Timeout | undefined;
-  let inFlight = Promise.resolve();
+  const writers: Promise<void>[] = Array.from({ length: WRITERS }, () => Promise.resolve());
+  let next = 0;
+  let queued = 0;
+  let paused = false;
   const negative = new Map<string, number>();
   const count = (result: string, n = 1) => deps.metrics.heartbeats.inc({ result }, n);
 
@@ -49,19 +66,33 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     else timer ??= setTimeout(() => void flush(), maxDelayMs);
   }
 
-  /** Starts writing the current batch; batches are written one after another. */
+  /** Starts writing the current batch; resolves when every batch started so far is written. */
   function flush(): Promise<void> {
     clearTimeout(timer);
     timer = undefined;
-    if (batch.length === 0) return inFlight;
+    if (batch.length === 0) return Promise.all(writers).then(() => {});
     const items = batch;
     batch = [];
-    inFlight = inFlight.then(() =>
-      write(items).catch((err: unknown) => {
-        deps.logger.error({ err: (err as Error).message }, 'heartbeat batch failed');
-      }),
+    queued++;
+    if (queued > MAX_BATCHES_IN_FLIGHT && !paused) {
+      paused = true;
+      deps.onBackpressure?.(true);
+    }
+    const slot = next++ % WRITERS;
+    writers[slot] = writers[slot]!.then(() =>
+      write(items)
+        .catch((err: unknown) => {
+          deps.logger.error({ err: (err as Error).message }, 'heartbeat batch failed');
+        })
+        .finally(() => {
+          queued--;
+          if (paused && queued <= 1) {
+            paused = false;
+            deps.onBackpressure?.(false);
+          }
+        }),
     );
-    return inFlight;
+    return Promise.all(writers).then(() => {});
   }
 
   async function write(items: HeartbeatInput[]): Promise<void> {

@@ -105,6 +105,15 @@ export class MothClient extends EventEmitter<MothClientEvents> {
     this.lastSentAt = Date.now();
   }
 
+  /** Stops reading from Moth (the consumer is behind); frames wait in the socket, then in Moth. */
+  pause(): void {
+    this.ws?.pause();
+  }
+
+  resume(): void {
+    this.ws?.resume();
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.reconnectTimer);

@@ -53,6 +53,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     metrics,
     logger: log,
     onWriteFailure: () => (brokenAt = Date.now()),
+    onBackpressure: (behind) => (behind ? deviceChannel.pause() : deviceChannel.resume()),
     lookupTokens: async (hashes) =>
       (
         (await db('devices')
