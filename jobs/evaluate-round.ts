@@ -44,7 +44,7 @@ export interface EvaluateRoundResult {
  * re-run after a crash: the claim list survives in Redis and every step is idempotent.
  */
 export function createEvaluateRound(deps: EvaluateRoundDeps) {
-  const batchSize = deps.batchSize ?? 500;
+  const batchSize = deps.batchSize ?? 1000;
   const now = deps.now ?? Date.now;
   /**
    * The mass-silence brake: when more than `massSilenceRatio` of the connected devices (and at least
@@ -101,6 +101,9 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
     const max = settings['device.healthcheckMaxConsecutiveMisses'];
     let disconnected = 0;
     let reconnected = 0;
+    // Effect jobs are enqueued while the next batch is written (their rows are already committed, and
+    // the sweeper re-enqueues any whose add is lost).
+    const enqueues: Promise<void>[] = [];
     for (;;) {
       const claimed = await deps.liveness.claimStale(n, max, batchSize);
       if (claimed.length === 0) break;
@@ -120,7 +123,7 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
       const t = now();
       for (const c of claimed)
         if (c.lastSeenMs !== null) deps.metrics.detectionSeconds.observe((t - c.lastSeenMs) / 1000);
-      await deps.enqueueEffects(done);
+      enqueues.push(deps.enqueueEffects(done));
       // A heartbeat that arrived after the claim re-entered the index: that device is alive again
       // and gets a new session now (the gateway could not connect it while it was still CONNECTED).
       const heardAgain = await deps.liveness.indexedMany(claimed.map((c) => c.deviceId));
@@ -140,6 +143,7 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
       );
       if (done.length > 0) deps.logger.info({ round: n, disconnected: done.length }, 'devices disconnected');
     }
+    await Promise.all(enqueues);
     return { round: n, outcome, disconnected, reconnected };
   };
 }

@@ -40,3 +40,15 @@ export async function selectUnpublished(q: Queryable, limit: number): Promise<Pe
 export async function markPublished(q: Queryable, ids: readonly string[]): Promise<void> {
   if (ids.length > 0) await q('outbox').whereIn('id', ids).update({ published_at: q.fn.now() });
 }
+
+/**
+ * Marks the events published on `channel` in the last `seconds` as unpublished again. Moth has no
+ * acknowledgements: frames written just before a session dropped may never have been relayed, so they
+ * are sent again (same eventId; clients de-duplicate).
+ */
+export async function republishRecent(q: Queryable, channel: EventChannel, seconds: number): Promise<number> {
+  return q('outbox')
+    .where({ channel })
+    .where('published_at', '>', q.raw(`now() - make_interval(secs => ?)`, [seconds]))
+    .update({ published_at: null });
+}

@@ -20,6 +20,7 @@ export async function startEmbeddedPostgres(
   dir: string,
   database: string,
   log: (line: string) => void = () => {},
+  fixedPort?: number,
 ): Promise<RunningService> {
   mkdirSync(dir, { recursive: true });
   const dataDir = join(dir, 'data');
@@ -27,7 +28,7 @@ export async function startEmbeddedPostgres(
   if (!existsSync(passwordFile))
     writeFileSync(passwordFile, randomBytes(18).toString('base64url'), { mode: 0o600 });
   const password = readFileSync(passwordFile, 'utf8').trim();
-  const port = await freePort();
+  const port = fixedPort ?? (await freePort());
   killOrphan(join(dataDir, 'postmaster.pid'), /postgres/);
 
   const server = new EmbeddedPostgres({

@@ -1,5 +1,6 @@
 import { Worker } from 'bullmq';
 import { connectDevice } from '../db/transitions';
+import { republishRecent } from '../db/outbox';
 import { createHeartbeatIngest } from '../gateway/heartbeat-ingest';
 import { createOutboxPublisher } from '../gateway/outbox-publisher';
 import { createLivenessRecovery } from '../gateway/recover-liveness';
@@ -17,6 +18,8 @@ export type GatewayConfig = BackedConfig & { MOTH_URL: string };
 
 const PRESENCE_PERIOD_MS = 1000;
 const SCHEDULER_CHECK_TICKS = 3;
+/** Events sent this long before a Moth session dropped are sent again. */
+const REPUBLISH_WINDOW_SECONDS = 3;
 
 /**
  * The `gateway` role: holds the Moth sessions. Broadcasts HEALTHCHECK (it runs the round job, so only
@@ -74,6 +77,14 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     },
   });
   deviceChannel.on('message', (data) => ingest.push(data));
+  // What was written to a session just before it dropped may not have been relayed: send it again.
+  const republish = (channel: 'client' | 'device') => () => {
+    republishRecent(db, channel, REPUBLISH_WINDOW_SECONDS).catch((err: Error) =>
+      log.warn({ err: err.message }, 'could not mark recent events for re-sending'),
+    );
+  };
+  clientChannel.on('close', republish('client'));
+  deviceChannel.on('close', republish('device'));
 
   // Presence: a round is valid only if some gateway held its device-channel session throughout it
   // and could record what it heard.
