@@ -13,7 +13,11 @@ import { startEmbeddedPostgres, type RunningService } from '../../src/dev/embedd
 import { startEmbeddedRedis } from '../../src/dev/embedded-redis';
 import { SimulatedDevice } from '../../src/dev/simulated-device';
 import { waitFor } from '../../src/dev/processes';
-import { createMantisSimulator, createTgdmSimulator, type ContractSimulator } from '../../src/integrations/simulator';
+import {
+  createMantisSimulator,
+  createTgdmSimulator,
+  type ContractSimulator,
+} from '../../src/integrations/simulator';
 import { createLogger } from '../../src/logger';
 import { MothHub } from '../../src/moth/hub';
 import { createServices } from '../../src/roles/services';
@@ -57,7 +61,9 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  process.stdout.write(`\n${['scenario'.padEnd(44), 'healthy lost', 'silent caught', 'effects once', 'events lost'].join(' | ')}\n${table.join('\n')}\n`);
+  process.stdout.write(
+    `\n${['scenario'.padEnd(44), 'healthy lost', 'silent caught', 'effects once', 'events lost'].join(' | ')}\n${table.join('\n')}\n`,
+  );
   await tgdm?.stop();
   await mantis?.stop();
   await redis?.stop();
@@ -116,7 +122,11 @@ async function scenario(
   const db = createDb(env.DATABASE_URL, 4);
   await migrateLatest(db);
   await storeSecretHash(db, hashSecret(SECRET));
-  await writeSettings(db, { 'device.healthcheckIntervalSeconds': 1, 'device.healthcheckMaxConsecutiveMisses': 2, 'recording.automatic': true });
+  await writeSettings(db, {
+    'device.healthcheckIntervalSeconds': 1,
+    'device.healthcheckMaxConsecutiveMisses': 2,
+    'recording.automatic': true,
+  });
   const services = createServices(config, 'web', 4);
   const { app } = buildWebApp(config, services, createLogger('silent'));
   const http = app.callback();
@@ -173,9 +183,19 @@ async function scenario(
     for (let i = 0; i < HEALTHY + DYING; i++) {
       const res = await request(http)
         .post('/devices')
-        .send({ name: `${name.slice(0, 20)}-${i}`, secretKey: SECRET, tracks: [{ name: 'front', type: 'VIDEO' }], actions: ['PATROL'] });
+        .send({
+          name: `${name.slice(0, 20)}-${i}`,
+          secretKey: SECRET,
+          tracks: [{ name: 'front', type: 'VIDEO' }],
+          actions: ['PATROL'],
+        });
       const reg = res.body as { id: string; token: string; channels: { deviceManagement: string } };
-      const device = new SimulatedDevice({ mothUrl, channelPath: reg.channels.deviceManagement, token: reg.token, replyDelayMs: () => 20 + Math.random() * 300 });
+      const device = new SimulatedDevice({
+        mothUrl,
+        channelPath: reg.channels.deviceManagement,
+        token: reg.token,
+        replyDelayMs: () => 20 + Math.random() * 300,
+      });
       await device.connect();
       devices.push({ id: reg.id, device, dying: i >= HEALTHY });
     }
@@ -183,12 +203,25 @@ async function scenario(
       for (const d of devices) if (!d.device.connected && !d.dying) void d.device.connect().catch(() => {});
     }, 500);
     try {
-      await waitFor(async () => (await db('devices').where({ status: 'CONNECTED' })).length === devices.length, 30_000, 'fleet connected');
+      await waitFor(
+        async () => (await db('devices').where({ status: 'CONNECTED' })).length === devices.length,
+        30_000,
+        'fleet connected',
+      );
       for (const d of devices.filter((x) => x.dying)) {
-        const task = (await request(http).post(`/devices/${d.id}/tasks`).set({ Authorization: `Bearer ${ADMIN}` }).send({ action: 'PATROL' })).body as { id: string };
+        const task = (
+          await request(http)
+            .post(`/devices/${d.id}/tasks`)
+            .set({ Authorization: `Bearer ${ADMIN}` })
+            .send({ action: 'PATROL' })
+        ).body as { id: string };
         expect(task.id).toBeDefined();
       }
-      await waitFor(async () => (await db('recordings').where({ state: 'STARTED' })).length === devices.length, 20_000, 'recordings started');
+      await waitFor(
+        async () => (await db('recordings').where({ state: 'STARTED' })).length === devices.length,
+        20_000,
+        'recordings started',
+      );
       const silence = () => {
         for (const d of devices.filter((x) => x.dying)) d.device.silent = true;
       };
@@ -196,12 +229,23 @@ async function scenario(
       for (const d of devices.filter((x) => x.dying)) d.device.silent = true;
       const dyingIds = devices.filter((d) => d.dying).map((d) => d.id);
       await waitFor(
-        async () => (await db('effects').whereIn('device_id', dyingIds).whereIn('kind', ['abort-task', 'stop-recording', 'stop-analysis-streams']).where({ status: 'DONE' })).length === DYING * 3,
+        async () =>
+          (
+            await db('effects')
+              .whereIn('device_id', dyingIds)
+              .whereIn('kind', ['abort-task', 'stop-recording', 'stop-analysis-streams'])
+              .where({ status: 'DONE' })
+          ).length ===
+          DYING * 3,
         90_000,
         'every effect of the dying devices done',
       );
       await sleep(3000); // a few more rounds: nothing else may happen
-      await waitFor(async () => (await db('outbox').whereNull('published_at')).length === 0, 30_000, 'outbox drained');
+      await waitFor(
+        async () => (await db('outbox').whereNull('published_at')).length === 0,
+        30_000,
+        'outbox drained',
+      );
       await sleep(1500);
     } finally {
       clearInterval(keepConnected);
@@ -209,16 +253,30 @@ async function scenario(
 
     const healthyIds = devices.filter((d) => !d.dying).map((d) => d.id);
     const dyingIds = devices.filter((d) => d.dying).map((d) => d.id);
-    const healthyLost = (await db('connection_sessions').whereIn('device_id', healthyIds).whereNotNull('ended_at')).length;
-    const endedOfDying = (await db('connection_sessions').whereIn('device_id', dyingIds).whereNotNull('ended_at').select('device_id')) as { device_id: string }[];
+    const healthyLost = (
+      await db('connection_sessions').whereIn('device_id', healthyIds).whereNotNull('ended_at')
+    ).length;
+    const endedOfDying = (await db('connection_sessions')
+      .whereIn('device_id', dyingIds)
+      .whereNotNull('ended_at')
+      .select('device_id')) as { device_id: string }[];
     const caughtOnce = dyingIds.every((id) => endedOfDying.filter((e) => e.device_id === id).length === 1);
-    const aborted = (await db('outbox').where({ type: 'TASK_ABORTED', channel: 'client' }).whereIn('device_id', dyingIds)).length;
-    const stopped = (await db('outbox').where({ type: 'RECORDING_STOPPED' }).whereIn('device_id', dyingIds)).length;
+    const aborted = (
+      await db('outbox').where({ type: 'TASK_ABORTED', channel: 'client' }).whereIn('device_id', dyingIds)
+    ).length;
+    const stopped = (await db('outbox').where({ type: 'RECORDING_STOPPED' }).whereIn('device_id', dyingIds))
+      .length;
     const effectsOnce = aborted === DYING && stopped === DYING;
     const clientEvents = (await db('outbox').where({ channel: 'client' }).pluck('event_id')) as string[];
     const lost = clientEvents.filter((id) => !seen.has(id)).length;
     table.push(
-      [name.padEnd(44), String(healthyLost).padStart(12), `${endedOfDying.length}/${DYING}${caughtOnce ? ' once' : ' !'}`.padStart(13), `${effectsOnce ? 'yes' : 'NO'} (${aborted}+${stopped})`.padStart(12), String(lost).padStart(11)].join(' | '),
+      [
+        name.padEnd(44),
+        String(healthyLost).padStart(12),
+        `${endedOfDying.length}/${DYING}${caughtOnce ? ' once' : ' !'}`.padStart(13),
+        `${effectsOnce ? 'yes' : 'NO'} (${aborted}+${stopped})`.padStart(12),
+        String(lost).padStart(11),
+      ].join(' | '),
     );
     expect(healthyLost, 'healthy devices disconnected').toBe(0);
     expect(caughtOnce, 'every silent device disconnected exactly once').toBe(true);
