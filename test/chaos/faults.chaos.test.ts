@@ -256,10 +256,10 @@ async function scenario(
     const healthyLost = (
       await db('connection_sessions').whereIn('device_id', healthyIds).whereNotNull('ended_at')
     ).length;
-    const endedOfDying = (await db('connection_sessions')
+    const endedOfDying: { device_id: string }[] = await db('connection_sessions')
       .whereIn('device_id', dyingIds)
       .whereNotNull('ended_at')
-      .select('device_id')) as { device_id: string }[];
+      .select('device_id');
     const caughtOnce = dyingIds.every((id) => endedOfDying.filter((e) => e.device_id === id).length === 1);
     const aborted = (
       await db('outbox').where({ type: 'TASK_ABORTED', channel: 'client' }).whereIn('device_id', dyingIds)
