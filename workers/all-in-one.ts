@@ -104,6 +104,7 @@ async function main() {
     `  client events       ${mothUrl}${full.channels.clientEvents}`,
     `  TGDM                ${TGDM_URL}${simulated.includes('TGDM') ? '  (simulator; POST /_sim/faults to inject latency or 5xx)' : ''}`,
     `  Mantis              ${MANTIS_URL}${simulated.includes('Mantis') ? '  (simulator)' : ''}`,
+    `  fleet simulator     npm run fleet -- --api ${api} --moth ${mothUrl} --secret <registration secret> --devices 10`,
     `  postgres            ${stack.startedHere.includes('postgres') ? `embedded, data in ${full.DATA_DIR}/postgres` : 'DATABASE_URL'}`,
     `  redis               ${stack.startedHere.includes('redis') ? `embedded, data in ${full.DATA_DIR}/redis` : 'REDIS_URL'}`,
     '',
