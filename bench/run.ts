@@ -26,7 +26,7 @@ import { createRounds } from '../src/redis/rounds';
 import { startGateway } from '../src/roles/gateway';
 import { startWorker } from '../src/roles/worker';
 import { createSettingsService } from '../src/settings-service';
-import { jsonLine, percentile, runTs, sleep } from './support';
+import { jsonLine, percentile, runTs, sleep, stopChildren } from './support';
 
 const { values: args } = parseArgs({
   options: { quick: { type: 'boolean', default: false }, out: { type: 'string' }, only: { type: 'string' } },
@@ -631,6 +631,7 @@ try {
     }
   }
 } finally {
+  await stopChildren();
   redis.disconnect();
   await db.destroy();
   await redisServer.stop();

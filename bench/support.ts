@@ -1,5 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 
+const running = new Set<{ stop(): Promise<void> }>();
+
+/** Stops every child started with runTs that is still running (a section failed half-way). */
+export async function stopChildren(): Promise<void> {
+  await Promise.all([...running].map((c) => c.stop()));
+}
+
 /** A child process running a TypeScript entry point, with its stdout split into lines. */
 export function runTs(
   script: string,
@@ -31,7 +38,7 @@ export function runTs(
   });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-  return {
+  const handle = {
     child,
     lines,
     stderr: () => stderr,
@@ -56,6 +63,9 @@ export function runTs(
       clearTimeout(t);
     },
   };
+  running.add(handle);
+  child.once('exit', () => running.delete(handle));
+  return handle;
 }
 
 export const jsonLine = (msg: string) => (l: string) => {

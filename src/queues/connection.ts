@@ -69,7 +69,11 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
       policy: EffectRetryPolicy,
     ): Promise<void> {
       const byKind = new Map<EffectKind, (typeof effects)[number][]>();
-      for (const e of effects) byKind.set(e.kind, [...(byKind.get(e.kind) ?? []), e]);
+      for (const e of effects) {
+        const list = byKind.get(e.kind);
+        if (list) list.push(e);
+        else byKind.set(e.kind, [e]);
+      }
       for (const [kind, list] of byKind) {
         await this.effects.get(kind)!.addBulk(
           list.map((e) => ({
