@@ -212,7 +212,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
   router.delete('/devices/:id', async (ctx) => {
     auth.operator(ctx);
     const id = deviceIdParam(ctx.params.id);
-    const { disconnected, oldHash } = await db.transaction(async (trx) => {
+    const { disconnected } = await db.transaction(async (trx) => {
       const device = await lockLiveDevice(trx, id);
       if (!device) throw deviceNotFound();
       const hash = await trx('devices').where({ id }).first<{ token_hash: string } | undefined>('token_hash');
@@ -234,11 +234,13 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
           : [];
       await markDeviceDeleted(trx, id);
       await appendEvents(trx, [clientEvent('DEVICE_DELETED', id, { name: device.name })]);
-      return { disconnected: ended, oldHash: hash!.token_hash };
+      // Revoked in the heartbeat cache before the commit: if Redis cannot take it, nothing changes.
+      await deps.liveness.forgetToken(hash!.token_hash);
+      return { disconnected: ended };
     });
-    await deps.liveness.forgetToken(oldHash);
-    await deps.liveness.forgetDevice(id);
-    await deps.enqueueEffects(disconnected);
+    // Committed: the rest is best effort (a stale index entry is harmless, the sweeper enqueues effects).
+    await deps.liveness.forgetDevice(id).catch(() => {});
+    await deps.enqueueEffects(disconnected).catch(() => {});
     ctx.status = 204;
   });
 
@@ -246,7 +248,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
     auth.operator(ctx);
     const id = deviceIdParam(ctx.params.id);
     const token = newToken();
-    const oldHash = await db.transaction(async (trx) => {
+    await db.transaction(async (trx) => {
       const row = await trx('devices')
         .where({ id })
         .whereNull('deleted_at')
@@ -255,9 +257,9 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
       if (!row) throw deviceNotFound();
       await replaceTokenHash(trx, id, tokenHash(token));
       await appendEvents(trx, [clientEvent('DEVICE_TOKEN_ROTATED', id)]);
-      return row.token_hash;
+      // The old token stops working at once: revoked in the heartbeat cache before the commit.
+      await deps.liveness.forgetToken(row.token_hash);
     });
-    await deps.liveness.forgetToken(oldHash);
     ctx.set('Cache-Control', 'no-store');
     ctx.body = { id, token };
   });
