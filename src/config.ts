@@ -24,7 +24,7 @@ const envSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_{}-]+$/, 'letters, digits, _ - { } only')
     .default('rollcall'),
-  ADMIN_TOKEN: optionalSecret.pipe(z.string().min(16, 'at least 16 characters').optional()),
+  ADMIN_TOKEN: optionalSecret,
   DEVICE_SECRET_KEY: optionalSecret,
   /** HTTPS for the web role when both are set (registration carries a secret). */
   TLS_CERT_FILE: z.string().optional(),

@@ -15,6 +15,7 @@ import { startGateway } from '../src/roles/gateway';
 import { startWorker } from '../src/roles/worker';
 import { MothHub } from '../src/moth/hub';
 import { createMetrics } from '../src/metrics';
+import { warnWeakSecrets } from '../src/roles/role';
 import {
   createMantisSimulator,
   createTgdmSimulator,
@@ -31,6 +32,7 @@ async function main() {
     await stopAll(roles, (err) => logger.error({ err }, 'stop failed'));
   });
 
+  warnWeakSecrets(config, logger);
   const stack = await startEmbeddedStack(config, logger);
   roles.push(...stack.services);
   const full = stack.config;
