@@ -152,8 +152,11 @@ async function insertEffects(
   effects: readonly { sessionId: string; deviceId: string; kind: EffectKind }[],
 ) {
   if (effects.length === 0) return;
-  await q('effects')
-    .insert(effects.map((e) => ({ session_id: e.sessionId, device_id: e.deviceId, kind: e.kind })))
-    .onConflict(['session_id', 'kind'])
-    .ignore();
+  await q.raw(
+    `INSERT INTO effects (session_id, device_id, kind)
+     SELECT e.session_id, e.device_id, e.kind
+       FROM jsonb_to_recordset(?::jsonb) AS e(session_id uuid, device_id uuid, kind text)
+     ON CONFLICT (session_id, kind) DO NOTHING`,
+    [JSON.stringify(effects.map((e) => ({ session_id: e.sessionId, device_id: e.deviceId, kind: e.kind })))],
+  );
 }
