@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { trackEndpoint, type Track } from '../src/domain/device';
 import { clientEvent } from '../src/domain/events';
-import { finishEffect, lockEffect } from '../src/db/effects';
+import { finishEffect, lockEffect, sessionEnd } from '../src/db/effects';
 import type { Db } from '../src/db/knex';
 import { insertRecording, recordingsOfSession, setRecordingState } from '../src/db/media';
 import { appendEvents } from '../src/db/outbox';
@@ -32,14 +32,12 @@ export function createStartRecording(deps: StartRecordingDeps): EffectDefinition
       const proceed = await deps.db.transaction(async (trx) => {
         const effect = await lockEffect(trx, sessionId, 'start-recording');
         if (effect?.status !== 'PENDING') return false;
-        const session = await trx('connection_sessions')
-          .where({ id: sessionId })
-          .first<{ ended_at: Date | null }>('ended_at');
+        const session = await sessionEnd(trx, sessionId);
         const device = await trx('devices')
           .where({ id: deviceId })
           .first<{ tracks: Track[]; public_channel: string }>('tracks', 'public_channel');
         const existing = await recordingsOfSession(trx, sessionId);
-        if (existing.length === 0 && (session?.ended_at || !device)) {
+        if (existing.length === 0 && (session?.endedAt || !device)) {
           // The session is already over: nothing to record, nothing was started.
           await finishEffect(trx, sessionId, 'start-recording', 'DONE');
           return false;

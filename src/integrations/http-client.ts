@@ -57,3 +57,9 @@ export function permanentFailure(path: string, res: JsonResponse): IntegrationEr
     typeof res.body === 'object' && res.body !== null ? JSON.stringify(res.body).slice(0, 200) : '';
   return new IntegrationError(`${path}: HTTP ${res.status} ${detail}`.trim(), true, res.status);
 }
+
+/** Resolves `path` under a service's base URL (with or without a trailing slash, path prefix kept). */
+export function serviceUrl(baseUrl: string): (path: string) => string {
+  const base = baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`;
+  return (path) => new URL(path, base).toString();
+}

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { IntegrationError, permanentFailure, postJson } from './http-client';
+import { IntegrationError, permanentFailure, postJson, serviceUrl } from './http-client';
 
 /**
  * Mantis, the AI analysis pipeline server (our adapter contract):
@@ -23,7 +23,7 @@ const started = z.object({
 });
 
 export function createMantis(baseUrl: string, timeoutMs: number): Mantis {
-  const url = (path: string) => new URL(path, baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`).toString();
+  const url = serviceUrl(baseUrl);
   return {
     async startStream(s) {
       const res = await postJson(

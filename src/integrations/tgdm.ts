@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { IntegrationError, permanentFailure, postJson } from './http-client';
+import { IntegrationError, permanentFailure, postJson, serviceUrl } from './http-client';
 
 /**
  * TGDM, the recorder of Moth streams (our adapter contract; the real API is not public, so paths live
@@ -23,7 +23,7 @@ export interface Tgdm {
 const started = z.object({ id: z.union([z.string().min(1), z.number()]).transform(String) });
 
 export function createTgdm(baseUrl: string, timeoutMs: number): Tgdm {
-  const url = (path: string) => new URL(path, baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`).toString();
+  const url = serviceUrl(baseUrl);
   return {
     async startRecording(r) {
       const res = await postJson(

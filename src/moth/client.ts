@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { WebSocket, type RawData } from 'ws';
+import { toBuffer } from './frames';
 import type { Logger } from '../logger';
 
 export interface MothClientOptions {
@@ -176,10 +177,4 @@ export class MothClient extends EventEmitter<MothClientEvents> {
       this.reconnectTimer = setTimeout(() => this.connect(), delay);
     });
   }
-}
-
-function toBuffer(data: RawData): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (Array.isArray(data)) return Buffer.concat(data);
-  return Buffer.from(data);
 }

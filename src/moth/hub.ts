@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { toBuffer } from './frames';
 
 /**
  * A Moth-compatible hub for development and tests, behaving as TeamGRIT's Moth Lite was observed to:
@@ -214,10 +215,4 @@ export class MothHub {
       this.stats.relayed++;
     }
   }
-}
-
-function toBuffer(data: RawData): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (Array.isArray(data)) return Buffer.concat(data);
-  return Buffer.from(data);
 }

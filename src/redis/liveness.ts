@@ -190,11 +190,6 @@ export function createLiveness(redis: Redis, keys: RedisKeys) {
       return { connected: connected!, missed: missed! };
     },
 
-    async isIndexed(deviceId: string): Promise<number | null> {
-      const score = await redis.zscore(keys.heard, deviceId);
-      return score === null ? null : Number(score);
-    },
-
     /** Puts connected devices into the index as heard in `round`, unless already there. */
     async seed(deviceIds: readonly string[], round: number): Promise<void> {
       if (deviceIds.length === 0) return;
