@@ -7,8 +7,9 @@ export type HeardResult =
   | { kind: 'unknown'; tokenHash: string }
   /** A rotated or deleted token: refused without a lookup. */
   | { kind: 'revoked'; tokenHash: string }
-  | { kind: 'stale'; deviceId: string }
-  | { kind: 'heard'; deviceId: string; round: number }
+  /** The device echoed a round older than the one open now. */
+  | { kind: 'stale' }
+  | { kind: 'heard'; round: number }
   /** The device was not in the connected index: it may be a first or recovered heartbeat. */
   | { kind: 'new'; deviceId: string; round: number };
 
@@ -27,32 +28,48 @@ export interface Claimed {
 
 // Records a batch of heartbeats in one round trip: resolves each token hash through the cache,
 // stamps the device with the round open right now (read here, so no process needs a clock or a
-// cached round), and says which devices were absent from the connected index.
+// cached round), and says which devices were absent from the connected index. One bulk command per
+// step (not one per heartbeat): this is the hot path of the whole service.
+// ARGV: now, then (token hash, echoed round or '') pairs. Returns the round, one code per heartbeat
+// (u unknown, x revoked, s stale echo, h heard, n new), and the device id of each n, in order.
 const INGEST = `
 local round = tonumber(redis.call('GET', KEYS[4]) or '0')
-local now = ARGV[1]
-local out = {round}
-for i = 2, #ARGV, 2 do
-  local id = redis.call('HGET', KEYS[1], ARGV[i])
-  if not id then
-    table.insert(out, 'u'); table.insert(out, ARGV[i])
-  elseif id == '-' then
-    table.insert(out, 'x'); table.insert(out, ARGV[i])
-  elseif ARGV[i + 1] ~= '' and tonumber(ARGV[i + 1]) < round then
-    table.insert(out, 's'); table.insert(out, id)
+local n = (#ARGV - 1) / 2
+local hashes = {}
+for i = 1, n do hashes[i] = ARGV[2 * i] end
+local ids = redis.call('HMGET', KEYS[1], unpack(hashes))
+local codes, live, at = {}, {}, {}
+for i = 1, n do
+  local id, echo = ids[i], ARGV[2 * i + 1]
+  if not id then codes[i] = 'u'
+  elseif id == '-' then codes[i] = 'x'
+  elseif echo ~= '' and tonumber(echo) < round then codes[i] = 's'
   else
-    local prev = redis.call('ZSCORE', KEYS[2], id)
-    if not prev then
-      redis.call('ZADD', KEYS[2], round, id)
-      table.insert(out, 'n')
-    else
-      if tonumber(prev) < round then redis.call('ZADD', KEYS[2], round, id) end
-      table.insert(out, 'h')
-    end
-    table.insert(out, id)
-    redis.call('HSET', KEYS[3], id, now)
+    codes[i] = 'h'
+    live[#live + 1] = id
+    at[#live] = i
   end
 end
+local out = {round, ''}
+if #live > 0 then
+  local prev = redis.call('ZMSCORE', KEYS[2], unpack(live))
+  local scored, seen, fresh = {}, {}, {}
+  for j = 1, #live do
+    local id = live[j]
+    if not prev[j] and not fresh[id] then
+      fresh[id] = true
+      codes[at[j]] = 'n'
+      out[#out + 1] = id
+    end
+    scored[2 * j - 1] = round
+    scored[2 * j] = id
+    seen[2 * j - 1] = id
+    seen[2 * j] = ARGV[1]
+  end
+  redis.call('ZADD', KEYS[2], 'GT', unpack(scored))
+  redis.call('HSET', KEYS[3], unpack(seen))
+end
+out[2] = table.concat(codes)
 return out`;
 
 // Moves the devices that missed more than max consecutive valid rounds out of the connected index
@@ -87,7 +104,7 @@ declare module 'ioredis' {
       lastSeen: string,
       round: string,
       ...args: string[]
-    ): Result<(string | number)[], Context>;
+    ): Result<[number, string, ...string[]], Context>;
     rollcallClaim(
       heard: string,
       valid: string,
@@ -98,33 +115,46 @@ declare module 'ioredis' {
   }
 }
 
+/** Heartbeats per INGEST call: Lua's unpack() is limited to a few thousand values. */
+const INGEST_CHUNK = 1000;
+
+function heardResult(
+  code: string | undefined,
+  h: HeartbeatInput,
+  round: number,
+  freshId: () => unknown,
+): HeardResult {
+  if (code === 'u') return { kind: 'unknown', tokenHash: h.tokenHash };
+  if (code === 'x') return { kind: 'revoked', tokenHash: h.tokenHash };
+  if (code === 's') return { kind: 'stale' };
+  if (code === 'n') return { kind: 'new', deviceId: String(freshId()), round };
+  return { kind: 'heard', round };
+}
+
 /** The hot liveness state in Redis: token cache, connected index, last-seen times, claims. */
 export function createLiveness(redis: Redis, keys: RedisKeys) {
   redis.defineCommand('rollcallIngest', { numberOfKeys: 4, lua: INGEST });
   redis.defineCommand('rollcallClaim', { numberOfKeys: 4, lua: CLAIM });
 
   return {
-    /** Records a batch of heartbeats; one round trip whatever the batch size. */
+    /** Records a batch of heartbeats; one round trip per INGEST_CHUNK heartbeats. */
     async recordHeartbeats(batch: readonly HeartbeatInput[], nowMs = Date.now()): Promise<HeardResult[]> {
-      if (batch.length === 0) return [];
-      const args = batch.flatMap((h) => [h.tokenHash, h.round === undefined ? '' : String(h.round)]);
-      const out = await redis.rollcallIngest(
-        keys.tokens,
-        keys.heard,
-        keys.lastSeen,
-        keys.round,
-        String(nowMs),
-        ...args,
-      );
-      const round = Number(out[0]);
       const results: HeardResult[] = [];
-      for (let i = 1; i < out.length; i += 2) {
-        const code = out[i];
-        const value = String(out[i + 1]);
-        if (code === 'u') results.push({ kind: 'unknown', tokenHash: value });
-        else if (code === 'x') results.push({ kind: 'revoked', tokenHash: value });
-        else if (code === 's') results.push({ kind: 'stale', deviceId: value });
-        else results.push({ kind: code === 'n' ? 'new' : 'heard', deviceId: value, round });
+      for (let start = 0; start < batch.length; start += INGEST_CHUNK) {
+        const chunk = batch.slice(start, start + INGEST_CHUNK);
+        const args = chunk.flatMap((h) => [h.tokenHash, h.round === undefined ? '' : String(h.round)]);
+        const [round, codes, ...fresh] = await redis.rollcallIngest(
+          keys.tokens,
+          keys.heard,
+          keys.lastSeen,
+          keys.round,
+          String(nowMs),
+          ...args,
+        );
+        let f = 0;
+        chunk.forEach((h, i) =>
+          results.push(heardResult(String(codes)[i], h, Number(round), () => fresh[f++])),
+        );
       }
       return results;
     },

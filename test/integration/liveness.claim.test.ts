@@ -79,11 +79,9 @@ describe('miss counting in Redis', () => {
       { kind: 'new', deviceId: 'd1', round: 7 },
     ]);
     expect(await liveness.recordHeartbeats([{ tokenHash: 'h1', round: 7 }])).toEqual([
-      { kind: 'heard', deviceId: 'd1', round: 7 },
+      { kind: 'heard', round: 7 },
     ]);
-    expect(await liveness.recordHeartbeats([{ tokenHash: 'h1', round: 6 }])).toEqual([
-      { kind: 'stale', deviceId: 'd1' },
-    ]);
+    expect(await liveness.recordHeartbeats([{ tokenHash: 'h1', round: 6 }])).toEqual([{ kind: 'stale' }]);
     expect(await liveness.recordHeartbeats([{ tokenHash: 'zz' }])).toEqual([
       { kind: 'unknown', tokenHash: 'zz' },
     ]);
@@ -96,6 +94,39 @@ describe('miss counting in Redis', () => {
     await liveness.cacheTokens([{ tokenHash: 'h2', deviceId: 'd1' }]);
     await liveness.recordHeartbeats([{ tokenHash: 'h2' }]);
     expect((await liveness.indexedMany(['d1'])).get('d1')).toBe(7);
+  });
+
+  it('answers a large mixed batch in order, with one "new" per device however often it appears', async () => {
+    const { keys, liveness } = fresh();
+    const devices = Array.from({ length: 1500 }, (_, i) => `d${i}`);
+    await liveness.cacheTokens(devices.map((d) => ({ tokenHash: `h-${d}`, deviceId: d })));
+    await liveness.seed(devices.slice(0, 700), 3);
+    await liveness.forgetToken('h-d1499');
+    await redis.set(keys.round, 4);
+    // 2500 heartbeats: more than one script call takes, so the split must keep the order
+    const batch = [
+      ...devices.map((d) => ({ tokenHash: `h-${d}` })),
+      { tokenHash: 'h-d800', round: 3 },
+      { tokenHash: 'nobody' },
+      ...devices.slice(0, 998).map((d) => ({ tokenHash: `h-${d}`, round: 4 })),
+    ];
+    const results = await liveness.recordHeartbeats(batch, 1234);
+    expect(results).toHaveLength(batch.length);
+    expect(results[0]).toEqual({ kind: 'heard', round: 4 });
+    expect(results[700]).toEqual({ kind: 'new', deviceId: 'd700', round: 4 });
+    expect(results[1499]).toEqual({ kind: 'revoked', tokenHash: 'h-d1499' });
+    expect(results[1500]).toEqual({ kind: 'stale' });
+    expect(results[1501]).toEqual({ kind: 'unknown', tokenHash: 'nobody' });
+    expect(results.slice(1502).every((r) => r.kind === 'heard')).toBe(true);
+    const newDevices = results.filter((r) => r.kind === 'new').map((r) => r.deviceId);
+    expect(newDevices).toEqual(devices.slice(700, 1499));
+    expect(await redis.zcount(keys.heard, 4, 4)).toBe(1499);
+    expect(await liveness.lastHeardMany(['d0', 'd1498', 'd1499'])).toEqual(
+      new Map([
+        ['d0', 1234],
+        ['d1498', 1234],
+      ]),
+    );
   });
 
   it('issues each round number once per scheduler job, and never two rounds too close together', async () => {
