@@ -1,10 +1,11 @@
 import type { Db } from '../src/db/knex';
-import { connectDevice, disconnectDevices, type Disconnected } from '../src/db/transitions';
+import { connectDevice, disconnectDevices } from '../src/db/transitions';
 import type { Logger } from '../src/logger';
 import type { Metrics } from '../src/metrics';
-import type { Liveness } from '../src/redis/liveness';
+import type { Claimed, Liveness } from '../src/redis/liveness';
 import type { Rounds } from '../src/redis/rounds';
 import { clientEvent } from '../src/domain/events';
+import type { SessionEffects } from '../src/domain/effects';
 import type { SettingValues } from '../src/domain/settings';
 import { appendEvents } from '../src/db/outbox';
 import { createHash } from 'node:crypto';
@@ -22,11 +23,17 @@ export interface EvaluateRoundDeps {
   readonly liveness: Liveness;
   readonly rounds: Rounds;
   readonly settings: () => Promise<SettingValues>;
-  readonly enqueueEffects: (done: readonly Disconnected[]) => Promise<void>;
+  /**
+   * Hands the effects of committed transitions to the effect queues. The worker passes the
+   * dispatch queue here, so a mass disconnect waits for a few small adds, not one per effect.
+   */
+  readonly enqueueEffects: (done: readonly SessionEffects[]) => Promise<void>;
   readonly metrics: Metrics;
   readonly logger: Logger;
   /** Devices handled per transaction. */
   readonly batchSize?: number;
+  /** Transactions run at once (each needs a connection of `db`'s pool). */
+  readonly parallelBatches?: number;
   readonly now?: () => number;
 }
 
@@ -45,6 +52,7 @@ export interface EvaluateRoundResult {
  */
 export function createEvaluateRound(deps: EvaluateRoundDeps) {
   const batchSize = deps.batchSize ?? 1000;
+  const parallelBatches = deps.parallelBatches ?? 2;
   const now = deps.now ?? Date.now;
   /**
    * The mass-silence brake: when more than `massSilenceRatio` of the connected devices (and at least
@@ -101,12 +109,13 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
     const max = settings['device.healthcheckMaxConsecutiveMisses'];
     let disconnected = 0;
     let reconnected = 0;
-    // Effect jobs are enqueued while the next batch is written (their rows are already committed, and
-    // the sweeper re-enqueues any whose add is lost).
-    const enqueues: Promise<void>[] = [];
-    for (;;) {
-      const claimed = await deps.liveness.claimStale(n, max, batchSize);
-      if (claimed.length === 0) break;
+    // The effects of every transition, handed off once all decisions are written: on a mass
+    // disconnect their fan-out would otherwise compete with the transactions for the same cores.
+    // Their rows are committed with each batch, so the sweeper enqueues any whose hand-off is lost.
+    const effects: SessionEffects[] = [];
+
+    /** Disconnects one batch of claimed devices in one transaction, then releases their claims. */
+    async function disconnectBatch(claimed: readonly Claimed[]): Promise<void> {
       const done = await disconnectDevices(
         deps.db,
         claimed.map((c) => ({
@@ -126,12 +135,7 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
         const seen = lastSeen.get(d.deviceId);
         if (seen != null) deps.metrics.detectionSeconds.observe((t - seen) / 1000);
       }
-      enqueues.push(
-        deps.enqueueEffects(done).catch((err: Error) => {
-          // The effect rows are committed: the sweeper enqueues them.
-          deps.logger.warn({ round: n, err: err.message }, 'effect jobs not enqueued; the sweeper will');
-        }),
-      );
+      effects.push(...done);
       // A heartbeat that arrived after the claim re-entered the index: that device is alive again
       // and gets a new session now (the gateway could not connect it while it was still CONNECTED).
       const heardAgain = await deps.liveness.indexedMany(claimed.map((c) => c.deviceId));
@@ -142,7 +146,7 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
         if (session) {
           reconnected++;
           deps.metrics.transitions.inc({ to: 'CONNECTED' });
-          await deps.enqueueEffects([session]);
+          effects.push(session);
         }
       }
       await deps.liveness.releaseClaims(
@@ -151,7 +155,31 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
       );
       if (done.length > 0) deps.logger.info({ round: n, disconnected: done.length }, 'devices disconnected');
     }
-    await Promise.all(enqueues);
+
+    // Batches touch disjoint devices, so they run side by side (Postgres uses every core) without
+    // contending for a row.
+    const limit = batchSize * parallelBatches;
+    try {
+      for (;;) {
+        // HSCAN's count is a hint: what is left over stays claimed and comes back on the next pass.
+        const claimed = (await deps.liveness.claimStale(n, max, limit)).slice(0, limit);
+        if (claimed.length === 0) break;
+        const batches: Claimed[][] = [];
+        for (let i = 0; i < claimed.length; i += batchSize) batches.push(claimed.slice(i, i + batchSize));
+        // Every batch settles before a failure is thrown, so no transaction outlives this attempt;
+        // a failed batch stays claimed, and the retry of this job takes it up.
+        const failed = (await Promise.allSettled(batches.map(disconnectBatch))).find(
+          (r) => r.status === 'rejected',
+        );
+        if (failed) throw failed.reason;
+      }
+    } finally {
+      // Also after a failure: what was committed is handed off now rather than left to the sweeper.
+      if (effects.length > 0)
+        await deps.enqueueEffects(effects).catch((err: Error) => {
+          deps.logger.warn({ round: n, err: err.message }, 'effect jobs not enqueued; the sweeper will');
+        });
+    }
     return { round: n, outcome, disconnected, reconnected };
   };
 }

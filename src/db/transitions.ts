@@ -99,16 +99,21 @@ export async function disconnectDevices(
     const { rows } = await trx.raw<{
       rows: { id: string; session_id: string; missed: number; last_round: string | null }[];
     }>(
+      // One primary-key probe per candidate, in id order (the lock order), whatever the planner
+      // believes of the table: a lateral subquery with FOR UPDATE cannot be flattened into a join,
+      // which, on statistics that say few devices are CONNECTED, once re-parsed the input per row.
       `WITH v AS (
          SELECT * FROM jsonb_to_recordset(?::jsonb)
            AS v(id uuid, before_round bigint, missed int, last_round bigint, last_seen timestamptz)
+          ORDER BY id
        ), target AS (
          SELECT d.id, d.current_session_id, v.missed, v.last_round, v.last_seen
-           FROM devices d JOIN v ON v.id = d.id
-          WHERE d.status = 'CONNECTED' AND d.deleted_at IS NULL
-            AND (v.before_round IS NULL OR d.connected_round < v.before_round)
-          ORDER BY d.id
-          FOR UPDATE OF d
+           FROM v CROSS JOIN LATERAL (
+             SELECT d.id, d.current_session_id FROM devices d
+              WHERE d.id = v.id AND d.status = 'CONNECTED' AND d.deleted_at IS NULL
+                AND (v.before_round IS NULL OR d.connected_round < v.before_round)
+                FOR UPDATE
+           ) d
        )
        UPDATE devices d
           SET status = 'DISCONNECTED', status_version = d.status_version + 1, current_session_id = NULL,

@@ -10,6 +10,13 @@ export type EffectStatus = 'PENDING' | 'DONE' | 'FAILED';
 
 export type DisconnectReason = 'MISSED_HEARTBEATS' | 'DELETED';
 
+/** The effects one transition wrote for one session. */
+export interface SessionEffects {
+  readonly sessionId: string;
+  readonly deviceId: string;
+  readonly effects: readonly EffectKind[];
+}
+
 /**
  * A BullMQ job id for one effect of one session: deterministic, so a duplicate enqueue is a no-op,
  * and free of ':' (BullMQ reserves it) and never all digits.

@@ -1,5 +1,5 @@
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
-import { EFFECT_KINDS, effectJobId, type EffectKind } from '../domain/effects';
+import { EFFECT_KINDS, effectJobId, type EffectKind, type SessionEffects } from '../domain/effects';
 import { effectQueueName, QUEUES, ROUND_SCHEDULER_ID } from './names';
 
 /** BullMQ connection options for a Redis URL. Workers wait forever for Redis (`maxRetriesPerRequest: null`). */
@@ -21,23 +21,34 @@ export const effectJobOptions = (policy: EffectRetryPolicy): JobsOptions => ({
   removeOnFail: { age: 7 * 24 * 3600 },
 });
 
+/** Sessions per dispatch job: a job's data stays a few tens of kilobytes. */
+const DISPATCH_CHUNK = 250;
+const DISPATCH_JOB_OPTIONS: JobsOptions = {
+  attempts: 10,
+  backoff: { type: 'exponential', delay: 500 },
+  removeOnComplete: { age: 3600, count: 1000 },
+  removeOnFail: { age: 7 * 24 * 3600 },
+};
+
 /** The producer side of every queue, for processes that enqueue (web, gateway, worker). */
 export function createQueues(connection: ConnectionOptions, prefix: string) {
   const opts = { connection, prefix };
   const issueRound = new Queue(QUEUES.issueRound, opts);
   const evaluateRound = new Queue(QUEUES.evaluateRound, opts);
   const sweepEffects = new Queue(QUEUES.sweepEffects, opts);
+  const dispatchQueue = new Queue(QUEUES.dispatchEffects, opts);
   const effects = new Map<EffectKind, Queue>(
     EFFECT_KINDS.map((k) => [k, new Queue(effectQueueName(k), opts)]),
   );
   // Producers report a Redis outage on the call that needs Redis; the connection reconnects by itself.
-  for (const q of [issueRound, evaluateRound, sweepEffects, ...effects.values()]) q.on('error', () => {});
+  const all = [issueRound, evaluateRound, sweepEffects, dispatchQueue, ...effects.values()];
+  for (const q of all) q.on('error', () => {});
   return {
     issueRound,
     evaluateRound,
     sweepEffects,
     effects,
-    all: (): Queue[] => [issueRound, evaluateRound, sweepEffects, ...effects.values()],
+    all: (): Queue[] => [...all],
 
     /** (Re)schedules the rounds; BullMQ keeps one scheduler, whatever the number of callers. */
     async scheduleRounds(intervalSeconds: number): Promise<void> {
@@ -83,6 +94,27 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
           })),
         );
       }
+    },
+
+    /**
+     * Hands the effects of many sessions to dispatch jobs (DISPATCH_CHUNK sessions each) that enqueue
+     * them, in one round trip: a mass disconnect waits for a few small adds instead of one per
+     * effect, and the fan-out runs on whichever workers are free. Deterministic ids (a chunk's first
+     * session is unique to it) make a repeat a no-op; a lost dispatch is recovered by the sweeper.
+     */
+    async dispatchEffects(sessions: readonly SessionEffects[]): Promise<void> {
+      const jobs = [];
+      for (let i = 0; i < sessions.length; i += DISPATCH_CHUNK) {
+        const chunk = sessions.slice(i, i + DISPATCH_CHUNK);
+        jobs.push({
+          name: QUEUES.dispatchEffects,
+          data: {
+            sessions: chunk.map(({ sessionId, deviceId, effects }) => ({ sessionId, deviceId, effects })),
+          },
+          opts: { ...DISPATCH_JOB_OPTIONS, jobId: `dispatch-${chunk[0]!.sessionId}` },
+        });
+      }
+      if (jobs.length > 0) await dispatchQueue.addBulk(jobs);
     },
 
     async close(): Promise<void> {

@@ -5,6 +5,7 @@ export const QUEUES = {
   issueRound: 'issue-round',
   evaluateRound: 'evaluate-round',
   sweepEffects: 'sweep-effects',
+  dispatchEffects: 'dispatch-effects',
 } as const;
 
 export const effectQueueName = (kind: EffectKind): string => kind;

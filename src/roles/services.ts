@@ -5,7 +5,7 @@ import type { ReadinessChecks } from '../http/ops';
 import { startOpsServer } from '../http/ops-server';
 import type { Metrics } from '../metrics';
 import { createDb, type Db } from '../db/knex';
-import type { Disconnected } from '../db/transitions';
+import type { SessionEffects } from '../domain/effects';
 import { createRedis, redisKeys, type Redis, type RedisKeys } from '../redis/connection';
 import { createLiveness, type Liveness } from '../redis/liveness';
 import { bullConnection, createQueues, type Queues } from '../queues/connection';
@@ -24,7 +24,8 @@ export interface Services {
   readonly queues: Queues;
   readonly scheduler: RoundScheduler;
   readonly settings: SettingsService;
-  readonly enqueueEffects: (done: readonly Disconnected[]) => Promise<void>;
+  /** Enqueues one job per effect of these sessions. */
+  readonly enqueueEffects: (done: readonly SessionEffects[]) => Promise<void>;
   /** Readiness checks of the backing services. */
   readonly readiness: Record<string, () => Promise<unknown>>;
   close(): Promise<void>;

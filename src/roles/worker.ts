@@ -1,11 +1,13 @@
 import { Worker } from 'bullmq';
 import { createAbortTask } from '../../jobs/abort-task';
+import { createDispatchEffects, type DispatchEffectsData } from '../../jobs/dispatch-effects';
 import { createEvaluateRound } from '../../jobs/evaluate-round';
 import { createStartRecording } from '../../jobs/start-recording';
 import { createStopAnalysisStreams } from '../../jobs/stop-analysis-streams';
 import { createStopRecording } from '../../jobs/stop-recording';
 import { createSweepEffects } from '../../jobs/sweep-effects';
 import { selectStalePending } from '../db/effects';
+import { createDb } from '../db/knex';
 import { effectProcessor, type EffectDefinition } from '../effects/run-effect';
 import { createMantis } from '../integrations/mantis';
 import { createTgdm } from '../integrations/tgdm';
@@ -17,6 +19,11 @@ import { effectQueueName, QUEUES } from '../queues/names';
 import { createRounds } from '../redis/rounds';
 import type { Role } from './role';
 import { createServices, startRoleOps, type BackedConfig, type OpsOptions } from './services';
+
+/** Rounds evaluated at once (a slow evaluation never holds up the next round's). */
+const EVALUATIONS_AT_ONCE = 2;
+/** Disconnect transactions one evaluation runs side by side. */
+const PARALLEL_BATCHES = 2;
 
 export type WorkerConfig = BackedConfig & { TGDM_URL: string; MANTIS_URL: string; MOTH_URL: string };
 
@@ -36,15 +43,20 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
   const tgdm = createTgdm(config.TGDM_URL, config.HTTP_TIMEOUT_MS);
   const mantis = createMantis(config.MANTIS_URL, config.HTTP_TIMEOUT_MS);
 
+  // The evaluation has a pool of its own: a flood of effect jobs holding every connection of the
+  // shared pool must not delay the next detection.
+  const evaluationDb = createDb(config.DATABASE_URL, EVALUATIONS_AT_ONCE * PARALLEL_BATCHES);
   const evaluate = createEvaluateRound({
-    db,
+    db: evaluationDb,
     liveness: services.liveness,
     rounds,
     settings: () => services.settings.current(),
-    enqueueEffects: services.enqueueEffects,
+    enqueueEffects: (done) => services.queues.dispatchEffects(done),
+    parallelBatches: PARALLEL_BATCHES,
     metrics,
     logger,
   });
+  const dispatch = createDispatchEffects({ enqueueEffects: services.enqueueEffects });
   const effects: EffectDefinition[] = [
     createAbortTask({ db }),
     createStopRecording({ db, tgdm }),
@@ -64,7 +76,11 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
   const workers = [
     new Worker(QUEUES.evaluateRound, (job) => evaluate(job.data as { round: number }), {
       ...opts,
-      concurrency: 2,
+      concurrency: EVALUATIONS_AT_ONCE,
+    }),
+    new Worker(QUEUES.dispatchEffects, (job) => dispatch(job.data as DispatchEffectsData), {
+      ...opts,
+      concurrency: 4,
     }),
     // Each effect kind has its own queue and workers: a TGDM outage never delays a task abort.
     ...effects.map(
@@ -103,6 +119,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
     async stop() {
       await ops?.stop();
       await Promise.all(workers.map((w) => w.close()));
+      await evaluationDb.destroy();
       await services.close();
     },
   };

@@ -44,6 +44,7 @@ describe('queue dashboard', () => {
     expect(names).toEqual(
       [
         'abort-task',
+        'dispatch-effects',
         'evaluate-round',
         'issue-round',
         'start-recording',

@@ -6,6 +6,8 @@ import * as connectionSessions from './20261125000004_connection_sessions';
 import * as effects from './20261125000005_effects';
 import * as tasks from './20261125000006_tasks';
 import * as recordingsAndStreams from './20261125000007_recordings_and_streams';
+import * as effectsNaturalKey from './20261127000008_effects_natural_key';
+import * as devicesStatusUnindexed from './20261127000009_devices_status_unindexed';
 
 // Listed statically (not read from a folder) so migrations load the same way under tsx, vitest
 // and the knex CLI, with no loader for .ts files needed at run time.
@@ -17,6 +19,8 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261125000005_effects': effects,
   '20261125000006_tasks': tasks,
   '20261125000007_recordings_and_streams': recordingsAndStreams,
+  '20261127000008_effects_natural_key': effectsNaturalKey,
+  '20261127000009_devices_status_unindexed': devicesStatusUnindexed,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

@@ -1,0 +1,21 @@
+import type { SessionEffects } from '../src/domain/effects';
+
+export const name = 'dispatch-effects';
+
+export interface DispatchEffectsData {
+  readonly sessions: readonly SessionEffects[];
+}
+
+/**
+ * Enqueues the effect jobs of a chunk of sessions whose transitions are committed: the fan-out of a
+ * mass disconnect, taken off the evaluation's path. Effect job ids are deterministic, so a retried
+ * dispatch adds nothing twice.
+ */
+export function createDispatchEffects(deps: {
+  enqueueEffects: (sessions: readonly SessionEffects[]) => Promise<void>;
+}) {
+  return async (data: DispatchEffectsData): Promise<{ effects: number }> => {
+    await deps.enqueueEffects(data.sessions);
+    return { effects: data.sessions.reduce((n, s) => n + s.effects.length, 0) };
+  };
+}
