@@ -99,6 +99,7 @@ export function createApp(deps: AppDeps): Koa {
       db: deps.db,
       auth,
       badSecrets,
+      registrationSecret: () => deps.settings.registrationSecret(),
       liveness: deps.liveness,
       enqueueEffects: deps.enqueueEffects,
     }),

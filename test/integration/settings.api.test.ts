@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSettingsService } from '../../src/settings-service';
+import { createSettingsService, SECRET_CACHE_MS } from '../../src/settings-service';
 import { admin, createTestApp, registration, SECRET } from '../support/app';
 
 let t: Awaited<ReturnType<typeof createTestApp>>;
@@ -124,5 +124,20 @@ describe('/server-settings', () => {
     ).toBe(201);
     expect(t.logs.text).not.toContain(next);
     await patch({ device: { secretKey: SECRET } });
+  });
+
+  it('a secret set through another replica applies here within SECRET_CACHE_MS', async () => {
+    const register = async (secretKey: string) =>
+      (await request(t.callback).post('/devices').send(registration({ secretKey }))).status;
+    expect(await register(SECRET)).toBe(201); // this replica now holds the secret it read
+    const next = 'set-by-another-replica-0123';
+    const otherReplica = createSettingsService(t.db, async () => {});
+    await otherReplica.apply({ device: { secretKey: next } });
+    // One attempt each once the period is over: polling with a wrong secret would trip the rate limit.
+    await new Promise((r) => setTimeout(r, SECRET_CACHE_MS + 50));
+    expect(await register(next)).toBe(201);
+    expect(await register(SECRET)).toBe(401);
+    await patch({ device: { secretKey: SECRET } });
+    expect(await register(SECRET)).toBe(201);
   });
 });

@@ -2,7 +2,7 @@ import Router from '@koa/router';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Config } from '../../config';
-import { hashSecret, newToken, secretMatches, tokenHash } from '../../domain/credentials';
+import { hashSecret, newToken, secretMatches, tokenHash, type SecretHash } from '../../domain/credentials';
 import { DEVICE_STATUSES, registrationSchema, trackEndpoint } from '../../domain/device';
 import { AppError, conflict, forbidden, notFound } from '../../domain/errors';
 import { clientEvent } from '../../domain/events';
@@ -19,7 +19,6 @@ import { isUniqueViolation, type Db } from '../../db/knex';
 import { appendEvents } from '../../db/outbox';
 import { listSessions } from '../../db/sessions';
 import { effectsOfSessions } from '../../db/effects';
-import { readSecretHash } from '../../db/settings';
 import { disconnectDevices, type Disconnected } from '../../db/transitions';
 import type { AttemptLimiter } from '../../redis/rate-limit';
 import type { Authenticator } from '../auth';
@@ -32,6 +31,8 @@ export interface DeviceRouteDeps {
   readonly db: Db;
   readonly auth: Authenticator;
   readonly badSecrets: AttemptLimiter;
+  /** The stored registration secret, if one is set. */
+  readonly registrationSecret: () => Promise<SecretHash | undefined>;
   /** Liveness as the gateway sees it (Redis); absent fields fall back to Postgres. */
   readonly liveness: {
     lastHeardAt(deviceId: string): Promise<Date | null>;
@@ -118,7 +119,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
         },
       );
     }
-    const stored = await readSecretHash(db);
+    const stored = await deps.registrationSecret();
     // Without a stored secret the comparison still runs, so timing does not reveal the configuration.
     const valid = secretMatches(body.secretKey, stored ?? hashSecret(randomUUID()));
     if (!stored || !valid) {
