@@ -12,7 +12,7 @@ import { createDispatchEffects, type DispatchEffectsData } from '../jobs/dispatc
 import { createEvaluateRound } from '../jobs/evaluate-round';
 import { loadConfig } from '../src/config';
 import { hashSecret, newToken, tokenHash } from '../src/domain/credentials';
-import { createDb, migrateLatest } from '../src/db/knex';
+import { createDb, migrateLatest, type Db } from '../src/db/knex';
 import { storeSecretHash, writeSettings } from '../src/db/settings';
 import { startEmbeddedPostgres } from '../src/dev/embedded-postgres';
 import { startEmbeddedRedis } from '../src/dev/embedded-redis';
@@ -93,7 +93,17 @@ await storeSecretHash(db, hashSecret(SECRET));
 const redis = createRedis(redisServer.url, 'producer');
 const baseEnv = { DATABASE_URL: pg.url, REDIS_URL: redisServer.url };
 
-async function insertDevices(n: number, connected: boolean, prefix: string) {
+/** A migrated database of its own on the bench's Postgres, so no section sees another's rows. */
+async function sectionDatabase(name: string) {
+  await db.raw(`CREATE DATABASE ${name}`);
+  const url = new URL(pg.url);
+  url.pathname = `/${name}`;
+  const sectionDb = createDb(url.toString(), 20);
+  await migrateLatest(sectionDb);
+  return { db: sectionDb, url: url.toString() };
+}
+
+async function insertDevices(db: Db, n: number, connected: boolean, prefix: string) {
   const devices: { id: string; token: string }[] = [];
   for (let i = 0; i < n; i += 5000) {
     const chunk = Array.from({ length: Math.min(5000, n - i) }, () => ({
@@ -230,6 +240,7 @@ async function evaluation() {
   process.stdout.write(
     `\nround evaluation (${SIZES.seeded.toLocaleString('en')} connected devices seeded)\n`,
   );
+  const { db } = await sectionDatabase('bench_evaluation');
   const prefix = 'be';
   const keys = redisKeys(prefix);
   const liveness = createLiveness(redis, keys);
@@ -242,7 +253,7 @@ async function evaluation() {
   const filler = Array.from({ length: SIZES.seeded - SIZES.crossing }, () => randomUUID());
   const t0 = performance.now();
   await seedHeard(redis, keys.heard, filler, n);
-  const crossing = await insertDevices(SIZES.crossing, true, 'cross');
+  const crossing = await insertDevices(db, SIZES.crossing, true, 'cross');
   // Their sessions began in round 1; they were last heard in round 96, so round 100 is miss 4 > max 3.
   await db.raw(
     `WITH s AS (INSERT INTO connection_sessions (id, device_id, started_round)
@@ -361,6 +372,7 @@ async function evaluation() {
   });
   await dispatcher.close();
   await queues.close();
+  await db.destroy();
 }
 
 // ---- 3. registration --------------------------------------------------------------------------------
@@ -426,6 +438,8 @@ async function detection() {
   process.stdout.write(
     `\ndetection (interval 1 s, max misses 2, ${SIZES.fleet} devices, ${SIZES.silent} fall silent)\n`,
   );
+  // Its own database: the sweeper of this section's worker must not find other sections' effect rows.
+  const { db, url } = await sectionDatabase('bench_detection');
   const prefix = 'bd';
   const hub = new MothHub({ ringCapacity: 0 });
   const mothUrl = await hub.start();
@@ -434,6 +448,7 @@ async function detection() {
   const config = {
     ...loadConfig({ QUEUE_PREFIX: prefix, LOG_LEVEL: 'silent' }),
     ...baseEnv,
+    DATABASE_URL: url,
     MOTH_URL: mothUrl,
     TGDM_URL: await tgdm.start(),
     MANTIS_URL: await mantis.start(),
@@ -444,7 +459,7 @@ async function detection() {
     'device.healthcheckMaxConsecutiveMisses': 2,
     'recording.automatic': false,
   });
-  const devices = await insertDevices(SIZES.fleet, false, 'det');
+  const devices = await insertDevices(db, SIZES.fleet, false, 'det');
   const worker = await startWorker(config, silent, { opsPort: null });
   const gateway = await startGateway(config, silent, { opsPort: null });
 
@@ -571,6 +586,7 @@ async function detection() {
   await hub.stop();
   await tgdm.stop();
   await mantis.stop();
+  await db.destroy();
 }
 
 // ---- 5. memory ------------------------------------------------------------------------------------------
