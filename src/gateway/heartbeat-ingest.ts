@@ -2,7 +2,7 @@ import { tokenHash } from '../domain/credentials';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import { decodeInbound } from '../moth/codec';
-import type { HeartbeatInput, HeardResult, Liveness } from '../redis/liveness';
+import type { HeardBatch, HeartbeatInput, Liveness } from '../redis/liveness';
 
 export interface HeartbeatIngestDeps {
   readonly liveness: Pick<Liveness, 'recordHeartbeats' | 'cacheTokens' | 'forgetDevice'>;
@@ -96,39 +96,35 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
   }
 
   async function write(items: HeartbeatInput[]): Promise<void> {
-    let results: HeardResult[];
+    let result: HeardBatch;
     try {
-      results = await deps.liveness.recordHeartbeats(items);
+      result = await deps.liveness.recordHeartbeats(items);
     } catch (err) {
       count('write_failed', items.length);
       deps.onWriteFailure?.();
       deps.logger.error({ err: (err as Error).message, lost: items.length }, 'could not record heartbeats');
       return;
     }
-    const unknown = results.filter((r) => r.kind === 'unknown').map((r) => r.tokenHash);
-    if (unknown.length > 0) {
-      const resolved = await resolveUnknown([...new Set(unknown)]);
+    let { heard, stale, revoked } = result;
+    const fresh = [...result.fresh];
+    let unknown = result.unknown.length;
+    if (unknown > 0) {
+      const resolved = await resolveUnknown([...new Set(result.unknown)]);
       const retry = items.filter((i) => resolved.has(i.tokenHash));
-      count('unknown_token', unknown.length - retry.length);
-      if (retry.length > 0) results = [...results, ...(await deps.liveness.recordHeartbeats(retry))];
-    }
-    // Counted per batch, not per heartbeat: this is the hot path.
-    const fresh: { deviceId: string; round: number }[] = [];
-    let accepted = 0;
-    let stale = 0;
-    let revoked = 0;
-    for (const r of results) {
-      if (r.kind === 'revoked') revoked++;
-      else if (r.kind === 'stale') stale++;
-      else if (r.kind === 'heard') accepted++;
-      else if (r.kind === 'new') {
-        accepted++;
-        fresh.push(r);
+      unknown -= retry.length;
+      if (retry.length > 0) {
+        const again = await deps.liveness.recordHeartbeats(retry);
+        heard += again.heard;
+        stale += again.stale;
+        revoked += again.revoked;
+        unknown += again.unknown.length;
+        fresh.push(...again.fresh);
       }
     }
-    if (accepted) count('accepted', accepted);
+    // Counted per batch, not per heartbeat: this is the hot path.
+    if (heard) count('accepted', heard);
     if (stale) count('stale', stale);
-    if (revoked) count('unknown_token', revoked);
+    if (unknown + revoked) count('unknown_token', unknown + revoked);
     await connectAll(fresh);
   }
 

@@ -1,17 +1,19 @@
 import type { Redis, Result } from 'ioredis';
 import type { RedisKeys } from './connection';
 
-/** Outcome of one heartbeat, as decided atomically in Redis. */
-export type HeardResult =
-  /** Not in the cache: the caller resolves it from Postgres. */
-  | { kind: 'unknown'; tokenHash: string }
-  /** A rotated or deleted token: refused without a lookup. */
-  | { kind: 'revoked'; tokenHash: string }
-  /** The device echoed a round older than the one open now. */
-  | { kind: 'stale' }
-  | { kind: 'heard'; round: number }
-  /** The device was not in the connected index: it may be a first or recovered heartbeat. */
-  | { kind: 'new'; deviceId: string; round: number };
+/** What a batch of heartbeats did, as decided atomically in Redis. */
+export interface HeardBatch {
+  /** Heartbeats that counted for the round open when they arrived (the fresh ones included). */
+  heard: number;
+  /** Echoes of a round older than the open one: they do not count. */
+  stale: number;
+  /** Rotated or deleted tokens, refused without a lookup. */
+  revoked: number;
+  /** Token hashes the cache does not know, one per heartbeat: the caller resolves them from Postgres. */
+  readonly unknown: string[];
+  /** Devices that were not in the connected index (a first or recovered heartbeat), once each. */
+  readonly fresh: { deviceId: string; round: number }[];
+}
 
 export interface HeartbeatInput {
   readonly tokenHash: string;
@@ -29,47 +31,52 @@ export interface Claimed {
 // Records a batch of heartbeats in one round trip: resolves each token hash through the cache,
 // stamps the device with the round open right now (read here, so no process needs a clock or a
 // cached round), and says which devices were absent from the connected index. One bulk command per
-// step (not one per heartbeat): this is the hot path of the whole service.
-// ARGV: now, then (token hash, echoed round or '') pairs. Returns the round, one code per heartbeat
-// (u unknown, x revoked, s stale echo, h heard, n new), and the device id of each n, in order.
+// step, and an answer that names only the exceptions: this is the hot path of the whole service.
+// ARGV: now, the echoed rounds ('' when none echoed, else one comma-separated field per heartbeat,
+// empty where none), then one token hash per heartbeat. Returns round, stale, revoked, the number of
+// unknown hashes, their positions (1-based), then the id of each device absent from the index.
 const INGEST = `
 local round = tonumber(redis.call('GET', KEYS[4]) or '0')
-local n = (#ARGV - 1) / 2
+local now, n = ARGV[1], #ARGV - 2
 local hashes = {}
-for i = 1, n do hashes[i] = ARGV[2 * i] end
+for i = 1, n do hashes[i] = ARGV[i + 2] end
 local ids = redis.call('HMGET', KEYS[1], unpack(hashes))
-local codes, live, at = {}, {}, {}
+local echoes = {}
+if ARGV[2] ~= '' then
+  local i = 0
+  for e in string.gmatch(ARGV[2] .. ',', '([^,]*),') do i = i + 1; echoes[i] = e end
+end
+local stale, revoked, unknown = 0, 0, {}
+local live, scored, seen, k = {}, {}, {}, 0
 for i = 1, n do
-  local id, echo = ids[i], ARGV[2 * i + 1]
-  if not id then codes[i] = 'u'
-  elseif id == '-' then codes[i] = 'x'
-  elseif echo ~= '' and tonumber(echo) < round then codes[i] = 's'
+  local id = ids[i]
+  if not id then unknown[#unknown + 1] = i
+  elseif id == '-' then revoked = revoked + 1
+  elseif echoes[i] and echoes[i] ~= '' and tonumber(echoes[i]) < round then stale = stale + 1
   else
-    codes[i] = 'h'
-    live[#live + 1] = id
-    at[#live] = i
+    k = k + 1
+    live[k] = id
+    scored[2 * k - 1] = round
+    scored[2 * k] = id
+    seen[2 * k - 1] = id
+    seen[2 * k] = now
   end
 end
-local out = {round, ''}
-if #live > 0 then
+local out = {round, stale, revoked, #unknown}
+for j = 1, #unknown do out[#out + 1] = unknown[j] end
+if k > 0 then
   local prev = redis.call('ZMSCORE', KEYS[2], unpack(live))
-  local scored, seen, fresh = {}, {}, {}
-  for j = 1, #live do
+  local fresh = {}
+  for j = 1, k do
     local id = live[j]
     if not prev[j] and not fresh[id] then
       fresh[id] = true
-      codes[at[j]] = 'n'
       out[#out + 1] = id
     end
-    scored[2 * j - 1] = round
-    scored[2 * j] = id
-    seen[2 * j - 1] = id
-    seen[2 * j] = ARGV[1]
   end
   redis.call('ZADD', KEYS[2], 'GT', unpack(scored))
   redis.call('HSET', KEYS[3], unpack(seen))
 end
-out[2] = table.concat(codes)
 return out`;
 
 // Moves the devices that missed more than max consecutive valid rounds out of the connected index
@@ -104,7 +111,7 @@ declare module 'ioredis' {
       lastSeen: string,
       round: string,
       ...args: string[]
-    ): Result<[number, string, ...string[]], Context>;
+    ): Result<(number | string)[], Context>;
     rollcallClaim(
       heard: string,
       valid: string,
@@ -118,19 +125,6 @@ declare module 'ioredis' {
 /** Heartbeats per INGEST call: Lua's unpack() is limited to a few thousand values. */
 const INGEST_CHUNK = 1000;
 
-function heardResult(
-  code: string | undefined,
-  h: HeartbeatInput,
-  round: number,
-  freshId: () => unknown,
-): HeardResult {
-  if (code === 'u') return { kind: 'unknown', tokenHash: h.tokenHash };
-  if (code === 'x') return { kind: 'revoked', tokenHash: h.tokenHash };
-  if (code === 's') return { kind: 'stale' };
-  if (code === 'n') return { kind: 'new', deviceId: String(freshId()), round };
-  return { kind: 'heard', round };
-}
-
 /** The hot liveness state in Redis: token cache, connected index, last-seen times, claims. */
 export function createLiveness(redis: Redis, keys: RedisKeys) {
   redis.defineCommand('rollcallIngest', { numberOfKeys: 4, lua: INGEST });
@@ -138,25 +132,36 @@ export function createLiveness(redis: Redis, keys: RedisKeys) {
 
   return {
     /** Records a batch of heartbeats; one round trip per INGEST_CHUNK heartbeats. */
-    async recordHeartbeats(batch: readonly HeartbeatInput[], nowMs = Date.now()): Promise<HeardResult[]> {
-      const results: HeardResult[] = [];
+    async recordHeartbeats(batch: readonly HeartbeatInput[], nowMs = Date.now()): Promise<HeardBatch> {
+      const out: HeardBatch = { heard: 0, stale: 0, revoked: 0, unknown: [], fresh: [] };
       for (let start = 0; start < batch.length; start += INGEST_CHUNK) {
-        const chunk = batch.slice(start, start + INGEST_CHUNK);
-        const args = chunk.flatMap((h) => [h.tokenHash, h.round === undefined ? '' : String(h.round)]);
-        const [round, codes, ...fresh] = await redis.rollcallIngest(
+        const chunk = batch.length <= INGEST_CHUNK ? batch : batch.slice(start, start + INGEST_CHUNK);
+        const echoes = chunk.some((h) => h.round !== undefined)
+          ? chunk.map((h) => (h.round === undefined ? '' : String(h.round))).join(',')
+          : '';
+        const reply = await redis.rollcallIngest(
           keys.tokens,
           keys.heard,
           keys.lastSeen,
           keys.round,
           String(nowMs),
-          ...args,
+          echoes,
+          ...chunk.map((h) => h.tokenHash),
         );
-        let f = 0;
-        chunk.forEach((h, i) =>
-          results.push(heardResult(String(codes)[i], h, Number(round), () => fresh[f++])),
-        );
+        const [round, stale, revoked, unknown] = reply.slice(0, 4).map(Number) as [
+          number,
+          number,
+          number,
+          number,
+        ];
+        for (let i = 4; i < 4 + unknown; i++) out.unknown.push(chunk[Number(reply[i]) - 1]!.tokenHash);
+        for (let i = 4 + unknown; i < reply.length; i++)
+          out.fresh.push({ deviceId: String(reply[i]), round });
+        out.heard += chunk.length - stale - revoked - unknown;
+        out.stale += stale;
+        out.revoked += revoked;
       }
-      return results;
+      return out;
     },
 
     /**

@@ -180,8 +180,9 @@ describe('POST /devices/:id/token', () => {
     expect(await t.redis.hget(t.keys.tokens, tokenHash(d.token))).toBe('-');
     // a lookup that raced with the rotation cannot re-cache the old token
     await t.liveness.cacheTokens([{ tokenHash: tokenHash(d.token), deviceId: d.id }]);
-    expect((await t.liveness.recordHeartbeats([{ tokenHash: tokenHash(d.token) }]))[0]).toMatchObject({
-      kind: 'revoked',
+    expect(await t.liveness.recordHeartbeats([{ tokenHash: tokenHash(d.token) }])).toMatchObject({
+      heard: 0,
+      revoked: 1,
     });
   });
 

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeInbound, healthcheck } from '../../src/moth/codec';
 
@@ -37,6 +38,45 @@ describe('decodeInbound', () => {
   });
   it('refuses frames over the size limit without parsing', () => {
     expect(decodeInbound(Buffer.alloc(5000, 32))).toEqual({ kind: 'malformed', reason: 'too large' });
+  });
+  it.each([
+    ['a token with characters outside base64url', '{"type":"HEARTBEAT","token":"a+b/c="}', 'a+b/c='],
+    ['spaces', '{ "type": "HEARTBEAT", "token": "abc" }', 'abc'],
+    ['keys in another order', '{"token":"abc","type":"HEARTBEAT"}', 'abc'],
+    ['an escaped character', '{"type":"HEARTBEAT","token":"a\\u0062c"}', 'abc'],
+    ['a trailing newline', '{"type":"HEARTBEAT","token":"abc"}\n', 'abc'],
+  ])('reads a heartbeat written with %s like any other', (_what, frame, token) => {
+    expect(decodeInbound(b(frame))).toEqual({ kind: 'heartbeat', token });
+  });
+  it.each([
+    ['an empty token', '{"type":"HEARTBEAT","token":""}', 'bad token'],
+    ['a token over the limit', `{"type":"HEARTBEAT","token":"${'a'.repeat(513)}"}`, 'bad token'],
+    ['a cut frame', '{"type":"HEARTBEAT","token":"abc"', 'not JSON'],
+    ['an unclosed token', '{"type":"HEARTBEAT","token":"abc}', 'not JSON'],
+  ])('refuses %s, written in the canonical shape or not', (_what, frame, reason) => {
+    expect(decodeInbound(b(frame))).toEqual({ kind: 'malformed', reason });
+  });
+  it('decodes any token exactly as JSON does, on the canonical path or the general one', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.string({ unit: 'grapheme', maxLength: 600 }),
+          fc.base64String({ maxLength: 600 }),
+          fc.stringMatching(/^[A-Za-z0-9_-]{0,600}$/), // the canonical path
+        ),
+        (token) => {
+          const frame = b(JSON.stringify({ type: 'HEARTBEAT', token }));
+          const expected =
+            frame.length > 4096
+              ? { kind: 'malformed', reason: 'too large' }
+              : token.length === 0 || token.length > 512
+                ? { kind: 'malformed', reason: 'bad token' }
+                : { kind: 'heartbeat', token };
+          expect(decodeInbound(frame)).toEqual(expected);
+        },
+      ),
+      { numRuns: 2000 },
+    );
   });
   it('builds the HEALTHCHECK of the contract', () => {
     expect(healthcheck(3, 5, new Date('2026-01-01T00:00:00Z'))).toEqual({
