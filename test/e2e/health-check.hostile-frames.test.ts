@@ -21,6 +21,7 @@ describe('malformed and hostile frames on the device channel', () => {
     attacker.device.silent = true;
     const malformedBefore = await counter('malformed');
     const unknownBefore = await counter('unknown_token');
+    const heapBefore = process.memoryUsage().heapUsed;
 
     const hostile: (string | Buffer)[] = [
       'not json',
@@ -42,9 +43,25 @@ describe('malformed and hostile frames on the device channel', () => {
       attacker.device.sendRaw(frame);
       await new Promise((r) => setTimeout(r, 3));
     }
-    // Random bytes, and a flood of well-formed heartbeats with tokens nobody holds.
+    // Random bytes; JSON of every shape, with wrong types where a heartbeat has fields; and a flood
+    // of well-formed heartbeats with tokens nobody holds.
     const samples = fc.sample(fc.uint8Array({ minLength: 0, maxLength: 512 }), 200);
     for (const bytes of samples) attacker.device.sendRaw(Buffer.from(bytes));
+    const shapes = fc.sample(
+      fc.oneof(
+        fc.jsonValue({ maxDepth: 4 }),
+        fc.record(
+          {
+            type: fc.oneof(fc.constant('HEARTBEAT'), fc.jsonValue({ maxDepth: 2 })),
+            token: fc.jsonValue({ maxDepth: 2 }),
+            round: fc.jsonValue({ maxDepth: 2 }),
+          },
+          { requiredKeys: [] },
+        ),
+      ),
+      300,
+    );
+    for (const v of shapes) attacker.device.sendRaw(Buffer.from(JSON.stringify(v)));
     for (let i = 0; i < 2000; i++)
       attacker.device.sendRaw(JSON.stringify({ type: 'HEARTBEAT', token: `forged-${i}` }));
     // A text frame starting with REXT must not disturb anything either.
@@ -62,6 +79,7 @@ describe('malformed and hostile frames on the device channel', () => {
     expect(await s.status(healthy.id)).toBe('CONNECTED');
     expect(await s.status(attacker.id)).toBe('DISCONNECTED');
     expect(s.gateways[0]!.deviceChannel.isOpen).toBe(true);
+    expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(200 * 1024 * 1024);
   });
 
   it('a rotated token stops counting at once', async () => {

@@ -78,6 +78,46 @@ describe('decodeInbound', () => {
       { numRuns: 2000 },
     );
   });
+  it('never throws, and classifies any JSON or bytes as what they parse to', () => {
+    const parsedType = (frame: Buffer): unknown => {
+      try {
+        return (JSON.parse(frame.toString('utf8')) as { type?: unknown } | null)?.type;
+      } catch {
+        return undefined;
+      }
+    };
+    const frames = fc.oneof(
+      fc.uint8Array({ maxLength: 300 }).map((u) => Buffer.from(u)),
+      fc.jsonValue({ maxDepth: 4 }).map((v) => b(JSON.stringify(v))),
+      fc
+        .record(
+          {
+            type: fc.oneof(fc.constant('HEARTBEAT'), fc.jsonValue({ maxDepth: 2 })),
+            token: fc.oneof(fc.string({ maxLength: 20 }), fc.jsonValue({ maxDepth: 2 })),
+            round: fc.oneof(fc.nat(), fc.jsonValue({ maxDepth: 2 })),
+          },
+          { requiredKeys: [] },
+        )
+        .map((v) => b(JSON.stringify(v))),
+    );
+    fc.assert(
+      fc.property(frames, (frame) => {
+        const decoded = decodeInbound(frame);
+        const type = parsedType(frame);
+        if (decoded.kind === 'heartbeat') {
+          expect(type).toBe('HEARTBEAT');
+          const msg = JSON.parse(frame.toString('utf8')) as { token: unknown; round?: unknown };
+          expect(decoded.token).toBe(msg.token);
+          expect(decoded.round).toBe(msg.round ?? undefined);
+        } else if (decoded.kind === 'ignored') {
+          expect(typeof type === 'string' && type !== 'HEARTBEAT').toBe(true);
+        } else {
+          expect(decoded.kind).toBe('malformed');
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
   it('builds the HEALTHCHECK of the contract', () => {
     expect(healthcheck(3, 5, new Date('2026-01-01T00:00:00Z'))).toEqual({
       type: 'HEALTHCHECK',
