@@ -215,6 +215,15 @@ async function ingestion() {
   const ceiling = (JSON.parse(await bare.waitLine((l) => l.startsWith('{'), 60_000)) as { perSecond: number })
     .perSecond;
   await bare.stop();
+  const hashing = runTs(
+    'bench/bare-receiver.ts',
+    { WARMUP_MS: '2000', DURATION_MS: String(SIZES.ingestSeconds * 1000), MODE: 'hash' },
+    [`ws://127.0.0.1:${port}/pang/ws/meb?channel=instant&name=device-management&source=base&track=base`],
+  );
+  const decodeAndHash = (
+    JSON.parse(await hashing.waitLine((l) => l.startsWith('{'), 60_000)) as { perSecond: number }
+  ).perSecond;
+  await hashing.stop();
   await source.stop();
   json.heartbeatsPerSecond = Math.round(rate);
   json.ceilingPerSecond = ceiling;
@@ -231,6 +240,15 @@ async function ingestion() {
     unit: '/s',
     target: '(reference)',
     met: null,
+  });
+  json.decodeAndHashPerSecond = decodeAndHash;
+  report({
+    name: '  receive, decode and hash only (no Redis)',
+    value: decodeAndHash,
+    unit: '/s',
+    target: '(reference)',
+    met: null,
+    note: `${Math.round((decodeAndHash / ceiling) * 100) / 100} of the ceiling`,
   });
   report({
     name: 'ingestion / ceiling',
