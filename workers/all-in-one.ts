@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { applyRegistrationSecret } from '../src/bootstrap';
 import { ConfigError, loadConfig } from '../src/config';
 import { createDb, migrateLatest } from '../src/db/knex';
+import { leaveShutdownToCaller } from '../src/dev/embedded-postgres';
 import { MissingDependencyError } from '../src/dev/embedded-redis';
 
 const isDataDirBusy = (err: unknown): err is Error =>
@@ -31,6 +32,8 @@ async function main() {
     logger.info('stopping');
     await stopAll(roles, (err) => logger.error({ err }, 'stop failed'));
   });
+  // The roles drain first; the embedded Postgres, started first, is stopped last (stopAll's order).
+  leaveShutdownToCaller();
 
   warnWeakSecrets(config, logger);
   const stack = await startEmbeddedStack(config, logger);

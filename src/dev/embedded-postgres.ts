@@ -15,6 +15,17 @@ import { killOrphan } from './processes';
 exitHook.unhookEvent('beforeExit');
 exitHook.unhookEvent('exit');
 
+/**
+ * For a process with an orderly shutdown of its own, which stops its embedded Postgres last: the
+ * library's SIGINT and SIGTERM hooks would stop Postgres at once, under the roles still draining, and
+ * exit 128+signal. After a second signal or an overlong drain, the next start's orphan check stops it.
+ */
+export function leaveShutdownToCaller(): void {
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    if (exitHook.hookedEvents().includes(signal)) exitHook.unhookEvent(signal);
+  }
+}
+
 export interface RunningService {
   readonly url: string;
   stop(): Promise<void>;
