@@ -295,13 +295,7 @@ async function evaluation() {
   // Wired as the worker role wires it: effects handed to dispatch jobs, which a dispatch worker in
   // the same process fans out to the effect queues.
   const dispatch = createDispatchEffects({
-    enqueueEffects: (sessions) =>
-      queues.enqueueEffects(
-        sessions.flatMap((d) =>
-          d.effects.map((kind) => ({ sessionId: d.sessionId, deviceId: d.deviceId, kind })),
-        ),
-        { attempts: 3, backoffMs: 1000 },
-      ),
+    enqueueEffects: (sessions) => queues.enqueueSessionEffects(sessions, { attempts: 3, backoffMs: 1000 }),
   });
   const dispatcher = new Worker(QUEUES.dispatchEffects, (job) => dispatch(job.data as DispatchEffectsData), {
     connection: bullConnection(redisServer.url, 'worker'),

@@ -96,6 +96,19 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
       }
     },
 
+    /** Enqueues one job per effect of these sessions. */
+    async enqueueSessionEffects(
+      sessions: readonly SessionEffects[],
+      policy: EffectRetryPolicy,
+    ): Promise<void> {
+      await this.enqueueEffects(
+        sessions.flatMap((s) =>
+          s.effects.map((kind) => ({ sessionId: s.sessionId, deviceId: s.deviceId, kind })),
+        ),
+        policy,
+      );
+    },
+
     /**
      * Hands the effects of many sessions to dispatch jobs (DISPATCH_CHUNK sessions each) that enqueue
      * them, in one round trip: a mass disconnect waits for a few small adds instead of one per

@@ -51,12 +51,10 @@ export function createServices(config: BackedConfig, name: string, poolMax = 10)
     scheduler,
     settings,
     enqueueEffects: (done) =>
-      queues.enqueueEffects(
-        done.flatMap((d) =>
-          d.effects.map((kind) => ({ sessionId: d.sessionId, deviceId: d.deviceId, kind })),
-        ),
-        { attempts: config.EFFECT_ATTEMPTS, backoffMs: config.EFFECT_BACKOFF_MS },
-      ),
+      queues.enqueueSessionEffects(done, {
+        attempts: config.EFFECT_ATTEMPTS,
+        backoffMs: config.EFFECT_BACKOFF_MS,
+      }),
     readiness: {
       postgres: () => db.raw('SELECT 1'),
       redis: () => redis.ping(),
