@@ -60,8 +60,13 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
    * theirs: the round is held (a miss for nobody), at most `massSilenceMaxHeldRounds` in a row, so a
    * real site-wide outage is still detected, late by a bounded number of rounds.
    */
-  async function holdOnMassSilence(n: number, settings: SettingValues): Promise<boolean> {
-    const { connected, missed } = await deps.liveness.silenceOf(n);
+  async function holdOnMassSilence(
+    n: number,
+    validShards: readonly number[],
+    settings: SettingValues,
+  ): Promise<boolean> {
+    // Only the shards the round was valid for: elsewhere nobody could have been heard.
+    const { connected, missed } = await deps.liveness.silenceOf(n, validShards);
     const massive =
       missed > settings['device.massSilenceRatio'] * connected &&
       missed >= settings['device.massSilenceMinDevices'];
@@ -104,7 +109,7 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
     const outcome = meta?.outcome ?? 'unknown';
     if (outcome !== 'valid') return { round: n, outcome, disconnected: 0, reconnected: 0 };
     const settings = await deps.settings();
-    if (await holdOnMassSilence(n, settings))
+    if (await holdOnMassSilence(n, meta!.validShards, settings))
       return { round: n, outcome: 'held', disconnected: 0, reconnected: 0 };
     const max = settings['device.healthcheckMaxConsecutiveMisses'];
     let disconnected = 0;

@@ -2,15 +2,18 @@ import type { Job } from 'bullmq';
 import type { Logger } from '../src/logger';
 import { healthcheck, type HealthcheckMessage } from '../src/moth/codec';
 import type { Metrics } from '../src/metrics';
-import type { GatewayRegistry, Rounds } from '../src/redis/rounds';
+import { validShards } from '../src/domain/rounds';
+import type { Rounds } from '../src/redis/rounds';
+import { SHARED_BUS, type ShardLeases } from '../src/redis/shard-leases';
 
 export const name = 'issue-round';
 
 export interface IssueRoundDeps {
   readonly rounds: Rounds;
-  readonly gateways: GatewayRegistry;
-  /** Sends on the device-management channel; rejects when the Moth session is down. */
-  readonly broadcast: (message: HealthcheckMessage) => Promise<void>;
+  readonly leases: Pick<ShardLeases, 'all'>;
+  readonly shards: number;
+  /** Announces the round to every gateway, which sends HEALTHCHECK on the buses it holds. */
+  readonly announce: (round: number, message: HealthcheckMessage) => Promise<void>;
   readonly intervalSeconds: () => Promise<number>;
   /** Re-creates the liveness index after Redis lost it (no-op when it is intact). */
   readonly ensureLivenessState: () => Promise<void>;
@@ -32,8 +35,8 @@ export function scheduledTime(job: Pick<Job, 'id' | 'timestamp' | 'delay'>): num
 }
 
 /**
- * One scheduler tick: issue round n (advance the counter, broadcast HEALTHCHECK), which closes round
- * n-1: decide whether n-1 was valid and enqueue its single evaluation.
+ * One scheduler tick: issue round n (advance the counter, announce it to the gateways), which closes
+ * round n-1: decide for which shards n-1 was valid and enqueue its single evaluation.
  */
 export function createIssueRound(deps: IssueRoundDeps) {
   const now = deps.now ?? Date.now;
@@ -60,23 +63,35 @@ export function createIssueRound(deps: IssueRoundDeps) {
     let previous: 'valid' | 'void' | null = null;
     const prev = round > 1 ? await deps.rounds.meta(round - 1) : null;
     if (prev && prev.outcome === null) {
-      const heard = prev.broadcast && (await deps.gateways.heldSince(prev.issuedAt, t));
-      previous = heard ? 'valid' : 'void';
-      await deps.rounds.close(round - 1, previous);
+      const valid = prev.broadcast
+        ? validShards({
+            shards: deps.shards,
+            issuedAt: prev.issuedAt,
+            intervalMs: prev.intervalSeconds * 1000,
+            opened: await deps.rounds.openedBy(round - 1),
+            holds: await deps.leases.all(),
+            now: t,
+            sharedBus: SHARED_BUS,
+          })
+        : [];
+      previous = valid.length > 0 ? 'valid' : 'void';
+      await deps.rounds.close(round - 1, valid);
       deps.metrics.rounds.inc({ outcome: previous });
-      if (previous === 'void')
-        deps.logger.warn({ round: round - 1 }, 'round void: no gateway heard it throughout');
+      if (valid.length < deps.shards)
+        deps.logger.warn(
+          { round: round - 1, voidShards: deps.shards - valid.length },
+          valid.length === 0 ? 'round void: no gateway heard it throughout' : 'round void for some shards',
+        );
     }
     if (prev) await deps.enqueueEvaluation(round - 1);
 
     const meta = await deps.rounds.meta(round);
     if (fresh || !meta?.broadcast) {
       try {
-        await deps.broadcast(healthcheck(round, intervalSeconds, new Date(meta?.issuedAt ?? t)));
-        await deps.rounds.markBroadcast(round);
+        await deps.announce(round, healthcheck(round, intervalSeconds, new Date(meta?.issuedAt ?? t)));
       } catch (err) {
         // Not retried: a late HEALTHCHECK is worse than none. The round will be void.
-        deps.logger.warn({ round, err: (err as Error).message }, 'HEALTHCHECK broadcast failed');
+        deps.logger.warn({ round, err: (err as Error).message }, 'round announcement failed');
       }
     }
     return { round, previous };

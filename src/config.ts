@@ -40,6 +40,18 @@ const envSchema = z.object({
   MOTH_KEY: optionalSecret,
   MOTH_DEVICE_CHANNEL: z.string().min(1).default('device-management'),
   MOTH_CLIENT_CHANNEL: z.string().min(1).default('client-events'),
+  /**
+   * The fleet-wide device bus of earlier versions (`track=base` on MOTH_DEVICE_CHANNEL), kept during
+   * the migration to one bus per device: robots not yet reconfigured are still heard there.
+   */
+  MOTH_SHARED_BUS: z
+    .enum(['true', 'false'])
+    .default('true')
+    .transform((v) => v === 'true'),
+  /** HEALTHCHECKs of one round go out across this spread, so a gateway never bursts them. */
+  MOTH_HEALTHCHECK_SPREAD_MS: z.coerce.number().int().min(0).max(10_000).default(500),
+  /** Devices fall into this many shards; live gateways divide the shards between them. */
+  SHARDS: z.coerce.number().int().min(1).max(4096).default(64),
   MOTH_FRAME_GAP_MS: z.coerce.number().min(0).max(1000).default(5),
   MOTH_PING_SECONDS: z.coerce.number().min(1).max(300).default(10),
   TGDM_URL: optionalUrl,
@@ -58,8 +70,14 @@ export type Env = z.infer<typeof envSchema>;
 
 /** The validated, frozen configuration every process is built from. */
 export interface Config extends Env {
-  /** The Moth paths (path + query) of the platform's two event channels. */
-  readonly channels: { readonly deviceManagement: string; readonly clientEvents: string };
+  /** The Moth paths (path + query) of the platform's channels. */
+  readonly channels: {
+    /** A device's own device-management bus, named by its unguessable bus id. */
+    readonly deviceBus: (busId: string) => string;
+    /** The fleet-wide bus of earlier versions (see MOTH_SHARED_BUS). */
+    readonly sharedDeviceBus: string;
+    readonly clientEvents: string;
+  };
 }
 
 export class ConfigError extends Error {
@@ -80,13 +98,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   return Object.freeze({
     ...e,
     channels: Object.freeze({
-      deviceManagement: busChannelPath(e.MOTH_DEVICE_CHANNEL),
-      clientEvents: busChannelPath(e.MOTH_CLIENT_CHANNEL),
+      deviceBus: (busId: string) => busChannelPath(e.MOTH_DEVICE_CHANNEL, busId),
+      sharedDeviceBus: busChannelPath(e.MOTH_DEVICE_CHANNEL, 'base'),
+      clientEvents: busChannelPath(e.MOTH_CLIENT_CHANNEL, 'base'),
     }),
   });
 }
 
-function busChannelPath(name: string): string {
-  const q = new URLSearchParams({ channel: 'instant', name, source: 'base', track: 'base' });
+function busChannelPath(name: string, track: string): string {
+  const q = new URLSearchParams({ channel: 'instant', name, source: 'base', track });
   return `/pang/ws/meb?${q.toString()}`;
 }

@@ -20,6 +20,17 @@ export function createMetrics(role: string, withDefaults = false) {
       labelNames: ['result'],
       registers,
     }),
+    shardsHeld: new Gauge({
+      name: 'rollcall_gateway_shards_held',
+      help: 'Shards whose device buses this gateway holds',
+      registers,
+    }),
+    busSessions: new Gauge({
+      name: 'rollcall_gateway_bus_sessions',
+      help: 'Device-bus Moth sessions of this gateway, by state (open, down)',
+      labelNames: ['state'],
+      registers,
+    }),
     transitions: new Counter({
       name: 'rollcall_transitions_total',
       help: 'Device status transitions, by target status',

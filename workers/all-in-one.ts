@@ -86,7 +86,7 @@ async function main() {
     metrics,
     readiness: {
       moth: async () => {
-        if (!gateway.deviceChannel.isOpen) throw new Error('device channel session is down');
+        if (!gateway.clientChannel.isOpen) throw new Error('client event session is down');
       },
     },
   });
@@ -105,7 +105,8 @@ async function main() {
       ? `  registration secret ${secret.secret}  (${secret.source === 'env' ? 'from DEVICE_SECRET_KEY' : 'generated on first start, stored hashed: note it now'})`
       : '  registration secret unchanged (stored hashed; set DEVICE_SECRET_KEY or PATCH /server-settings to replace it)',
     `  moth                ${mothUrl}${full.MOTH_URL ? '' : '  (embedded Moth-compatible hub)'}`,
-    `  device channel      ${mothUrl}${full.channels.deviceManagement}`,
+    `  device buses        ${mothUrl}${full.channels.deviceBus('<bus id>')}  (each device's path: channels.deviceManagement of POST /devices)`,
+    ...(full.MOTH_SHARED_BUS ? [`  shared bus (legacy) ${mothUrl}${full.channels.sharedDeviceBus}`] : []),
     `  client events       ${mothUrl}${full.channels.clientEvents}`,
     `  TGDM                ${TGDM_URL}${simulated.includes('TGDM') ? '  (simulator; POST /_sim/faults to inject latency or 5xx)' : ''}`,
     `  Mantis              ${MANTIS_URL}${simulated.includes('Mantis') ? '  (simulator)' : ''}`,

@@ -7,6 +7,10 @@ export interface Device {
   readonly seq: number;
   readonly name: string;
   readonly publicChannel: string;
+  /** Names the device's own device-management bus (its Moth track). */
+  readonly busId: string;
+  /** Where the device was last heard: its own bus, the shared bus of earlier versions, or never. */
+  readonly heardOnBus: 'own' | 'shared' | null;
   readonly tracks: Track[];
   readonly actions: string[];
   readonly status: DeviceStatus;
@@ -23,6 +27,8 @@ interface DeviceRow {
   seq: string;
   name: string;
   public_channel: string;
+  bus_id: string;
+  heard_on_bus: 'own' | 'shared' | null;
   tracks: Track[];
   actions: string[];
   status: DeviceStatus;
@@ -39,6 +45,8 @@ const COLUMNS = [
   'seq',
   'name',
   'public_channel',
+  'bus_id',
+  'heard_on_bus',
   'tracks',
   'actions',
   'status',
@@ -56,6 +64,8 @@ function toDevice(r: DeviceRow): Device {
     seq: Number(r.seq),
     name: r.name,
     publicChannel: r.public_channel,
+    busId: r.bus_id,
+    heardOnBus: r.heard_on_bus,
     tracks: r.tracks,
     actions: r.actions,
     status: r.status,
@@ -72,13 +82,14 @@ export interface NewDevice {
   readonly id: string;
   readonly name: string;
   readonly tokenHash: string;
+  readonly busId: string;
   readonly tracks: readonly Track[];
   readonly actions: readonly string[];
 }
 
 const INSERT_DEVICE_WITH_EVENT = `WITH d AS (
-       INSERT INTO devices (id, name, token_hash, public_channel, tracks, actions)
-       VALUES (?, ?, ?, ?, ?::jsonb, ?::jsonb)
+       INSERT INTO devices (id, name, token_hash, public_channel, bus_id, tracks, actions)
+       VALUES (?, ?, ?, ?, ?, ?::jsonb, ?::jsonb)
        RETURNING ${COLUMNS.join(', ')}
      ), e AS (
        INSERT INTO outbox (event_id, channel, device_id, type, body)
@@ -102,6 +113,7 @@ export async function insertDeviceWithEvent(
       d.name,
       d.tokenHash,
       d.id,
+      d.busId,
       JSON.stringify(d.tracks),
       JSON.stringify(d.actions),
       event.event.eventId,
@@ -109,7 +121,7 @@ export async function insertDeviceWithEvent(
       event.event.type,
       JSON.stringify(event.event),
     ])
-    .options({ name: 'insert-device-with-event' });
+    .options({ name: 'insert-device-with-event-v2' });
   return toDevice(rows[0]!);
 }
 
@@ -195,4 +207,40 @@ export async function lockLiveDevice(q: Queryable, id: string): Promise<Device |
     .forUpdate()
     .first()) as DeviceRow | undefined;
   return row && toDevice(row);
+}
+
+/** A live device's bus, as the gateways hold it. */
+export interface DeviceBus {
+  readonly deviceId: string;
+  readonly busId: string;
+  readonly heardOnBus: 'own' | 'shared' | null;
+}
+
+/** Every live device's bus, in pages of creation order (the gateways keep the ones of their shards). */
+export async function listDeviceBuses(q: Queryable, afterSeq: number, limit: number) {
+  const rows = (await q('devices')
+    .select('id', 'seq', 'bus_id', 'heard_on_bus')
+    .whereNull('deleted_at')
+    .where('seq', '>', afterSeq)
+    .orderBy('seq')
+    .limit(limit)) as { id: string; seq: string; bus_id: string; heard_on_bus: DeviceBus['heardOnBus'] }[];
+  return rows.map((r) => ({
+    seq: Number(r.seq),
+    deviceId: r.id,
+    busId: r.bus_id,
+    heardOnBus: r.heard_on_bus,
+  }));
+}
+
+/** Records on which bus these devices were last heard (written only when it changed). */
+export async function markHeardOnBus(
+  q: Queryable,
+  deviceIds: readonly string[],
+  bus: 'own' | 'shared',
+): Promise<void> {
+  if (deviceIds.length === 0) return;
+  await q('devices')
+    .whereIn('id', deviceIds as string[])
+    .whereRaw('heard_on_bus IS DISTINCT FROM ?', [bus])
+    .update({ heard_on_bus: bus });
 }

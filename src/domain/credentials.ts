@@ -5,6 +5,14 @@ export function newToken(): string {
   return randomBytes(32).toString('base64url');
 }
 
+/**
+ * A new device-bus id: 128 random bits, base64url (22 characters). It names the device's own Moth
+ * track, so knowing it is what lets one join that bus: it is unguessable and unrelated to the token.
+ */
+export function newBusId(): string {
+  return randomBytes(16).toString('base64url');
+}
+
 /** The only form in which a device token is ever stored: its SHA-256, hex. */
 export function tokenHash(token: string): string {
   // One-shot hashing: this runs for every heartbeat.

@@ -6,6 +6,10 @@ import type { HeardBatch, HeartbeatInput, Liveness } from '../redis/liveness';
 
 export interface HeartbeatIngestDeps {
   readonly liveness: Pick<Liveness, 'recordHeartbeats' | 'cacheTokens' | 'forgetDevice'>;
+  /** The round this gateway has open for its shards (a heartbeat counts for it). */
+  readonly openRound: () => number;
+  /** Called with the devices whose heartbeats were accepted, and the bus they came on. */
+  readonly heardOn?: (deviceIds: readonly string[], bus: 'own' | 'shared') => void;
   /** Resolves token hashes the cache does not know, from Postgres. */
   readonly lookupTokens: (hashes: readonly string[]) => Promise<{ tokenHash: string; deviceId: string }[]>;
   /** Makes a device CONNECTED (first or recovered heartbeat); resolves false when it already was. */
@@ -35,33 +39,49 @@ const WRITERS = 3;
 /** How long a token hash that matched no device is refused without asking Postgres again. */
 const NEGATIVE_TTL_MS = 30_000;
 const NEGATIVE_MAX = 100_000;
+/**
+ * Token hash -> device, for heartbeats on the shared bus (which names no device). Revocation does not
+ * depend on it: the shard's cache in Redis holds the tombstone, and a refusal evicts the entry here.
+ */
+const SHARED_CACHE_MAX = 100_000;
 const CONNECT_CONCURRENCY = 16;
+
+/** A heartbeat as it arrived: on a device's own bus (`deviceId`), or on the shared bus (none). */
+interface Arrived {
+  readonly tokenHash: string;
+  readonly deviceId: string | undefined;
+  readonly heardRound: number;
+  readonly round?: number | undefined;
+}
 
 /**
  * Heartbeat ingestion: decodes frames, hashes tokens, and records heard rounds in Redis in batches
- * (one round trip per batch). A device absent from the connected index is connected at once.
- * Malformed frames, unknown or revoked tokens and other message types are dropped and counted.
+ * (one round trip per shard in a batch). A heartbeat counts only with the token of the device whose
+ * bus carried it. A device absent from the connected index is connected at once. Malformed frames,
+ * unknown, revoked or misplaced tokens and other message types are dropped and counted.
  */
 export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
   const maxBatch = deps.maxBatch ?? 1000;
   const maxDelayMs = deps.maxDelayMs ?? 5;
-  let batch: HeartbeatInput[] = [];
+  let batch: Arrived[] = [];
   let timer: NodeJS.Timeout | undefined;
   const writers: Promise<void>[] = Array.from({ length: WRITERS }, () => Promise.resolve());
   let next = 0;
   let queued = 0;
   let paused = false;
   const negative = new Map<string, number>();
+  const sharedCache = new Map<string, string>();
   const count = (result: string, n = 1) => deps.metrics.heartbeats.inc({ result }, n);
 
-  function push(frame: Buffer): void {
+  /** Takes one frame heard on the bus of `deviceId` (undefined: the shared bus). */
+  function push(frame: Buffer, deviceId?: string): void {
     const msg = decodeInbound(frame);
     if (msg.kind === 'malformed') return count('malformed');
     if (msg.kind === 'ignored') return count('ignored');
     const hash = tokenHash(msg.token);
     const refusedUntil = negative.get(hash);
     if (refusedUntil !== undefined && refusedUntil > Date.now()) return count('unknown_token');
-    batch.push({ tokenHash: hash, round: msg.round });
+    batch.push({ tokenHash: hash, deviceId, heardRound: deps.openRound(), round: msg.round });
     if (batch.length >= maxBatch) void flush();
     else timer ??= setTimeout(() => void flush(), maxDelayMs);
   }
@@ -95,7 +115,8 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     return Promise.all(writers).then(() => {});
   }
 
-  async function write(items: HeartbeatInput[]): Promise<void> {
+  async function write(arrived: Arrived[]): Promise<void> {
+    const items = await placeShared(arrived);
     let result: HeardBatch;
     try {
       result = await deps.liveness.recordHeartbeats(items);
@@ -105,34 +126,79 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
       deps.logger.error({ err: (err as Error).message, lost: items.length }, 'could not record heartbeats');
       return;
     }
-    let { heard, stale, revoked } = result;
+    let { heard, stale, revoked, misplaced } = result;
     const fresh = [...result.fresh];
+    const refused = new Set(result.refused);
     let unknown = result.unknown.length;
     if (unknown > 0) {
-      const resolved = await resolveUnknown([...new Set(result.unknown)]);
-      const retry = items.filter((i) => resolved.has(i.tokenHash));
-      unknown -= retry.length;
+      const resolved = await resolveUnknown([...new Set(result.unknown.map((i) => i.tokenHash))]);
+      // A token of a device of another shard than the bus's: misplaced, without asking Redis again.
+      const foreign = result.unknown.filter((i) => (resolved.get(i.tokenHash) ?? i.deviceId) !== i.deviceId);
+      const retry = result.unknown.filter((i) => resolved.get(i.tokenHash) === i.deviceId);
+      unknown -= retry.length + foreign.length;
+      misplaced += foreign.length;
+      for (const i of foreign) refused.add(i);
       if (retry.length > 0) {
         const again = await deps.liveness.recordHeartbeats(retry);
         heard += again.heard;
         stale += again.stale;
         revoked += again.revoked;
+        misplaced += again.misplaced;
         unknown += again.unknown.length;
+        for (const i of [...again.refused, ...again.unknown]) refused.add(i);
         fresh.push(...again.fresh);
       }
+      for (const i of result.unknown) if (!resolved.has(i.tokenHash)) refused.add(i);
     }
     // Counted per batch, not per heartbeat: this is the hot path.
     if (heard) count('accepted', heard);
     if (stale) count('stale', stale);
     if (unknown + revoked) count('unknown_token', unknown + revoked);
+    if (misplaced) count('misplaced', misplaced);
+    if (refused.size > 0) for (const i of refused) sharedCache.delete(i.tokenHash);
+    if (deps.heardOn) reportBuses(items, arrived, refused);
     await connectAll(fresh);
   }
 
-  async function resolveUnknown(hashes: string[]): Promise<Set<string>> {
+  /** Which bus each accepted heartbeat came on, for the devices still on the shared one. */
+  function reportBuses(items: HeartbeatInput[], arrived: Arrived[], refused: Set<HeartbeatInput>) {
+    const own: string[] = [];
+    const shared: string[] = [];
+    const onShared = new Set(arrived.filter((a) => a.deviceId === undefined).map((a) => a.tokenHash));
+    for (const i of items) {
+      if (refused.has(i)) continue;
+      (onShared.has(i.tokenHash) ? shared : own).push(i.deviceId);
+    }
+    if (own.length) deps.heardOn!(own, 'own');
+    if (shared.length) deps.heardOn!(shared, 'shared');
+  }
+
+  /** Names the device of each shared-bus heartbeat from its token (cache, then Postgres). */
+  async function placeShared(arrived: Arrived[]): Promise<HeartbeatInput[]> {
+    const missing = arrived.filter((a) => a.deviceId === undefined && !sharedCache.has(a.tokenHash));
+    if (missing.length > 0) {
+      const hashes = [...new Set(missing.map((a) => a.tokenHash))];
+      const known = await resolveUnknown(hashes);
+      for (const h of hashes) if (!known.has(h)) count('unknown_token');
+    }
+    const out: HeartbeatInput[] = [];
+    for (const a of arrived) {
+      const deviceId = a.deviceId ?? sharedCache.get(a.tokenHash);
+      if (deviceId !== undefined) out.push({ ...a, deviceId });
+    }
+    return out;
+  }
+
+  /** Resolves token hashes from Postgres (caching them in Redis): hash -> device. */
+  async function resolveUnknown(hashes: string[]): Promise<Map<string, string>> {
     try {
       const found = await deps.lookupTokens(hashes);
       await deps.liveness.cacheTokens(found);
-      const known = new Set(found.map((f) => f.tokenHash));
+      const known = new Map(found.map((f) => [f.tokenHash, f.deviceId]));
+      for (const f of found) {
+        if (sharedCache.size >= SHARED_CACHE_MAX) sharedCache.delete(sharedCache.keys().next().value!);
+        sharedCache.set(f.tokenHash, f.deviceId);
+      }
       const until = Date.now() + NEGATIVE_TTL_MS;
       for (const h of hashes) {
         if (known.has(h)) continue;
@@ -142,7 +208,7 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
       return known;
     } catch (err) {
       deps.logger.error({ err: (err as Error).message }, 'token lookup failed');
-      return new Set();
+      return new Map();
     }
   }
 

@@ -4,11 +4,13 @@ import { unauthorized } from '../domain/errors';
 
 export type Caller = { kind: 'operator' } | { kind: 'device'; deviceId: string };
 
-export function bearerToken(ctx: Context): string | undefined {
-  const header = ctx.get('authorization');
-  const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header);
-  return match?.[1];
+/** The token of `Authorization: Bearer <token>`, or of `Device <token>` (TeamGRIT's robots send that). */
+export function bearerToken(ctx: Context, schemes = /^Bearer$/i): string | undefined {
+  const match = /^(\S+)[ ]+(\S+)\s*$/.exec(ctx.get('authorization'));
+  return match && schemes.test(match[1]!) ? match[2] : undefined;
 }
+
+const OPERATOR_OR_DEVICE = /^(Bearer|Device)$/i;
 
 export interface Authenticator {
   /** The operator (admin token) or a device (its own token); 401 otherwise. */
@@ -27,7 +29,7 @@ export function createAuthenticator(
       if (!isAdmin(bearerToken(ctx))) throw unauthorized();
     },
     async caller(ctx) {
-      const token = bearerToken(ctx);
+      const token = bearerToken(ctx, OPERATOR_OR_DEVICE);
       if (!token) throw unauthorized();
       if (isAdmin(token)) return { kind: 'operator' };
       // Looked up by hash: the token itself is never stored, and a DB index lookup leaks no timing

@@ -35,8 +35,8 @@ function canonicalHeartbeatToken(data: Buffer): string | undefined {
 }
 
 /**
- * Decodes one frame. Accepts a HEARTBEAT as binary or text, with only `type` and `token` (as deployed
- * robots send it) and an optional integer `round`. Never throws.
+ * Decodes one frame. Accepts a HEARTBEAT (or a CONNECT, which counts as one) as binary or text, with
+ * only `type` and `token` (as deployed robots send it) and an optional integer `round`. Never throws.
  */
 export function decodeInbound(data: Buffer): Inbound {
   if (data.length > MAX_INBOUND_FRAME_BYTES) return { kind: 'malformed', reason: 'too large' };
@@ -54,7 +54,9 @@ export function decodeInbound(data: Buffer): Inbound {
   }
   const msg = parsed as Record<string, unknown>;
   if (typeof msg.type !== 'string') return { kind: 'malformed', reason: 'no type' };
-  if (msg.type !== 'HEARTBEAT') return { kind: 'ignored', type: msg.type.slice(0, 40) };
+  // TeamGRIT's ICRA-2025 client announces itself with CONNECT before its first HEARTBEAT.
+  if (msg.type !== 'HEARTBEAT' && msg.type !== 'CONNECT')
+    return { kind: 'ignored', type: msg.type.slice(0, 40) };
   const { token, round } = msg;
   if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
     return { kind: 'malformed', reason: 'bad token' };

@@ -1,26 +1,39 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { toBuffer } from './frames';
 
 /**
- * A Moth-compatible hub for development and tests, behaving as TeamGRIT's Moth Lite was observed to:
- * `/pang/ws/pub|sub|meb`, instant channels, source/track separation, frames relayed byte for byte
- * (text stays text, binary stays binary), a text frame kept as the Track's MIME description and
- * replayed to later joiners, meb delivering to every member but the sender, one publisher per track
- * unless `style=multi`, the channel key, the idle timeout, no pong answers, errors as a dropped TCP
- * connection (1006), and lossy bursts: each sender's frames pass through a small ring polled every
- * few milliseconds, so frames sent back to back are mostly lost while paced frames all arrive.
+ * A Moth-compatible hub for development and tests that loses, drops and refuses where TeamGRIT's Moth
+ * Lite does (measured on v1.1.7.5; see the README's Moth section):
+ *
+ * - one ring of 20 slots per (channel, source, track), shared by every sender on it; each reader polls
+ *   it every 1 ms and, when more than 2 slots behind, jumps to the newest slot and loses the rest;
+ * - `meb`: every member's frame to every other meb member, never back to the sender; `pub` frames reach
+ *   subs and meb members; `sub` frames reach the pub(s) only with `mode=bundle` on both sides;
+ *   `style=multi` lets several pubs share a track, a second pub without it is dropped;
+ * - keepalive: pings keep only meb sessions alive; a pub that sends no data, or a sub that receives
+ *   none, is dropped at `timeout` (default 30 s) however often it pings; pongs are never sent;
+ * - the first joiner of an instant channel sets its key, later joiners must match;
+ * - a text frame is the track's MIME, replayed to later joiners; one starting with `REXT` (an
+ *   extended command, one kind of which crashes the real server) is dropped and counted;
+ * - a member that stops reading is dropped once its unsent data passes a bound;
+ * - every refusal and error is a dropped TCP connection (the client sees 1006).
  */
 export interface HubOptions {
   readonly port?: number;
   readonly host?: string;
-  /** When set, every connection must carry `key=<this>`. */
+  /** When set, every channel is registered with this key: every connection must carry `key=<this>`. */
   readonly key?: string;
-  /** Frames kept per sender between two polls (Moth Lite: about 2). 0 disables the loss model. */
-  readonly ringCapacity?: number;
-  /** Poll period of the rings, ms. */
+  /** Slots of a track's ring (Moth Lite: 20). */
+  readonly ringSlots?: number;
+  /** A reader more than this many slots behind jumps to the newest (Moth Lite: 2). */
+  readonly maxBehind?: number;
+  /** Poll period of every reader, ms (Moth Lite: 1). */
   readonly pollMs?: number;
+  /** Unsent bytes a member may hold before it is dropped (Moth Lite: what kernel buffers take). */
+  readonly maxUnsentBytes?: number;
 }
 
 type Role = 'pub' | 'sub' | 'meb';
@@ -28,7 +41,14 @@ type Role = 'pub' | 'sub' | 'meb';
 interface Member {
   readonly ws: WebSocket;
   readonly role: Role;
+  readonly bundle: boolean;
   readonly track: TrackState;
+  /** Sequence number of the last slot this reader looked at. */
+  cursor: number;
+  /** This reader's poll phase within `pollMs` (readers poll independently). */
+  readonly phase: number;
+  /** Restarts the idle timeout. */
+  readonly keepAlive: () => void;
 }
 
 interface Frame {
@@ -36,38 +56,88 @@ interface Frame {
   readonly binary: boolean;
 }
 
+interface Slot {
+  readonly seq: number;
+  /** When the hub took the frame (performance.now()). */
+  readonly at: number;
+  readonly frame: Frame;
+  readonly sender: Member;
+}
+
+interface ChannelState {
+  readonly id: string;
+  /** Set by whoever created the channel; undefined leaves it open to all. */
+  readonly key: string | undefined;
+  members: number;
+}
+
 interface TrackState {
   readonly id: string;
+  readonly channel: ChannelState;
   readonly members: Set<Member>;
+  readonly ring: Slot[];
+  seq: number;
   mime?: Frame;
-  /** Frames waiting for the next poll, per sender. */
-  readonly rings: Map<Member, Frame[]>;
-  timer?: NodeJS.Timeout;
 }
 
 const XID = /^[0-9a-v]{20}$/;
+const EXTENDED_COMMAND = Buffer.from('REXT');
 
 export interface HubStats {
+  /** Frames handed to a member's socket. */
   relayed: number;
-  droppedInRing: number;
+  /** Frames a reader skipped because it was too far behind (lost as on Moth Lite). */
+  lostBehind: number;
   rejected: number;
+  /** `REXT` text frames dropped. */
+  extendedDropped: number;
+  /** Members dropped for not reading. */
+  slowDropped: number;
+  /** Members dropped at their idle timeout. */
+  idleDropped: number;
+}
+
+interface Accepted {
+  readonly role: Role;
+  readonly channelId: string;
+  readonly key: string | undefined;
+  readonly trackId: string;
+  readonly bundle: boolean;
+  readonly timeoutMs: number;
 }
 
 export class MothHub {
+  private readonly channels = new Map<string, ChannelState>();
   private readonly tracks = new Map<string, TrackState>();
+  /** Tracks with slots some reader has not looked at yet. */
+  private readonly pending = new Set<TrackState>();
   private readonly wss = new WebSocketServer({
     noServer: true,
     autoPong: false,
     maxPayload: 16 * 1024 * 1024,
   });
   private server?: Server;
-  private readonly ringCapacity: number;
+  private ticker?: NodeJS.Timeout;
+  private readonly ringSlots: number;
+  private readonly maxBehind: number;
   private readonly pollMs: number;
-  readonly stats: HubStats = { relayed: 0, droppedInRing: 0, rejected: 0 };
+  private readonly maxUnsentBytes: number;
+  readonly stats: HubStats = {
+    relayed: 0,
+    lostBehind: 0,
+    rejected: 0,
+    extendedDropped: 0,
+    slowDropped: 0,
+    idleDropped: 0,
+  };
 
   constructor(private readonly options: HubOptions = {}) {
-    this.ringCapacity = options.ringCapacity ?? 2;
-    this.pollMs = options.pollMs ?? 4;
+    this.ringSlots = options.ringSlots ?? 20;
+    this.maxBehind = options.maxBehind ?? 2;
+    this.pollMs = options.pollMs ?? 1;
+    this.maxUnsentBytes = options.maxUnsentBytes ?? 4 * 1024 * 1024;
+    if (this.ringSlots < 1 || this.maxBehind < 1 || this.pollMs <= 0)
+      throw new Error('ringSlots, maxBehind and pollMs must be positive');
   }
 
   /** Listens; resolves with the `ws://` base URL. */
@@ -79,7 +149,7 @@ export class MothHub {
     server.on('upgrade', (req, socket, head) => {
       const accepted = this.accept(req);
       this.wss.handleUpgrade(req, socket, head, (ws) => {
-        if (accepted) return this.join(ws, accepted);
+        if (accepted && this.admit(accepted)) return this.join(ws, accepted);
         // Moth says nothing: it drops the TCP connection (the client sees 1006).
         this.stats.rejected++;
         ws.terminate();
@@ -101,8 +171,11 @@ export class MothHub {
   /** Drops every connection (as a crashed or restarted hub would) and stops listening. */
   async stop(): Promise<void> {
     for (const client of this.wss.clients) client.terminate();
-    for (const t of this.tracks.values()) clearInterval(t.timer);
+    clearInterval(this.ticker);
+    this.ticker = undefined;
     this.tracks.clear();
+    this.channels.clear();
+    this.pending.clear();
     const server = this.server;
     this.server = undefined;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -113,9 +186,12 @@ export class MothHub {
     return this.tracks.get(`instant:${channelName}/${source}/${track}`)?.members.size ?? 0;
   }
 
-  private accept(
-    req: IncomingMessage,
-  ): { role: Role; trackId: string; multi: boolean; timeoutMs: number } | null {
+  /** Number of open sessions, all channels together. */
+  get sessions(): number {
+    return this.wss.clients.size;
+  }
+
+  private accept(req: IncomingMessage): Accepted | null {
     const url = new URL(req.url ?? '/', 'http://hub');
     const role = /^\/pang\/ws\/(pub|sub|meb)$/.exec(url.pathname)?.[1] as Role | undefined;
     if (!role) return null;
@@ -124,95 +200,171 @@ export class MothHub {
     let channelId: string;
     if (channel === 'instant') {
       const name = q.get('name');
-      if (!name) return null;
-      channelId = `instant:${name}`;
+      // A meb without a name is accepted (measured); pub and sub need one.
+      if (!name && role !== 'meb') return null;
+      channelId = `instant:${name ?? ''}`;
     } else if (channel && XID.test(channel)) {
       channelId = `xid:${channel}`;
     } else return null;
-    if (this.options.key !== undefined && q.get('key') !== this.options.key) return null;
+    const key = q.get('key') ?? undefined;
+    if (this.options.key !== undefined && key !== this.options.key) return null;
     const timeout = Number(q.get('timeout') ?? 30);
     if (!Number.isFinite(timeout) || timeout <= 0) return null;
     const source = q.get('source') ?? 'base';
     const track = q.get('track') ?? 'video';
     const trackId = `${channelId}/${source}/${track}`;
-    const multi = q.get('style') === 'multi';
-    if (role === 'pub' && !multi) {
+    if (role === 'pub' && q.get('style') !== 'multi') {
       const existing = this.tracks.get(trackId);
       if (existing && [...existing.members].some((m) => m.role === 'pub')) return null;
     }
-    return { role, trackId, multi, timeoutMs: timeout * 1000 };
+    return { role, channelId, key, trackId, bundle: q.get('mode') === 'bundle', timeoutMs: timeout * 1000 };
   }
 
-  private join(ws: WebSocket, a: { role: Role; trackId: string; timeoutMs: number }) {
+  /** The channel's key check: its creator set the key; a keyless creator left it open. */
+  private admit(a: Accepted): boolean {
+    const channel = this.channels.get(a.channelId);
+    return !channel || channel.key === undefined || channel.key === a.key;
+  }
+
+  private join(ws: WebSocket, a: Accepted) {
+    let channel = this.channels.get(a.channelId);
+    if (!channel) {
+      channel = { id: a.channelId, key: a.key, members: 0 };
+      this.channels.set(a.channelId, channel);
+    }
+    channel.members++;
     let track = this.tracks.get(a.trackId);
     if (!track) {
-      track = { id: a.trackId, members: new Set(), rings: new Map() };
+      track = { id: a.trackId, channel, members: new Set(), ring: [], seq: 0 };
       this.tracks.set(a.trackId, track);
     }
-    const member: Member = { ws, role: a.role, track };
-    track.members.add(member);
-    if (track.mime && a.role !== 'pub') ws.send(track.mime.data, { binary: track.mime.binary });
 
-    // Idle timeout: any frame from the client (pings included) keeps the connection; none answered.
-    let idle: NodeJS.Timeout;
-    const arm = () => {
+    let idle: NodeJS.Timeout | undefined;
+    const keepAlive = () => {
       clearTimeout(idle);
-      idle = setTimeout(() => ws.terminate(), a.timeoutMs);
+      idle = setTimeout(() => {
+        this.stats.idleDropped++;
+        ws.terminate();
+      }, a.timeoutMs);
     };
-    arm();
-    ws.on('ping', arm);
+    const member: Member = {
+      ws,
+      role: a.role,
+      bundle: a.bundle,
+      track,
+      cursor: track.seq,
+      phase: Math.random() * this.pollMs,
+      keepAlive,
+    };
+    track.members.add(member);
+    keepAlive();
+    if (track.mime) this.send(member, track.mime);
+
+    // Pings keep a meb session alive, nothing else: a pub must send, a sub must receive.
+    if (a.role === 'meb') ws.on('ping', keepAlive);
     ws.on('message', (data: RawData, isBinary: boolean) => {
-      arm();
-      if (member.role === 'sub') return;
+      if (member.role !== 'sub') keepAlive();
+      if (member.role === 'sub' && !member.bundle) return;
       const frame = { data: toBuffer(data), binary: isBinary };
-      if (!isBinary) track.mime = frame;
+      if (!isBinary) {
+        if (frame.data.subarray(0, EXTENDED_COMMAND.length).equals(EXTENDED_COMMAND)) {
+          this.stats.extendedDropped++;
+          return;
+        }
+        if (member.role !== 'sub') track.mime = frame;
+      }
       this.enqueue(track, member, frame);
     });
     ws.on('close', () => {
       clearTimeout(idle);
       track.members.delete(member);
-      track.rings.delete(member);
       if (track.members.size === 0) {
-        clearInterval(track.timer);
         this.tracks.delete(track.id);
+        this.pending.delete(track);
       }
+      if (--channel.members === 0) this.channels.delete(channel.id);
     });
     ws.on('error', () => ws.terminate());
   }
 
   private enqueue(track: TrackState, sender: Member, frame: Frame) {
-    if (this.ringCapacity === 0) {
-      this.deliver(track, sender, frame);
-      return;
-    }
-    let ring = track.rings.get(sender);
-    if (!ring) track.rings.set(sender, (ring = []));
-    ring.push(frame);
-    if (ring.length > this.ringCapacity) {
-      ring.shift();
-      this.stats.droppedInRing++;
-    }
-    track.timer ??= setInterval(() => this.poll(track), this.pollMs);
+    track.ring.push({ seq: ++track.seq, at: performance.now(), frame, sender });
+    if (track.ring.length > this.ringSlots) track.ring.shift();
+    this.pending.add(track);
+    this.ticker ??= setInterval(() => this.tick(), this.pollMs);
   }
 
-  private poll(track: TrackState) {
-    if (track.rings.size === 0) {
-      clearInterval(track.timer);
-      track.timer = undefined;
+  /**
+   * Plays every reader's polls up to now. A frame is seen by the reader's first poll at or after its
+   * arrival (by arrival time, so a late timer here loses no more than Moth would); a poll that finds
+   * more than `maxBehind` new slots reads only the newest.
+   */
+  private tick() {
+    if (this.pending.size === 0) {
+      clearInterval(this.ticker);
+      this.ticker = undefined;
       return;
     }
-    const rings = [...track.rings];
-    track.rings.clear();
-    for (const [sender, frames] of rings) for (const frame of frames) this.deliver(track, sender, frame);
+    const now = performance.now();
+    for (const track of this.pending) {
+      let caughtUp = true;
+      for (const m of track.members) if (!this.poll(track, m, now)) caughtUp = false;
+      const oldest = Math.min(...[...track.members].map((m) => m.cursor));
+      while (track.ring.length > 0 && track.ring[0]!.seq <= oldest) track.ring.shift();
+      if (caughtUp) this.pending.delete(track);
+    }
   }
 
-  private deliver(track: TrackState, sender: Member, frame: Frame) {
-    for (const m of track.members) {
-      if (m === sender) continue;
-      if (sender.role === 'pub' && m.role !== 'sub') continue;
-      if (m.ws.readyState !== m.ws.OPEN) continue;
-      m.ws.send(frame.data, { binary: frame.binary });
-      this.stats.relayed++;
+  /** One reader's polls up to `now`; true when it has looked at every slot. */
+  private poll(track: TrackState, m: Member, now: number): boolean {
+    const ring = track.ring;
+    let i = ring.findIndex((s) => s.seq > m.cursor);
+    if (i < 0) return true;
+    // Slots overwritten before this reader looked at them count as behind.
+    let overwritten = ring[i]!.seq - m.cursor - 1;
+    while (i < ring.length) {
+      const pollAt = this.pollAfter(ring[i]!.at, m.phase);
+      if (pollAt > now) return false;
+      let j = i;
+      while (j + 1 < ring.length && this.pollAfter(ring[j + 1]!.at, m.phase) === pollAt) j++;
+      const found = j - i + 1 + overwritten;
+      if (found > this.maxBehind) {
+        this.stats.lostBehind += found - 1;
+        this.relay(m, ring[j]!);
+      } else for (let k = i; k <= j; k++) this.relay(m, ring[k]!);
+      overwritten = 0;
+      m.cursor = ring[j]!.seq;
+      i = j + 1;
+    }
+    return true;
+  }
+
+  private pollAfter(at: number, phase: number): number {
+    return Math.ceil((at - phase) / this.pollMs) * this.pollMs + phase;
+  }
+
+  /** Who hears whom: meb to meb, pub to sub and meb, sub to pub when both are bundles. */
+  private relay(to: Member, slot: Slot) {
+    const from = slot.sender;
+    if (to === from) return;
+    const hears =
+      from.role === 'meb'
+        ? to.role === 'meb'
+        : from.role === 'pub'
+          ? to.role !== 'pub'
+          : to.role === 'pub' && to.bundle;
+    if (hears) this.send(to, slot.frame);
+  }
+
+  private send(to: Member, frame: Frame) {
+    const ws = to.ws;
+    if (ws.readyState !== ws.OPEN) return;
+    ws.send(frame.data, { binary: frame.binary });
+    this.stats.relayed++;
+    if (to.role === 'sub') to.keepAlive();
+    if (ws.bufferedAmount > this.maxUnsentBytes) {
+      this.stats.slowDropped++;
+      ws.terminate();
     }
   }
 }

@@ -18,18 +18,36 @@ export function createRedis(url: string, role: 'producer' | 'worker', name?: str
     : new Redis(url, { ...common, maxRetriesPerRequest: 1, enableOfflineQueue: true, connectTimeout: 3000 });
 }
 
-/** Redis keys of our own (not BullMQ's), under the queue prefix so a `{tag}` prefix keeps them in one slot. */
+/**
+ * Redis keys of our own (not BullMQ's). Fleet-wide keys live under the queue prefix (a `{tag}` prefix
+ * keeps them in one slot). The liveness state is per shard: each shard's keys share the hash tag
+ * `{s<n>}` (the prefix's own braces removed), so on a Redis Cluster the shards spread over the masters
+ * and every script touches one slot.
+ */
 export function redisKeys(prefix: string) {
   const k = (name: string) => `${prefix}:${name}`;
+  const bare = prefix.replace(/[{}]/g, '');
+  const shard = (s: number) => {
+    const sk = (name: string) => `${bare}:{s${s}}:${name}`;
+    return {
+      tokens: sk('tokens'),
+      heard: sk('heard'),
+      lastSeen: sk('last-seen'),
+      validRounds: sk('rounds:valid'),
+      claimed: (n: number) => sk(`claimed:${n}`),
+    };
+  };
   return {
     badSecret: (address: string) => k(`rate:bad-secret:${address}`),
-    tokens: k('tokens'),
-    heard: k('heard'),
-    lastSeen: k('last-seen'),
+    shard,
+    /** Which gateway holds which shard, and since when it has held every session of it. */
+    shardLeases: k('shard-leases'),
+    /** Per round: which gateway opened it on which shard, and when. */
+    roundOpened: (n: number) => k(`round:${n}:opened`),
+    /** Pub/sub channel announcing each issued round to every gateway. */
+    roundsIssued: k('rounds-issued'),
     round: k('round'),
     roundMeta: (n: number) => k(`round:${n}`),
-    validRounds: k('rounds:valid'),
-    claimed: (n: number) => k(`claimed:${n}`),
     gateways: k('gateways'),
     livenessSeeded: k('liveness:seeded'),
     livenessSeedLock: k('liveness:seed-lock'),

@@ -1,6 +1,8 @@
 import type { Redis, Result } from 'ioredis';
 import type { RedisKeys } from './connection';
 
+import { shardOf } from '../domain/shards';
+
 /** What a batch of heartbeats did, as decided atomically in Redis. */
 export interface HeardBatch {
   /** Heartbeats that counted for the round open when they arrived (the fresh ones included). */
@@ -9,14 +11,22 @@ export interface HeardBatch {
   stale: number;
   /** Rotated or deleted tokens, refused without a lookup. */
   revoked: number;
-  /** Token hashes the cache does not know, one per heartbeat: the caller resolves them from Postgres. */
-  readonly unknown: string[];
+  /** Tokens of another device than the one whose bus carried them: refused. */
+  misplaced: number;
+  /** Heartbeats whose token hash the cache does not know: the caller resolves them from Postgres. */
+  readonly unknown: HeartbeatInput[];
+  /** Heartbeats refused as revoked or misplaced (the others, unknown and stale aside, were heard). */
+  readonly refused: HeartbeatInput[];
   /** Devices that were not in the connected index (a first or recovered heartbeat), once each. */
   readonly fresh: { deviceId: string; round: number }[];
 }
 
 export interface HeartbeatInput {
   readonly tokenHash: string;
+  /** The device whose bus carried the heartbeat: the token must be its own. */
+  readonly deviceId: string;
+  /** The round its shard had open when it arrived. */
+  readonly heardRound: number;
   /** The round the device echoed, if it did. */
   readonly round?: number | undefined;
 }
@@ -28,30 +38,36 @@ export interface Claimed {
   readonly lastSeenMs: number | null;
 }
 
-// Records a batch of heartbeats in one round trip: resolves each token hash through the cache,
-// stamps the device with the round open right now (read here, so no process needs a clock or a
-// cached round), and says which devices were absent from the connected index. One bulk command per
-// step, and an answer that names only the exceptions: this is the hot path of the whole service.
-// ARGV: now, the echoed rounds ('' when none echoed, else one comma-separated field per heartbeat,
-// empty where none), then one token hash per heartbeat. Returns round, stale, revoked, the number of
-// unknown hashes, their positions (1-based), then the id of each device absent from the index.
+// Records a batch of heartbeats of one shard in one round trip: checks each token hash against the
+// cache (it must name the device whose bus carried it), stamps the device with the round its shard
+// had open when the heartbeat arrived, and says which devices were absent from the connected index.
+// One bulk command per step, and an answer that names only the exceptions: this is the hot path.
+// KEYS: the shard's tokens, heard, last-seen. ARGV: now, the heard round, the echoed rounds ('' when
+// none echoed, else one comma-separated field per heartbeat, empty where none), then per heartbeat its
+// token hash and the device its bus belongs to. Returns the number of stale echoes, of revoked, of
+// misplaced and of unknown tokens, the positions (1-based) of those refused in that order, then the id
+// of each device absent from the index.
 const INGEST = `
-local round = tonumber(redis.call('GET', KEYS[4]) or '0')
-local now, n = ARGV[1], #ARGV - 2
-local hashes = {}
-for i = 1, n do hashes[i] = ARGV[i + 2] end
+local now, round = ARGV[1], tonumber(ARGV[2])
+local n = (#ARGV - 3) / 2
+local hashes, expected = {}, {}
+for i = 1, n do
+  hashes[i] = ARGV[2 * i + 2]
+  expected[i] = ARGV[2 * i + 3]
+end
 local ids = redis.call('HMGET', KEYS[1], unpack(hashes))
 local echoes = {}
-if ARGV[2] ~= '' then
+if ARGV[3] ~= '' then
   local i = 0
-  for e in string.gmatch(ARGV[2] .. ',', '([^,]*),') do i = i + 1; echoes[i] = e end
+  for e in string.gmatch(ARGV[3] .. ',', '([^,]*),') do i = i + 1; echoes[i] = e end
 end
-local stale, revoked, unknown = 0, 0, {}
+local stale, revoked, misplaced, unknown = 0, {}, {}, {}
 local live, scored, seen, k = {}, {}, {}, 0
 for i = 1, n do
   local id = ids[i]
   if not id then unknown[#unknown + 1] = i
-  elseif id == '-' then revoked = revoked + 1
+  elseif id == '-' then revoked[#revoked + 1] = i
+  elseif id ~= expected[i] then misplaced[#misplaced + 1] = i
   elseif echoes[i] and echoes[i] ~= '' and tonumber(echoes[i]) < round then stale = stale + 1
   else
     k = k + 1
@@ -62,7 +78,9 @@ for i = 1, n do
     seen[2 * k] = now
   end
 end
-local out = {round, stale, revoked, #unknown}
+local out = {stale, #revoked, #misplaced, #unknown}
+for j = 1, #revoked do out[#out + 1] = revoked[j] end
+for j = 1, #misplaced do out[#out + 1] = misplaced[j] end
 for j = 1, #unknown do out[#out + 1] = unknown[j] end
 if k > 0 then
   local prev = redis.call('ZMSCORE', KEYS[2], unpack(live))
@@ -79,9 +97,9 @@ if k > 0 then
 end
 return out`;
 
-// Moves the devices that missed more than max consecutive valid rounds out of the connected index
-// into a claim list for round n, atomically, and returns the claim list (including what a crashed
-// earlier run claimed). ARGV: n, max, limit.
+// Moves the devices that missed more than max consecutive valid rounds of their shard out of the
+// shard's connected index into a claim list for round n, atomically, and returns the claim list
+// (including what a crashed earlier run claimed). ARGV: n, max, limit.
 const CLAIM = `
 local n = tonumber(ARGV[1])
 local max = tonumber(ARGV[2])
@@ -109,7 +127,6 @@ declare module 'ioredis' {
       tokens: string,
       heard: string,
       lastSeen: string,
-      round: string,
       ...args: string[]
     ): Result<(number | string)[], Context>;
     rollcallClaim(
@@ -125,42 +142,75 @@ declare module 'ioredis' {
 /** Heartbeats per INGEST call: Lua's unpack() is limited to a few thousand values. */
 const INGEST_CHUNK = 1000;
 
-/** The hot liveness state in Redis: token cache, connected index, last-seen times, claims. */
-export function createLiveness(redis: Redis, keys: RedisKeys) {
-  redis.defineCommand('rollcallIngest', { numberOfKeys: 4, lua: INGEST });
+/** Groups items by a key, keeping their order within each group. */
+function groupBy<T, K>(items: readonly T[], key: (item: T) => K): Map<K, T[]> {
+  const out = new Map<K, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const group = out.get(k);
+    if (group) group.push(item);
+    else out.set(k, [item]);
+  }
+  return out;
+}
+
+/**
+ * The hot liveness state in Redis, per shard: token cache, connected index, last-seen times, valid
+ * rounds, claims. Every call touches the keys of one shard per command.
+ */
+export function createLiveness(redis: Redis, keys: RedisKeys, shards: number) {
+  redis.defineCommand('rollcallIngest', { numberOfKeys: 3, lua: INGEST });
   redis.defineCommand('rollcallClaim', { numberOfKeys: 4, lua: CLAIM });
+  const shardKeys = (deviceId: string) => keys.shard(shardOf(deviceId, shards));
+  const byShard = <T>(items: readonly T[], id: (item: T) => string) =>
+    groupBy(items, (item) => shardOf(id(item), shards));
+  const allShards = Array.from({ length: shards }, (_, s) => s);
+
+  async function ingestChunk(chunk: readonly HeartbeatInput[], nowMs: number, out: HeardBatch) {
+    const k = shardKeys(chunk[0]!.deviceId);
+    const round = chunk[0]!.heardRound;
+    const echoes = chunk.some((h) => h.round !== undefined)
+      ? chunk.map((h) => (h.round === undefined ? '' : String(h.round))).join(',')
+      : '';
+    const args: string[] = [String(nowMs), String(round), echoes];
+    for (const h of chunk) args.push(h.tokenHash, h.deviceId);
+    const reply = await redis.rollcallIngest(k.tokens, k.heard, k.lastSeen, ...args);
+    const [stale, revoked, misplaced, unknown] = reply.slice(0, 4).map(Number) as [
+      number,
+      number,
+      number,
+      number,
+    ];
+    const refused = revoked + misplaced;
+    for (let i = 4; i < 4 + refused; i++) out.refused.push(chunk[Number(reply[i]) - 1]!);
+    for (let i = 4 + refused; i < 4 + refused + unknown; i++) out.unknown.push(chunk[Number(reply[i]) - 1]!);
+    for (let i = 4 + refused + unknown; i < reply.length; i++)
+      out.fresh.push({ deviceId: String(reply[i]), round });
+    out.heard += chunk.length - stale - revoked - misplaced - unknown;
+    out.stale += stale;
+    out.revoked += revoked;
+    out.misplaced += misplaced;
+  }
 
   return {
-    /** Records a batch of heartbeats; one round trip per INGEST_CHUNK heartbeats. */
+    shards,
+    /** Records a batch of heartbeats: one round trip per shard and heard round (and INGEST_CHUNK). */
     async recordHeartbeats(batch: readonly HeartbeatInput[], nowMs = Date.now()): Promise<HeardBatch> {
-      const out: HeardBatch = { heard: 0, stale: 0, revoked: 0, unknown: [], fresh: [] };
-      for (let start = 0; start < batch.length; start += INGEST_CHUNK) {
-        const chunk = batch.length <= INGEST_CHUNK ? batch : batch.slice(start, start + INGEST_CHUNK);
-        const echoes = chunk.some((h) => h.round !== undefined)
-          ? chunk.map((h) => (h.round === undefined ? '' : String(h.round))).join(',')
-          : '';
-        const reply = await redis.rollcallIngest(
-          keys.tokens,
-          keys.heard,
-          keys.lastSeen,
-          keys.round,
-          String(nowMs),
-          echoes,
-          ...chunk.map((h) => h.tokenHash),
-        );
-        const [round, stale, revoked, unknown] = reply.slice(0, 4).map(Number) as [
-          number,
-          number,
-          number,
-          number,
-        ];
-        for (let i = 4; i < 4 + unknown; i++) out.unknown.push(chunk[Number(reply[i]) - 1]!.tokenHash);
-        for (let i = 4 + unknown; i < reply.length; i++)
-          out.fresh.push({ deviceId: String(reply[i]), round });
-        out.heard += chunk.length - stale - revoked - unknown;
-        out.stale += stale;
-        out.revoked += revoked;
-      }
+      const out: HeardBatch = {
+        heard: 0,
+        stale: 0,
+        revoked: 0,
+        misplaced: 0,
+        unknown: [],
+        refused: [],
+        fresh: [],
+      };
+      const groups = groupBy(batch, (h) => `${shardOf(h.deviceId, shards)}:${h.heardRound}`);
+      const calls: Promise<void>[] = [];
+      for (const group of groups.values())
+        for (let start = 0; start < group.length; start += INGEST_CHUNK)
+          calls.push(ingestChunk(group.slice(start, start + INGEST_CHUNK), nowMs, out));
+      await Promise.all(calls);
       return out;
     },
 
@@ -169,98 +219,128 @@ export function createLiveness(redis: Redis, keys: RedisKeys) {
      * entry: a lookup that raced with a rotation cannot bring a revoked token back.
      */
     async cacheTokens(entries: readonly { tokenHash: string; deviceId: string }[]): Promise<void> {
-      if (entries.length === 0) return;
-      const tx = redis.multi();
-      for (const e of entries) tx.hsetnx(keys.tokens, e.tokenHash, e.deviceId);
-      await tx.exec();
+      await Promise.all(
+        [...byShard(entries, (e) => e.deviceId)].map(async ([s, group]) => {
+          const tx = redis.multi();
+          for (const e of group) tx.hsetnx(keys.shard(s).tokens, e.tokenHash, e.deviceId);
+          await tx.exec();
+        }),
+      );
     },
 
-    /** Revokes a token hash in the cache (a tombstone, so no racing lookup can re-cache it). */
-    async forgetToken(tokenHash: string): Promise<void> {
-      await redis.hset(keys.tokens, tokenHash, '-');
+    /** Revokes a device's token hash in the cache (a tombstone, so no racing lookup can re-cache it). */
+    async forgetToken(deviceId: string, tokenHash: string): Promise<void> {
+      await redis.hset(shardKeys(deviceId).tokens, tokenHash, '-');
     },
 
     /** Removes a device from the connected index (deleted, or its connect transition failed). */
     async forgetDevice(deviceId: string): Promise<void> {
-      await redis.multi().zrem(keys.heard, deviceId).hdel(keys.lastSeen, deviceId).exec();
+      const k = shardKeys(deviceId);
+      await redis.multi().zrem(k.heard, deviceId).hdel(k.lastSeen, deviceId).exec();
     },
 
     async lastHeardAt(deviceId: string): Promise<Date | null> {
-      const ms = await redis.hget(keys.lastSeen, deviceId);
+      const ms = await redis.hget(shardKeys(deviceId).lastSeen, deviceId);
       return ms ? new Date(Number(ms)) : null;
     },
 
-    /** Last heartbeat times (epoch ms) of many devices, one round trip. */
+    /** Last heartbeat times (epoch ms) of many devices, one round trip per shard. */
     async lastHeardMany(deviceIds: readonly string[]): Promise<Map<string, number>> {
-      if (deviceIds.length === 0) return new Map();
-      const values = await redis.hmget(keys.lastSeen, ...deviceIds);
       const out = new Map<string, number>();
-      deviceIds.forEach((id, i) => {
-        if (values[i]) out.set(id, Number(values[i]));
-      });
+      await Promise.all(
+        [...byShard(deviceIds, (id) => id)].map(async ([s, ids]) => {
+          const values = await redis.hmget(keys.shard(s).lastSeen, ...ids);
+          ids.forEach((id, i) => {
+            if (values[i]) out.set(id, Number(values[i]));
+          });
+        }),
+      );
       return out;
     },
 
-    /** Which of these devices are in the connected index, and with which heard round (one round trip). */
+    /** Which of these devices are in the connected index, and with which heard round. */
     async indexedMany(deviceIds: readonly string[]): Promise<Map<string, number>> {
-      if (deviceIds.length === 0) return new Map();
-      const scores = await redis.zmscore(keys.heard, ...deviceIds);
       const out = new Map<string, number>();
-      deviceIds.forEach((id, i) => {
-        if (scores[i] !== null && scores[i] !== undefined) out.set(id, Number(scores[i]));
-      });
+      await Promise.all(
+        [...byShard(deviceIds, (id) => id)].map(async ([s, ids]) => {
+          const scores = await redis.zmscore(keys.shard(s).heard, ...ids);
+          ids.forEach((id, i) => {
+            if (scores[i] !== null && scores[i] !== undefined) out.set(id, Number(scores[i]));
+          });
+        }),
+      );
       return out;
     },
 
-    /** Connected devices, and how many of them were not heard in round n (or later). */
-    async silenceOf(n: number): Promise<{ connected: number; missed: number }> {
-      const [connected, missed] = (await redis
-        .multi()
-        .zcard(keys.heard)
-        .zcount(keys.heard, '-inf', `(${n}`)
-        .exec())!.map(([err, v]) => {
-        if (err) throw err;
-        return Number(v);
-      });
-      return { connected: connected!, missed: missed! };
+    /** Connected devices of these shards, and how many of them were not heard in round n (or later). */
+    async silenceOf(
+      n: number,
+      of: readonly number[] = allShards,
+    ): Promise<{ connected: number; missed: number }> {
+      const counts = await Promise.all(
+        of.map(async (s) => {
+          const k = keys.shard(s);
+          const [connected, missed] = await Promise.all([
+            redis.zcard(k.heard),
+            redis.zcount(k.heard, '-inf', `(${n}`),
+          ]);
+          return { connected, missed };
+        }),
+      );
+      return counts.reduce(
+        (a, c) => ({ connected: a.connected + c.connected, missed: a.missed + c.missed }),
+        {
+          connected: 0,
+          missed: 0,
+        },
+      );
     },
 
     /** Puts connected devices into the index as heard in `round`, unless already there. */
     async seed(deviceIds: readonly string[], round: number): Promise<void> {
-      if (deviceIds.length === 0) return;
-      await redis.zadd(keys.heard, 'NX', ...deviceIds.flatMap((id) => [round, id]));
+      await Promise.all(
+        [...byShard(deviceIds, (id) => id)].map(([s, ids]) =>
+          redis.zadd(keys.shard(s).heard, 'NX', ...ids.flatMap((id) => [round, id])),
+        ),
+      );
     },
 
     /**
-     * Claims, for the evaluation of round n, the devices whose consecutive valid misses exceed max.
-     * Returns everything claimed for round n and not yet released, up to `limit` entries.
+     * Claims, for the evaluation of round n, the devices whose consecutive valid misses in their
+     * shard exceed max. Returns what is claimed for round n and not yet released, up to about `limit`.
      */
     async claimStale(n: number, max: number, limit: number): Promise<Claimed[]> {
-      const out = await redis.rollcallClaim(
-        keys.heard,
-        keys.validRounds,
-        keys.claimed(n),
-        keys.lastSeen,
-        String(n),
-        String(max),
-        String(limit),
-      );
       const claimed: Claimed[] = [];
-      for (let i = 0; i < out.length; i += 3) {
-        const [lastRound, missed] = String(out[i + 1]).split(':');
-        const seen = out[i + 2];
-        claimed.push({
-          deviceId: String(out[i]),
-          lastRound: Number(lastRound),
-          missedRounds: Number(missed),
-          lastSeenMs: seen ? Number(seen) : null,
-        });
+      for (const s of allShards) {
+        if (claimed.length >= limit) break;
+        const k = keys.shard(s);
+        const out = await redis.rollcallClaim(
+          k.heard,
+          k.validRounds,
+          k.claimed(n),
+          k.lastSeen,
+          String(n),
+          String(max),
+          String(limit - claimed.length),
+        );
+        for (let i = 0; i < out.length; i += 3) {
+          const [lastRound, missed] = String(out[i + 1]).split(':');
+          const seen = out[i + 2];
+          claimed.push({
+            deviceId: String(out[i]),
+            lastRound: Number(lastRound),
+            missedRounds: Number(missed),
+            lastSeenMs: seen ? Number(seen) : null,
+          });
+        }
       }
       return claimed;
     },
 
     async releaseClaims(n: number, deviceIds: readonly string[]): Promise<void> {
-      if (deviceIds.length > 0) await redis.hdel(keys.claimed(n), ...deviceIds);
+      await Promise.all(
+        [...byShard(deviceIds, (id) => id)].map(([s, ids]) => redis.hdel(keys.shard(s).claimed(n), ...ids)),
+      );
     },
   };
 }

@@ -1,4 +1,5 @@
 import type { Redis, Result } from 'ioredis';
+import type { Opening } from '../domain/rounds';
 import type { RedisKeys } from './connection';
 
 // Issues a round number for a scheduler job, once: a re-run of the same job (after a stall) gets the
@@ -33,12 +34,16 @@ export interface RoundMeta {
   readonly round: number;
   readonly issuedAt: number;
   readonly intervalSeconds: number;
+  /** Announced to the gateways (which send HEALTHCHECK on their buses). */
   readonly broadcast: boolean;
+  /** `valid` when valid for at least one shard; `void` for none. */
   readonly outcome: 'valid' | 'void' | 'held' | null;
+  /** The shards it was valid for (empty unless `valid`). */
+  readonly validShards: readonly number[];
 }
 
 /** Round numbering and per-round facts, in Redis. */
-export function createRounds(redis: Redis, keys: RedisKeys) {
+export function createRounds(redis: Redis, keys: RedisKeys, shards: number) {
   redis.defineCommand('rollcallAdvance', { numberOfKeys: 3, lua: ADVANCE });
   const metaPrefix = keys.roundMeta(0).slice(0, -1);
 
@@ -89,8 +94,32 @@ export function createRounds(redis: Redis, keys: RedisKeys) {
       if (current < floor) await redis.set(keys.round, floor);
     },
 
-    async markBroadcast(round: number): Promise<void> {
+    /** Announces round n to every gateway, which sends HEALTHCHECK on the buses it holds. */
+    async announce(round: number, message: unknown): Promise<void> {
+      await redis.publish(keys.roundsIssued, JSON.stringify(message));
       await redis.hset(keys.roundMeta(round), 'broadcast', '1');
+    },
+
+    /** Records that `gateway` opened round n on these shards at `at`. */
+    async markOpened(round: number, gateway: string, shards: readonly number[], at: number): Promise<void> {
+      if (shards.length === 0) return;
+      const key = keys.roundOpened(round);
+      await redis
+        .multi()
+        .hset(key, ...shards.flatMap((s) => [String(s), `${gateway}|${at}`]))
+        .expire(key, 86400)
+        .exec();
+    },
+
+    /** Who opened round n on which shard. */
+    async openedBy(round: number): Promise<Map<number, Opening>> {
+      const raw = await redis.hgetall(keys.roundOpened(round));
+      const out = new Map<number, Opening>();
+      for (const [s, v] of Object.entries(raw)) {
+        const [gateway, at] = v.split('|');
+        out.set(Number(s), { gateway: gateway!, at: Number(at) });
+      }
+      return out;
     },
 
     async meta(round: number): Promise<RoundMeta | null> {
@@ -102,18 +131,27 @@ export function createRounds(redis: Redis, keys: RedisKeys) {
         intervalSeconds: Number(h.interval),
         broadcast: h.broadcast === '1',
         outcome: (h.outcome as RoundMeta['outcome']) ?? null,
+        validShards: h.validShards ? h.validShards.split(',').filter(Boolean).map(Number) : [],
       };
     },
 
     /**
-     * Records how round n ended. Only valid rounds enter the index that miss counting uses, so a void
-     * or held round is a miss for nobody. Keeps the last 1000 valid rounds.
+     * Records how round n ended, per shard: only the shards it was valid for enter their index of
+     * valid rounds, which miss counting uses, so a round void for a shard (or held) is a miss for
+     * nobody there. Each shard keeps its last 1000 valid rounds.
      */
-    async close(round: number, outcome: 'valid' | 'void' | 'held'): Promise<void> {
-      const tx = redis.multi().hset(keys.roundMeta(round), 'outcome', outcome);
-      if (outcome === 'valid') tx.zadd(keys.validRounds, round, String(round));
-      else tx.zrem(keys.validRounds, String(round));
-      await tx.zremrangebyrank(keys.validRounds, 0, -1001).exec();
+    async close(round: number, validShards: readonly number[] | 'held'): Promise<void> {
+      const valid = new Set(validShards === 'held' ? [] : validShards);
+      const outcome = validShards === 'held' ? 'held' : valid.size > 0 ? 'valid' : 'void';
+      await Promise.all(
+        Array.from({ length: shards }, (_, s) => {
+          const key = keys.shard(s).validRounds;
+          return valid.has(s)
+            ? redis.multi().zadd(key, round, String(round)).zremrangebyrank(key, 0, -1001).exec()
+            : redis.zrem(key, String(round));
+        }),
+      );
+      await redis.hset(keys.roundMeta(round), 'outcome', outcome, 'validShards', [...valid].join(','));
     },
   };
 }
@@ -126,26 +164,28 @@ export interface GatewayPresence {
   readonly at: number;
 }
 
-/** Each gateway reports whether it holds its Moth session; a round is void when none held it throughout. */
+/** Each gateway reports that it is alive; the live ones divide the shards between them. */
 export function createGatewayRegistry(redis: Redis, keys: RedisKeys, staleAfterMs = 3000) {
   return {
-    async report(gatewayId: string, since: number | null, now = Date.now()): Promise<void> {
-      await redis.hset(keys.gateways, gatewayId, JSON.stringify({ since, at: now }));
+    async report(gatewayId: string, now = Date.now()): Promise<void> {
+      await redis.hset(keys.gateways, gatewayId, JSON.stringify({ at: now }));
     },
     async remove(gatewayId: string): Promise<void> {
       await redis.hdel(keys.gateways, gatewayId);
     },
-    /** True when some live gateway has held its session since `fromMs` or earlier. */
-    async heldSince(fromMs: number, now = Date.now()): Promise<boolean> {
+    /** The gateways that reported within the last `staleAfterMs`. */
+    async live(now = Date.now()): Promise<string[]> {
       const all = await redis.hgetall(keys.gateways);
-      return Object.values(all).some((raw) => {
-        try {
-          const p = JSON.parse(raw) as GatewayPresence;
-          return p.since !== null && p.since <= fromMs && now - p.at <= staleAfterMs;
-        } catch {
-          return false;
-        }
-      });
+      return Object.entries(all)
+        .filter(([, raw]) => {
+          try {
+            return now - (JSON.parse(raw) as { at: number }).at <= staleAfterMs;
+          } catch {
+            return false;
+          }
+        })
+        .map(([id]) => id)
+        .sort();
     },
   };
 }

@@ -1,31 +1,45 @@
 import { Worker } from 'bullmq';
 import { connectDevice } from '../db/transitions';
-import { findDeviceIdsByTokenHashes } from '../db/devices';
+import { findDeviceIdsByTokenHashes, listDeviceBuses, markHeardOnBus } from '../db/devices';
 import { republishRecent } from '../db/outbox';
+import type { PlatformEvent } from '../domain/events';
+import { shardsOwnedBy } from '../domain/shards';
+import { createDeviceBuses } from '../gateway/device-buses';
 import { createHeartbeatIngest } from '../gateway/heartbeat-ingest';
 import { createOutboxPublisher } from '../gateway/outbox-publisher';
 import { createLivenessRecovery } from '../gateway/recover-liveness';
 import type { Logger } from '../logger';
 import { createMetrics } from '../metrics';
 import { MothClient } from '../moth/client';
+import { healthcheck, type HealthcheckMessage } from '../moth/codec';
 import { bullConnection } from '../queues/connection';
 import { QUEUES } from '../queues/names';
+import { createRedis } from '../redis/connection';
 import { createGatewayRegistry, createRounds } from '../redis/rounds';
+import { createShardLeases, SHARED_BUS } from '../redis/shard-leases';
 import { createIssueRound } from '../../jobs/issue-round';
 import type { Role } from './role';
 import { createServices, replicaId, startRoleOps, type BackedConfig, type OpsOptions } from './services';
 
 export type GatewayConfig = BackedConfig & { MOTH_URL: string };
 
-const PRESENCE_PERIOD_MS = 1000;
+/** Leases are renewed this often; one not renewed for three periods is taken over. */
+const LEASE_PERIOD_MS = 1000;
+/** New devices are picked up this often; the whole directory is re-read every DIRECTORY_FULL_MS. */
+const DIRECTORY_PERIOD_MS = 1000;
+const DIRECTORY_FULL_MS = 15_000;
+const DIRECTORY_PAGE = 10_000;
 const SCHEDULER_CHECK_TICKS = 3;
 /** Events sent this long before a Moth session dropped are sent again. */
 const REPUBLISH_WINDOW_SECONDS = 3;
 
 /**
- * The `gateway` role: holds the Moth sessions. Broadcasts HEALTHCHECK (it runs the round job, so only
- * a process with a Moth session issues rounds), ingests HEARTBEAT, publishes the outbox. Run 1..n:
- * every gateway hears every heartbeat, and recording one twice is harmless.
+ * The `gateway` role. Live gateways divide the device shards between them through leases in Redis;
+ * each holds one Moth session per device bus of its shards, sends each round's HEALTHCHECK on them
+ * (across a short spread), ingests the HEARTBEATs they carry (each recorded once, by the shard's
+ * owner), and sends task commands to one device's bus. Any gateway issues rounds and publishes the
+ * outbox. Run 1..n: a gateway joining, leaving or killed moves only its shards, whose rounds are void
+ * while the handover lasts.
  */
 export async function startGateway(config: GatewayConfig, logger: Logger, options: OpsOptions = {}) {
   const id = replicaId('gateway');
@@ -33,32 +47,43 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
   const services = createServices(config, 'gateway');
   const { db, redis, keys, liveness, settings } = services;
   const metrics = options.metrics ?? createMetrics('gateway', true);
-  const rounds = createRounds(redis, keys);
+  const shards = config.SHARDS;
+  const rounds = createRounds(redis, keys, shards);
   const gateways = createGatewayRegistry(redis, keys);
-  const mothOptions = {
+  const leases = createShardLeases(redis, keys, 3 * LEASE_PERIOD_MS);
+  const moth = {
     url: config.MOTH_URL,
     key: config.MOTH_KEY,
     frameGapMs: config.MOTH_FRAME_GAP_MS,
     pingSeconds: config.MOTH_PING_SECONDS,
     logger: log,
   };
-  const deviceChannel = new MothClient({ ...mothOptions, path: config.channels.deviceManagement });
-  const clientChannel = new MothClient({ ...mothOptions, path: config.channels.clientEvents });
+  const clientChannel = new MothClient({ ...moth, path: config.channels.clientEvents });
 
+  /** When recording heartbeats last failed: no shard counts as heard before then. */
   let brokenAt = 0;
-  const publisher = createOutboxPublisher({
-    db,
-    metrics,
-    logger: log,
-    send: (channel, body) => (channel === 'client' ? clientChannel : deviceChannel).send(body),
-  });
+  /** The round this gateway opened last on its shards: heartbeats count for it. */
+  let openRound = 0;
+  let stopping = false;
+
   const ingest = createHeartbeatIngest({
     liveness,
     metrics,
     logger: log,
+    openRound: () => openRound,
     onWriteFailure: () => (brokenAt = Date.now()),
-    onBackpressure: (behind) => (behind ? deviceChannel.pause() : deviceChannel.resume()),
     lookupTokens: (hashes) => findDeviceIdsByTokenHashes(db, hashes),
+    heardOn: (deviceIds, bus) => {
+      const changed = deviceIds.filter((d) => {
+        const entry = buses.directory.get(d);
+        if (!entry || entry.heardOnBus === bus) return false;
+        entry.heardOnBus = bus;
+        return true;
+      });
+      markHeardOnBus(db, changed, bus).catch((err: Error) =>
+        log.warn({ err: err.message }, 'could not record which bus devices use'),
+      );
+    },
     connect: async (deviceId, round) => {
       const automaticRecording = (await settings.current())['recording.automatic'];
       const connected = await connectDevice(db, deviceId, round, { automaticRecording });
@@ -68,26 +93,143 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
       return true;
     },
   });
-  deviceChannel.on('message', (data) => ingest.push(data));
+
+  const buses = createDeviceBuses({
+    shards,
+    busPath: config.channels.deviceBus,
+    sharedBusPath: config.MOTH_SHARED_BUS ? config.channels.sharedDeviceBus : undefined,
+    moth,
+    logger: log,
+    onFrame: (data, deviceId) => ingest.push(data, deviceId),
+    onSessionLost: () => void renewLeases(),
+  });
+
+  const publisher = createOutboxPublisher({
+    db,
+    metrics,
+    logger: log,
+    send: (channel, body) => (channel === 'client' ? clientChannel.send(body) : sendToDevice(body)),
+  });
+
+  /** A command for one robot goes to its bus only (and the shared one while it is still heard there). */
+  async function sendToDevice(body: unknown): Promise<void> {
+    const { deviceId } = body as PlatformEvent;
+    if (!deviceId) return;
+    if (!buses.directory.has(deviceId)) await syncDirectory(true);
+    // A device deleted since: nobody is left to tell.
+    if (!buses.directory.has(deviceId)) return;
+    await buses.sendToDevice(deviceId, body);
+  }
   // What was written to a session just before it dropped may not have been relayed: send it again.
-  const republish = (channel: 'client' | 'device') => () => {
-    republishRecent(db, channel, REPUBLISH_WINDOW_SECONDS).catch((err: Error) =>
+  clientChannel.on('close', () => {
+    republishRecent(db, 'client', REPUBLISH_WINDOW_SECONDS).catch((err: Error) =>
       log.warn({ err: err.message }, 'could not mark recent events for re-sending'),
     );
-  };
-  clientChannel.on('close', republish('client'));
-  deviceChannel.on('close', republish('device'));
+  });
 
-  // Presence: a round is valid only if some gateway held its device-channel session throughout it
-  // and could record what it heard.
-  const reportPresence = async () => {
-    const since = deviceChannel.connectedSince;
-    await gateways.report(id, since === null ? null : Math.max(since, brokenAt));
-  };
-  // The scheduler lives in Redis: if Redis lost it (a new or wiped server), put it back.
+  // The directory of every live device's bus: new devices every second, everything now and then.
+  let lastSeq = 0;
+  let lastFull = 0;
+  let syncing: Promise<void> | undefined;
+  async function syncDirectory(full = false): Promise<void> {
+    if (syncing) return syncing;
+    syncing = (async () => {
+      const whole = full || Date.now() - lastFull >= DIRECTORY_FULL_MS;
+      const from = whole ? 0 : lastSeq;
+      const entries: Awaited<ReturnType<typeof listDeviceBuses>> = [];
+      for (let after = from; ;) {
+        const page = await listDeviceBuses(db, after, DIRECTORY_PAGE);
+        entries.push(...page);
+        if (page.length < DIRECTORY_PAGE) break;
+        after = page.at(-1)!.seq;
+      }
+      if (entries.length > 0) lastSeq = Math.max(lastSeq, entries.at(-1)!.seq);
+      if (whole) {
+        buses.sync(entries);
+        lastFull = Date.now();
+      } else buses.add(entries);
+    })().finally(() => (syncing = undefined));
+    return syncing;
+  }
+
+  // Ownership: the shards this gateway should own among the live ones (rendezvous hashing); their
+  // leases renewed with since when all their sessions have been open, the others released.
+  let renewing: Promise<void> | undefined;
+  function renewLeases(): Promise<void> {
+    renewing ??= (async () => {
+      try {
+        if (stopping) return;
+        await gateways.report(id);
+        const live = await gateways.live();
+        if (!live.includes(id)) live.push(id);
+        const desired = new Set(shardsOwnedBy(id, live, shards));
+        if (config.MOTH_SHARED_BUS && desired.has(0)) desired.add(SHARED_BUS);
+        const release = buses.held().filter((s) => !desired.has(s));
+        const wanted = [...desired].map((shard) => {
+          const since = buses.heldSince(shard);
+          return {
+            shard,
+            since: since === null ? null : Math.max(since, brokenAt),
+            users: shard === SHARED_BUS ? buses.sharedUsers() : 0,
+          };
+        });
+        const granted = await leases.renew(id, wanted, release);
+        buses.hold(granted);
+        metrics.shardsHeld.set([...granted].filter((s) => s !== SHARED_BUS).length);
+        const open = buses.openSessionCount();
+        metrics.busSessions.set({ state: 'open' }, open);
+        metrics.busSessions.set({ state: 'down' }, buses.sessionCount() - open);
+      } catch (err) {
+        brokenAt = Date.now();
+        log.warn({ err: (err as Error).message }, 'could not renew shard leases');
+      }
+    })().finally(() => (renewing = undefined));
+    return renewing;
+  }
+
+  /** Opens round n on the shards held now: counts heartbeats for it, sends HEALTHCHECK on every bus. */
+  async function open(message: HealthcheckMessage): Promise<void> {
+    if (message.round <= openRound || stopping) return;
+    openRound = message.round;
+    const at = Date.now();
+    try {
+      await rounds.markOpened(message.round, id, buses.held(), at);
+    } catch (err) {
+      brokenAt = at;
+      log.warn({ round: message.round, err: (err as Error).message }, 'could not record the round opening');
+    }
+    const { failed } = await buses.sendToAll(message, config.MOTH_HEALTHCHECK_SPREAD_MS);
+    if (failed > 0) log.warn({ round: message.round, failed }, 'HEALTHCHECK not sent on some buses');
+  }
+
+  // Rounds reach every gateway by pub/sub; a gateway that missed one (Redis reconnecting) finds it
+  // by polling, and opens it if it is still young.
+  const subscriber = createRedis(config.REDIS_URL, 'worker', 'rollcall-gateway-rounds');
+  subscriber.on('error', () => {});
+  subscriber.on('message', (_channel, raw: string) => {
+    try {
+      void open(JSON.parse(raw) as HealthcheckMessage);
+    } catch {
+      log.warn('malformed round announcement');
+    }
+  });
+  await subscriber.subscribe(keys.roundsIssued);
+  async function catchUp(): Promise<void> {
+    const current = await rounds.current();
+    if (current <= openRound) return;
+    const meta = await rounds.meta(current);
+    if (!meta || Date.now() - meta.issuedAt > (meta.intervalSeconds * 1000) / 2) {
+      openRound = Math.max(openRound, current);
+      return;
+    }
+    await open(healthcheck(current, meta.intervalSeconds, new Date(meta.issuedAt)));
+  }
+
   let ticks = 0;
-  const presenceTimer = setInterval(() => {
-    reportPresence().catch(() => (brokenAt = Date.now()));
+  const timer = setInterval(() => {
+    void renewLeases();
+    catchUp().catch(() => (brokenAt = Date.now()));
+    // The scheduler lives in Redis: if Redis lost it (a new or wiped server), put it back.
     if (++ticks % SCHEDULER_CHECK_TICKS === 0) {
       redis
         .exists(keys.schedulerEvery)
@@ -101,12 +243,16 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
         })
         .catch(() => {});
     }
-  }, PRESENCE_PERIOD_MS);
+  }, LEASE_PERIOD_MS);
+  const directoryTimer = setInterval(() => {
+    syncDirectory().catch((err: Error) => log.warn({ err: err.message }, 'device directory sync failed'));
+  }, DIRECTORY_PERIOD_MS);
 
   const issueRound = createIssueRound({
     rounds,
-    gateways,
-    broadcast: (message) => deviceChannel.send(message),
+    leases,
+    shards,
+    announce: (round, message) => rounds.announce(round, message),
     intervalSeconds: async () => (await settings.current())['device.healthcheckIntervalSeconds'],
     ensureLivenessState: createLivenessRecovery({
       db,
@@ -123,56 +269,57 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     logger: log,
   });
 
-  // Only a gateway whose Moth session is up takes round jobs.
-  let roundWorker: Worker | undefined;
-  deviceChannel.on('open', () => {
-    void reportPresence().catch(() => {});
-    if (!roundWorker) {
-      roundWorker = new Worker(QUEUES.issueRound, (job) => issueRound(job), {
-        connection: bullConnection(config.REDIS_URL, 'worker'),
-        prefix: config.QUEUE_PREFIX,
-        concurrency: 1,
-      });
-      roundWorker.on('error', (err) => log.warn({ err: err.message }, 'round worker error'));
-    } else void roundWorker.resume();
+  await syncDirectory(true);
+  await renewLeases();
+  openRound = await rounds.current();
+  const roundWorker = new Worker(QUEUES.issueRound, (job) => issueRound(job), {
+    connection: bullConnection(config.REDIS_URL, 'worker'),
+    prefix: config.QUEUE_PREFIX,
+    concurrency: 1,
   });
-  deviceChannel.on('close', () => {
-    void reportPresence().catch(() => {});
-    void roundWorker?.pause(true);
-  });
+  roundWorker.on('error', (err) => log.warn({ err: err.message }, 'round worker error'));
 
-  deviceChannel.start();
   clientChannel.start();
   publisher.start();
   await services.scheduler.ensure((await settings.current())['device.healthcheckIntervalSeconds'], true);
   const ops = await startRoleOps(config, options, metrics, {
     ...services.readiness,
     moth: async () => {
-      if (!deviceChannel.isOpen) throw new Error('device channel session is down');
+      if (!clientChannel.isOpen) throw new Error('client event session is down');
+      if (buses.sessionCount() > 0 && buses.openSessionCount() === 0)
+        throw new Error('no device-bus session is up');
     },
   });
-  log.info({ moth: config.MOTH_URL, opsPort: ops?.port }, 'gateway started');
+  log.info({ moth: config.MOTH_URL, opsPort: ops?.port, shards: buses.held().length }, 'gateway started');
 
   const role: Role & {
     id: string;
     metrics: typeof metrics;
     ingest: typeof ingest;
-    deviceChannel: MothClient;
+    buses: typeof buses;
+    clientChannel: MothClient;
     opsPort: number | undefined;
   } = {
     id,
     metrics,
     ingest,
-    deviceChannel,
+    buses,
+    clientChannel,
     opsPort: ops?.port,
     async stop() {
+      stopping = true;
       await ops?.stop();
-      clearInterval(presenceTimer);
-      await roundWorker?.close();
+      clearInterval(timer);
+      clearInterval(directoryTimer);
+      await renewing;
+      await roundWorker.close();
       await ingest.close();
       await publisher.stop();
+      // Handing over at once: the leases are released, not left to expire.
+      await leases.renew(id, [], buses.held()).catch(() => {});
       await gateways.remove(id).catch(() => {});
-      await Promise.all([deviceChannel.stop(), clientChannel.stop()]);
+      await subscriber.quit().catch(() => subscriber.disconnect());
+      await Promise.all([buses.stop(), clientChannel.stop()]);
       await services.close();
     },
   };

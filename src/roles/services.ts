@@ -46,7 +46,7 @@ export function createServices(config: BackedConfig, name: string, poolMax = 10)
     db,
     redis,
     keys,
-    liveness: createLiveness(redis, keys),
+    liveness: createLiveness(redis, keys, config.SHARDS),
     queues,
     scheduler,
     settings,

@@ -32,7 +32,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
   const services = createServices(config, 'worker');
   const { db } = services;
   const metrics = options.metrics ?? createMetrics('worker', true);
-  const rounds = createRounds(services.redis, services.keys);
+  const rounds = createRounds(services.redis, services.keys, config.SHARDS);
   const connection = bullConnection(config.REDIS_URL, 'worker');
   const opts = {
     connection,

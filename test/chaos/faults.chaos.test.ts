@@ -93,7 +93,7 @@ async function scenario(
   const dbUrl = new URL(pg.url);
   dbUrl.pathname = `/${dbName}`;
   const prefix = `c${randomBytes(3).toString('hex')}`;
-  let hub = new MothHub({ ringCapacity: 8 });
+  let hub = new MothHub();
   const mothUrl = await hub.start();
   const hubPort = hub.port;
   const env = {
@@ -139,7 +139,7 @@ async function scenario(
       await hub.stop();
     },
     async startHub() {
-      hub = new MothHub({ ringCapacity: 8, port: hubPort });
+      hub = new MothHub({ port: hubPort });
       await hub.start();
     },
     gateways: [],

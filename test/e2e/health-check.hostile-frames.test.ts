@@ -4,7 +4,7 @@ import { startTestSystem, waitFor, type TestSystem } from '../support/system';
 
 let s: TestSystem;
 beforeAll(async () => {
-  s = await startTestSystem({ intervalSeconds: 1, maxMisses: 2, hub: { ringCapacity: 0 } });
+  s = await startTestSystem({ intervalSeconds: 1, maxMisses: 2 });
 });
 afterAll(async () => s.close());
 
@@ -78,7 +78,7 @@ describe('malformed and hostile frames on the device channel', () => {
     await waitFor(() => healthy.device.heartbeatsSent >= sent + 2, 5000, 'two more heartbeats');
     expect(await s.status(healthy.id)).toBe('CONNECTED');
     expect(await s.status(attacker.id)).toBe('DISCONNECTED');
-    expect(s.gateways[0]!.deviceChannel.isOpen).toBe(true);
+    expect(s.gateways[0]!.clientChannel.isOpen).toBe(true);
     expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(200 * 1024 * 1024);
   });
 

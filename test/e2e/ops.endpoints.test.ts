@@ -119,7 +119,7 @@ describe('metrics and health', () => {
     expect((await fetch(`${gw}/readyz`)).status).toBe(200);
     const port = s.hub.port;
     await s.stopHub();
-    await waitFor(() => !s.gateways[0]!.deviceChannel.isOpen, 3000, 'session down');
+    await waitFor(() => !s.gateways[0]!.clientChannel.isOpen, 3000, 'session down');
     const down = await fetch(`${gw}/readyz`);
     expect(down.status).toBe(503);
     expect(((await down.json()) as { error: { message: string } }).error.message).toMatch(/moth/);

@@ -10,7 +10,7 @@ import { waitFor } from '../support/system';
 
 // Each Procfile role started on its own, as a separate process, against services started apart.
 const children: ChildProcess[] = [];
-const hub = new MothHub({ ringCapacity: 8 });
+const hub = new MothHub();
 const tgdm = createTgdmSimulator();
 const mantis = createMantisSimulator();
 let env: Record<string, string> & { MOTH_URL: string; DATABASE_URL: string };

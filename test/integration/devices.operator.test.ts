@@ -177,10 +177,13 @@ describe('POST /devices/:id/token', () => {
     const { tokenHash } = await import('../../src/domain/credentials');
     await t.liveness.cacheTokens([{ tokenHash: tokenHash(d.token), deviceId: d.id }]);
     await request(t.callback).post(`/devices/${d.id}/token`).set(admin);
-    expect(await t.redis.hget(t.keys.tokens, tokenHash(d.token))).toBe('-');
+    const { shardOf } = await import('../../src/domain/shards');
+    const shard = t.keys.shard(shardOf(d.id, t.config.SHARDS));
+    expect(await t.redis.hget(shard.tokens, tokenHash(d.token))).toBe('-');
     // a lookup that raced with the rotation cannot re-cache the old token
     await t.liveness.cacheTokens([{ tokenHash: tokenHash(d.token), deviceId: d.id }]);
-    expect(await t.liveness.recordHeartbeats([{ tokenHash: tokenHash(d.token) }])).toMatchObject({
+    const heartbeat = { tokenHash: tokenHash(d.token), deviceId: d.id, heardRound: 1 };
+    expect(await t.liveness.recordHeartbeats([heartbeat])).toMatchObject({
       heard: 0,
       revoked: 1,
     });

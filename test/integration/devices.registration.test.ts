@@ -23,13 +23,11 @@ describe('POST /devices', () => {
       name: 'amr-1',
       status: 'DISCONNECTED',
       actions: ['LINE_TRACKING'],
-      channels: {
-        deviceManagement: '/pang/ws/meb?channel=instant&name=device-management&source=base&track=base',
-      },
     });
-    const { id, token, tracks, createdAt } = res.body as {
+    const { id, token, tracks, createdAt, channels } = res.body as {
       id: string;
       token: string;
+      channels: { deviceManagement: string };
       tracks: { name: string; type: string; endpoint: string }[];
       createdAt: string;
     };
@@ -48,6 +46,26 @@ describe('POST /devices', () => {
       },
     ]);
     expect(JSON.stringify(tracks)).not.toContain(token);
+    // A bus of its own, named by a value unrelated to its id and token, and unlike any other's.
+    const bus =
+      /^\/pang\/ws\/meb\?channel=instant&name=device-management&source=base&track=([A-Za-z0-9_-]{22})$/.exec(
+        channels.deviceManagement,
+      )?.[1];
+    expect(bus).toBeDefined();
+    expect(channels.deviceManagement).not.toContain(id);
+    expect(channels.deviceManagement).not.toContain(token.slice(0, 10));
+    const other = (await post(registration({ name: 'amr-1b' }))).body as {
+      channels: { deviceManagement: string };
+    };
+    expect(other.channels.deviceManagement).not.toBe(channels.deviceManagement);
+    // The device's own view shows it again; its token authenticates as Bearer or as Device.
+    for (const scheme of ['Bearer', 'Device']) {
+      const mine = await request(t.callback).get(`/devices/${id}`).set('Authorization', `${scheme} ${token}`);
+      expect(mine.status).toBe(200);
+      expect(mine.body).toMatchObject({ channels, usesSharedBus: false });
+    }
+    const list = await request(t.callback).get('/devices').set(admin);
+    expect(JSON.stringify(list.body)).not.toContain(bus);
   });
 
   it('stores only the sha256 of the token, and writes DEVICE_REGISTERED to the outbox', async () => {

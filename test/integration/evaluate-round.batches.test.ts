@@ -52,15 +52,18 @@ async function connectedDevices(n: number, db: Db = database.db): Promise<string
   return ids;
 }
 
+const SHARDS = 8;
+const ALL_SHARDS = Array.from({ length: SHARDS }, (_, i) => i);
+
 /**
  * Round 10, every round valid, with `silent` last heard in round 6 (miss 4 > max 3) among 500 devices
  * heard in round 10 (so the mass-silence brake does not hold it). Effects handed off are recorded.
  */
 async function evaluationOf(silent: string[], options: { batchSize: number; parallelBatches: number }) {
   const keys = redisKeys(uniquePrefix());
-  const liveness = createLiveness(redis, keys);
-  const rounds = createRounds(redis, keys);
-  for (let r = 1; r <= 10; r++) await rounds.close(r, 'valid');
+  const liveness = createLiveness(redis, keys, SHARDS);
+  const rounds = createRounds(redis, keys, SHARDS);
+  for (let r = 1; r <= 10; r++) await rounds.close(r, ALL_SHARDS);
   await redis.hset(keys.roundMeta(10), 'issuedAt', String(Date.now()), 'interval', '5');
   await liveness.seed(
     Array.from({ length: 500 }, (_, i) => `alive-${i}`),
@@ -80,7 +83,14 @@ async function evaluationOf(silent: string[], options: { batchSize: number; para
     logger: createLogger('silent'),
     ...options,
   });
-  return { evaluate: () => evaluate({ round: 10 }), handOffs, claimed: () => redis.hlen(keys.claimed(10)) };
+  return {
+    evaluate: () => evaluate({ round: 10 }),
+    handOffs,
+    claimed: async () => {
+      const counts = await Promise.all(ALL_SHARDS.map((sh) => redis.hlen(keys.shard(sh).claimed(10))));
+      return counts.reduce((a, b) => a + b, 0);
+    },
+  };
 }
 
 const countWhere = async (query: Knex.QueryBuilder) =>

@@ -3,7 +3,11 @@ import { inject } from 'vitest';
 import { createRedis, redisKeys, type Redis } from '../../src/redis/connection';
 import { createLiveness, type Liveness } from '../../src/redis/liveness';
 import { createRounds } from '../../src/redis/rounds';
+import { shardOf } from '../../src/domain/shards';
 import { uniquePrefix } from '../support/database';
+
+const SHARDS = 4;
+const ALL = [0, 1, 2, 3];
 
 let redis: Redis;
 beforeAll(() => {
@@ -13,22 +17,33 @@ afterAll(() => redis.disconnect());
 
 function fresh() {
   const keys = redisKeys(uniquePrefix());
-  return { keys, liveness: createLiveness(redis, keys), rounds: createRounds(redis, keys) };
+  return { keys, liveness: createLiveness(redis, keys, SHARDS), rounds: createRounds(redis, keys, SHARDS) };
 }
 
-async function heardIn(l: Liveness, keys: ReturnType<typeof redisKeys>, round: number, devices: string[]) {
-  await redis.set(keys.round, round);
+const hb = (d: string, heardRound: number, round?: number, tokenHash = `h-${d}`) => ({
+  tokenHash,
+  deviceId: d,
+  heardRound,
+  ...(round === undefined ? {} : { round }),
+});
+
+async function heardIn(l: Liveness, round: number, devices: string[]) {
   await l.cacheTokens(devices.map((d) => ({ tokenHash: `h-${d}`, deviceId: d })));
-  await l.recordHeartbeats(devices.map((d) => ({ tokenHash: `h-${d}` })));
+  await l.recordHeartbeats(devices.map((d) => hb(d, round)));
+}
+
+/** A device id in the given shard. */
+function inShard(shard: number, tag: string): string {
+  for (let i = 0; ; i++) if (shardOf(`${tag}${i}`, SHARDS) === shard) return `${tag}${i}`;
 }
 
 describe('miss counting in Redis', () => {
   it('claims exactly the devices past max consecutive valid misses, with their miss count', async () => {
     const { keys, liveness, rounds } = fresh();
-    await heardIn(liveness, keys, 2, ['c']);
-    await heardIn(liveness, keys, 3, ['b']);
-    await heardIn(liveness, keys, 5, ['a']);
-    for (let n = 1; n <= 6; n++) await rounds.close(n, 'valid');
+    await heardIn(liveness, 2, ['c']);
+    await heardIn(liveness, 3, ['b']);
+    await heardIn(liveness, 5, ['a']);
+    for (let n = 1; n <= 6; n++) await rounds.close(n, ALL);
     const claimed = await liveness.claimStale(6, 2, 100);
     expect(claimed.map((c) => [c.deviceId, c.lastRound, c.missedRounds]).sort()).toEqual([
       ['b', 3, 3],
@@ -40,10 +55,10 @@ describe('miss counting in Redis', () => {
 
   it('a void round is a miss for nobody', async () => {
     const { keys, liveness, rounds } = fresh();
-    await heardIn(liveness, keys, 2, ['c']);
-    await heardIn(liveness, keys, 3, ['b']);
-    for (const n of [1, 2, 3, 5, 6]) await rounds.close(n, 'valid');
-    await rounds.close(4, 'void');
+    await heardIn(liveness, 2, ['c']);
+    await heardIn(liveness, 3, ['b']);
+    for (const n of [1, 2, 3, 5, 6]) await rounds.close(n, ALL);
+    await rounds.close(4, []);
     const claimed = await liveness.claimStale(6, 2, 100);
     // b missed 4 (void), 5, 6: two valid misses, not more than max=2.
     expect(claimed.map((c) => c.deviceId)).toEqual(['c']);
@@ -52,17 +67,17 @@ describe('miss counting in Redis', () => {
 
   it('nobody is claimed before max+1 valid rounds exist', async () => {
     const { keys, liveness, rounds } = fresh();
-    await heardIn(liveness, keys, 0, ['x']);
-    for (const n of [1, 2]) await rounds.close(n, 'valid');
+    await heardIn(liveness, 0, ['x']);
+    for (const n of [1, 2]) await rounds.close(n, ALL);
     expect(await liveness.claimStale(2, 2, 100)).toEqual([]);
-    await rounds.close(3, 'valid');
+    await rounds.close(3, ALL);
     expect((await liveness.claimStale(3, 2, 100)).map((c) => c.deviceId)).toEqual(['x']);
   });
 
   it('a claim survives a crash until released, and is not claimed twice', async () => {
     const { keys, liveness, rounds } = fresh();
-    await heardIn(liveness, keys, 1, ['p', 'q']);
-    for (let n = 1; n <= 5; n++) await rounds.close(n, 'valid');
+    await heardIn(liveness, 1, ['p', 'q']);
+    for (let n = 1; n <= 5; n++) await rounds.close(n, ALL);
     const first = await liveness.claimStale(5, 2, 100);
     expect(first).toHaveLength(2);
     const rerun = await liveness.claimStale(5, 2, 100);
@@ -71,26 +86,58 @@ describe('miss counting in Redis', () => {
     expect(await liveness.claimStale(5, 2, 100)).toEqual([]);
   });
 
-  it('records heartbeats: new, heard again, stale echo, unknown and revoked tokens', async () => {
-    const { keys, liveness } = fresh();
-    await liveness.cacheTokens([{ tokenHash: 'h1', deviceId: 'd1' }]);
-    await redis.set(keys.round, 7);
-    const none = { heard: 0, stale: 0, revoked: 0, unknown: [], fresh: [] };
-    expect(await liveness.recordHeartbeats([{ tokenHash: 'h1' }])).toEqual({
+  it('a round void for one shard is a miss for nobody there, and counts in the others', async () => {
+    const { liveness, rounds } = fresh();
+    const [a, b] = [inShard(0, 'a'), inShard(1, 'b')];
+    await heardIn(liveness, 1, [a, b]);
+    for (let n = 1; n <= 4; n++) await rounds.close(n, n === 3 ? [0, 2, 3] : ALL);
+    // Both missed 2, 3, 4; round 3 was void for b's shard: b missed two valid rounds, a three.
+    expect((await liveness.claimStale(4, 2, 100)).map((c) => c.deviceId)).toEqual([a]);
+    expect((await rounds.meta(3))?.validShards ?? []).toEqual([]);
+  });
+
+  it("keeps each shard's keys in one hash slot of their own", () => {
+    const { keys } = fresh();
+    const tags = ALL.map((s) => {
+      const k = keys.shard(s);
+      const all = [k.tokens, k.heard, k.lastSeen, k.validRounds, k.claimed(9)].map(
+        (key) => /\{([^}]*)\}/.exec(key)?.[1],
+      );
+      return new Set(all);
+    });
+    expect(tags.map((t) => [...t])).toEqual(ALL.map((s) => [`s${s}`]));
+    expect(redisKeys('{rollcall}').shard(3).heard).toBe('rollcall:{s3}:heard');
+  });
+
+  it('records heartbeats: new, heard again, stale echo, unknown, revoked and misplaced tokens', async () => {
+    const { liveness } = fresh();
+    // Two devices of one shard, so d2's token is in the cache d1's heartbeats are checked against.
+    const [d1, d2] = [inShard(2, 'x'), inShard(2, 'y')];
+    await liveness.cacheTokens([
+      { tokenHash: 'h1', deviceId: d1 },
+      { tokenHash: 'h2', deviceId: d2 },
+    ]);
+    const none = { heard: 0, stale: 0, revoked: 0, misplaced: 0, unknown: [], refused: [], fresh: [] };
+    expect(await liveness.recordHeartbeats([hb(d1, 7, undefined, 'h1')])).toEqual({
       ...none,
       heard: 1,
-      fresh: [{ deviceId: 'd1', round: 7 }],
+      fresh: [{ deviceId: d1, round: 7 }],
     });
-    expect(await liveness.recordHeartbeats([{ tokenHash: 'h1', round: 7 }])).toEqual({ ...none, heard: 1 });
-    expect(await liveness.recordHeartbeats([{ tokenHash: 'h1', round: 6 }])).toEqual({ ...none, stale: 1 });
-    expect(await liveness.recordHeartbeats([{ tokenHash: 'zz' }])).toEqual({ ...none, unknown: ['zz'] });
-    await liveness.forgetToken('h1');
-    expect(await liveness.recordHeartbeats([{ tokenHash: 'h1' }])).toEqual({ ...none, revoked: 1 });
+    expect(await liveness.recordHeartbeats([hb(d1, 7, 7, 'h1')])).toEqual({ ...none, heard: 1 });
+    expect(await liveness.recordHeartbeats([hb(d1, 7, 6, 'h1')])).toEqual({ ...none, stale: 1 });
+    const unknown = hb(d1, 7, undefined, 'zz');
+    expect(await liveness.recordHeartbeats([unknown])).toEqual({ ...none, unknown: [unknown] });
+    // d2's token heard on d1's bus: refused, and d2 is not marked heard.
+    const foreign = hb(d1, 7, undefined, 'h2');
+    expect(await liveness.recordHeartbeats([foreign])).toEqual({ ...none, misplaced: 1, refused: [foreign] });
+    expect((await liveness.indexedMany([d2])).has(d2)).toBe(false);
+    await liveness.forgetToken(d1, 'h1');
+    const revoked = hb(d1, 7, undefined, 'h1');
+    expect(await liveness.recordHeartbeats([revoked])).toEqual({ ...none, revoked: 1, refused: [revoked] });
     // the heard round never goes backwards
-    await redis.set(keys.round, 3);
-    await liveness.cacheTokens([{ tokenHash: 'h2', deviceId: 'd1' }]);
-    await liveness.recordHeartbeats([{ tokenHash: 'h2' }]);
-    expect((await liveness.indexedMany(['d1'])).get('d1')).toBe(7);
+    await liveness.cacheTokens([{ tokenHash: 'h3', deviceId: d1 }]);
+    await liveness.recordHeartbeats([hb(d1, 3, undefined, 'h3')]);
+    expect((await liveness.indexedMany([d1])).get(d1)).toBe(7);
   });
 
   it('answers a large mixed batch: each kind counted, unknown tokens in order, one "fresh" per device', async () => {
@@ -98,26 +145,26 @@ describe('miss counting in Redis', () => {
     const devices = Array.from({ length: 1500 }, (_, i) => `d${i}`);
     await liveness.cacheTokens(devices.map((d) => ({ tokenHash: `h-${d}`, deviceId: d })));
     await liveness.seed(devices.slice(0, 700), 3);
-    await liveness.forgetToken('h-d1499');
-    await redis.set(keys.round, 4);
-    // 2503 heartbeats: more than one script call takes; echoes in some chunks and not in others
+    await liveness.forgetToken('d1499', 'h-d1499');
+    // 2503 heartbeats over 4 shards: more than one script call per shard; echoes in some and not others
     const batch = [
-      ...devices.map((d) => ({ tokenHash: `h-${d}` })),
-      { tokenHash: 'h-d800', round: 3 },
-      { tokenHash: 'nobody' },
-      ...devices.slice(0, 998).map((d) => ({ tokenHash: `h-${d}`, round: 4 })),
-      { tokenHash: 'nobody-else' },
-      { tokenHash: 'h-d5', round: 2 },
-      { tokenHash: 'nobody', round: 4 },
+      ...devices.map((d) => hb(d, 4)),
+      hb('d800', 4, 3),
+      hb('d1', 4, undefined, 'nobody'),
+      ...devices.slice(0, 998).map((d) => hb(d, 4, 4)),
+      hb('d2', 4, undefined, 'nobody-else'),
+      hb('d5', 4, 2),
+      hb('d1', 4, 4, 'nobody'),
     ];
     const result = await liveness.recordHeartbeats(batch, 1234);
     // 1499 live tokens once, then 998 with the current round: all count; one revoked; two stale
     expect(result.heard).toBe(1499 + 998);
     expect(result.revoked).toBe(1);
     expect(result.stale).toBe(2);
-    expect(result.unknown).toEqual(['nobody', 'nobody-else', 'nobody']);
-    expect(result.fresh).toEqual(devices.slice(700, 1499).map((deviceId) => ({ deviceId, round: 4 })));
-    expect(await redis.zcount(keys.heard, 4, 4)).toBe(1499);
+    expect(result.unknown.map((u) => u.tokenHash).sort()).toEqual(['nobody', 'nobody', 'nobody-else']);
+    expect(result.fresh.map((f) => f.deviceId).sort()).toEqual(devices.slice(700, 1499).sort());
+    const heardIn4 = await Promise.all(ALL.map((s) => redis.zcount(keys.shard(s).heard, 4, 4)));
+    expect(heardIn4.reduce((a, b) => a + b, 0)).toBe(1499);
     expect(await liveness.lastHeardMany(['d0', 'd1498', 'd1499'])).toEqual(
       new Map([
         ['d0', 1234],

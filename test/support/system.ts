@@ -42,10 +42,9 @@ export type PlatformEventSeen = {
  */
 export async function startTestSystem(opts: SystemOptions = {}) {
   const database = await createTestDatabase();
-  // Moth Lite loses a sender's frames beyond ~2 per 4 ms poll. The hub runs in this busy test process,
-  // where its poll timer lags, so end-to-end tests give the ring more room; the loss model itself and
-  // our client's pacing against it are tested in moth-hub and moth-client tests.
-  const hubOptions: HubOptions = { ringCapacity: 8, ...opts.hub };
+  // The hub loses frames exactly where Moth Lite does (one 20-slot ring per track, readers polling
+  // every 1 ms by the frames' arrival times): no leniency for the tests.
+  const hubOptions: HubOptions = { ...opts.hub };
   let hub = new MothHub(hubOptions);
   const mothUrl = await hub.start();
   let hubPort = hub.port;

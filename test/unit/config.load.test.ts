@@ -7,9 +7,14 @@ describe('loadConfig', () => {
     expect(c.PORT).toBe(3000);
     expect(c.DATA_DIR).toBe('.data');
     expect(c.MOTH_PORT).toBe(8276);
-    expect(c.channels.deviceManagement).toBe(
+    expect(c.channels.sharedDeviceBus).toBe(
       '/pang/ws/meb?channel=instant&name=device-management&source=base&track=base',
     );
+    expect(c.channels.deviceBus('Xy_9-abc')).toBe(
+      '/pang/ws/meb?channel=instant&name=device-management&source=base&track=Xy_9-abc',
+    );
+    expect(c.SHARDS).toBe(64);
+    expect(c.MOTH_SHARED_BUS).toBe(true);
     expect(c.channels.clientEvents).toBe(
       '/pang/ws/meb?channel=instant&name=client-events&source=base&track=base',
     );

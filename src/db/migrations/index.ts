@@ -8,6 +8,7 @@ import * as tasks from './20261125000006_tasks';
 import * as recordingsAndStreams from './20261125000007_recordings_and_streams';
 import * as effectsNaturalKey from './20261127000008_effects_natural_key';
 import * as devicesStatusUnindexed from './20261127000009_devices_status_unindexed';
+import * as deviceBuses from './20261201000010_device_buses';
 
 // Listed statically (not read from a folder) so migrations load the same way under tsx, vitest
 // and the knex CLI, with no loader for .ts files needed at run time.
@@ -21,6 +22,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261125000007_recordings_and_streams': recordingsAndStreams,
   '20261127000008_effects_natural_key': effectsNaturalKey,
   '20261127000009_devices_status_unindexed': devicesStatusUnindexed,
+  '20261201000010_device_buses': deviceBuses,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

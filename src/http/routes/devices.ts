@@ -2,7 +2,14 @@ import Router from '@koa/router';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Config } from '../../config';
-import { hashSecret, newToken, secretMatches, tokenHash, type SecretHash } from '../../domain/credentials';
+import {
+  hashSecret,
+  newBusId,
+  newToken,
+  secretMatches,
+  tokenHash,
+  type SecretHash,
+} from '../../domain/credentials';
 import { DEVICE_STATUSES, registrationSchema, trackEndpoint } from '../../domain/device';
 import { AppError, conflict, forbidden, notFound } from '../../domain/errors';
 import { clientEvent } from '../../domain/events';
@@ -27,7 +34,7 @@ import { limitQuery, parseInput } from '../validate';
 
 /** What the device routes need beyond the database. */
 export interface DeviceRouteDeps {
-  readonly config: Pick<Config, 'channels'>;
+  readonly config: Pick<Config, 'channels' | 'MOTH_SHARED_BUS'>;
   readonly db: Db;
   readonly auth: Authenticator;
   readonly badSecrets: AttemptLimiter;
@@ -37,7 +44,7 @@ export interface DeviceRouteDeps {
   readonly liveness: {
     lastHeardAt(deviceId: string): Promise<Date | null>;
     /** Called after a token changed or a device went away: the old token must stop working at once. */
-    forgetToken(tokenHash: string): Promise<void>;
+    forgetToken(deviceId: string, tokenHash: string): Promise<void>;
     forgetDevice(deviceId: string): Promise<void>;
   };
   /** Enqueues the effects a disconnect wrote (may be a no-op before the effect workers exist). */
@@ -72,7 +79,20 @@ function presentTracks(d: Pick<Device, 'publicChannel' | 'tracks'>) {
   }));
 }
 
-function presentDevice(d: Device, lastHeardAt: Date | null) {
+/** The device's own view adds its bus (a secret of the device's as much as its token). */
+function presentDeviceBus(d: Device, channels: Config['channels'], sharedBus: boolean) {
+  return {
+    channels: { deviceManagement: channels.deviceBus(d.busId) },
+    ...presentBusUse(d, sharedBus),
+  };
+}
+
+/** Whether the device still answers on the shared bus of earlier versions (to be reconfigured). */
+function presentBusUse(d: Device, sharedBus: boolean) {
+  return { usesSharedBus: sharedBus && d.heardOnBus === 'shared' };
+}
+
+function presentDevice(d: Device, lastHeardAt: Date | null, sharedBus: boolean) {
   const last = [lastHeardAt, d.lastHeartbeatAt]
     .filter((x): x is Date => x !== null)
     .sort((a, b) => +b - +a)[0];
@@ -87,6 +107,7 @@ function presentDevice(d: Device, lastHeardAt: Date | null) {
     disconnectedAt: d.disconnectedAt?.toISOString() ?? null,
     lastHeartbeatAt: last?.toISOString() ?? null,
     currentSessionId: d.currentSessionId,
+    ...presentBusUse(d, sharedBus),
   };
 }
 
@@ -132,7 +153,14 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
     try {
       device = await insertDeviceWithEvent(
         db,
-        { id, name: body.name, tokenHash: tokenHash(token), tracks: body.tracks, actions: body.actions },
+        {
+          id,
+          name: body.name,
+          tokenHash: tokenHash(token),
+          busId: newBusId(),
+          tracks: body.tracks,
+          actions: body.actions,
+        },
         clientEvent('DEVICE_REGISTERED', id, { name: body.name }),
       );
     } catch (err) {
@@ -154,7 +182,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
       tracks: presentTracks(device),
       actions: device.actions,
       createdAt: device.createdAt.toISOString(),
-      channels: { deviceManagement: deps.config.channels.deviceManagement },
+      channels: { deviceManagement: deps.config.channels.deviceBus(device.busId) },
     };
   });
 
@@ -164,7 +192,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
     const page = await listDevices(db, { status: query.status, afterSeq: query.cursor, limit: query.limit });
     const last = page.devices.at(-1);
     ctx.body = {
-      devices: page.devices.map((d) => presentDevice(d, null)),
+      devices: page.devices.map((d) => presentDevice(d, null, deps.config.MOTH_SHARED_BUS)),
       nextCursor: page.more && last ? encodeCursor(last.seq) : null,
     };
   });
@@ -175,7 +203,12 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
     if (caller.kind === 'device' && caller.deviceId !== id) throw forbidden('a device may read only itself');
     const device = await findLiveDevice(db, id);
     if (!device) throw deviceNotFound();
-    ctx.body = presentDevice(device, await deps.liveness.lastHeardAt(id));
+    const shared = deps.config.MOTH_SHARED_BUS;
+    ctx.body = {
+      ...presentDevice(device, await deps.liveness.lastHeardAt(id), shared),
+      // The bus is shown to the device itself and to the operator, never in a list.
+      ...presentDeviceBus(device, deps.config.channels, shared),
+    };
   });
 
   router.get('/devices/:id/sessions', async (ctx) => {
@@ -236,7 +269,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
       await markDeviceDeleted(trx, id);
       await appendEvents(trx, [clientEvent('DEVICE_DELETED', id, { name: device.name })]);
       // Revoked in the heartbeat cache before the commit: if Redis cannot take it, nothing changes.
-      await deps.liveness.forgetToken(hash!.token_hash);
+      await deps.liveness.forgetToken(id, hash!.token_hash);
       return { disconnected: ended };
     });
     // Committed: the rest is best effort (a stale index entry is harmless, the sweeper enqueues effects).
@@ -259,7 +292,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
       await replaceTokenHash(trx, id, tokenHash(token));
       await appendEvents(trx, [clientEvent('DEVICE_TOKEN_ROTATED', id)]);
       // The old token stops working at once: revoked in the heartbeat cache before the commit.
-      await deps.liveness.forgetToken(row.token_hash);
+      await deps.liveness.forgetToken(id, row.token_hash);
     });
     ctx.set('Cache-Control', 'no-store');
     ctx.body = { id, token };

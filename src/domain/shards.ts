@@ -1,0 +1,30 @@
+import { createHash } from 'node:crypto';
+
+/** The shard a device belongs to: a stable hash of its id, so every process agrees without asking. */
+export function shardOf(deviceId: string, shards: number): number {
+  return createHash('sha256').update(deviceId).digest().readUInt32BE(0) % shards;
+}
+
+/**
+ * Rendezvous (highest random weight) hashing: the owner of a shard among live gateways. A gateway
+ * joining or leaving moves only the shards it wins or held, about 1/n of them.
+ */
+export function rendezvousOwner(shard: number, gateways: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestWeight = -1;
+  for (const g of gateways) {
+    const weight = createHash('sha256').update(`${shard}:${g}`).digest().readUInt32BE(0);
+    if (weight > bestWeight || (weight === bestWeight && best !== undefined && g < best)) {
+      best = g;
+      bestWeight = weight;
+    }
+  }
+  return best;
+}
+
+/** The shards a gateway should own among the live ones. */
+export function shardsOwnedBy(gateway: string, gateways: readonly string[], shards: number): number[] {
+  const out: number[] = [];
+  for (let s = 0; s < shards; s++) if (rendezvousOwner(s, gateways) === gateway) out.push(s);
+  return out;
+}

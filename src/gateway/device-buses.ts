@@ -1,0 +1,298 @@
+import { WebSocket } from 'ws';
+import { shardOf } from '../domain/shards';
+import type { Logger } from '../logger';
+import { MothClient, type MothClientOptions } from '../moth/client';
+import { SHARED_BUS } from '../redis/shard-leases';
+
+/** A device's bus as the directory knows it. */
+export interface BusEntry {
+  readonly deviceId: string;
+  readonly busId: string;
+  heardOnBus: 'own' | 'shared' | null;
+}
+
+export interface DeviceBusesDeps {
+  readonly shards: number;
+  /** The path of a device's own bus. */
+  readonly busPath: (busId: string) => string;
+  /** The shared bus of earlier versions, when it is still in use. */
+  readonly sharedBusPath: string | undefined;
+  readonly moth: Omit<MothClientOptions, 'path'>;
+  readonly logger: Logger;
+  /** A frame heard on a device's own bus (`deviceId`) or on the shared bus (undefined). */
+  readonly onFrame: (data: Buffer, deviceId: string | undefined) => void;
+  /** A held session dropped: the shard's round may be void, report it at once. */
+  readonly onSessionLost: () => void;
+  /** Sessions opened at once when a shard is taken (the rest wait their turn). */
+  readonly openConcurrency?: number;
+}
+
+interface Session {
+  readonly client: MothClient;
+  readonly shard: number;
+  /**
+   * Since when it has been open without a break, as round validity counts it: null while down; 0 for a
+   * device added to a shard already held, until its first open (it was connected nowhere before).
+   */
+  countedSince: number | null;
+  /** Stopped: if still waiting its turn to open, it never will. */
+  closed: boolean;
+  readonly start: () => void;
+}
+
+/** A text frame this soon after a session opened is Moth's replay of the track's MIME, not news. */
+const REPLAY_WINDOW_MS = 250;
+
+/**
+ * The device buses a gateway holds: one Moth session per device of the shards it owns (plus the shared
+ * bus of earlier versions when it holds that), HEALTHCHECK on each across a spread, and frames to one
+ * device's bus. Knows every live device's bus (the directory), so it can reach any device.
+ */
+export function createDeviceBuses(deps: DeviceBusesDeps) {
+  const directory = new Map<string, BusEntry>();
+  const sessions = new Map<string, Session>();
+  /** Shard -> when this gateway took it. */
+  const held = new Map<number, number>();
+  let shared: Session | undefined;
+  const openQueue: Session[] = [];
+  let opening = 0;
+  const openConcurrency = deps.openConcurrency ?? 200;
+
+  function openSession(path: string, shard: number, deviceId: string | undefined, counted: number | null) {
+    const client = new MothClient({ ...deps.moth, path });
+    let openedAt = 0;
+    let starting = false;
+    const settle = () => {
+      if (!starting) return;
+      starting = false;
+      opening--;
+      pump();
+    };
+    const session: Session = {
+      client,
+      shard,
+      countedSince: counted,
+      closed: false,
+      start: () => {
+        starting = true;
+        opening++;
+        client.start();
+        // A session that cannot open soon gives its slot to the next (it keeps retrying on its own).
+        setTimeout(settle, 5000).unref();
+      },
+    };
+    client.on('open', () => {
+      openedAt = Date.now();
+      // A device new to a shard already held was connected nowhere before: its first open counts from
+      // the start. Any later reopen counts from then.
+      session.countedSince = session.countedSince === 0 ? 0 : openedAt;
+      settle();
+    });
+    client.on('close', () => {
+      session.countedSince = null;
+      deps.onSessionLost();
+    });
+    client.on('message', (data, isBinary) => {
+      if (!isBinary && Date.now() - openedAt < REPLAY_WINDOW_MS) return;
+      deps.onFrame(data, deviceId);
+    });
+    client.on('close', settle);
+    openQueue.push(session);
+    pump();
+    return session;
+  }
+
+  function pump() {
+    while (opening < openConcurrency && openQueue.length > 0) {
+      const next = openQueue.shift()!;
+      if (!next.closed) next.start();
+    }
+  }
+
+  function closeSession(session: Session) {
+    session.closed = true;
+    void session.client.stop();
+  }
+
+  function openDevice(entry: BusEntry, counted: number | null) {
+    const shard = shardOf(entry.deviceId, deps.shards);
+    sessions.set(entry.deviceId, openSession(deps.busPath(entry.busId), shard, entry.deviceId, counted));
+  }
+
+  return {
+    directory,
+
+    /** Replaces the directory with every live device's bus; opens and closes sessions to match. */
+    sync(entries: readonly BusEntry[]): void {
+      const seen = new Set<string>();
+      for (const e of entries) {
+        seen.add(e.deviceId);
+        const known = directory.get(e.deviceId);
+        if (known) known.heardOnBus = e.heardOnBus;
+        else directory.set(e.deviceId, { ...e });
+        if (!sessions.has(e.deviceId) && held.has(shardOf(e.deviceId, deps.shards))) openDevice(e, 0);
+      }
+      for (const id of directory.keys()) {
+        if (seen.has(id)) continue;
+        directory.delete(id);
+        const s = sessions.get(id);
+        if (s) closeSession(s);
+        sessions.delete(id);
+      }
+    },
+
+    /** Adds devices registered since the last sync. */
+    add(entries: readonly BusEntry[]): void {
+      for (const e of entries) {
+        if (directory.has(e.deviceId)) continue;
+        directory.set(e.deviceId, { ...e });
+        if (held.has(shardOf(e.deviceId, deps.shards))) openDevice(e, 0);
+      }
+    },
+
+    /** The shards (and the shared bus) this gateway holds now; opens and closes sessions to match. */
+    hold(shards: ReadonlySet<number>): void {
+      const now = Date.now();
+      for (const s of [...held.keys()]) {
+        if (shards.has(s)) continue;
+        held.delete(s);
+        if (s === SHARED_BUS) {
+          if (shared) closeSession(shared);
+          shared = undefined;
+          continue;
+        }
+        for (const [id, session] of sessions) {
+          if (session.shard !== s) continue;
+          closeSession(session);
+          sessions.delete(id);
+        }
+      }
+      const taken = [...shards].filter((s) => !held.has(s));
+      for (const s of taken) held.set(s, now);
+      if (taken.includes(SHARED_BUS) && deps.sharedBusPath) {
+        shared = openSession(deps.sharedBusPath, SHARED_BUS, undefined, null);
+      }
+      const takenSet = new Set(taken);
+      for (const e of directory.values()) {
+        const s = shardOf(e.deviceId, deps.shards);
+        if (takenSet.has(s) && !sessions.has(e.deviceId)) openDevice(e, null);
+      }
+    },
+
+    /** The shards held now. */
+    held(): number[] {
+      return [...held.keys()];
+    },
+
+    /** Since when every session of a held shard has been open without a break; null if one is down. */
+    heldSince(shard: number): number | null {
+      const takenAt = held.get(shard);
+      if (takenAt === undefined) return null;
+      let since = takenAt;
+      if (shard === SHARED_BUS)
+        return shared?.countedSince == null ? null : Math.max(since, shared.countedSince);
+      for (const s of sessions.values()) {
+        if (s.shard !== shard) continue;
+        if (s.countedSince === null) return null;
+        since = Math.max(since, s.countedSince);
+      }
+      return since;
+    },
+
+    /** How many devices of the directory were last heard on the shared bus. */
+    sharedUsers(): number {
+      let n = 0;
+      for (const e of directory.values()) if (e.heardOnBus === 'shared') n++;
+      return n;
+    },
+
+    sessionCount(): number {
+      return sessions.size + (shared ? 1 : 0);
+    },
+
+    openSessionCount(): number {
+      let n = shared?.client.isOpen ? 1 : 0;
+      for (const s of sessions.values()) if (s.client.isOpen) n++;
+      return n;
+    },
+
+    /**
+     * Sends one message on every held bus, spread evenly over `spreadMs` so no burst leaves at once.
+     * Resolves when the last has been handed to its session.
+     */
+    async sendToAll(message: unknown, spreadMs: number): Promise<{ sent: number; failed: number }> {
+      const targets = [...(shared ? [shared] : []), ...sessions.values()].filter((s) => s.client.isOpen);
+      let sent = 0;
+      let failed = 0;
+      const send = (s: Session) =>
+        s.client.send(message).then(
+          () => void sent++,
+          () => void failed++,
+        );
+      const pending: Promise<void>[] = [];
+      const stepMs = 5;
+      const steps = Math.max(1, Math.ceil(spreadMs / stepMs));
+      const perStep = Math.ceil(targets.length / steps);
+      for (let i = 0; i < targets.length; i += perStep) {
+        if (i > 0) await new Promise((r) => setTimeout(r, stepMs));
+        for (const s of targets.slice(i, i + perStep)) pending.push(send(s));
+      }
+      await Promise.all(pending);
+      return { sent, failed };
+    },
+
+    /**
+     * Sends one message to one device: on its session when this gateway holds it, else through a
+     * short session of its own; also on the shared bus while the device is still heard there.
+     */
+    async sendToDevice(deviceId: string, message: unknown): Promise<void> {
+      const entry = directory.get(deviceId);
+      if (!entry) throw new Error(`no bus known for device ${deviceId}`);
+      const session = sessions.get(deviceId);
+      if (session?.client.isOpen) await session.client.send(message);
+      else await sendOnce(deps.moth, deps.busPath(entry.busId), message);
+      if (entry.heardOnBus === 'shared' && deps.sharedBusPath) {
+        if (shared?.client.isOpen) await shared.client.send(message);
+        else await sendOnce(deps.moth, deps.sharedBusPath, message);
+      }
+    },
+
+    async stop(): Promise<void> {
+      for (const s of openQueue) s.closed = true;
+      openQueue.length = 0;
+      const all = [...sessions.values(), ...(shared ? [shared] : [])];
+      sessions.clear();
+      held.clear();
+      shared = undefined;
+      await Promise.all(all.map((s) => s.client.stop()));
+    },
+  };
+}
+export type DeviceBuses = ReturnType<typeof createDeviceBuses>;
+
+/** Joins a bus, sends one binary JSON frame, leaves. */
+async function sendOnce(
+  moth: Omit<MothClientOptions, 'path'>,
+  path: string,
+  message: unknown,
+): Promise<void> {
+  const url = new URL(path, moth.url);
+  if (moth.key !== undefined) url.searchParams.set('key', moth.key);
+  const ws = new WebSocket(url, { handshakeTimeout: 5000, perMessageDeflate: false });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+      ws.once('close', () => reject(new Error('Moth dropped the session')));
+    });
+    await new Promise<void>((resolve, reject) =>
+      ws.send(Buffer.from(JSON.stringify(message)), { binary: true }, (err) =>
+        err ? reject(err) : resolve(),
+      ),
+    );
+    // Moth relays on its next poll: leave only after it has had time to.
+    await new Promise((r) => setTimeout(r, 20));
+  } finally {
+    ws.close();
+  }
+}

@@ -1,0 +1,92 @@
+import type { Redis, Result } from 'ioredis';
+import type { RedisKeys } from './connection';
+
+/** The shared bus of earlier versions is held like a shard, under this id. */
+export const SHARED_BUS = -1;
+
+/** Who holds a shard: the gateway, since when it has held every session of it (null: not yet), until when. */
+export interface ShardHold {
+  readonly owner: string;
+  readonly since: number | null;
+  readonly expires: number;
+  /** For the shared bus: how many devices are still heard on it. */
+  readonly users: number;
+}
+
+// Takes, renews and releases a gateway's shard leases in one atomic step. A lease is granted when it
+// is free, expired or already ours. KEYS: the lease hash. ARGV: gateway, now, ttl, the number of
+// shards to release, those shards, then per shard wanted: shard, since ('' = not held yet), users.
+// Returns the shards granted.
+const LEASE = `
+local me, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local releases = tonumber(ARGV[4])
+for i = 5, 4 + releases do
+  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+  if cur and string.match(cur, '^([^|]*)') == me then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+local granted = {}
+for i = 5 + releases, #ARGV, 3 do
+  local shard = ARGV[i]
+  local cur = redis.call('HGET', KEYS[1], shard)
+  local owner, expires
+  if cur then owner, expires = string.match(cur, '^([^|]*)|[^|]*|([^|]*)') end
+  if not cur or owner == me or tonumber(expires) < now then
+    redis.call('HSET', KEYS[1], shard, me .. '|' .. ARGV[i + 1] .. '|' .. (now + ttl) .. '|' .. ARGV[i + 2])
+    granted[#granted + 1] = shard
+  end
+end
+return granted`;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    rollcallLease(leases: string, ...args: string[]): Result<string[], Context>;
+  }
+}
+
+export interface LeaseWish {
+  readonly shard: number;
+  /** Since when this gateway has held every session of the shard, or null. */
+  readonly since: number | null;
+  readonly users?: number;
+}
+
+/**
+ * Shard leases in Redis: each live gateway renews the leases of the shards it should own every
+ * second; a lease not renewed for `ttlMs` may be taken over by another gateway.
+ */
+export function createShardLeases(redis: Redis, keys: RedisKeys, ttlMs = 3000) {
+  redis.defineCommand('rollcallLease', { numberOfKeys: 1, lua: LEASE });
+  return {
+    ttlMs,
+    /** Releases `release`, takes or renews `wanted`; resolves with the shards granted. */
+    async renew(
+      gateway: string,
+      wanted: readonly LeaseWish[],
+      release: readonly number[],
+      now = Date.now(),
+    ): Promise<Set<number>> {
+      const args = [gateway, String(now), String(ttlMs), String(release.length), ...release.map(String)];
+      for (const w of wanted)
+        args.push(String(w.shard), w.since === null ? '' : String(w.since), String(w.users ?? 0));
+      const granted = await redis.rollcallLease(keys.shardLeases, ...args);
+      return new Set(granted.map(Number));
+    },
+
+    /** Every lease, live or expired. */
+    async all(): Promise<Map<number, ShardHold>> {
+      const raw = await redis.hgetall(keys.shardLeases);
+      const out = new Map<number, ShardHold>();
+      for (const [shard, value] of Object.entries(raw)) {
+        const [owner, since, expires, users] = value.split('|');
+        out.set(Number(shard), {
+          owner: owner!,
+          since: since ? Number(since) : null,
+          expires: Number(expires),
+          users: Number(users ?? 0),
+        });
+      }
+      return out;
+    },
+  };
+}
+export type ShardLeases = ReturnType<typeof createShardLeases>;
