@@ -1,7 +1,8 @@
 // The device fleet simulator: `npm run fleet -- --devices N [options]`. Registers N devices (or reuses
 // the tokens saved in --tokens), joins the device-management channel given by the registration
-// response, and answers each HEALTHCHECK with {"type":"HEARTBEAT","token"} in a binary frame after a
-// random delay, as deployed robots do. Some devices can be silent, flapping or slow.
+// response (each its own bus, one socket per robot), and answers each HEALTHCHECK with
+// {"type":"HEARTBEAT","token"} in a binary frame within --answer-within ms, as deployed robots do. Some
+// devices can be silent, flapping or slow. Counts the tokens of other robots any robot could read.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
@@ -16,7 +17,8 @@ const HELP = `usage: npm run fleet -- [options]
   --silent K           K devices stop answering after --silent-after seconds (default 0, 10)
   --flapping K         K devices alternate answering and silence every --flap-seconds (default 0, 15)
   --slow K             K devices answer close to the end of each interval (default 0)
-  --max-delay-ms MS    answering delay of the others, random up to MS (default 500)
+  --answer-within MS   the others answer each HEALTHCHECK within MS, at random (default 10, as
+                       TeamGRIT's robots do: their send loop polls every 10 ms)
   --tokens FILE        save registered tokens there, and reuse them when it exists
   --duration S         stop after S seconds (default: until Ctrl-C)
   --prefix NAME        device name prefix (default fleet-<random>)`;
@@ -33,7 +35,7 @@ const { values } = parseArgs({
     flapping: { type: 'string', default: '0' },
     'flap-seconds': { type: 'string', default: '15' },
     slow: { type: 'string', default: '0' },
-    'max-delay-ms': { type: 'string', default: '500' },
+    'answer-within': { type: 'string', default: '10' },
     tokens: { type: 'string' },
     duration: { type: 'string' },
     prefix: { type: 'string', default: `fleet-${Math.random().toString(36).slice(2, 7)}` },
@@ -58,7 +60,7 @@ const opts = z
     flapping: count,
     flapSeconds: z.coerce.number().min(1),
     slow: count,
-    maxDelayMs: z.coerce.number().min(0),
+    answerWithinMs: z.coerce.number().min(0).max(3_600_000),
     tokens: z.string().optional(),
     duration: z.coerce.number().positive().optional(),
     prefix: z.string().min(1).max(60),
@@ -73,7 +75,7 @@ const opts = z
     adminToken: values['admin-token'] ?? process.env.ADMIN_TOKEN,
     silentAfter: values['silent-after'],
     flapSeconds: values['flap-seconds'],
-    maxDelayMs: values['max-delay-ms'],
+    answerWithinMs: values['answer-within'],
   });
 if (!opts.success) {
   console.error(
@@ -168,11 +170,13 @@ async function main() {
     const delay =
       kind === 'slow'
         ? () => interval * 1000 * (0.85 + Math.random() * 0.3)
-        : () => Math.random() * o.maxDelayMs;
+        : () => Math.random() * o.answerWithinMs;
     return new SimulatedDevice({ mothUrl, channelPath: d.channel, token: d.token, replyDelayMs: delay });
   });
-  await Promise.all(devices.map((d) => d.connect()));
-  process.stdout.write(`\r${devices.length} devices joined ${mothUrl}${fleet[0]?.channel ?? ''}\n`);
+  // One socket per robot, each on the bus its registration named, as deployed robots join.
+  for (let i = 0; i < devices.length; i += 200)
+    await Promise.all(devices.slice(i, i + 200).map((d) => d.connect()));
+  process.stdout.write(`\r${devices.length} devices joined their own buses on ${mothUrl}\n`);
 
   const started = Date.now();
   const timers: NodeJS.Timeout[] = [];
@@ -201,8 +205,9 @@ async function main() {
     if (typeof last?.intervalSeconds === 'number') interval = last.intervalSeconds;
     const answering = devices.filter((d) => !d.silent && d.connected).length;
     const beats = devices.reduce((n, d) => n + d.heartbeatsSent, 0);
+    const foreign = devices.reduce((n, d) => n + d.foreignTokens, 0);
     const secs = Math.round((Date.now() - started) / 1000);
-    return `${secs}s | devices ${devices.length} | answering ${answering} | silent ${devices.length - answering} | rounds ${rounds} | heartbeats ${beats}${await serverCounts()}`;
+    return `${secs}s | devices ${devices.length} | answering ${answering} | silent ${devices.length - answering} | rounds ${rounds} | heartbeats ${beats} | foreign tokens seen ${foreign}${await serverCounts()}`;
   };
   const display = setInterval(
     () => void line().then((l) => process.stdout.write(`\r${l.padEnd(120)}`)),

@@ -14,7 +14,7 @@ import { onShutdownSignal, stopAll, type Role } from '../src/roles/role';
 import { startWeb } from '../src/roles/web';
 import { startGateway } from '../src/roles/gateway';
 import { startWorker } from '../src/roles/worker';
-import { MothHub } from '../src/moth/hub';
+import { ThreadedMothHub } from '../src/moth/hub-thread';
 import { createMetrics } from '../src/metrics';
 import { warnWeakSecrets } from '../src/roles/role';
 import {
@@ -53,7 +53,7 @@ async function main() {
 
   let mothUrl = full.MOTH_URL;
   if (!mothUrl) {
-    const hub = new MothHub({
+    const hub = new ThreadedMothHub({
       port: full.MOTH_PORT,
       host: '0.0.0.0',
       ...(full.MOTH_KEY ? { key: full.MOTH_KEY } : {}),

@@ -22,6 +22,8 @@ export class SimulatedDevice {
   /** While true the device hears HEALTHCHECKs but does not answer (a hung robot). */
   silent = false;
   heartbeatsSent = 0;
+  /** Frames it received that carried another device's token (a shared bus shows them all). */
+  foreignTokens = 0;
   lastHeartbeatAt: number | null = null;
   readonly received: Record<string, unknown>[] = [];
   private ws?: WebSocket;
@@ -85,6 +87,7 @@ export class SimulatedDevice {
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return;
     const msg = parsed as Record<string, unknown>;
+    if (typeof msg.token === 'string' && msg.token !== this.options.token) this.foreignTokens++;
     this.received.push(msg);
     if (msg.type !== 'HEALTHCHECK' || this.silent || this.closed) return;
     const d = this.options.replyDelayMs;

@@ -19,7 +19,7 @@ import {
   type ContractSimulator,
 } from '../../src/integrations/simulator';
 import { createLogger } from '../../src/logger';
-import { MothHub } from '../../src/moth/hub';
+import { ThreadedMothHub as MothHub } from '../../src/moth/hub-thread';
 import { createServices } from '../../src/roles/services';
 import { buildWebApp } from '../../src/roles/web';
 import { runTs, sleep } from '../../bench/support';

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { SimulatedDevice } from '../../src/dev/simulated-device';
 import { createMantisSimulator, createTgdmSimulator } from '../../src/integrations/simulator';
-import { MothHub } from '../../src/moth/hub';
+import { ThreadedMothHub as MothHub } from '../../src/moth/hub-thread';
 import { waitFor } from '../support/system';
 
 // Each Procfile role started on its own, as a separate process, against services started apart.

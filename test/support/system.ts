@@ -9,7 +9,8 @@ import { SimulatedDevice, type SimulatedDeviceOptions } from '../../src/dev/simu
 import { waitFor } from '../../src/dev/processes';
 import { buildWebApp } from '../../src/roles/web';
 import { createLogger } from '../../src/logger';
-import { MothHub, type HubOptions } from '../../src/moth/hub';
+import type { HubOptions } from '../../src/moth/hub';
+import { ThreadedMothHub } from '../../src/moth/hub-thread';
 import { createMantisSimulator, createTgdmSimulator } from '../../src/integrations/simulator';
 import { startGateway } from '../../src/roles/gateway';
 import { createServices } from '../../src/roles/services';
@@ -43,9 +44,10 @@ export type PlatformEventSeen = {
 export async function startTestSystem(opts: SystemOptions = {}) {
   const database = await createTestDatabase();
   // The hub loses frames exactly where Moth Lite does (one 20-slot ring per track, readers polling
-  // every 1 ms by the frames' arrival times): no leniency for the tests.
+  // every 1 ms by the frames' arrival times): no leniency for the tests. On a thread of its own, so
+  // this busy process's stalls do not bunch paced frames into bursts Moth would never see.
   const hubOptions: HubOptions = { ...opts.hub };
-  let hub = new MothHub(hubOptions);
+  let hub = new ThreadedMothHub(hubOptions);
   const mothUrl = await hub.start();
   let hubPort = hub.port;
   const tgdm = createTgdmSimulator();
@@ -142,7 +144,7 @@ export async function startTestSystem(opts: SystemOptions = {}) {
     },
     /** Starts the hub again on the same port, and the event listener with it. */
     async startHub() {
-      hub = new MothHub({ ...hubOptions, port: hubPort });
+      hub = new ThreadedMothHub({ ...hubOptions, port: hubPort });
       await hub.start();
       await waitFor(
         async () => {

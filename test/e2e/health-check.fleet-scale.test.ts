@@ -1,0 +1,88 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SimulatedDevice } from '../../src/dev/simulated-device';
+import { startTestSystem, waitFor, type TestSystem } from '../support/system';
+
+// As the field saw it on Moth Lite: robots answering each HEALTHCHECK within 0-10 ms (TeamGRIT's
+// send loop polls every 10 ms). On one shared track they collided and were disconnected by the dozen;
+// each on a bus of its own, none may be.
+const FLEET = 1000;
+const INTERVAL = 2;
+const MAX = 2;
+const ROUNDS = 20;
+const SILENT = 10;
+
+let s: TestSystem;
+const fleet: { id: string; device: SimulatedDevice }[] = [];
+beforeAll(async () => {
+  s = await startTestSystem({ intervalSeconds: INTERVAL, maxMisses: MAX });
+  for (let i = 0; i < FLEET; i += 50) {
+    const regs = await Promise.all(Array.from({ length: Math.min(50, FLEET - i) }, () => s.register()));
+    for (const reg of regs) {
+      const device = new SimulatedDevice({
+        mothUrl: s.config.MOTH_URL,
+        channelPath: reg.channels.deviceManagement,
+        token: reg.token,
+        replyDelayMs: () => Math.random() * 10,
+      });
+      fleet.push({ id: reg.id, device });
+    }
+  }
+  for (let i = 0; i < FLEET; i += 100)
+    await Promise.all(fleet.slice(i, i + 100).map((d) => d.device.connect()));
+}, 120_000);
+afterAll(async () => {
+  await Promise.all(fleet.map((d) => d.device.close()));
+  await s.close();
+}, 60_000);
+
+const count = async (type: string) =>
+  Number((await s.db('outbox').where({ type }).count<{ n: string }[]>('* as n'))[0]!.n);
+const connected = async () =>
+  Number((await s.db('devices').where({ status: 'CONNECTED' }).count<{ n: string }[]>('* as n'))[0]!.n);
+const roundsSeen = (d: SimulatedDevice) => d.received.filter((m) => m.type === 'HEALTHCHECK').length;
+
+describe(`${FLEET} robots answering within 10 ms, each on a bus of its own`, () => {
+  it(`stay connected through ${ROUNDS} rounds, none reads another's token; ${SILENT} gone silent are each disconnected once, in time`, async () => {
+    await waitFor(async () => (await connected()) === FLEET, 30_000, 'the whole fleet connected');
+    const start = Math.min(...fleet.map((d) => roundsSeen(d.device)));
+    await waitFor(
+      () => fleet.every((d) => roundsSeen(d.device) >= start + ROUNDS),
+      (ROUNDS + 5) * INTERVAL * 1000,
+      `${ROUNDS} rounds`,
+    );
+    expect(await count('DEVICE_DISCONNECTED')).toBe(0);
+    expect(await connected()).toBe(FLEET);
+    expect(fleet.reduce((n, d) => n + d.device.foreignTokens, 0)).toBe(0);
+    // Every robot heard every round: no HEALTHCHECK lost on the way either.
+    const heard = fleet.map((d) => roundsSeen(d.device) - start);
+    expect(Math.min(...heard)).toBeGreaterThanOrEqual(ROUNDS);
+
+    const silent = fleet.slice(0, SILENT);
+    for (const d of silent) d.device.silent = true;
+    await waitFor(
+      async () => (await count('DEVICE_DISCONNECTED')) >= SILENT,
+      20_000,
+      'the silent disconnected',
+    );
+    await new Promise((r) => setTimeout(r, 2 * INTERVAL * 1000));
+    const ended = (await s
+      .db('connection_sessions')
+      .whereNotNull('ended_at')
+      .select('device_id', 'ended_at', 'end_reason')) as {
+      device_id: string;
+      ended_at: Date;
+      end_reason: string;
+    }[];
+    expect(ended.map((e) => e.device_id).sort()).toEqual(silent.map((d) => d.id).sort());
+    for (const e of ended) {
+      const last = silent.find((d) => d.id === e.device_id)!.device.lastHeartbeatAt!;
+      const after = e.ended_at.getTime() - last;
+      expect(e.end_reason).toBe('MISSED_HEARTBEATS');
+      // Between (max+1) and (max+2) intervals after the last heartbeat, + 1 s.
+      expect(after).toBeGreaterThanOrEqual((MAX + 1) * INTERVAL * 1000 - 600);
+      expect(after).toBeLessThanOrEqual((MAX + 2) * INTERVAL * 1000 + 1000);
+    }
+    expect(await count('DEVICE_DISCONNECTED')).toBe(SILENT);
+    expect(await connected()).toBe(FLEET - SILENT);
+  }, 180_000);
+});
