@@ -1,0 +1,121 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import { createRedis, type Redis } from '../../src/redis/connection';
+import { createShardLeases } from '../../src/redis/shard-leases';
+import { jsonLine, runTs } from '../../bench/support';
+import { startTestSystem, waitFor, type TestSystem } from '../support/system';
+
+// Gateways as separate processes, as deployments scale them, one of them SIGKILLed mid-run.
+const DEVICES = 150;
+const INTERVAL = 1;
+const MAX = 2;
+
+let s: TestSystem;
+let monitor: Redis;
+const gateways: ReturnType<typeof runTs>[] = [];
+/** Heartbeats recorded in Redis per device, read off the ingest script's arguments. */
+const recorded = new Map<string, number>();
+let counting = false;
+
+function startGateway() {
+  const g = runTs('workers/gateway.ts', {
+    DATABASE_URL: s.config.DATABASE_URL,
+    REDIS_URL: s.config.REDIS_URL,
+    MOTH_URL: s.config.MOTH_URL,
+    QUEUE_PREFIX: s.config.QUEUE_PREFIX,
+    OPS_PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'info',
+  });
+  gateways.push(g);
+  return g;
+}
+
+beforeAll(async () => {
+  s = await startTestSystem({ gateways: 0, intervalSeconds: INTERVAL, maxMisses: MAX });
+  // Every command Redis runs: the ingest script names each heartbeat's device among its arguments.
+  const base = createRedis(inject('redisUrl'), 'worker');
+  monitor = await base.monitor();
+  base.disconnect();
+  const tokensKey = `${s.config.QUEUE_PREFIX}:{s`;
+  monitor.on('monitor', (_time: string, args: string[]) => {
+    if (!counting || !/^evalsha|eval$/i.test(args[0] ?? '') || args[2] !== '3') return;
+    if (!args[3]?.startsWith(tokensKey) || !args[3].endsWith(':tokens')) return;
+    for (let i = 10; i < args.length; i += 2) recorded.set(args[i]!, (recorded.get(args[i]!) ?? 0) + 1);
+  });
+  for (let i = 0; i < 3; i++) await startGateway().waitLine(jsonLine('gateway started'));
+}, 60_000);
+afterAll(async () => {
+  monitor?.disconnect();
+  for (const g of gateways) await g.stop();
+  await s.close();
+}, 60_000);
+
+const leases = () => createShardLeases(s.redis, s.keys).all();
+/** True when every shard is held, by one of `owners`, with all its sessions open. */
+async function allHeldBy(owners: Set<string>): Promise<boolean> {
+  const all = await leases();
+  for (let shard = 0; shard < s.config.SHARDS; shard++) {
+    const h = all.get(shard);
+    if (!h || !owners.has(h.owner) || h.since === null || h.expires < Date.now()) return false;
+  }
+  return true;
+}
+const owners = async () => new Set([...(await leases()).values()].map((h) => h.owner));
+const disconnects = async () =>
+  Number(
+    (await s.db('outbox').where({ type: 'DEVICE_DISCONNECTED' }).count<{ n: string }[]>('* as n'))[0]!.n,
+  );
+
+describe('gateways divide the shards and scale out', () => {
+  it('three gateways, one SIGKILLed and one started: no answering device disconnected, each heartbeat recorded once', async () => {
+    await waitFor(async () => (await owners()).size === 3, 10_000, 'three gateways holding shards');
+    const three = await owners();
+    const fleet: Awaited<ReturnType<TestSystem['device']>>[] = [];
+    for (let i = 0; i < DEVICES; i++) fleet.push(await s.device({ replyDelayMs: () => Math.random() * 10 }));
+    await waitFor(
+      async () => (await Promise.all(fleet.map((d) => s.status(d.id)))).every((st) => st === 'CONNECTED'),
+      20_000,
+      'fleet connected',
+    );
+    const sentBefore = new Map(fleet.map((d) => [d.id, d.device.heartbeatsSent]));
+    counting = true;
+    await new Promise((r) => setTimeout(r, 3 * INTERVAL * 1000));
+
+    // SIGKILL: no release, no goodbye; its leases must expire and be taken over.
+    const victim = gateways[0]!;
+    const killedAt = Date.now();
+    victim.child.kill('SIGKILL');
+    const survivors = new Set([...three].filter((g) => !g.includes(`-${victim.child.pid}-`)));
+    expect(survivors.size).toBe(2);
+    await waitFor(() => allHeldBy(survivors), 15_000, 'shards taken over');
+    const takeoverMs = Date.now() - killedAt;
+    console.log(`takeover after SIGKILL: ${takeoverMs} ms`);
+    // Lease of 3 s, renewed each second, then the sessions of the shards taken over opened.
+    expect(takeoverMs).toBeLessThan(6000);
+
+    // A gateway joining takes its share again, released by the others (no overlap, no gap of owner).
+    const joined = startGateway();
+    await joined.waitLine(jsonLine('gateway started'));
+    await waitFor(async () => (await owners()).size === 3, 10_000, 'the new gateway holding shards');
+    await waitFor(async () => allHeldBy(await owners()), 10_000, 'every shard held again');
+    await new Promise((r) => setTimeout(r, (MAX + 3) * INTERVAL * 1000));
+    counting = false;
+
+    expect(await disconnects()).toBe(0);
+    for (const d of fleet) expect(await s.status(d.id)).toBe('CONNECTED');
+    let sent = 0;
+    let total = 0;
+    for (const d of fleet) {
+      const mine = d.device.heartbeatsSent - sentBefore.get(d.id)!;
+      const got = recorded.get(d.id) ?? 0;
+      // Recorded once at most per heartbeat sent, whatever the number of gateways.
+      expect(got).toBeLessThanOrEqual(mine);
+      sent += mine;
+      total += got;
+    }
+    console.log(`heartbeats sent ${sent}, recorded in Redis ${total}`);
+    // Those answered while a killed gateway's shards waited for their new owner are not heard.
+    expect(total).toBeGreaterThanOrEqual(sent * 0.8);
+  }, 120_000);
+});
