@@ -1,6 +1,8 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis, type Cluster, type RedisOptions } from 'ioredis';
 
 export type { Redis };
+/** A single Redis or a Redis Cluster: the liveness state needs nothing one has and the other lacks. */
+export type RedisClient = Redis | Cluster;
 
 /**
  * Producers (the web process, publishers) fail fast so a request never hangs on a Redis outage;

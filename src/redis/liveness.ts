@@ -1,5 +1,5 @@
-import type { Redis, Result } from 'ioredis';
-import type { RedisKeys } from './connection';
+import type { Result } from 'ioredis';
+import type { RedisClient, RedisKeys } from './connection';
 
 import { shardOf } from '../domain/shards';
 
@@ -158,7 +158,7 @@ function groupBy<T, K>(items: readonly T[], key: (item: T) => K): Map<K, T[]> {
  * The hot liveness state in Redis, per shard: token cache, connected index, last-seen times, valid
  * rounds, claims. Every call touches the keys of one shard per command.
  */
-export function createLiveness(redis: Redis, keys: RedisKeys, shards: number) {
+export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: number) {
   redis.defineCommand('rollcallIngest', { numberOfKeys: 3, lua: INGEST });
   redis.defineCommand('rollcallClaim', { numberOfKeys: 4, lua: CLAIM });
   const shardKeys = (deviceId: string) => keys.shard(shardOf(deviceId, shards));

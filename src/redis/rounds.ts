@@ -1,6 +1,6 @@
-import type { Redis, Result } from 'ioredis';
+import type { Result } from 'ioredis';
 import type { Opening } from '../domain/rounds';
-import type { RedisKeys } from './connection';
+import type { RedisClient, RedisKeys } from './connection';
 
 // Issues a round number for a scheduler job, once: a re-run of the same job (after a stall) gets the
 // same number back; a tick scheduled too soon after the previous round's tick (a scheduler that fired
@@ -43,7 +43,7 @@ export interface RoundMeta {
 }
 
 /** Round numbering and per-round facts, in Redis. */
-export function createRounds(redis: Redis, keys: RedisKeys, shards: number) {
+export function createRounds(redis: RedisClient, keys: RedisKeys, shards: number) {
   redis.defineCommand('rollcallAdvance', { numberOfKeys: 3, lua: ADVANCE });
   const metaPrefix = keys.roundMeta(0).slice(0, -1);
 
@@ -165,7 +165,7 @@ export interface GatewayPresence {
 }
 
 /** Each gateway reports that it is alive; the live ones divide the shards between them. */
-export function createGatewayRegistry(redis: Redis, keys: RedisKeys, staleAfterMs = 3000) {
+export function createGatewayRegistry(redis: RedisClient, keys: RedisKeys, staleAfterMs = 3000) {
   return {
     async report(gatewayId: string, now = Date.now()): Promise<void> {
       await redis.hset(keys.gateways, gatewayId, JSON.stringify({ at: now }));

@@ -1,5 +1,5 @@
-import type { Redis, Result } from 'ioredis';
-import type { RedisKeys } from './connection';
+import type { Result } from 'ioredis';
+import type { RedisClient, RedisKeys } from './connection';
 
 /** The shared bus of earlier versions is held like a shard, under this id. */
 export const SHARED_BUS = -1;
@@ -54,7 +54,7 @@ export interface LeaseWish {
  * Shard leases in Redis: each live gateway renews the leases of the shards it should own every
  * second; a lease not renewed for `ttlMs` may be taken over by another gateway.
  */
-export function createShardLeases(redis: Redis, keys: RedisKeys, ttlMs = 3000) {
+export function createShardLeases(redis: RedisClient, keys: RedisKeys, ttlMs = 3000) {
   redis.defineCommand('rollcallLease', { numberOfKeys: 1, lua: LEASE });
   return {
     ttlMs,
