@@ -1,25 +1,32 @@
-// A frame source for the ingestion benchmark: a WebSocket server that, to every client joining
-// `/pang/ws/meb?...name=<device channel>`, pushes pre-encoded HEARTBEAT frames (binary, as robots send
-// them) as fast as the socket drains, cycling through the tokens in TOKENS_FILE. Prints its port.
+// A frame source for the ingestion benchmark: a WebSocket server pushing pre-encoded HEARTBEAT frames
+// (binary, as robots send them) as fast as each socket drains. A client on the shared bus
+// (`track=base`) gets every device's heartbeat in turn; a client on a device's own bus (`track=<bus
+// id>`) gets that device's only, unless PER_DEVICE=0 (its sessions then stay idle). The devices come
+// from FLEET_FILE: [{token, busId}]. Prints its port.
 import { readFileSync } from 'node:fs';
 import { WebSocketServer, type WebSocket } from 'ws';
 
-const tokens = JSON.parse(readFileSync(process.env.TOKENS_FILE!, 'utf8')) as string[];
-const frames = tokens.map((token) => Buffer.from(JSON.stringify({ type: 'HEARTBEAT', token })));
-const channel = process.env.DEVICE_CHANNEL ?? 'device-management';
+const fleet = JSON.parse(readFileSync(process.env.FLEET_FILE!, 'utf8')) as { token: string; busId: string }[];
+const frame = (token: string) => Buffer.from(JSON.stringify({ type: 'HEARTBEAT', token }));
+const all = fleet.map((d) => frame(d.token));
+const byBus = new Map(fleet.map((d) => [d.busId, [frame(d.token)]]));
+const perDevice = process.env.PER_DEVICE !== '0';
 
 const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false });
 wss.on('connection', (ws: WebSocket, req) => {
   ws.on('error', () => {});
-  if (!new URL(req.url ?? '/', 'http://x').searchParams.get('name')?.startsWith(channel)) return;
+  const track = new URL(req.url ?? '/', 'http://x').searchParams.get('track') ?? '';
+  const frames = track === 'base' ? all : perDevice ? byBus.get(track) : undefined;
+  if (!frames) return;
   let i = 0;
   // A burst of frames leaves in one write, as a hub relaying a busy channel writes it: the source
   // should cost as little as it can, since it shares the machine with what it measures.
   const socket = (ws as unknown as { _socket: { cork(): void; uncork(): void } })._socket;
+  const burst = frames.length === 1 ? 16 : 256;
   const pump = () => {
-    while (ws.readyState === ws.OPEN && ws.bufferedAmount < 1 << 22) {
+    while (ws.readyState === ws.OPEN && ws.bufferedAmount < 1 << (frames.length === 1 ? 14 : 22)) {
       socket.cork();
-      for (let k = 0; k < 256; k++) ws.send(frames[i++ % frames.length]!, { binary: true });
+      for (let k = 0; k < burst; k++) ws.send(frames[i++ % frames.length]!, { binary: true });
       socket.uncork();
     }
     // Full: poll again shortly, rather than spinning and taking CPU from the receiver being measured.

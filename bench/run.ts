@@ -6,7 +6,6 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { WebSocket } from 'ws';
 import { Worker } from 'bullmq';
 import { createDispatchEffects, type DispatchEffectsData } from '../jobs/dispatch-effects';
 import { createEvaluateRound } from '../jobs/evaluate-round';
@@ -17,15 +16,20 @@ import { storeSecretHash, writeSettings } from '../src/db/settings';
 import { startEmbeddedPostgres } from '../src/dev/embedded-postgres';
 import { startEmbeddedRedis } from '../src/dev/embedded-redis';
 import { createHeartbeatIngest } from '../src/gateway/heartbeat-ingest';
+import { healthcheck } from '../src/moth/codec';
 import { createMantisSimulator, createTgdmSimulator } from '../src/integrations/simulator';
 import { createLogger } from '../src/logger';
 import { createMetrics } from '../src/metrics';
-import { MothHub } from '../src/moth/hub';
+import { ThreadedMothHub } from '../src/moth/hub-thread';
+import { SimulatedDevice } from '../src/dev/simulated-device';
 import { bullConnection, createQueues } from '../src/queues/connection';
 import { QUEUES } from '../src/queues/names';
 import { createRedis, redisKeys, type Redis } from '../src/redis/connection';
 import { createLiveness } from '../src/redis/liveness';
 import { createRounds } from '../src/redis/rounds';
+import { createShardLeases } from '../src/redis/shard-leases';
+import type { Knex } from 'knex';
+import { shardOf } from '../src/domain/shards';
 import { startGateway } from '../src/roles/gateway';
 import { startWorker } from '../src/roles/worker';
 import { createSettingsService } from '../src/settings-service';
@@ -38,7 +42,7 @@ const quick = args.quick;
 const only = args.only?.split(',');
 const SIZES = quick
   ? {
-      ingestDevices: 20_000,
+      ingestDevices: 5_000,
       ingestSeconds: 4,
       seeded: 100_000,
       crossing: 1_000,
@@ -46,9 +50,11 @@ const SIZES = quick
       fleet: 200,
       silent: 20,
       memDevices: 20_000,
+      busFleet: 2_000,
+      busRounds: 5,
     }
   : {
-      ingestDevices: 100_000,
+      ingestDevices: 10_000,
       ingestSeconds: 8,
       seeded: 1_000_000,
       crossing: 10_000,
@@ -56,6 +62,8 @@ const SIZES = quick
       fleet: 1000,
       silent: 100,
       memDevices: 100_000,
+      busFleet: 10_000,
+      busRounds: 20,
     };
 
 interface Figure {
@@ -126,87 +134,120 @@ async function insertDevices(db: Db, n: number, connected: boolean, prefix: stri
   return devices;
 }
 
-async function seedHeard(r: Redis, key: string, ids: string[], score: number) {
-  for (let i = 0; i < ids.length; i += 10_000) {
-    await r.zadd(key, ...ids.slice(i, i + 10_000).flatMap((id) => [score, id]));
+/** Sets devices' heard round in their shard's connected index (overwriting). */
+async function seedHeard(r: Redis, keys: ReturnType<typeof redisKeys>, ids: string[], score: number) {
+  const byShard = new Map<number, string[]>();
+  for (const id of ids) {
+    const s = shardOf(id, SHARDS);
+    byShard.set(s, [...(byShard.get(s) ?? []), id]);
   }
+  for (const [s, group] of byShard)
+    for (let i = 0; i < group.length; i += 10_000)
+      await r.zadd(keys.shard(s).heard, ...group.slice(i, i + 10_000).flatMap((id) => [score, id]));
 }
 
 // ---- 1. heartbeat ingestion through one gateway process ------------------------------------------
-const ROUND_EVERY_MS = 500;
+const ROUND_EVERY_MS = 1000;
+const SHARDS = loadConfig({}).SHARDS;
+
+/** Announces a new round every ROUND_EVERY_MS, as the round job does (the gateway opens it). */
+function announceRounds(keys: ReturnType<typeof redisKeys>) {
+  let n = 1;
+  const timer = setInterval(() => {
+    n++;
+    void redis
+      .set(keys.round, n)
+      .then(() => redis.publish(keys.roundsIssued, JSON.stringify(healthcheck(n, 1, new Date()))));
+  }, ROUND_EVERY_MS);
+  return () => clearInterval(timer);
+}
+
+/** Live devices of a section database, with their bus ids. */
+async function busesOf(db: Db): Promise<Map<string, string>> {
+  const rows = await db('devices').select<{ id: string; bus_id: string }[]>('id', 'bus_id');
+  return new Map(rows.map((r) => [r.id, r.bus_id]));
+}
+
 async function ingestion() {
-  process.stdout.write('\nheartbeat ingestion (one gateway process; frames from a Moth-speaking source)\n');
+  process.stdout.write(
+    `\nheartbeat ingestion (one gateway process, ${SIZES.ingestDevices.toLocaleString('en')} devices; frames from a Moth-speaking source)\n`,
+  );
+  const { db, url } = await sectionDatabase('bench_ingestion');
   const prefix = 'bi';
   const keys = redisKeys(prefix);
-  const liveness = createLiveness(redis, keys);
-  const devices = Array.from({ length: SIZES.ingestDevices }, () => ({
-    id: randomUUID(),
-    token: newToken(),
-  }));
+  const liveness = createLiveness(redis, keys, SHARDS);
+  const devices = await insertDevices(db, SIZES.ingestDevices, true, 'ing');
+  const buses = await busesOf(db);
   // Steady state: tokens cached and devices connected, as after the first round.
   for (let i = 0; i < devices.length; i += 10_000) {
-    await liveness.cacheTokens(
-      devices.slice(i, i + 10_000).map((d) => ({ tokenHash: tokenHash(d.token), deviceId: d.id })),
+    const chunk = devices.slice(i, i + 10_000);
+    await liveness.cacheTokens(chunk.map((d) => ({ tokenHash: tokenHash(d.token), deviceId: d.id })));
+    await liveness.seed(
+      chunk.map((d) => d.id),
+      1,
     );
   }
   await redis.set(keys.round, 1);
   await redis.set(keys.livenessSeeded, '1');
-  await seedHeard(
-    redis,
-    keys.heard,
-    devices.map((d) => d.id),
-    1,
-  );
-  const tokensFile = join(dir, 'tokens.json');
-  writeFileSync(tokensFile, JSON.stringify(devices.map((d) => d.token)));
+  await writeSettings(db, { 'device.healthcheckIntervalSeconds': 3600 });
+  const fleetFile = join(dir, 'ingest-fleet.json');
+  writeFileSync(fleetFile, JSON.stringify(devices.map((d) => ({ token: d.token, busId: buses.get(d.id) }))));
 
-  const source = runTs('bench/fake-moth.ts', { TOKENS_FILE: tokensFile });
-  const port = Number(await source.waitLine((l) => /^\d+$/.test(l)));
-  const gateway = runTs(
-    'workers/gateway.ts',
-    {
-      ...baseEnv,
-      MOTH_URL: `ws://127.0.0.1:${port}`,
-      QUEUE_PREFIX: prefix,
-      OPS_PORT: '0',
-      HOST: '127.0.0.1',
-      LOG_LEVEL: 'info',
-    },
-    [],
-    // BENCH_PROFILE=<dir> writes a CPU profile of the gateway there.
-    process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [],
-  );
-  const started = JSON.parse(await gateway.waitLine(jsonLine('gateway started'))) as { opsPort: number };
-  const accepted = async () => {
-    const text = await (await fetch(`http://127.0.0.1:${started.opsPort}/metrics`)).text();
-    return Number(/rollcall_heartbeats_total\{[^}]*result="accepted"[^}]*\} (\d+)/.exec(text)?.[1] ?? 0);
-  };
-  // A real device answers once a round, so each heartbeat moves it to a new round in the index. The
-  // source cycles through the fleet about twice a second: the round advances at that pace, or nearly
-  // every heartbeat would repeat one already recorded for its round (a cheaper write).
-  const advance = setInterval(() => void redis.incr(keys.round), ROUND_EVERY_MS);
-  await sleep(2000);
-  const a0 = await accepted();
-  const t0 = performance.now();
-  await sleep(SIZES.ingestSeconds * 1000);
-  const rate = ((await accepted()) - a0) / ((performance.now() - t0) / 1000);
-  clearInterval(advance);
-  if (process.env.BENCH_DEBUG) {
-    const text = await (await fetch(`http://127.0.0.1:${started.opsPort}/metrics`)).text();
-    process.stdout.write(
-      text
-        .split('\n')
-        .filter(
-          (l) =>
-            l.startsWith('rollcall_heartbeats') ||
-            l.startsWith('process_cpu') ||
-            l.startsWith('nodejs_eventloop_lag_p99'),
-        )
-        .join('\n') + '\n',
+  /** Heartbeats a gateway accepts per second, its frames from `source`. */
+  async function measure(
+    perDevice: boolean,
+  ): Promise<{ rate: number; port: number; source: ReturnType<typeof runTs> }> {
+    const source = runTs('bench/fake-moth.ts', { FLEET_FILE: fleetFile, PER_DEVICE: perDevice ? '1' : '0' });
+    const port = Number(await source.waitLine((l) => /^\d+$/.test(l)));
+    const gateway = runTs(
+      'workers/gateway.ts',
+      {
+        ...baseEnv,
+        DATABASE_URL: url,
+        MOTH_URL: `ws://127.0.0.1:${port}`,
+        MOTH_SHARED_BUS: perDevice ? 'false' : 'true',
+        QUEUE_PREFIX: prefix,
+        OPS_PORT: '0',
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'warn',
+      },
+      [],
+      // BENCH_PROFILE=<dir> writes a CPU profile of the gateway there.
+      process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [],
     );
+    const started = JSON.parse(await gateway.waitLine(jsonLine('gateway started'), 120_000)) as {
+      opsPort: number;
+    };
+    const accepted = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${started.opsPort}/metrics`)).text();
+      return Number(/rollcall_heartbeats_total\{[^}]*result="accepted"[^}]*\} (\d+)/.exec(text)?.[1] ?? 0);
+    };
+    // A real device answers once a round, so each heartbeat moves it to a new round in the index: the
+    // round advances every second, or nearly every heartbeat would repeat one already recorded.
+    const stopRounds = announceRounds(keys);
+    await sleep(4000);
+    const a0 = await accepted();
+    const t0 = performance.now();
+    await sleep(SIZES.ingestSeconds * 1000);
+    const rate = ((await accepted()) - a0) / ((performance.now() - t0) / 1000);
+    stopRounds();
+    await gateway.stop();
+    return { rate, port, source };
   }
-  await gateway.stop();
 
+  const own = await measure(true);
+  await own.source.stop();
+  const shared = await measure(false);
+  const { rate, port, source } = shared;
+  json.heartbeatsPerSecondOwnBuses = Math.round(own.rate);
+  report({
+    name: `heartbeats ingested per second, one socket per robot`,
+    value: Math.round(own.rate),
+    unit: '/s',
+    target: '(reported)',
+    met: null,
+    note: `${SIZES.ingestDevices.toLocaleString('en')} sessions in one gateway`,
+  });
   const bare = runTs(
     'bench/bare-receiver.ts',
     { WARMUP_MS: '2000', DURATION_MS: String(SIZES.ingestSeconds * 1000) },
@@ -225,10 +266,11 @@ async function ingestion() {
   ).perSecond;
   await hashing.stop();
   await source.stop();
+  await db.destroy();
   json.heartbeatsPerSecond = Math.round(rate);
   json.ceilingPerSecond = ceiling;
   report({
-    name: 'heartbeats ingested per second',
+    name: 'heartbeats ingested per second, shared bus (one socket)',
     value: Math.round(rate),
     unit: '/s',
     target: '>= 100000',
@@ -267,16 +309,17 @@ async function evaluation() {
   const { db } = await sectionDatabase('bench_evaluation');
   const prefix = 'be';
   const keys = redisKeys(prefix);
-  const liveness = createLiveness(redis, keys);
-  const rounds = createRounds(redis, keys);
+  const liveness = createLiveness(redis, keys, SHARDS);
+  const rounds = createRounds(redis, keys, SHARDS);
+  const allShards = Array.from({ length: SHARDS }, (_, i) => i);
   const queues = createQueues(bullConnection(redisServer.url, 'producer'), prefix);
   const settings = createSettingsService(db, async () => {});
   const n = 100;
-  for (let r = 1; r <= n; r++) await rounds.close(r, 'valid');
+  for (let r = 1; r <= n; r++) await rounds.close(r, allShards);
   await redis.hset(keys.roundMeta(n), 'issuedAt', String(Date.now()), 'interval', '5');
   const filler = Array.from({ length: SIZES.seeded - SIZES.crossing }, () => randomUUID());
   const t0 = performance.now();
-  await seedHeard(redis, keys.heard, filler, n);
+  await seedHeard(redis, keys, filler, n);
   const crossing = await insertDevices(db, SIZES.crossing, true, 'cross');
   // Their sessions began in round 1; they were last heard in round 96, so round 100 is miss 4 > max 3.
   await db.raw(
@@ -286,7 +329,7 @@ async function evaluation() {
   );
   await seedHeard(
     redis,
-    keys.heard,
+    keys,
     crossing.map((d) => d.id),
     96,
   );
@@ -321,7 +364,7 @@ async function evaluation() {
   // None missing: the devices crossing are set fresh for this part, then put back.
   await seedHeard(
     redis,
-    keys.heard,
+    keys,
     crossing.map((d) => d.id),
     n,
   );
@@ -344,7 +387,7 @@ async function evaluation() {
 
   await seedHeard(
     redis,
-    keys.heard,
+    keys,
     crossing.map((d) => d.id),
     96,
   );
@@ -464,7 +507,7 @@ async function detection() {
   // Its own database: the sweeper of this section's worker must not find other sections' effect rows.
   const { db, url } = await sectionDatabase('bench_detection');
   const prefix = 'bd';
-  const hub = new MothHub({ ringCapacity: 0 });
+  const hub = new ThreadedMothHub();
   const mothUrl = await hub.start();
   const tgdm = createTgdmSimulator();
   const mantis = createMantisSimulator();
@@ -486,34 +529,22 @@ async function detection() {
   const worker = await startWorker(config, silent, { opsPort: null });
   const gateway = await startGateway(config, silent, { opsPort: null });
 
-  // The fleet, as groups of devices sharing a connection (meb sends every frame to every member,
-  // so a thousand sockets would cost a million relayed frames per round on one machine).
-  const GROUP = 50;
-  const lastSent = new Map<string, number>();
-  const silentIds = new Set<string>();
-  const sockets: WebSocket[] = [];
-  for (let g = 0; g < devices.length; g += GROUP) {
-    const members = devices.slice(g, g + GROUP);
-    const ws = new WebSocket(`${mothUrl}${config.channels.deviceManagement}`);
-    await new Promise((r) => ws.once('open', r));
-    ws.on('message', (data: Buffer) => {
-      let msg: { type?: string };
-      try {
-        msg = JSON.parse(data.toString()) as { type?: string };
-      } catch {
-        return;
-      }
-      if (msg.type !== 'HEALTHCHECK') return;
-      for (const d of members) {
-        setTimeout(() => {
-          if (silentIds.has(d.id) || ws.readyState !== ws.OPEN) return;
-          ws.send(Buffer.from(JSON.stringify({ type: 'HEARTBEAT', token: d.token })), { binary: true });
-          lastSent.set(d.id, Date.now());
-        }, Math.random() * 500);
-      }
-    });
-    sockets.push(ws);
-  }
+  // The fleet: one socket per robot, each on its own bus, answering within 10 ms as robots do.
+  const buses = await busesOf(db);
+  const robots = devices.map(
+    (d) =>
+      new SimulatedDevice({
+        mothUrl,
+        channelPath: config.channels.deviceBus(buses.get(d.id)!),
+        token: d.token,
+        replyDelayMs: () => Math.random() * 10,
+        keepReceived: false,
+      }),
+  );
+  for (let i = 0; i < robots.length; i += 250)
+    await Promise.all(robots.slice(i, i + 250).map((r) => r.connect()));
+  const robotOf = new Map(devices.map((d, i) => [d.id, robots[i]!]));
+  const lastSent = { get: (id: string) => robotOf.get(id)!.lastHeartbeatAt ?? NaN };
   const connectedCount = async () =>
     Number(
       (
@@ -526,7 +557,7 @@ async function detection() {
   for (let i = 0; i < 60 && (await connectedCount()) < SIZES.fleet; i++) await sleep(500);
 
   const victims = devices.slice(0, SIZES.silent);
-  for (const v of victims) setTimeout(() => silentIds.add(v.id), Math.random() * 5000);
+  for (const v of victims) setTimeout(() => (robotOf.get(v.id)!.silent = true), Math.random() * 5000);
   await sleep(5000);
   for (let i = 0; i < 40; i++) {
     const down = Number(
@@ -559,7 +590,7 @@ async function detection() {
   const wrong = rows.filter((r) => !victimIds.has(r.device_id)).length;
   const delays = rows
     .filter((r) => victimIds.has(r.device_id))
-    .map((r) => (+r.ended_at - lastSent.get(r.device_id)!) / 1000);
+    .map((r) => (+r.ended_at - lastSent.get(r.device_id)) / 1000);
   const early = delays.filter((d) => d < 3).length;
   const late = delays.filter((d) => d > 4.5).length;
   const effectDelays = effects.map((e) => {
@@ -603,7 +634,7 @@ async function detection() {
     met: effectDelays.every((d) => d <= 2) && effects.length === rows.length * 3,
   });
   report({ name: 'answering devices disconnected', value: wrong, unit: '', target: '0', met: wrong === 0 });
-  for (const ws of sockets) ws.terminate();
+  await Promise.all(robots.map((r) => r.close()));
   await gateway.stop();
   await worker.stop();
   await hub.stop();
@@ -620,11 +651,12 @@ async function memory() {
   const gc = (globalThis as { gc?: () => void }).gc;
   const prefix = 'bm';
   const keys = redisKeys(prefix);
-  const liveness = createLiveness(redis, keys);
+  const liveness = createLiveness(redis, keys, SHARDS);
   // The devices are known (their tokens in the cache, as after a first round); the inputs are kept as
   // frames (Buffers, outside the heap) so the heap difference is what ingestion itself retains.
   let devices = Array.from({ length: SIZES.memDevices }, () => ({ id: randomUUID(), token: newToken() }));
   const frames = devices.map((d) => Buffer.from(JSON.stringify({ type: 'HEARTBEAT', token: d.token })));
+  const ids = devices.map((d) => d.id);
   const usedRedis = async () => Number(/used_memory:(\d+)/.exec(await redis.info('memory'))?.[1] ?? 0);
   const redisBefore = await usedRedis();
   for (let i = 0; i < devices.length; i += 10_000) {
@@ -638,6 +670,7 @@ async function memory() {
     liveness,
     metrics: createMetrics('bench-mem'),
     logger: silent,
+    openRound: () => 1,
     lookupTokens: async () => [],
     connect: async () => true,
   });
@@ -650,7 +683,7 @@ async function memory() {
   await settle();
   const heapBefore = process.memoryUsage().heapUsed;
   for (let i = 0; i < frames.length; i += 1000) {
-    for (const f of frames.slice(i, i + 1000)) ingest.push(f);
+    for (let k = i; k < Math.min(i + 1000, frames.length); k++) ingest.push(frames[k]!, ids[k]);
     await ingest.flush();
   }
   await ingest.close();
@@ -677,6 +710,202 @@ async function memory() {
   });
 }
 
+// ---- 6. device buses through 1, 2 and 4 gateways -----------------------------------------------------
+async function gatewaysScaling() {
+  const INTERVAL = 2;
+  const fleetSize = SIZES.busFleet;
+  process.stdout.write(
+    `\ndevice buses (${fleetSize.toLocaleString('en')} robots, one socket each, answering within 10 ms; interval ${INTERVAL} s, max misses 2; ${SIZES.busRounds} rounds per run)\n`,
+  );
+  const { db, url } = await sectionDatabase('bench_gateways');
+  const prefix = 'bg';
+  const keys = redisKeys(prefix);
+  await writeSettings(db, {
+    'device.healthcheckIntervalSeconds': INTERVAL,
+    'device.healthcheckMaxConsecutiveMisses': 2,
+    'recording.automatic': false,
+  });
+  const devices = await insertDevices(db, fleetSize, false, 'gw');
+  const buses = await busesOf(db);
+  const hub = new ThreadedMothHub();
+  const mothUrl = await hub.start();
+  const config = {
+    ...loadConfig({ QUEUE_PREFIX: prefix, LOG_LEVEL: 'silent', MOTH_SHARED_BUS: 'false' }),
+    ...baseEnv,
+    DATABASE_URL: url,
+    MOTH_URL: mothUrl,
+    ADMIN_TOKEN: 'bench-admin-token-0123456789',
+  };
+  const tgdm = createTgdmSimulator();
+  const mantis = createMantisSimulator();
+  const worker = await startWorker(
+    { ...config, TGDM_URL: await tgdm.start(), MANTIS_URL: await mantis.start() },
+    silent,
+    { opsPort: null },
+  );
+  const fleetFile = join(dir, 'bus-fleet.json');
+  writeFileSync(
+    fleetFile,
+    JSON.stringify(
+      devices.map((d) => ({ token: d.token, path: config.channels.deviceBus(buses.get(d.id)!) })),
+    ),
+  );
+  const robots = runTs('bench/robots.ts', {
+    FLEET_FILE: fleetFile,
+    MOTH_URL: mothUrl,
+    ANSWER_WITHIN_MS: '10',
+  });
+  await robots.waitLine((l) => l === 'ready', 180_000);
+  const robotStats = () => {
+    const last = [...robots.lines].reverse().find((l) => l.startsWith('{'));
+    return last ? (JSON.parse(last) as { sent: number; foreign: number }) : { sent: 0, foreign: 0 };
+  };
+  const totalCommands = async () => {
+    let calls = 0;
+    for (const m of (await redis.info('commandstats')).matchAll(/calls=(\d+)/g)) calls += Number(m[1]);
+    return calls;
+  };
+  const count = async (q: Knex.QueryBuilder) => Number((await q.count<{ n: string }[]>('* as n'))[0]!.n);
+  const disconnects = () => count(db('outbox').where({ type: 'DEVICE_DISCONNECTED' }));
+  const leases = createShardLeases(redis, keys);
+
+  const runs: Record<string, unknown>[] = [];
+  for (const n of [1, 2, 4]) {
+    const gateways = Array.from({ length: n }, () =>
+      runTs('workers/gateway.ts', {
+        ...baseEnv,
+        DATABASE_URL: url,
+        MOTH_URL: mothUrl,
+        MOTH_SHARED_BUS: 'false',
+        QUEUE_PREFIX: prefix,
+        OPS_PORT: '0',
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'info',
+      }),
+    );
+    const ops = await Promise.all(
+      gateways.map(
+        async (g) =>
+          (JSON.parse(await g.waitLine(jsonLine('gateway started'), 120_000)) as { opsPort: number }).opsPort,
+      ),
+    );
+    const metric = async (name: string, label = '') => {
+      let sum = 0;
+      for (const port of ops) {
+        const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        const line = text.split('\n').find((l) => l.startsWith(name) && l.includes(label));
+        sum += Number(line?.split(' ').at(-1) ?? 0);
+      }
+      return sum;
+    };
+    const held = async () => {
+      const all = await leases.all();
+      const owners = new Set<string>();
+      for (let shard = 0; shard < SHARDS; shard++) {
+        const h = all.get(shard);
+        if (!h || h.since === null || h.expires < Date.now()) return false;
+        owners.add(h.owner);
+      }
+      return owners.size === n;
+    };
+    const t = performance.now();
+    while (!(await held()) && performance.now() - t < 120_000) await sleep(250);
+    const takeMs = Math.round(performance.now() - t);
+    const connected = () => count(db('devices').where({ status: 'CONNECTED' }));
+    while ((await connected()) < fleetSize && performance.now() - t < 120_000) await sleep(500);
+    await sleep(2 * INTERVAL * 1000);
+    const [d0, c0, a0, s0] = [
+      await disconnects(),
+      await totalCommands(),
+      await metric('rollcall_heartbeats_total', 'accepted'),
+      robotStats().sent,
+    ];
+    const t0 = performance.now();
+    await sleep(SIZES.busRounds * INTERVAL * 1000);
+    const [d1, c1, a1, s1] = [
+      await disconnects(),
+      await totalCommands(),
+      await metric('rollcall_heartbeats_total', 'accepted'),
+      robotStats().sent,
+    ];
+    const seconds = (performance.now() - t0) / 1000;
+    const rss = await metric('process_resident_memory_bytes');
+    const sessions = await metric('rollcall_gateway_bus_sessions', 'state="open"');
+    runs.push({
+      gateways: n,
+      heldAllShardsAfterMs: takeMs,
+      heartbeatsRecordedPerSecond: Math.round((a1 - a0) / seconds),
+      heartbeatsSentPerSecond: Math.round((s1 - s0) / seconds),
+      redisCommandsPerHeartbeat: Math.round(((c1 - c0) / Math.max(1, a1 - a0)) * 100) / 100,
+      gatewayRssBytesPer10kSessions: Math.round((rss / Math.max(1, sessions)) * 10_000),
+      falseDisconnects: d1 - d0,
+      connected: await connected(),
+    });
+    await Promise.all(gateways.map((g) => g.stop()));
+  }
+  json.deviceBuses = {
+    robots: fleetSize,
+    intervalSeconds: INTERVAL,
+    rounds: SIZES.busRounds,
+    runs,
+    foreignTokensSeen: robotStats().foreign,
+  };
+  for (const r of runs) {
+    const g = r.gateways as number;
+    report({
+      name: `${g} gateway${g > 1 ? 's' : ''}: heartbeats recorded per second`,
+      value: r.heartbeatsRecordedPerSecond as number,
+      unit: '/s',
+      target: '= sent',
+      met: (r.heartbeatsRecordedPerSecond as number) >= 0.99 * (r.heartbeatsSentPerSecond as number),
+      note: `robots sent ${String(r.heartbeatsSentPerSecond)}/s; all shards held ${String(r.heldAllShardsAfterMs)} ms after start`,
+    });
+    report({
+      name: `  Redis commands per heartbeat`,
+      value: r.redisCommandsPerHeartbeat as number,
+      unit: '',
+      target: 'same for 1 and 4',
+      met: null,
+    });
+    report({
+      name: `  false disconnects over ${SIZES.busRounds} rounds`,
+      value: r.falseDisconnects as number,
+      unit: '',
+      target: '0',
+      met: r.falseDisconnects === 0 && r.connected === fleetSize,
+    });
+  }
+  const per = (g: number) => runs.find((r) => r.gateways === g)!.redisCommandsPerHeartbeat as number;
+  report({
+    name: 'Redis commands per heartbeat, 4 gateways / 1',
+    value: Math.round((per(4) / per(1)) * 100) / 100,
+    unit: 'ratio',
+    target: '<= 1.1',
+    met: per(4) / per(1) <= 1.1,
+  });
+  report({
+    name: 'gateway memory per 10,000 sessions (RSS, 1 gateway)',
+    value: Math.round(((runs[0]!.gatewayRssBytesPer10kSessions as number) / 1024 / 1024) * 10) / 10,
+    unit: 'MiB',
+    target: '(reported)',
+    met: null,
+    note: 'the whole process, Node.js baseline included',
+  });
+  report({
+    name: 'foreign tokens read by any robot',
+    value: robotStats().foreign,
+    unit: '',
+    target: '0',
+    met: robotStats().foreign === 0,
+  });
+  await robots.stop();
+  await worker.stop();
+  await hub.stop();
+  await tgdm.stop();
+  await mantis.stop();
+  await db.destroy();
+}
+
 // Memory first: its heap readings are cleanest before the other sections have run.
 const sections: [string, () => Promise<void>][] = [
   ['memory', memory],
@@ -684,6 +913,7 @@ const sections: [string, () => Promise<void>][] = [
   ['evaluation', evaluation],
   ['registration', registration],
   ['detection', detection],
+  ['gateways', gatewaysScaling],
 ];
 const startedAt = performance.now();
 process.stdout.write(

@@ -12,6 +12,8 @@ export interface SimulatedDeviceOptions {
   readonly echoRound?: boolean;
   /** Answer with a text frame instead of binary. */
   readonly textFrames?: boolean;
+  /** Keep every message received in `received` (default true; a large fleet may not want to). */
+  readonly keepReceived?: boolean;
 }
 
 /**
@@ -88,7 +90,7 @@ export class SimulatedDevice {
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return;
     const msg = parsed as Record<string, unknown>;
     if (typeof msg.token === 'string' && msg.token !== this.options.token) this.foreignTokens++;
-    this.received.push(msg);
+    if (this.options.keepReceived !== false) this.received.push(msg);
     if (msg.type !== 'HEALTHCHECK' || this.silent || this.closed) return;
     const d = this.options.replyDelayMs;
     const delay = typeof d === 'function' ? d() : (d ?? 0);
