@@ -7,6 +7,7 @@ export interface FleetRow {
   readonly status: DeviceStatus;
   readonly connectedAt: Date | null;
   readonly lastHeartbeatAt: Date | null;
+  readonly heardOnBus: 'own' | 'shared' | null;
   readonly recentSessions: { startedAt: Date; endedAt: Date | null; endReason: string | null }[];
 }
 
@@ -29,7 +30,7 @@ export async function fleetOverview(
     .whereNull('deleted_at')
     .orderBy('name')
     .limit(limit)
-    .select('id', 'name', 'status', 'connected_at', 'last_heartbeat_at');
+    .select('id', 'name', 'status', 'connected_at', 'last_heartbeat_at', 'heard_on_bus');
   if (status) void query.where({ status });
   const devices = (await query) as {
     id: string;
@@ -37,6 +38,7 @@ export async function fleetOverview(
     status: DeviceStatus;
     connected_at: Date | null;
     last_heartbeat_at: Date | null;
+    heard_on_bus: 'own' | 'shared' | null;
   }[];
   if (devices.length === 0) return [];
   const { rows } = await q.raw<{
@@ -54,6 +56,7 @@ export async function fleetOverview(
     status: d.status,
     connectedAt: d.connected_at,
     lastHeartbeatAt: d.last_heartbeat_at,
+    heardOnBus: d.heard_on_bus,
     recentSessions: rows
       .filter((r) => r.device_id === d.id)
       .map((r) => ({ startedAt: r.started_at, endedAt: r.ended_at, endReason: r.end_reason })),

@@ -54,6 +54,8 @@ export function fleetRoutes(deps: {
   db: Db;
   intervalSeconds: () => Promise<number>;
   lastHeardAt: (ids: string[]) => Promise<Map<string, number>>;
+  /** Whether the shared bus of earlier versions is still served (the migration window). */
+  sharedBus: boolean;
 }): Router {
   const router = new Router();
   router.get('/admin', (ctx) => {
@@ -83,6 +85,7 @@ export function fleetRoutes(deps: {
           status: d.status,
           lastHeartbeatAt: last > 0 ? new Date(last).toISOString() : null,
           sessionStartedAt: d.status === 'CONNECTED' ? (d.connectedAt?.toISOString() ?? null) : null,
+          usesSharedBus: deps.sharedBus && d.heardOnBus === 'shared',
           recentSessions: d.recentSessions.map((s) => ({
             startedAt: s.startedAt.toISOString(),
             endedAt: s.endedAt?.toISOString() ?? null,

@@ -110,6 +110,7 @@ export function createApp(deps: AppDeps): Koa {
       db: deps.db,
       intervalSeconds: async () => (await deps.settings.current())['device.healthcheckIntervalSeconds'],
       lastHeardAt: (ids) => deps.liveness.lastHeardMany(ids),
+      sharedBus: deps.config.MOTH_SHARED_BUS,
     }),
     opsRoutes(deps.metricsRegistry, deps.readiness),
     openApiRoutes('1'),

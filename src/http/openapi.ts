@@ -60,7 +60,7 @@ export const ROUTES: readonly RouteDoc[] = [
     path: '/devices/{id}',
     summary: 'A device, with its liveness',
     auth: 'operator-or-device',
-    ok: [200, out.deviceResponse],
+    ok: [200, out.deviceDetailResponse],
     errors: [401, 403, 404],
   },
   {

@@ -44,6 +44,13 @@ export const deviceResponse = z.object({
   disconnectedAt: nullableDate,
   lastHeartbeatAt: nullableDate,
   currentSessionId: z.uuid().nullable(),
+  /** Still answering on the shared bus of earlier versions (its robot needs reconfiguring). */
+  usesSharedBus: z.boolean(),
+});
+
+/** One device as itself or the operator sees it: with the path of its own bus. */
+export const deviceDetailResponse = deviceResponse.extend({
+  channels: z.object({ deviceManagement: z.string().startsWith('/pang/ws/meb?') }),
 });
 
 export const deviceListResponse = z.object({
@@ -144,6 +151,7 @@ export const fleetResponse = z.object({
       status: z.enum(DEVICE_STATUSES),
       lastHeartbeatAt: nullableDate,
       sessionStartedAt: nullableDate,
+      usesSharedBus: z.boolean(),
       recentSessions: z.array(
         z.object({ startedAt: isoDate, endedAt: nullableDate, endReason: z.string().nullable() }),
       ),

@@ -65,14 +65,14 @@ describe(`${FLEET} robots answering within 10 ms, each on a bus of its own`, () 
       'the silent disconnected',
     );
     await new Promise((r) => setTimeout(r, 2 * INTERVAL * 1000));
-    const ended = (await s
+    const ended = await s
       .db('connection_sessions')
       .whereNotNull('ended_at')
-      .select('device_id', 'ended_at', 'end_reason')) as {
-      device_id: string;
-      ended_at: Date;
-      end_reason: string;
-    }[];
+      .select<{ device_id: string; ended_at: Date; end_reason: string }[]>(
+        'device_id',
+        'ended_at',
+        'end_reason',
+      );
     expect(ended.map((e) => e.device_id).sort()).toEqual(silent.map((d) => d.id).sort());
     for (const e of ended) {
       const last = silent.find((d) => d.id === e.device_id)!.device.lastHeartbeatAt!;

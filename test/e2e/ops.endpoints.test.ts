@@ -160,7 +160,10 @@ describe('OpenAPI', () => {
       ).body,
     );
     const dev = { Authorization: `Bearer ${reg.token}` };
-    conforms(out.deviceResponse, (await request(s.callback).get(`/devices/${reg.id}`).set(s.admin)).body);
+    conforms(
+      out.deviceDetailResponse,
+      (await request(s.callback).get(`/devices/${reg.id}`).set(s.admin)).body,
+    );
     conforms(out.deviceListResponse, (await request(s.callback).get('/devices?limit=2').set(s.admin)).body);
     conforms(
       out.sessionsResponse,

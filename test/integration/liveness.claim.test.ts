@@ -39,7 +39,7 @@ function inShard(shard: number, tag: string): string {
 
 describe('miss counting in Redis', () => {
   it('claims exactly the devices past max consecutive valid misses, with their miss count', async () => {
-    const { keys, liveness, rounds } = fresh();
+    const { liveness, rounds } = fresh();
     await heardIn(liveness, 2, ['c']);
     await heardIn(liveness, 3, ['b']);
     await heardIn(liveness, 5, ['a']);
@@ -54,7 +54,7 @@ describe('miss counting in Redis', () => {
   });
 
   it('a void round is a miss for nobody', async () => {
-    const { keys, liveness, rounds } = fresh();
+    const { liveness, rounds } = fresh();
     await heardIn(liveness, 2, ['c']);
     await heardIn(liveness, 3, ['b']);
     for (const n of [1, 2, 3, 5, 6]) await rounds.close(n, ALL);
@@ -66,7 +66,7 @@ describe('miss counting in Redis', () => {
   });
 
   it('nobody is claimed before max+1 valid rounds exist', async () => {
-    const { keys, liveness, rounds } = fresh();
+    const { liveness, rounds } = fresh();
     await heardIn(liveness, 0, ['x']);
     for (const n of [1, 2]) await rounds.close(n, ALL);
     expect(await liveness.claimStale(2, 2, 100)).toEqual([]);
@@ -75,7 +75,7 @@ describe('miss counting in Redis', () => {
   });
 
   it('a claim survives a crash until released, and is not claimed twice', async () => {
-    const { keys, liveness, rounds } = fresh();
+    const { liveness, rounds } = fresh();
     await heardIn(liveness, 1, ['p', 'q']);
     for (let n = 1; n <= 5; n++) await rounds.close(n, ALL);
     const first = await liveness.claimStale(5, 2, 100);
