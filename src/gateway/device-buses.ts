@@ -184,19 +184,26 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
       return [...held.keys()];
     },
 
-    /** Since when every session of a held shard has been open without a break; null if one is down. */
-    heldSince(shard: number): number | null {
-      const takenAt = held.get(shard);
-      if (takenAt === undefined) return null;
-      let since = takenAt;
-      if (shard === SHARED_BUS)
-        return shared?.countedSince == null ? null : Math.max(since, shared.countedSince);
+    /**
+     * Per held shard (and the shared bus), since when every session of it has been open without a
+     * break; null while one is down. One pass over the sessions.
+     */
+    heldSince(): Map<number, number | null> {
+      const out = new Map<number, number | null>(held);
       for (const s of sessions.values()) {
-        if (s.shard !== shard) continue;
-        if (s.countedSince === null) return null;
-        since = Math.max(since, s.countedSince);
+        const since = out.get(s.shard);
+        if (since === undefined || since === null) continue;
+        out.set(s.shard, s.countedSince === null ? null : Math.max(since, s.countedSince));
       }
-      return since;
+      const sharedSince = out.get(SHARED_BUS);
+      if (sharedSince !== undefined)
+        out.set(
+          SHARED_BUS,
+          shared?.countedSince == null || sharedSince === null
+            ? null
+            : Math.max(sharedSince, shared.countedSince),
+        );
+      return out;
     },
 
     /** How many devices of the directory were last heard on the shared bus. */

@@ -42,6 +42,8 @@ export function redisKeys(prefix: string) {
   return {
     badSecret: (address: string) => k(`rate:bad-secret:${address}`),
     shard,
+    /** The number of shards the liveness state is kept in (every process must agree). */
+    shardCount: k('shards'),
     /** Which gateway holds which shard, and since when it has held every session of it. */
     shardLeases: k('shard-leases'),
     /** Per round: which gateway opened it on which shard, and when. */

@@ -45,6 +45,12 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
   const id = replicaId('gateway');
   const log = logger.child({ gateway: id });
   const services = createServices(config, 'gateway');
+  try {
+    await services.checkShardCount();
+  } catch (err) {
+    await services.close();
+    throw err;
+  }
   const { db, redis, keys, liveness, settings } = services;
   const metrics = options.metrics ?? createMetrics('gateway', true);
   const shards = config.SHARDS;
@@ -165,8 +171,9 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
         const desired = new Set(shardsOwnedBy(id, live, shards));
         if (config.MOTH_SHARED_BUS && desired.has(0)) desired.add(SHARED_BUS);
         const release = buses.held().filter((s) => !desired.has(s));
+        const heldSince = buses.heldSince();
         const wanted = [...desired].map((shard) => {
-          const since = buses.heldSince(shard);
+          const since = heldSince.get(shard) ?? null;
           return {
             shard,
             since: since === null ? null : Math.max(since, brokenAt),

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { Config } from '../config';
+import { ConfigError, type Config } from '../config';
 import type { ReadinessChecks } from '../http/ops';
 import { startOpsServer } from '../http/ops-server';
 import type { Metrics } from '../metrics';
@@ -28,6 +28,11 @@ export interface Services {
   readonly enqueueEffects: (done: readonly SessionEffects[]) => Promise<void>;
   /** Readiness checks of the backing services. */
   readonly readiness: Record<string, () => Promise<unknown>>;
+  /**
+   * Refuses to start with another SHARDS than the deployment's: a process hashing devices to other
+   * shards would look for their tokens and heard rounds in the wrong keys (a revoked token would live on).
+   */
+  checkShardCount(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -58,6 +63,14 @@ export function createServices(config: BackedConfig, name: string, poolMax = 10)
     readiness: {
       postgres: () => db.raw('SELECT 1'),
       redis: () => redis.ping(),
+    },
+    async checkShardCount() {
+      await redis.set(keys.shardCount, String(config.SHARDS), 'NX');
+      const stored = Number(await redis.get(keys.shardCount));
+      if (stored !== config.SHARDS)
+        throw new ConfigError(
+          `invalid environment:\n  SHARDS: ${config.SHARDS}, but this deployment's Redis state is kept in ${stored} shards (set SHARDS=${stored}, or rebuild the liveness state: see the README)`,
+        );
     },
     async close() {
       await queues.close();

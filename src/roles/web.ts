@@ -64,6 +64,12 @@ export async function startWeb(
   options: RoleOptions = {},
 ): Promise<Role & { port: number; server: Server }> {
   const services = createServices(config, 'web', 20);
+  try {
+    await services.checkShardCount();
+  } catch (err) {
+    await services.close();
+    throw err;
+  }
   const { app } = buildWebApp(config, services, logger, options);
   const { server, port } = await listen(app, config.HOST, config.PORT, config);
   logger.info({ port, tls: Boolean(config.TLS_CERT_FILE) }, 'web listening');

@@ -30,6 +30,12 @@ export type WorkerConfig = BackedConfig & { TGDM_URL: string; MANTIS_URL: string
 /** The `worker` role: round evaluation, the effect jobs and the effect sweeper. Run any number. */
 export async function startWorker(config: WorkerConfig, logger: Logger, options: OpsOptions = {}) {
   const services = createServices(config, 'worker');
+  try {
+    await services.checkShardCount();
+  } catch (err) {
+    await services.close();
+    throw err;
+  }
   const { db } = services;
   const metrics = options.metrics ?? createMetrics('worker', true);
   const rounds = createRounds(services.redis, services.keys, config.SHARDS);

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
-import { createRedis, type Redis } from '../../src/redis/connection';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createShardLeases } from '../../src/redis/shard-leases';
 import { jsonLine, runTs } from '../../bench/support';
 import { startTestSystem, waitFor, type TestSystem } from '../support/system';
@@ -11,7 +11,7 @@ const INTERVAL = 1;
 const MAX = 2;
 
 let s: TestSystem;
-let monitor: Redis;
+let monitor: ChildProcess;
 const gateways: ReturnType<typeof runTs>[] = [];
 /** Heartbeats recorded in Redis per device, read off the ingest script's arguments. */
 const recorded = new Map<string, number>();
@@ -33,20 +33,30 @@ function startGateway() {
 
 beforeAll(async () => {
   s = await startTestSystem({ gateways: 0, intervalSeconds: INTERVAL, maxMisses: MAX });
-  // Every command Redis runs: the ingest script names each heartbeat's device among its arguments.
-  const base = createRedis(inject('redisUrl'), 'worker');
-  monitor = await base.monitor();
-  base.disconnect();
+  // Every command Redis runs (redis-cli MONITOR): the ingest script names each heartbeat's device
+  // among its arguments.
+  monitor = spawn('redis-cli', ['-u', inject('redisUrl'), 'monitor'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   const tokensKey = `${s.config.QUEUE_PREFIX}:{s`;
-  monitor.on('monitor', (_time: string, args: string[]) => {
-    if (!counting || !/^evalsha|eval$/i.test(args[0] ?? '') || args[2] !== '3') return;
-    if (!args[3]?.startsWith(tokensKey) || !args[3].endsWith(':tokens')) return;
-    for (let i = 10; i < args.length; i += 2) recorded.set(args[i]!, (recorded.get(args[i]!) ?? 0) + 1);
+  let buffer = '';
+  monitor.stdout!.on('data', (d: Buffer) => {
+    buffer += d.toString();
+    let i;
+    while ((i = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, i);
+      buffer = buffer.slice(i + 1);
+      if (!counting) continue;
+      const args = [...line.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!);
+      if (!/^(evalsha|eval)$/i.test(args[0] ?? '') || args[2] !== '3') continue;
+      if (!args[3]?.startsWith(tokensKey) || !args[3].endsWith(':tokens')) continue;
+      for (let k = 10; k < args.length; k += 2) recorded.set(args[k]!, (recorded.get(args[k]!) ?? 0) + 1);
+    }
   });
   for (let i = 0; i < 3; i++) await startGateway().waitLine(jsonLine('gateway started'));
 }, 60_000);
 afterAll(async () => {
-  monitor?.disconnect();
+  monitor?.kill();
   for (const g of gateways) await g.stop();
   await s.close();
 }, 60_000);
