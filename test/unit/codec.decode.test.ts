@@ -11,6 +11,10 @@ describe('decodeInbound', () => {
       token: 'abc',
     });
   });
+  it("counts the CONNECT TeamGRIT's ICRA-2025 client sends first as a heartbeat", () => {
+    expect(decodeInbound(b('{"type":"CONNECT","token":"abc"}'))).toEqual({ kind: 'heartbeat', token: 'abc' });
+    expect(decodeInbound(b('{"type":"CONNECT"}'))).toEqual({ kind: 'malformed', reason: 'bad token' });
+  });
   it('honours an integer round echo', () => {
     expect(decodeInbound(b('{"type":"HEARTBEAT","token":"abc","round":12}'))).toEqual({
       kind: 'heartbeat',
