@@ -209,7 +209,7 @@ async function ingestion() {
         QUEUE_PREFIX: prefix,
         OPS_PORT: '0',
         HOST: '127.0.0.1',
-        LOG_LEVEL: 'warn',
+        LOG_LEVEL: 'info',
       },
       [],
       // BENCH_PROFILE=<dir> writes a CPU profile of the gateway there.
@@ -244,8 +244,8 @@ async function ingestion() {
     name: `heartbeats ingested per second, one socket per robot`,
     value: Math.round(own.rate),
     unit: '/s',
-    target: '(reported)',
-    met: null,
+    target: '>= 100000',
+    met: own.rate >= 100_000,
     note: `${SIZES.ingestDevices.toLocaleString('en')} sessions in one gateway`,
   });
   const bare = runTs(
@@ -273,8 +273,9 @@ async function ingestion() {
     name: 'heartbeats ingested per second, shared bus (one socket)',
     value: Math.round(rate),
     unit: '/s',
-    target: '>= 100000',
-    met: rate >= 100_000,
+    target: '(reported)',
+    met: null,
+    note: 'the migration path: each token resolved to its device, then to its shard',
   });
   report({
     name: 'ceiling: bare ws receive-and-parse',

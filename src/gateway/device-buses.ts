@@ -56,6 +56,7 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
   let shared: Session | undefined;
   const openQueue: Session[] = [];
   let opening = 0;
+  let paused = false;
   const openConcurrency = deps.openConcurrency ?? 200;
 
   function openSession(path: string, shard: number, deviceId: string | undefined, counted: number | null) {
@@ -83,6 +84,7 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
     };
     client.on('open', () => {
       openedAt = Date.now();
+      if (paused) client.pause();
       // A device new to a shard already held was connected nowhere before: its first open counts from
       // the start. Any later reopen counts from then.
       session.countedSince = session.countedSince === 0 ? 0 : openedAt;
@@ -211,6 +213,22 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
       let n = 0;
       for (const e of directory.values()) if (e.heardOnBus === 'shared') n++;
       return n;
+    },
+
+    /**
+     * Stops reading every bus (Redis is behind): frames wait in the sockets, then in Moth, which loses
+     * them rather than this process growing without bound. `resume` reads again.
+     */
+    pause(): void {
+      paused = true;
+      shared?.client.pause();
+      for (const s of sessions.values()) s.client.pause();
+    },
+
+    resume(): void {
+      paused = false;
+      shared?.client.resume();
+      for (const s of sessions.values()) s.client.resume();
     },
 
     sessionCount(): number {

@@ -183,8 +183,11 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     }
     const out: HeartbeatInput[] = [];
     for (const a of arrived) {
-      const deviceId = a.deviceId ?? sharedCache.get(a.tokenHash);
-      if (deviceId !== undefined) out.push({ ...a, deviceId });
+      if (a.deviceId !== undefined) out.push(a as HeartbeatInput);
+      else {
+        const deviceId = sharedCache.get(a.tokenHash);
+        if (deviceId !== undefined) out.push({ ...a, deviceId });
+      }
     }
     return out;
   }

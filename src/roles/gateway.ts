@@ -78,6 +78,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     logger: log,
     openRound: () => openRound,
     onWriteFailure: () => (brokenAt = Date.now()),
+    onBackpressure: (behind) => (behind ? buses.pause() : buses.resume()),
     lookupTokens: (hashes) => findDeviceIdsByTokenHashes(db, hashes),
     heardOn: (deviceIds, bus) => {
       const changed = deviceIds.filter((d) => {
