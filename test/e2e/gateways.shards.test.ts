@@ -78,7 +78,7 @@ const disconnects = async () =>
   );
 
 describe('gateways divide the shards and scale out', () => {
-  it('three gateways, one SIGKILLed and one started: no answering device disconnected, each heartbeat recorded once', async () => {
+  it('three gateways, one SIGKILLed, one started, one stopped: no answering device disconnected, each heartbeat recorded once', async () => {
     await waitFor(async () => (await owners()).size === 3, 10_000, 'three gateways holding shards');
     const three = await owners();
     const fleet: Awaited<ReturnType<TestSystem['device']>>[] = [];
@@ -109,6 +109,19 @@ describe('gateways divide the shards and scale out', () => {
     await joined.waitLine(jsonLine('gateway started'));
     await waitFor(async () => (await owners()).size === 3, 10_000, 'the new gateway holding shards');
     await waitFor(async () => allHeldBy(await owners()), 10_000, 'every shard held again');
+    await new Promise((r) => setTimeout(r, (MAX + 1) * INTERVAL * 1000));
+
+    // A gateway leaving (SIGTERM) releases its leases at once: the others take them within a renewal.
+    const leaving = gateways[1]!;
+    const before = await owners();
+    const leftAt = Date.now();
+    await leaving.stop();
+    const remaining = new Set([...before].filter((g) => !g.includes(`-${leaving.child.pid}-`)));
+    expect(remaining.size).toBe(2);
+    await waitFor(() => allHeldBy(remaining), 10_000, 'shards of the leaving gateway taken');
+    const handoverMs = Date.now() - leftAt;
+    console.log(`handover after SIGTERM: ${handoverMs} ms`);
+    expect(handoverMs).toBeLessThan(4000);
     await new Promise((r) => setTimeout(r, (MAX + 3) * INTERVAL * 1000));
     counting = false;
 
