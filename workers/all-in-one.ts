@@ -105,7 +105,7 @@ async function main() {
       ? `  registration secret ${secret.secret}  (${secret.source === 'env' ? 'from DEVICE_SECRET_KEY' : 'generated on first start, stored hashed: note it now'})`
       : '  registration secret unchanged (stored hashed; set DEVICE_SECRET_KEY or PATCH /server-settings to replace it)',
     `  moth                ${mothUrl}${full.MOTH_URL ? '' : '  (embedded Moth-compatible hub)'}`,
-    `  device buses        ${mothUrl}${full.channels.deviceBus('<bus id>')}  (each device's path: channels.deviceManagement of POST /devices)`,
+    `  device buses        ${mothUrl}${full.channels.deviceBus('BUS').replace('BUS', '<bus id>')}  (each device's own: channels.deviceManagement of POST /devices)`,
     ...(full.MOTH_SHARED_BUS ? [`  shared bus (legacy) ${mothUrl}${full.channels.sharedDeviceBus}`] : []),
     `  client events       ${mothUrl}${full.channels.clientEvents}`,
     `  TGDM                ${TGDM_URL}${simulated.includes('TGDM') ? '  (simulator; POST /_sim/faults to inject latency or 5xx)' : ''}`,

@@ -60,7 +60,8 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
   const openConcurrency = deps.openConcurrency ?? 200;
 
   function openSession(path: string, shard: number, deviceId: string | undefined, counted: number | null) {
-    const client = new MothClient({ ...deps.moth, path });
+    const label = deviceId === undefined ? 'shared device bus' : `bus of device ${deviceId}`;
+    const client = new MothClient({ ...deps.moth, path, label, quiet: deviceId !== undefined });
     let openedAt = 0;
     let starting = false;
     const settle = () => {

@@ -17,6 +17,13 @@ export interface MothClientOptions {
   readonly logger: Logger;
   /** Backoff bounds for reconnects. */
   readonly reconnect?: { readonly minMs: number; readonly maxMs: number };
+  /**
+   * What the logs call this session instead of its path (a device's bus path names its bus, which
+   * is what lets one listen to it: it is not logged).
+   */
+  readonly label?: string;
+  /** Opens and drops logged at debug level (one of thousands of sessions); refusals still warn. */
+  readonly quiet?: boolean;
 }
 
 export interface MothClientEvents {
@@ -131,6 +138,15 @@ export class MothClient extends EventEmitter<MothClientEvents> {
     });
   }
 
+  private log(level: 'info' | 'warn' | 'debug', fields: Record<string, unknown>, msg: string) {
+    const where =
+      this.options.label === undefined ? { path: this.options.path } : { session: this.options.label };
+    this.options.logger[this.options.quiet && level !== 'debug' ? 'debug' : level](
+      { ...fields, ...where },
+      msg,
+    );
+  }
+
   private target(): string {
     const url = new URL(this.options.path, this.options.url);
     if (this.options.key !== undefined) url.searchParams.set('key', this.options.key);
@@ -146,14 +162,14 @@ export class MothClient extends EventEmitter<MothClientEvents> {
       this.pingTimer = setInterval(() => {
         if (ws.readyState === WebSocket.OPEN) ws.ping();
       }, this.options.pingSeconds * 1000);
-      this.options.logger.info({ path: this.options.path }, 'moth session open');
+      this.log(this.options.quiet ? 'debug' : 'info', {}, 'moth session open');
       this.emit('open');
     });
     ws.on('message', (data: RawData, isBinary: boolean) => {
       this.emit('message', toBuffer(data), isBinary);
     });
     ws.on('error', (err) => {
-      this.options.logger.debug({ err: err.message, path: this.options.path }, 'moth socket error');
+      this.log('debug', { err: err.message }, 'moth socket error');
     });
     ws.on('close', (code) => {
       clearInterval(this.pingTimer);
@@ -162,13 +178,14 @@ export class MothClient extends EventEmitter<MothClientEvents> {
       if (openedAt !== null) {
         this.emit('close');
         if (Date.now() - openedAt < REJECTION_WINDOW_MS && code === 1006) {
-          this.options.logger.warn(
-            { path: this.options.path },
+          this.log(
+            'warn',
+            {},
             'moth dropped the session right after opening: rejected (check channel, key and path)',
           );
         } else {
           this.attempts = 0;
-          this.options.logger.warn({ code, path: this.options.path }, 'moth session lost');
+          if (!this.stopped) this.log(this.options.quiet ? 'debug' : 'warn', { code }, 'moth session lost');
         }
       }
       if (this.stopped) return;

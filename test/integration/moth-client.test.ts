@@ -88,6 +88,24 @@ describe('Moth client', () => {
     await c.send({ type: 'after' });
   });
 
+  it('a labelled session logs its label, never its path (a bus path is what lets one listen to the bus)', async () => {
+    const { h, url } = await hub();
+    const secretPath = '/pang/ws/meb?channel=instant&name=dm&source=base&track=Secret-Bus-Id_0123456';
+    const { c, logs } = client(url, secretPath, { label: 'bus of device d1', quiet: true });
+    c.start();
+    await c.waitOpen();
+    await new Promise((r) => setTimeout(r, 1100));
+    await h.stop();
+    await waitFor(() => !c.isOpen, 2000, 'session lost');
+    await c.stop();
+    expect(logs.text).toContain('bus of device d1');
+    expect(logs.text).toContain('moth session lost');
+    expect(logs.text).not.toContain('Secret-Bus-Id');
+    // Quiet: opens and drops of one of thousands of sessions are debug lines (pino level 20).
+    for (const line of logs.text.trim().split('\n'))
+      expect((JSON.parse(line) as { level: number }).level).toBe(20);
+  });
+
   it('reports a connection dropped right after opening as a rejection', async () => {
     const { url } = await hub({ key: 'right' });
     const { c, logs } = client(url, PATH, { key: 'wrong' });
