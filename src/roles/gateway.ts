@@ -323,11 +323,13 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
       await roundWorker.close();
       await ingest.close();
       await publisher.stop();
-      // Handing over at once: the leases are released, not left to expire.
-      await leases.renew(id, [], buses.held()).catch(() => {});
+      // Handing over at once: the buses closed first (so no two gateways hear one device), then the
+      // leases released, not left to expire.
+      const held = buses.held();
+      await Promise.all([buses.stop(), clientChannel.stop()]);
+      await leases.renew(id, [], held).catch(() => {});
       await gateways.remove(id).catch(() => {});
       await subscriber.quit().catch(() => subscriber.disconnect());
-      await Promise.all([buses.stop(), clientChannel.stop()]);
       await services.close();
     },
   };
