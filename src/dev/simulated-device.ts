@@ -26,6 +26,8 @@ export class SimulatedDevice {
   heartbeatsSent = 0;
   /** Frames it received that carried another device's token (a shared bus shows them all). */
   foreignTokens = 0;
+  /** When each HEALTHCHECK arrived, by round. */
+  readonly healthchecksAt = new Map<number, number>();
   lastHeartbeatAt: number | null = null;
   readonly received: Record<string, unknown>[] = [];
   private ws?: WebSocket;
@@ -91,6 +93,8 @@ export class SimulatedDevice {
     const msg = parsed as Record<string, unknown>;
     if (typeof msg.token === 'string' && msg.token !== this.options.token) this.foreignTokens++;
     if (this.options.keepReceived !== false) this.received.push(msg);
+    if (msg.type === 'HEALTHCHECK' && typeof msg.round === 'number')
+      this.healthchecksAt.set(msg.round, Date.now());
     if (msg.type !== 'HEALTHCHECK' || this.silent || this.closed) return;
     const d = this.options.replyDelayMs;
     const delay = typeof d === 'function' ? d() : (d ?? 0);

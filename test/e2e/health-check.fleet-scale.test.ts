@@ -56,6 +56,12 @@ describe(`${FLEET} robots answering within 10 ms, each on a bus of its own`, () 
     // Every robot heard every round: no HEALTHCHECK lost on the way either.
     const heard = fleet.map((d) => roundsSeen(d.device) - start);
     expect(Math.min(...heard)).toBeGreaterThanOrEqual(ROUNDS);
+    // One round's HEALTHCHECKs left across the spread (500 ms by default), not in one burst.
+    const round = Math.max(...fleet[0]!.device.healthchecksAt.keys()) - 1;
+    const arrivals = fleet.map((d) => d.device.healthchecksAt.get(round)!);
+    const spread = Math.max(...arrivals) - Math.min(...arrivals);
+    expect(spread).toBeGreaterThanOrEqual(s.config.MOTH_HEALTHCHECK_SPREAD_MS * 0.6);
+    expect(spread).toBeLessThanOrEqual(s.config.MOTH_HEALTHCHECK_SPREAD_MS + 500);
 
     const silent = fleet.slice(0, SILENT);
     for (const d of silent) d.device.silent = true;
