@@ -24,7 +24,7 @@ import { ThreadedMothHub } from '../src/moth/hub-thread';
 import { SimulatedDevice } from '../src/dev/simulated-device';
 import { bullConnection, createQueues } from '../src/queues/connection';
 import { QUEUES } from '../src/queues/names';
-import { createRedis, redisKeys, type Redis } from '../src/redis/connection';
+import { createRedis, redisKeys, type RedisClient } from '../src/redis/connection';
 import { createLiveness } from '../src/redis/liveness';
 import { createRounds } from '../src/redis/rounds';
 import { createShardLeases } from '../src/redis/shard-leases';
@@ -136,7 +136,7 @@ async function insertDevices(db: Db, n: number, connected: boolean, prefix: stri
 }
 
 /** Sets devices' heard round in their shard's connected index (overwriting). */
-async function seedHeard(r: Redis, keys: ReturnType<typeof redisKeys>, ids: string[], score: number) {
+async function seedHeard(r: RedisClient, keys: ReturnType<typeof redisKeys>, ids: string[], score: number) {
   const byShard = new Map<number, string[]>();
   for (const id of ids) {
     const s = shardOf(id, SHARDS);

@@ -20,6 +20,11 @@ const envSchema = z.object({
   DATA_DIR: z.string().min(1).default('.data'),
   DATABASE_URL: optionalUrl,
   REDIS_URL: optionalUrl,
+  /** REDIS_URL names a node of a Redis Cluster (QUEUE_PREFIX must then be a hash tag, e.g. `{rollcall}`). */
+  REDIS_CLUSTER: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((v) => v === 'true'),
   QUEUE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_{}-]+$/, 'letters, digits, _ - { } only')
@@ -92,6 +97,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     throw new ConfigError(`invalid environment:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+  if (e.REDIS_CLUSTER && !/^\{[^}]+\}$/.test(e.QUEUE_PREFIX)) {
+    throw new ConfigError(
+      'invalid environment:\n  QUEUE_PREFIX: must be a hash tag such as {rollcall} with REDIS_CLUSTER=true (BullMQ and the fleet-wide keys share a slot)',
+    );
+  }
   if (Boolean(e.TLS_CERT_FILE) !== Boolean(e.TLS_KEY_FILE)) {
     throw new ConfigError('invalid environment:\n  TLS_CERT_FILE and TLS_KEY_FILE go together');
   }

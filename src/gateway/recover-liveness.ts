@@ -1,6 +1,6 @@
 import type { Db } from '../db/knex';
 import type { Logger } from '../logger';
-import type { Redis, RedisKeys } from '../redis/connection';
+import type { RedisClient, RedisKeys } from '../redis/connection';
 import type { Liveness } from '../redis/liveness';
 import type { Rounds } from '../redis/rounds';
 
@@ -11,7 +11,7 @@ import type { Rounds } from '../redis/rounds';
  */
 export function createLivenessRecovery(deps: {
   db: Db;
-  redis: Redis;
+  redis: RedisClient;
   keys: RedisKeys;
   liveness: Liveness;
   rounds: Rounds;

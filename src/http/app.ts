@@ -6,7 +6,7 @@ import type { Config } from '../config';
 import type { Db } from '../db/knex';
 import { findDeviceIdByTokenHash } from '../db/devices';
 import type { Logger } from '../logger';
-import type { Redis } from '../redis/connection';
+import type { RedisClient } from '../redis/connection';
 import { redisKeys } from '../redis/connection';
 import type { Liveness } from '../redis/liveness';
 import { createAttemptLimiter } from '../redis/rate-limit';
@@ -27,7 +27,7 @@ import type { Mantis } from '../integrations/mantis';
 export interface AppDeps {
   readonly config: Config & { readonly ADMIN_TOKEN: string };
   readonly db: Db;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly logger: Logger;
   readonly liveness: Liveness;
   readonly settings: SettingsService;

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/connection';
 import type { RedisKeys } from '../redis/connection';
 import type { Queues } from './connection';
 

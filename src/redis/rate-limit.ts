@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from './connection';
 
 export interface AttemptLimiter {
   /** Seconds until this address may try again, or 0 when it is not blocked. */

@@ -12,7 +12,6 @@ import type { Logger } from '../logger';
 import { createMetrics } from '../metrics';
 import { MothClient } from '../moth/client';
 import { healthcheck, type HealthcheckMessage } from '../moth/codec';
-import { bullConnection } from '../queues/connection';
 import { QUEUES } from '../queues/names';
 import { createRedis } from '../redis/connection';
 import { createGatewayRegistry, createRounds } from '../redis/rounds';
@@ -212,7 +211,11 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
 
   // Rounds reach every gateway by pub/sub; a gateway that missed one (Redis reconnecting) finds it
   // by polling, and opens it if it is still young.
-  const subscriber = createRedis(config.REDIS_URL, 'worker', 'rollcall-gateway-rounds');
+  const subscriber = createRedis(
+    { url: config.REDIS_URL, cluster: config.REDIS_CLUSTER },
+    'worker',
+    'rollcall-gateway-rounds',
+  );
   subscriber.on('error', () => {});
   subscriber.on('message', (_channel, raw: string) => {
     try {
@@ -281,7 +284,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
   await renewLeases();
   openRound = await rounds.current();
   const roundWorker = new Worker(QUEUES.issueRound, (job) => issueRound(job), {
-    connection: bullConnection(config.REDIS_URL, 'worker'),
+    connection: services.bullConnection('worker'),
     prefix: config.QUEUE_PREFIX,
     concurrency: 1,
   });

@@ -6,8 +6,9 @@ import { startOpsServer } from '../http/ops-server';
 import type { Metrics } from '../metrics';
 import { createDb, type Db } from '../db/knex';
 import type { SessionEffects } from '../domain/effects';
-import { createRedis, redisKeys, type Redis, type RedisKeys } from '../redis/connection';
+import { createRedis, redisKeys, type RedisClient, type RedisKeys } from '../redis/connection';
 import { createLiveness, type Liveness } from '../redis/liveness';
+import type { ConnectionOptions } from 'bullmq';
 import { bullConnection, createQueues, type Queues } from '../queues/connection';
 import { createRoundScheduler, type RoundScheduler } from '../queues/round-scheduler';
 import { createSettingsService, type SettingsService } from '../settings-service';
@@ -18,12 +19,17 @@ export type BackedConfig = Config & { DATABASE_URL: string; REDIS_URL: string };
 export interface Services {
   readonly config: BackedConfig;
   readonly db: Db;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly keys: RedisKeys;
   readonly liveness: Liveness;
   readonly queues: Queues;
   readonly scheduler: RoundScheduler;
   readonly settings: SettingsService;
+  /**
+   * A BullMQ connection for this process: options for a single Redis; on a cluster a client of its
+   * own, closed with the services (BullMQ leaves the clients it is given open).
+   */
+  bullConnection(role: 'producer' | 'worker'): ConnectionOptions;
   /** Enqueues one job per effect of these sessions. */
   readonly enqueueEffects: (done: readonly SessionEffects[]) => Promise<void>;
   /** Readiness checks of the backing services. */
@@ -38,10 +44,19 @@ export interface Services {
 
 export function createServices(config: BackedConfig, name: string, poolMax = 10): Services {
   const db = createDb(config.DATABASE_URL, poolMax);
-  const redis = createRedis(config.REDIS_URL, 'producer', `rollcall-${name}`);
+  const target = { url: config.REDIS_URL, cluster: config.REDIS_CLUSTER };
+  const redis = createRedis(target, 'producer', `rollcall-${name}`);
+  const clusterClients: RedisClient[] = [];
+  const connectionFor = (role: 'producer' | 'worker'): ConnectionOptions => {
+    if (!config.REDIS_CLUSTER) return bullConnection(config.REDIS_URL, role);
+    const client = createRedis(target, role, `rollcall-${name}-bull`);
+    client.on('error', () => {});
+    clusterClients.push(client);
+    return client as ConnectionOptions;
+  };
   redis.on('error', () => {}); // reconnects by itself; failures surface on the calls that need it
   const keys = redisKeys(config.QUEUE_PREFIX);
-  const queues = createQueues(bullConnection(config.REDIS_URL, 'producer'), config.QUEUE_PREFIX);
+  const queues = createQueues(connectionFor('producer'), config.QUEUE_PREFIX);
   const scheduler = createRoundScheduler(redis, keys, queues);
   const settings = createSettingsService(db, async (values) => {
     await scheduler.ensure(values['device.healthcheckIntervalSeconds']);
@@ -72,8 +87,10 @@ export function createServices(config: BackedConfig, name: string, poolMax = 10)
           `invalid environment:\n  SHARDS: ${config.SHARDS}, but this deployment's Redis state is kept in ${stored} shards (set SHARDS=${stored}, or rebuild the liveness state: see the README)`,
         );
     },
+    bullConnection: connectionFor,
     async close() {
       await queues.close();
+      for (const c of clusterClients) c.disconnect();
       redis.disconnect();
       await db.destroy();
     },

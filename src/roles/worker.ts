@@ -39,7 +39,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
   const { db } = services;
   const metrics = options.metrics ?? createMetrics('worker', true);
   const rounds = createRounds(services.redis, services.keys, config.SHARDS);
-  const connection = bullConnection(config.REDIS_URL, 'worker');
+  const connection = services.bullConnection('worker');
   const opts = {
     connection,
     prefix: config.QUEUE_PREFIX,

@@ -8,14 +8,14 @@ import { DISCONNECT_EFFECTS, type SessionEffects } from '../../src/domain/effect
 import { resolveSettings } from '../../src/domain/settings';
 import { createLogger } from '../../src/logger';
 import { createMetrics } from '../../src/metrics';
-import { createRedis, redisKeys, type Redis } from '../../src/redis/connection';
+import { createRedis, redisKeys, type RedisClient } from '../../src/redis/connection';
 import { createLiveness } from '../../src/redis/liveness';
 import { createRounds } from '../../src/redis/rounds';
 import { createTestDatabase, uniquePrefix } from '../support/database';
 
 let database: Awaited<ReturnType<typeof createTestDatabase>>;
 let db: Db;
-let redis: Redis;
+let redis: RedisClient;
 beforeAll(async () => {
   database = await createTestDatabase();
   db = database.db;

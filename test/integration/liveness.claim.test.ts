@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
-import { createRedis, redisKeys, type Redis } from '../../src/redis/connection';
+import { createRedis, redisKeys, type RedisClient } from '../../src/redis/connection';
 import { createLiveness, type Liveness } from '../../src/redis/liveness';
 import { createRounds } from '../../src/redis/rounds';
 import { shardOf } from '../../src/domain/shards';
@@ -9,7 +9,7 @@ import { uniquePrefix } from '../support/database';
 const SHARDS = 4;
 const ALL = [0, 1, 2, 3];
 
-let redis: Redis;
+let redis: RedisClient;
 beforeAll(() => {
   redis = createRedis(inject('redisUrl'), 'producer');
 });

@@ -20,6 +20,10 @@ describe('loadConfig', () => {
     );
     expect(Object.isFrozen(c)).toBe(true);
   });
+  it('on a Redis Cluster, QUEUE_PREFIX must be a hash tag', () => {
+    expect(() => loadConfig({ REDIS_CLUSTER: 'true' })).toThrow(/QUEUE_PREFIX: must be a hash tag/);
+    expect(loadConfig({ REDIS_CLUSTER: 'true', QUEUE_PREFIX: '{rollcall}' }).REDIS_CLUSTER).toBe(true);
+  });
   it('names every bad variable', () => {
     expect(() => loadConfig({ PORT: 'x', REDIS_URL: 'nope' })).toThrow(ConfigError);
     try {
