@@ -52,7 +52,7 @@ export function createServices(config: BackedConfig, name: string, poolMax = 10)
     const client = createRedis(target, role, `rollcall-${name}-bull`);
     client.on('error', () => {});
     clusterClients.push(client);
-    return client as ConnectionOptions;
+    return client;
   };
   redis.on('error', () => {}); // reconnects by itself; failures surface on the calls that need it
   const keys = redisKeys(config.QUEUE_PREFIX);

@@ -14,7 +14,6 @@ import { createTgdm } from '../integrations/tgdm';
 import type { Logger } from '../logger';
 import { addScrapeGauges, createMetrics } from '../metrics';
 import { countDevicesByStatus } from '../db/fleet';
-import { bullConnection } from '../queues/connection';
 import { effectQueueName, QUEUES } from '../queues/names';
 import { createRounds } from '../redis/rounds';
 import type { Role } from './role';
