@@ -1,7 +1,7 @@
 // A fleet of robots for the bench, one socket each: joins every device's own bus (from FLEET_FILE:
 // [{token, path}]) on MOTH_URL and answers each HEALTHCHECK within ANSWER_WITHIN_MS, as deployed
-// robots do. Prints `ready` once every socket is open, then every second a JSON line with the
-// heartbeats sent and the foreign tokens seen so far.
+// robots do. Prints `ready` once every socket is open, then a JSON line with the
+// heartbeats sent and the foreign tokens seen so far, every 250 ms.
 import { readFileSync } from 'node:fs';
 import { SimulatedDevice } from '../src/dev/simulated-device';
 
@@ -28,4 +28,4 @@ setInterval(() => {
     foreign += d.foreignTokens;
   }
   process.stdout.write(`${JSON.stringify({ sent, foreign })}\n`);
-}, 1000);
+}, 250);
