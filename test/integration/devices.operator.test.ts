@@ -1,4 +1,5 @@
 import request from 'supertest';
+import { connectDevice } from '../../src/db/transitions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { admin, createTestApp, registration } from '../support/app';
 
@@ -68,14 +69,21 @@ describe('GET /devices', () => {
   });
 
   it('filters by status', async () => {
-    await register();
-    const connected = await request(t.callback).get('/devices').query({ status: 'CONNECTED' }).set(admin);
-    expect((connected.body as { devices: unknown[] }).devices).toEqual([]);
-    const disconnected = await request(t.callback)
-      .get('/devices')
-      .query({ status: 'DISCONNECTED', limit: 500 })
-      .set(admin);
-    expect((disconnected.body as { devices: unknown[] }).devices.length).toBeGreaterThan(0);
+    const [up, down] = [await register(), await register()];
+    // One of them connected, as its first heartbeat would make it.
+    expect(await connectDevice(t.db, up.id, 1, { automaticRecording: false })).toBeTruthy();
+    const ids = async (status: string) =>
+      (
+        (await request(t.callback).get('/devices').query({ status, limit: 500 }).set(admin)).body as {
+          devices: { id: string; status: string }[];
+        }
+      ).devices;
+    const connected = await ids('CONNECTED');
+    expect(connected.map((d) => d.id)).toEqual([up.id]);
+    const disconnected = await ids('DISCONNECTED');
+    expect(disconnected.map((d) => d.id)).toContain(down.id);
+    expect(disconnected.map((d) => d.id)).not.toContain(up.id);
+    expect(new Set(disconnected.map((d) => d.status))).toEqual(new Set(['DISCONNECTED']));
   });
 
   it.each([
