@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { createServer } from 'node:net';
 import { WebSocket } from 'ws';
 import { createLogger } from '../../src/logger';
 import { MothClient } from '../../src/moth/client';
@@ -80,6 +81,20 @@ describe('Moth client', () => {
     await h.stop();
     await waitFor(() => !c.isOpen, 2000, 'session lost');
     await expect(c.send({ type: 'X' })).rejects.toThrow(/not open/);
+    // While Moth is down, something on its port drops every connection: the client's attempts must
+    // thin out (backoff from 50 ms doubling to 400 ms, jittered), not hammer it.
+    const attempts: number[] = [];
+    const refuser = createServer((socket) => {
+      attempts.push(Date.now());
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => refuser.listen(port, '127.0.0.1', resolve));
+    await new Promise((r) => setTimeout(r, 2500));
+    await new Promise<void>((resolve) => refuser.close(() => resolve()));
+    expect(attempts.length).toBeGreaterThanOrEqual(4);
+    expect(attempts.length).toBeLessThanOrEqual(20);
+    const gaps = attempts.slice(1).map((t, i) => t - attempts[i]!);
+    expect(Math.max(...gaps.slice(-3))).toBeGreaterThanOrEqual(150);
     const again = new MothHub({ port });
     await again.start();
     cleanup.push(() => again.stop());
