@@ -42,13 +42,21 @@ async function roundsPass(
 }
 
 describe('restarts never disconnect a device that keeps answering', () => {
-  it('the worker killed and restarted', async () => {
-    const devices = await fleet(3);
+  // (The worker killed with SIGKILL, mid-evaluation, is the chaos suite's: that needs a process.)
+  it('the worker stopped and restarted: answering devices stay, a silent one is caught after the restart', async () => {
+    const [quiet, ...devices] = await fleet(4);
     await s.stopRole(s.workers[0]!);
+    quiet!.device.silent = true;
     await new Promise((r) => setTimeout(r, 4000)); // more than (max+1) intervals without evaluation
+    // Nobody evaluates while no worker runs: the silent device is still connected.
+    expect(await s.status(quiet!.id)).toBe('CONNECTED');
     await s.startWorker();
     await roundsPass(devices[0]!, 4);
     for (const d of devices) expect(s.eventsOf(d.id, 'DEVICE_DISCONNECTED')).toHaveLength(0);
+    // Evaluation ran again after the restart: the device that went silent is disconnected, once.
+    await s.waitStatus(quiet!.id, 'DISCONNECTED', 5000);
+    await waitFor(() => s.eventsOf(quiet!.id, 'DEVICE_DISCONNECTED').length > 0, 5000, 'its event');
+    expect(s.eventsOf(quiet!.id, 'DEVICE_DISCONNECTED')).toHaveLength(1);
   });
 
   it('the only gateway stopped for longer than the detection bound, then restarted', async () => {
