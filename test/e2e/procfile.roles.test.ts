@@ -177,10 +177,14 @@ describe('Procfile roles on their own', () => {
       expect((await fetch(`http://127.0.0.1:${String(ops)}/readyz`)).status).toBe(200);
       expect(await (await fetch(`http://127.0.0.1:${String(ops)}/metrics`)).text()).toContain('rollcall_');
     }
+    // The automatic recording started at connect; its stop will be in flight when the worker is told
+    // to stop, TGDM being slow: a drain waits for it, a force-close would leave it unfinished.
+    await waitFor(() => tgdm.stats.starts >= 1, 10_000, 'recording started');
+    tgdm.faults.latencyMs = 2500;
+    const requestsBefore = tgdm.stats.requests;
     device.silent = true;
     await waitFor(async () => (await status()) === 'DISCONNECTED', 10_000, 'disconnected by the worker');
-    // Effects in flight while the worker is told to stop: TGDM is slow.
-    tgdm.faults.latencyMs = 1500;
+    await waitFor(() => tgdm.stats.requests > requestsBefore, 10_000, 'the stop request in flight');
     await device.close();
 
     for (const r of [web, gateway, worker]) r.child.kill('SIGTERM');
@@ -191,5 +195,15 @@ describe('Procfile roles on their own', () => {
     }
     tgdm.faults.latencyMs = 0;
     expect(logged(worker, 'draining')).toBeDefined();
+    const db = new pg.Client({ connectionString: env.DATABASE_URL });
+    await db.connect();
+    try {
+      const { rows } = await db.query<{ status: string }>(
+        `SELECT status FROM effects WHERE kind = 'stop-recording'`,
+      );
+      expect(rows.map((r) => r.status)).toEqual(['DONE']);
+    } finally {
+      await db.end();
+    }
   }, 60_000);
 });
