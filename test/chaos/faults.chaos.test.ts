@@ -62,7 +62,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   process.stdout.write(
-    `\n${['scenario'.padEnd(44), 'healthy lost', 'silent caught', 'effects once', 'events lost'].join(' | ')}\n${table.join('\n')}\n`,
+    `\n${['scenario'.padEnd(44), 'healthy lost', 'silent caught', 'effects once', 'events lost', 'hub skipped'].join(' | ')}\n${table.join('\n')}\n`,
   );
   await tgdm?.stop();
   await mantis?.stop();
@@ -269,6 +269,8 @@ async function scenario(
     const effectsOnce = aborted === DYING && stopped === DYING;
     const clientEvents = (await db('outbox').where({ channel: 'client' }).pluck('event_id')) as string[];
     const lost = clientEvents.filter((id) => !seen.has(id)).length;
+    // Frames the (last) hub skipped because a reader fell behind: what Moth would have lost too.
+    const skipped = (await run.hub.stats()).lostBehind;
     table.push(
       [
         name.padEnd(44),
@@ -276,12 +278,15 @@ async function scenario(
         `${endedOfDying.length}/${DYING}${caughtOnce ? ' once' : ' !'}`.padStart(13),
         `${effectsOnce ? 'yes' : 'NO'} (${aborted}+${stopped})`.padStart(12),
         String(lost).padStart(11),
+        String(skipped).padStart(11),
       ].join(' | '),
     );
     expect(healthyLost, 'healthy devices disconnected').toBe(0);
     expect(caughtOnce, 'every silent device disconnected exactly once').toBe(true);
     expect(effectsOnce, 'one TASK_ABORTED and one RECORDING_STOPPED per silent device').toBe(true);
-    expect(lost, 'events published but never seen on the client channel').toBe(0);
+    expect(lost, `events published but never seen on the client channel (the hub skipped ${skipped})`).toBe(
+      0,
+    );
   } finally {
     closed = true;
     listener?.terminate();
