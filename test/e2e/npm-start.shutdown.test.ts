@@ -3,7 +3,10 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { createDb } from '../../src/db/knex';
+import { startEmbeddedPostgres } from '../../src/dev/embedded-postgres';
 import { freePort } from '../../src/dev/ports';
+import { SimulatedDevice } from '../../src/dev/simulated-device';
 import { waitFor } from '../support/system';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'rollcall-start-'));
@@ -25,15 +28,16 @@ function processesUsing(dir: string): string[] {
 }
 
 describe('npm start', () => {
-  it('on SIGTERM drains every role before it stops its Postgres and Redis, then exits 0', async () => {
+  it('on SIGTERM drains every role (an effect in flight finishes) before it stops its Postgres and Redis, then exits 0', async () => {
     const port = await freePort();
+    const mothPort = await freePort();
     const child = spawn(process.execPath, ['--import', 'tsx', 'workers/all-in-one.ts'], {
       env: {
         PATH: process.env.PATH,
         HOME: process.env.HOME,
         DATA_DIR: dataDir,
         PORT: String(port),
-        MOTH_PORT: String(await freePort()),
+        MOTH_PORT: String(mothPort),
         OPS_PORT: '0',
         ADMIN_TOKEN: 'start-admin-token-0123456789',
         DEVICE_SECRET_KEY: 'start-secret-0123456789',
@@ -60,6 +64,45 @@ describe('npm start', () => {
       expect(res.status).toBe(201);
       expect(processesUsing(dataDir).length).toBeGreaterThan(0);
 
+      // Work in flight at SIGTERM: a device connects (its automatic recording starts), goes silent,
+      // and its recording's stop waits in a slow TGDM when the signal comes. A drain lets it finish.
+      const reg = (await res.json()) as { id: string; token: string; channels: { deviceManagement: string } };
+      const admin = {
+        authorization: 'Bearer start-admin-token-0123456789',
+        'content-type': 'application/json',
+      };
+      await fetch(`http://127.0.0.1:${port}/server-settings`, {
+        method: 'PATCH',
+        headers: admin,
+        body: JSON.stringify({
+          device: { healthcheckIntervalSeconds: 1, healthcheckMaxConsecutiveMisses: 1 },
+        }),
+      });
+      const device = new SimulatedDevice({
+        mothUrl: `ws://127.0.0.1:${mothPort}`,
+        channelPath: reg.channels.deviceManagement,
+        token: reg.token,
+      });
+      await device.connect();
+      const status = async () =>
+        (
+          (await (await fetch(`http://127.0.0.1:${port}/devices/${reg.id}`, { headers: admin })).json()) as {
+            status: string;
+          }
+        ).status;
+      await waitFor(async () => (await status()) === 'CONNECTED', 20_000, 'connected');
+      const tgdm = /TGDM\s+(http:\/\/\S+)/.exec(output)![1]!;
+      await waitFor(
+        async () => ((await (await fetch(`${tgdm}/recordings`)).json()) as unknown[]).length === 1,
+        10_000,
+        'recording started',
+      );
+      await fetch(`${tgdm}/_sim/faults`, { method: 'POST', body: JSON.stringify({ latencyMs: 2500 }) });
+      device.silent = true;
+      await waitFor(async () => (await status()) === 'DISCONNECTED', 10_000, 'disconnected');
+      await new Promise((r) => setTimeout(r, 1000)); // the stop request is now waiting in TGDM
+      await device.close();
+
       const stopping = output.length;
       const signalled = Date.now();
       child.kill('SIGTERM');
@@ -69,6 +112,18 @@ describe('npm start', () => {
       const shutdown = output.slice(stopping);
       expect(shutdown).not.toMatch(/Connection ended unexpectedly|Acquire connection error|"level":50/);
       expect(processesUsing(dataDir)).toEqual([]);
+      // The effect in flight finished before Postgres stopped.
+      const pg = await startEmbeddedPostgres(join(dataDir, 'postgres'), 'rollcall');
+      const db = createDb(pg.url, 1);
+      try {
+        const rows = await db('effects')
+          .where({ kind: 'stop-recording' })
+          .select<{ status: string }[]>('status');
+        expect(rows.map((r) => r.status)).toEqual(['DONE']);
+      } finally {
+        await db.destroy();
+        await pg.stop();
+      }
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
