@@ -43,24 +43,28 @@ const only = args.only?.split(',');
 const SIZES = quick
   ? {
       ingestDevices: 5_000,
-      ingestSeconds: 4,
+      ingestSeconds: 2,
+      warmupMs: 1500,
       seeded: 100_000,
       crossing: 1_000,
-      regSeconds: 4,
+      regSeconds: 3,
       fleet: 200,
       silent: 20,
+      silentOverMs: 2000,
       memDevices: 20_000,
-      busFleet: 2_000,
-      busRounds: 5,
+      busFleet: 1_000,
+      busRounds: 3,
     }
   : {
       ingestDevices: 10_000,
       ingestSeconds: 8,
+      warmupMs: 4000,
       seeded: 1_000_000,
       crossing: 10_000,
       regSeconds: 10,
       fleet: 1000,
       silent: 100,
+      silentOverMs: 5000,
       memDevices: 100_000,
       // The hub holds two sockets per robot, and a process may open 20,000 files on this machine.
       busFleet: 9_900,
@@ -230,7 +234,7 @@ async function ingestion() {
     // A real device answers once a round, so each heartbeat moves it to a new round in the index: the
     // round advances every second, or nearly every heartbeat would repeat one already recorded.
     const stopRounds = announceRounds(keys);
-    await sleep(4000);
+    await sleep(SIZES.warmupMs);
     const a0 = await accepted();
     const t0 = performance.now();
     await sleep(SIZES.ingestSeconds * 1000);
@@ -255,7 +259,7 @@ async function ingestion() {
   });
   const bare = runTs(
     'bench/bare-receiver.ts',
-    { WARMUP_MS: '2000', DURATION_MS: String(SIZES.ingestSeconds * 1000) },
+    { WARMUP_MS: String(SIZES.warmupMs / 2), DURATION_MS: String(SIZES.ingestSeconds * 1000) },
     [`ws://127.0.0.1:${port}/pang/ws/meb?channel=instant&name=device-management&source=base&track=base`],
   );
   const ceiling = (JSON.parse(await bare.waitLine((l) => l.startsWith('{'), 60_000)) as { perSecond: number })
@@ -263,7 +267,7 @@ async function ingestion() {
   await bare.stop();
   const hashing = runTs(
     'bench/bare-receiver.ts',
-    { WARMUP_MS: '2000', DURATION_MS: String(SIZES.ingestSeconds * 1000), MODE: 'hash' },
+    { WARMUP_MS: String(SIZES.warmupMs / 2), DURATION_MS: String(SIZES.ingestSeconds * 1000), MODE: 'hash' },
     [`ws://127.0.0.1:${port}/pang/ws/meb?channel=instant&name=device-management&source=base&track=base`],
   );
   const decodeAndHash = (
@@ -469,7 +473,7 @@ async function registration() {
     duration: SIZES.regSeconds,
     // Not measured: the first requests of a fresh process (JIT, pool connections, each connection
     // preparing the insert) are a start-up cost, not the service's latency.
-    warmup: { connections: 32, duration: 2 },
+    warmup: { connections: 32, duration: quick ? 1 : 2 },
     requests: [
       {
         method: 'POST',
@@ -567,8 +571,9 @@ async function detection() {
   for (let i = 0; i < 60 && (await connectedCount()) < SIZES.fleet; i++) await sleep(500);
 
   const victims = devices.slice(0, SIZES.silent);
-  for (const v of victims) setTimeout(() => (robotOf.get(v.id)!.silent = true), Math.random() * 5000);
-  await sleep(5000);
+  for (const v of victims)
+    setTimeout(() => (robotOf.get(v.id)!.silent = true), Math.random() * SIZES.silentOverMs);
+  await sleep(SIZES.silentOverMs);
   for (let i = 0; i < 40; i++) {
     const down = Number(
       (
@@ -722,7 +727,7 @@ async function memory() {
 
 // ---- 6. device buses through 1, 2 and 4 gateways -----------------------------------------------------
 async function gatewaysScaling() {
-  const INTERVAL = 2;
+  const INTERVAL = quick ? 1 : 2;
   const fleetSize = SIZES.busFleet;
   process.stdout.write(
     `\ndevice buses (${fleetSize.toLocaleString('en')} robots, one socket each, answering within 10 ms; interval ${INTERVAL} s, max misses 2; ${SIZES.busRounds} rounds per run)\n`,
@@ -823,7 +828,7 @@ async function gatewaysScaling() {
     const takeMs = Math.round(performance.now() - t);
     const connected = () => count(db('devices').where({ status: 'CONNECTED' }));
     while ((await connected()) < fleetSize && performance.now() - t < 120_000) await sleep(500);
-    await sleep(2 * INTERVAL * 1000);
+    await sleep((quick ? 1 : 2) * INTERVAL * 1000);
     const [d0, c0, a0, s0] = [
       await disconnects(),
       await totalCommands(),
@@ -944,8 +949,10 @@ let failed = false;
 try {
   for (const [name, run] of sections) {
     if (only && !only.includes(name)) continue;
+    const sectionStart = performance.now();
     try {
       await run();
+      process.stdout.write(`  (${name}: ${Math.round((performance.now() - sectionStart) / 1000)} s)\n`);
     } catch (err) {
       failed = true;
       process.stdout.write(`  ${name} failed: ${(err as Error).stack ?? String(err)}\n`);
