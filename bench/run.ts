@@ -148,7 +148,9 @@ async function seedHeard(r: RedisClient, keys: ReturnType<typeof redisKeys>, ids
   const byShard = new Map<number, string[]>();
   for (const id of ids) {
     const s = shardOf(id, SHARDS);
-    byShard.set(s, [...(byShard.get(s) ?? []), id]);
+    const group = byShard.get(s);
+    if (group) group.push(id);
+    else byShard.set(s, [id]);
   }
   for (const [s, group] of byShard)
     for (let i = 0; i < group.length; i += 10_000)

@@ -1,6 +1,5 @@
 import { WebSocket } from 'ws';
 import { shardOf } from '../domain/shards';
-import type { Logger } from '../logger';
 import { MothClient, type MothClientOptions } from '../moth/client';
 import { SHARED_BUS } from '../redis/shard-leases';
 
@@ -18,7 +17,6 @@ export interface DeviceBusesDeps {
   /** The shared bus of earlier versions, when it is still in use. */
   readonly sharedBusPath: string | undefined;
   readonly moth: Omit<MothClientOptions, 'path'>;
-  readonly logger: Logger;
   /** A frame heard on a device's own bus (`deviceId`) or on the shared bus (undefined). */
   readonly onFrame: (data: Buffer, deviceId: string | undefined) => void;
   /** A held session dropped: the shard's round may be void, report it at once. */
@@ -48,8 +46,16 @@ const REPLAY_WINDOW_MS = 250;
  * bus of earlier versions when it holds that), HEALTHCHECK on each across a spread, and frames to one
  * device's bus. Knows every live device's bus (the directory), so it can reach any device.
  */
+/** A directory entry, with the shard its device falls in (hashed once, when it is added). */
+type Known = BusEntry & { readonly shard: number };
+
 export function createDeviceBuses(deps: DeviceBusesDeps) {
-  const directory = new Map<string, BusEntry>();
+  const directory = new Map<string, Known>();
+  const know = (e: BusEntry): Known => {
+    const known = { ...e, shard: shardOf(e.deviceId, deps.shards) };
+    directory.set(e.deviceId, known);
+    return known;
+  };
   const sessions = new Map<string, Session>();
   /** Shard -> when this gateway took it. */
   const held = new Map<number, number>();
@@ -117,9 +123,11 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
     void session.client.stop();
   }
 
-  function openDevice(entry: BusEntry, counted: number | null) {
-    const shard = shardOf(entry.deviceId, deps.shards);
-    sessions.set(entry.deviceId, openSession(deps.busPath(entry.busId), shard, entry.deviceId, counted));
+  function openDevice(entry: Known, counted: number | null) {
+    sessions.set(
+      entry.deviceId,
+      openSession(deps.busPath(entry.busId), entry.shard, entry.deviceId, counted),
+    );
   }
 
   return {
@@ -130,10 +138,10 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
       const seen = new Set<string>();
       for (const e of entries) {
         seen.add(e.deviceId);
-        const known = directory.get(e.deviceId);
+        let known = directory.get(e.deviceId);
         if (known) known.heardOnBus = e.heardOnBus;
-        else directory.set(e.deviceId, { ...e });
-        if (!sessions.has(e.deviceId) && held.has(shardOf(e.deviceId, deps.shards))) openDevice(e, 0);
+        else known = know(e);
+        if (!sessions.has(e.deviceId) && held.has(known.shard)) openDevice(known, 0);
       }
       for (const id of directory.keys()) {
         if (seen.has(id)) continue;
@@ -148,8 +156,8 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
     add(entries: readonly BusEntry[]): void {
       for (const e of entries) {
         if (directory.has(e.deviceId)) continue;
-        directory.set(e.deviceId, { ...e });
-        if (held.has(shardOf(e.deviceId, deps.shards))) openDevice(e, 0);
+        const known = know(e);
+        if (held.has(known.shard)) openDevice(known, 0);
       }
     },
 
@@ -176,10 +184,8 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
         shared = openSession(deps.sharedBusPath, SHARED_BUS, undefined, null);
       }
       const takenSet = new Set(taken);
-      for (const e of directory.values()) {
-        const s = shardOf(e.deviceId, deps.shards);
-        if (takenSet.has(s) && !sessions.has(e.deviceId)) openDevice(e, null);
-      }
+      for (const e of directory.values())
+        if (takenSet.has(e.shard) && !sessions.has(e.deviceId)) openDevice(e, null);
     },
 
     /** The shards held now. */
@@ -294,7 +300,6 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
     },
   };
 }
-export type DeviceBuses = ReturnType<typeof createDeviceBuses>;
 
 /** Joins a bus, sends one binary JSON frame, leaves. */
 async function sendOnce(

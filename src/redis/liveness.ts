@@ -193,7 +193,6 @@ export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: numb
   }
 
   return {
-    shards,
     /** Records a batch of heartbeats: one round trip per shard and heard round (and INGEST_CHUNK). */
     async recordHeartbeats(batch: readonly HeartbeatInput[], nowMs = Date.now()): Promise<HeardBatch> {
       const out: HeardBatch = {

@@ -105,7 +105,6 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     busPath: config.channels.deviceBus,
     sharedBusPath: config.MOTH_SHARED_BUS ? config.channels.sharedDeviceBus : undefined,
     moth,
-    logger: log,
     onFrame: (data, deviceId) => ingest.push(data, deviceId),
     onSessionLost: () => void renewLeases(),
   });
