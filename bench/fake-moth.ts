@@ -2,7 +2,8 @@
 // (binary, as robots send them) as fast as each socket drains. A client on the shared bus
 // (`track=base`) gets every device's heartbeat in turn; a client on a device's own bus (`track=<bus
 // id>`) gets that device's only, unless PER_DEVICE=0 (its sessions then stay idle). The devices come
-// from FLEET_FILE: [{token, busId}]. Prints its port.
+// from FLEET_FILE: [{token, busId}]. Pumping starts when START_AT such sockets are open. Prints its
+// port.
 import { readFileSync } from 'node:fs';
 import { WebSocketServer, type WebSocket } from 'ws';
 
@@ -11,6 +12,10 @@ const frame = (token: string) => Buffer.from(JSON.stringify({ type: 'HEARTBEAT',
 const all = fleet.map((d) => frame(d.token));
 const byBus = new Map(fleet.map((d) => [d.busId, [frame(d.token)]]));
 const perDevice = process.env.PER_DEVICE !== '0';
+/** Pumping starts once this many sockets that carry frames are open (all at once). */
+const startAt = Number(process.env.START_AT ?? 1);
+const waiting: (() => void)[] = [];
+let started = false;
 
 const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false });
 wss.on('connection', (ws: WebSocket, req) => {
@@ -23,15 +28,24 @@ wss.on('connection', (ws: WebSocket, req) => {
   // should cost as little as it can, since it shares the machine with what it measures.
   const socket = (ws as unknown as { _socket: { cork(): void; uncork(): void } })._socket;
   const burst = frames.length === 1 ? 16 : 256;
+  const limit = 1 << (frames.length === 1 ? 14 : 22);
   const pump = () => {
-    while (ws.readyState === ws.OPEN && ws.bufferedAmount < 1 << (frames.length === 1 ? 14 : 22)) {
+    // A few bursts, then the next socket's turn: a fast reader would otherwise keep this loop on its
+    // socket for ever, and every other socket (and handshake) would starve.
+    for (let b = 0; b < 8 && ws.readyState === ws.OPEN && ws.bufferedAmount < limit; b++) {
       socket.cork();
       for (let k = 0; k < burst; k++) ws.send(frames[i++ % frames.length]!, { binary: true });
       socket.uncork();
     }
+    if (ws.readyState !== ws.OPEN) return;
     // Full: poll again shortly, rather than spinning and taking CPU from the receiver being measured.
-    if (ws.readyState === ws.OPEN) setTimeout(pump, 1);
+    if (ws.bufferedAmount < limit) setImmediate(pump);
+    else setTimeout(pump, 1);
   };
-  pump();
+  if (started) return pump();
+  waiting.push(pump);
+  if (waiting.length < startAt) return;
+  started = true;
+  for (const p of waiting.splice(0)) p();
 });
 wss.on('listening', () => process.stdout.write(`${(wss.address() as { port: number }).port}\n`));

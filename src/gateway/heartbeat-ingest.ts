@@ -27,8 +27,8 @@ export interface HeartbeatIngestDeps {
   readonly onBackpressure?: (behind: boolean) => void;
 }
 
-/** Batches waiting for Redis beyond which reading pauses. */
-const MAX_BATCHES_IN_FLIGHT = 6;
+/** Batches waiting for Redis beyond which reading pauses (a round's first heartbeats come in a burst). */
+const MAX_BATCHES_IN_FLIGHT = 32;
 /**
  * Batches written at once: Redis runs one script at a time, but the next ones already on the wire
  * keep it busy while we parse an answer and read more frames (3 measured best in `npm run bench`).
@@ -45,6 +45,8 @@ const NEGATIVE_MAX = 100_000;
  */
 const SHARED_CACHE_MAX = 100_000;
 const CONNECT_CONCURRENCY = 16;
+/** How often counts of heartbeats settled in memory reach the metrics. */
+const TALLY_PERIOD_MS = 100;
 
 /** A heartbeat as it arrived: on a device's own bus (`deviceId`), or on the shared bus (none). */
 interface Arrived {
@@ -59,6 +61,12 @@ interface Arrived {
  * (one round trip per shard in a batch). A heartbeat counts only with the token of the device whose
  * bus carried it. A device absent from the connected index is connected at once. Malformed frames,
  * unknown, revoked or misplaced tokens and other message types are dropped and counted.
+ *
+ * A device is written once per round: Redis confirms its token and records it for the open round,
+ * and its later heartbeats of that round, with the same token, are counted in memory (they could not
+ * change anything). A revoked token leaves that memory at once (`revoke`, pushed by Redis pub/sub),
+ * and the memory holds one round only, so even a lost revocation message lets a revoked token record
+ * nothing: the next round's first heartbeat meets the tombstone in Redis.
  */
 export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
   const maxBatch = deps.maxBatch ?? 1000;
@@ -72,6 +80,20 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
   const negative = new Map<string, number>();
   const sharedCache = new Map<string, string>();
   const count = (result: string, n = 1) => deps.metrics.heartbeats.inc({ result }, n);
+  /** Device -> the token hash Redis accepted from it in `recordedRound`, the round open now. */
+  let recorded = new Map<string, string>();
+  let recordedRound = 0;
+  /** Revocations taken so far: a batch written while one came in is not remembered. */
+  let revocations = 0;
+  /** Heartbeats settled in memory, not yet added to the metrics (per heartbeat costs too much). */
+  const tally = { accepted: 0, stale: 0 };
+  const settleTally = () => {
+    if (tally.accepted) count('accepted', tally.accepted);
+    if (tally.stale) count('stale', tally.stale);
+    tally.accepted = tally.stale = 0;
+  };
+  const tallyTimer = setInterval(settleTally, TALLY_PERIOD_MS);
+  tallyTimer.unref();
 
   /** Takes one frame heard on the bus of `deviceId` (undefined: the shared bus). */
   function push(frame: Buffer, deviceId?: string): void {
@@ -79,9 +101,20 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     if (msg.kind === 'malformed') return count('malformed');
     if (msg.kind === 'ignored') return count('ignored');
     const hash = tokenHash(msg.token);
-    const refusedUntil = negative.get(hash);
+    const refusedUntil = negative.size === 0 ? undefined : negative.get(hash);
     if (refusedUntil !== undefined && refusedUntil > Date.now()) return count('unknown_token');
-    batch.push({ tokenHash: hash, deviceId, heardRound: deps.openRound(), round: msg.round });
+    const heardRound = deps.openRound();
+    if (heardRound !== recordedRound) {
+      recorded = new Map();
+      recordedRound = heardRound;
+    }
+    const device = deviceId ?? sharedCache.get(hash);
+    if (device !== undefined && recorded.get(device) === hash) {
+      if (msg.round !== undefined && msg.round < heardRound) tally.stale++;
+      else tally.accepted++;
+      return;
+    }
+    batch.push({ tokenHash: hash, deviceId, heardRound, round: msg.round });
     if (batch.length >= maxBatch) void flush();
     else timer ??= setTimeout(() => void flush(), maxDelayMs);
   }
@@ -117,6 +150,7 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
 
   async function write(arrived: Arrived[]): Promise<void> {
     const items = await placeShared(arrived);
+    const revocationsBefore = revocations;
     let result: HeardBatch;
     try {
       result = await deps.liveness.recordHeartbeats(items);
@@ -156,8 +190,21 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     if (unknown + revoked) count('unknown_token', unknown + revoked);
     if (misplaced) count('misplaced', misplaced);
     if (refused.size > 0) for (const i of refused) sharedCache.delete(i.tokenHash);
+    if (revocations === revocationsBefore) remember(items, refused);
     if (deps.heardOn) reportBuses(items, arrived, refused);
     await connectAll(fresh);
+  }
+
+  /**
+   * Notes the devices this batch recorded for the round open now. Refused holds every heartbeat that
+   * did not count (revoked, misplaced, unknown after the lookup); stale echoes recorded nothing.
+   */
+  function remember(items: HeartbeatInput[], refused: Set<HeartbeatInput>) {
+    for (const i of items) {
+      if (i.heardRound !== recordedRound || refused.has(i)) continue;
+      if (i.round !== undefined && i.round < i.heardRound) continue;
+      recorded.set(i.deviceId, i.tokenHash);
+    }
   }
 
   /** Which bus each accepted heartbeat came on, for the devices still on the shared one. */
@@ -224,6 +271,7 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
           } catch (err) {
             // Out of the index again, so the next heartbeat retries the transition.
             deps.logger.error({ err: (err as Error).message, deviceId }, 'connect transition failed');
+            recorded.delete(deviceId);
             await deps.liveness.forgetDevice(deviceId).catch(() => {});
           }
         }),
@@ -233,9 +281,27 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
 
   return {
     push,
-    flush,
-    async close(): Promise<void> {
+    /** Resolves when every heartbeat taken so far is written and counted. */
+    async flush(): Promise<void> {
       await flush();
+      settleTally();
+    },
+    /** A token was revoked (rotated, or its device deleted): nothing of it stays in memory. */
+    revoke(deviceId: string, revokedHash: string): void {
+      revocations++;
+      recorded.delete(deviceId);
+      sharedCache.delete(revokedHash);
+    },
+    /** Revocations may have been missed (the channel reconnected): forget every token held. */
+    forgetTokens(): void {
+      revocations++;
+      recorded = new Map();
+      sharedCache.clear();
+    },
+    async close(): Promise<void> {
+      clearInterval(tallyTimer);
+      await flush();
+      settleTally();
     },
   };
 }

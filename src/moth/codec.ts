@@ -9,6 +9,7 @@ export const MAX_INBOUND_FRAME_BYTES = 4096;
 const MAX_TOKEN_LENGTH = 512;
 
 const CANONICAL_PREFIX = Buffer.from('{"type":"HEARTBEAT","token":"');
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
 /**
  * The token of a frame that is exactly `{"type":"HEARTBEAT","token":"<token>"}` with a base64url
@@ -21,17 +22,9 @@ function canonicalHeartbeatToken(data: Buffer): string | undefined {
   if (end <= start || end - start > MAX_TOKEN_LENGTH) return undefined;
   if (data[end] !== 0x22 || data[end + 1] !== 0x7d) return undefined; // "}
   if (data.compare(CANONICAL_PREFIX, 0, start, 0, start) !== 0) return undefined;
-  for (let i = start; i < end; i++) {
-    const c = data[i]!;
-    const base64url =
-      (c >= 0x30 && c <= 0x39) ||
-      (c >= 0x41 && c <= 0x5a) ||
-      (c >= 0x61 && c <= 0x7a) ||
-      c === 0x2d ||
-      c === 0x5f;
-    if (!base64url) return undefined;
-  }
-  return data.toString('latin1', start, end);
+  // A compiled regular expression checks the characters faster than a loop over the bytes.
+  const token = data.toString('latin1', start, end);
+  return BASE64URL.test(token) ? token : undefined;
 }
 
 /**

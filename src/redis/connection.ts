@@ -77,6 +77,8 @@ export function redisKeys(prefix: string) {
     roundOpened: (n: number) => k(`round:${n}:opened`),
     /** Pub/sub channel announcing each issued round to every gateway. */
     roundsIssued: k('rounds-issued'),
+    /** Pub/sub channel telling every gateway of a revoked token: `{deviceId, tokenHash}`. */
+    tokensRevoked: k('tokens-revoked'),
     round: k('round'),
     roundMeta: (n: number) => k(`round:${n}`),
     gateways: k('gateways'),

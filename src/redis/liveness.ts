@@ -227,9 +227,13 @@ export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: numb
       );
     },
 
-    /** Revokes a device's token hash in the cache (a tombstone, so no racing lookup can re-cache it). */
+    /**
+     * Revokes a device's token hash in the cache (a tombstone, so no racing lookup can re-cache it),
+     * and tells every gateway, so none counts it from memory either.
+     */
     async forgetToken(deviceId: string, tokenHash: string): Promise<void> {
       await redis.hset(shardKeys(deviceId).tokens, tokenHash, '-');
+      await redis.publish(keys.tokensRevoked, JSON.stringify({ deviceId, tokenHash }));
     },
 
     /** Removes a device from the connected index (deleted, or its connect transition failed). */

@@ -7,6 +7,7 @@ import { shardsOwnedBy } from '../domain/shards';
 import { createDeviceBuses } from '../gateway/device-buses';
 import { createHeartbeatIngest } from '../gateway/heartbeat-ingest';
 import { createOutboxPublisher } from '../gateway/outbox-publisher';
+import { followRevocations } from '../gateway/revocations';
 import { createLivenessRecovery } from '../gateway/recover-liveness';
 import type { Logger } from '../logger';
 import { createMetrics } from '../metrics';
@@ -216,7 +217,8 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     'rollcall-gateway-rounds',
   );
   subscriber.on('error', () => {});
-  subscriber.on('message', (_channel, raw: string) => {
+  subscriber.on('message', (channel: string, raw: string) => {
+    if (channel !== keys.roundsIssued) return;
     try {
       void open(JSON.parse(raw) as HealthcheckMessage);
     } catch {
@@ -224,6 +226,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     }
   });
   await subscriber.subscribe(keys.roundsIssued);
+  await followRevocations(subscriber, keys.tokensRevoked, ingest);
   async function catchUp(): Promise<void> {
     const current = await rounds.current();
     if (current <= openRound) return;

@@ -1,0 +1,205 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { newToken, tokenHash } from '../../src/domain/credentials';
+import { shardOf } from '../../src/domain/shards';
+import { createHeartbeatIngest, type HeartbeatIngest } from '../../src/gateway/heartbeat-ingest';
+import { followRevocations } from '../../src/gateway/revocations';
+import { createLogger } from '../../src/logger';
+import { createMetrics, type Metrics } from '../../src/metrics';
+import { createRedis, redisKeys, type RedisClient } from '../../src/redis/connection';
+import { createLiveness, type HeartbeatInput, type Liveness } from '../../src/redis/liveness';
+import { uniquePrefix } from '../support/database';
+
+// A gateway writes each device once per round and counts its repeats in memory. These tests hold it
+// to what that must not cost: a revoked token refused at once on every gateway, nothing recorded
+// that Redis did not confirm.
+
+const SHARDS = 4;
+const clients: RedisClient[] = [];
+const redisClient = () => {
+  const c = createRedis(inject('redisUrl'), 'worker');
+  clients.push(c);
+  return c;
+};
+let redis: RedisClient;
+beforeAll(() => {
+  redis = redisClient();
+});
+afterAll(() => clients.forEach((c) => c.disconnect()));
+
+const frame = (token: string, round?: number) =>
+  Buffer.from(JSON.stringify({ type: 'HEARTBEAT', token, ...(round === undefined ? {} : { round }) }));
+
+/** One gateway's ingestion on the shared test Redis, its writes to Redis counted per device. */
+function gateway(
+  keys: ReturnType<typeof redisKeys>,
+  round: { n: number },
+  connect = async () => false,
+  duringWrite?: () => void,
+) {
+  const liveness = createLiveness(redis, keys, SHARDS);
+  const written: string[] = [];
+  const metrics = createMetrics(`t${Math.random()}`);
+  const ingest = createHeartbeatIngest({
+    liveness: {
+      ...liveness,
+      recordHeartbeats: (batch: readonly HeartbeatInput[]) => {
+        written.push(...batch.map((h) => h.deviceId));
+        const done = liveness.recordHeartbeats(batch);
+        duringWrite?.();
+        return done;
+      },
+    },
+    metrics,
+    logger: createLogger('silent'),
+    openRound: () => round.n,
+    lookupTokens: async () => [],
+    connect,
+  });
+  return { ingest, written, metrics, liveness };
+}
+
+async function counted(metrics: Metrics, result: string): Promise<number> {
+  return (await metrics.heartbeats.get()).values.find((v) => v.labels.result === result)?.value ?? 0;
+}
+
+/** A device with a cached token, already in the connected index (as after its first round). */
+async function device(liveness: Liveness, id = `d-${uniquePrefix()}`) {
+  const token = newToken();
+  await liveness.cacheTokens([{ tokenHash: tokenHash(token), deviceId: id }]);
+  await liveness.seed([id], 1);
+  return { id, token };
+}
+
+const heardRound = async (keys: ReturnType<typeof redisKeys>, id: string) =>
+  Number(await redis.zscore(keys.shard(shardOf(id, SHARDS)).heard, id));
+
+async function send(ingest: HeartbeatIngest, data: Buffer, deviceId: string, times = 1) {
+  for (let i = 0; i < times; i++) {
+    ingest.push(data, deviceId);
+    await ingest.flush();
+  }
+}
+
+describe('heartbeat ingestion: once per round in Redis', () => {
+  it('writes a device once per round and counts every heartbeat', async () => {
+    const keys = redisKeys(uniquePrefix());
+    const round = { n: 5 };
+    const g = gateway(keys, round);
+    const d = await device(g.liveness);
+    await send(g.ingest, frame(d.token), d.id, 40);
+    expect(g.written.filter((id) => id === d.id)).toHaveLength(1);
+    expect(await counted(g.metrics, 'accepted')).toBe(40);
+    expect(await heardRound(keys, d.id)).toBe(5);
+    round.n = 6;
+    await send(g.ingest, frame(d.token), d.id, 3);
+    expect(g.written.filter((id) => id === d.id)).toHaveLength(2);
+    expect(await heardRound(keys, d.id)).toBe(6);
+    expect(await counted(g.metrics, 'accepted')).toBe(43);
+  });
+
+  it('a stale echo records nothing, so the next heartbeat of the round is written', async () => {
+    const keys = redisKeys(uniquePrefix());
+    const g = gateway(keys, { n: 8 });
+    const d = await device(g.liveness);
+    await send(g.ingest, frame(d.token, 7), d.id, 2);
+    expect(await heardRound(keys, d.id)).toBe(1);
+    await send(g.ingest, frame(d.token, 8), d.id);
+    expect(await heardRound(keys, d.id)).toBe(8);
+    expect(await counted(g.metrics, 'stale')).toBe(2);
+  });
+
+  it('a token heard on another device’s bus is not taken from memory', async () => {
+    const keys = redisKeys(uniquePrefix());
+    const g = gateway(keys, { n: 3 });
+    const a = await device(g.liveness);
+    const b = await device(g.liveness);
+    await send(g.ingest, frame(a.token), a.id);
+    await send(g.ingest, frame(a.token), b.id, 2);
+    // Refused (misplaced, or unknown in b's shard when a's token is cached in another one).
+    expect(await counted(g.metrics, 'accepted')).toBe(1);
+    expect(await heardRound(keys, b.id)).toBe(1);
+  });
+
+  it('a failed connect leaves memory too, so the next heartbeat of the round tries again', async () => {
+    const keys = redisKeys(uniquePrefix());
+    let attempts = 0;
+    const g = gateway(keys, { n: 4 }, async () => {
+      attempts++;
+      if (attempts === 1) throw new Error('Postgres away');
+      return true;
+    });
+    const token = newToken();
+    const id = `d-${uniquePrefix()}`;
+    await g.liveness.cacheTokens([{ tokenHash: tokenHash(token), deviceId: id }]);
+    await send(g.ingest, frame(token), id);
+    await send(g.ingest, frame(token), id);
+    expect(attempts).toBe(2);
+    expect(await heardRound(keys, id)).toBe(4);
+  });
+});
+
+describe('heartbeat ingestion: revoked tokens', () => {
+  async function twoGateways() {
+    const keys = redisKeys(uniquePrefix());
+    const round = { n: 5 };
+    const gateways = [gateway(keys, round), gateway(keys, round)];
+    const subscribers = gateways.map(() => redisClient());
+    await Promise.all(
+      gateways.map((g, i) => followRevocations(subscribers[i]!, keys.tokensRevoked, g.ingest)),
+    );
+    const d = await device(gateways[0]!.liveness);
+    for (const g of gateways) await send(g.ingest, frame(d.token), d.id, 2);
+    return { keys, round, gateways, subscribers, d };
+  }
+
+  it('a rotated token is refused at once on every gateway, within the round it was rotated in', async () => {
+    const { gateways, d } = await twoGateways();
+    const before = await Promise.all(gateways.map((g) => counted(g.metrics, 'accepted')));
+    await gateways[0]!.liveness.forgetToken(d.id, tokenHash(d.token));
+    await new Promise((r) => setTimeout(r, 10));
+    for (const g of gateways) await send(g.ingest, frame(d.token), d.id, 3);
+    for (const [i, g] of gateways.entries()) {
+      expect(await counted(g.metrics, 'accepted')).toBe(before[i]);
+      expect(await counted(g.metrics, 'unknown_token')).toBe(3);
+    }
+  });
+
+  it('a revocation that arrives while the batch is in Redis is not undone by the batch', async () => {
+    const keys = redisKeys(uniquePrefix());
+    let revokeNow: (() => void) | undefined;
+    const g = gateway(keys, { n: 5 }, undefined, () => revokeNow?.());
+    const d = await device(g.liveness);
+    revokeNow = () => {
+      revokeNow = undefined;
+      void g.liveness.forgetToken(d.id, tokenHash(d.token));
+      g.ingest.revoke(d.id, tokenHash(d.token));
+    };
+    await send(g.ingest, frame(d.token), d.id);
+    await send(g.ingest, frame(d.token), d.id, 2);
+    expect(g.written.filter((id) => id === d.id)).toHaveLength(3);
+  });
+
+  it('a revocation message lost with the subscriber is made up for when it reconnects', async () => {
+    const { keys, gateways, subscribers, d } = await twoGateways();
+    const [g] = gateways;
+    await subscribers[0]!.unsubscribe(keys.tokensRevoked);
+    await g!.liveness.forgetToken(d.id, tokenHash(d.token));
+    const reconnected = new Promise((r) => subscribers[0]!.once('ready', r));
+    subscribers[0]!.disconnect(true);
+    await reconnected;
+    const before = await counted(g!.metrics, 'accepted');
+    await send(g!.ingest, frame(d.token), d.id);
+    expect(await counted(g!.metrics, 'accepted')).toBe(before);
+  });
+
+  it('without the message, a revoked token records nothing: the next round meets the tombstone', async () => {
+    const { keys, round, gateways, d } = await twoGateways();
+    const [g] = gateways;
+    // The tombstone alone, as if every revocation message were lost.
+    await redis.hset(keys.shard(shardOf(d.id, SHARDS)).tokens, tokenHash(d.token), '-');
+    round.n = 6;
+    await send(g!.ingest, frame(d.token), d.id, 2);
+    expect(await heardRound(keys, d.id)).toBe(5);
+    expect(await counted(g!.metrics, 'unknown_token')).toBe(2);
+  });
+});
