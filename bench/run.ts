@@ -2,7 +2,8 @@
 // each figure beside its target. A missed target is reported, not hidden.
 import autocannon from 'autocannon';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -35,6 +36,21 @@ import { startGateway } from '../src/roles/gateway';
 import { startWorker } from '../src/roles/worker';
 import { createSettingsService } from '../src/settings-service';
 import { jsonLine, percentile, runTs, sleep, stopChildren } from './support';
+import {
+  createPgLastSeenTable,
+  FAULT_MS,
+  faultAt,
+  ingestRate,
+  judge,
+  runPeerScenario,
+  scenarioMs,
+  startPgLastSeenPeer,
+  startRedisTtlPeer,
+  type Decisions,
+  type Fault,
+  type Outcome,
+  type Timing,
+} from './peers';
 
 const { values: args } = parseArgs({
   options: { quick: { type: 'boolean', default: false }, out: { type: 'string' }, only: { type: 'string' } },
@@ -43,12 +59,12 @@ const quick = args.quick;
 const only = args.only?.split(',');
 const SIZES = quick
   ? {
-      ingestDevices: 5_000,
-      ingestSeconds: 2,
-      warmupMs: 1500,
+      ingestDevices: 1_000,
+      ingestSeconds: 1,
+      warmupMs: 1000,
       seeded: 100_000,
       crossing: 1_000,
-      regSeconds: 3,
+      regSeconds: 2,
       fleet: 200,
       silent: 20,
       silentOverMs: 2000,
@@ -241,7 +257,12 @@ async function ingestion() {
       opsPort: number;
     };
     const metric = async (pattern: RegExp) => {
-      const text = await (await fetch(`http://127.0.0.1:${started.opsPort}/metrics`)).text();
+      const res = await fetch(`http://127.0.0.1:${started.opsPort}/metrics`).catch((err: Error) => {
+        throw new Error(
+          `gateway gone (${err.message}): ${gateway.stderr()} ${gateway.lines.slice(-3).join('\n')} exit ${gateway.child.exitCode} ${gateway.child.signalCode}`,
+        );
+      });
+      const text = await res.text();
       return Number(pattern.exec(text)?.[1] ?? 0);
     };
     const accepted = () => metric(/rollcall_heartbeats_total\{[^}]*result="accepted"[^}]*\} (\d+)/);
@@ -287,8 +308,9 @@ async function ingestion() {
   const ownCeiling = await bareRate(true);
   const shared = { rate: await measure(false) };
   const ceiling = await bareRate(false);
-  const decodeAndHash = await bareRate(false, 'hash');
-  const recorded = await recordingRate(db, devices);
+  // A reference only: the full bench takes it.
+  const decodeAndHash = quick ? NaN : await bareRate(false, 'hash');
+  const recorded = await recordingRate(db, devices, prefix);
   await db.destroy();
   /** A ratio of two figures is only worth reading on a quiet machine. */
   const ratio = (name: string, rate: number, of: number) =>
@@ -341,14 +363,15 @@ async function ingestion() {
     target: '(reference)',
     met: null,
   });
-  report({
-    name: '  receive, decode and hash only (no Redis)',
-    value: decodeAndHash,
-    unit: '/s',
-    target: '(reference)',
-    met: null,
-    note: `${Math.round((decodeAndHash / ceiling) * 100) / 100} of the ceiling`,
-  });
+  if (!quick)
+    report({
+      name: '  receive, decode and hash only (no Redis)',
+      value: decodeAndHash,
+      unit: '/s',
+      target: '(reference)',
+      met: null,
+      note: `${Math.round((decodeAndHash / ceiling) * 100) / 100} of the ceiling`,
+    });
   ratio('ingestion / ceiling', shared.rate, ceiling);
   report({
     name: 'heartbeats written to Redis per second, each new for its round',
@@ -364,8 +387,8 @@ async function ingestion() {
  * Heartbeats the ingestion writes to Redis per second when none repeats a round already recorded
  * (each pass over the fleet is a new round): what one gateway records at most, whatever the sockets.
  */
-async function recordingRate(db: Db, devices: { id: string; token: string }[]): Promise<number> {
-  const keys = redisKeys('bi');
+async function recordingRate(db: Db, devices: { id: string; token: string }[], prefix: string) {
+  const keys = redisKeys(prefix);
   let round = 1000;
   const metrics = createMetrics('bench');
   const ingest = createHeartbeatIngest({
@@ -593,13 +616,38 @@ async function registration() {
 }
 
 // ---- 4. detection -------------------------------------------------------------------------------------
-async function detection() {
-  process.stdout.write(
-    `\ndetection (interval 1 s, max misses 2, ${SIZES.fleet} devices, ${SIZES.silent} fall silent)\n`,
-  );
+const TIMING: Timing = {
+  intervalMs: 1000,
+  timeoutSeconds: 3,
+  warmupMs: 3000,
+  silentOverMs: SIZES.silentOverMs,
+};
+
+/** Stops a process and its children (SIGSTOP) for ms: a stall, as a busy or swapping host has. */
+async function stallProcess(pidFile: string, ms: number): Promise<void> {
+  const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+  // pgrep exits 1 when there are none.
+  const children = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
+    .stdout.split('\n')
+    .filter(Boolean);
+  const all = [pid, ...children.map(Number)];
+  for (const p of all) process.kill(p, 'SIGSTOP');
+  await sleep(ms);
+  for (const p of all) process.kill(p, 'SIGCONT');
+}
+const redisPidFile = () => join(dir, 'redis', 'redis.pid');
+const postgresPidFile = () => join(dir, 'postgres', 'postmaster.pid');
+
+/**
+ * rollcall on the whole stack (hub, gateway, worker; robots answering within 10 ms on their own
+ * buses): `silent` devices stop answering at random times in the silence window, and `fault` strikes
+ * once, as in the peers' scenarios. Returns the outcome and how long each session's effects took.
+ */
+async function rollcallScenario(fault: Fault) {
+  const name = `bench_detection_${fault.replace('-', '_')}`;
   // Its own database: the sweeper of this section's worker must not find other sections' effect rows.
-  const { db, url } = await sectionDatabase('bench_detection');
-  const prefix = 'bd';
+  const { db, url } = await sectionDatabase(name);
+  const prefix = `bd${fault.length}`;
   const hub = new ThreadedMothHub();
   const mothUrl = await hub.start();
   const tgdm = createTgdmSimulator();
@@ -614,15 +662,14 @@ async function detection() {
     ADMIN_TOKEN: 'bench-admin-token-0123456789',
   };
   await writeSettings(db, {
-    'device.healthcheckIntervalSeconds': 1,
-    'device.healthcheckMaxConsecutiveMisses': 2,
+    'device.healthcheckIntervalSeconds': TIMING.intervalMs / 1000,
+    'device.healthcheckMaxConsecutiveMisses': TIMING.timeoutSeconds - 1,
     'recording.automatic': false,
   });
   const devices = await insertDevices(db, SIZES.fleet, false, 'det');
-  const worker = await startWorker(config, silent, { opsPort: null });
-  const gateway = await startGateway(config, silent, { opsPort: null });
+  let worker = await startWorker(config, silent, { opsPort: null });
+  let gateway = await startGateway(config, silent, { opsPort: null });
 
-  // The fleet: one socket per robot, each on its own bus, answering within 10 ms as robots do.
   const buses = await busesOf(db);
   const robots = devices.map(
     (d) =>
@@ -637,74 +684,87 @@ async function detection() {
   for (let i = 0; i < robots.length; i += 250)
     await Promise.all(robots.slice(i, i + 250).map((r) => r.connect()));
   const robotOf = new Map(devices.map((d, i) => [d.id, robots[i]!]));
-  const lastSent = { get: (id: string) => robotOf.get(id)!.lastHeartbeatAt ?? NaN };
   const connectedCount = async () =>
-    Number(
-      (
-        await db('devices')
-          .where('name', 'like', 'det-%')
-          .where({ status: 'CONNECTED' })
-          .count<{ n: string }[]>('* as n')
-      )[0]!.n,
-    );
+    Number((await db('devices').where({ status: 'CONNECTED' }).count<{ n: string }[]>('* as n'))[0]!.n);
   for (let i = 0; i < 60 && (await connectedCount()) < SIZES.fleet; i++) await sleep(500);
 
-  const victims = devices.slice(0, SIZES.silent);
-  for (const v of victims)
-    setTimeout(() => (robotOf.get(v.id)!.silent = true), Math.random() * SIZES.silentOverMs);
-  await sleep(SIZES.silentOverMs);
-  for (let i = 0; i < 40; i++) {
-    const down = Number(
-      (
-        await db('devices')
-          .whereIn(
-            'id',
-            victims.map((v) => v.id),
-          )
-          .where({ status: 'DISCONNECTED' })
-          .count<{ n: string }[]>('* as n')
-      )[0]!.n,
-    );
-    if (down === victims.length) break;
-    await sleep(250);
+  // The same timeline as the peers': the warm-up is over once every device is connected.
+  const t0 = Date.now() - TIMING.warmupMs;
+  const victims = new Set(devices.slice(0, SIZES.silent).map((d) => d.id));
+  for (const id of victims)
+    setTimeout(() => (robotOf.get(id)!.silent = true), Math.random() * TIMING.silentOverMs);
+  await sleep(faultAt(TIMING) - TIMING.warmupMs);
+  const length = FAULT_MS[fault];
+  if (fault === 'detector-restart') {
+    await worker.stop();
+    await sleep(length);
+    worker = await startWorker(config, silent, { opsPort: null });
+  } else if (fault === 'store-stall') {
+    await stallProcess(redisPidFile(), length);
+  } else if (fault === 'service-restart') {
+    await Promise.all([gateway.stop(), worker.stop()]);
+    await sleep(length);
+    [worker, gateway] = await Promise.all([
+      startWorker(config, silent, { opsPort: null }),
+      startGateway(config, silent, { opsPort: null }),
+    ]);
   }
+  await sleep(scenarioMs(TIMING, fault) - (Date.now() - t0));
   await sleep(2500); // effects
-  const rows: { id: string; device_id: string; ended_at: Date }[] = await db('connection_sessions as s')
-    .join('devices as d', 'd.id', 's.device_id')
-    .where('d.name', 'like', 'det-%')
-    .whereNotNull('s.ended_at')
-    .select('s.id', 's.device_id', 's.ended_at');
-  const effects: { session_id: string; status: string; done_at: Date | null }[] = await db('effects')
+  const rows: { id: string; device_id: string; ended_at: Date }[] = await db('connection_sessions')
+    .whereNotNull('ended_at')
+    .select('id', 'device_id', 'ended_at');
+  const effects: { session_id: string; done_at: Date | null }[] = await db('effects')
     .whereIn(
       'session_id',
       rows.map((r) => r.id),
     )
-    .select('session_id', 'status', 'done_at');
-  const victimIds = new Set(victims.map((v) => v.id));
-  const wrong = rows.filter((r) => !victimIds.has(r.device_id)).length;
-  const delays = rows
-    .filter((r) => victimIds.has(r.device_id))
-    .map((r) => (+r.ended_at - lastSent.get(r.device_id)) / 1000);
+    .select('session_id', 'done_at');
+  const decisions: Decisions = new Map();
+  for (const r of rows) decisions.set(r.device_id, [...(decisions.get(r.device_id) ?? []), +r.ended_at]);
+  const lastSent = new Map(devices.map((d) => [d.id, robotOf.get(d.id)!.lastHeartbeatAt ?? NaN]));
+  const outcome = judge(decisions, lastSent, victims);
+  const endedAt = new Map(rows.map((r) => [r.id, +r.ended_at]));
+  const effectDelays = effects.map((e) =>
+    e.done_at ? (+e.done_at - endedAt.get(e.session_id)!) / 1000 : Infinity,
+  );
+  await Promise.all(robots.map((r) => r.close()));
+  await gateway.stop();
+  await worker.stop();
+  await hub.stop();
+  await tgdm.stop();
+  await mantis.stop();
+  await db.destroy();
+  return { outcome, effectDelays, effectsComplete: effects.length === rows.length * 3 };
+}
+
+async function detection() {
+  process.stdout.write(
+    `\ndetection (interval 1 s, max misses 2, ${SIZES.fleet} devices, ${SIZES.silent} fall silent)\n`,
+  );
+  // The peers run beside it on the same timeline: they are light, and no fault strikes here.
+  const [{ outcome, effectDelays, effectsComplete }] = await Promise.all([
+    rollcallScenario('none'),
+    peersThrough('none'),
+  ]);
+  const { delays, falseDisconnects } = outcome;
   const early = delays.filter((d) => d < 3).length;
   const late = delays.filter((d) => d > 4.5).length;
-  const effectDelays = effects.map((e) => {
-    const ended = rows.find((r) => r.id === e.session_id)!.ended_at;
-    return e.done_at ? (+e.done_at - +ended) / 1000 : Infinity;
-  });
   json.detection = {
     disconnected: delays.length,
     minSeconds: Math.min(...delays),
     maxSeconds: Math.max(...delays),
     early,
     late,
-    wrong,
+    wrong: falseDisconnects,
   };
+  peerOutcomes.set('rollcall none', outcome);
   report({
     name: 'silent devices disconnected',
     value: delays.length,
-    unit: `of ${victims.length}`,
-    target: `${victims.length}`,
-    met: delays.length === victims.length,
+    unit: `of ${SIZES.silent}`,
+    target: `${SIZES.silent}`,
+    met: delays.length === SIZES.silent,
   });
   report({
     name: 'last heartbeat -> decision, min',
@@ -725,16 +785,151 @@ async function detection() {
     value: Math.round(Math.max(...effectDelays) * 100) / 100,
     unit: 's',
     target: '<= 2 s',
-    met: effectDelays.every((d) => d <= 2) && effects.length === rows.length * 3,
+    met: effectDelays.every((d) => d <= 2) && effectsComplete,
   });
-  report({ name: 'answering devices disconnected', value: wrong, unit: '', target: '0', met: wrong === 0 });
-  await Promise.all(robots.map((r) => r.close()));
-  await gateway.stop();
-  await worker.stop();
-  await hub.stop();
-  await tgdm.stop();
-  await mantis.stop();
-  await db.destroy();
+  report({
+    name: 'answering devices disconnected',
+    value: falseDisconnects,
+    unit: '',
+    target: '0',
+    met: falseDisconnects === 0,
+  });
+}
+
+// ---- 7. peers: what a team builds instead ---------------------------------------------------------
+const peerOutcomes = new Map<string, Outcome>();
+const SYSTEMS = ['rollcall', 'redis-ttl', 'pg-last-seen'] as const;
+
+/** The peers' database and fleet, made once for the detection section and this one. */
+let peersSetup: Promise<Awaited<ReturnType<typeof setUpPeers>>> | undefined;
+async function setUpPeers() {
+  const { db } = await sectionDatabase('bench_peers');
+  const fleet = Array.from({ length: SIZES.fleet }, () => ({ id: randomUUID(), token: newToken() }));
+  const ttl = (decisions: Decisions, deviceOf: Map<string, string>, tag: string) =>
+    startRedisTtlPeer({
+      redisUrl: redisServer.url,
+      prefix: `peer:${tag}:`,
+      timeoutSeconds: 3,
+      deviceOf,
+      decisions,
+    });
+  const pg = async (decisions: Decisions, deviceOf: Map<string, string>, tag: string) => {
+    const table = `last_seen_${tag.replace(/-/g, '_')}`;
+    await createPgLastSeenTable(db, table, [...deviceOf.values()]);
+    return startPgLastSeenPeer({ db, table, timeoutSeconds: 3, intervalMs: 1000, deviceOf, decisions });
+  };
+  return {
+    db,
+    start: { 'redis-ttl': ttl, 'pg-last-seen': pg },
+    deviceOf: new Map(fleet.map((d) => [tokenHash(d.token), d.id])),
+    silent: new Set(fleet.slice(0, SIZES.silent).map((d) => d.id)),
+    pushFleet: fleet.map((d) => ({ id: d.id, frame: frameOf(d.token) })),
+  };
+}
+const frameOf = (token: string) => Buffer.from(JSON.stringify({ type: 'HEARTBEAT', token }));
+
+/** Both peers through one fault, side by side: each stalls only its own store, neither loads the machine. */
+async function peersThrough(fault: Fault): Promise<void> {
+  const setup = await (peersSetup ??= setUpPeers());
+  await Promise.all(
+    (['redis-ttl', 'pg-last-seen'] as const).map(async (system) => {
+      const decisions: Decisions = new Map();
+      const peer = await setup.start[system](decisions, setup.deviceOf, fault);
+      const stallOf = system === 'redis-ttl' ? redisPidFile() : postgresPidFile();
+      const outcome = await runPeerScenario({
+        peer,
+        decisions,
+        fleet: setup.pushFleet,
+        silent: setup.silent,
+        fault,
+        timing: TIMING,
+        stall: (ms) => stallProcess(stallOf, ms),
+      });
+      await peer.close();
+      peerOutcomes.set(`${system} ${fault}`, outcome);
+    }),
+  );
+}
+
+async function peers() {
+  const faults: Fault[] = quick ? ['none'] : ['none', 'detector-restart', 'store-stall', 'service-restart'];
+  process.stdout.write(
+    `\npeers (${SIZES.fleet} devices, ${SIZES.silent} fall silent; interval 1 s, timeout 3 s; faults: ${faults.join(', ')})\n`,
+  );
+  const setup = await (peersSetup ??= setUpPeers());
+
+  // Heartbeats per second, in process for all three: each heartbeat authenticated and written.
+  const many = await insertDevices(setup.db, SIZES.ingestDevices, true, 'peer-ingest');
+  const liveness = createLiveness(redis, redisKeys('bp'), SHARDS);
+  for (let i = 0; i < many.length; i += 10_000)
+    await liveness.cacheTokens(
+      many.slice(i, i + 10_000).map((d) => ({ tokenHash: tokenHash(d.token), deviceId: d.id })),
+    );
+  const rates: Record<string, number> = { rollcall: await recordingRate(setup.db, many, 'bp') };
+  const deviceOfMany = new Map(many.map((d) => [tokenHash(d.token), d.id]));
+  const frames = many.map((d) => frameOf(d.token));
+  for (const system of ['redis-ttl', 'pg-last-seen'] as const) {
+    const peer = await setup.start[system](new Map(), deviceOfMany, 'ingest');
+    rates[system] = await ingestRate(peer, frames, SIZES.ingestSeconds * 1000);
+    await peer.close();
+  }
+
+  // Detection through each fault, on the same fleet and timeline (no fault: from the detection section).
+  for (const fault of faults) {
+    if (!peerOutcomes.has(`rollcall ${fault}`))
+      peerOutcomes.set(`rollcall ${fault}`, (await rollcallScenario(fault)).outcome);
+    if (!peerOutcomes.has(`redis-ttl ${fault}`)) await peersThrough(fault);
+  }
+  await setup.db.destroy();
+  printPeers(faults, rates);
+}
+
+function printPeers(faults: Fault[], rates: Record<string, number>) {
+  const cell = (v: number | string, w = 9) => String(v).padStart(w);
+  const round2 = (v: number) => (Number.isFinite(v) ? Math.round(v * 100) / 100 : '-');
+  process.stdout.write(
+    `  ${'system'.padEnd(13)}${cell('hb/s', 10)}${cell('x rollcall', 11)}\n` +
+      SYSTEMS.map(
+        (s) => `  ${s.padEnd(13)}${cell(rates[s]!, 10)}${cell(round2(rates[s]! / rates.rollcall!), 11)}\n`,
+      ).join(''),
+  );
+  process.stdout.write(
+    `\n  ${'fault'.padEnd(18)}${'system'.padEnd(13)}${cell('min s')}${cell('p50 s')}${cell('p99 s')}${cell('max s')}${cell('false')}${cell('missed')}${cell('p99 x rc', 10)}\n`,
+  );
+  const table: Record<string, unknown>[] = [];
+  for (const fault of faults)
+    for (const system of SYSTEMS) {
+      const o = peerOutcomes.get(`${system} ${fault}`)!;
+      const d = o.delays;
+      const p99 = percentile(d, 99);
+      const rollcallP99 = percentile(peerOutcomes.get(`rollcall ${fault}`)!.delays, 99);
+      const row = {
+        fault,
+        system,
+        minSeconds: round2(Math.min(...d)),
+        p50Seconds: round2(percentile(d, 50)),
+        p99Seconds: round2(p99),
+        maxSeconds: round2(Math.max(...d)),
+        falseDisconnects: o.falseDisconnects,
+        missedDisconnects: o.missed,
+        p99VersusRollcall: round2(p99 / rollcallP99),
+      };
+      table.push(row);
+      process.stdout.write(
+        `  ${fault.padEnd(18)}${system.padEnd(13)}${cell(row.minSeconds)}${cell(row.p50Seconds)}${cell(row.p99Seconds)}${cell(row.maxSeconds)}${cell(o.falseDisconnects)}${cell(o.missed)}${cell(row.p99VersusRollcall, 10)}\n`,
+      );
+    }
+  json.peers = { heartbeatsPerSecond: rates, detection: table };
+  for (const fault of faults) {
+    const o = peerOutcomes.get(`rollcall ${fault}`)!;
+    report({
+      name: `rollcall through ${fault}: false / missed disconnects`,
+      value: o.falseDisconnects + o.missed,
+      unit: '',
+      target: '0',
+      met: o.falseDisconnects + o.missed === 0,
+    });
+  }
 }
 
 // ---- 5. memory ------------------------------------------------------------------------------------------
@@ -1019,6 +1214,7 @@ const sections: [string, () => Promise<void>][] = [
   ['registration', registration],
   ['detection', detection],
   ['gateways', gatewaysScaling],
+  ['peers', peers],
 ];
 const startedAt = performance.now();
 process.stdout.write(

@@ -17,8 +17,11 @@ export interface DeviceBusesDeps {
   /** The shared bus of earlier versions, when it is still in use. */
   readonly sharedBusPath: string | undefined;
   readonly moth: Omit<MothClientOptions, 'path'>;
-  /** A frame heard on a device's own bus (`deviceId`) or on the shared bus (undefined). */
-  readonly onFrame: (data: Buffer, deviceId: string | undefined) => void;
+  /**
+   * A frame heard on a device's own bus (`deviceId`) or on the shared bus (undefined). False: this
+   * turn of the event loop has taken its share, the session reads again on the next one.
+   */
+  readonly onFrame: (data: Buffer, deviceId: string | undefined) => boolean | void;
   /** A held session dropped: the shard's round may be void, report it at once. */
   readonly onSessionLost: () => void;
   /** Sessions opened at once when a shard is taken (the rest wait their turn). */
@@ -64,6 +67,16 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
   let opening = 0;
   let paused = false;
   const openConcurrency = deps.openConcurrency ?? 200;
+  /** Sessions paused for the rest of this turn of the event loop: they read again on the next. */
+  const yielded: MothClient[] = [];
+  function yieldTurn(client: MothClient) {
+    client.pause();
+    if (yielded.push(client) > 1) return;
+    setImmediate(() => {
+      const again = yielded.splice(0);
+      if (!paused) for (const c of again) c.resume();
+    });
+  }
 
   function openSession(path: string, shard: number, deviceId: string | undefined, counted: number | null) {
     const label = deviceId === undefined ? 'shared device bus' : `bus of device ${deviceId}`;
@@ -103,7 +116,7 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
     });
     client.on('message', (data, isBinary) => {
       if (!isBinary && Date.now() - openedAt < REPLAY_WINDOW_MS) return;
-      deps.onFrame(data, deviceId);
+      if (deps.onFrame(data, deviceId) === false) yieldTurn(client);
     });
     client.on('close', settle);
     openQueue.push(session);
@@ -256,8 +269,9 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
       const targets = [...(shared ? [shared] : []), ...sessions.values()].filter((s) => s.client.isOpen);
       let sent = 0;
       let failed = 0;
+      const payload = Buffer.from(JSON.stringify(message), 'utf8');
       const send = (s: Session) =>
-        s.client.send(message).then(
+        s.client.sendEncoded(payload).then(
           () => void sent++,
           () => void failed++,
         );

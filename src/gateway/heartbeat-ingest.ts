@@ -45,16 +45,30 @@ const NEGATIVE_MAX = 100_000;
  */
 const SHARED_CACHE_MAX = 100_000;
 const CONNECT_CONCURRENCY = 16;
+/**
+ * Frames taken in one turn of the event loop beyond which the sessions delivering more are paused
+ * until the next turn. Most frames end in memory, so nothing else would stop a flood (a babbling
+ * robot, a burst after an outage) from holding the loop, and lease renewals, rounds and the ops
+ * endpoint with it.
+ */
+const FRAMES_PER_TURN = 20_000;
 /** How often counts of heartbeats settled in memory reach the metrics. */
 const TALLY_PERIOD_MS = 100;
 
 /** A heartbeat as it arrived: on a device's own bus (`deviceId`), or on the shared bus (none). */
 interface Arrived {
   readonly tokenHash: string;
-  readonly deviceId: string | undefined;
+  /** Set on arrival for a device's own bus; for the shared bus once the token names a device. */
+  deviceId: string | undefined;
+  readonly shared: boolean;
   readonly heardRound: number;
   readonly round?: number | undefined;
+  /** Heartbeats of the same device, token and round that came while this one was being written. */
+  repeats: number;
 }
+
+/** A heartbeat whose device is known. */
+type Placed = Arrived & { deviceId: string };
 
 /**
  * Heartbeat ingestion: decodes frames, hashes tokens, and records heard rounds in Redis in batches
@@ -77,11 +91,15 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
   let next = 0;
   let queued = 0;
   let paused = false;
+  let turnFrames = 0;
+  const nextTurn = () => (turnFrames = 0);
   const negative = new Map<string, number>();
   const sharedCache = new Map<string, string>();
   const count = (result: string, n = 1) => deps.metrics.heartbeats.inc({ result }, n);
   /** Device -> the token hash Redis accepted from it in `recordedRound`, the round open now. */
   let recorded = new Map<string, string>();
+  /** Device -> its heartbeat of `recordedRound` on its way to Redis: repeats wait for its answer. */
+  let pending = new Map<string, Arrived>();
   let recordedRound = 0;
   /** Revocations taken so far: a batch written while one came in is not remembered. */
   let revocations = 0;
@@ -95,8 +113,18 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
   const tallyTimer = setInterval(settleTally, TALLY_PERIOD_MS);
   tallyTimer.unref();
 
-  /** Takes one frame heard on the bus of `deviceId` (undefined: the shared bus). */
-  function push(frame: Buffer, deviceId?: string): void {
+  /**
+   * Takes one frame heard on the bus of `deviceId` (undefined: the shared bus). Returns false when
+   * this turn of the event loop has taken its share: the caller stops reading that session until
+   * the next turn.
+   */
+  function push(frame: Buffer, deviceId?: string): boolean {
+    if (turnFrames++ === 0) setImmediate(nextTurn);
+    take(frame, deviceId);
+    return turnFrames <= FRAMES_PER_TURN;
+  }
+
+  function take(frame: Buffer, deviceId: string | undefined): void {
     const msg = decodeInbound(frame);
     if (msg.kind === 'malformed') return count('malformed');
     if (msg.kind === 'ignored') return count('ignored');
@@ -106,15 +134,31 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     const heardRound = deps.openRound();
     if (heardRound !== recordedRound) {
       recorded = new Map();
+      pending = new Map();
       recordedRound = heardRound;
     }
     const device = deviceId ?? sharedCache.get(hash);
+    const staleEcho = msg.round !== undefined && msg.round < heardRound;
     if (device !== undefined && recorded.get(device) === hash) {
-      if (msg.round !== undefined && msg.round < heardRound) tally.stale++;
+      if (staleEcho) tally.stale++;
       else tally.accepted++;
       return;
     }
-    batch.push({ tokenHash: hash, deviceId, heardRound, round: msg.round });
+    const waiting = device === undefined || staleEcho ? undefined : pending.get(device);
+    if (waiting && waiting.tokenHash === hash && waiting.shared === (deviceId === undefined)) {
+      waiting.repeats++;
+      return;
+    }
+    const item: Arrived = {
+      tokenHash: hash,
+      deviceId,
+      shared: deviceId === undefined,
+      heardRound,
+      round: msg.round,
+      repeats: 0,
+    };
+    if (device !== undefined && !staleEcho) pending.set(device, item);
+    batch.push(item);
     if (batch.length >= maxBatch) void flush();
     else timer ??= setTimeout(() => void flush(), maxDelayMs);
   }
@@ -155,7 +199,11 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     try {
       result = await deps.liveness.recordHeartbeats(items);
     } catch (err) {
-      count('write_failed', items.length);
+      settlePending(arrived);
+      count(
+        'write_failed',
+        arrived.reduce((n, a) => n + 1 + a.repeats, 0),
+      );
       deps.onWriteFailure?.();
       deps.logger.error({ err: (err as Error).message, lost: items.length }, 'could not record heartbeats');
       return;
@@ -163,6 +211,7 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     let { heard, stale, revoked, misplaced } = result;
     const fresh = [...result.fresh];
     const refused = new Set(result.refused);
+    const misplacedOnes = new Set(result.refused.slice(result.revoked));
     let unknown = result.unknown.length;
     if (unknown > 0) {
       const resolved = await resolveUnknown([...new Set(result.unknown.map((i) => i.tokenHash))]);
@@ -171,7 +220,10 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
       const retry = result.unknown.filter((i) => resolved.get(i.tokenHash) === i.deviceId);
       unknown -= retry.length + foreign.length;
       misplaced += foreign.length;
-      for (const i of foreign) refused.add(i);
+      for (const i of foreign) {
+        refused.add(i);
+        misplacedOnes.add(i);
+      }
       if (retry.length > 0) {
         const again = await deps.liveness.recordHeartbeats(retry);
         heard += again.heard;
@@ -180,10 +232,19 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
         misplaced += again.misplaced;
         unknown += again.unknown.length;
         for (const i of [...again.refused, ...again.unknown]) refused.add(i);
+        for (const i of again.refused.slice(again.revoked)) misplacedOnes.add(i);
         fresh.push(...again.fresh);
       }
       for (const i of result.unknown) if (!resolved.has(i.tokenHash)) refused.add(i);
     }
+    // Repeats count as the heartbeat they waited for did.
+    for (const i of items) {
+      if (i.repeats === 0) continue;
+      if (!refused.has(i)) heard += i.repeats;
+      else if (misplacedOnes.has(i)) misplaced += i.repeats;
+      else unknown += i.repeats;
+    }
+    settlePending(arrived);
     // Counted per batch, not per heartbeat: this is the hot path.
     if (heard) count('accepted', heard);
     if (stale) count('stale', stale);
@@ -193,6 +254,12 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     if (revocations === revocationsBefore) remember(items, refused);
     if (deps.heardOn) reportBuses(items, arrived, refused);
     await connectAll(fresh);
+  }
+
+  /** Heartbeats written (or lost): later ones of their device go to Redis or to memory again. */
+  function settlePending(arrived: Arrived[]) {
+    for (const a of arrived)
+      if (a.deviceId !== undefined && pending.get(a.deviceId) === a) pending.delete(a.deviceId);
   }
 
   /**
@@ -211,7 +278,7 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
   function reportBuses(items: HeartbeatInput[], arrived: Arrived[], refused: Set<HeartbeatInput>) {
     const own: string[] = [];
     const shared: string[] = [];
-    const onShared = new Set(arrived.filter((a) => a.deviceId === undefined).map((a) => a.tokenHash));
+    const onShared = new Set(arrived.filter((a) => a.shared).map((a) => a.tokenHash));
     for (const i of items) {
       if (refused.has(i)) continue;
       (onShared.has(i.tokenHash) ? shared : own).push(i.deviceId);
@@ -221,20 +288,17 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
   }
 
   /** Names the device of each shared-bus heartbeat from its token (cache, then Postgres). */
-  async function placeShared(arrived: Arrived[]): Promise<HeartbeatInput[]> {
+  async function placeShared(arrived: Arrived[]): Promise<Placed[]> {
     const missing = arrived.filter((a) => a.deviceId === undefined && !sharedCache.has(a.tokenHash));
     if (missing.length > 0) {
       const hashes = [...new Set(missing.map((a) => a.tokenHash))];
       const known = await resolveUnknown(hashes);
       for (const h of hashes) if (!known.has(h)) count('unknown_token');
     }
-    const out: HeartbeatInput[] = [];
+    const out: Placed[] = [];
     for (const a of arrived) {
-      if (a.deviceId !== undefined) out.push(a as HeartbeatInput);
-      else {
-        const deviceId = sharedCache.get(a.tokenHash);
-        if (deviceId !== undefined) out.push({ ...a, deviceId });
-      }
+      a.deviceId ??= sharedCache.get(a.tokenHash);
+      if (a.deviceId !== undefined) out.push(a as Placed);
     }
     return out;
   }

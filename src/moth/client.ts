@@ -96,7 +96,11 @@ export class MothClient extends EventEmitter<MothClientEvents> {
    * decides whether to retry (events) or to give up (a round's broadcast is then void).
    */
   send(message: unknown): Promise<void> {
-    const payload = Buffer.from(JSON.stringify(message), 'utf8');
+    return this.sendEncoded(Buffer.from(JSON.stringify(message), 'utf8'));
+  }
+
+  /** Sends a message already encoded (one encoding for every session of a broadcast), paced. */
+  sendEncoded(payload: Buffer): Promise<void> {
     const result = this.sendChain.then(() => this.sendNow(payload));
     this.sendChain = result.catch(() => {});
     return result;

@@ -97,6 +97,22 @@ describe('heartbeat ingestion: once per round in Redis', () => {
     expect(await counted(g.metrics, 'accepted')).toBe(43);
   });
 
+  it('heartbeats that come while the first of the round is written wait for its answer', async () => {
+    const keys = redisKeys(uniquePrefix());
+    const g = gateway(keys, { n: 5 });
+    const d = await device(g.liveness);
+    const other = await device(g.liveness);
+    // One burst, as a socket's chunk brings it: nothing is written before the last is taken.
+    for (let i = 0; i < 30; i++) g.ingest.push(frame(d.token), d.id);
+    for (let i = 0; i < 30; i++) g.ingest.push(frame(d.token), other.id);
+    await g.ingest.flush();
+    expect(g.written.filter((id) => id === d.id)).toHaveLength(1);
+    expect(await counted(g.metrics, 'accepted')).toBe(30);
+    const refused = (await counted(g.metrics, 'misplaced')) + (await counted(g.metrics, 'unknown_token'));
+    expect(refused).toBe(30);
+    expect(await heardRound(keys, other.id)).toBe(1);
+  });
+
   it('a stale echo records nothing, so the next heartbeat of the round is written', async () => {
     const keys = redisKeys(uniquePrefix());
     const g = gateway(keys, { n: 8 });
@@ -135,6 +151,25 @@ describe('heartbeat ingestion: once per round in Redis', () => {
     await send(g.ingest, frame(token), id);
     expect(attempts).toBe(2);
     expect(await heardRound(keys, id)).toBe(4);
+  });
+});
+
+describe('heartbeat ingestion: a flood', () => {
+  it('tells the session to stop reading once a turn of the event loop took its share, and not on the next', async () => {
+    const keys = redisKeys(uniquePrefix());
+    const g = gateway(keys, { n: 2 });
+    const d = await device(g.liveness);
+    await send(g.ingest, frame(d.token), d.id);
+    const data = frame(d.token);
+    // In memory all of them, after the first: only this answer can stop a turn that never ends.
+    const answers: boolean[] = [];
+    for (let i = 0; i < 30_000; i++) answers.push(g.ingest.push(data, d.id));
+    expect(answers.indexOf(false)).toBe(20_000);
+    expect(answers.slice(20_000).every((a) => !a)).toBe(true);
+    await new Promise((r) => setImmediate(r));
+    expect(g.ingest.push(data, d.id)).toBe(true);
+    await g.ingest.flush();
+    expect(await counted(g.metrics, 'accepted')).toBe(30_002);
   });
 });
 
