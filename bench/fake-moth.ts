@@ -2,8 +2,8 @@
 // (binary, as robots send them) as fast as each socket drains. A client on the shared bus
 // (`track=base`) gets every device's heartbeat in turn; a client on a device's own bus (`track=<bus
 // id>`) gets that device's only, unless PER_DEVICE=0 (its sessions then stay idle). The devices come
-// from FLEET_FILE: [{token, busId}]. Pumping starts when START_AT such sockets are open. Prints its
-// port.
+// from FLEET_FILE: [{token, busId}]. Pumping starts when START_AT such sockets are open, and again
+// for the next readers once every one has left. Prints its port.
 import { readFileSync } from 'node:fs';
 import { WebSocketServer, type WebSocket } from 'ws';
 
@@ -16,13 +16,22 @@ const perDevice = process.env.PER_DEVICE !== '0';
 const startAt = Number(process.env.START_AT ?? 1);
 const waiting: (() => void)[] = [];
 let started = false;
+let live = 0;
 
 const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false });
 wss.on('connection', (ws: WebSocket, req) => {
   ws.on('error', () => {});
-  const track = new URL(req.url ?? '/', 'http://x').searchParams.get('track') ?? '';
+  const params = new URL(req.url ?? '/', 'http://x').searchParams;
+  const track = params.get('track') ?? '';
+  // Heartbeats come on the device-management channel only (the client-events one stays quiet).
+  if (params.get('name') !== 'device-management') return;
   const frames = track === 'base' ? all : perDevice ? byBus.get(track) : undefined;
   if (!frames) return;
+  live++;
+  ws.on('close', () => {
+    // Every reader gone: the next ones wait until START_AT of them are open again.
+    if (--live === 0) started = false;
+  });
   let i = 0;
   // A burst of frames leaves in one write, as a hub relaying a busy channel writes it: the source
   // should cost as little as it can, since it shares the machine with what it measures.

@@ -220,16 +220,15 @@ export interface Timing {
   timeoutSeconds: number;
   warmupMs: number;
   silentOverMs: number;
+  /** How long after the timeout a decision still counts as made; later, the disconnect was missed. */
+  graceMs: number;
 }
-
-/** How long after the timeout a decision still counts as made; later, the disconnect was missed. */
-export const GRACE_MS = 4000;
 
 /** When the fault begins, after the warm-up: once some devices have already gone silent. */
 export const faultAt = (t: Timing) => t.warmupMs + t.silentOverMs / 5;
 /** How long a scenario runs: every silent device given the timeout and some, after the fault. */
 export const scenarioMs = (t: Timing, fault: Fault) =>
-  t.warmupMs + t.silentOverMs + FAULT_MS[fault] + t.timeoutSeconds * 1000 + GRACE_MS;
+  t.warmupMs + t.silentOverMs + FAULT_MS[fault] + t.timeoutSeconds * 1000 + t.graceMs;
 
 /** Judges decisions against each device's last heartbeat: any decision before it was a false one. */
 export function judge(decisions: Decisions, lastSent: Map<string, number>, silent: Set<string>): Outcome {

@@ -321,6 +321,8 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     opsPort: ops?.port,
     async stop() {
       stopping = true;
+      // Nothing more is read: a busy fleet would otherwise keep the loop from draining the rest.
+      buses.pause();
       await ops?.stop();
       clearInterval(timer);
       clearInterval(directoryTimer);
