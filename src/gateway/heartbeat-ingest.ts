@@ -354,12 +354,15 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     revoke(deviceId: string, revokedHash: string): void {
       revocations++;
       recorded.delete(deviceId);
+      // Later heartbeats go to Redis on their own, rather than count as one written before.
+      pending.delete(deviceId);
       sharedCache.delete(revokedHash);
     },
     /** Revocations may have been missed (the channel reconnected): forget every token held. */
     forgetTokens(): void {
       revocations++;
       recorded = new Map();
+      pending = new Map();
       sharedCache.clear();
     },
     async close(): Promise<void> {

@@ -214,6 +214,23 @@ describe('heartbeat ingestion: revoked tokens', () => {
     expect(g.written.filter((id) => id === d.id)).toHaveLength(3);
   });
 
+  it('heartbeats that come after a revocation do not wait for a write from before it', async () => {
+    const keys = redisKeys(uniquePrefix());
+    let during: (() => void) | undefined;
+    const g = gateway(keys, { n: 5 }, undefined, () => during?.());
+    const d = await device(g.liveness);
+    during = () => {
+      during = undefined;
+      void g.liveness.forgetToken(d.id, tokenHash(d.token));
+      g.ingest.revoke(d.id, tokenHash(d.token));
+      for (let i = 0; i < 3; i++) g.ingest.push(frame(d.token), d.id);
+    };
+    await send(g.ingest, frame(d.token), d.id);
+    await g.ingest.flush();
+    expect(await counted(g.metrics, 'accepted')).toBe(1);
+    expect(await counted(g.metrics, 'unknown_token')).toBe(3);
+  });
+
   it('a revocation message lost with the subscriber is made up for when it reconnects', async () => {
     const { keys, gateways, subscribers, d } = await twoGateways();
     const [g] = gateways;
