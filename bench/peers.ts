@@ -22,6 +22,13 @@ export interface Peer {
 /** Every disconnect a peer decided, and when: device id -> epoch ms of each decision. */
 export type Decisions = Map<string, number[]>;
 
+/** Notes a disconnect decision about a device, made at `at`. */
+export function decide(decisions: Decisions, id: string, at: number): void {
+  const made = decisions.get(id);
+  if (made) made.push(at);
+  else decisions.set(id, [at]);
+}
+
 /** Device id of a heartbeat frame, authenticated by its token, or undefined. */
 function authenticate(frame: Buffer, deviceOf: ReadonlyMap<string, string>): string | undefined {
   const msg = decodeInbound(frame);
@@ -98,10 +105,7 @@ export async function startRedisTtlPeer(opts: {
     subscriber = createRedis(opts.redisUrl, 'worker');
     subscriber.on('message', (_channel: string, key: string) => {
       if (!key.startsWith(keyPrefix)) return;
-      const id = key.slice(keyPrefix.length);
-      const at = opts.decisions.get(id);
-      if (at) at.push(Date.now());
-      else opts.decisions.set(id, [Date.now()]);
+      decide(opts.decisions, key.slice(keyPrefix.length), Date.now());
     });
     await subscriber.subscribe('__keyevent@0__:expired');
   };
@@ -154,11 +158,7 @@ export async function startPgLastSeenPeer(opts: {
       [opts.timeoutSeconds],
     );
     const now = Date.now();
-    for (const { id } of rows) {
-      const at = opts.decisions.get(id);
-      if (at) at.push(now);
-      else opts.decisions.set(id, [now]);
-    }
+    for (const { id } of rows) decide(opts.decisions, id, now);
   };
   const startDetector = async () => {
     timer = setInterval(() => {

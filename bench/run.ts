@@ -38,6 +38,7 @@ import { createSettingsService } from '../src/settings-service';
 import { jsonLine, percentile, runTs, sleep, stopChildren } from './support';
 import {
   createPgLastSeenTable,
+  decide,
   FAULT_MS,
   faultAt,
   ingestRate,
@@ -398,7 +399,7 @@ async function recordingRate(db: Db, devices: { id: string; token: string }[], p
     lookupTokens: (hashes) => findDeviceIdsByTokenHashes(db, hashes),
     connect: () => Promise.resolve(false),
   });
-  const frames = devices.map((d) => Buffer.from(JSON.stringify({ type: 'HEARTBEAT', token: d.token })));
+  const frames = devices.map((d) => frameOf(d.token));
   const ids = devices.map((d) => d.id);
   const pass = async () => {
     round++;
@@ -724,7 +725,7 @@ async function rollcallScenario(fault: Fault) {
     )
     .select('session_id', 'done_at');
   const decisions: Decisions = new Map();
-  for (const r of rows) decisions.set(r.device_id, [...(decisions.get(r.device_id) ?? []), +r.ended_at]);
+  for (const r of rows) decide(decisions, r.device_id, +r.ended_at);
   const lastSent = new Map(devices.map((d) => [d.id, robotOf.get(d.id)!.lastHeartbeatAt ?? NaN]));
   const outcome = judge(decisions, lastSent, victims);
   const endedAt = new Map(rows.map((r) => [r.id, +r.ended_at]));
@@ -953,7 +954,7 @@ async function memory() {
   // The devices are known (their tokens in the cache, as after a first round); the inputs are kept as
   // frames (Buffers, outside the heap) so the heap difference is what ingestion itself retains.
   let devices = Array.from({ length: SIZES.memDevices }, () => ({ id: randomUUID(), token: newToken() }));
-  const frames = devices.map((d) => Buffer.from(JSON.stringify({ type: 'HEARTBEAT', token: d.token })));
+  const frames = devices.map((d) => frameOf(d.token));
   const ids = devices.map((d) => d.id);
   const usedRedis = async () => Number(/used_memory:(\d+)/.exec(await redis.info('memory'))?.[1] ?? 0);
   const redisBefore = await usedRedis();

@@ -101,6 +101,10 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
   /** Device -> its heartbeat of `recordedRound` on its way to Redis: repeats wait for its answer. */
   let pending = new Map<string, Arrived>();
   let recordedRound = 0;
+  const forgetRound = () => {
+    recorded = new Map();
+    pending = new Map();
+  };
   /** Revocations taken so far: a batch written while one came in is not remembered. */
   let revocations = 0;
   /** Heartbeats settled in memory, not yet added to the metrics (per heartbeat costs too much). */
@@ -133,8 +137,7 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     if (refusedUntil !== undefined && refusedUntil > Date.now()) return count('unknown_token');
     const heardRound = deps.openRound();
     if (heardRound !== recordedRound) {
-      recorded = new Map();
-      pending = new Map();
+      forgetRound();
       recordedRound = heardRound;
     }
     const device = deviceId ?? sharedCache.get(hash);
@@ -361,8 +364,7 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     /** Revocations may have been missed (the channel reconnected): forget every token held. */
     forgetTokens(): void {
       revocations++;
-      recorded = new Map();
-      pending = new Map();
+      forgetRound();
       sharedCache.clear();
     },
     async close(): Promise<void> {
