@@ -19,7 +19,7 @@ export interface DeviceBusesDeps {
   readonly moth: Omit<MothClientOptions, 'path'>;
   /**
    * A frame heard on a device's own bus (`deviceId`) or on the shared bus (undefined). False: this
-   * turn of the event loop has taken its share, the session reads again on the next one.
+   * turn of the event loop has taken its share, every session reads again on the next one.
    */
   readonly onFrame: (data: Buffer, deviceId: string | undefined) => boolean | void;
   /** A held session dropped: the shard's round may be void, report it at once. */
@@ -67,14 +67,25 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
   let opening = 0;
   let paused = false;
   const openConcurrency = deps.openConcurrency ?? 200;
-  /** Sessions paused for the rest of this turn of the event loop: they read again on the next. */
-  const yielded: MothClient[] = [];
-  function yieldTurn(client: MothClient) {
-    client.pause();
-    if (yielded.push(client) > 1) return;
+  /**
+   * The turn's share of frames is spent: every session stops reading for the rest of this turn of the
+   * event loop, not only the one that spent it, since each socket still to be read would bring a whole
+   * read of frames (thousands of flooding sessions would hold the loop for seconds). They read again on
+   * the next turn, from the one after `last`, so the same few sessions do not take every turn's share.
+   */
+  let yielding = false;
+  function yieldTurn(last: MothClient) {
+    if (yielding) return;
+    yielding = true;
+    shared?.client.pause();
+    for (const s of sessions.values()) s.client.pause();
     setImmediate(() => {
-      const again = yielded.splice(0);
-      if (!paused) for (const c of again) c.resume();
+      yielding = false;
+      if (paused) return;
+      shared?.client.resume();
+      const order = [...sessions.values()];
+      const from = order.findIndex((s) => s.client === last) + 1;
+      for (let k = 0; k < order.length; k++) order[(from + k) % order.length]!.client.resume();
     });
   }
 
