@@ -188,8 +188,9 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
       count(msg.kind);
       return undefined;
     }
-    const decoded = { frame: Buffer.from(frame), tokenHash: tokenHash(msg.token), round: msg.round };
-    if (deviceId !== undefined) lastFrames.set(deviceId, decoded);
+    const decoded = { frame, tokenHash: tokenHash(msg.token), round: msg.round };
+    // A copy: the frame is a view of a whole read, which it would keep.
+    if (deviceId !== undefined) lastFrames.set(deviceId, { ...decoded, frame: Buffer.from(frame) });
     return decoded;
   }
 
