@@ -35,12 +35,38 @@ export function operatorPageAuth(adminToken: string): Middleware {
   };
 }
 
-/** The BullMQ dashboard (retry, clean, promote...) on every queue, mounted at `/admin/queues`. */
-export function queueDashboard(queues: readonly Queue[]): Middleware {
+/**
+ * Whether a path names an operator page however it is spelled (case, repeated or encoded slashes,
+ * encoded letters): such a request needs operator credentials before anything routes it.
+ */
+export function isOperatorPath(path: string): boolean {
+  let p = path;
+  for (let i = 0; i < 3 && /%[0-9a-f]{2}/i.test(p); i++) {
+    try {
+      p = decodeURIComponent(p);
+    } catch {
+      break;
+    }
+  }
+  p = p.replace(/[\\/]+/g, '/').toLowerCase();
+  return p === '/admin' || p.startsWith('/admin/');
+}
+
+const DASHBOARD = '/admin/queues';
+
+/**
+ * The BullMQ dashboard (retry, clean, promote...) on every queue, mounted at `/admin/queues`, behind
+ * operator auth on exactly the paths it serves.
+ */
+export function queueDashboard(queues: readonly Queue[], pageAuth: Middleware): Middleware {
   const serverAdapter = new KoaAdapter();
-  serverAdapter.setBasePath('/admin/queues');
+  serverAdapter.setBasePath(DASHBOARD);
   createBullBoard({ queues: queues.map((q) => new BullMQAdapter(q)), serverAdapter });
-  return serverAdapter.registerPlugin();
+  const dashboard = serverAdapter.registerPlugin();
+  return (ctx, next) =>
+    ctx.path === DASHBOARD || ctx.path.startsWith(`${DASHBOARD}/`)
+      ? pageAuth(ctx, () => dashboard(ctx, next))
+      : next();
 }
 
 const FLEET_HTML = readFileSync(new URL('./fleet-page.html', import.meta.url), 'utf8');
@@ -52,18 +78,20 @@ export const fleetQuery = z.strictObject({
 /** The fleet page (`/admin`) and the JSON it refreshes from every round (`/admin/fleet.json`). */
 export function fleetRoutes(deps: {
   db: Db;
+  /** Operator auth, on each route. */
+  pageAuth: Middleware;
   intervalSeconds: () => Promise<number>;
   lastHeardAt: (ids: string[]) => Promise<Map<string, number>>;
   /** Whether the shared bus of earlier versions is still served (the migration window). */
   sharedBus: boolean;
 }): Router {
   const router = new Router();
-  router.get('/admin', (ctx) => {
+  router.get('/admin', deps.pageAuth, (ctx) => {
     ctx.type = 'html';
     ctx.set('Cache-Control', 'no-store');
     ctx.body = FLEET_HTML;
   });
-  router.get('/admin/fleet.json', async (ctx) => {
+  router.get('/admin/fleet.json', deps.pageAuth, async (ctx) => {
     const q = parseInput(fleetQuery, ctx.query);
     const [counts, devices, intervalSeconds] = await Promise.all([
       countDevicesByStatus(deps.db),

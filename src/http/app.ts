@@ -14,7 +14,7 @@ import type { SettingsService } from '../settings-service';
 import type { Disconnected } from '../db/transitions';
 import { createAuthenticator } from './auth';
 import { errorHandler } from './errors';
-import { fleetRoutes, operatorPageAuth, queueDashboard } from './admin';
+import { fleetRoutes, isOperatorPath, operatorPageAuth, queueDashboard } from './admin';
 import { opsRoutes, type ReadinessChecks } from './ops';
 import { openApiRoutes } from './openapi';
 import { deviceRoutes } from './routes/devices';
@@ -85,13 +85,11 @@ export function createApp(deps: AppDeps): Koa {
     }
   });
   app.use(errorHandler());
-  // Operator pages: Basic auth (a browser can ask), then the queue dashboard.
+  // Operator pages: Basic auth (a browser can ask), on each route that serves one; any other spelling
+  // of their paths asks for it too, before a router that matches case-insensitively sees it.
   const pageAuth = operatorPageAuth(deps.config.ADMIN_TOKEN);
-  app.use(async (ctx, next) => {
-    if (ctx.path === '/admin' || ctx.path.startsWith('/admin/')) await pageAuth(ctx, next);
-    else await next();
-  });
-  app.use(queueDashboard(deps.dashboardQueues));
+  app.use((ctx, next) => (isOperatorPath(ctx.path) ? pageAuth(ctx, next) : next()));
+  app.use(queueDashboard(deps.dashboardQueues, pageAuth));
 
   const routers = [
     deviceRoutes({
@@ -108,6 +106,7 @@ export function createApp(deps: AppDeps): Koa {
     mediaRoutes({ db: deps.db, auth, tgdm: deps.tgdm, mantis: deps.mantis, mothUrl: deps.mothUrl }),
     fleetRoutes({
       db: deps.db,
+      pageAuth,
       intervalSeconds: async () => (await deps.settings.current())['device.healthcheckIntervalSeconds'],
       lastHeardAt: (ids) => deps.liveness.lastHeardMany(ids),
       sharedBus: deps.config.MOTH_SHARED_BUS,
