@@ -63,10 +63,13 @@ export function queueDashboard(queues: readonly Queue[], pageAuth: Middleware): 
   serverAdapter.setBasePath(DASHBOARD);
   createBullBoard({ queues: queues.map((q) => new BullMQAdapter(q)), serverAdapter });
   const dashboard = serverAdapter.registerPlugin();
-  return (ctx, next) =>
-    ctx.path === DASHBOARD || ctx.path.startsWith(`${DASHBOARD}/`)
-      ? pageAuth(ctx, () => dashboard(ctx, next))
-      : next();
+  return async (ctx, next) => {
+    if (ctx.path === DASHBOARD || ctx.path.startsWith(`${DASHBOARD}/`))
+      await pageAuth(ctx, async () => {
+        await dashboard(ctx, next);
+      });
+    else await next();
+  };
 }
 
 const FLEET_HTML = readFileSync(new URL('./fleet-page.html', import.meta.url), 'utf8');

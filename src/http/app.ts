@@ -88,7 +88,9 @@ export function createApp(deps: AppDeps): Koa {
   // Operator pages: Basic auth (a browser can ask), on each route that serves one; any other spelling
   // of their paths asks for it too, before a router that matches case-insensitively sees it.
   const pageAuth = operatorPageAuth(deps.config.ADMIN_TOKEN);
-  app.use((ctx, next) => (isOperatorPath(ctx.path) ? pageAuth(ctx, next) : next()));
+  app.use(async (ctx, next) => {
+    await (isOperatorPath(ctx.path) ? pageAuth(ctx, next) : next());
+  });
   app.use(queueDashboard(deps.dashboardQueues, pageAuth));
 
   const routers = [
