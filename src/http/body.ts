@@ -2,6 +2,10 @@ import type { Context } from 'koa';
 import { AppError } from '../domain/errors';
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
+/** Arrays and objects nested deeper than this are refused (nothing we accept needs more). */
+export const MAX_JSON_DEPTH = 32;
+/** A NUL, or half of a surrogate pair: Postgres cannot store either in text or jsonb. */
+const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 const tooLarge = () => new AppError(413, 'PAYLOAD_TOO_LARGE', `request body over ${BODY_LIMIT_BYTES} bytes`);
 
@@ -37,9 +41,34 @@ export async function readJson(ctx: Context, limit = BODY_LIMIT_BYTES): Promise<
   }
   const text = Buffer.concat(chunks).toString('utf8');
   if (text.trim() === '') throw new AppError(400, 'MALFORMED_JSON', 'the request body is empty');
+  let value: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    value = JSON.parse(text) as unknown;
   } catch {
     throw new AppError(400, 'MALFORMED_JSON', 'the request body is not valid JSON');
+  }
+  assertStorable(value);
+  return value;
+}
+
+/**
+ * Refuses what parses but could not be stored or written back: nesting beyond MAX_JSON_DEPTH (it
+ * would overflow the stack when serialized) and strings or keys Postgres cannot hold. Walks without
+ * recursion, so any depth is checked safely.
+ */
+function assertStorable(root: unknown): void {
+  const stack: { value: unknown; depth: number }[] = [{ value: root, depth: 0 }];
+  while (stack.length > 0) {
+    const { value, depth } = stack.pop()!;
+    if (typeof value === 'string') {
+      if (UNSTORABLE.test(value))
+        throw new AppError(400, 'UNSTORABLE_STRING', 'strings may not hold NUL or unpaired surrogates');
+      continue;
+    }
+    if (value === null || typeof value !== 'object') continue;
+    if (depth >= MAX_JSON_DEPTH)
+      throw new AppError(400, 'JSON_TOO_DEEP', `the body nests deeper than ${MAX_JSON_DEPTH} levels`);
+    const entries = Array.isArray(value) ? value : Object.entries(value).flat();
+    for (const v of entries) stack.push({ value: v, depth: depth + 1 });
   }
 }

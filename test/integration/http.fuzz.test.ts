@@ -114,4 +114,75 @@ describe('hostile bodies never produce a 5xx', () => {
     expect(res.status).toBeGreaterThanOrEqual(400);
     expect(res.status).toBeLessThan(500);
   });
+
+  it('strings Postgres cannot store and bodies nested beyond 32 levels are a 400 with a code', async () => {
+    const reg = await request(t.callback)
+      .post('/devices')
+      .set('X-Forwarded-For', '203.0.113.9')
+      .send(registration({ actions: ['LINE_TRACKING'] }));
+    expect(reg.status).toBe(201);
+    const { id, token } = reg.body as { id: string; token: string };
+    const nested = (depth: number): unknown => {
+      let v: unknown = 'leaf';
+      for (let i = 0; i < depth; i++) v = { v };
+      return v;
+    };
+    // Raw JSON text, so the escapes reach the server as the client wrote them.
+    const cases: { path: string; auth: Record<string, string>; body: string; code: string }[] = [
+      {
+        path: '/devices',
+        auth: {},
+        body: JSON.stringify(registration({ actions: ['A\u0000B'] })),
+        code: 'UNSTORABLE_STRING',
+      },
+      {
+        path: '/devices',
+        auth: {},
+        body: JSON.stringify(registration()).replace('"front"', '"fr\\ud800nt"'),
+        code: 'UNSTORABLE_STRING',
+      },
+      {
+        path: `/devices/${id}/tasks`,
+        auth: admin,
+        body: '{"action":"LINE_TRACKING","payload":{"note":"\\udc00"}}',
+        code: 'UNSTORABLE_STRING',
+      },
+      {
+        path: `/devices/${id}/tasks`,
+        auth: admin,
+        body: '{"action":"LINE_TRACKING","payload":{"k\\u0000":1}}',
+        code: 'UNSTORABLE_STRING',
+      },
+      {
+        path: `/devices/${id}/tasks`,
+        auth: admin,
+        body: `{"action":"LINE_TRACKING","payload":${'{"v":'.repeat(5000)}1${'}'.repeat(5000)}}`,
+        code: 'JSON_TOO_DEEP',
+      },
+    ];
+    for (const c of cases) {
+      const res = await request(t.callback)
+        .post(c.path)
+        .set('X-Forwarded-For', '203.0.113.10')
+        .set(c.auth)
+        .set('Content-Type', 'application/json')
+        .send(c.body);
+      expect(res.status, c.body.slice(0, 80)).toBe(400);
+      expect((res.body as { error: { code: string } }).error.code).toBe(c.code);
+    }
+    // A task that nests within the limit, with a surrogate pair, is taken; and its abort reason is checked too.
+    const ok = await request(t.callback)
+      .post(`/devices/${id}/tasks`)
+      .set(admin)
+      .send({ action: 'LINE_TRACKING', payload: { ...(nested(30) as object), emoji: '🤖' } });
+    expect(ok.status).toBe(201);
+    const task = ok.body as { id: string };
+    const abort = await request(t.callback)
+      .post(`/tasks/${task.id}/abort`)
+      .set({ Authorization: `Bearer ${token}` })
+      .set('Content-Type', 'application/json')
+      .send('{"reason":"lost \\ud83e"}');
+    expect(abort.status).toBe(400);
+    expect((abort.body as { error: { code: string } }).error.code).toBe('UNSTORABLE_STRING');
+  });
 });
