@@ -57,6 +57,28 @@ describe('operator pages, however spelled', () => {
       expect((await request(t.callback).get(path).set(admin)).status, path).toBeLessThan(500);
   });
 
+  it('every response, page, dashboard, API or error, forbids framing and sniffing', async () => {
+    const basic = `Basic ${Buffer.from(`op:${ADMIN_TOKEN}`).toString('base64')}`;
+    const cases: [string, Record<string, string>][] = [
+      ['/admin', { Authorization: basic }],
+      ['/admin/queues', { Authorization: basic }],
+      ['/admin/queues', {}],
+      ['/devices', admin],
+      ['/devices', {}],
+      ['/no-such-route', {}],
+    ];
+    for (const [path, headers] of cases) {
+      const res = await request(t.callback).get(path).set(headers);
+      const what = `${path} ${res.status}`;
+      expect(res.headers['x-frame-options'], what).toBe('DENY');
+      expect(res.headers['content-security-policy'], what).toContain("frame-ancestors 'none'");
+      expect(res.headers['x-content-type-options'], what).toBe('nosniff');
+      expect(res.headers['referrer-policy'], what).toBe('no-referrer');
+      // Plain HTTP here: no HSTS, which only means something over TLS.
+      expect(res.headers['strict-transport-security'], what).toBeUndefined();
+    }
+  });
+
   it('the fleet routes ask for credentials themselves, with no guard in front', async () => {
     const app = new Koa();
     app.use(errorHandler());

@@ -41,10 +41,12 @@ describe('TLS', () => {
     );
     const { server, port } = await listen(t.app, '127.0.0.1', 0, { TLS_CERT_FILE: cert, TLS_KEY_FILE: key });
     try {
+      let hsts: unknown;
       const body = await new Promise<string>((resolve, reject) => {
         const req = httpsRequest(
           { host: '127.0.0.1', port, path: '/healthz', rejectUnauthorized: false },
           (res) => {
+            hsts = res.headers['strict-transport-security'];
             let text = '';
             res.on('data', (d: Buffer) => (text += d.toString()));
             res.on('end', () => resolve(text));
@@ -54,6 +56,8 @@ describe('TLS', () => {
         req.end();
       });
       expect(JSON.parse(body)).toEqual({ status: 'ok' });
+      // Over TLS, browsers are told to keep to HTTPS.
+      expect(hsts).toBe('max-age=31536000');
       // Plain HTTP to the TLS port does not get an answer from the API.
       const plain = await fetch(`http://127.0.0.1:${port}/healthz`).then(
         (r) => r.status,
