@@ -180,6 +180,23 @@ describe('POST /devices', () => {
     }
   });
 
+  it('checks no more than 10 secrets a minute from one address, however many come at once', async () => {
+    const ip = '192.0.2.91';
+    const results = await Promise.all(
+      Array.from({ length: 100 }, () => post(registration({ secretKey: 'wrong' }), ip)),
+    );
+    const statuses = results.map((r) => r.status);
+    expect(statuses.filter((s) => s === 401)).toHaveLength(10);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(90);
+    expect((await post(registration(), ip)).status).toBe(429);
+  });
+
+  it('a good secret is not counted against its address', async () => {
+    const ip = '192.0.2.92';
+    for (let i = 0; i < 15; i++) expect((await post(registration(), ip)).status).toBe(201);
+    expect((await post(registration({ secretKey: 'wrong' }), ip)).status).toBe(401);
+  });
+
   it('never writes the token or the secret to the log', async () => {
     const res = await post(registration());
     const { token } = res.body as { token: string };

@@ -128,7 +128,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
   router.post('/devices', async (ctx) => {
     const body = parseInput(registrationSchema, await readJson(ctx));
     const address = ctx.request.ip;
-    const retryAfter = await deps.badSecrets.blockedFor(address);
+    const retryAfter = await deps.badSecrets.reserve(address);
     if (retryAfter > 0) {
       throw new AppError(
         429,
@@ -140,13 +140,18 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
         },
       );
     }
-    const stored = await deps.registrationSecret();
+    // A secret that could not be checked is no failure of the caller's.
+    const stored = await deps.registrationSecret().catch(async (err: unknown) => {
+      await deps.badSecrets.release(address).catch(() => {});
+      throw err;
+    });
     // Without a stored secret the comparison still runs, so timing does not reveal the configuration.
     const valid = secretMatches(body.secretKey, stored ?? hashSecret(randomUUID()));
-    if (!stored || !valid) {
-      await deps.badSecrets.fail(address);
+    // A bad secret keeps its attempt: it is the failure counted.
+    if (!stored || !valid)
       throw new AppError(401, 'INVALID_SECRET_KEY', 'the registration secret key is not valid');
-    }
+    // Lost, the attempt stays counted: that errs on the side of refusing.
+    await deps.badSecrets.release(address).catch(() => {});
     const token = newToken();
     const id = randomUUID();
     let device: Device;
