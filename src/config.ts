@@ -29,7 +29,12 @@ const envSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_{}-]+$/, 'letters, digits, _ - { } only')
     .default('rollcall'),
-  ADMIN_TOKEN: optionalSecret,
+  /** Guessable when short: at least 24 characters (`npm start` generates 32 when unset). */
+  ADMIN_TOKEN: z
+    .string()
+    .transform((v) => (v === '' ? undefined : v))
+    .pipe(z.string().min(24, 'at least 24 characters').optional())
+    .optional(),
   DEVICE_SECRET_KEY: optionalSecret,
   /** HTTPS for the web role when both are set (registration carries a secret). */
   TLS_CERT_FILE: z.string().optional(),

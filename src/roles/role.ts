@@ -33,14 +33,14 @@ export function onShutdownSignal(stop: () => Promise<void>): void {
   process.once('SIGTERM', handler);
 }
 
-/** Short operator or registration secrets are accepted (the operator's choice) but called out. */
+/**
+ * A short registration secret is accepted (robots in the field may carry it) but called out; a short
+ * ADMIN_TOKEN is refused by the configuration itself.
+ */
 export function warnWeakSecrets(
-  config: { ADMIN_TOKEN?: string | undefined; DEVICE_SECRET_KEY?: string | undefined },
+  config: { DEVICE_SECRET_KEY?: string | undefined },
   logger: { warn(msg: string): void },
 ): void {
-  if (config.ADMIN_TOKEN !== undefined && config.ADMIN_TOKEN.length < 16) {
-    logger.warn('ADMIN_TOKEN is shorter than 16 characters: use a long random token in production');
-  }
   if (config.DEVICE_SECRET_KEY !== undefined && config.DEVICE_SECRET_KEY.length < 16) {
     logger.warn('DEVICE_SECRET_KEY is shorter than 16 characters: use a long random secret in production');
   }

@@ -34,6 +34,11 @@ describe('loadConfig', () => {
       expect((e as Error).message).toMatch(/REDIS_URL/);
     }
     expect(() => loadConfig({ TLS_CERT_FILE: 'only-one.pem' })).toThrow(/TLS_CERT_FILE and TLS_KEY_FILE/);
+    // A short admin token could be guessed.
+    expect(() => loadConfig({ ADMIN_TOKEN: 'hunter2-hunter2' })).toThrow(
+      /ADMIN_TOKEN: at least 24 characters/,
+    );
+    expect(loadConfig({ ADMIN_TOKEN: 'x'.repeat(24) }).ADMIN_TOKEN).toBe('x'.repeat(24));
   });
   it('treats empty strings as unset', () => {
     expect(loadConfig({ DATABASE_URL: '', ADMIN_TOKEN: '' }).DATABASE_URL).toBeUndefined();
