@@ -1,40 +1,31 @@
 import type { RedisClient as Redis } from './connection';
 
 export interface AttemptLimiter {
+  /** Seconds until this address may try again, or 0 when it is not blocked. */
+  blockedFor(address: string): Promise<number>;
   /**
-   * Takes one attempt of the address's window before it is checked: 0 when taken, else the seconds
-   * until it may try again (nothing taken). Concurrent attempts cannot all see room that is not there.
+   * Records one failure: 0 when it is within the limit (the caller may say it failed), else the
+   * seconds until the address may try again. One atomic step, so failures that come at once are
+   * counted in order and only `max` of them are ever within the limit.
    */
-  reserve(address: string): Promise<number>;
-  /** The attempt succeeded: it is not a failure, and goes back. */
-  release(address: string): Promise<void>;
+  fail(address: string): Promise<number>;
 }
 
-/** Takes an attempt, or gives the window's remaining milliseconds when all `max` are taken. */
-const RESERVE = `
+/** Counts a failure in the window; gives the window's remaining milliseconds once beyond `max`. */
+const FAIL = `
 local n = redis.call('INCR', KEYS[1])
 if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 if n <= tonumber(ARGV[1]) then return 0 end
-redis.call('DECR', KEYS[1])
 return math.max(1, redis.call('PTTL', KEYS[1]))
 `;
 
-/** Gives an attempt back; never below zero, and not into a window that has ended. */
-const RELEASE = `
-local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n > 0 then redis.call('DECR', KEYS[1]) end
-return 0
-`;
-
 type LimiterRedis = Redis & {
-  rollcallReserveAttempt(key: string, max: number, windowMs: number): Promise<number>;
-  rollcallReleaseAttempt(key: string): Promise<number>;
+  rollcallCountFailure(key: string, max: number, windowMs: number): Promise<number>;
 };
 
 /**
- * Fixed-window attempt counter in Redis, so the limit holds across every web replica. Each attempt
- * is taken before it is checked and given back if it succeeds: after `max` failures (or `max`
- * checks in flight) in `windowSeconds`, the address is refused for the rest of the window.
+ * Fixed-window failure counter in Redis, so the limit holds across every web replica.
+ * After `max` failures in `windowSeconds` the address is blocked for the rest of the window.
  */
 export function createAttemptLimiter(
   redis: Redis,
@@ -42,16 +33,18 @@ export function createAttemptLimiter(
   max: number,
   windowSeconds: number,
 ): AttemptLimiter {
-  redis.defineCommand('rollcallReserveAttempt', { numberOfKeys: 1, lua: RESERVE });
-  redis.defineCommand('rollcallReleaseAttempt', { numberOfKeys: 1, lua: RELEASE });
+  redis.defineCommand('rollcallCountFailure', { numberOfKeys: 1, lua: FAIL });
   const r = redis as LimiterRedis;
   return {
-    async reserve(address) {
-      const waitMs = Number(await r.rollcallReserveAttempt(keyOf(address), max, windowSeconds * 1000));
-      return waitMs === 0 ? 0 : Math.ceil(waitMs / 1000);
+    async blockedFor(address) {
+      // One GET on the path every good registration takes; the window's end only once blocked (a key
+      // that expired in between reads as 1 s, which errs on the side of blocking).
+      if (Number((await redis.get(keyOf(address))) ?? 0) < max) return 0;
+      return Math.max(1, Math.ceil((await redis.pttl(keyOf(address))) / 1000));
     },
-    async release(address) {
-      await r.rollcallReleaseAttempt(keyOf(address));
+    async fail(address) {
+      const waitMs = Number(await r.rollcallCountFailure(keyOf(address), max, windowSeconds * 1000));
+      return waitMs === 0 ? 0 : Math.ceil(waitMs / 1000);
     },
   };
 }

@@ -128,30 +128,26 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
   router.post('/devices', async (ctx) => {
     const body = parseInput(registrationSchema, await readJson(ctx));
     const address = ctx.request.ip;
-    const retryAfter = await deps.badSecrets.reserve(address);
+    const stored = await deps.registrationSecret();
+    // Without a stored secret the comparison still runs, so timing does not reveal the configuration.
+    const matches = secretMatches(body.secretKey, stored ?? hashSecret(randomUUID()));
+    const valid = Boolean(stored) && matches;
+    // Either way one step in Redis, after the comparison: a bad secret is counted as it is answered
+    // (only the first 10 of a window hear 401, however many come at once), a good one is refused
+    // while its address is blocked.
+    const retryAfter = valid
+      ? await deps.badSecrets.blockedFor(address)
+      : await deps.badSecrets.fail(address);
     if (retryAfter > 0) {
       throw new AppError(
         429,
         'TOO_MANY_ATTEMPTS',
         MAX_BAD_SECRETS_MESSAGE,
         { retryAfterSeconds: retryAfter },
-        {
-          'Retry-After': String(retryAfter),
-        },
+        { 'Retry-After': String(retryAfter) },
       );
     }
-    // A secret that could not be checked is no failure of the caller's.
-    const stored = await deps.registrationSecret().catch(async (err: unknown) => {
-      await deps.badSecrets.release(address).catch(() => {});
-      throw err;
-    });
-    // Without a stored secret the comparison still runs, so timing does not reveal the configuration.
-    const valid = secretMatches(body.secretKey, stored ?? hashSecret(randomUUID()));
-    // A bad secret keeps its attempt: it is the failure counted.
-    if (!stored || !valid)
-      throw new AppError(401, 'INVALID_SECRET_KEY', 'the registration secret key is not valid');
-    // Lost, the attempt stays counted: that errs on the side of refusing.
-    await deps.badSecrets.release(address).catch(() => {});
+    if (!valid) throw new AppError(401, 'INVALID_SECRET_KEY', 'the registration secret key is not valid');
     const token = newToken();
     const id = randomUUID();
     let device: Device;
