@@ -255,7 +255,8 @@ async function ingestion() {
     const started = JSON.parse(await gateway.waitLine(jsonLine('gateway started'), 120_000)) as {
       opsPort: number;
     };
-    const metric = async (pattern: RegExp): Promise<number> => {
+    /** One scrape of the gateway's metrics (each scrape starts its event-loop delay figures again). */
+    const scrape = async (): Promise<string> => {
       // A busy gateway may close a kept-alive connection just as it is reused: asked again, once.
       const get = () => fetch(`http://127.0.0.1:${started.opsPort}/metrics`);
       const res = await get()
@@ -265,10 +266,12 @@ async function ingestion() {
             `gateway gone (${err.message}: ${String(err.cause)}): ${gateway.stderr()} ${gateway.lines.slice(-3).join('\n')} exit ${gateway.child.exitCode} ${gateway.child.signalCode}`,
           );
         });
-      const text = await res.text();
-      return Number(pattern.exec(text)?.[1] ?? 0);
+      return res.text();
     };
-    const accepted = () => metric(/rollcall_heartbeats_total\{[^}]*result="accepted"[^}]*\} (\d+)/);
+    const read = (text: string, pattern: RegExp) => Number(pattern.exec(text)?.[1] ?? 0);
+    const metric = async (pattern: RegExp): Promise<number> => read(await scrape(), pattern);
+    const ACCEPTED = /rollcall_heartbeats_total\{[^}]*result="accepted"[^}]*\} (\d+)/;
+    const accepted = () => metric(ACCEPTED);
     // Every session open before the warm-up: opening them is not what is measured.
     const openSessions = () => metric(/rollcall_gateway_bus_sessions\{state="open"[^}]*\} (\d+)/);
     for (let i = 0; i < 600 && (await openSessions()) < devices.length; i++) await sleep(100);
@@ -279,9 +282,10 @@ async function ingestion() {
     const a0 = await accepted();
     const t0 = performance.now();
     await sleep(SIZES.ingestSeconds * 1000);
-    const rate = ((await accepted()) - a0) / ((performance.now() - t0) / 1000);
-    // The loop's longest delay since the last scrape (each scrape starts it again): since t0.
-    const longestTurnMs = (await metric(/nodejs_eventloop_lag_max_seconds\{[^}]*\} ([\d.e+-]+)/)) * 1000;
+    const end = await scrape();
+    const rate = (read(end, ACCEPTED) - a0) / ((performance.now() - t0) / 1000);
+    // The loop's longest delay since the scrape at t0.
+    const longestTurnMs = read(end, /nodejs_eventloop_lag_max_seconds\{[^}]*\} ([\d.e+-]+)/) * 1000;
     stopRounds();
     await gateway.stop();
     return { rate, longestTurnMs };
