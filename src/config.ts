@@ -30,11 +30,7 @@ const envSchema = z.object({
     .regex(/^[A-Za-z0-9_{}-]+$/, 'letters, digits, _ - { } only')
     .default('rollcall'),
   /** Guessable when short: at least 24 characters (`npm start` generates 32 when unset). */
-  ADMIN_TOKEN: z
-    .string()
-    .transform((v) => (v === '' ? undefined : v))
-    .pipe(z.string().min(24, 'at least 24 characters').optional())
-    .optional(),
+  ADMIN_TOKEN: optionalSecret.pipe(z.string().min(24, 'at least 24 characters').optional()),
   DEVICE_SECRET_KEY: optionalSecret,
   /** HTTPS for the web role when both are set (registration carries a secret). */
   TLS_CERT_FILE: z.string().optional(),

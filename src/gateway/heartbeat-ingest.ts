@@ -50,7 +50,7 @@ const CONNECT_CONCURRENCY = 16;
  * Frames taken in one turn of the event loop beyond which every session pauses until the next turn.
  * Most frames end in memory, so nothing else would stop a flood (a babbling robot, a burst after an
  * outage) from holding the loop, and lease renewals, rounds and the ops endpoint with it (the
- * longest turn with 10,000 sessions flooding: 42-150 ms in `npm run bench`).
+ * longest turn with 10,000 sessions flooding: 172-215 ms in `npm run bench`).
  */
 const FRAMES_PER_TURN = 50_000;
 /** How often counts of heartbeats settled in memory reach the metrics. */

@@ -215,32 +215,33 @@ describe('heartbeat ingestion: revoked tokens', () => {
     }
   });
 
-  it('a revocation that arrives while the batch is in Redis is not undone by the batch', async () => {
-    const keys = redisKeys(uniquePrefix());
-    let revokeNow: (() => void) | undefined;
-    const g = gateway(keys, { n: 5 }, undefined, () => revokeNow?.());
+  /** A gateway whose first write to Redis sees the device's token revoked, then runs `after`. */
+  async function revokedDuringFirstWrite(
+    after?: (g: ReturnType<typeof gateway>, token: string, id: string) => void,
+  ) {
+    let during: (() => void) | undefined;
+    const g = gateway(redisKeys(uniquePrefix()), { n: 5 }, undefined, () => during?.());
     const d = await device(g.liveness);
-    revokeNow = () => {
-      revokeNow = undefined;
+    during = () => {
+      during = undefined;
       void g.liveness.forgetToken(d.id, tokenHash(d.token));
       g.ingest.revoke(d.id, tokenHash(d.token));
+      after?.(g, d.token, d.id);
     };
+    return { g, d };
+  }
+
+  it('a revocation that arrives while the batch is in Redis is not undone by the batch', async () => {
+    const { g, d } = await revokedDuringFirstWrite();
     await send(g.ingest, frame(d.token), d.id);
     await send(g.ingest, frame(d.token), d.id, 2);
     expect(g.written.filter((id) => id === d.id)).toHaveLength(3);
   });
 
   it('heartbeats that come after a revocation do not wait for a write from before it', async () => {
-    const keys = redisKeys(uniquePrefix());
-    let during: (() => void) | undefined;
-    const g = gateway(keys, { n: 5 }, undefined, () => during?.());
-    const d = await device(g.liveness);
-    during = () => {
-      during = undefined;
-      void g.liveness.forgetToken(d.id, tokenHash(d.token));
-      g.ingest.revoke(d.id, tokenHash(d.token));
-      for (let i = 0; i < 3; i++) g.ingest.push(frame(d.token), d.id);
-    };
+    const { g, d } = await revokedDuringFirstWrite((g, token, id) => {
+      for (let i = 0; i < 3; i++) g.ingest.push(frame(token), id);
+    });
     await send(g.ingest, frame(d.token), d.id);
     await g.ingest.flush();
     expect(await counted(g.metrics, 'accepted')).toBe(1);
