@@ -578,7 +578,7 @@ async function registration() {
   const web = runTs('workers/web.ts', {
     ...baseEnv,
     QUEUE_PREFIX: 'br',
-    ADMIN_TOKEN: 'bench-admin-token-0123456789',
+    ADMIN_TOKEN: 'bench-admin-token-0123456789abcdef',
     MOTH_URL: 'ws://127.0.0.1:9',
     TGDM_URL: 'http://127.0.0.1:9',
     MANTIS_URL: 'http://127.0.0.1:9',
@@ -683,7 +683,7 @@ async function rollcallScenario(fault: Fault) {
     MOTH_URL: mothUrl,
     TGDM_URL: await tgdm.start(),
     MANTIS_URL: await mantis.start(),
-    ADMIN_TOKEN: 'bench-admin-token-0123456789',
+    ADMIN_TOKEN: 'bench-admin-token-0123456789abcdef',
   };
   await writeSettings(db, {
     'device.healthcheckIntervalSeconds': TIMING.intervalMs / 1000,
@@ -1053,7 +1053,7 @@ async function gatewaysScaling() {
     ...baseEnv,
     DATABASE_URL: url,
     MOTH_URL: mothUrl,
-    ADMIN_TOKEN: 'bench-admin-token-0123456789',
+    ADMIN_TOKEN: 'bench-admin-token-0123456789abcdef',
   };
   const tgdm = createTgdmSimulator();
   const mantis = createMantisSimulator();

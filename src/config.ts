@@ -29,9 +29,10 @@ const envSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_{}-]+$/, 'letters, digits, _ - { } only')
     .default('rollcall'),
-  /** Guessable when short: at least 24 characters (`npm start` generates 32 when unset). */
-  ADMIN_TOKEN: optionalSecret.pipe(z.string().min(24, 'at least 24 characters').optional()),
-  DEVICE_SECRET_KEY: optionalSecret,
+  /** Guessable when short: at least 32 characters (`npm start` generates one when unset). */
+  ADMIN_TOKEN: optionalSecret.pipe(z.string().min(32, 'at least 32 characters').optional()),
+  /** The first registration secret: at least 16 characters (`npm start` generates one when unset). */
+  DEVICE_SECRET_KEY: optionalSecret.pipe(z.string().min(16, 'at least 16 characters').optional()),
   /** HTTPS for the web role when both are set (registration carries a secret). */
   TLS_CERT_FILE: z.string().optional(),
   TLS_KEY_FILE: z.string().optional(),
@@ -41,6 +42,8 @@ const envSchema = z.object({
     .enum(['true', 'false'])
     .default('false')
     .transform((v) => v === 'true'),
+  /** With TRUST_PROXY: how many proxies in front append to X-Forwarded-For (the client is that many from the right). */
+  TRUST_PROXY_HOPS: z.coerce.number().int().min(1).max(10).default(1),
   MOTH_URL: optionalUrl,
   MOTH_PORT: port.default(8276),
   MOTH_KEY: optionalSecret,

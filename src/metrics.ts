@@ -20,6 +20,12 @@ export function createMetrics(role: string, withDefaults = false) {
       labelNames: ['result'],
       registers,
     }),
+    authFailures: new Counter({
+      name: 'rollcall_auth_failures_total',
+      help: 'Credentials refused, by surface (registration secret, API token, operator pages)',
+      labelNames: ['surface'],
+      registers,
+    }),
     shardsHeld: new Gauge({
       name: 'rollcall_gateway_shards_held',
       help: 'Shards whose device buses this gateway holds',

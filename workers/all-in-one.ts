@@ -16,7 +16,6 @@ import { startGateway } from '../src/roles/gateway';
 import { startWorker } from '../src/roles/worker';
 import { ThreadedMothHub } from '../src/moth/hub-thread';
 import { createMetrics } from '../src/metrics';
-import { warnWeakSecrets } from '../src/roles/role';
 import {
   createMantisSimulator,
   createTgdmSimulator,
@@ -35,7 +34,6 @@ async function main() {
   // The roles drain first; the embedded Postgres, started first, is stopped last (stopAll's order).
   leaveShutdownToCaller();
 
-  warnWeakSecrets(config, logger);
   const stack = await startEmbeddedStack(config, logger);
   roles.push(...stack.services);
   const full = stack.config;

@@ -1,6 +1,6 @@
 import { ConfigError, loadConfig, type Config } from '../src/config';
 import { createLogger, type Logger } from '../src/logger';
-import { onShutdownSignal, warnWeakSecrets, type Role } from '../src/roles/role';
+import { onShutdownSignal, type Role } from '../src/roles/role';
 
 /**
  * Runs one Procfile role against external services: every URL it needs must be set.
@@ -22,7 +22,6 @@ export function runRole<C extends Config>(
     process.exit(1);
   }
   const logger = createLogger(config.LOG_LEVEL, `rollcall-${name}`);
-  warnWeakSecrets(config, logger);
   start(config as C, logger)
     .then((role) =>
       onShutdownSignal(async () => {

@@ -47,7 +47,7 @@ export async function startEmbeddedStack(config: Config, logger: Logger): Promis
         ...config,
         DATABASE_URL: databaseUrl,
         REDIS_URL: redisUrl,
-        ADMIN_TOKEN: config.ADMIN_TOKEN ?? randomBytes(24).toString('base64url'),
+        ADMIN_TOKEN: config.ADMIN_TOKEN ?? randomBytes(32).toString('base64url'),
       },
       services,
       startedHere,

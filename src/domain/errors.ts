@@ -35,6 +35,16 @@ export const validationFailed = (issues: readonly FieldIssue[]) =>
 export const unauthorized = (message = 'missing or invalid bearer token') =>
   new AppError(401, 'UNAUTHORIZED', message, undefined, { 'WWW-Authenticate': 'Bearer' });
 
+/** 429 with Retry-After: an address that failed too often waits out its window. */
+export const tooManyAttempts = (message: string, retryAfterSeconds: number) =>
+  new AppError(
+    429,
+    'TOO_MANY_ATTEMPTS',
+    message,
+    { retryAfterSeconds },
+    { 'Retry-After': String(retryAfterSeconds) },
+  );
+
 export const forbidden = (message: string) => new AppError(403, 'FORBIDDEN', message);
 
 export const notFound = (code: string, message: string) => new AppError(404, code, message);

@@ -4,6 +4,7 @@ import { KoaAdapter } from '@bull-board/koa';
 import Router from '@koa/router';
 import type { Queue } from 'bullmq';
 import type { Middleware } from 'koa';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { constantTimeEqual } from '../domain/credentials';
@@ -11,28 +12,36 @@ import { DEVICE_STATUSES } from '../domain/device';
 import { AppError } from '../domain/errors';
 import { countDevicesByStatus, fleetOverview } from '../db/fleet';
 import type { Db } from '../db/knex';
+import type { CredentialGuard } from './auth';
 import { parseInput } from './validate';
 
 /**
  * HTTP Basic auth for the operator pages: any user name, the admin token as password (a browser can
- * ask for it). A Bearer admin token is accepted too.
+ * ask for it). A Bearer admin token is accepted too. Wrong ones are limited as on the API. Once a
+ * request is admitted, the route's own check passes it on without asking Redis again.
  */
-export function operatorPageAuth(adminToken: string): Middleware {
+export function operatorPageAuth(adminToken: string, guard: CredentialGuard): Middleware {
+  const refused = () =>
+    new AppError(401, 'UNAUTHORIZED', 'operator credentials required', undefined, {
+      'WWW-Authenticate': 'Basic realm="rollcall", charset="UTF-8"',
+    });
   return async (ctx, next) => {
-    const header = ctx.get('authorization');
-    let presented: string | undefined;
-    const basic = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
-    if (basic) {
-      const decoded = Buffer.from(basic[1]!, 'base64').toString('utf8');
-      presented = decoded.slice(decoded.indexOf(':') + 1);
-    } else presented = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
-    if (presented === undefined || !constantTimeEqual(presented, adminToken)) {
-      throw new AppError(401, 'UNAUTHORIZED', 'operator credentials required', undefined, {
-        'WWW-Authenticate': 'Basic realm="rollcall", charset="UTF-8"',
-      });
+    if (ctx.state.operatorAdmitted !== true) {
+      const presented = presentedPassword(ctx.get('authorization'));
+      if (presented === undefined) throw refused();
+      if (!constantTimeEqual(presented, adminToken)) await guard.refuse(ctx, 'pages', refused());
+      await guard.admit(ctx);
+      ctx.state.operatorAdmitted = true;
     }
     await next();
   };
+}
+
+function presentedPassword(header: string): string | undefined {
+  const basic = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
+  if (!basic) return /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
+  const decoded = Buffer.from(basic[1]!, 'base64').toString('utf8');
+  return decoded.slice(decoded.indexOf(':') + 1);
 }
 
 /**
@@ -52,6 +61,40 @@ export function isOperatorPath(path: string): boolean {
   return p === '/admin' || p.startsWith('/admin/');
 }
 
+const READS = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** The header a script sends to change something from outside a browser (`curl -H 'X-Rollcall-Operator: 1'`). */
+export const OPERATOR_HEADER = 'x-rollcall-operator';
+
+/**
+ * A request that changes something on an operator page (the dashboard's retry, clean, add) must come
+ * from our own pages, so a cross-site form cannot use the browser's cached Basic credentials: the
+ * browser says so (`Sec-Fetch-Site`, else `Origin`), or the request carries a header no cross-site
+ * form or fetch can send without a preflight we never grant. Neither: refused.
+ */
+export const sameOriginWrites: Middleware = async (ctx, next) => {
+  if (
+    !READS.has(ctx.method) &&
+    !fromOwnPages(
+      ctx.get(OPERATOR_HEADER),
+      ctx.get('sec-fetch-site'),
+      ctx.get('origin'),
+      `${ctx.protocol}://${ctx.host}`,
+    )
+  )
+    throw new AppError(
+      403,
+      'CROSS_SITE_REQUEST',
+      `changes on operator pages come from those pages, or carry ${OPERATOR_HEADER}`,
+    );
+  await next();
+};
+
+function fromOwnPages(custom: string, site: string, origin: string, own: string): boolean {
+  if (custom !== '') return true;
+  if (site !== '') return site === 'same-origin';
+  return origin !== '' && origin === own;
+}
+
 const DASHBOARD = '/admin/queues';
 
 /**
@@ -66,13 +109,53 @@ export function queueDashboard(queues: readonly Queue[], pageAuth: Middleware): 
   return async (ctx, next) => {
     if (ctx.path === DASHBOARD || ctx.path.startsWith(`${DASHBOARD}/`))
       await pageAuth(ctx, async () => {
-        await dashboard(ctx, next);
+        ctx.set('Content-Security-Policy', DASHBOARD_CSP);
+        await sameOriginWrites(ctx, async () => {
+          await dashboard(ctx, next);
+        });
       });
     else await next();
   };
 }
 
 const FLEET_HTML = readFileSync(new URL('./fleet-page.html', import.meta.url), 'utf8');
+/**
+ * The fleet page runs its own inline script and style and nothing else: the policy names them by
+ * hash, so an injected script or style (were any field ever rendered unescaped) does not run.
+ */
+const FLEET_CSP = [
+  "default-src 'none'",
+  `script-src ${inlineHashes(FLEET_HTML, 'script')}`,
+  `style-src ${inlineHashes(FLEET_HTML, 'style')}`,
+  "connect-src 'self'",
+  "img-src 'self' data:",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+/** `'sha256-…'` of each inline `<tag>` body of a page, as CSP matches them. */
+export function inlineHashes(html: string, tag: 'script' | 'style'): string {
+  const bodies = [...html.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, 'g'))].map((m) => m[1]!);
+  return bodies.map((b) => `'sha256-${createHash('sha256').update(b).digest('base64')}'`).join(' ');
+}
+
+/**
+ * The dashboard (bull-board) loads its own scripts and styles, the fonts it names, and sets inline
+ * styles from its components; it runs no inline script.
+ */
+const DASHBOARD_CSP = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self' 'unsafe-inline' https://fonts.googleapis.com",
+  "font-src 'self' data: https://fonts.gstatic.com",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "object-src 'none'",
+  "base-uri 'self'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join('; ');
 export const fleetQuery = z.strictObject({
   status: z.enum(DEVICE_STATUSES).optional(),
   limit: z.coerce.number().int().min(1).max(5000).default(1000),
@@ -91,7 +174,7 @@ export function fleetRoutes(deps: {
   const router = new Router();
   router.get('/admin', deps.pageAuth, (ctx) => {
     ctx.type = 'html';
-    ctx.set('Cache-Control', 'no-store');
+    ctx.set({ 'Cache-Control': 'no-store', 'Content-Security-Policy': FLEET_CSP });
     ctx.body = FLEET_HTML;
   });
   router.get('/admin/fleet.json', deps.pageAuth, async (ctx) => {

@@ -12,9 +12,9 @@ import type { Liveness } from '../redis/liveness';
 import { createAttemptLimiter } from '../redis/rate-limit';
 import type { SettingsService } from '../settings-service';
 import type { Disconnected } from '../db/transitions';
-import { createAuthenticator } from './auth';
+import { createAuthenticator, createCredentialGuard, type AuthSurface } from './auth';
 import { errorHandler } from './errors';
-import { fleetRoutes, isOperatorPath, operatorPageAuth, queueDashboard } from './admin';
+import { fleetRoutes, isOperatorPath, operatorPageAuth, queueDashboard, sameOriginWrites } from './admin';
 import { opsRoutes, type ReadinessChecks } from './ops';
 import { openApiRoutes } from './openapi';
 import { deviceRoutes } from './routes/devices';
@@ -42,16 +42,35 @@ export interface AppDeps {
   readonly readiness: ReadinessChecks;
   /** Queues shown on the dashboard at `/admin/queues`. */
   readonly dashboardQueues: readonly Queue[];
+  /** Counts a refused credential (`rollcall_auth_failures_total`). */
+  readonly countAuthFailure: (surface: AuthSurface) => void;
 }
 
 /** Ten wrong secrets in a minute from one address block it for the rest of that minute. */
 export const BAD_SECRET_LIMIT = { max: 10, windowSeconds: 60 } as const;
+/** The same for wrong operator credentials (admin token, Basic password), counted apart. */
+export const BAD_CREDENTIAL_LIMIT = { max: 10, windowSeconds: 60 } as const;
 
 /** Builds the Koa application. It never listens: `server.ts` does, tests use `app.callback()`. */
 export function createApp(deps: AppDeps): Koa {
-  const app = new Koa({ proxy: deps.config.TRUST_PROXY });
+  // Behind TRUST_PROXY_HOPS trusted proxies, the client is the entry the outermost one appended to
+  // X-Forwarded-For (that many from the right): entries further left are whatever the client sent.
+  const app = new Koa({ proxy: deps.config.TRUST_PROXY, maxIpsCount: deps.config.TRUST_PROXY_HOPS });
   const keys = redisKeys(deps.config.QUEUE_PREFIX);
-  const auth = createAuthenticator(deps.config.ADMIN_TOKEN, (hash) => findDeviceIdByTokenHash(deps.db, hash));
+  const guard = createCredentialGuard(
+    createAttemptLimiter(
+      deps.redis,
+      keys.badCredential,
+      BAD_CREDENTIAL_LIMIT.max,
+      BAD_CREDENTIAL_LIMIT.windowSeconds,
+    ),
+    deps.countAuthFailure,
+  );
+  const auth = createAuthenticator(
+    deps.config.ADMIN_TOKEN,
+    (hash) => findDeviceIdByTokenHash(deps.db, hash),
+    guard,
+  );
   const badSecrets = createAttemptLimiter(
     deps.redis,
     keys.badSecret,
@@ -88,9 +107,13 @@ export function createApp(deps: AppDeps): Koa {
   app.use(errorHandler());
   // Operator pages: Basic auth (a browser can ask), on each route that serves one; any other spelling
   // of their paths asks for it too, before a router that matches case-insensitively sees it.
-  const pageAuth = operatorPageAuth(deps.config.ADMIN_TOKEN);
+  const pageAuth = operatorPageAuth(deps.config.ADMIN_TOKEN, guard);
   app.use(async (ctx, next) => {
-    await (isOperatorPath(ctx.path) ? pageAuth(ctx, next) : next());
+    if (!isOperatorPath(ctx.path)) await next();
+    else
+      await pageAuth(ctx, async () => {
+        await sameOriginWrites(ctx, next);
+      });
   });
   app.use(queueDashboard(deps.dashboardQueues, pageAuth));
 
@@ -100,6 +123,7 @@ export function createApp(deps: AppDeps): Koa {
       db: deps.db,
       auth,
       badSecrets,
+      countAuthFailure: deps.countAuthFailure,
       registrationSecret: () => deps.settings.registrationSecret(),
       liveness: deps.liveness,
       enqueueEffects: deps.enqueueEffects,
@@ -141,7 +165,9 @@ function securityHeaders(): Koa.Middleware {
     ctx.set({
       'X-Content-Type-Options': 'nosniff',
       'X-Frame-Options': 'DENY',
-      'Content-Security-Policy': "frame-ancestors 'none'",
+      // The API serves data, never a page: nothing in a response may load or run. The operator pages
+      // set their own policy.
+      'Content-Security-Policy': "default-src 'none'; frame-ancestors 'none'",
       'Referrer-Policy': 'no-referrer',
       'Cross-Origin-Opener-Policy': 'same-origin',
       ...(ctx.secure ? { 'Strict-Transport-Security': 'max-age=31536000' } : {}),

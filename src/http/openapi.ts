@@ -300,7 +300,9 @@ export function openApiDocument(version: string) {
             ? { description: 'OK', content: { [body]: { schema: { type: 'string' } } } }
             : { description: 'OK', content: { 'application/json': { schema: schema(body, 'output') } } },
     };
-    for (const e of r.errors) {
+    // Every authenticated route answers 429 to an address that presented too many wrong credentials.
+    const errors = r.auth === 'none' ? r.errors : [...new Set([...r.errors, 429])].sort((a, b) => a - b);
+    for (const e of errors) {
       responses[e] = {
         description: ERROR_TEXT[e] ?? 'Error',
         content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },

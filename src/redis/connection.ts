@@ -68,6 +68,7 @@ export function redisKeys(prefix: string) {
   };
   return {
     badSecret: (address: string) => k(`rate:bad-secret:${address}`),
+    badCredential: (address: string) => k(`rate:bad-credential:${address}`),
     shard,
     /** The number of shards the liveness state is kept in (every process must agree). */
     shardCount: k('shards'),

@@ -32,16 +32,3 @@ export function onShutdownSignal(stop: () => Promise<void>): void {
   process.once('SIGINT', handler);
   process.once('SIGTERM', handler);
 }
-
-/**
- * A short registration secret is accepted (robots in the field may carry it) but called out; a short
- * ADMIN_TOKEN is refused by the configuration itself.
- */
-export function warnWeakSecrets(
-  config: { DEVICE_SECRET_KEY?: string | undefined },
-  logger: { warn(msg: string): void },
-): void {
-  if (config.DEVICE_SECRET_KEY !== undefined && config.DEVICE_SECRET_KEY.length < 16) {
-    logger.warn('DEVICE_SECRET_KEY is shorter than 16 characters: use a long random secret in production');
-  }
-}

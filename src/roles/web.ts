@@ -53,6 +53,7 @@ export function buildWebApp(
     metricsRegistry: metrics.registry,
     readiness: { ...services.readiness, ...options.readiness },
     dashboardQueues: services.queues.all(),
+    countAuthFailure: (surface) => metrics.authFailures.inc({ surface }),
   });
   return { app, metrics };
 }

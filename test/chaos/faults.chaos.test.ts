@@ -30,7 +30,7 @@ import { runTs, sleep } from '../../bench/support';
 const HEALTHY = 12;
 const DYING = 4;
 const SECRET = 'chaos-registration-secret';
-const ADMIN = 'chaos-admin-token-0123456789';
+const ADMIN = 'chaos-admin-token-0123456789abcdef';
 
 let dir: string;
 let pgDir: string;

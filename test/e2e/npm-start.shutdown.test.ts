@@ -39,7 +39,7 @@ describe('npm start', () => {
         PORT: String(port),
         MOTH_PORT: String(mothPort),
         OPS_PORT: '0',
-        ADMIN_TOKEN: 'start-admin-token-0123456789',
+        ADMIN_TOKEN: 'start-admin-token-0123456789abcdef',
         DEVICE_SECRET_KEY: 'start-secret-0123456789',
         LOG_LEVEL: 'info',
       },
@@ -68,7 +68,7 @@ describe('npm start', () => {
       // and its recording's stop waits in a slow TGDM when the signal comes. A drain lets it finish.
       const reg = (await res.json()) as { id: string; token: string; channels: { deviceManagement: string } };
       const admin = {
-        authorization: 'Bearer start-admin-token-0123456789',
+        authorization: 'Bearer start-admin-token-0123456789abcdef',
         'content-type': 'application/json',
       };
       await fetch(`http://127.0.0.1:${port}/server-settings`, {

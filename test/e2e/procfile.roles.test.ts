@@ -40,7 +40,7 @@ beforeAll(async () => {
     TGDM_URL: await tgdm.start(),
     MANTIS_URL: await mantis.start(),
     QUEUE_PREFIX: `r${randomBytes(3).toString('hex')}`,
-    ADMIN_TOKEN: 'roles-admin-token-0123456789',
+    ADMIN_TOKEN: 'roles-admin-token-0123456789abcdef',
     DEVICE_SECRET_KEY: 'roles-secret-0123456789',
     PORT: '0',
     OPS_PORT: '0',

@@ -1,8 +1,11 @@
 import Koa from 'koa';
+import { createHash } from 'node:crypto';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fleetRoutes, operatorPageAuth } from '../../src/http/admin';
+import { createCredentialGuard } from '../../src/http/auth';
 import { errorHandler } from '../../src/http/errors';
+import { createAttemptLimiter } from '../../src/redis/rate-limit';
 import { admin, ADMIN_TOKEN, createTestApp } from '../support/app';
 
 // The operator pages (the fleet page, its JSON, the queue dashboard) must not be reachable without
@@ -79,12 +82,46 @@ describe('operator pages, however spelled', () => {
     }
   });
 
+  it('each page runs only its own code: the fleet page its inline script by hash, the dashboard its files', async () => {
+    const basic = { Authorization: `Basic ${Buffer.from(`op:${ADMIN_TOKEN}`).toString('base64')}` };
+    const directives = (res: request.Response) =>
+      new Map(
+        String(res.headers['content-security-policy'])
+          .split(';')
+          .map((d) => d.trim().split(/\s+/))
+          .map(([name, ...values]) => [name!, values]),
+      );
+    const fleet = await request(t.callback).get('/admin').set(basic);
+    const policy = directives(fleet);
+    expect(policy.get('default-src')).toEqual(["'none'"]);
+    const scripts = [...fleet.text.matchAll(/<script>([\s\S]*?)<\/script>/g)].map((m) => m[1]!);
+    expect(scripts).toHaveLength(1);
+    const sha = (body: string) => `'sha256-${createHash('sha256').update(body).digest('base64')}'`;
+    expect(policy.get('script-src')).toEqual(scripts.map(sha));
+    const styles = [...fleet.text.matchAll(/<style>([\s\S]*?)<\/style>/g)].map((m) => m[1]!);
+    expect(policy.get('style-src')).toEqual(styles.map(sha));
+    // A style attribute would be refused by that policy: the page has none.
+    expect(fleet.text).not.toMatch(/\sstyle=/);
+
+    const dashboard = await request(t.callback).get('/admin/queues').set(basic);
+    expect(directives(dashboard).get('script-src')).toEqual(["'self'"]);
+    // Every script it runs is a file of its own; the inline one is JSON, which no browser runs.
+    for (const tag of dashboard.text.match(/<script[^>]*>/g) ?? [])
+      expect(tag).toMatch(/\ssrc="static\/|type="application\/json"/);
+
+    const api = await request(t.callback).get('/devices').set(admin);
+    expect(directives(api).get('default-src')).toEqual(["'none'"]);
+  });
+
   it('the fleet routes ask for credentials themselves, with no guard in front', async () => {
     const app = new Koa();
     app.use(errorHandler());
     const routes = fleetRoutes({
       db: t.db,
-      pageAuth: operatorPageAuth(ADMIN_TOKEN),
+      pageAuth: operatorPageAuth(
+        ADMIN_TOKEN,
+        createCredentialGuard(createAttemptLimiter(t.redis, t.keys.badCredential, 10, 60), () => {}),
+      ),
       intervalSeconds: async () => 5,
       lastHeardAt: async () => new Map(),
       sharedBus: false,
@@ -94,5 +131,45 @@ describe('operator pages, however spelled', () => {
       expect((await request(app.callback()).get(path)).status, path).toBe(401);
       expect((await request(app.callback()).get(path).set(admin)).status, path).toBe(200);
     }
+  });
+
+  it('a change on the dashboard is taken only from our own pages, never from a cross-site form', async () => {
+    const basic = { Authorization: `Basic ${Buffer.from(`op:${ADMIN_TOKEN}`).toString('base64')}` };
+    const host = { Host: 'rollcall.test' };
+    const jobs = async () => {
+      const res = await request(t.callback).get('/admin/queues/api/queues').set(basic);
+      const queues = (res.body as { queues: { name: string; counts: Record<string, number> }[] }).queues;
+      return { name: queues[0]!.name, total: queues.reduce((n, q) => n + (q.counts.waiting ?? 0), 0) };
+    };
+    const { name, total } = await jobs();
+    const add = (headers: Record<string, string>) =>
+      request(t.callback)
+        .post(`/admin/queues/api/queues/${encodeURIComponent(name)}/add`)
+        .set({ ...basic, ...host, ...headers })
+        .send({ name: 'probe', data: {}, options: {} });
+    const refused: Record<string, string>[] = [
+      {},
+      { Origin: 'https://evil.example' },
+      { Origin: 'http://rollcall.test.evil.example' },
+      { 'Sec-Fetch-Site': 'cross-site', Origin: 'https://evil.example' },
+      { 'Sec-Fetch-Site': 'same-site' },
+      // A browser that says cross-site is believed over an Origin copied from ours.
+      { 'Sec-Fetch-Site': 'cross-site', Origin: 'http://rollcall.test' },
+    ];
+    for (const headers of refused) {
+      const res = await add(headers);
+      expect(res.status, JSON.stringify(headers)).toBe(403);
+      expect((res.body as { error: { code: string } }).error.code).toBe('CROSS_SITE_REQUEST');
+    }
+    expect((await jobs()).total).toBe(total);
+    const accepted: Record<string, string>[] = [
+      { 'Sec-Fetch-Site': 'same-origin', Origin: 'http://rollcall.test' },
+      { Origin: 'http://rollcall.test' },
+      { 'X-Rollcall-Operator': '1' },
+    ];
+    for (const headers of accepted) expect((await add(headers)).status, JSON.stringify(headers)).toBe(200);
+    expect((await jobs()).total).toBe(total + accepted.length);
+    // Reads need no such proof.
+    expect((await request(t.callback).get('/admin/queues/api/queues').set(basic)).status).toBe(200);
   });
 });

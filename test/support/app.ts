@@ -8,7 +8,7 @@ import { createServices } from '../../src/roles/services';
 import { buildWebApp } from '../../src/roles/web';
 import { createTestDatabase, uniquePrefix } from './database';
 
-export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
 export const SECRET = 'test-registration-secret';
 
 /** Everything the process logged, as text, so tests can assert what never appears in it. */

@@ -34,13 +34,17 @@ describe('loadConfig', () => {
       expect((e as Error).message).toMatch(/REDIS_URL/);
     }
     expect(() => loadConfig({ TLS_CERT_FILE: 'only-one.pem' })).toThrow(/TLS_CERT_FILE and TLS_KEY_FILE/);
-    // A short admin token could be guessed.
-    expect(() => loadConfig({ ADMIN_TOKEN: 'hunter2-hunter2' })).toThrow(
-      /ADMIN_TOKEN: at least 24 characters/,
+    // Short credentials could be guessed: the process refuses to start with them.
+    expect(() => loadConfig({ ADMIN_TOKEN: 'x'.repeat(31) })).toThrow(/ADMIN_TOKEN: at least 32 characters/);
+    expect(loadConfig({ ADMIN_TOKEN: 'x'.repeat(32) }).ADMIN_TOKEN).toBe('x'.repeat(32));
+    expect(() => loadConfig({ DEVICE_SECRET_KEY: 'x'.repeat(15) })).toThrow(
+      /DEVICE_SECRET_KEY: at least 16 characters/,
     );
-    expect(loadConfig({ ADMIN_TOKEN: 'x'.repeat(24) }).ADMIN_TOKEN).toBe('x'.repeat(24));
+    expect(loadConfig({ DEVICE_SECRET_KEY: 'x'.repeat(16) }).DEVICE_SECRET_KEY).toBe('x'.repeat(16));
   });
   it('treats empty strings as unset', () => {
-    expect(loadConfig({ DATABASE_URL: '', ADMIN_TOKEN: '' }).DATABASE_URL).toBeUndefined();
+    expect(
+      loadConfig({ DATABASE_URL: '', ADMIN_TOKEN: '', DEVICE_SECRET_KEY: '' }).DATABASE_URL,
+    ).toBeUndefined();
   });
 });

@@ -11,7 +11,7 @@ import {
   type SecretHash,
 } from '../../domain/credentials';
 import { DEVICE_STATUSES, registrationSchema, trackEndpoint } from '../../domain/device';
-import { AppError, conflict, forbidden, notFound } from '../../domain/errors';
+import { AppError, conflict, forbidden, notFound, tooManyAttempts } from '../../domain/errors';
 import { clientEvent } from '../../domain/events';
 import {
   findLiveDevice,
@@ -38,6 +38,7 @@ export interface DeviceRouteDeps {
   readonly db: Db;
   readonly auth: Authenticator;
   readonly badSecrets: AttemptLimiter;
+  readonly countAuthFailure: (surface: 'registration') => void;
   /** The stored registration secret, if one is set. */
   readonly registrationSecret: () => Promise<SecretHash | undefined>;
   /** Liveness as the gateway sees it (Redis); absent fields fall back to Postgres. */
@@ -135,18 +136,11 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
     // Either way one step in Redis, after the comparison: a bad secret is counted as it is answered
     // (only the first 10 of a window hear 401, however many come at once), a good one is refused
     // while its address is blocked.
+    if (!valid) deps.countAuthFailure('registration');
     const retryAfter = valid
       ? await deps.badSecrets.blockedFor(address)
       : await deps.badSecrets.fail(address);
-    if (retryAfter > 0) {
-      throw new AppError(
-        429,
-        'TOO_MANY_ATTEMPTS',
-        MAX_BAD_SECRETS_MESSAGE,
-        { retryAfterSeconds: retryAfter },
-        { 'Retry-After': String(retryAfter) },
-      );
-    }
+    if (retryAfter > 0) throw tooManyAttempts(MAX_BAD_SECRETS_MESSAGE, retryAfter);
     if (!valid) throw new AppError(401, 'INVALID_SECRET_KEY', 'the registration secret key is not valid');
     const token = newToken();
     const id = randomUUID();
@@ -188,7 +182,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
   });
 
   router.get('/devices', async (ctx) => {
-    auth.operator(ctx);
+    await auth.operator(ctx);
     const query = parseInput(deviceListQuery, ctx.query);
     const page = await listDevices(db, { status: query.status, afterSeq: query.cursor, limit: query.limit });
     const last = page.devices.at(-1);
@@ -213,7 +207,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
   });
 
   router.get('/devices/:id/sessions', async (ctx) => {
-    auth.operator(ctx);
+    await auth.operator(ctx);
     const id = deviceIdParam(ctx.params.id);
     const { limit } = parseInput(limitQuery, ctx.query);
     if (!(await findLiveDevice(db, id))) throw deviceNotFound();
@@ -245,7 +239,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
   });
 
   router.delete('/devices/:id', async (ctx) => {
-    auth.operator(ctx);
+    await auth.operator(ctx);
     const id = deviceIdParam(ctx.params.id);
     const { disconnected } = await db.transaction(async (trx) => {
       const device = await lockLiveDevice(trx, id);
@@ -280,7 +274,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
   });
 
   router.post('/devices/:id/token', async (ctx) => {
-    auth.operator(ctx);
+    await auth.operator(ctx);
     const id = deviceIdParam(ctx.params.id);
     const token = newToken();
     await db.transaction(async (trx) => {

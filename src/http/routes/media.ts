@@ -103,14 +103,14 @@ export function mediaRoutes(deps: MediaRouteDeps): Router {
   };
 
   router.get('/devices/:id/recordings', async (ctx) => {
-    auth.operator(ctx);
+    await auth.operator(ctx);
     const device = await liveDevice(ctx.params.id);
     const { limit } = parseInput(limitQuery, ctx.query);
     ctx.body = { recordings: (await listDeviceRecordings(db, device.id, limit)).map(presentRecording) };
   });
 
   router.post('/devices/:id/recordings', async (ctx) => {
-    auth.operator(ctx);
+    await auth.operator(ctx);
     const device = await liveDevice(ctx.params.id);
     const { track } = parseInput(startRecordingBody, await readJson(ctx));
     const uri = trackUri(device, track);
@@ -149,7 +149,7 @@ export function mediaRoutes(deps: MediaRouteDeps): Router {
   });
 
   router.post('/recordings/:id/stop', async (ctx) => {
-    auth.operator(ctx);
+    await auth.operator(ctx);
     const parsed = uuid.safeParse(ctx.params.id);
     const recording = parsed.success ? await findRecording(db, parsed.data) : undefined;
     if (!recording) throw notFound('RECORDING_NOT_FOUND', 'no such recording');
@@ -184,14 +184,14 @@ export function mediaRoutes(deps: MediaRouteDeps): Router {
   });
 
   router.get('/devices/:id/analysis-streams', async (ctx) => {
-    auth.operator(ctx);
+    await auth.operator(ctx);
     const device = await liveDevice(ctx.params.id);
     const { limit } = parseInput(limitQuery, ctx.query);
     ctx.body = { analysisStreams: (await listDeviceStreams(db, device.id, limit)).map(presentStream) };
   });
 
   router.post('/devices/:id/analysis-streams', async (ctx) => {
-    auth.operator(ctx);
+    await auth.operator(ctx);
     const device = await liveDevice(ctx.params.id);
     const { track, pipeline } = parseInput(startStreamBody, await readJson(ctx));
     const inputUri = trackUri(device, track);
@@ -228,7 +228,7 @@ export function mediaRoutes(deps: MediaRouteDeps): Router {
   });
 
   router.post('/analysis-streams/:id/stop', async (ctx) => {
-    auth.operator(ctx);
+    await auth.operator(ctx);
     const parsed = uuid.safeParse(ctx.params.id);
     const stream = parsed.success ? await findStream(db, parsed.data) : undefined;
     if (!stream) throw notFound('ANALYSIS_STREAM_NOT_FOUND', 'no such analysis stream');

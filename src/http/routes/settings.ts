@@ -8,11 +8,11 @@ import { parseInput } from '../validate';
 export function settingsRoutes(deps: { auth: Authenticator; settings: SettingsService }): Router {
   const router = new Router();
   router.get('/server-settings', async (ctx) => {
-    deps.auth.operator(ctx);
+    await deps.auth.operator(ctx);
     ctx.body = await deps.settings.present();
   });
   router.patch('/server-settings', async (ctx) => {
-    deps.auth.operator(ctx);
+    await deps.auth.operator(ctx);
     const patch = parseInput(settingsPatchSchema, await readJson(ctx));
     await deps.settings.apply(patch);
     ctx.body = await deps.settings.present();

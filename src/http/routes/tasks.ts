@@ -52,7 +52,7 @@ export function taskRoutes(deps: { db: Db; auth: Authenticator }): Router {
   const router = new Router();
 
   router.post('/devices/:id/tasks', async (ctx) => {
-    auth.operator(ctx);
+    await auth.operator(ctx);
     const deviceId = deviceIdParam(ctx.params.id);
     const body = parseInput(createTaskSchema, await readJson(ctx));
     const device = await findLiveDevice(db, deviceId);
