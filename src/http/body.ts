@@ -53,22 +53,34 @@ export async function readJson(ctx: Context, limit = BODY_LIMIT_BYTES): Promise<
 
 /**
  * Refuses what parses but could not be stored or written back: nesting beyond MAX_JSON_DEPTH (it
- * would overflow the stack when serialized) and strings or keys Postgres cannot hold. Walks without
- * recursion, so any depth is checked safely.
+ * would overflow the stack when serialized) and strings or keys Postgres cannot hold, naming the
+ * field. Walks without recursion, so any depth is checked safely.
  */
 function assertStorable(root: unknown): void {
-  const stack: { value: unknown; depth: number }[] = [{ value: root, depth: 0 }];
+  const stack: { value: unknown; path: readonly string[] }[] = [{ value: root, path: [] }];
   while (stack.length > 0) {
-    const { value, depth } = stack.pop()!;
+    const { value, path } = stack.pop()!;
     if (typeof value === 'string') {
-      if (UNSTORABLE.test(value))
-        throw new AppError(400, 'UNSTORABLE_STRING', 'strings may not hold NUL or unpaired surrogates');
+      if (UNSTORABLE.test(value)) throw unstorable(path);
       continue;
     }
     if (value === null || typeof value !== 'object') continue;
-    if (depth >= MAX_JSON_DEPTH)
+    if (path.length >= MAX_JSON_DEPTH)
       throw new AppError(400, 'JSON_TOO_DEEP', `the body nests deeper than ${MAX_JSON_DEPTH} levels`);
-    const entries = Array.isArray(value) ? value : Object.entries(value).flat();
-    for (const v of entries) stack.push({ value: v, depth: depth + 1 });
+    const entries: [string, unknown][] = Array.isArray(value)
+      ? value.map((v, i) => [String(i), v])
+      : Object.entries(value);
+    for (const [key, v] of entries) {
+      if (UNSTORABLE.test(key)) throw unstorable([...path, key]);
+      stack.push({ value: v, path: [...path, key] });
+    }
   }
+}
+
+function unstorable(path: readonly string[]): AppError {
+  // The offending characters are shown as U+FFFD: the answer itself must be storable and printable.
+  const field = path.join('.').replace(new RegExp(UNSTORABLE.source, 'g'), '\uFFFD') || '(body)';
+  return new AppError(400, 'UNSTORABLE_STRING', `${field}: NUL or an unpaired surrogate cannot be stored`, {
+    field,
+  });
 }

@@ -185,4 +185,60 @@ describe('hostile bodies never produce a 5xx', () => {
     expect(abort.status).toBe(400);
     expect((abort.body as { error: { code: string } }).error.code).toBe('UNSTORABLE_STRING');
   });
+
+  it('a NUL or an unpaired surrogate anywhere in a value or key is a 400 naming that field', async () => {
+    const reg = await request(t.callback)
+      .post('/devices')
+      .set('X-Forwarded-For', '203.0.113.11')
+      .send(registration({ name: 'poison-target', actions: ['LINE_TRACKING'] }));
+    expect(reg.status).toBe(201);
+    const { id } = reg.body as { id: string };
+    const poison = fc
+      .record({
+        before: fc.string({ maxLength: 8 }),
+        bad: fc.constantFrom('\u0000', '\ud800', '\udbff', '\udc00', '\udfff'),
+        after: fc.string({ maxLength: 8 }),
+      })
+      .map(({ before, bad, after }) => ({ text: before + bad + after, shown: `${before}\uFFFD${after}` }));
+    // Where it goes: [route, body built around it, the field the answer must name].
+    type Target = (p: { text: string; shown: string }) => [string, unknown, string];
+    const targets: Target[] = [
+      (p) => ['/devices', registration({ name: p.text }), 'name'],
+      (p) => [
+        '/devices',
+        registration({
+          tracks: [
+            { name: 'cam', type: 'VIDEO' },
+            { name: p.text, type: 'DATA' },
+          ],
+        }),
+        'tracks.1.name',
+      ],
+      (p) => ['/devices', registration({ actions: ['A', 'B', p.text] }), 'actions.2'],
+      (p) => [
+        `/devices/${id}/tasks`,
+        { action: 'LINE_TRACKING', payload: { deep: { [p.text]: 1 } } },
+        `payload.deep.${p.shown}`,
+      ],
+      (p) => [
+        `/devices/${id}/tasks`,
+        { action: 'LINE_TRACKING', payload: { list: [0, { note: p.text }] } },
+        'payload.list.1.note',
+      ],
+    ];
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...targets), poison, async (target, p) => {
+        const [path, body, field] = target(p);
+        const res = await request(t.callback)
+          .post(path)
+          .set('X-Forwarded-For', nextIp())
+          .set(path === '/devices' ? {} : admin)
+          .set('Content-Type', 'application/json')
+          .send(JSON.stringify(body));
+        expect(res.status).toBe(400);
+        expect(res.body).toMatchObject({ error: { code: 'UNSTORABLE_STRING', details: { field } } });
+      }),
+      { numRuns: 100 },
+    );
+  });
 });
