@@ -198,6 +198,44 @@ export async function markDeviceDeleted(q: Queryable, id: string): Promise<boole
   return n > 0;
 }
 
+/** Which live devices a bulk token rotation takes: all, or those matching every given criterion. */
+export interface RotationFilter {
+  readonly ids?: readonly string[];
+  readonly status?: DeviceStatus;
+  /** Last heard on the shared bus of earlier versions (their tokens went over it). */
+  readonly usesSharedBus?: boolean;
+}
+
+/**
+ * Gives each selected live device a new token hash, in one statement, and answers which devices it
+ * changed with their old hashes. Rows are locked in id order, so two rotations cannot deadlock.
+ */
+export async function replaceTokenHashes(
+  q: Queryable,
+  filter: RotationFilter,
+  newHash: (deviceId: string) => string,
+): Promise<{ id: string; name: string; oldHash: string }[]> {
+  let select = q('devices')
+    .select('id', 'name', 'token_hash')
+    .whereNull('deleted_at')
+    .orderBy('id')
+    .forUpdate();
+  if (filter.ids) select = select.whereIn('id', filter.ids as string[]);
+  if (filter.status) select = select.where({ status: filter.status });
+  if (filter.usesSharedBus !== undefined)
+    select = filter.usesSharedBus
+      ? select.where({ heard_on_bus: 'shared' })
+      : select.whereRaw("heard_on_bus IS DISTINCT FROM 'shared'");
+  const rows = (await select) as { id: string; name: string; token_hash: string }[];
+  if (rows.length === 0) return [];
+  await q.raw(
+    `UPDATE devices d SET token_hash = v.hash, updated_at = now()
+     FROM (SELECT unnest(?::uuid[]) AS id, unnest(?::text[]) AS hash) v WHERE d.id = v.id`,
+    [rows.map((r) => r.id), rows.map((r) => newHash(r.id))],
+  );
+  return rows.map((r) => ({ id: r.id, name: r.name, oldHash: r.token_hash }));
+}
+
 /** Locks a live device row for the rest of the transaction. */
 export async function lockLiveDevice(q: Queryable, id: string): Promise<Device | undefined> {
   const row = (await q('devices')

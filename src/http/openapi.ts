@@ -4,7 +4,7 @@ import { registrationSchema } from '../domain/device';
 import { settingsPatchSchema } from '../domain/settings';
 import { abortTaskSchema, createTaskSchema } from '../domain/task';
 import { fleetQuery } from './admin';
-import { deviceListQuery } from './routes/devices';
+import { deviceListQuery, rotateTokensBody } from './routes/devices';
 import { startRecordingBody, startStreamBody } from './routes/media';
 import { emptyReportBody } from './routes/tasks';
 import * as out from './schemas';
@@ -78,6 +78,15 @@ export const ROUTES: readonly RouteDoc[] = [
     auth: 'operator',
     ok: [200, out.tokenResponse],
     errors: [401, 404],
+  },
+  {
+    method: 'post',
+    path: '/devices/tokens/rotate',
+    summary: 'Rotate the tokens of many devices ({"all": true}, or ids / status / usesSharedBus)',
+    auth: 'operator',
+    body: rotateTokensBody,
+    ok: [200, out.tokensResponse],
+    errors: [400, 401, 413, 415],
   },
   {
     method: 'get',

@@ -59,6 +59,10 @@ export const deviceListResponse = z.object({
 });
 
 export const tokenResponse = z.object({ id: z.uuid(), token: z.string().min(43) });
+export const tokensResponse = z.object({
+  count: z.number().int(),
+  rotated: z.array(tokenResponse.extend({ name: z.string() })),
+});
 
 export const sessionsResponse = z.object({
   sessions: z.array(

@@ -236,6 +236,19 @@ export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: numb
       await redis.publish(keys.tokensRevoked, JSON.stringify({ deviceId, tokenHash }));
     },
 
+    /** forgetToken for many devices: tombstones a shard at a time, then one notice per device. */
+    async forgetTokens(revoked: readonly { deviceId: string; tokenHash: string }[]): Promise<void> {
+      await Promise.all(
+        [...byShard(revoked, (r) => r.deviceId)].map(([s, list]) =>
+          redis.hset(keys.shard(s).tokens, Object.fromEntries(list.map((r) => [r.tokenHash, '-']))),
+        ),
+      );
+      for (let i = 0; i < revoked.length; i += 500)
+        await Promise.all(
+          revoked.slice(i, i + 500).map((r) => redis.publish(keys.tokensRevoked, JSON.stringify(r))),
+        );
+    },
+
     /** Removes a device from the connected index (deleted, or its connect transition failed). */
     async forgetDevice(deviceId: string): Promise<void> {
       const k = shardKeys(deviceId);

@@ -20,6 +20,7 @@ import {
   lockLiveDevice,
   markDeviceDeleted,
   replaceTokenHash,
+  replaceTokenHashes,
   type Device,
 } from '../../db/devices';
 import { isUniqueViolation, type Db } from '../../db/knex';
@@ -46,6 +47,7 @@ export interface DeviceRouteDeps {
     lastHeardAt(deviceId: string): Promise<Date | null>;
     /** Called after a token changed or a device went away: the old token must stop working at once. */
     forgetToken(deviceId: string, tokenHash: string): Promise<void>;
+    forgetTokens(revoked: readonly { deviceId: string; tokenHash: string }[]): Promise<void>;
     forgetDevice(deviceId: string): Promise<void>;
   };
   /** Enqueues the effects a disconnect wrote (may be a no-op before the effect workers exist). */
@@ -111,6 +113,22 @@ function presentDevice(d: Device, lastHeardAt: Date | null, sharedBus: boolean) 
     ...presentBusUse(d, sharedBus),
   };
 }
+
+/** Which devices `POST /devices/tokens/rotate` takes: named outright, never by an empty body. */
+export const rotateTokensBody = z
+  .strictObject({
+    all: z.literal(true).optional(),
+    ids: z.array(uuid).min(1).max(10_000).optional(),
+    status: z.enum(DEVICE_STATUSES).optional(),
+    usesSharedBus: z.boolean().optional(),
+  })
+  .refine(
+    (b) =>
+      (b.all === true) !== (b.ids !== undefined || b.status !== undefined || b.usesSharedBus !== undefined),
+    {
+      message: 'either {"all": true} or a filter (ids, status, usesSharedBus), not both',
+    },
+  );
 
 /** Reads the `:id` parameter; anything that is not a UUID cannot name a device. */
 export function deviceIdParam(raw: string | undefined): string {
@@ -271,6 +289,32 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
     await deps.liveness.forgetDevice(id).catch(() => {});
     await deps.enqueueEffects(disconnected).catch(() => {});
     ctx.status = 204;
+  });
+
+  // Every old token stops working at once, as for one device; the new ones are in this answer only.
+  router.post('/devices/tokens/rotate', async (ctx) => {
+    await auth.operator(ctx);
+    // `all` only says that no filter is meant.
+    const { ids, status, usesSharedBus } = parseInput(rotateTokensBody, await readJson(ctx));
+    const tokens = new Map<string, string>();
+    const rotated = await db.transaction(async (trx) => {
+      const changed = await replaceTokenHashes(trx, { ids, status, usesSharedBus }, (id) => {
+        const token = newToken();
+        tokens.set(id, token);
+        return tokenHash(token);
+      });
+      await appendEvents(
+        trx,
+        changed.map((d) => clientEvent('DEVICE_TOKEN_ROTATED', d.id)),
+      );
+      await deps.liveness.forgetTokens(changed.map((d) => ({ deviceId: d.id, tokenHash: d.oldHash })));
+      return changed;
+    });
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = {
+      count: rotated.length,
+      rotated: rotated.map((d) => ({ id: d.id, name: d.name, token: tokens.get(d.id)! })),
+    };
   });
 
   router.post('/devices/:id/token', async (ctx) => {
