@@ -19,6 +19,26 @@ export function tokenHash(token: string): string {
   return hash('sha256', token, 'hex');
 }
 
+/**
+ * tokenHash with a memory of at most `max` tokens (emptied when full, so a flood of new tokens costs
+ * memory it gives back): for a bus whose tokens every member reads anyway, where the same robots are
+ * heard every round.
+ */
+export function rememberingTokenHash(max: number): ((token: string) => string) & { readonly size: number } {
+  const hashes = new Map<string, string>();
+  const hashOf = (token: string) => {
+    let hash = hashes.get(token);
+    if (hash === undefined) {
+      if (hashes.size >= max) hashes.clear();
+      hashes.set(token, (hash = tokenHash(token)));
+    }
+    return hash;
+  };
+  return Object.defineProperty(hashOf, 'size', { get: () => hashes.size }) as typeof hashOf & {
+    size: number;
+  };
+}
+
 export interface SecretHash {
   readonly salt: string;
   readonly hash: string;

@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
-import { tokenHash } from '../domain/credentials';
+import { rememberingTokenHash, tokenHash } from '../domain/credentials';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import { decodeInbound } from '../moth/codec';
@@ -45,6 +45,12 @@ const NEGATIVE_MAX = 100_000;
  * depend on it: the shard's cache in Redis holds the tombstone, and a refusal evicts the entry here.
  */
 const SHARED_CACHE_MAX = 100_000;
+/**
+ * Tokens whose hash the shared bus remembers: a robot heard there every round costs a lookup, not a
+ * hash. Only tokens every member of that bus reads anyway; every check (revocation, refusal, the
+ * round) still runs on the hash.
+ */
+const SHARED_HASHES_MAX = 100_000;
 const CONNECT_CONCURRENCY = 16;
 /**
  * Frames taken in one turn of the event loop beyond which every session pauses until the next turn.
@@ -103,6 +109,7 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
   const nextTurn = () => (turnFrames = 0);
   const negative = new Map<string, number>();
   const sharedCache = new Map<string, string>();
+  const sharedHash = rememberingTokenHash(SHARED_HASHES_MAX);
   const count = (result: string, n = 1) => deps.metrics.heartbeats.inc({ result }, n);
   /** Device -> the token hash Redis accepted from it in `recordedRound`, the round open now. */
   let recorded = new Map<string, string>();
@@ -188,7 +195,8 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
       count(msg.kind);
       return undefined;
     }
-    const decoded = { frame, tokenHash: tokenHash(msg.token), round: msg.round };
+    const hash = deviceId === undefined ? sharedHash(msg.token) : tokenHash(msg.token);
+    const decoded = { frame, tokenHash: hash, round: msg.round };
     // A copy: the frame is a view of a whole read, which it would keep.
     if (deviceId !== undefined) lastFrames.set(deviceId, { ...decoded, frame: Buffer.from(frame) });
     return decoded;

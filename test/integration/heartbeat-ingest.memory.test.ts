@@ -35,6 +35,8 @@ function gateway(
   round: { n: number },
   connect = async () => false,
   duringWrite?: () => void,
+  /** Postgres as the shared bus asks it: token hash -> device. */
+  devices: Map<string, string> = new Map(),
 ) {
   const liveness = createLiveness(redis, keys, SHARDS);
   const written: string[] = [];
@@ -52,7 +54,8 @@ function gateway(
     metrics,
     logger: createLogger('silent'),
     openRound: () => round.n,
-    lookupTokens: async () => [],
+    lookupTokens: async (hashes: string[]) =>
+      hashes.filter((h) => devices.has(h)).map((h) => ({ tokenHash: h, deviceId: devices.get(h)! })),
     connect,
   });
   return { ingest, written, metrics, liveness };
@@ -134,6 +137,32 @@ describe('heartbeat ingestion: once per round in Redis', () => {
     // Refused (misplaced, or unknown in b's shard when a's token is cached in another one).
     expect(await counted(g.metrics, 'accepted')).toBe(1);
     expect(await heardRound(keys, b.id)).toBe(1);
+  });
+
+  it('on the shared bus, a robot heard every round is refused at once when its token is rotated', async () => {
+    const round = { n: 5 };
+    const keys = redisKeys(uniquePrefix());
+    const postgres = new Map<string, string>();
+    const g = gateway(keys, round, undefined, undefined, postgres);
+    const d = await device(g.liveness);
+    postgres.set(tokenHash(d.token), d.id);
+    for (const n of [5, 6]) {
+      round.n = n;
+      g.ingest.push(frame(d.token));
+      await g.ingest.flush();
+    }
+    expect(await counted(g.metrics, 'accepted')).toBe(2);
+    await g.liveness.forgetToken(d.id, tokenHash(d.token));
+    postgres.delete(tokenHash(d.token));
+    g.ingest.revoke(d.id, tokenHash(d.token));
+    round.n = 7;
+    for (let i = 0; i < 3; i++) {
+      g.ingest.push(frame(d.token));
+      await g.ingest.flush();
+    }
+    expect(await counted(g.metrics, 'accepted')).toBe(2);
+    expect(await counted(g.metrics, 'unknown_token')).toBe(3);
+    expect(await heardRound(keys, d.id)).toBe(6);
   });
 
   it('a frame unlike the last one on a bus is read anew, even of the same length', async () => {
