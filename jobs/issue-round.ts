@@ -88,7 +88,10 @@ export function createIssueRound(deps: IssueRoundDeps) {
     const meta = await deps.rounds.meta(round);
     if (fresh || !meta?.broadcast) {
       try {
-        await deps.announce(round, healthcheck(round, intervalSeconds, new Date(meta?.issuedAt ?? t)));
+        await deps.announce(
+          round,
+          healthcheck(round, intervalSeconds, new Date(meta?.issuedAt ?? t), meta?.nonce),
+        );
       } catch (err) {
         // Not retried: a late HEALTHCHECK is worse than none. The round will be void.
         deps.logger.warn({ round, err: (err as Error).message }, 'round announcement failed');

@@ -1,7 +1,8 @@
 // The device fleet simulator: `npm run fleet -- --devices N [options]`. Registers N devices (or reuses
 // the tokens saved in --tokens), joins the device-management channel given by the registration
 // response (each its own bus, one socket per robot), and answers each HEALTHCHECK with
-// {"type":"HEARTBEAT","token"} in a binary frame within --answer-within ms, as deployed robots do. Some
+// {"type":"HEARTBEAT","token"} (or, with --protocol v2, a proof) in a binary frame within
+// --answer-within ms, as deployed robots do. Some
 // devices can be silent, flapping or slow. Counts the tokens of other robots any robot could read.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -19,6 +20,8 @@ const HELP = `usage: npm run fleet -- [options]
   --slow K             K devices answer close to the end of each interval (default 0)
   --answer-within MS   the others answer each HEALTHCHECK within MS, at random (default 10, as
                        TeamGRIT's robots do: their send loop polls every 10 ms)
+  --protocol v1|v2     v1 sends the token in each heartbeat, as deployed robots (default); v2
+                       answers with a proof for the round and its nonce (the token never sent)
   --tokens FILE        save registered tokens there, and reuse them when it exists
   --duration S         stop after S seconds (default: until Ctrl-C)
   --prefix NAME        device name prefix (default fleet-<random>)`;
@@ -36,6 +39,7 @@ const { values } = parseArgs({
     'flap-seconds': { type: 'string', default: '15' },
     slow: { type: 'string', default: '0' },
     'answer-within': { type: 'string', default: '10' },
+    protocol: { type: 'string', default: 'v1' },
     tokens: { type: 'string' },
     duration: { type: 'string' },
     prefix: { type: 'string', default: `fleet-${Math.random().toString(36).slice(2, 7)}` },
@@ -61,6 +65,7 @@ const opts = z
     flapSeconds: z.coerce.number().min(1),
     slow: count,
     answerWithinMs: z.coerce.number().min(0).max(3_600_000),
+    protocol: z.enum(['v1', 'v2']),
     tokens: z.string().optional(),
     duration: z.coerce.number().positive().optional(),
     prefix: z.string().min(1).max(60),
@@ -171,7 +176,14 @@ async function main() {
       kind === 'slow'
         ? () => interval * 1000 * (0.85 + Math.random() * 0.3)
         : () => Math.random() * o.answerWithinMs;
-    return new SimulatedDevice({ mothUrl, channelPath: d.channel, token: d.token, replyDelayMs: delay });
+    return new SimulatedDevice({
+      mothUrl,
+      channelPath: d.channel,
+      token: d.token,
+      deviceId: d.id,
+      protocol: o.protocol,
+      replyDelayMs: delay,
+    });
   });
   // One socket per robot, each on the bus its registration named, as deployed robots join.
   for (let i = 0; i < devices.length; i += 200)

@@ -11,6 +11,8 @@ export interface Device {
   readonly busId: string;
   /** Where the device was last heard: its own bus, the shared bus of earlier versions, or never. */
   readonly heardOnBus: 'own' | 'shared' | null;
+  /** When it first answered with a v2 proof (from then on, proofs only); null while it sends its token. */
+  readonly proofsSince: Date | null;
   readonly tracks: Track[];
   readonly actions: string[];
   readonly status: DeviceStatus;
@@ -29,6 +31,7 @@ interface DeviceRow {
   public_channel: string;
   bus_id: string;
   heard_on_bus: 'own' | 'shared' | null;
+  proofs_since: Date | null;
   tracks: Track[];
   actions: string[];
   status: DeviceStatus;
@@ -47,6 +50,7 @@ const COLUMNS = [
   'public_channel',
   'bus_id',
   'heard_on_bus',
+  'proofs_since',
   'tracks',
   'actions',
   'status',
@@ -66,6 +70,7 @@ function toDevice(r: DeviceRow): Device {
     publicChannel: r.public_channel,
     busId: r.bus_id,
     heardOnBus: r.heard_on_bus,
+    proofsSince: r.proofs_since,
     tracks: r.tracks,
     actions: r.actions,
     status: r.status,
@@ -145,12 +150,33 @@ export async function findDeviceIdByTokenHash(q: Queryable, tokenHash: string): 
 export async function findDeviceIdsByTokenHashes(
   q: Queryable,
   hashes: readonly string[],
-): Promise<{ tokenHash: string; deviceId: string }[]> {
+): Promise<{ tokenHash: string; deviceId: string; proofsOnly: boolean }[]> {
+  const rows = (await q('devices')
+    .select('id', 'token_hash', 'proofs_since')
+    .whereIn('token_hash', hashes as string[])
+    .whereNull('deleted_at')) as { id: string; token_hash: string; proofs_since: Date | null }[];
+  return rows.map((r) => ({ tokenHash: r.token_hash, deviceId: r.id, proofsOnly: r.proofs_since !== null }));
+}
+
+/** The current token hashes of live devices (the keys their v2 proofs are checked under). */
+export async function findTokenHashesOfDevices(
+  q: Queryable,
+  deviceIds: readonly string[],
+): Promise<{ deviceId: string; tokenHash: string }[]> {
   const rows = (await q('devices')
     .select('id', 'token_hash')
-    .whereIn('token_hash', hashes as string[])
+    .whereIn('id', deviceIds as string[])
     .whereNull('deleted_at')) as { id: string; token_hash: string }[];
-  return rows.map((r) => ({ tokenHash: r.token_hash, deviceId: r.id }));
+  return rows.map((r) => ({ deviceId: r.id, tokenHash: r.token_hash }));
+}
+
+/** Marks devices as having answered with a proof: plain-token heartbeats of theirs are refused from now on. */
+export async function markProofsOnly(q: Queryable, deviceIds: readonly string[]): Promise<void> {
+  if (deviceIds.length === 0) return;
+  await q('devices')
+    .whereIn('id', deviceIds as string[])
+    .whereNull('proofs_since')
+    .update({ proofs_since: q.fn.now() });
 }
 
 export interface DevicePageQuery {

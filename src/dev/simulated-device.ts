@@ -1,4 +1,5 @@
 import { WebSocket } from 'ws';
+import { heartbeatProof } from '../domain/proofs';
 
 export interface SimulatedDeviceOptions {
   /** `ws://host:port` of Moth. */
@@ -14,11 +15,18 @@ export interface SimulatedDeviceOptions {
   readonly textFrames?: boolean;
   /** Keep every message received in `received` (default true; a large fleet may not want to). */
   readonly keepReceived?: boolean;
+  /**
+   * Protocol v2: answer each HEALTHCHECK with a proof for its round and nonce instead of the token
+   * (`deviceId` is then required). Default v1, as deployed robots.
+   */
+  readonly protocol?: 'v1' | 'v2';
+  readonly deviceId?: string;
 }
 
 /**
  * A device as TeamGRIT's deployed robots behave on the health-check connection: every frame parsed as
- * JSON; on HEALTHCHECK it answers exactly `{"type":"HEARTBEAT","token":"..."}` as a binary frame.
+ * JSON; on HEALTHCHECK it answers exactly `{"type":"HEARTBEAT","token":"..."}` as a binary frame (or,
+ * speaking v2, `{"type":"HEARTBEAT","deviceId","round","proof"}`).
  */
 export class SimulatedDevice {
   /** While true the device hears HEALTHCHECKs but does not answer (a hung robot). */
@@ -51,16 +59,24 @@ export class SimulatedDevice {
     return this.ws?.readyState === WebSocket.OPEN;
   }
 
-  /** Sends one heartbeat now, as a robot would. */
-  heartbeat(round?: number): void {
+  /** Sends one heartbeat now, as a robot would (a v2 one needs the round and its nonce). */
+  heartbeat(round?: number, nonce?: string): void {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return;
-    const body: Record<string, unknown> = { type: 'HEARTBEAT', token: this.options.token };
-    if (this.options.echoRound && round !== undefined) body.round = round;
-    const json = JSON.stringify(body);
+    const json = JSON.stringify(this.heartbeatBody(round, nonce));
     ws.send(this.options.textFrames ? json : Buffer.from(json), { binary: !this.options.textFrames });
     this.heartbeatsSent++;
     this.lastHeartbeatAt = Date.now();
+  }
+
+  private heartbeatBody(round: number | undefined, nonce: string | undefined): Record<string, unknown> {
+    if (this.options.protocol === 'v2' && round !== undefined && nonce !== undefined) {
+      const proof = heartbeatProof(this.options.token, round, nonce);
+      return { type: 'HEARTBEAT', deviceId: this.options.deviceId, round, proof };
+    }
+    const body: Record<string, unknown> = { type: 'HEARTBEAT', token: this.options.token };
+    if (this.options.echoRound && round !== undefined) body.round = round;
+    return body;
   }
 
   /** Sends raw bytes on the channel (hostile input tests). */
@@ -99,7 +115,8 @@ export class SimulatedDevice {
     const d = this.options.replyDelayMs;
     const delay = typeof d === 'function' ? d() : (d ?? 0);
     const round = typeof msg.round === 'number' ? msg.round : undefined;
-    if (delay <= 0) this.heartbeat(round);
-    else setTimeout(() => !this.silent && this.heartbeat(round), delay);
+    const nonce = typeof msg.nonce === 'string' ? msg.nonce : undefined;
+    if (delay <= 0) this.heartbeat(round, nonce);
+    else setTimeout(() => !this.silent && this.heartbeat(round, nonce), delay);
   }
 }

@@ -1,9 +1,10 @@
 import { timingSafeEqual } from 'node:crypto';
 import { rememberingTokenHash, tokenHash } from '../domain/credentials';
+import { expectedProof, proofMatches } from '../domain/proofs';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import { decodeInbound } from '../moth/codec';
-import type { HeardBatch, HeartbeatInput, Liveness } from '../redis/liveness';
+import type { CachedToken, HeardBatch, HeartbeatInput, Liveness } from '../redis/liveness';
 
 export interface HeartbeatIngestDeps {
   readonly liveness: Pick<Liveness, 'recordHeartbeats' | 'cacheTokens' | 'forgetDevice'>;
@@ -12,7 +13,13 @@ export interface HeartbeatIngestDeps {
   /** Called with the devices whose heartbeats were accepted, and the bus they came on. */
   readonly heardOn?: (deviceIds: readonly string[], bus: 'own' | 'shared') => void;
   /** Resolves token hashes the cache does not know, from Postgres. */
-  readonly lookupTokens: (hashes: readonly string[]) => Promise<{ tokenHash: string; deviceId: string }[]>;
+  readonly lookupTokens: (hashes: readonly string[]) => Promise<CachedToken[]>;
+  /** The nonce HEALTHCHECK carried for a recent round (v2 proofs are checked against it). */
+  readonly roundNonce?: (round: number) => string | undefined;
+  /** The current token hashes of live devices, from Postgres: the keys of their v2 proofs. */
+  readonly lookupKeys?: (deviceIds: readonly string[]) => Promise<{ deviceId: string; tokenHash: string }[]>;
+  /** Called with devices heard with a proof for the first time: from now on they take proofs only. */
+  readonly requireProofs?: (entries: readonly { deviceId: string; tokenHash: string }[]) => void;
   /** Makes a device CONNECTED (first or recovered heartbeat); resolves false when it already was. */
   readonly connect: (deviceId: string, round: number) => Promise<boolean>;
   readonly metrics: Metrics;
@@ -51,6 +58,11 @@ const SHARED_CACHE_MAX = 100_000;
  * round) still runs on the hash.
  */
 const SHARED_HASHES_MAX = 100_000;
+/** Device -> its current token hash, the key its proofs are checked under (evicted oldest first). */
+const PROOF_KEYS_MAX = 100_000;
+/** v2 frames held while their devices' keys are looked up (a burst after a start), per device and in all. */
+const AWAITING_PER_DEVICE = 16;
+const AWAITING_DEVICES_MAX = 20_000;
 const CONNECT_CONCURRENCY = 16;
 /**
  * Frames taken in one turn of the event loop beyond which every session pauses until the next turn.
@@ -70,16 +82,31 @@ interface Arrived {
   readonly shared: boolean;
   readonly heardRound: number;
   readonly round?: number | undefined;
+  /** It came as a verified v2 proof (`tokenHash` is then the key it was checked under). */
+  readonly proven: boolean;
   /** Heartbeats of the same device, token and round that came while this one was being written. */
   repeats: number;
 }
 
-/** A heartbeat frame (a copy) and what it says. */
+/** A heartbeat frame (a copy) and what it says: a token's hash, or a verified proof and its key. */
 interface Decoded {
   readonly frame: Buffer;
   readonly tokenHash: string;
   readonly round: number | undefined;
+  readonly proven: boolean;
+  /** The device a proof named (a shared-bus proof says whose it is). */
+  readonly deviceId?: string;
 }
+
+/** A v2 frame waiting for its device's key from Postgres. */
+interface AwaitingKey {
+  readonly frame: Buffer;
+  readonly busDevice: string | undefined;
+  readonly heardRound: number;
+}
+
+/** What a device's memory of the round holds: a token's hash, or a proof's key marked as such. */
+const credential = (hash: string, proven: boolean) => (proven ? `${hash}!` : hash);
 
 /** A heartbeat whose device is known. */
 type Placed = Arrived & { deviceId: string };
@@ -110,6 +137,9 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
   const negative = new Map<string, number>();
   const sharedCache = new Map<string, string>();
   const sharedHash = rememberingTokenHash(SHARED_HASHES_MAX);
+  const proofKeys = new Map<string, string>();
+  let awaitingKeys = new Map<string, AwaitingKey[]>();
+  let keyLookup: Promise<void> | undefined;
   const count = (result: string, n = 1) => deps.metrics.heartbeats.inc({ result }, n);
   /** Device -> the token hash Redis accepted from it in `recordedRound`, the round open now. */
   let recorded = new Map<string, string>();
@@ -155,55 +185,146 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
       forgetRound();
       recordedRound = heardRound;
     }
-    const heard = read(frame, deviceId);
-    if (!heard) return;
-    const { tokenHash: hash, round } = heard;
+    const heard = read(frame, deviceId, heardRound);
+    if (heard) accept(heard, deviceId, heardRound);
+  }
+
+  /** A heartbeat whose credential is read: counted from memory, or queued for Redis. */
+  function accept(heard: Decoded, deviceId: string | undefined, heardRound: number): void {
+    const { tokenHash: hash, round, proven } = heard;
     const refusedUntil = negative.size === 0 ? undefined : negative.get(hash);
     if (refusedUntil !== undefined && refusedUntil > Date.now()) return count('unknown_token');
-    const device = deviceId ?? sharedCache.get(hash);
+    const device = deviceId ?? heard.deviceId ?? sharedCache.get(hash);
     const staleEcho = round !== undefined && round < heardRound;
-    if (device !== undefined && recorded.get(device) === hash) {
+    // The memory is of the round open now; a proof that waited for its key may be of the one before.
+    const current = heardRound === recordedRound;
+    if (current && device !== undefined && recorded.get(device) === credential(hash, proven)) {
       if (staleEcho) tally.stale++;
       else tally.accepted++;
       return;
     }
-    const waiting = device === undefined || staleEcho ? undefined : pending.get(device);
-    if (waiting && waiting.tokenHash === hash && waiting.shared === (deviceId === undefined)) {
+    const waiting = !current || device === undefined || staleEcho ? undefined : pending.get(device);
+    if (
+      waiting &&
+      waiting.tokenHash === hash &&
+      waiting.proven === proven &&
+      waiting.shared === (deviceId === undefined)
+    ) {
       waiting.repeats++;
       return;
     }
     const item: Arrived = {
       tokenHash: hash,
-      deviceId,
+      deviceId: deviceId ?? heard.deviceId,
       shared: deviceId === undefined,
       heardRound,
       round,
+      proven,
       repeats: 0,
     };
-    if (device !== undefined && !staleEcho) pending.set(device, item);
+    if (current && device !== undefined && !staleEcho) pending.set(device, item);
     batch.push(item);
     if (batch.length >= maxBatch) void flush();
     else timer ??= setTimeout(() => void flush(), maxDelayMs);
   }
 
   /** What a frame says, from memory when its bus repeats the last one; undefined (counted) if no heartbeat. */
-  function read(frame: Buffer, deviceId: string | undefined): Decoded | undefined {
+  function read(frame: Buffer, deviceId: string | undefined, heardRound: number): Decoded | undefined {
     const last = deviceId === undefined ? undefined : lastFrames.get(deviceId);
     if (last && last.frame.length === frame.length && timingSafeEqual(last.frame, frame)) return last;
     const msg = decodeInbound(frame);
+    if (msg.kind === 'proof') return readProof(frame, msg, deviceId, heardRound);
     if (msg.kind !== 'heartbeat') {
       count(msg.kind);
       return undefined;
     }
     const hash = deviceId === undefined ? sharedHash(msg.token) : tokenHash(msg.token);
-    const decoded = { frame, tokenHash: hash, round: msg.round };
+    const decoded = { frame, tokenHash: hash, round: msg.round, proven: false };
     // A copy: the frame is a view of a whole read, which it would keep.
     if (deviceId !== undefined) lastFrames.set(deviceId, { ...decoded, frame: Buffer.from(frame) });
     return decoded;
   }
 
+  /**
+   * A v2 proof: for the round it was heard in, under the key of the device it names (which must be the
+   * bus's device). Its key may first have to come from Postgres: the frame then waits for it.
+   */
+  function readProof(
+    frame: Buffer,
+    msg: { deviceId: string; round: number; proof: string },
+    deviceId: string | undefined,
+    heardRound: number,
+  ): Decoded | undefined {
+    if (deviceId !== undefined && msg.deviceId !== deviceId) return void count('misplaced');
+    // As for an echoed round: a proof for an older round keeps nobody alive (and its nonce is gone).
+    if (msg.round < heardRound) return void count('stale');
+    const nonce = msg.round === heardRound ? deps.roundNonce?.(heardRound) : undefined;
+    if (nonce === undefined) return void count('bad_proof');
+    const key = proofKeys.get(msg.deviceId);
+    if (key === undefined) return void awaitKey(frame, msg.deviceId, deviceId, heardRound);
+    if (!proofMatches(msg.proof, expectedProof(key, msg.round, nonce))) return void count('bad_proof');
+    const decoded = { frame, tokenHash: key, round: undefined, proven: true, deviceId: msg.deviceId };
+    if (deviceId !== undefined && heardRound === recordedRound)
+      lastFrames.set(deviceId, { ...decoded, frame: Buffer.from(frame) });
+    return decoded;
+  }
+
+  function awaitKey(frame: Buffer, claimed: string, busDevice: string | undefined, heardRound: number) {
+    let list = awaitingKeys.get(claimed);
+    if (!list) {
+      if (awaitingKeys.size >= AWAITING_DEVICES_MAX || !deps.lookupKeys) return count('unknown_token');
+      awaitingKeys.set(claimed, (list = []));
+    }
+    if (list.length >= AWAITING_PER_DEVICE) return count('unknown_token');
+    list.push({ frame: Buffer.from(frame), busDevice, heardRound });
+    keyLookup ??= lookupKeys();
+  }
+
+  /** Looks up the keys frames wait for (those of one turn in one query), then reads those frames. */
+  async function lookupKeys(): Promise<void> {
+    await new Promise((resolve) => setImmediate(resolve));
+    const waiting = awaitingKeys;
+    awaitingKeys = new Map();
+    const revocationsBefore = revocations;
+    const found = new Map<string, string>();
+    try {
+      for (const f of await deps.lookupKeys!([...waiting.keys()])) found.set(f.deviceId, f.tokenHash);
+    } catch (err) {
+      deps.logger.error({ err: (err as Error).message }, 'proof key lookup failed');
+    }
+    // A key read while a token was being revoked may be the old one: used once, not kept.
+    if (revocations === revocationsBefore)
+      for (const [id, key] of found) {
+        if (proofKeys.size >= PROOF_KEYS_MAX) proofKeys.delete(proofKeys.keys().next().value!);
+        proofKeys.set(id, key);
+      }
+    for (const [id, list] of waiting) {
+      const key = found.get(id);
+      for (const w of list) {
+        if (key === undefined) {
+          count('unknown_token');
+          continue;
+        }
+        const msg = decodeInbound(w.frame) as Extract<ReturnType<typeof decodeInbound>, { kind: 'proof' }>;
+        const nonce = deps.roundNonce?.(w.heardRound);
+        if (nonce === undefined || !proofMatches(msg.proof, expectedProof(key, msg.round, nonce))) {
+          count('bad_proof');
+          continue;
+        }
+        accept(
+          { frame: w.frame, tokenHash: key, round: undefined, proven: true, deviceId: id },
+          w.busDevice,
+          w.heardRound,
+        );
+      }
+    }
+    keyLookup = awaitingKeys.size > 0 ? lookupKeys() : undefined;
+  }
+
   /** Starts writing the current batch; resolves when every batch started so far is written. */
   function flush(): Promise<void> {
+    // Frames waiting for their keys are part of what has been taken.
+    if (keyLookup) return keyLookup.then(flush);
     clearTimeout(timer);
     timer = undefined;
     if (batch.length === 0) return Promise.all(writers).then(() => {});
@@ -249,7 +370,9 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     }
     let { heard, stale, revoked, misplaced } = result;
     const fresh = [...result.fresh];
-    const refused = new Set(result.refused);
+    const refused = new Set([...result.refused, ...result.downgraded]);
+    const downgraded = new Set(result.downgraded);
+    const upgraded = [...result.upgraded];
     const misplacedOnes = new Set(result.refused.slice(result.revoked));
     let unknown = result.unknown.length;
     if (unknown > 0) {
@@ -270,17 +393,21 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
         revoked += again.revoked;
         misplaced += again.misplaced;
         unknown += again.unknown.length;
-        for (const i of [...again.refused, ...again.unknown]) refused.add(i);
+        for (const i of [...again.refused, ...again.unknown, ...again.downgraded]) refused.add(i);
         for (const i of again.refused.slice(again.revoked)) misplacedOnes.add(i);
+        for (const i of again.downgraded) downgraded.add(i);
+        upgraded.push(...again.upgraded);
         fresh.push(...again.fresh);
       }
       for (const i of result.unknown) if (!resolved.has(i.tokenHash)) refused.add(i);
     }
     // Repeats count as the heartbeat they waited for did.
+    let downgrades = downgraded.size;
     for (const i of items) {
       if (i.repeats === 0) continue;
       if (!refused.has(i)) heard += i.repeats;
       else if (misplacedOnes.has(i)) misplaced += i.repeats;
+      else if (downgraded.has(i)) downgrades += i.repeats;
       else unknown += i.repeats;
     }
     settlePending(arrived);
@@ -289,6 +416,9 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     if (stale) count('stale', stale);
     if (unknown + revoked) count('unknown_token', unknown + revoked);
     if (misplaced) count('misplaced', misplaced);
+    if (downgrades) count('downgrade', downgrades);
+    if (upgraded.length > 0)
+      deps.requireProofs?.(upgraded.map((i) => ({ deviceId: i.deviceId, tokenHash: i.tokenHash })));
     if (refused.size > 0) for (const i of refused) sharedCache.delete(i.tokenHash);
     if (revocations === revocationsBefore) remember(items, refused);
     if (deps.heardOn) reportBuses(items, arrived, refused);
@@ -309,7 +439,7 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     for (const i of items) {
       if (i.heardRound !== recordedRound || refused.has(i)) continue;
       if (i.round !== undefined && i.round < i.heardRound) continue;
-      recorded.set(i.deviceId, i.tokenHash);
+      recorded.set(i.deviceId, credential(i.tokenHash, i.proven === true));
     }
   }
 
@@ -396,12 +526,14 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
       // Later heartbeats go to Redis on their own, rather than count as one written before.
       pending.delete(deviceId);
       sharedCache.delete(revokedHash);
+      proofKeys.delete(deviceId);
     },
     /** Revocations may have been missed (the channel reconnected): forget every token held. */
     forgetTokens(): void {
       revocations++;
       forgetRound();
       sharedCache.clear();
+      proofKeys.clear();
     },
     async close(): Promise<void> {
       clearInterval(tallyTimer);

@@ -46,6 +46,8 @@ export const deviceResponse = z.object({
   currentSessionId: z.uuid().nullable(),
   /** Still answering on the shared bus of earlier versions (its robot needs reconfiguring). */
   usesSharedBus: z.boolean(),
+  /** v2 once it has answered with a proof: from then on its plain-token heartbeats are refused. */
+  heartbeatProtocol: z.enum(['v1', 'v2']),
 });
 
 /** One device as itself or the operator sees it: with the path of its own bus. */

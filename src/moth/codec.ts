@@ -1,6 +1,8 @@
 /** What the gateway reads from the device-management channel. */
 export type Inbound =
   | { kind: 'heartbeat'; token: string; round?: number }
+  /** Protocol v2: a proof for `round` instead of the token (see domain/proofs). */
+  | { kind: 'proof'; deviceId: string; round: number; proof: string }
   | { kind: 'ignored'; type: string }
   | { kind: 'malformed'; reason: string };
 
@@ -51,6 +53,7 @@ export function decodeInbound(data: Buffer): Inbound {
   if (msg.type !== 'HEARTBEAT' && msg.type !== 'CONNECT')
     return { kind: 'ignored', type: msg.type.slice(0, 40) };
   const { token, round } = msg;
+  if (msg.proof !== undefined) return decodeProof(msg);
   if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
     return { kind: 'malformed', reason: 'bad token' };
   }
@@ -61,13 +64,43 @@ export function decodeInbound(data: Buffer): Inbound {
   return { kind: 'heartbeat', token, round };
 }
 
+/** `{"type":"HEARTBEAT","deviceId","round","proof"}`: every field required, no token beside it. */
+function decodeProof(msg: Record<string, unknown>): Inbound {
+  const { deviceId, round, proof } = msg;
+  if (msg.token !== undefined) return { kind: 'malformed', reason: 'token beside a proof' };
+  if (typeof deviceId !== 'string' || !UUID.test(deviceId))
+    return { kind: 'malformed', reason: 'bad deviceId' };
+  if (typeof round !== 'number' || !Number.isSafeInteger(round) || round < 0)
+    return { kind: 'malformed', reason: 'bad round' };
+  if (typeof proof !== 'string' || proof.length !== PROOF_LENGTH || !BASE64URL.test(proof))
+    return { kind: 'malformed', reason: 'bad proof' };
+  return { kind: 'proof', deviceId, round, proof };
+}
+
+/** base64url of a SHA-256 HMAC, unpadded. */
+const PROOF_LENGTH = 43;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 export interface HealthcheckMessage {
   readonly type: 'HEALTHCHECK';
   readonly round: number;
   readonly intervalSeconds: number;
   readonly issuedAt: string;
+  /** Fresh per round: what a v2 device proves its token against. */
+  readonly nonce?: string;
 }
 
-export function healthcheck(round: number, intervalSeconds: number, issuedAt: Date): HealthcheckMessage {
-  return { type: 'HEALTHCHECK', round, intervalSeconds, issuedAt: issuedAt.toISOString() };
+export function healthcheck(
+  round: number,
+  intervalSeconds: number,
+  issuedAt: Date,
+  nonce?: string,
+): HealthcheckMessage {
+  return {
+    type: 'HEALTHCHECK',
+    round,
+    intervalSeconds,
+    issuedAt: issuedAt.toISOString(),
+    ...(nonce === undefined ? {} : { nonce }),
+  };
 }

@@ -17,6 +17,10 @@ export interface HeardBatch {
   readonly unknown: HeartbeatInput[];
   /** Heartbeats refused as revoked or misplaced (the others, unknown and stale aside, were heard). */
   readonly refused: HeartbeatInput[];
+  /** Plain-token heartbeats of devices that take proofs only (protocol v2): refused. */
+  readonly downgraded: HeartbeatInput[];
+  /** Proven heartbeats (counted) of devices not yet marked as taking proofs only. */
+  readonly upgraded: HeartbeatInput[];
   /** Devices that were not in the connected index (a first or recovered heartbeat), once each. */
   readonly fresh: { deviceId: string; round: number }[];
 }
@@ -29,6 +33,16 @@ export interface HeartbeatInput {
   readonly heardRound: number;
   /** The round the device echoed, if it did. */
   readonly round?: number | undefined;
+  /** It came as a v2 proof (verified by the gateway) rather than with the token. */
+  readonly proven?: boolean;
+}
+
+/** A token hash as the heartbeat cache holds it. */
+export interface CachedToken {
+  readonly tokenHash: string;
+  readonly deviceId: string;
+  /** The device has answered with a v2 proof: a plain-token heartbeat of it is refused. */
+  readonly proofsOnly?: boolean;
 }
 
 export interface Claimed {
@@ -42,11 +56,14 @@ export interface Claimed {
 // cache (it must name the device whose bus carried it), stamps the device with the round its shard
 // had open when the heartbeat arrived, and says which devices were absent from the connected index.
 // One bulk command per step, and an answer that names only the exceptions: this is the hot path.
+// A cached device id ending in '!' takes proofs only (protocol v2): a plain-token heartbeat of it is
+// refused as a downgrade; a proven heartbeat of a device not yet marked so is named as an upgrade.
 // KEYS: the shard's tokens, heard, last-seen. ARGV: now, the heard round, the echoed rounds ('' when
 // none echoed, else one comma-separated field per heartbeat, empty where none), then per heartbeat its
-// token hash and the device its bus belongs to. Returns the number of stale echoes, of revoked, of
-// misplaced and of unknown tokens, the positions (1-based) of those refused in that order, then the id
-// of each device absent from the index.
+// token hash and the device its bus belongs to (with '!' when it came as a proof). Returns the numbers
+// of stale echoes, of revoked, misplaced, unknown and downgraded tokens and of upgrades, the positions
+// (1-based) of the revoked, misplaced, unknown, downgraded and upgraded in that order, then the id of
+// each device absent from the index.
 const INGEST = `
 local now, round = ARGV[1], tonumber(ARGV[2])
 local n = (#ARGV - 3) / 2
@@ -61,27 +78,35 @@ if ARGV[3] ~= '' then
   local i = 0
   for e in string.gmatch(ARGV[3] .. ',', '([^,]*),') do i = i + 1; echoes[i] = e end
 end
-local stale, revoked, misplaced, unknown = 0, {}, {}, {}
+local stale, revoked, misplaced, unknown, downgraded, upgraded = 0, {}, {}, {}, {}, {}
 local live, scored, seen, k = {}, {}, {}, 0
 for i = 1, n do
-  local id = ids[i]
+  local id, want = ids[i], expected[i]
+  local proven = string.byte(want, -1) == 33
+  if proven then want = string.sub(want, 1, -2) end
+  local proofsOnly = id and string.byte(id, -1) == 33
+  if proofsOnly then id = string.sub(id, 1, -2) end
   if not id then unknown[#unknown + 1] = i
   elseif id == '-' then revoked[#revoked + 1] = i
-  elseif id ~= expected[i] then misplaced[#misplaced + 1] = i
-  elseif echoes[i] and echoes[i] ~= '' and tonumber(echoes[i]) < round then stale = stale + 1
+  elseif id ~= want then misplaced[#misplaced + 1] = i
+  elseif proofsOnly and not proven then downgraded[#downgraded + 1] = i
   else
-    k = k + 1
-    live[k] = id
-    scored[2 * k - 1] = round
-    scored[2 * k] = id
-    seen[2 * k - 1] = id
-    seen[2 * k] = now
+    if proven and not proofsOnly then upgraded[#upgraded + 1] = i end
+    if echoes[i] and echoes[i] ~= '' and tonumber(echoes[i]) < round then stale = stale + 1
+    else
+      k = k + 1
+      live[k] = id
+      scored[2 * k - 1] = round
+      scored[2 * k] = id
+      seen[2 * k - 1] = id
+      seen[2 * k] = now
+    end
   end
 end
-local out = {stale, #revoked, #misplaced, #unknown}
-for j = 1, #revoked do out[#out + 1] = revoked[j] end
-for j = 1, #misplaced do out[#out + 1] = misplaced[j] end
-for j = 1, #unknown do out[#out + 1] = unknown[j] end
+local out = {stale, #revoked, #misplaced, #unknown, #downgraded, #upgraded}
+for _, list in ipairs({revoked, misplaced, unknown, downgraded, upgraded}) do
+  for j = 1, #list do out[#out + 1] = list[j] end
+end
 if k > 0 then
   local prev = redis.call('ZMSCORE', KEYS[2], unpack(live))
   local fresh = {}
@@ -96,6 +121,16 @@ if k > 0 then
   redis.call('HSET', KEYS[3], unpack(seen))
 end
 return out`;
+
+// Marks cached tokens as taking proofs only, where the cache still names their device unmarked (a
+// revoked token stays revoked). KEYS: the shard's tokens. ARGV: pairs of token hash and device id.
+const PROOFS_ONLY = `
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1] .. '!')
+  end
+end
+return 0`;
 
 // Moves the devices that missed more than max consecutive valid rounds of their shard out of the
 // shard's connected index into a claim list for round n, atomically, and returns the claim list
@@ -129,6 +164,7 @@ declare module 'ioredis' {
       lastSeen: string,
       ...args: string[]
     ): Result<(number | string)[], Context>;
+    rollcallProofsOnly(tokens: string, ...args: string[]): Result<number, Context>;
     rollcallClaim(
       heard: string,
       valid: string,
@@ -161,6 +197,7 @@ function groupBy<T, K>(items: readonly T[], key: (item: T) => K): Map<K, T[]> {
 export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: number) {
   redis.defineCommand('rollcallIngest', { numberOfKeys: 3, lua: INGEST });
   redis.defineCommand('rollcallClaim', { numberOfKeys: 4, lua: CLAIM });
+  redis.defineCommand('rollcallProofsOnly', { numberOfKeys: 1, lua: PROOFS_ONLY });
   const shardKeys = (deviceId: string) => keys.shard(shardOf(deviceId, shards));
   const byShard = <T>(items: readonly T[], id: (item: T) => string) =>
     groupBy(items, (item) => shardOf(id(item), shards));
@@ -173,20 +210,26 @@ export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: numb
       ? chunk.map((h) => (h.round === undefined ? '' : String(h.round))).join(',')
       : '';
     const args: string[] = [String(nowMs), String(round), echoes];
-    for (const h of chunk) args.push(h.tokenHash, h.deviceId);
+    for (const h of chunk) args.push(h.tokenHash, h.proven ? `${h.deviceId}!` : h.deviceId);
     const reply = await redis.rollcallIngest(k.tokens, k.heard, k.lastSeen, ...args);
-    const [stale, revoked, misplaced, unknown] = reply.slice(0, 4).map(Number) as [
+    const [stale, revoked, misplaced, unknown, downgraded, upgraded] = reply.slice(0, 6).map(Number) as [
+      number,
+      number,
       number,
       number,
       number,
       number,
     ];
-    const refused = revoked + misplaced;
-    for (let i = 4; i < 4 + refused; i++) out.refused.push(chunk[Number(reply[i]) - 1]!);
-    for (let i = 4 + refused; i < 4 + refused + unknown; i++) out.unknown.push(chunk[Number(reply[i]) - 1]!);
-    for (let i = 4 + refused + unknown; i < reply.length; i++)
-      out.fresh.push({ deviceId: String(reply[i]), round });
-    out.heard += chunk.length - stale - revoked - misplaced - unknown;
+    let at = 6;
+    const take = (count: number, into: HeartbeatInput[]) => {
+      for (const end = at + count; at < end; at++) into.push(chunk[Number(reply[at]) - 1]!);
+    };
+    take(revoked + misplaced, out.refused);
+    take(unknown, out.unknown);
+    take(downgraded, out.downgraded);
+    take(upgraded, out.upgraded);
+    for (; at < reply.length; at++) out.fresh.push({ deviceId: String(reply[at]), round });
+    out.heard += chunk.length - stale - revoked - misplaced - unknown - downgraded;
     out.stale += stale;
     out.revoked += revoked;
     out.misplaced += misplaced;
@@ -202,6 +245,8 @@ export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: numb
         misplaced: 0,
         unknown: [],
         refused: [],
+        downgraded: [],
+        upgraded: [],
         fresh: [],
       };
       const groups = groupBy(batch, (h) => `${shardOf(h.deviceId, shards)}:${h.heardRound}`);
@@ -217,13 +262,23 @@ export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: numb
      * Caches token hash -> device id, so heartbeats resolve without Postgres. Never overwrites an
      * entry: a lookup that raced with a rotation cannot bring a revoked token back.
      */
-    async cacheTokens(entries: readonly { tokenHash: string; deviceId: string }[]): Promise<void> {
+    async cacheTokens(entries: readonly CachedToken[]): Promise<void> {
       await Promise.all(
         [...byShard(entries, (e) => e.deviceId)].map(async ([s, group]) => {
           const tx = redis.multi();
-          for (const e of group) tx.hsetnx(keys.shard(s).tokens, e.tokenHash, e.deviceId);
+          for (const e of group)
+            tx.hsetnx(keys.shard(s).tokens, e.tokenHash, e.proofsOnly ? `${e.deviceId}!` : e.deviceId);
           await tx.exec();
         }),
+      );
+    },
+
+    /** From now on these devices' tokens are taken in proofs only (see INGEST). */
+    async requireProofs(entries: readonly { tokenHash: string; deviceId: string }[]): Promise<void> {
+      await Promise.all(
+        [...byShard(entries, (e) => e.deviceId)].map(([s, group]) =>
+          redis.rollcallProofsOnly(keys.shard(s).tokens, ...group.flatMap((e) => [e.tokenHash, e.deviceId])),
+        ),
       );
     },
 

@@ -1,4 +1,5 @@
 import type { Result } from 'ioredis';
+import { newRoundNonce } from '../domain/proofs';
 import type { Opening } from '../domain/rounds';
 import type { RedisClient, RedisKeys } from './connection';
 
@@ -6,7 +7,7 @@ import type { RedisClient, RedisKeys } from './connection';
 // same number back; a tick scheduled too soon after the previous round's tick (a scheduler that fired
 // early after a reschedule) gets none. Gaps are measured between *scheduled* times, so a tick that
 // ran a little late does not cost the next one. ARGV: scheduledAt, minGapMs, meta key prefix,
-// intervalSeconds, now (the issue time recorded).
+// intervalSeconds, now (the issue time recorded), the round's nonce (kept by the first issue only).
 const ADVANCE = `
 local existing = redis.call('GET', KEYS[2])
 if existing then return {tonumber(existing), 0} end
@@ -15,7 +16,7 @@ if tonumber(ARGV[1]) - last < tonumber(ARGV[2]) then return {0, 0} end
 local n = redis.call('INCR', KEYS[1])
 redis.call('SET', KEYS[2], n, 'EX', 3600)
 redis.call('SET', KEYS[3], ARGV[1])
-redis.call('HSET', ARGV[3] .. n, 'issuedAt', ARGV[5], 'interval', ARGV[4])
+redis.call('HSET', ARGV[3] .. n, 'issuedAt', ARGV[5], 'interval', ARGV[4], 'nonce', ARGV[6])
 redis.call('EXPIRE', ARGV[3] .. n, 86400)
 return {n, 1}`;
 
@@ -34,6 +35,8 @@ export interface RoundMeta {
   readonly round: number;
   readonly issuedAt: number;
   readonly intervalSeconds: number;
+  /** What v2 devices prove their token against in this round (absent for rounds of older versions). */
+  readonly nonce: string | undefined;
   /** Announced to the gateways (which send HEALTHCHECK on their buses). */
   readonly broadcast: boolean;
   /** `valid` when valid for at least one shard; `void` for none. */
@@ -65,6 +68,7 @@ export function createRounds(redis: RedisClient, keys: RedisKeys, shards: number
         metaPrefix,
         String(intervalSeconds),
         String(nowMs),
+        newRoundNonce(),
       );
       return { round: Number(round), fresh: fresh === 1 };
     },
@@ -129,6 +133,7 @@ export function createRounds(redis: RedisClient, keys: RedisKeys, shards: number
         round,
         issuedAt: Number(h.issuedAt),
         intervalSeconds: Number(h.interval),
+        nonce: h.nonce || undefined,
         broadcast: h.broadcast === '1',
         outcome: (h.outcome as RoundMeta['outcome']) ?? null,
         validShards: h.validShards ? h.validShards.split(',').filter(Boolean).map(Number) : [],

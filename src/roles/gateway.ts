@@ -1,6 +1,12 @@
 import { Worker } from 'bullmq';
 import { connectDevice } from '../db/transitions';
-import { findDeviceIdsByTokenHashes, listDeviceBuses, markHeardOnBus } from '../db/devices';
+import {
+  findDeviceIdsByTokenHashes,
+  findTokenHashesOfDevices,
+  listDeviceBuses,
+  markHeardOnBus,
+  markProofsOnly,
+} from '../db/devices';
 import { republishRecent } from '../db/outbox';
 import type { PlatformEvent } from '../domain/events';
 import { shardsOwnedBy } from '../domain/shards';
@@ -70,6 +76,8 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
   let brokenAt = 0;
   /** The round this gateway opened last on its shards: heartbeats count for it. */
   let openRound = 0;
+  /** The nonces of the last rounds opened (a proof that waited for its key may be of the one before). */
+  const nonces = new Map<number, string>();
   let stopping = false;
 
   const ingest = createHeartbeatIngest({
@@ -77,6 +85,17 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     metrics,
     logger: log,
     openRound: () => openRound,
+    roundNonce: (round) => nonces.get(round),
+    lookupKeys: (deviceIds) => findTokenHashesOfDevices(db, deviceIds),
+    requireProofs: (entries) => {
+      // Postgres first, so the mark survives Redis; until both are written, the next proof asks again.
+      markProofsOnly(
+        db,
+        entries.map((e) => e.deviceId),
+      )
+        .then(() => liveness.requireProofs(entries))
+        .catch((err: Error) => log.warn({ err: err.message }, 'could not record devices taking proofs only'));
+    },
     onWriteFailure: () => (brokenAt = Date.now()),
     onBackpressure: (behind) => (behind ? buses.pause() : buses.resume()),
     lookupTokens: (hashes) => findDeviceIdsByTokenHashes(db, hashes),
@@ -197,6 +216,8 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
   /** Opens round n on the shards held now: counts heartbeats for it, sends HEALTHCHECK on every bus. */
   async function open(message: HealthcheckMessage): Promise<void> {
     if (message.round <= openRound || stopping) return;
+    if (message.nonce !== undefined) nonces.set(message.round, message.nonce);
+    for (const r of nonces.keys()) if (r < message.round - 2) nonces.delete(r);
     openRound = message.round;
     const at = Date.now();
     try {
@@ -235,7 +256,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
       openRound = Math.max(openRound, current);
       return;
     }
-    await open(healthcheck(current, meta.intervalSeconds, new Date(meta.issuedAt)));
+    await open(healthcheck(current, meta.intervalSeconds, new Date(meta.issuedAt), meta.nonce));
   }
 
   let ticks = 0;

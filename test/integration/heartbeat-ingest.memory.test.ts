@@ -54,7 +54,7 @@ function gateway(
     metrics,
     logger: createLogger('silent'),
     openRound: () => round.n,
-    lookupTokens: async (hashes: string[]) =>
+    lookupTokens: async (hashes: readonly string[]) =>
       hashes.filter((h) => devices.has(h)).map((h) => ({ tokenHash: h, deviceId: devices.get(h)! })),
     connect,
   });

@@ -117,7 +117,17 @@ describe('miss counting in Redis', () => {
       { tokenHash: 'h1', deviceId: d1 },
       { tokenHash: 'h2', deviceId: d2 },
     ]);
-    const none = { heard: 0, stale: 0, revoked: 0, misplaced: 0, unknown: [], refused: [], fresh: [] };
+    const none = {
+      heard: 0,
+      stale: 0,
+      revoked: 0,
+      misplaced: 0,
+      unknown: [],
+      refused: [],
+      downgraded: [],
+      upgraded: [],
+      fresh: [],
+    };
     expect(await liveness.recordHeartbeats([hb(d1, 7, undefined, 'h1')])).toEqual({
       ...none,
       heard: 1,
@@ -138,6 +148,34 @@ describe('miss counting in Redis', () => {
     await liveness.cacheTokens([{ tokenHash: 'h3', deviceId: d1 }]);
     await liveness.recordHeartbeats([hb(d1, 3, undefined, 'h3')]);
     expect((await liveness.indexedMany([d1])).get(d1)).toBe(7);
+  });
+
+  it('a device once proven takes proofs only: its plain token is refused as a downgrade, on every gateway', async () => {
+    const { liveness } = fresh();
+    const [d1, d2] = [inShard(1, 'p'), inShard(1, 'q')];
+    await liveness.cacheTokens([
+      { tokenHash: 'h1', deviceId: d1 },
+      // Postgres already knows d2 answered with a proof: the cache says so from the start.
+      { tokenHash: 'h2', deviceId: d2, proofsOnly: true },
+    ]);
+    const proven = (id: string, hash: string) => ({ ...hb(id, 5, undefined, hash), proven: true });
+    const first = proven(d1, 'h1');
+    const once = await liveness.recordHeartbeats([first]);
+    expect(once).toMatchObject({ heard: 1, upgraded: [first], downgraded: [] });
+    // Until it is marked, a plain one still counts (the caller marks it at once).
+    expect(await liveness.recordHeartbeats([hb(d1, 5, undefined, 'h1')])).toMatchObject({ heard: 1 });
+    await liveness.requireProofs([{ tokenHash: 'h1', deviceId: d1 }]);
+    const plain = hb(d1, 6, undefined, 'h1');
+    expect(await liveness.recordHeartbeats([plain])).toMatchObject({ heard: 0, downgraded: [plain] });
+    expect(await liveness.recordHeartbeats([proven(d1, 'h1')])).toMatchObject({ heard: 1, upgraded: [] });
+    const plain2 = hb(d2, 6, undefined, 'h2');
+    expect(await liveness.recordHeartbeats([plain2])).toMatchObject({ heard: 0, downgraded: [plain2] });
+    // Still the device's own: a proof under d2's key on d1's bus is misplaced.
+    expect(await liveness.recordHeartbeats([proven(d1, 'h2')])).toMatchObject({ misplaced: 1 });
+    // Marking never brings a revoked token back.
+    await liveness.forgetToken(d2, 'h2');
+    await liveness.requireProofs([{ tokenHash: 'h2', deviceId: d2 }]);
+    expect(await liveness.recordHeartbeats([proven(d2, 'h2')])).toMatchObject({ heard: 0, revoked: 1 });
   });
 
   it('answers a large mixed batch: each kind counted, unknown tokens in order, one "fresh" per device', async () => {

@@ -178,6 +178,7 @@ export async function startTestSystem(opts: SystemOptions = {}) {
         mothUrl: config.MOTH_URL,
         channelPath: reg.channels.deviceManagement,
         token: reg.token,
+        deviceId: reg.id,
         replyDelayMs: () => 20 + Math.random() * 150,
         ...options,
       });

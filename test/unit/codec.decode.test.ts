@@ -1,8 +1,47 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { tokenHash } from '../../src/domain/credentials';
+import { expectedProof, heartbeatProof, proofMatches } from '../../src/domain/proofs';
 import { decodeInbound, healthcheck } from '../../src/moth/codec';
 
 const b = (s: string) => Buffer.from(s);
+
+const ID = '0b8f3c3e-5a1d-4c2b-9d7e-2f6a1b3c4d5e';
+const PROOF = heartbeatProof('tok', 7, 'nonce');
+
+describe('protocol v2 proofs', () => {
+  it('decodes a proof with every field, and nothing beside a token', () => {
+    const frame = { type: 'HEARTBEAT', deviceId: ID, round: 7, proof: PROOF };
+    expect(decodeInbound(b(JSON.stringify(frame)))).toEqual({
+      kind: 'proof',
+      deviceId: ID,
+      round: 7,
+      proof: PROOF,
+    });
+    for (const [bad, reason] of [
+      [{ ...frame, token: 'tok' }, 'token beside a proof'],
+      [{ ...frame, deviceId: 'd-1' }, 'bad deviceId'],
+      [{ ...frame, deviceId: ID.toUpperCase() }, 'bad deviceId'],
+      [{ ...frame, round: undefined }, 'bad round'],
+      [{ ...frame, round: -1 }, 'bad round'],
+      [{ ...frame, proof: PROOF.slice(1) }, 'bad proof'],
+      [{ ...frame, proof: `${PROOF.slice(1)}=` }, 'bad proof'],
+      [{ ...frame, proof: 42 }, 'bad proof'],
+    ] as const)
+      expect(decodeInbound(b(JSON.stringify(bad))), reason).toEqual({ kind: 'malformed', reason });
+  });
+
+  it('a proof is checked under the token hash the server stores, for its round and nonce only', () => {
+    const key = tokenHash('tok');
+    expect(proofMatches(PROOF, expectedProof(key, 7, 'nonce'))).toBe(true);
+    expect(proofMatches(PROOF, expectedProof(key, 8, 'nonce'))).toBe(false);
+    expect(proofMatches(PROOF, expectedProof(key, 7, 'other'))).toBe(false);
+    expect(proofMatches(PROOF, expectedProof(tokenHash('other'), 7, 'nonce'))).toBe(false);
+    expect(proofMatches('short', expectedProof(key, 7, 'nonce'))).toBe(false);
+    // "7" + "1.x" and "71" + ".x" are different messages.
+    expect(heartbeatProof('tok', 71, 'x')).not.toBe(heartbeatProof('tok', 7, '1.x'));
+  });
+});
 
 describe('decodeInbound', () => {
   it('accepts the heartbeat deployed robots send, with only type and token', () => {

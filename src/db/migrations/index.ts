@@ -9,6 +9,7 @@ import * as recordingsAndStreams from './20261125000007_recordings_and_streams';
 import * as effectsNaturalKey from './20261127000008_effects_natural_key';
 import * as devicesStatusUnindexed from './20261127000009_devices_status_unindexed';
 import * as deviceBuses from './20261201000010_device_buses';
+import * as heartbeatProofs from './20261201000011_heartbeat_proofs';
 
 // Listed statically (not read from a folder) so migrations load the same way under tsx, vitest
 // and the knex CLI, with no loader for .ts files needed at run time.
@@ -23,6 +24,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261127000008_effects_natural_key': effectsNaturalKey,
   '20261127000009_devices_status_unindexed': devicesStatusUnindexed,
   '20261201000010_device_buses': deviceBuses,
+  '20261201000011_heartbeat_proofs': heartbeatProofs,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

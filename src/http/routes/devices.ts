@@ -92,7 +92,10 @@ function presentDeviceBus(d: Device, channels: Config['channels'], sharedBus: bo
 
 /** Whether the device still answers on the shared bus of earlier versions (to be reconfigured). */
 function presentBusUse(d: Device, sharedBus: boolean) {
-  return { usesSharedBus: sharedBus && d.heardOnBus === 'shared' };
+  return {
+    usesSharedBus: sharedBus && d.heardOnBus === 'shared',
+    heartbeatProtocol: d.proofsSince === null ? ('v1' as const) : ('v2' as const),
+  };
 }
 
 function presentDevice(d: Device, lastHeardAt: Date | null, sharedBus: boolean) {
