@@ -22,19 +22,68 @@ export interface PendingEvent {
   readonly id: string;
   readonly channel: EventChannel;
   readonly body: PlatformEvent;
+  /** Its stream and number there, once first published (a re-send keeps them). */
+  readonly stream: string | null;
+  readonly seq: string | null;
 }
+
+/** The stream an event belongs to: the client channel's, or the commands of one robot. */
+export const streamOf = (e: Pick<PendingEvent, 'channel' | 'body'>) =>
+  e.channel === 'client' ? 'client' : `device:${e.body.deviceId ?? ''}`;
 
 /** The oldest unpublished events, in commit order. */
 export async function selectUnpublished(q: Queryable, limit: number): Promise<PendingEvent[]> {
   return q('outbox')
-    .select<PendingEvent[]>('id', 'channel', 'body')
+    .select<PendingEvent[]>('id', 'channel', 'body', 'stream', 'seq')
     .whereNull('published_at')
     .orderBy('id')
     .limit(limit);
 }
 
-export async function markPublished(q: Queryable, ids: readonly string[]): Promise<void> {
-  if (ids.length > 0) await q('outbox').whereIn('id', ids).update({ published_at: q.fn.now() });
+/** The last number given in each of these streams (0 for a new one). */
+export async function lastSeqs(q: Queryable, streams: readonly string[]): Promise<Map<string, number>> {
+  const rows = await q('event_streams')
+    .whereIn('stream', streams as string[])
+    .select<{ stream: string; last_seq: string }[]>('stream', 'last_seq');
+  return new Map(rows.map((r) => [r.stream, Number(r.last_seq)]));
+}
+
+/** Marks events published with their stream numbers, and moves each stream's counter on. */
+export async function markPublished(
+  q: Queryable,
+  sent: readonly { id: string; stream: string; seq: number }[],
+): Promise<void> {
+  if (sent.length === 0) return;
+  await q.raw(
+    `UPDATE outbox o SET published_at = now(), stream = v.stream, seq = v.seq
+       FROM (SELECT unnest(?::bigint[]) AS id, unnest(?::text[]) AS stream, unnest(?::bigint[]) AS seq) v
+      WHERE o.id = v.id`,
+    [sent.map((e) => e.id), sent.map((e) => e.stream), sent.map((e) => e.seq)],
+  );
+  const last = new Map<string, number>();
+  for (const e of sent) last.set(e.stream, Math.max(last.get(e.stream) ?? 0, e.seq));
+  await q.raw(
+    `INSERT INTO event_streams (stream, last_seq)
+     SELECT unnest(?::text[]), unnest(?::bigint[])
+     ON CONFLICT (stream) DO UPDATE SET last_seq = GREATEST(event_streams.last_seq, EXCLUDED.last_seq)`,
+    [[...last.keys()], [...last.values()]],
+  );
+}
+
+/** A stream's published events after number `after`, in order, as they were sent. */
+export async function readStream(
+  q: Queryable,
+  stream: string,
+  after: number,
+  limit: number,
+): Promise<{ seq: number; body: PlatformEvent }[]> {
+  const rows = await q('outbox')
+    .where({ stream })
+    .where('seq', '>', after)
+    .orderBy('seq')
+    .limit(limit)
+    .select<{ seq: string; body: PlatformEvent }[]>('seq', 'body');
+  return rows.map((r) => ({ seq: Number(r.seq), body: r.body }));
 }
 
 /**

@@ -1,12 +1,14 @@
-import type { EventChannel } from '../domain/events';
+import type { EventChannel, PlatformEvent } from '../domain/events';
 import type { Db } from '../db/knex';
-import { markPublished, selectUnpublished } from '../db/outbox';
+import { lastSeqs, markPublished, selectUnpublished, streamOf } from '../db/outbox';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 
 export interface OutboxPublisherDeps {
   readonly db: Db;
   readonly send: (channel: EventChannel, body: unknown) => Promise<void>;
+  /** Signs each event as sent (`kid`, `sig`). */
+  readonly sign: (event: PlatformEvent & { seq: number }) => Promise<unknown>;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly pollMs?: number;
@@ -37,21 +39,26 @@ export function createOutboxPublisher(deps: OutboxPublisherDeps) {
       );
       if (!rows[0]?.locked) return { sent: 0, error: undefined };
       const pending = await selectUnpublished(trx, batchSize);
-      const ids: string[] = [];
+      // Numbered as first sent, under the lock: contiguous per stream. A re-send keeps its number.
+      const last = await lastSeqs(trx, [...new Set(pending.map(streamOf))]);
+      const sent: { id: string; stream: string; seq: number }[] = [];
       let failure: unknown;
       for (const e of pending) {
+        const stream = e.stream ?? streamOf(e);
+        const seq = e.seq !== null ? Number(e.seq) : (last.get(stream) ?? 0) + 1;
         try {
-          await deps.send(e.channel, e.body);
+          await deps.send(e.channel, await deps.sign({ ...e.body, seq }));
         } catch (err) {
           failure = err;
           break;
         }
-        ids.push(e.id);
+        if (e.seq === null) last.set(stream, seq);
+        sent.push({ id: e.id, stream, seq });
         deps.metrics.eventsPublished.inc({ channel: e.channel });
       }
       // What Moth took is marked (and committed) even when a later one failed.
-      await markPublished(trx, ids);
-      return { sent: ids.length, error: failure };
+      await markPublished(trx, sent);
+      return { sent: sent.length, error: failure };
     });
     if (error) throw error instanceof Error ? error : new Error('Moth refused an event');
     return sent;

@@ -21,6 +21,8 @@ import { deviceRoutes } from './routes/devices';
 import { settingsRoutes } from './routes/settings';
 import { taskRoutes } from './routes/tasks';
 import { mediaRoutes } from './routes/media';
+import { eventRoutes } from './routes/events';
+import { createEventSigner } from '../db/signing-keys';
 import type { Tgdm } from '../integrations/tgdm';
 import type { Mantis } from '../integrations/mantis';
 
@@ -108,6 +110,7 @@ export function createApp(deps: AppDeps): Koa {
   // Operator pages: Basic auth (a browser can ask), on each route that serves one; any other spelling
   // of their paths asks for it too, before a router that matches case-insensitively sees it.
   const pageAuth = operatorPageAuth(deps.config.ADMIN_TOKEN, guard);
+  const signer = createEventSigner(deps.db);
   app.use(async (ctx, next) => {
     if (!isOperatorPath(ctx.path)) await next();
     else
@@ -138,6 +141,7 @@ export function createApp(deps: AppDeps): Koa {
       lastHeardAt: (ids) => deps.liveness.lastHeardMany(ids),
       sharedBus: deps.config.MOTH_SHARED_BUS,
     }),
+    eventRoutes({ db: deps.db, auth, sign: (event) => signer.sign(event) }),
     opsRoutes(deps.metricsRegistry, deps.readiness),
     openApiRoutes('1'),
   ];

@@ -7,6 +7,7 @@ import { fleetQuery } from './admin';
 import { deviceListQuery, rotateTokensBody } from './routes/devices';
 import { startRecordingBody, startStreamBody } from './routes/media';
 import { emptyReportBody } from './routes/tasks';
+import { feedQuery } from './routes/events';
 import * as out from './schemas';
 import { limitQuery } from './validate';
 
@@ -217,6 +218,32 @@ export const ROUTES: readonly RouteDoc[] = [
     auth: 'basic',
     ok: [200, 'text/html'],
     errors: [401],
+  },
+  {
+    method: 'get',
+    path: '/events',
+    summary: 'The client events as a durable feed: numbered (seq), signed, after a number',
+    auth: 'operator',
+    query: feedQuery,
+    ok: [200, out.eventFeedResponse],
+    errors: [400, 401],
+  },
+  {
+    method: 'get',
+    path: '/devices/{id}/commands',
+    summary: "A robot's task commands (TASK_REGISTERED, TASK_ABORTED) as a feed, after a number",
+    auth: 'operator-or-device',
+    query: feedQuery,
+    ok: [200, out.eventFeedResponse],
+    errors: [400, 401, 403],
+  },
+  {
+    method: 'get',
+    path: '/.well-known/rollcall-keys',
+    summary: 'The public keys events are signed with (JWKS, Ed25519)',
+    auth: 'none',
+    ok: [200, out.signingKeysResponse],
+    errors: [],
   },
   {
     method: 'get',

@@ -170,3 +170,31 @@ export const readyResponse = z.object({
   status: z.literal('ready'),
   checks: z.record(z.string(), z.string()),
 });
+
+/** An event as sent on Moth and served by the feeds: flat, numbered in its stream, signed. */
+export const signedEvent = z.looseObject({
+  type: z.string(),
+  eventId: z.uuid(),
+  occurredAt: isoDate,
+  deviceId: z.uuid().nullable(),
+  seq: z.number().int().min(1),
+  kid: z.string(),
+  sig: z.string(),
+});
+export const eventFeedResponse = z.object({
+  stream: z.string(),
+  events: z.array(signedEvent),
+  last: z.number().int(),
+});
+export const signingKeysResponse = z.object({
+  keys: z.array(
+    z.object({
+      kty: z.literal('OKP'),
+      crv: z.literal('Ed25519'),
+      x: z.string(),
+      kid: z.string(),
+      alg: z.literal('EdDSA'),
+      use: z.literal('sig'),
+    }),
+  ),
+});

@@ -1,5 +1,6 @@
 import { Worker } from 'bullmq';
 import { connectDevice } from '../db/transitions';
+import { createEventSigner } from '../db/signing-keys';
 import {
   findDeviceIdsByTokenHashes,
   findTokenHashesOfDevices,
@@ -129,11 +130,13 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     onSessionLost: () => void renewLeases(),
   });
 
+  const signer = createEventSigner(db);
   const publisher = createOutboxPublisher({
     db,
     metrics,
     logger: log,
     send: (channel, body) => (channel === 'client' ? clientChannel.send(body) : sendToDevice(body)),
+    sign: (event) => signer.sign(event),
   });
 
   /** A command for one robot goes to its bus only (and the shared one while it is still heard there). */

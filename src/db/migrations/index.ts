@@ -10,6 +10,8 @@ import * as effectsNaturalKey from './20261127000008_effects_natural_key';
 import * as devicesStatusUnindexed from './20261127000009_devices_status_unindexed';
 import * as deviceBuses from './20261201000010_device_buses';
 import * as heartbeatProofs from './20261201000011_heartbeat_proofs';
+import * as eventStreams from './20261201000012_event_streams';
+import * as signingKeys from './20261201000013_signing_keys';
 
 // Listed statically (not read from a folder) so migrations load the same way under tsx, vitest
 // and the knex CLI, with no loader for .ts files needed at run time.
@@ -25,6 +27,8 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261127000009_devices_status_unindexed': devicesStatusUnindexed,
   '20261201000010_device_buses': deviceBuses,
   '20261201000011_heartbeat_proofs': heartbeatProofs,
+  '20261201000012_event_streams': eventStreams,
+  '20261201000013_signing_keys': signingKeys,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

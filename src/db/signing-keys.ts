@@ -1,0 +1,91 @@
+import { createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { signEvent, type PublicJwk, type SigningKey } from '../domain/signatures';
+import type { Queryable } from './knex';
+
+interface KeyRow {
+  kid: string;
+  private_key: string;
+  public_x: string;
+  created_at: Date;
+  retired_at: Date | null;
+}
+
+/** A retired key stays published this long, so what it signed still verifies. */
+const RETIRED_KEY_PUBLISHED_DAYS = 30;
+
+/** Generates and stores a new signing key: from now on the one in use. */
+export async function addSigningKey(q: Queryable): Promise<string> {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const kid = randomBytes(8).toString('base64url');
+  await q('signing_keys').insert({
+    kid,
+    private_key: privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64'),
+    public_x: publicKey.export({ format: 'jwk' }).x!,
+  });
+  return kid;
+}
+
+/** The key in use: the newest not retired (one is created on first use). */
+export async function currentSigningKey(q: Queryable): Promise<SigningKey> {
+  const newest = () =>
+    q('signing_keys')
+      .whereNull('retired_at')
+      .orderBy([
+        { column: 'created_at', order: 'desc' },
+        { column: 'kid', order: 'desc' },
+      ])
+      .first<KeyRow | undefined>();
+  // Two processes starting at once may both add one: both are published, the newest wins.
+  const row = (await newest()) ?? (await addSigningKey(q), await newest());
+  return {
+    kid: row!.kid,
+    privateKey: createPrivateKey({
+      key: Buffer.from(row!.private_key, 'base64'),
+      format: 'der',
+      type: 'pkcs8',
+    }),
+  };
+}
+
+/** Every key whose signatures still verify: in use, or retired within RETIRED_KEY_PUBLISHED_DAYS. */
+export async function publishedKeys(q: Queryable): Promise<PublicJwk[]> {
+  const rows = await q('signing_keys')
+    .whereNull('retired_at')
+    .orWhere('retired_at', '>', q.raw(`now() - make_interval(days => ?)`, [RETIRED_KEY_PUBLISHED_DAYS]))
+    .orderBy('created_at')
+    .select<Pick<KeyRow, 'kid' | 'public_x'>[]>('kid', 'public_x');
+  return rows.map((r) => ({
+    kty: 'OKP',
+    crv: 'Ed25519',
+    x: r.public_x,
+    kid: r.kid,
+    alg: 'EdDSA',
+    use: 'sig',
+  }));
+}
+
+/** Puts a new key in use and retires the others (still published for RETIRED_KEY_PUBLISHED_DAYS). */
+export async function rotateSigningKey(q: Queryable): Promise<string> {
+  const kid = await addSigningKey(q);
+  await q('signing_keys').whereNot({ kid }).whereNull('retired_at').update({ retired_at: q.fn.now() });
+  return kid;
+}
+
+/** Signs events with the key in use, read again at most every `refreshMs` (a rotation reaches every process). */
+export function createEventSigner(q: Queryable, refreshMs = 60_000) {
+  let cached: { key: Promise<SigningKey>; at: number } | undefined;
+  const key = () => {
+    if (!cached || Date.now() - cached.at > refreshMs) {
+      const loading = currentSigningKey(q);
+      cached = { key: loading, at: Date.now() };
+      // A failed read is not kept: the next event asks again.
+      loading.catch(() => (cached = undefined));
+    }
+    return cached.key;
+  };
+  return {
+    async sign<T extends object>(event: T) {
+      return signEvent(event, await key());
+    },
+  };
+}
