@@ -238,6 +238,14 @@ export const ROUTES: readonly RouteDoc[] = [
     errors: [400, 401, 403],
   },
   {
+    method: 'post',
+    path: '/signing-keys/rotate',
+    summary: 'Put a new event signing key in use (the old ones stay published for 30 days)',
+    auth: 'operator',
+    ok: [200, out.keyRotationResponse],
+    errors: [401],
+  },
+  {
     method: 'get',
     path: '/.well-known/rollcall-keys',
     summary: 'The public keys events are signed with (JWKS, Ed25519)',

@@ -198,3 +198,4 @@ export const signingKeysResponse = z.object({
     }),
   ),
 });
+export const keyRotationResponse = signingKeysResponse.extend({ kid: z.string() });

@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { currentSigningKey, publishedKeys, rotateSigningKey } from '../../src/db/signing-keys';
+import { currentSigningKey, publishedKeys } from '../../src/db/signing-keys';
 import { signEvent, verifyEvent, type PublicJwk } from '../../src/domain/signatures';
 import { startTestSystem, waitFor, type PlatformEventSeen, type TestSystem } from '../support/system';
 
@@ -166,7 +166,11 @@ describe('events: numbered, signed, and a feed to fetch what Moth lost', () => {
 
   it('a rotated key signs from then on; what the old one signed still verifies', async () => {
     const before = await currentSigningKey(s.db);
-    const kid = await rotateSigningKey(s.db);
+    expect((await request(s.callback).post('/signing-keys/rotate')).status).toBe(401);
+    const res = await request(s.callback).post('/signing-keys/rotate').set(s.admin);
+    expect(res.status).toBe(200);
+    const { kid } = res.body as { kid: string };
+    expect(kid).not.toBe(before.kid);
     expect((await currentSigningKey(s.db)).kid).toBe(kid);
     const published = (await publishedKeys(s.db)).map((k) => k.kid);
     expect(published).toEqual(expect.arrayContaining([before.kid, kid]));

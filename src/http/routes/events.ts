@@ -1,7 +1,7 @@
 import Router from '@koa/router';
 import { z } from 'zod';
 import { readStream } from '../../db/outbox';
-import { publishedKeys } from '../../db/signing-keys';
+import { publishedKeys, rotateSigningKey } from '../../db/signing-keys';
 import type { Db } from '../../db/knex';
 import { forbidden } from '../../domain/errors';
 import type { PlatformEvent } from '../../domain/events';
@@ -46,6 +46,13 @@ export function eventRoutes(deps: {
     if (caller.kind === 'device' && caller.deviceId !== id)
       throw forbidden('a device may read only its own commands');
     ctx.body = await page(`device:${id}`, ctx.query);
+  });
+
+  // A new key signs from now on (every process takes it within a minute); the old ones stay published.
+  router.post('/signing-keys/rotate', async (ctx) => {
+    await deps.auth.operator(ctx);
+    const kid = await rotateSigningKey(deps.db);
+    ctx.body = { kid, keys: await publishedKeys(deps.db) };
   });
 
   router.get('/.well-known/rollcall-keys', async (ctx) => {
