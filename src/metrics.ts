@@ -26,6 +26,11 @@ export function createMetrics(role: string, withDefaults = false) {
       labelNames: ['surface'],
       registers,
     }),
+    textFrameHeartbeats: new Counter({
+      name: 'rollcall_text_frame_heartbeats_total',
+      help: 'Heartbeats accepted in a text frame: Moth replays a text frame, token included, to later joiners',
+      registers,
+    }),
     shardsHeld: new Gauge({
       name: 'rollcall_gateway_shards_held',
       help: 'Shards whose device buses this gateway holds',

@@ -13,6 +13,8 @@ export interface Device {
   readonly heardOnBus: 'own' | 'shared' | null;
   /** When it first answered with a v2 proof (from then on, proofs only); null while it sends its token. */
   readonly proofsSince: Date | null;
+  /** When its current token was first heard in a text frame (Moth replays those); null if never. */
+  readonly tokenExposedAt: Date | null;
   readonly tracks: Track[];
   readonly actions: string[];
   readonly status: DeviceStatus;
@@ -32,6 +34,7 @@ interface DeviceRow {
   bus_id: string;
   heard_on_bus: 'own' | 'shared' | null;
   proofs_since: Date | null;
+  token_exposed_at: Date | null;
   tracks: Track[];
   actions: string[];
   status: DeviceStatus;
@@ -51,6 +54,7 @@ const COLUMNS = [
   'bus_id',
   'heard_on_bus',
   'proofs_since',
+  'token_exposed_at',
   'tracks',
   'actions',
   'status',
@@ -71,6 +75,7 @@ function toDevice(r: DeviceRow): Device {
     busId: r.bus_id,
     heardOnBus: r.heard_on_bus,
     proofsSince: r.proofs_since,
+    tokenExposedAt: r.token_exposed_at,
     tracks: r.tracks,
     actions: r.actions,
     status: r.status,
@@ -170,6 +175,15 @@ export async function findTokenHashesOfDevices(
   return rows.map((r) => ({ deviceId: r.id, tokenHash: r.token_hash }));
 }
 
+/** Records that these devices' current tokens were heard in a text frame (kept until the token changes). */
+export async function markTokenExposed(q: Queryable, deviceIds: readonly string[]): Promise<void> {
+  if (deviceIds.length === 0) return;
+  await q('devices')
+    .whereIn('id', deviceIds as string[])
+    .whereNull('token_exposed_at')
+    .update({ token_exposed_at: q.fn.now() });
+}
+
 /** Marks devices as having answered with a proof: plain-token heartbeats of theirs are refused from now on. */
 export async function markProofsOnly(q: Queryable, deviceIds: readonly string[]): Promise<void> {
   if (deviceIds.length === 0) return;
@@ -208,7 +222,7 @@ export async function replaceTokenHash(
   tokenHash: string,
 ): Promise<string | undefined> {
   const [row] = await q('devices')
-    .update({ token_hash: tokenHash, updated_at: q.fn.now() })
+    .update({ token_hash: tokenHash, token_exposed_at: null, updated_at: q.fn.now() })
     .where({ id })
     .whereNull('deleted_at')
     .returning<{ id: string }[]>('id');
@@ -255,7 +269,7 @@ export async function replaceTokenHashes(
   const rows = (await select) as { id: string; name: string; token_hash: string }[];
   if (rows.length === 0) return [];
   await q.raw(
-    `UPDATE devices d SET token_hash = v.hash, updated_at = now()
+    `UPDATE devices d SET token_hash = v.hash, token_exposed_at = NULL, updated_at = now()
      FROM (SELECT unnest(?::uuid[]) AS id, unnest(?::text[]) AS hash) v WHERE d.id = v.id`,
     [rows.map((r) => r.id), rows.map((r) => newHash(r.id))],
   );

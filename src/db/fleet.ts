@@ -8,6 +8,8 @@ export interface FleetRow {
   readonly connectedAt: Date | null;
   readonly lastHeartbeatAt: Date | null;
   readonly heardOnBus: 'own' | 'shared' | null;
+  /** Its current token was heard in a text frame (Moth replays those to later joiners). */
+  readonly tokenExposed: boolean;
   readonly recentSessions: { startedAt: Date; endedAt: Date | null; endReason: string | null }[];
 }
 
@@ -30,7 +32,7 @@ export async function fleetOverview(
     .whereNull('deleted_at')
     .orderBy('name')
     .limit(limit)
-    .select('id', 'name', 'status', 'connected_at', 'last_heartbeat_at', 'heard_on_bus');
+    .select('id', 'name', 'status', 'connected_at', 'last_heartbeat_at', 'heard_on_bus', 'token_exposed_at');
   if (status) void query.where({ status });
   const devices = (await query) as {
     id: string;
@@ -39,6 +41,7 @@ export async function fleetOverview(
     connected_at: Date | null;
     last_heartbeat_at: Date | null;
     heard_on_bus: 'own' | 'shared' | null;
+    token_exposed_at: Date | null;
   }[];
   if (devices.length === 0) return [];
   const { rows } = await q.raw<{
@@ -57,6 +60,7 @@ export async function fleetOverview(
     connectedAt: d.connected_at,
     lastHeartbeatAt: d.last_heartbeat_at,
     heardOnBus: d.heard_on_bus,
+    tokenExposed: d.token_exposed_at !== null,
     recentSessions: rows
       .filter((r) => r.device_id === d.id)
       .map((r) => ({ startedAt: r.started_at, endedAt: r.ended_at, endReason: r.end_reason })),

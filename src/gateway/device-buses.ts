@@ -21,7 +21,8 @@ export interface DeviceBusesDeps {
    * A frame heard on a device's own bus (`deviceId`) or on the shared bus (undefined). False: this
    * turn of the event loop has taken its share, every session reads again on the next one.
    */
-  readonly onFrame: (data: Buffer, deviceId: string | undefined) => boolean | void;
+  /** A frame heard on a device's bus (undefined: the shared one); `text` when it came as a text frame. */
+  readonly onFrame: (data: Buffer, deviceId: string | undefined, text: boolean) => boolean | void;
   /** A held session dropped: the shard's round may be void, report it at once. */
   readonly onSessionLost: () => void;
   /** Sessions opened at once when a shard is taken (the rest wait their turn). */
@@ -127,7 +128,7 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
     });
     client.on('message', (data, isBinary) => {
       if (!isBinary && Date.now() - openedAt < REPLAY_WINDOW_MS) return;
-      if (deps.onFrame(data, deviceId) === false) yieldTurn(client);
+      if (deps.onFrame(data, deviceId, !isBinary) === false) yieldTurn(client);
     });
     client.on('close', settle);
     openQueue.push(session);

@@ -18,6 +18,11 @@ export interface HeartbeatIngestDeps {
   readonly roundNonce?: (round: number) => string | undefined;
   /** The current token hashes of live devices, from Postgres: the keys of their v2 proofs. */
   readonly lookupKeys?: (deviceIds: readonly string[]) => Promise<{ deviceId: string; tokenHash: string }[]>;
+  /**
+   * Called with devices whose token came, accepted, in a text frame: Moth keeps a text frame as the
+   * track's MIME and replays it, token included, to every later joiner. Once per device and token.
+   */
+  readonly tokenExposed?: (deviceIds: readonly string[]) => void;
   /** Called with devices heard with a proof for the first time: from now on they take proofs only. */
   readonly requireProofs?: (entries: readonly { deviceId: string; tokenHash: string }[]) => void;
   /** Makes a device CONNECTED (first or recovered heartbeat); resolves false when it already was. */
@@ -84,6 +89,8 @@ interface Arrived {
   readonly round?: number | undefined;
   /** It came as a verified v2 proof (`tokenHash` is then the key it was checked under). */
   readonly proven: boolean;
+  /** It came in a text frame. */
+  readonly text: boolean;
   /** Heartbeats of the same device, token and round that came while this one was being written. */
   repeats: number;
 }
@@ -138,6 +145,8 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
   const sharedCache = new Map<string, string>();
   const sharedHash = rememberingTokenHash(SHARED_HASHES_MAX);
   const proofKeys = new Map<string, string>();
+  /** Devices already reported for a token sent in a text frame (until their token changes). */
+  const exposed = new Set<string>();
   let awaitingKeys = new Map<string, AwaitingKey[]>();
   let keyLookup: Promise<void> | undefined;
   const count = (result: string, n = 1) => deps.metrics.heartbeats.inc({ result }, n);
@@ -173,31 +182,32 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
    * this turn of the event loop has taken its share: the caller stops reading that session until
    * the next turn.
    */
-  function push(frame: Buffer, deviceId?: string): boolean {
+  function push(frame: Buffer, deviceId?: string, text = false): boolean {
     if (turnFrames++ === 0) setImmediate(nextTurn);
-    take(frame, deviceId);
+    take(frame, deviceId, text);
     return turnFrames <= FRAMES_PER_TURN;
   }
 
-  function take(frame: Buffer, deviceId: string | undefined): void {
+  function take(frame: Buffer, deviceId: string | undefined, text: boolean): void {
     const heardRound = deps.openRound();
     if (heardRound !== recordedRound) {
       forgetRound();
       recordedRound = heardRound;
     }
     const heard = read(frame, deviceId, heardRound);
-    if (heard) accept(heard, deviceId, heardRound);
+    if (heard) accept(heard, deviceId, heardRound, text && !heard.proven);
   }
 
   /** A heartbeat whose credential is read: counted from memory, or queued for Redis. */
-  function accept(heard: Decoded, deviceId: string | undefined, heardRound: number): void {
+  function accept(heard: Decoded, deviceId: string | undefined, heardRound: number, text = false): void {
     const { tokenHash: hash, round, proven } = heard;
     const refusedUntil = negative.size === 0 ? undefined : negative.get(hash);
     if (refusedUntil !== undefined && refusedUntil > Date.now()) return count('unknown_token');
     const device = deviceId ?? heard.deviceId ?? sharedCache.get(hash);
     const staleEcho = round !== undefined && round < heardRound;
     // The memory is of the round open now; a proof that waited for its key may be of the one before.
-    const current = heardRound === recordedRound;
+    // A token in a text frame always goes to Redis: only an accepted one is reported as exposed.
+    const current = heardRound === recordedRound && !text;
     if (current && device !== undefined && recorded.get(device) === credential(hash, proven)) {
       if (staleEcho) tally.stale++;
       else tally.accepted++;
@@ -220,6 +230,7 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
       heardRound,
       round,
       proven,
+      text,
       repeats: 0,
     };
     if (current && device !== undefined && !staleEcho) pending.set(device, item);
@@ -417,6 +428,13 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     if (unknown + revoked) count('unknown_token', unknown + revoked);
     if (misplaced) count('misplaced', misplaced);
     if (downgrades) count('downgrade', downgrades);
+    const inText = items.filter((i) => i.text && !refused.has(i));
+    if (inText.length > 0) {
+      deps.metrics.textFrameHeartbeats.inc(inText.length);
+      const newly = [...new Set(inText.map((i) => i.deviceId))].filter((d) => !exposed.has(d));
+      for (const d of newly) exposed.add(d);
+      if (newly.length > 0) deps.tokenExposed?.(newly);
+    }
     if (upgraded.length > 0)
       deps.requireProofs?.(upgraded.map((i) => ({ deviceId: i.deviceId, tokenHash: i.tokenHash })));
     if (refused.size > 0) for (const i of refused) sharedCache.delete(i.tokenHash);
@@ -527,6 +545,7 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
       pending.delete(deviceId);
       sharedCache.delete(revokedHash);
       proofKeys.delete(deviceId);
+      exposed.delete(deviceId);
     },
     /** Revocations may have been missed (the channel reconnected): forget every token held. */
     forgetTokens(): void {

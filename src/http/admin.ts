@@ -200,6 +200,7 @@ export function fleetRoutes(deps: {
           lastHeartbeatAt: last > 0 ? new Date(last).toISOString() : null,
           sessionStartedAt: d.status === 'CONNECTED' ? (d.connectedAt?.toISOString() ?? null) : null,
           usesSharedBus: deps.sharedBus && d.heardOnBus === 'shared',
+          tokenExposed: d.tokenExposed,
           recentSessions: d.recentSessions.map((s) => ({
             startedAt: s.startedAt.toISOString(),
             endedAt: s.endedAt?.toISOString() ?? null,

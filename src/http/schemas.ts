@@ -48,6 +48,8 @@ export const deviceResponse = z.object({
   usesSharedBus: z.boolean(),
   /** v2 once it has answered with a proof: from then on its plain-token heartbeats are refused. */
   heartbeatProtocol: z.enum(['v1', 'v2']),
+  /** Its current token was heard in a text frame, which Moth replays to later joiners: rotate it. */
+  tokenExposed: z.boolean(),
 });
 
 /** One device as itself or the operator sees it: with the path of its own bus. */
@@ -158,6 +160,7 @@ export const fleetResponse = z.object({
       lastHeartbeatAt: nullableDate,
       sessionStartedAt: nullableDate,
       usesSharedBus: z.boolean(),
+      tokenExposed: z.boolean(),
       recentSessions: z.array(
         z.object({ startedAt: isoDate, endedAt: nullableDate, endReason: z.string().nullable() }),
       ),

@@ -7,6 +7,7 @@ import {
   listDeviceBuses,
   markHeardOnBus,
   markProofsOnly,
+  markTokenExposed,
 } from '../db/devices';
 import { republishRecent } from '../db/outbox';
 import type { PlatformEvent } from '../domain/events';
@@ -88,6 +89,11 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     openRound: () => openRound,
     roundNonce: (round) => nonces.get(round),
     lookupKeys: (deviceIds) => findTokenHashesOfDevices(db, deviceIds),
+    tokenExposed: (deviceIds) => {
+      markTokenExposed(db, deviceIds).catch((err: Error) =>
+        log.warn({ err: err.message }, 'could not record tokens sent in text frames'),
+      );
+    },
     requireProofs: (entries) => {
       // Postgres first, so the mark survives Redis; until both are written, the next proof asks again.
       markProofsOnly(
@@ -126,7 +132,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     busPath: config.channels.deviceBus,
     sharedBusPath: config.MOTH_SHARED_BUS ? config.channels.sharedDeviceBus : undefined,
     moth,
-    onFrame: (data, deviceId) => ingest.push(data, deviceId),
+    onFrame: (data, deviceId, text) => ingest.push(data, deviceId, text),
     onSessionLost: () => void renewLeases(),
   });
 

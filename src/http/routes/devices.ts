@@ -95,6 +95,7 @@ function presentBusUse(d: Device, sharedBus: boolean) {
   return {
     usesSharedBus: sharedBus && d.heardOnBus === 'shared',
     heartbeatProtocol: d.proofsSince === null ? ('v1' as const) : ('v2' as const),
+    tokenExposed: d.tokenExposedAt !== null,
   };
 }
 
