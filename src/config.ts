@@ -46,7 +46,12 @@ const envSchema = z.object({
   TRUST_PROXY_HOPS: z.coerce.number().int().min(1).max(10).default(1),
   MOTH_URL: optionalUrl,
   MOTH_PORT: port.default(8276),
+  /** The key of both Moth channels, for deployments of earlier versions (each key below wins over it). */
   MOTH_KEY: optionalSecret,
+  /** The device-management channel's key (every device bus): robots get it in their bus path. */
+  MOTH_DEVICE_KEY: optionalSecret,
+  /** The client-events channel's key: for the clients that read events, never given to robots. */
+  MOTH_CLIENT_KEY: optionalSecret,
   MOTH_DEVICE_CHANNEL: z.string().min(1).default('device-management'),
   MOTH_CLIENT_CHANNEL: z.string().min(1).default('client-events'),
   /**
@@ -83,6 +88,11 @@ export interface Config extends Env {
   readonly channels: {
     /** A device's own device-management bus, named by its unguessable bus id. */
     readonly deviceBus: (busId: string) => string;
+    /** The same path as its robot joins it: with the channel's key when it has one. */
+    readonly deviceBusForRobot: (busId: string) => string;
+    /** Each channel's Moth key (the gateway, first to join, sets it). */
+    readonly deviceKey: string | undefined;
+    readonly clientKey: string | undefined;
     /** The fleet-wide bus of earlier versions (see MOTH_SHARED_BUS). */
     readonly sharedDeviceBus: string;
     readonly clientEvents: string;
@@ -109,17 +119,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   if (Boolean(e.TLS_CERT_FILE) !== Boolean(e.TLS_KEY_FILE)) {
     throw new ConfigError('invalid environment:\n  TLS_CERT_FILE and TLS_KEY_FILE go together');
   }
+  const deviceKey = e.MOTH_DEVICE_KEY ?? e.MOTH_KEY;
   return Object.freeze({
     ...e,
     channels: Object.freeze({
       deviceBus: (busId: string) => busChannelPath(e.MOTH_DEVICE_CHANNEL, busId),
+      deviceBusForRobot: (busId: string) => busChannelPath(e.MOTH_DEVICE_CHANNEL, busId, deviceKey),
+      deviceKey,
+      clientKey: e.MOTH_CLIENT_KEY ?? e.MOTH_KEY,
       sharedDeviceBus: busChannelPath(e.MOTH_DEVICE_CHANNEL, 'base'),
       clientEvents: busChannelPath(e.MOTH_CLIENT_CHANNEL, 'base'),
     }),
   });
 }
 
-function busChannelPath(name: string, track: string): string {
-  const q = new URLSearchParams({ channel: 'instant', name, source: 'base', track });
+function busChannelPath(name: string, track: string, key?: string): string {
+  const q = new URLSearchParams({ channel: 'instant', name, source: 'base', track, ...(key ? { key } : {}) });
   return `/pang/ws/meb?${q.toString()}`;
 }

@@ -8,6 +8,7 @@ import { MissingDependencyError } from '../src/dev/embedded-redis';
 
 const isDataDirBusy = (err: unknown): err is Error =>
   err instanceof Error && err.message.startsWith('DATA_DIR ');
+import { mothChannelKeys } from '../src/dev/moth-keys';
 import { startEmbeddedStack } from '../src/dev/stack';
 import { createLogger } from '../src/logger';
 import { onShutdownSignal, stopAll, type Role } from '../src/roles/role';
@@ -25,7 +26,8 @@ import {
 const roles: Role[] = [];
 
 async function main() {
-  const config = loadConfig();
+  // One key per Moth channel, generated on the first start unless given (see mothChannelKeys).
+  const config = loadConfig({ ...process.env, ...mothChannelKeys(process.env, loadConfig().DATA_DIR) });
   const logger = createLogger(config.LOG_LEVEL, 'rollcall');
   onShutdownSignal(async () => {
     logger.info('stopping');
@@ -103,9 +105,9 @@ async function main() {
       ? `  registration secret ${secret.secret}  (${secret.source === 'env' ? 'from DEVICE_SECRET_KEY' : 'generated on first start, stored hashed: note it now'})`
       : '  registration secret unchanged (stored hashed; set DEVICE_SECRET_KEY or PATCH /server-settings to replace it)',
     `  moth                ${mothUrl}${full.MOTH_URL ? '' : '  (embedded Moth-compatible hub)'}`,
-    `  device buses        ${mothUrl}${full.channels.deviceBus('BUS').replace('BUS', '<bus id>')}  (each device's own: channels.deviceManagement of POST /devices)`,
+    `  device buses        ${mothUrl}${full.channels.deviceBusForRobot('BUS').replace('BUS', '<bus id>')}  (each device's own: channels.deviceManagement of POST /devices)`,
     ...(full.MOTH_SHARED_BUS ? [`  shared bus (legacy) ${mothUrl}${full.channels.sharedDeviceBus}`] : []),
-    `  client events       ${mothUrl}${full.channels.clientEvents}`,
+    `  client events       ${mothUrl}${full.channels.clientEvents}${full.channels.clientKey ? `&key=${full.channels.clientKey}` : ''}`,
     `  TGDM                ${TGDM_URL}${simulated.includes('TGDM') ? '  (simulator; POST /_sim/faults to inject latency or 5xx)' : ''}`,
     `  Mantis              ${MANTIS_URL}${simulated.includes('Mantis') ? '  (simulator)' : ''}`,
     `  fleet simulator     npm run fleet -- --api ${api} --moth ${mothUrl} --secret <registration secret> --devices 10`,

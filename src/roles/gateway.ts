@@ -67,12 +67,16 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
   const leases = createShardLeases(redis, keys, 3 * LEASE_PERIOD_MS);
   const moth = {
     url: config.MOTH_URL,
-    key: config.MOTH_KEY,
     frameGapMs: config.MOTH_FRAME_GAP_MS,
     pingSeconds: config.MOTH_PING_SECONDS,
     logger: log,
   };
-  const clientChannel = new MothClient({ ...moth, path: config.channels.clientEvents });
+  // Each channel with its own key: a client of the events cannot join a robot's bus, nor the reverse.
+  const clientChannel = new MothClient({
+    ...moth,
+    key: config.channels.clientKey,
+    path: config.channels.clientEvents,
+  });
 
   /** When recording heartbeats last failed: no shard counts as heard before then. */
   let brokenAt = 0;
@@ -131,7 +135,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     shards,
     busPath: config.channels.deviceBus,
     sharedBusPath: config.MOTH_SHARED_BUS ? config.channels.sharedDeviceBus : undefined,
-    moth,
+    moth: { ...moth, key: config.channels.deviceKey },
     onFrame: (data, deviceId, text) => ingest.push(data, deviceId, text),
     onSessionLost: () => void renewLeases(),
   });

@@ -70,6 +70,37 @@ describe('fleet simulator CLI', () => {
     expect((await s.db('devices').count<{ n: string }[]>('* as n'))[0]!.n).toBe(before);
   }, 40_000);
 
+  it('speaks protocol v2: its robots live on proofs, and the server takes them as v2 from then on', async () => {
+    const tokens = join(mkdtempSync(join(inject('runDir'), 'fleet-')), 'tokens.json');
+    const run = await fleet([
+      '--devices',
+      '3',
+      '--protocol',
+      'v2',
+      '--duration',
+      '4',
+      '--prefix',
+      'v2sim',
+      '--tokens',
+      tokens,
+    ]);
+    expect(run.code).toBe(0);
+    const saved = JSON.parse(readFileSync(tokens, 'utf8')) as { id: string }[];
+    // Connected on proofs (the run is over: they may be disconnected again by now).
+    const rows = await s
+      .db('devices')
+      .whereIn(
+        'id',
+        saved.map((d) => d.id),
+      )
+      .select<{ connected_at: Date | null; proofs_since: Date | null }[]>('connected_at', 'proofs_since');
+    expect(rows).toHaveLength(3);
+    for (const r of rows) {
+      expect(r.connected_at).not.toBeNull();
+      expect(r.proofs_since).not.toBeNull();
+    }
+  }, 30_000);
+
   it('refuses bad options with the usage', async () => {
     const run = await fleet(['--devices', '2', '--silent', '3']);
     expect(run.code).toBe(2);

@@ -97,7 +97,8 @@ export async function startTestSystem(opts: SystemOptions = {}) {
   const events: PlatformEventSeen[] = [];
   let eventSocket: WebSocket | undefined;
   const listen = async () => {
-    const ws = new WebSocket(`${config.MOTH_URL}${config.channels.clientEvents}`);
+    const key = config.channels.clientKey;
+    const ws = new WebSocket(`${config.MOTH_URL}${config.channels.clientEvents}${key ? `&key=${key}` : ''}`);
     ws.on('message', (d) => events.push(JSON.parse((d as Buffer).toString('utf8')) as PlatformEventSeen));
     ws.on('error', () => {});
     await new Promise<void>((resolve, reject) => {

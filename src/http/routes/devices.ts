@@ -85,7 +85,7 @@ function presentTracks(d: Pick<Device, 'publicChannel' | 'tracks'>) {
 /** The device's own view adds its bus (a secret of the device's as much as its token). */
 function presentDeviceBus(d: Device, channels: Config['channels'], sharedBus: boolean) {
   return {
-    channels: { deviceManagement: channels.deviceBus(d.busId) },
+    channels: { deviceManagement: channels.deviceBusForRobot(d.busId) },
     ...presentBusUse(d, sharedBus),
   };
 }
@@ -199,7 +199,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
       tracks: presentTracks(device),
       actions: device.actions,
       createdAt: device.createdAt.toISOString(),
-      channels: { deviceManagement: deps.config.channels.deviceBus(device.busId) },
+      channels: { deviceManagement: deps.config.channels.deviceBusForRobot(device.busId) },
     };
   });
 

@@ -1,0 +1,80 @@
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { mothChannelKeys } from '../../src/dev/moth-keys';
+import { startTestSystem, waitFor, type TestSystem } from '../support/system';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+// One Moth key per channel: robots get the device channel's in the bus path they are given; clients
+// of the events hold the client channel's. Neither opens the other channel.
+
+const DEVICE_KEY = 'device-channel-key-0123456789';
+const CLIENT_KEY = 'client-channel-key-0123456789';
+
+/** Whether Moth keeps a session on this path (it drops a refused one right after the handshake). */
+async function stays(url: string): Promise<boolean> {
+  const ws = new WebSocket(url);
+  ws.on('error', () => {});
+  const closed = new Promise<boolean>((resolve) => ws.once('close', () => resolve(false)));
+  const result = await Promise.race([closed, new Promise<boolean>((r) => setTimeout(() => r(true), 500))]);
+  ws.terminate();
+  return result;
+}
+
+const withKey = (path: string, key: string | undefined) => {
+  const url = new URL(path, 'ws://x');
+  if (key === undefined) url.searchParams.delete('key');
+  else url.searchParams.set('key', key);
+  return `${url.pathname}${url.search}`;
+};
+
+describe('a Moth key per channel', () => {
+  let s: TestSystem;
+  beforeAll(async () => {
+    s = await startTestSystem({
+      intervalSeconds: 1,
+      env: { MOTH_DEVICE_KEY: DEVICE_KEY, MOTH_CLIENT_KEY: CLIENT_KEY },
+    });
+  });
+  afterAll(async () => s.close());
+
+  it('robots join with the path they are given, clients with theirs; neither key opens the other channel', async () => {
+    const d = await s.device();
+    const path = d.reg.channels.deviceManagement;
+    expect(new URL(path, 'ws://x').searchParams.get('key')).toBe(DEVICE_KEY);
+    // As the robot reads it again later.
+    const again = await request(s.callback)
+      .get(`/devices/${d.id}`)
+      .set({ Authorization: `Bearer ${d.reg.token}` });
+    expect((again.body as { channels: { deviceManagement: string } }).channels.deviceManagement).toBe(path);
+    await s.waitStatus(d.id, 'CONNECTED');
+    await waitFor(() => s.events.some((e) => e.deviceId === d.id), 5000, 'events reach the keyed client');
+
+    const moth = s.config.MOTH_URL;
+    const client = s.config.channels.clientEvents;
+    expect(await stays(`${moth}${path}`)).toBe(true);
+    expect(await stays(`${moth}${withKey(client, CLIENT_KEY)}`)).toBe(true);
+    for (const refused of [
+      withKey(path, undefined),
+      withKey(path, CLIENT_KEY),
+      withKey(client, undefined),
+      withKey(client, DEVICE_KEY),
+    ])
+      expect(await stays(`${moth}${refused}`), refused).toBe(false);
+  });
+
+  it('npm start generates both keys once and keeps them across restarts; MOTH_KEY alone keeps its meaning', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'keys-'));
+    const first = mothChannelKeys({}, dir);
+    expect(first.MOTH_DEVICE_KEY).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    expect(first.MOTH_CLIENT_KEY).not.toBe(first.MOTH_DEVICE_KEY);
+    expect(mothChannelKeys({}, dir)).toEqual(first);
+    expect(mothChannelKeys({ MOTH_CLIENT_KEY: 'given-client-key-0123' }, dir)).toEqual({
+      MOTH_DEVICE_KEY: first.MOTH_DEVICE_KEY,
+      MOTH_CLIENT_KEY: 'given-client-key-0123',
+    });
+    expect(mothChannelKeys({ MOTH_KEY: 'one-key-for-both-0123' }, dir)).toEqual({});
+  });
+});
