@@ -1222,7 +1222,7 @@ async function gatewaysScaling() {
   });
   // A gateway's memory against the sessions it holds, from the 1- and 4-gateway runs: the slope is
   // what sessions cost, without the Node.js baseline every process has.
-  const [one, four] = [runs[0]!, runs[2]!];
+  const [one, four] = [runs[0]!, runs.at(-1)!];
   const perSession =
     ((one.gatewayRssBytes as number) - (four.gatewayRssBytes as number)) /
     Math.max(1, (one.sessionsPerGateway as number) - (four.sessionsPerGateway as number));
