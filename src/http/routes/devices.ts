@@ -86,12 +86,15 @@ function presentTracks(d: Pick<Device, 'publicChannel' | 'tracks'>) {
 function presentDeviceBus(d: Device, channels: Config['channels'], sharedBus: boolean) {
   return {
     channels: { deviceManagement: channels.deviceBusForRobot(d.busId) },
-    ...presentBusUse(d, sharedBus),
+    ...presentHearing(d, sharedBus),
   };
 }
 
-/** Whether the device still answers on the shared bus of earlier versions (to be reconfigured). */
-function presentBusUse(d: Device, sharedBus: boolean) {
+/**
+ * How the device is heard: still on the shared bus of earlier versions (to be reconfigured), with
+ * proofs (v2) or its token, and whether that token went out in a text frame (to be rotated).
+ */
+function presentHearing(d: Device, sharedBus: boolean) {
   return {
     usesSharedBus: sharedBus && d.heardOnBus === 'shared',
     heartbeatProtocol: d.proofsSince === null ? ('v1' as const) : ('v2' as const),
@@ -114,7 +117,7 @@ function presentDevice(d: Device, lastHeardAt: Date | null, sharedBus: boolean) 
     disconnectedAt: d.disconnectedAt?.toISOString() ?? null,
     lastHeartbeatAt: last?.toISOString() ?? null,
     currentSessionId: d.currentSessionId,
-    ...presentBusUse(d, sharedBus),
+    ...presentHearing(d, sharedBus),
   };
 }
 
