@@ -134,6 +134,7 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
       );
       disconnected += done.length;
       deps.metrics.transitions.inc({ to: 'DISCONNECTED' }, done.length);
+      deps.metrics.disconnects.inc({ reason: 'MISSED_HEARTBEATS' }, done.length);
       const t = now();
       const lastSeen = new Map(claimed.map((c) => [c.deviceId, c.lastSeenMs]));
       for (const d of done) {

@@ -42,6 +42,12 @@ export function createMetrics(role: string, withDefaults = false) {
       labelNames: ['state'],
       registers,
     }),
+    disconnects: new Counter({
+      name: 'rollcall_disconnects_total',
+      help: 'Sessions ended by the gateway and worker roles, by reason (MISSED_HEARTBEATS: failures; PLANNED: a GOODBYE)',
+      labelNames: ['reason'],
+      registers,
+    }),
     transitions: new Counter({
       name: 'rollcall_transitions_total',
       help: 'Device status transitions, by target status',

@@ -18,6 +18,7 @@ const HELP = `usage: npm run fleet -- [options]
   --silent K           K devices stop answering after --silent-after seconds (default 0, 10)
   --flapping K         K devices alternate answering and silence every --flap-seconds (default 0, 15)
   --slow K             K devices answer close to the end of each interval (default 0)
+  --goodbye K          K devices say GOODBYE (a planned disconnect) after --silent-after seconds
   --answer-within MS   the others answer each HEALTHCHECK within MS, at random (default 10, as
                        TeamGRIT's robots do: their send loop polls every 10 ms)
   --protocol v1|v2     v1 sends the token in each heartbeat, as deployed robots (default); v2
@@ -38,6 +39,7 @@ const { values } = parseArgs({
     flapping: { type: 'string', default: '0' },
     'flap-seconds': { type: 'string', default: '15' },
     slow: { type: 'string', default: '0' },
+    goodbye: { type: 'string', default: '0' },
     'answer-within': { type: 'string', default: '10' },
     protocol: { type: 'string', default: 'v1' },
     tokens: { type: 'string' },
@@ -64,6 +66,7 @@ const opts = z
     flapping: count,
     flapSeconds: z.coerce.number().min(1),
     slow: count,
+    goodbye: count,
     answerWithinMs: z.coerce.number().min(0).max(3_600_000),
     protocol: z.enum(['v1', 'v2']),
     tokens: z.string().optional(),
@@ -71,8 +74,8 @@ const opts = z
     prefix: z.string().min(1).max(60),
   })
   .refine(
-    (o) => o.silent + o.flapping + o.slow <= o.devices,
-    'silent + flapping + slow must not exceed devices',
+    (o) => o.silent + o.flapping + o.slow + o.goodbye <= o.devices,
+    'silent + flapping + slow + goodbye must not exceed devices',
   )
   .safeParse({
     ...values,
@@ -97,7 +100,7 @@ interface Saved {
   token: string;
   channel: string;
 }
-type Kind = 'healthy' | 'silent' | 'flapping' | 'slow';
+type Kind = 'healthy' | 'silent' | 'flapping' | 'slow' | 'goodbye';
 
 async function register(name: string): Promise<Saved> {
   if (!o.secret) throw new Error('a registration secret is needed: --secret or DEVICE_SECRET_KEY');
@@ -167,7 +170,9 @@ async function main() {
         ? 'flapping'
         : i < o.silent + o.flapping + o.slow
           ? 'slow'
-          : 'healthy',
+          : i < o.silent + o.flapping + o.slow + o.goodbye
+            ? 'goodbye'
+            : 'healthy',
   );
   let interval = 5;
   const devices = fleet.map((d, i) => {
@@ -196,6 +201,14 @@ async function main() {
     timers.push(
       setTimeout(
         () => devices.forEach((d, i) => kinds[i] === 'silent' && (d.silent = true)),
+        o.silentAfter * 1000,
+      ),
+    );
+  }
+  if (o.goodbye > 0) {
+    timers.push(
+      setTimeout(
+        () => devices.forEach((d, i) => kinds[i] === 'goodbye' && d.goodbye()),
         o.silentAfter * 1000,
       ),
     );
@@ -233,7 +246,7 @@ async function main() {
     await Promise.all(devices.map((d) => d.close()));
     const byKind = (k: Kind) => kinds.filter((x) => x === k).length;
     process.stdout.write(
-      `\n\nsummary\n  ${summary}\n  healthy ${byKind('healthy')}, silent ${byKind('silent')}, flapping ${byKind('flapping')}, slow ${byKind('slow')}\n` +
+      `\n\nsummary\n  ${summary}\n  healthy ${byKind('healthy')}, silent ${byKind('silent')}, flapping ${byKind('flapping')}, slow ${byKind('slow')}, goodbye ${byKind('goodbye')}\n` +
         `  heartbeats per device: min ${Math.min(...devices.map((d) => d.heartbeatsSent))}, max ${Math.max(...devices.map((d) => d.heartbeatsSent))}\n`,
     );
     process.exit(0);

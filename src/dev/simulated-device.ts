@@ -39,6 +39,7 @@ export class SimulatedDevice {
   lastHeartbeatAt: number | null = null;
   readonly received: Record<string, unknown>[] = [];
   private ws?: WebSocket;
+  private lastHealthcheck: { round: number; nonce: string } | undefined;
   private closed = false;
 
   constructor(private readonly options: SimulatedDeviceOptions) {}
@@ -79,6 +80,22 @@ export class SimulatedDevice {
     return body;
   }
 
+  /** Says goodbye (a planned disconnect): with its token, or in v2 with a goodbye proof for the last round heard. */
+  goodbye(): void {
+    const last = this.lastHealthcheck;
+    const body =
+      this.options.protocol === 'v2' && last
+        ? {
+            type: 'GOODBYE',
+            deviceId: this.options.deviceId,
+            round: last.round,
+            proof: heartbeatProof(this.options.token, last.round, last.nonce, 'goodbye'),
+          }
+        : { type: 'GOODBYE', token: this.options.token };
+    this.ws?.send(Buffer.from(JSON.stringify(body)), { binary: true });
+    this.silent = true;
+  }
+
   /** Sends raw bytes on the channel (hostile input tests). */
   sendRaw(data: Buffer | string, binary = true): void {
     this.ws?.send(data, { binary });
@@ -109,8 +126,10 @@ export class SimulatedDevice {
     const msg = parsed as Record<string, unknown>;
     if (typeof msg.token === 'string' && msg.token !== this.options.token) this.foreignTokens++;
     if (this.options.keepReceived !== false) this.received.push(msg);
-    if (msg.type === 'HEALTHCHECK' && typeof msg.round === 'number')
+    if (msg.type === 'HEALTHCHECK' && typeof msg.round === 'number') {
       this.healthchecksAt.set(msg.round, Date.now());
+      if (typeof msg.nonce === 'string') this.lastHealthcheck = { round: msg.round, nonce: msg.nonce };
+    }
     if (msg.type !== 'HEALTHCHECK' || this.silent || this.closed) return;
     const d = this.options.replyDelayMs;
     const delay = typeof d === 'function' ? d() : (d ?? 0);

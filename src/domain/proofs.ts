@@ -10,17 +10,35 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
  * proof says "I hold the token, now, for this round": heard by anyone, it is good for no other round
  * and is no credential on HTTP.
  */
-export function heartbeatProof(token: string, round: number, nonce: string): string {
-  return proofUnderKey(createHash('sha256').update(token).digest(), round, nonce);
+export function heartbeatProof(
+  token: string,
+  round: number,
+  nonce: string,
+  purpose: Purpose = 'heartbeat',
+): string {
+  return createHmac('sha256', createHash('sha256').update(token).digest())
+    .update(proofMessage(round, nonce, purpose))
+    .digest('base64url');
 }
+
+/**
+ * What a proof is for. A goodbye proof signs `"GOODBYE.<round>.<nonce>"`, so a heartbeat proof heard
+ * on the bus cannot be replayed as a goodbye (nor the reverse).
+ */
+export type Purpose = 'heartbeat' | 'goodbye';
+const proofMessage = (round: number, nonce: string, purpose: Purpose) =>
+  purpose === 'goodbye' ? `GOODBYE.${round}.${nonce}` : `${round}.${nonce}`;
 
 /** The proof the server expects from the device whose stored token hash (hex) is `tokenHashHex`. */
-export function expectedProof(tokenHashHex: string, round: number, nonce: string): Buffer {
-  return createHmac('sha256', Buffer.from(tokenHashHex, 'hex')).update(`${round}.${nonce}`).digest();
-}
-
-function proofUnderKey(key: Buffer, round: number, nonce: string): string {
-  return createHmac('sha256', key).update(`${round}.${nonce}`).digest('base64url');
+export function expectedProof(
+  tokenHashHex: string,
+  round: number,
+  nonce: string,
+  purpose: Purpose = 'heartbeat',
+): Buffer {
+  return createHmac('sha256', Buffer.from(tokenHashHex, 'hex'))
+    .update(proofMessage(round, nonce, purpose))
+    .digest();
 }
 
 /** Whether a presented proof (base64url) is the expected one, in constant time. */

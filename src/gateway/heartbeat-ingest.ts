@@ -3,7 +3,7 @@ import { rememberingTokenHash, tokenHash } from '../domain/credentials';
 import { expectedProof, proofMatches } from '../domain/proofs';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
-import { decodeInbound } from '../moth/codec';
+import { decodeInbound, type Inbound } from '../moth/codec';
 import type { CachedToken, HeardBatch, HeartbeatInput, Liveness } from '../redis/liveness';
 
 export interface HeartbeatIngestDeps {
@@ -25,6 +25,8 @@ export interface HeartbeatIngestDeps {
   readonly tokenExposed?: (deviceIds: readonly string[]) => void;
   /** Called with devices heard with a proof for the first time: from now on they take proofs only. */
   readonly requireProofs?: (entries: readonly { deviceId: string; tokenHash: string }[]) => void;
+  /** A GOODBYE heard on the bus of `deviceId` (undefined: the shared bus), to be checked and acted on. */
+  readonly goodbye?: (message: Goodbye, deviceId: string | undefined) => void;
   /** Makes a device CONNECTED (first or recovered heartbeat); resolves false when it already was. */
   readonly connect: (deviceId: string, round: number) => Promise<boolean>;
   readonly metrics: Metrics;
@@ -114,6 +116,8 @@ interface AwaitingKey {
 
 /** What a device's memory of the round holds: a token's hash, or a proof's key marked as such. */
 const credential = (hash: string, proven: boolean) => (proven ? `${hash}!` : hash);
+
+export type Goodbye = Extract<Inbound, { kind: 'goodbye' }>;
 
 /** A heartbeat whose device is known. */
 type Placed = Arrived & { deviceId: string };
@@ -245,6 +249,11 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     if (last && last.frame.length === frame.length && timingSafeEqual(last.frame, frame)) return last;
     const msg = decodeInbound(frame);
     if (msg.kind === 'proof') return readProof(frame, msg, deviceId, heardRound);
+    if (msg.kind === 'goodbye') {
+      count('goodbye');
+      deps.goodbye?.(msg, deviceId);
+      return undefined;
+    }
     if (msg.kind !== 'heartbeat') {
       count(msg.kind);
       return undefined;
@@ -546,6 +555,12 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
       sharedCache.delete(revokedHash);
       proofKeys.delete(deviceId);
       exposed.delete(deviceId);
+    },
+    /** Forgets what this round heard of a device (it said goodbye): its next heartbeat goes to Redis. */
+    forgetDevice(deviceId: string): void {
+      recorded.delete(deviceId);
+      pending.delete(deviceId);
+      lastFrames.delete(deviceId);
     },
     /** Revocations may have been missed (the channel reconnected): forget every token held. */
     forgetTokens(): void {

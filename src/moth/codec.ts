@@ -3,6 +3,9 @@ export type Inbound =
   | { kind: 'heartbeat'; token: string; round?: number }
   /** Protocol v2: a proof for `round` instead of the token (see domain/proofs). */
   | { kind: 'proof'; deviceId: string; round: number; proof: string }
+  /** A robot leaving on purpose: with its token, or (v2) a goodbye proof for the round. */
+  | { kind: 'goodbye'; token: string }
+  | { kind: 'goodbye'; proof: { deviceId: string; round: number; proof: string } }
   | { kind: 'ignored'; type: string }
   | { kind: 'malformed'; reason: string };
 
@@ -49,6 +52,7 @@ export function decodeInbound(data: Buffer): Inbound {
   }
   const msg = parsed as Record<string, unknown>;
   if (typeof msg.type !== 'string') return { kind: 'malformed', reason: 'no type' };
+  if (msg.type === 'GOODBYE') return decodeGoodbye(msg);
   // TeamGRIT's ICRA-2025 client announces itself with CONNECT before its first HEARTBEAT.
   if (msg.type !== 'HEARTBEAT' && msg.type !== 'CONNECT')
     return { kind: 'ignored', type: msg.type.slice(0, 40) };
@@ -75,6 +79,20 @@ function decodeProof(msg: Record<string, unknown>): Inbound {
   if (typeof proof !== 'string' || proof.length !== PROOF_LENGTH || !BASE64URL.test(proof))
     return { kind: 'malformed', reason: 'bad proof' };
   return { kind: 'proof', deviceId, round, proof };
+}
+
+/** `{"type":"GOODBYE","token"}`, or the v2 form with `deviceId`, `round` and a goodbye proof. */
+function decodeGoodbye(msg: Record<string, unknown>): Inbound {
+  if (msg.proof !== undefined) {
+    const p = decodeProof(msg);
+    return p.kind === 'proof'
+      ? { kind: 'goodbye', proof: { deviceId: p.deviceId, round: p.round, proof: p.proof } }
+      : p;
+  }
+  const { token } = msg;
+  if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH)
+    return { kind: 'malformed', reason: 'bad token' };
+  return { kind: 'goodbye', token };
 }
 
 /** base64url of a SHA-256 HMAC, unpadded. */

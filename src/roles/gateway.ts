@@ -13,6 +13,7 @@ import { republishRecent } from '../db/outbox';
 import type { PlatformEvent } from '../domain/events';
 import { shardsOwnedBy } from '../domain/shards';
 import { createDeviceBuses } from '../gateway/device-buses';
+import { createGoodbyes } from '../gateway/goodbyes';
 import { createHeartbeatIngest } from '../gateway/heartbeat-ingest';
 import { createOutboxPublisher } from '../gateway/outbox-publisher';
 import { followRevocations } from '../gateway/revocations';
@@ -93,6 +94,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     openRound: () => openRound,
     roundNonce: (round) => nonces.get(round),
     lookupKeys: (deviceIds) => findTokenHashesOfDevices(db, deviceIds),
+    goodbye: (message, deviceId) => void goodbyes(message, deviceId),
     tokenExposed: (deviceIds) => {
       markTokenExposed(db, deviceIds).catch((err: Error) =>
         log.warn({ err: err.message }, 'could not record tokens sent in text frames'),
@@ -128,6 +130,22 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
       await services.enqueueEffects([connected]);
       publisher.nudge();
       return true;
+    },
+  });
+
+  const goodbyes = createGoodbyes({
+    db,
+    metrics,
+    logger: log,
+    openRound: () => openRound,
+    roundNonce: (round) => nonces.get(round),
+    forget: async (deviceId) => {
+      ingest.forgetDevice(deviceId);
+      await liveness.forgetDevice(deviceId);
+    },
+    disconnected: async (ended) => {
+      await services.enqueueEffects(ended);
+      publisher.nudge();
     },
   });
 

@@ -70,13 +70,17 @@ describe('fleet simulator CLI', () => {
     expect((await s.db('devices').count<{ n: string }[]>('* as n'))[0]!.n).toBe(before);
   }, 40_000);
 
-  it('speaks protocol v2: its robots live on proofs, and the server takes them as v2 from then on', async () => {
+  it('speaks protocol v2 and says goodbye: its robots live on proofs, one leaves on purpose', async () => {
     const tokens = join(mkdtempSync(join(inject('runDir'), 'fleet-')), 'tokens.json');
     const run = await fleet([
       '--devices',
       '3',
       '--protocol',
       'v2',
+      '--goodbye',
+      '1',
+      '--silent-after',
+      '2',
       '--duration',
       '4',
       '--prefix',
@@ -99,6 +103,17 @@ describe('fleet simulator CLI', () => {
       expect(r.connected_at).not.toBeNull();
       expect(r.proofs_since).not.toBeNull();
     }
+    // One of them said goodbye (with a goodbye proof) after 2 s: a planned end, not a failure.
+    const planned = await s
+      .db('connection_sessions')
+      .whereIn(
+        'device_id',
+        saved.map((d) => d.id),
+      )
+      .where({ end_reason: 'PLANNED' })
+      .pluck('device_id');
+    expect(planned).toHaveLength(1);
+    expect(run.out).toContain('goodbye 1');
   }, 30_000);
 
   it('refuses bad options with the usage', async () => {

@@ -43,6 +43,31 @@ describe('protocol v2 proofs', () => {
   });
 });
 
+describe('GOODBYE', () => {
+  it('decodes the token form and the v2 proof form; anything else is malformed', () => {
+    expect(decodeInbound(b('{"type":"GOODBYE","token":"abc"}'))).toEqual({ kind: 'goodbye', token: 'abc' });
+    const proof = { deviceId: ID, round: 3, proof: heartbeatProof('tok', 3, 'n', 'goodbye') };
+    expect(decodeInbound(b(JSON.stringify({ type: 'GOODBYE', ...proof })))).toEqual({
+      kind: 'goodbye',
+      proof,
+    });
+    expect(decodeInbound(b('{"type":"GOODBYE"}'))).toEqual({ kind: 'malformed', reason: 'bad token' });
+    expect(decodeInbound(b(JSON.stringify({ type: 'GOODBYE', ...proof, token: 'tok' })))).toEqual({
+      kind: 'malformed',
+      reason: 'token beside a proof',
+    });
+  });
+
+  it('a goodbye proof is not a heartbeat proof of the same round, nor the reverse', () => {
+    const key = tokenHash('tok');
+    expect(
+      proofMatches(heartbeatProof('tok', 3, 'n', 'goodbye'), expectedProof(key, 3, 'n', 'goodbye')),
+    ).toBe(true);
+    expect(proofMatches(heartbeatProof('tok', 3, 'n'), expectedProof(key, 3, 'n', 'goodbye'))).toBe(false);
+    expect(proofMatches(heartbeatProof('tok', 3, 'n', 'goodbye'), expectedProof(key, 3, 'n'))).toBe(false);
+  });
+});
+
 describe('decodeInbound', () => {
   it('accepts the heartbeat deployed robots send, with only type and token', () => {
     expect(decodeInbound(b('{"type":"HEARTBEAT","token":"abc"}'))).toEqual({

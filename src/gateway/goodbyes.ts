@@ -1,0 +1,74 @@
+import { findDeviceIdsByTokenHashes, findTokenHashesOfDevices } from '../db/devices';
+import type { Db } from '../db/knex';
+import { disconnectDevices, type Disconnected } from '../db/transitions';
+import { tokenHash } from '../domain/credentials';
+import { expectedProof, proofMatches } from '../domain/proofs';
+import type { Logger } from '../logger';
+import type { Metrics } from '../metrics';
+import type { Goodbye } from './heartbeat-ingest';
+
+export interface GoodbyeDeps {
+  readonly db: Db;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly openRound: () => number;
+  readonly roundNonce: (round: number) => string | undefined;
+  /** Takes the device out of the connected index and out of the round's memory. */
+  readonly forget: (deviceId: string) => Promise<void>;
+  /** Runs what a disconnect starts (its effects, the outbox). */
+  readonly disconnected: (ended: readonly Disconnected[]) => Promise<void>;
+}
+
+/**
+ * A robot leaving on purpose (`GOODBYE`): checked as strictly as a heartbeat (its own token on its
+ * own bus, or a goodbye proof for the open round), then disconnected at once with reason PLANNED;
+ * its disconnect effects run as for any other. Off the heartbeat path: a goodbye is rare.
+ */
+export function createGoodbyes(deps: GoodbyeDeps) {
+  const refuse = (result: string) => {
+    deps.metrics.heartbeats.inc({ result });
+    return undefined;
+  };
+
+  async function deviceOf(message: Goodbye, busDevice: string | undefined): Promise<string | undefined> {
+    if ('token' in message) {
+      const [found] = await findDeviceIdsByTokenHashes(deps.db, [tokenHash(message.token)]);
+      if (!found) return refuse('unknown_token');
+      if (busDevice !== undefined && found.deviceId !== busDevice) return refuse('misplaced');
+      // A device that speaks v2 says goodbye with a proof too.
+      if (found.proofsOnly) return refuse('downgrade');
+      return found.deviceId;
+    }
+    const { deviceId, round, proof } = message.proof;
+    if (busDevice !== undefined && deviceId !== busDevice) return refuse('misplaced');
+    const nonce = round === deps.openRound() ? deps.roundNonce(round) : undefined;
+    const [key] = await findTokenHashesOfDevices(deps.db, [deviceId]);
+    if (
+      nonce === undefined ||
+      !key ||
+      !proofMatches(proof, expectedProof(key.tokenHash, round, nonce, 'goodbye'))
+    )
+      return refuse('bad_proof');
+    return deviceId;
+  }
+
+  return async function goodbye(message: Goodbye, busDevice: string | undefined): Promise<void> {
+    try {
+      const deviceId = await deviceOf(message, busDevice);
+      if (deviceId === undefined) return;
+      const ended = await disconnectDevices(
+        deps.db,
+        [{ deviceId, beforeRound: null, missedRounds: 0, lastRoundHeard: null, lastHeartbeatAt: null }],
+        'PLANNED',
+      );
+      await deps.forget(deviceId);
+      if (ended.length === 0) return;
+      deps.metrics.transitions.inc({ to: 'DISCONNECTED' });
+      deps.metrics.disconnects.inc({ reason: 'PLANNED' });
+      await deps.disconnected(ended);
+    } catch (err) {
+      // Not lost for good: a robot that said goodbye and went silent is disconnected by its misses.
+      deps.logger.warn({ err: (err as Error).message }, 'could not act on a GOODBYE');
+    }
+  };
+}

@@ -1,0 +1,100 @@
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SimulatedDevice } from '../../src/dev/simulated-device';
+import { startTestSystem, waitFor, type TestSystem } from '../support/system';
+
+// A robot that leaves on purpose says GOODBYE: it is disconnected at once (reason PLANNED) and its
+// disconnect effects run, instead of waiting out its misses; counted apart from failures.
+
+const gatewayCount = async (s: TestSystem, name: string, labels: Record<string, string>) => {
+  const m = await s.gateways[0]!.metrics.registry.getSingleMetric(name)!.get();
+  return m.values.find((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val))?.value ?? 0;
+};
+const lastSession = async (s: TestSystem, id: string) =>
+  (
+    (await request(s.callback).get(`/devices/${id}/sessions`).set(s.admin)).body as {
+      sessions: { endReason: string | null; endedAt: string | null }[];
+    }
+  ).sessions[0]!;
+
+describe('GOODBYE: a planned disconnect', () => {
+  let s: TestSystem;
+  beforeAll(async () => {
+    // Misses alone would take 3 rounds of 2 s: a goodbye must not wait for them.
+    s = await startTestSystem({ intervalSeconds: 2, maxMisses: 3 });
+  });
+  afterAll(async () => s.close());
+
+  it('disconnects at once with reason PLANNED, runs the effects, and counts apart from failures', async () => {
+    const d = await s.device();
+    await s.waitStatus(d.id, 'CONNECTED');
+    const task = (
+      await request(s.callback)
+        .post(`/devices/${d.id}/tasks`)
+        .set(s.admin)
+        .send({ action: 'LINE_TRACKING', payload: {} })
+    ).body as { id: string };
+    await request(s.callback)
+      .post(`/tasks/${task.id}/start`)
+      .set({ Authorization: `Bearer ${d.reg.token}` })
+      .expect(200);
+    const missed = await gatewayCount(s, 'rollcall_disconnects_total', { reason: 'MISSED_HEARTBEATS' });
+    const saidAt = Date.now();
+    d.device.goodbye();
+    await s.waitStatus(d.id, 'DISCONNECTED', 1500);
+    expect(Date.now() - saidAt).toBeLessThan(1500);
+    expect(await lastSession(s, d.id)).toMatchObject({ endReason: 'PLANNED' });
+    await waitFor(
+      () => s.eventsOf(d.id, 'DEVICE_DISCONNECTED').some((e) => e.reason === 'PLANNED'),
+      5000,
+      'DEVICE_DISCONNECTED with reason PLANNED',
+    );
+    await waitFor(
+      async () =>
+        ((await request(s.callback).get(`/tasks/${task.id}`).set(s.admin)).body as { status: string })
+          .status === 'ABORTED',
+      5000,
+      'its task aborted',
+    );
+    expect(await gatewayCount(s, 'rollcall_disconnects_total', { reason: 'PLANNED' })).toBe(1);
+    expect(await gatewayCount(s, 'rollcall_disconnects_total', { reason: 'MISSED_HEARTBEATS' })).toBe(missed);
+
+    // Back on purpose, too: its next answer connects it again.
+    d.device.silent = false;
+    await s.waitStatus(d.id, 'CONNECTED', 5000);
+  });
+
+  it("a goodbye with another robot's token, or a heartbeat proof replayed as one, disconnects nobody", async () => {
+    const a = await s.device();
+    const b = await s.device();
+    const v2 = await s.device({ protocol: 'v2' });
+    await Promise.all([a, b, v2].map((d) => s.waitStatus(d.id, 'CONNECTED')));
+    const listener = new SimulatedDevice({
+      mothUrl: s.config.MOTH_URL,
+      channelPath: v2.reg.channels.deviceManagement,
+      token: 'not-a-token',
+    });
+    listener.silent = true;
+    await listener.connect();
+    try {
+      a.device.sendRaw(Buffer.from(JSON.stringify({ type: 'GOODBYE', token: b.reg.token })));
+      await waitFor(() => listener.received.some((m) => m.type === 'HEARTBEAT'), 5000, 'a proof heard');
+      const proof = listener.received.filter((m) => m.type === 'HEARTBEAT').at(-1)!;
+      listener.sendRaw(Buffer.from(JSON.stringify({ ...proof, type: 'GOODBYE' })));
+      await new Promise((r) => setTimeout(r, 1500));
+      // Still on their first sessions (a robot disconnected would be back by its next answer).
+      for (const d of [a, b, v2]) {
+        expect(await s.status(d.id)).toBe('CONNECTED');
+        expect(await lastSession(s, d.id)).toMatchObject({ endReason: null, endedAt: null });
+        expect(s.eventsOf(d.id, 'DEVICE_DISCONNECTED')).toEqual([]);
+      }
+
+      // The v2 robot's own goodbye, with a goodbye proof, is taken.
+      v2.device.goodbye();
+      await s.waitStatus(v2.id, 'DISCONNECTED', 1500);
+      expect(await lastSession(s, v2.id)).toMatchObject({ endReason: 'PLANNED' });
+    } finally {
+      await listener.close();
+    }
+  });
+});
