@@ -22,6 +22,7 @@ import { settingsRoutes } from './routes/settings';
 import { taskRoutes } from './routes/tasks';
 import { mediaRoutes } from './routes/media';
 import { eventRoutes } from './routes/events';
+import { uptimeRoutes } from './routes/uptime';
 import { createEventSigner } from '../db/signing-keys';
 import type { Tgdm } from '../integrations/tgdm';
 import type { Mantis } from '../integrations/mantis';
@@ -142,6 +143,7 @@ export function createApp(deps: AppDeps): Koa {
       sharedBus: deps.config.MOTH_SHARED_BUS,
     }),
     eventRoutes({ db: deps.db, auth, sign: (event) => signer.sign(event) }),
+    uptimeRoutes({ db: deps.db, auth }),
     opsRoutes(deps.metricsRegistry, deps.readiness),
     openApiRoutes('1'),
   ];

@@ -8,6 +8,7 @@ import { deviceListQuery, rotateTokensBody } from './routes/devices';
 import { startRecordingBody, startStreamBody } from './routes/media';
 import { emptyReportBody } from './routes/tasks';
 import { feedQuery } from './routes/events';
+import { uptimeQueryFields } from './routes/uptime';
 import * as out from './schemas';
 import { limitQuery } from './validate';
 
@@ -218,6 +219,25 @@ export const ROUTES: readonly RouteDoc[] = [
     auth: 'basic',
     ok: [200, 'text/html'],
     errors: [401],
+  },
+  {
+    method: 'get',
+    path: '/devices/{id}/uptime',
+    summary:
+      'Connected time %, outages by reason and MTBF over a range (default the last 24 h), by hour or day',
+    auth: 'operator',
+    query: uptimeQueryFields,
+    ok: [200, out.deviceUptimeResponse],
+    errors: [400, 401, 404],
+  },
+  {
+    method: 'get',
+    path: '/fleet/uptime',
+    summary: 'The same for the whole fleet (every device that existed in the range)',
+    auth: 'operator',
+    query: uptimeQueryFields,
+    ok: [200, out.fleetUptimeResponse],
+    errors: [400, 401],
   },
   {
     method: 'get',

@@ -202,3 +202,19 @@ export const signingKeysResponse = z.object({
   ),
 });
 export const keyRotationResponse = signingKeysResponse.extend({ kid: z.string() });
+
+const uptimeFigures = {
+  observedSeconds: z.number(),
+  connectedSeconds: z.number(),
+  connectedPercent: z.number().nullable(),
+  outages: z.record(z.string(), z.object({ count: z.number().int(), seconds: z.number() })),
+  mtbfSeconds: z.number().nullable(),
+};
+const uptimeBody = {
+  from: isoDate,
+  to: isoDate,
+  ...uptimeFigures,
+  buckets: z.array(z.object({ from: isoDate, to: isoDate, ...uptimeFigures })).optional(),
+};
+export const deviceUptimeResponse = z.object({ deviceId: z.uuid(), ...uptimeBody });
+export const fleetUptimeResponse = z.object({ devices: z.number().int(), ...uptimeBody });

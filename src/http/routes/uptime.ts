@@ -1,0 +1,84 @@
+import Router from '@koa/router';
+import { z } from 'zod';
+import type { Db } from '../../db/knex';
+import { historiesFor, type DeviceHistory } from '../../db/uptime';
+import { combine, uptime, uptimeBuckets, type UptimeReport } from '../../domain/uptime';
+import type { Authenticator } from '../auth';
+import { parseInput } from '../validate';
+import { deviceIdParam, deviceNotFound } from './devices';
+
+const DAY = 86_400_000;
+const BUCKET_MS = { hour: 3_600_000, day: DAY } as const;
+
+/** The query as written (the OpenAPI document describes this); `uptimeQuery` reads it. */
+export const uptimeQueryFields = z.strictObject({
+  from: z.iso.datetime({ offset: true }).optional(),
+  to: z.iso.datetime({ offset: true }).optional(),
+  bucket: z.enum(['hour', 'day']).optional(),
+});
+
+export const uptimeQuery = uptimeQueryFields
+  .transform((q) => {
+    const to = q.to ? Date.parse(q.to) : Date.now();
+    return { from: q.from ? Date.parse(q.from) : to - DAY, to, bucket: q.bucket };
+  })
+  .refine((q) => q.from < q.to, { message: 'from must be before to', path: ['from'] })
+  .refine((q) => q.to - q.from <= 366 * DAY, { message: 'at most 366 days', path: ['to'] })
+  .refine((q) => !q.bucket || (q.to - q.from) / BUCKET_MS[q.bucket] <= 1000, {
+    message: 'at most 1,000 buckets',
+    path: ['bucket'],
+  });
+
+type Query = z.infer<typeof uptimeQuery>;
+
+/** One report per device history and bucket, summed over the histories given. */
+function report(histories: readonly DeviceHistory[], q: Query) {
+  const now = Date.now();
+  const observed = (h: DeviceHistory, from: number, to: number) => ({
+    from,
+    to,
+    now,
+    createdAt: h.createdAt,
+    deletedAt: h.deletedAt,
+  });
+  const whole = combine(histories.map((h) => uptime(h.sessions, observed(h, q.from, q.to))));
+  const buckets = q.bucket
+    ? histories
+        .map((h) => uptimeBuckets(h.sessions, observed(h, q.from, q.to), q.bucket!))
+        .reduce<{ from: string; to: string; reports: UptimeReport[] }[]>(
+          (acc, list) =>
+            list.map((b, i) => ({ from: b.from, to: b.to, reports: [...(acc[i]?.reports ?? []), b.report] })),
+          [],
+        )
+        .map((b) => ({ from: b.from, to: b.to, ...combine(b.reports) }))
+    : undefined;
+  return {
+    from: new Date(q.from).toISOString(),
+    to: new Date(q.to).toISOString(),
+    ...whole,
+    ...(buckets ? { buckets } : {}),
+  };
+}
+
+/** Connected time, outages by reason and MTBF from the session history, per device and fleet-wide. */
+export function uptimeRoutes(deps: { db: Db; auth: Authenticator }): Router {
+  const router = new Router();
+  router.get('/devices/:id/uptime', async (ctx) => {
+    await deps.auth.operator(ctx);
+    const id = deviceIdParam(ctx.params.id);
+    const q = parseInput(uptimeQuery, ctx.query);
+    const histories = await historiesFor(deps.db, new Date(q.from), new Date(q.to), id);
+    if (histories.length === 0) {
+      const exists = await deps.db('devices').where({ id }).first<{ id: string } | undefined>('id');
+      if (!exists) throw deviceNotFound();
+    }
+    ctx.body = { deviceId: id, ...report(histories, q) };
+  });
+  router.get('/fleet/uptime', async (ctx) => {
+    await deps.auth.operator(ctx);
+    const q = parseInput(uptimeQuery, ctx.query);
+    const histories = await historiesFor(deps.db, new Date(q.from), new Date(q.to));
+    ctx.body = { devices: histories.length, ...report(histories, q) };
+  });
+  return router;
+}
