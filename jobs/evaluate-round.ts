@@ -1,4 +1,5 @@
 import type { Db } from '../src/db/knex';
+import { devicesInMaintenance, inMaintenance } from '../src/db/devices';
 import { connectDevice, disconnectDevices } from '../src/db/transitions';
 import type { Logger } from '../src/logger';
 import type { Metrics } from '../src/metrics';
@@ -66,7 +67,12 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
     settings: SettingValues,
   ): Promise<boolean> {
     // Only the shards the round was valid for: elsewhere nobody could have been heard.
-    const { connected, missed } = await deps.liveness.silenceOf(n, validShards);
+    // Devices in maintenance are expected to fall silent: their silence says nothing of ours.
+    const { connected, missed } = await deps.liveness.silenceOf(
+      n,
+      validShards,
+      await devicesInMaintenance(deps.db),
+    );
     const massive =
       missed > settings['device.massSilenceRatio'] * connected &&
       missed >= settings['device.massSilenceMinDevices'];
@@ -121,23 +127,46 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
 
     /** Disconnects one batch of claimed devices in one transaction, then releases their claims. */
     async function disconnectBatch(claimed: readonly Claimed[]): Promise<void> {
-      const done = await disconnectDevices(
+      const candidates = claimed.map((c) => ({
+        deviceId: c.deviceId,
+        beforeRound: c.lastRound + 1,
+        missedRounds: c.missedRounds,
+        lastRoundHeard: c.lastRound,
+        lastHeartbeatAt: c.lastSeenMs === null ? null : new Date(c.lastSeenMs),
+      }));
+      // A device in maintenance that went silent ends its session as MAINTENANCE, with no effect but
+      // stopping its recordings (when its window says so): no task aborted, not counted as a failure.
+      const maintenance = await inMaintenance(
         deps.db,
-        claimed.map((c) => ({
-          deviceId: c.deviceId,
-          beforeRound: c.lastRound + 1,
-          missedRounds: c.missedRounds,
-          lastRoundHeard: c.lastRound,
-          lastHeartbeatAt: c.lastSeenMs === null ? null : new Date(c.lastSeenMs),
-        })),
+        claimed.map((c) => c.deviceId),
+      );
+      const failed = await disconnectDevices(
+        deps.db,
+        candidates.filter((c) => !maintenance.has(c.deviceId)),
         'MISSED_HEARTBEATS',
       );
+      const expected = [
+        ...(await disconnectDevices(
+          deps.db,
+          candidates.filter((c) => maintenance.get(c.deviceId) === true),
+          'MAINTENANCE',
+          ['stop-recording'],
+        )),
+        ...(await disconnectDevices(
+          deps.db,
+          candidates.filter((c) => maintenance.get(c.deviceId) === false),
+          'MAINTENANCE',
+          [],
+        )),
+      ];
+      const done = [...failed, ...expected];
       disconnected += done.length;
       deps.metrics.transitions.inc({ to: 'DISCONNECTED' }, done.length);
-      deps.metrics.disconnects.inc({ reason: 'MISSED_HEARTBEATS' }, done.length);
+      deps.metrics.disconnects.inc({ reason: 'MISSED_HEARTBEATS' }, failed.length);
+      deps.metrics.disconnects.inc({ reason: 'MAINTENANCE' }, expected.length);
       const t = now();
       const lastSeen = new Map(claimed.map((c) => [c.deviceId, c.lastSeenMs]));
-      for (const d of done) {
+      for (const d of failed) {
         const seen = lastSeen.get(d.deviceId);
         if (seen != null) deps.metrics.detectionSeconds.observe((t - seen) / 1000);
       }

@@ -15,6 +15,8 @@ export interface Device {
   readonly proofsSince: Date | null;
   /** When its current token was first heard in a text frame (Moth replays those); null if never. */
   readonly tokenExposedAt: Date | null;
+  /** Its maintenance window, while one is open. */
+  readonly maintenance: Maintenance | null;
   readonly tracks: Track[];
   readonly actions: string[];
   readonly status: DeviceStatus;
@@ -26,6 +28,13 @@ export interface Device {
   readonly lastHeartbeatAt: Date | null;
 }
 
+export interface Maintenance {
+  readonly until: Date;
+  readonly reason: string;
+  /** Should it go silent meanwhile, its recordings are stopped (no other effect runs). */
+  readonly stopsRecordings: boolean;
+}
+
 interface DeviceRow {
   id: string;
   seq: string;
@@ -35,6 +44,9 @@ interface DeviceRow {
   heard_on_bus: 'own' | 'shared' | null;
   proofs_since: Date | null;
   token_exposed_at: Date | null;
+  maintenance_until: Date | null;
+  maintenance_reason: string | null;
+  maintenance_stops_recordings: boolean | null;
   tracks: Track[];
   actions: string[];
   status: DeviceStatus;
@@ -55,6 +67,9 @@ const COLUMNS = [
   'heard_on_bus',
   'proofs_since',
   'token_exposed_at',
+  'maintenance_until',
+  'maintenance_reason',
+  'maintenance_stops_recordings',
   'tracks',
   'actions',
   'status',
@@ -76,6 +91,14 @@ function toDevice(r: DeviceRow): Device {
     heardOnBus: r.heard_on_bus,
     proofsSince: r.proofs_since,
     tokenExposedAt: r.token_exposed_at,
+    maintenance:
+      r.maintenance_until !== null && r.maintenance_until.getTime() > Date.now()
+        ? {
+            until: r.maintenance_until,
+            reason: r.maintenance_reason ?? '',
+            stopsRecordings: r.maintenance_stops_recordings ?? true,
+          }
+        : null,
     tracks: r.tracks,
     actions: r.actions,
     status: r.status,
@@ -321,4 +344,36 @@ export async function markHeardOnBus(
     .whereIn('id', deviceIds as string[])
     .whereRaw('heard_on_bus IS DISTINCT FROM ?', [bus])
     .update({ heard_on_bus: bus });
+}
+
+/** Opens (or replaces) a live device's maintenance window; false when there is no such device. */
+export async function setMaintenance(q: Queryable, id: string, m: Maintenance | null): Promise<boolean> {
+  const n = await q('devices')
+    .where({ id })
+    .whereNull('deleted_at')
+    .update({
+      maintenance_until: m?.until ?? null,
+      maintenance_reason: m?.reason ?? null,
+      maintenance_stops_recordings: m?.stopsRecordings ?? null,
+      updated_at: q.fn.now(),
+    });
+  return n > 0;
+}
+
+/** Which of these devices are in maintenance now, and whether their recordings are to be stopped. */
+export async function inMaintenance(q: Queryable, ids: readonly string[]): Promise<Map<string, boolean>> {
+  if (ids.length === 0) return new Map();
+  const rows = await q('devices')
+    .whereIn('id', ids as string[])
+    .where('maintenance_until', '>', q.fn.now())
+    .select<{ id: string; maintenance_stops_recordings: boolean | null }[]>(
+      'id',
+      'maintenance_stops_recordings',
+    );
+  return new Map(rows.map((r) => [r.id, r.maintenance_stops_recordings ?? true]));
+}
+
+/** Every device in maintenance now (few: an operator opens each window). */
+export async function devicesInMaintenance(q: Queryable): Promise<string[]> {
+  return q('devices').whereNull('deleted_at').where('maintenance_until', '>', q.fn.now()).pluck('id');
 }

@@ -10,6 +10,8 @@ export interface FleetRow {
   readonly heardOnBus: 'own' | 'shared' | null;
   /** Its current token was heard in a text frame (Moth replays those to later joiners). */
   readonly tokenExposed: boolean;
+  /** The end of its open maintenance window, if any. */
+  readonly maintenanceUntil: Date | null;
   readonly recentSessions: { startedAt: Date; endedAt: Date | null; endReason: string | null }[];
 }
 
@@ -32,7 +34,16 @@ export async function fleetOverview(
     .whereNull('deleted_at')
     .orderBy('name')
     .limit(limit)
-    .select('id', 'name', 'status', 'connected_at', 'last_heartbeat_at', 'heard_on_bus', 'token_exposed_at');
+    .select(
+      'id',
+      'name',
+      'status',
+      'connected_at',
+      'last_heartbeat_at',
+      'heard_on_bus',
+      'token_exposed_at',
+      'maintenance_until',
+    );
   if (status) void query.where({ status });
   const devices = (await query) as {
     id: string;
@@ -42,6 +53,7 @@ export async function fleetOverview(
     last_heartbeat_at: Date | null;
     heard_on_bus: 'own' | 'shared' | null;
     token_exposed_at: Date | null;
+    maintenance_until: Date | null;
   }[];
   if (devices.length === 0) return [];
   const { rows } = await q.raw<{
@@ -61,6 +73,8 @@ export async function fleetOverview(
     lastHeartbeatAt: d.last_heartbeat_at,
     heardOnBus: d.heard_on_bus,
     tokenExposed: d.token_exposed_at !== null,
+    maintenanceUntil:
+      d.maintenance_until && d.maintenance_until.getTime() > Date.now() ? d.maintenance_until : null,
     recentSessions: rows
       .filter((r) => r.device_id === d.id)
       .map((r) => ({ startedAt: r.started_at, endedAt: r.ended_at, endReason: r.end_reason })),

@@ -84,6 +84,8 @@ export async function disconnectDevices(
   q: Queryable,
   candidates: readonly DisconnectCandidate[],
   reason: DisconnectReason,
+  /** What runs after: every disconnect effect, unless a maintenance window says otherwise. */
+  effectKinds: readonly EffectKind[] = DISCONNECT_EFFECTS,
 ): Promise<Disconnected[]> {
   if (candidates.length === 0) return [];
   const run = async (trx: Queryable) => {
@@ -136,7 +138,7 @@ export async function disconnectDevices(
         JSON.stringify(rows.map((r) => ({ id: r.session_id, missed: r.missed, last_round: r.last_round }))),
       ],
     );
-    const effects = [...DISCONNECT_EFFECTS];
+    const effects = [...effectKinds];
     await insertEffects(
       trx,
       rows.flatMap((r) => effects.map((kind) => ({ sessionId: r.session_id, deviceId: r.id, kind }))),

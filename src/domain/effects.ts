@@ -9,7 +9,7 @@ export const EFFECT_KINDS: readonly EffectKind[] = [...DISCONNECT_EFFECTS, ...CO
 export type EffectStatus = 'PENDING' | 'DONE' | 'FAILED';
 
 /** Why a session ended: silence, deletion, or a GOODBYE from the robot (planned, not a failure). */
-export type DisconnectReason = 'MISSED_HEARTBEATS' | 'DELETED' | 'PLANNED';
+export type DisconnectReason = 'MISSED_HEARTBEATS' | 'DELETED' | 'PLANNED' | 'MAINTENANCE';
 
 /** The effects one transition wrote for one session. */
 export interface SessionEffects {

@@ -41,7 +41,11 @@ export function createGoodbyes(deps: GoodbyeDeps) {
     }
     const { deviceId, round, proof } = message.proof;
     if (busDevice !== undefined && deviceId !== busDevice) return refuse('misplaced');
-    const nonce = round === deps.openRound() ? deps.roundNonce(round) : undefined;
+    // The open round or the one before: a robot that says goodbye as a new round opens is not
+    // refused for it (and left to be counted a failure after its misses). A goodbye replayed in the
+    // next round can only end again a session of a robot that had just said goodbye itself.
+    const open = deps.openRound();
+    const nonce = round === open || round === open - 1 ? deps.roundNonce(round) : undefined;
     const [key] = await findTokenHashesOfDevices(deps.db, [deviceId]);
     if (
       nonce === undefined ||

@@ -201,6 +201,7 @@ export function fleetRoutes(deps: {
           sessionStartedAt: d.status === 'CONNECTED' ? (d.connectedAt?.toISOString() ?? null) : null,
           usesSharedBus: deps.sharedBus && d.heardOnBus === 'shared',
           tokenExposed: d.tokenExposed,
+          maintenanceUntil: d.maintenanceUntil?.toISOString() ?? null,
           recentSessions: d.recentSessions.map((s) => ({
             startedAt: s.startedAt.toISOString(),
             endedAt: s.endedAt?.toISOString() ?? null,

@@ -4,7 +4,7 @@ import { registrationSchema } from '../domain/device';
 import { settingsPatchSchema } from '../domain/settings';
 import { abortTaskSchema, createTaskSchema } from '../domain/task';
 import { fleetQuery } from './admin';
-import { deviceListQuery, rotateTokensBody } from './routes/devices';
+import { deviceListQuery, maintenanceBody, rotateTokensBody } from './routes/devices';
 import { startRecordingBody, startStreamBody } from './routes/media';
 import { emptyReportBody } from './routes/tasks';
 import { feedQuery } from './routes/events';
@@ -79,6 +79,24 @@ export const ROUTES: readonly RouteDoc[] = [
     summary: 'Rotate the device token',
     auth: 'operator',
     ok: [200, out.tokenResponse],
+    errors: [401, 404],
+  },
+  {
+    method: 'post',
+    path: '/devices/{id}/maintenance',
+    summary:
+      'Open a maintenance window: silent meanwhile, the device is disconnected as MAINTENANCE with no effect but stopping its recordings',
+    auth: 'operator',
+    body: maintenanceBody,
+    ok: [200, out.maintenanceResponse],
+    errors: [400, 401, 404, 413, 415],
+  },
+  {
+    method: 'delete',
+    path: '/devices/{id}/maintenance',
+    summary: 'Close the maintenance window now',
+    auth: 'operator',
+    ok: [204, null],
     errors: [401, 404],
   },
   {

@@ -6,6 +6,8 @@ import { TASK_STATUSES } from '../domain/task';
 // schemas that validate input), and the contract tests parse real responses with them.
 
 const isoDate = z.iso.datetime({ offset: true });
+const maintenanceOut = z.object({ until: isoDate, reason: z.string(), stopsRecordings: z.boolean() });
+export const maintenanceResponse = z.object({ id: z.uuid(), maintenance: maintenanceOut });
 const nullableDate = isoDate.nullable();
 
 export const errorResponse = z.object({
@@ -50,6 +52,8 @@ export const deviceResponse = z.object({
   heartbeatProtocol: z.enum(['v1', 'v2']),
   /** Its current token was heard in a text frame, which Moth replays to later joiners: rotate it. */
   tokenExposed: z.boolean(),
+  /** Its open maintenance window, if any. */
+  maintenance: maintenanceOut.nullable(),
 });
 
 /** One device as itself or the operator sees it: with the path of its own bus. */
@@ -161,6 +165,7 @@ export const fleetResponse = z.object({
       sessionStartedAt: nullableDate,
       usesSharedBus: z.boolean(),
       tokenExposed: z.boolean(),
+      maintenanceUntil: nullableDate,
       recentSessions: z.array(
         z.object({ startedAt: isoDate, endedAt: nullableDate, endReason: z.string().nullable() }),
       ),

@@ -347,15 +347,24 @@ export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: numb
     async silenceOf(
       n: number,
       of: readonly number[] = allShards,
+      /** Devices left out of both counts (in maintenance: their silence is expected). */
+      excluding: readonly string[] = [],
     ): Promise<{ connected: number; missed: number }> {
+      const skip = byShard(excluding, (id) => id);
       const counts = await Promise.all(
         of.map(async (s) => {
           const k = keys.shard(s);
-          const [connected, missed] = await Promise.all([
+          const ids = skip.get(s) ?? [];
+          const [connected, missed, left] = await Promise.all([
             redis.zcard(k.heard),
             redis.zcount(k.heard, '-inf', `(${n}`),
+            ids.length > 0 ? redis.zmscore(k.heard, ...ids) : Promise.resolve([]),
           ]);
-          return { connected, missed };
+          const indexed = left.filter((x): x is string => x !== null);
+          return {
+            connected: connected - indexed.length,
+            missed: missed - indexed.filter((x) => Number(x) < n).length,
+          };
         }),
       );
       return counts.reduce(

@@ -80,9 +80,9 @@ describe('fleet simulator CLI', () => {
       '--goodbye',
       '1',
       '--silent-after',
-      '2',
+      '3',
       '--duration',
-      '4',
+      '5',
       '--prefix',
       'v2sim',
       '--tokens',
@@ -103,7 +103,7 @@ describe('fleet simulator CLI', () => {
       expect(r.connected_at).not.toBeNull();
       expect(r.proofs_since).not.toBeNull();
     }
-    // One of them said goodbye (with a goodbye proof) after 2 s: a planned end, not a failure.
+    // One of them said goodbye (with a goodbye proof) after 3 s: a planned end, not a failure.
     const planned = await s
       .db('connection_sessions')
       .whereIn(

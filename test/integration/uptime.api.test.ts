@@ -95,13 +95,14 @@ describe('GET /devices/:id/uptime and /fleet/uptime', () => {
   });
 
   it('refuses bad ranges with a 400 and an unknown device with a 404; operator only', async () => {
-    for (const query of [
+    const bad: Record<string, string>[] = [
       { from: at(60).toISOString(), to: at(60).toISOString() },
       { from: 'yesterday' },
       { from: at(0).toISOString(), to: at(0 + 60 * 24 * 400).toISOString() },
       { from: at(0).toISOString(), to: at(60 * 24 * 60).toISOString(), bucket: 'hour' },
       { bucket: 'week' },
-    ]) {
+    ];
+    for (const query of bad) {
       const res = await get('/fleet/uptime', query);
       expect(res.status, JSON.stringify(query)).toBe(400);
     }

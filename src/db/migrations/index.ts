@@ -13,6 +13,7 @@ import * as heartbeatProofs from './20261201000011_heartbeat_proofs';
 import * as eventStreams from './20261201000012_event_streams';
 import * as signingKeys from './20261201000013_signing_keys';
 import * as tokenExposed from './20261201000014_token_exposed';
+import * as maintenance from './20261201000015_maintenance';
 
 // Listed statically (not read from a folder) so migrations load the same way under tsx, vitest
 // and the knex CLI, with no loader for .ts files needed at run time.
@@ -31,6 +32,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261201000012_event_streams': eventStreams,
   '20261201000013_signing_keys': signingKeys,
   '20261201000014_token_exposed': tokenExposed,
+  '20261201000015_maintenance': maintenance,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

@@ -21,6 +21,7 @@ import {
   markDeviceDeleted,
   replaceTokenHash,
   replaceTokenHashes,
+  setMaintenance,
   type Device,
 } from '../../db/devices';
 import { isUniqueViolation, type Db } from '../../db/knex';
@@ -99,6 +100,7 @@ function presentHearing(d: Device, sharedBus: boolean) {
     usesSharedBus: sharedBus && d.heardOnBus === 'shared',
     heartbeatProtocol: d.proofsSince === null ? ('v1' as const) : ('v2' as const),
     tokenExposed: d.tokenExposedAt !== null,
+    maintenance: d.maintenance && { ...d.maintenance, until: d.maintenance.until.toISOString() },
   };
 }
 
@@ -136,6 +138,21 @@ export const rotateTokensBody = z
       message: 'either {"all": true} or a filter (ids, status, usesSharedBus), not both',
     },
   );
+
+const MAX_MAINTENANCE_DAYS = 30;
+/** A maintenance window: until when (in the future, at most 30 days ahead) and why. */
+export const maintenanceBody = z.strictObject({
+  until: z.iso
+    .datetime({ offset: true })
+    .refine((u) => Date.parse(u) > Date.now(), 'must be in the future')
+    .refine(
+      (u) => Date.parse(u) <= Date.now() + MAX_MAINTENANCE_DAYS * 86_400_000,
+      `at most ${MAX_MAINTENANCE_DAYS} days ahead`,
+    ),
+  reason: z.string().trim().min(1).max(200),
+  /** Should it go silent meanwhile, stop its recordings (default) or leave them running. */
+  stopRecordings: z.boolean().default(true),
+});
 
 /** Reads the `:id` parameter; anything that is not a UUID cannot name a device. */
 export function deviceIdParam(raw: string | undefined): string {
@@ -322,6 +339,24 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
       count: rotated.length,
       rotated: rotated.map((d) => ({ id: d.id, name: d.name, token: tokens.get(d.id)! })),
     };
+  });
+
+  // Maintenance: a device that goes silent meanwhile is disconnected as MAINTENANCE, with no effect but
+  // stopping its recordings (if asked), and left out of the mass-silence ratio. Ends on its own.
+  router.post('/devices/:id/maintenance', async (ctx) => {
+    await auth.operator(ctx);
+    const id = deviceIdParam(ctx.params.id);
+    const body = parseInput(maintenanceBody, await readJson(ctx));
+    const window = { until: new Date(body.until), reason: body.reason, stopsRecordings: body.stopRecordings };
+    if (!(await setMaintenance(db, id, window))) throw deviceNotFound();
+    ctx.body = { id, maintenance: { ...window, until: window.until.toISOString() } };
+  });
+
+  router.delete('/devices/:id/maintenance', async (ctx) => {
+    await auth.operator(ctx);
+    const id = deviceIdParam(ctx.params.id);
+    if (!(await setMaintenance(db, id, null))) throw deviceNotFound();
+    ctx.status = 204;
   });
 
   router.post('/devices/:id/token', async (ctx) => {
