@@ -5,47 +5,61 @@ import { Cluster } from 'ioredis';
 import { freePort } from '../../src/dev/ports';
 import { waitFor } from '../../src/dev/processes';
 
+const ping = (port: number) =>
+  spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout.trim() === 'PONG';
+
+function startNode(dir: string, port: number): ChildProcess {
+  const nodeDir = join(dir, String(port));
+  mkdirSync(nodeDir, { recursive: true });
+  return spawn(
+    'redis-server',
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      nodeDir,
+      '--cluster-enabled',
+      'yes',
+      '--cluster-config-file',
+      'nodes.conf',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+    ],
+    { stdio: 'ignore' },
+  );
+}
+
 /**
  * A real local Redis Cluster of three masters (no replicas), as `redis-server --cluster-enabled yes`
  * and `redis-cli --cluster create` make it, in `dir`; stopped with `stop()`.
  */
 export async function startRedisCluster(dir: string) {
-  const ports = [await freePort(), await freePort(), await freePort()];
+  const ports: number[] = [];
   const children: ChildProcess[] = [];
-  for (const port of ports) {
-    const nodeDir = join(dir, String(port));
-    mkdirSync(nodeDir, { recursive: true });
-    const child = spawn(
-      'redis-server',
-      [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--dir',
-        nodeDir,
-        '--cluster-enabled',
-        'yes',
-        '--cluster-config-file',
-        'nodes.conf',
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-      ],
-      { stdio: 'ignore' },
-    );
-    children.push(child);
+  // A port found free can be taken by another test before redis-server binds it: a node that exits
+  // at start is started again on another port.
+  for (let node = 0; node < 3; node++) {
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      const child = startNode(dir, port);
+      const exited = new Promise<boolean>((resolve) => child.once('exit', () => resolve(false)));
+      const up = waitFor(() => ping(port), 10_000, `cluster node on ${port} up`).then(
+        () => true,
+        () => false,
+      );
+      if (await Promise.race([up, exited])) {
+        ports.push(port);
+        children.push(child);
+        break;
+      }
+      child.kill('SIGKILL');
+      if (attempt === 3) throw new Error('a cluster node would not start (ports taken?)');
+    }
   }
-  await waitFor(
-    () =>
-      ports.every(
-        (p) =>
-          spawnSync('redis-cli', ['-p', String(p), 'ping'], { encoding: 'utf8' }).stdout.trim() === 'PONG',
-      ),
-    10_000,
-    'cluster nodes up',
-  );
   const created = spawnSync(
     'redis-cli',
     [
