@@ -1,7 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { admin, createTestApp, registration } from '../support/app';
+import Koa from 'koa';
+import { createAuthenticator, createCredentialGuard } from '../../src/http/auth';
+import { errorHandler } from '../../src/http/errors';
+import { uptimeRoutes } from '../../src/http/routes/uptime';
+import { createAttemptLimiter } from '../../src/redis/rate-limit';
+import { admin, ADMIN_TOKEN, createTestApp, registration } from '../support/app';
 
 // Uptime over HTTP from sessions written to Postgres at known times; every figure is hand-computed.
 
@@ -108,5 +113,26 @@ describe('GET /devices/:id/uptime and /fleet/uptime', () => {
     }
     expect((await get(`/devices/${randomUUID()}/uptime`, {})).status).toBe(404);
     expect((await request(t.callback).get('/fleet/uptime')).status).toBe(401);
+  });
+
+  it('refuses a fleet request that would compute more reports than it allows', async () => {
+    const app = new Koa();
+    app.use(errorHandler());
+    const guard = createCredentialGuard(
+      createAttemptLimiter(t.redis, t.keys.badCredential, 10, 60),
+      () => {},
+    );
+    const auth = createAuthenticator(ADMIN_TOKEN, async () => undefined, guard);
+    app.use(uptimeRoutes({ db: t.db, auth, maxReports: 2 * 24 }).routes());
+    const ask = (days: number) =>
+      request(app.callback())
+        .get('/fleet/uptime')
+        .query({ from: at(0).toISOString(), to: at(days * 24 * 60).toISOString(), bucket: 'hour' })
+        .set(admin);
+    // The two devices of this file: 2 x 24 hourly buckets is the limit, 2 x 48 beyond it.
+    expect((await ask(1)).status).toBe(200);
+    const beyond = await ask(2);
+    expect(beyond.status).toBe(400);
+    expect((beyond.body as { error: { code: string } }).error.code).toBe('RANGE_TOO_LARGE');
   });
 });

@@ -3,11 +3,14 @@ import { z } from 'zod';
 import type { Db } from '../../db/knex';
 import { historiesFor, type DeviceHistory } from '../../db/uptime';
 import { combine, uptime, uptimeBuckets, type UptimeReport } from '../../domain/uptime';
+import { AppError } from '../../domain/errors';
 import type { Authenticator } from '../auth';
 import { parseInput } from '../validate';
 import { deviceIdParam, deviceNotFound } from './devices';
 
 const DAY = 86_400_000;
+/** 10,000 devices by the hours of two days. */
+const MAX_FLEET_REPORTS = 500_000;
 const BUCKET_MS = { hour: 3_600_000, day: DAY } as const;
 
 /** The query as written (the OpenAPI document describes this); `uptimeQuery` reads it. */
@@ -61,7 +64,13 @@ function report(histories: readonly DeviceHistory[], q: Query) {
 }
 
 /** Connected time, outages by reason and MTBF from the session history, per device and fleet-wide. */
-export function uptimeRoutes(deps: { db: Db; auth: Authenticator }): Router {
+export function uptimeRoutes(deps: {
+  db: Db;
+  auth: Authenticator;
+  /** Device-bucket reports one fleet request may compute (each holds the web process's loop a little). */
+  maxReports?: number;
+}): Router {
+  const maxReports = deps.maxReports ?? MAX_FLEET_REPORTS;
   const router = new Router();
   router.get('/devices/:id/uptime', async (ctx) => {
     await deps.auth.operator(ctx);
@@ -78,6 +87,13 @@ export function uptimeRoutes(deps: { db: Db; auth: Authenticator }): Router {
     await deps.auth.operator(ctx);
     const q = parseInput(uptimeQuery, ctx.query);
     const histories = await historiesFor(deps.db, new Date(q.from), new Date(q.to));
+    const buckets = q.bucket ? Math.ceil((q.to - q.from) / BUCKET_MS[q.bucket]) : 1;
+    if (histories.length * buckets > maxReports)
+      throw new AppError(
+        400,
+        'RANGE_TOO_LARGE',
+        `${histories.length} devices x ${buckets} buckets is more than ${maxReports} reports: a shorter range, or day buckets`,
+      );
     ctx.body = { devices: histories.length, ...report(histories, q) };
   });
   return router;
