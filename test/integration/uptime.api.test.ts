@@ -130,7 +130,14 @@ describe('GET /devices/:id/uptime and /fleet/uptime', () => {
         .query({ from: at(0).toISOString(), to: at(days * 24 * 60).toISOString(), bucket: 'hour' })
         .set(admin);
     // The two devices of this file: 2 x 24 hourly buckets is the limit, 2 x 48 beyond it.
-    expect((await ask(1)).status).toBe(200);
+    const day = await ask(1);
+    expect(day.status).toBe(200);
+    // Summed per hour over both: 0-60 min, 60 + 30 of 120 connected; 60-120 min, 50 + 30 of 120;
+    // from 200 min on, both connected.
+    const hours = (day.body as { buckets: { connectedPercent: number }[] }).buckets;
+    expect(hours).toHaveLength(24);
+    expect(hours.slice(0, 2).map((h) => h.connectedPercent)).toEqual([75, 66.67]);
+    expect(hours.slice(4).every((h) => h.connectedPercent === 100)).toBe(true);
     const beyond = await ask(2);
     expect(beyond.status).toBe(400);
     expect((beyond.body as { error: { code: string } }).error.code).toBe('RANGE_TOO_LARGE');

@@ -37,24 +37,24 @@ type Query = z.infer<typeof uptimeQuery>;
 /** One report per device history and bucket, summed over the histories given. */
 function report(histories: readonly DeviceHistory[], q: Query) {
   const now = Date.now();
-  const observed = (h: DeviceHistory, from: number, to: number) => ({
-    from,
-    to,
+  const observed = (h: DeviceHistory) => ({
+    from: q.from,
+    to: q.to,
     now,
     createdAt: h.createdAt,
     deletedAt: h.deletedAt,
   });
-  const whole = combine(histories.map((h) => uptime(h.sessions, observed(h, q.from, q.to))));
-  const buckets = q.bucket
-    ? histories
-        .map((h) => uptimeBuckets(h.sessions, observed(h, q.from, q.to), q.bucket!))
-        .reduce<{ from: string; to: string; reports: UptimeReport[] }[]>(
-          (acc, list) =>
-            list.map((b, i) => ({ from: b.from, to: b.to, reports: [...(acc[i]?.reports ?? []), b.report] })),
-          [],
-        )
-        .map((b) => ({ from: b.from, to: b.to, ...combine(b.reports) }))
-    : undefined;
+  const whole = combine(histories.map((h) => uptime(h.sessions, observed(h))));
+  let buckets: ({ from: string; to: string } & UptimeReport)[] | undefined;
+  if (q.bucket) {
+    const perDevice = histories.map((h) => uptimeBuckets(h.sessions, observed(h), q.bucket!));
+    // Every device's buckets are the same ranges: the i-th of each are summed.
+    buckets = (perDevice[0] ?? []).map((b, i) => ({
+      from: b.from,
+      to: b.to,
+      ...combine(perDevice.map((d) => d[i]!.report)),
+    }));
+  }
   return {
     from: new Date(q.from).toISOString(),
     to: new Date(q.to).toISOString(),
