@@ -107,9 +107,13 @@ interface Decoded {
   readonly deviceId?: string;
 }
 
+/** A v2 proof as decoded. */
+type Proof = Extract<Inbound, { kind: 'proof' }>;
+
 /** A v2 frame waiting for its device's key from Postgres. */
 interface AwaitingKey {
   readonly frame: Buffer;
+  readonly msg: Proof;
   readonly busDevice: string | undefined;
   readonly heardRound: number;
 }
@@ -271,32 +275,40 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
    */
   function readProof(
     frame: Buffer,
-    msg: { deviceId: string; round: number; proof: string },
+    msg: Proof,
     deviceId: string | undefined,
     heardRound: number,
   ): Decoded | undefined {
     if (deviceId !== undefined && msg.deviceId !== deviceId) return void count('misplaced');
     // As for an echoed round: a proof for an older round keeps nobody alive (and its nonce is gone).
     if (msg.round < heardRound) return void count('stale');
-    const nonce = msg.round === heardRound ? deps.roundNonce?.(heardRound) : undefined;
-    if (nonce === undefined) return void count('bad_proof');
+    // Refused before its key is looked up: no proof for another round, or one without a nonce, holds.
+    if (msg.round !== heardRound || deps.roundNonce?.(heardRound) === undefined)
+      return void count('bad_proof');
     const key = proofKeys.get(msg.deviceId);
-    if (key === undefined) return void awaitKey(frame, msg.deviceId, deviceId, heardRound);
-    if (!proofMatches(msg.proof, expectedProof(key, msg.round, nonce))) return void count('bad_proof');
-    const decoded = { frame, tokenHash: key, round: undefined, proven: true, deviceId: msg.deviceId };
-    if (deviceId !== undefined && heardRound === recordedRound)
+    if (key === undefined) return void awaitKey(frame, msg, deviceId, heardRound);
+    const decoded = verified(frame, msg, key, heardRound);
+    if (decoded && deviceId !== undefined && heardRound === recordedRound)
       lastFrames.set(deviceId, { ...decoded, frame: Buffer.from(frame) });
     return decoded;
   }
 
-  function awaitKey(frame: Buffer, claimed: string, busDevice: string | undefined, heardRound: number) {
-    let list = awaitingKeys.get(claimed);
+  /** The heartbeat a proof stands for when it holds under `key` for the round heard; else counted. */
+  function verified(frame: Buffer, msg: Proof, key: string, heardRound: number): Decoded | undefined {
+    const nonce = msg.round === heardRound ? deps.roundNonce?.(heardRound) : undefined;
+    if (nonce === undefined || !proofMatches(msg.proof, expectedProof(key, msg.round, nonce)))
+      return void count('bad_proof');
+    return { frame, tokenHash: key, round: undefined, proven: true, deviceId: msg.deviceId };
+  }
+
+  function awaitKey(frame: Buffer, msg: Proof, busDevice: string | undefined, heardRound: number) {
+    let list = awaitingKeys.get(msg.deviceId);
     if (!list) {
       if (awaitingKeys.size >= AWAITING_DEVICES_MAX || !deps.lookupKeys) return count('unknown_token');
-      awaitingKeys.set(claimed, (list = []));
+      awaitingKeys.set(msg.deviceId, (list = []));
     }
     if (list.length >= AWAITING_PER_DEVICE) return count('unknown_token');
-    list.push({ frame: Buffer.from(frame), busDevice, heardRound });
+    list.push({ frame: Buffer.from(frame), msg, busDevice, heardRound });
     keyLookup ??= lookupKeys();
   }
 
@@ -321,21 +333,9 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     for (const [id, list] of waiting) {
       const key = found.get(id);
       for (const w of list) {
-        if (key === undefined) {
-          count('unknown_token');
-          continue;
-        }
-        const msg = decodeInbound(w.frame) as Extract<ReturnType<typeof decodeInbound>, { kind: 'proof' }>;
-        const nonce = deps.roundNonce?.(w.heardRound);
-        if (nonce === undefined || !proofMatches(msg.proof, expectedProof(key, msg.round, nonce))) {
-          count('bad_proof');
-          continue;
-        }
-        accept(
-          { frame: w.frame, tokenHash: key, round: undefined, proven: true, deviceId: id },
-          w.busDevice,
-          w.heardRound,
-        );
+        const decoded =
+          key === undefined ? void count('unknown_token') : verified(w.frame, w.msg, key, w.heardRound);
+        if (decoded) accept(decoded, w.busDevice, w.heardRound);
       }
     }
     keyLookup = awaitingKeys.size > 0 ? lookupKeys() : undefined;
