@@ -1,13 +1,10 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SimulatedDevice } from '../../src/dev/simulated-device';
-import { startTestSystem, waitFor, type TestSystem } from '../support/system';
+import { gatewayMetric, startTestSystem, waitFor, type TestSystem } from '../support/system';
 
 const heartbeat = (token: string) => Buffer.from(JSON.stringify({ type: 'HEARTBEAT', token }));
-const counter = async (s: TestSystem, result: string) => {
-  const m = await s.gateways[0]!.metrics.registry.getSingleMetric('rollcall_heartbeats_total')!.get();
-  return m.values.find((v) => v.labels.result === result)?.value ?? 0;
-};
+const counter = (s: TestSystem, result: string) => gatewayMetric(s, 'rollcall_heartbeats_total', { result });
 const createTask = (s: TestSystem, deviceId: string) =>
   request(s.callback)
     .post(`/devices/${deviceId}/tasks`)

@@ -1,21 +1,17 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SimulatedDevice } from '../../src/dev/simulated-device';
-import { startTestSystem, waitFor, type TestSystem } from '../support/system';
+import {
+  gatewayMetric,
+  lastSession,
+  startTestSystem,
+  startedTask,
+  waitFor,
+  type TestSystem,
+} from '../support/system';
 
 // A robot that leaves on purpose says GOODBYE: it is disconnected at once (reason PLANNED) and its
 // disconnect effects run, instead of waiting out its misses; counted apart from failures.
-
-const gatewayCount = async (s: TestSystem, name: string, labels: Record<string, string>) => {
-  const m = await s.gateways[0]!.metrics.registry.getSingleMetric(name)!.get();
-  return m.values.find((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val))?.value ?? 0;
-};
-const lastSession = async (s: TestSystem, id: string) =>
-  (
-    (await request(s.callback).get(`/devices/${id}/sessions`).set(s.admin)).body as {
-      sessions: { endReason: string | null; endedAt: string | null }[];
-    }
-  ).sessions[0]!;
 
 describe('GOODBYE: a planned disconnect', () => {
   let s: TestSystem;
@@ -28,17 +24,8 @@ describe('GOODBYE: a planned disconnect', () => {
   it('disconnects at once with reason PLANNED, runs the effects, and counts apart from failures', async () => {
     const d = await s.device();
     await s.waitStatus(d.id, 'CONNECTED');
-    const task = (
-      await request(s.callback)
-        .post(`/devices/${d.id}/tasks`)
-        .set(s.admin)
-        .send({ action: 'LINE_TRACKING', payload: {} })
-    ).body as { id: string };
-    await request(s.callback)
-      .post(`/tasks/${task.id}/start`)
-      .set({ Authorization: `Bearer ${d.reg.token}` })
-      .expect(200);
-    const missed = await gatewayCount(s, 'rollcall_disconnects_total', { reason: 'MISSED_HEARTBEATS' });
+    const taskId = await startedTask(s, d);
+    const missed = await gatewayMetric(s, 'rollcall_disconnects_total', { reason: 'MISSED_HEARTBEATS' });
     const saidAt = Date.now();
     d.device.goodbye();
     await s.waitStatus(d.id, 'DISCONNECTED', 1500);
@@ -51,13 +38,15 @@ describe('GOODBYE: a planned disconnect', () => {
     );
     await waitFor(
       async () =>
-        ((await request(s.callback).get(`/tasks/${task.id}`).set(s.admin)).body as { status: string })
+        ((await request(s.callback).get(`/tasks/${taskId}`).set(s.admin)).body as { status: string })
           .status === 'ABORTED',
       5000,
       'its task aborted',
     );
-    expect(await gatewayCount(s, 'rollcall_disconnects_total', { reason: 'PLANNED' })).toBe(1);
-    expect(await gatewayCount(s, 'rollcall_disconnects_total', { reason: 'MISSED_HEARTBEATS' })).toBe(missed);
+    expect(await gatewayMetric(s, 'rollcall_disconnects_total', { reason: 'PLANNED' })).toBe(1);
+    expect(await gatewayMetric(s, 'rollcall_disconnects_total', { reason: 'MISSED_HEARTBEATS' })).toBe(
+      missed,
+    );
 
     // Back on purpose, too: its next answer connects it again.
     d.device.silent = false;

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestSystem, waitFor, type TestSystem } from '../support/system';
+import { gatewayMetric, startTestSystem, waitFor, type TestSystem } from '../support/system';
 
 let s: TestSystem;
 beforeAll(async () => {
@@ -8,10 +8,7 @@ beforeAll(async () => {
 });
 afterAll(async () => s.close());
 
-const counter = async (result: string) => {
-  const m = await s.gateways[0]!.metrics.registry.getSingleMetric('rollcall_heartbeats_total')!.get();
-  return m.values.find((v) => v.labels.result === result)?.value ?? 0;
-};
+const counter = (result: string) => gatewayMetric(s, 'rollcall_heartbeats_total', { result });
 
 /** The track of a device's own bus. */
 const busOf = (d: { reg: { channels: { deviceManagement: string } } }) =>

@@ -2,15 +2,12 @@ import { randomBytes } from 'node:crypto';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SimulatedDevice } from '../../src/dev/simulated-device';
-import { startTestSystem, waitFor, type TestSystem } from '../support/system';
+import { gatewayMetric, startTestSystem, waitFor, type TestSystem } from '../support/system';
 
 // Protocol v2: a robot proves it holds its token for each round instead of sending it. What anyone on
 // its bus hears is good for no other round, and once a robot has spoken v2 its plain token is refused.
 
-const counter = async (s: TestSystem, result: string) => {
-  const m = await s.gateways[0]!.metrics.registry.getSingleMetric('rollcall_heartbeats_total')!.get();
-  return m.values.find((v) => v.labels.result === result)?.value ?? 0;
-};
+const counter = (s: TestSystem, result: string) => gatewayMetric(s, 'rollcall_heartbeats_total', { result });
 const protocolOf = async (s: TestSystem, id: string) =>
   ((await request(s.callback).get(`/devices/${id}`).set(s.admin)).body as { heartbeatProtocol: string })
     .heartbeatProtocol;

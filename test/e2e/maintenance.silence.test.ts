@@ -1,16 +1,10 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestSystem, waitFor, type TestSystem } from '../support/system';
+import { lastSession, startTestSystem, startedTask, waitFor, type TestSystem } from '../support/system';
 
 // A device in maintenance is expected to go silent: it is disconnected as MAINTENANCE with no effect
 // but stopping its recordings (when its window says so), and its silence is not the fleet's.
 
-const lastSession = async (s: TestSystem, id: string) =>
-  (
-    (await request(s.callback).get(`/devices/${id}/sessions`).set(s.admin)).body as {
-      sessions: { endReason: string | null }[];
-    }
-  ).sessions[0]!;
 const taskStatus = async (s: TestSystem, id: string) =>
   ((await request(s.callback).get(`/tasks/${id}`).set(s.admin)).body as { status: string }).status;
 const recordingStates = async (s: TestSystem, id: string) =>
@@ -28,17 +22,7 @@ async function busyDevice(s: TestSystem) {
   const d = await s.device({ replyDelayMs: () => Math.random() * 50 });
   await s.waitStatus(d.id, 'CONNECTED');
   await waitFor(async () => (await recordingStates(s, d.id)).includes('STARTED'), 5000, 'recording');
-  const task = (
-    await request(s.callback)
-      .post(`/devices/${d.id}/tasks`)
-      .set(s.admin)
-      .send({ action: 'LINE_TRACKING', payload: {} })
-  ).body as { id: string };
-  await request(s.callback)
-    .post(`/tasks/${task.id}/start`)
-    .set({ Authorization: `Bearer ${d.reg.token}` })
-    .expect(200);
-  return { ...d, taskId: task.id };
+  return { ...d, taskId: await startedTask(s, d) };
 }
 
 describe('maintenance', () => {

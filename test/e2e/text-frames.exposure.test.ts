@@ -1,18 +1,13 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SimulatedDevice } from '../../src/dev/simulated-device';
-import { startTestSystem, waitFor, type TestSystem } from '../support/system';
+import { gatewayMetric, startTestSystem, waitFor, type TestSystem } from '../support/system';
 
 // A heartbeat in a text frame still counts (some robots send text), but Moth keeps a text frame as the
 // track's MIME and replays it, token included, to every later joiner: the token is flagged as exposed
 // until it is rotated, and counted.
 
-const textHeartbeats = async (s: TestSystem) => {
-  const m = await s.gateways[0]!.metrics.registry.getSingleMetric(
-    'rollcall_text_frame_heartbeats_total',
-  )!.get();
-  return m.values[0]?.value ?? 0;
-};
+const textHeartbeats = (s: TestSystem) => gatewayMetric(s, 'rollcall_text_frame_heartbeats_total');
 const exposed = async (s: TestSystem, id: string) =>
   ((await request(s.callback).get(`/devices/${id}`).set(s.admin)).body as { tokenExposed: boolean })
     .tokenExposed;

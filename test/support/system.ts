@@ -222,4 +222,30 @@ export function roundsReceived(
     .map((m) => m as unknown as { round: number; issuedAt: string; intervalSeconds: number });
 }
 
+/** A metric of the first gateway: the series with these labels (the only one when none are given), or 0. */
+export async function gatewayMetric(s: TestSystem, name: string, labels: Record<string, string> = {}) {
+  const m = await s.gateways[0]!.metrics.registry.getSingleMetric(name)!.get();
+  return m.values.find((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val))?.value ?? 0;
+}
+
+/** The device's latest connection session, as the API shows it. */
+export async function lastSession(s: TestSystem, id: string) {
+  const res = await request(s.callback).get(`/devices/${id}/sessions`).set(s.admin);
+  return (res.body as { sessions: { endReason: string | null; endedAt: string | null }[] }).sessions[0]!;
+}
+
+/** A task created for the device and started by it: IN_PROGRESS. Resolves with its id. */
+export async function startedTask(s: TestSystem, d: { id: string; reg: { token: string } }): Promise<string> {
+  const task = await request(s.callback)
+    .post(`/devices/${d.id}/tasks`)
+    .set(s.admin)
+    .send({ action: 'LINE_TRACKING', payload: {} });
+  const id = (task.body as { id: string }).id;
+  await request(s.callback)
+    .post(`/tasks/${id}/start`)
+    .set({ Authorization: `Bearer ${d.reg.token}` })
+    .expect(200);
+  return id;
+}
+
 export { waitFor };
