@@ -126,7 +126,10 @@ describe('Moth client', () => {
     const { c, logs } = client(url, PATH, { key: 'wrong' });
     c.start();
     await waitFor(() => logs.text.includes('rejected'), 3000, 'rejection reported');
-    expect(c.isOpen).toBe(false);
+    // Moth opens the socket before it drops it, so isOpen is true for a moment at each retry:
+    // what must hold is that every drop is told as a rejection, never as a lost session.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(logs.text).not.toContain('moth session lost');
   });
 
   it('refuses a non-ws URL and a non-Moth path at construction', () => {
