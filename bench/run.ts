@@ -161,8 +161,14 @@ async function insertDevices(db: Db, n: number, connected: boolean, prefix: stri
   return devices;
 }
 
-/** Sets devices' heard round in their shard's connected index (overwriting). */
-async function seedHeard(r: RedisClient, keys: ReturnType<typeof redisKeys>, ids: string[], score: number) {
+/** Sets devices' heard round (one for all, or each its own) in their shard's connected index (overwriting). */
+async function seedHeard(
+  r: RedisClient,
+  keys: ReturnType<typeof redisKeys>,
+  ids: string[],
+  score: number | ((id: string) => number),
+) {
+  const scoreOf = typeof score === 'number' ? () => score : score;
   const byShard = new Map<number, string[]>();
   for (const id of ids) {
     const s = shardOf(id, SHARDS);
@@ -172,7 +178,7 @@ async function seedHeard(r: RedisClient, keys: ReturnType<typeof redisKeys>, ids
   }
   for (const [s, group] of byShard)
     for (let i = 0; i < group.length; i += 10_000)
-      await r.zadd(keys.shard(s).heard, ...group.slice(i, i + 10_000).flatMap((id) => [score, id]));
+      await r.zadd(keys.shard(s).heard, ...group.slice(i, i + 10_000).flatMap((id) => [scoreOf(id), id]));
 }
 
 // ---- 1. heartbeat ingestion through one gateway process ------------------------------------------
@@ -567,9 +573,115 @@ async function evaluation() {
     met: null,
     note: `${jobs} jobs; from the start of the evaluation, fanned out by dispatch jobs`,
   });
+  await evaluationWithPolicies(db, { evaluate: createEvaluateRound, queues, settings });
   await dispatcher.close();
   await queues.close();
   await db.destroy();
+}
+
+/**
+ * Evaluation with thousands of distinct health-check policies: devices in groups whose policies all
+ * differ (and some with their own), none missing, then all silent but within their own allowance
+ * (judged, none disconnected), then all past it. In keys of its own, with 100,000 heard devices
+ * besides, so the figures show what the policies cost, not the fleet.
+ */
+async function evaluationWithPolicies(
+  db: Db,
+  parts: {
+    evaluate: typeof createEvaluateRound;
+    queues: ReturnType<typeof createQueues>;
+    settings: ReturnType<typeof createSettingsService>;
+  },
+) {
+  const groups = quick ? 200 : 2000;
+  const count = SIZES.crossing;
+  const keys = redisKeys('bp');
+  const liveness = createLiveness(redis, keys, SHARDS);
+  const rounds = createRounds(redis, keys, SHARDS);
+  const allShards = Array.from({ length: SHARDS }, (_, i) => i);
+  // Group i: 3 + i % 98 misses, every (1 + i / 98)-th round: all distinct, up to 2,120 rounds allowed.
+  await db.batchInsert(
+    'device_groups',
+    Array.from({ length: groups }, (_, i) => ({
+      name: `g-${i}`,
+      max_misses: 3 + (i % 98),
+      interval_multiple: 1 + Math.floor(i / 98),
+    })),
+    1000,
+  );
+  const devices = await insertDevices(db, count, true, 'pol');
+  await db.raw(
+    `UPDATE devices SET group_name = 'g-' || (seq % ?),
+       max_misses = CASE WHEN seq % 10 = 0 THEN 2 + seq % 50 END
+     WHERE name LIKE 'pol-%'`,
+    [groups],
+  );
+  await db.raw(
+    `WITH s AS (INSERT INTO connection_sessions (id, device_id, started_round)
+                SELECT gen_random_uuid(), id, 1 FROM devices WHERE name LIKE 'pol-%' RETURNING id, device_id)
+     UPDATE devices d SET current_session_id = s.id, connected_round = 1, connected_at = now() FROM s WHERE d.id = s.device_id`,
+  );
+  const allowance = new Map(
+    (
+      await db.raw<{ rows: { id: string; a: number }[] }>(
+        `SELECT d.id, (coalesce(d.max_misses, g.max_misses, 3) + 1) * coalesce(d.interval_multiple, g.interval_multiple, 1) - 1 AS a
+           FROM devices d JOIN device_groups g ON g.name = d.group_name WHERE d.name LIKE 'pol-%'`,
+      )
+    ).rows.map((r) => [r.id, r.a]),
+  );
+  const distinct = new Set(allowance.values()).size;
+  const n = 2200;
+  for (let r = 1; r <= n; r++) await rounds.close(r, allShards);
+  await redis.hset(keys.roundMeta(n), 'issuedAt', String(Date.now()), 'interval', '5');
+  await seedHeard(
+    redis,
+    keys,
+    Array.from({ length: 100_000 }, () => randomUUID()),
+    n,
+  );
+  const ids = devices.map((d) => d.id);
+  const evaluate = parts.evaluate({
+    db,
+    liveness,
+    rounds,
+    settings: () => parts.settings.current(),
+    enqueueEffects: (done) => parts.queues.dispatchEffects(done),
+    metrics: createMetrics('bench-policies'),
+    logger: silent,
+  });
+  const timed = async (heardIn: (id: string) => number, expect: number, name: string, target: string) => {
+    await seedHeard(redis, keys, ids, heardIn);
+    const times: number[] = [];
+    for (let i = 0; i < (expect === 0 ? 5 : 1); i++) {
+      const s = performance.now();
+      const r = await evaluate({ round: n });
+      times.push(performance.now() - s);
+      if (r.disconnected !== expect)
+        throw new Error(`${name}: ${r.disconnected} disconnected, not ${expect}`);
+    }
+    const ms = Math.round(percentile(times, 50) * 10) / 10;
+    report({ name, value: ms, unit: 'ms', target, met: ms < Number(target.replace(/[^0-9]/g, '')) });
+    return ms;
+  };
+  const label = `${count.toLocaleString('en')} devices, ${groups.toLocaleString('en')} groups, ${distinct.toLocaleString('en')} distinct allowances`;
+  json.evaluationPoliciesQuietMs = await timed(
+    () => n,
+    0,
+    `evaluation with policies, none missing (${label})`,
+    '< 20 ms',
+  );
+  json.evaluationPoliciesWithinMs = await timed(
+    (id) => n - allowance.get(id)!,
+    0,
+    `  all ${count.toLocaleString('en')} silent, each within its own allowance (judged, none disconnected)`,
+    '< 2000 ms',
+  );
+  json.evaluationPoliciesCrossingMs = await timed(
+    (id) => n - allowance.get(id)! - 1,
+    count,
+    `  all ${count.toLocaleString('en')} past their own allowance`,
+    '< 2000 ms',
+  );
 }
 
 // ---- 3. registration --------------------------------------------------------------------------------

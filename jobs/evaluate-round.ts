@@ -1,9 +1,11 @@
 import type { Db } from '../src/db/knex';
 import { devicesInMaintenance, inMaintenance } from '../src/db/devices';
+import { allowancesOf, restingIn, strictestAllowance } from '../src/db/policies';
 import { connectDevice, disconnectDevices } from '../src/db/transitions';
+import { staleAmong } from '../src/domain/policy';
 import type { Logger } from '../src/logger';
 import type { Metrics } from '../src/metrics';
-import type { Claimed, Liveness } from '../src/redis/liveness';
+import type { Claimed, Judge, Liveness } from '../src/redis/liveness';
 import type { Rounds } from '../src/redis/rounds';
 import { clientEvent } from '../src/domain/events';
 import type { SessionEffects } from '../src/domain/effects';
@@ -67,12 +69,14 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
     settings: SettingValues,
   ): Promise<boolean> {
     // Only the shards the round was valid for: elsewhere nobody could have been heard.
-    // Devices in maintenance are expected to fall silent: their silence says nothing of ours.
-    const { connected, missed } = await deps.liveness.silenceOf(
-      n,
-      validShards,
-      await devicesInMaintenance(deps.db),
-    );
+    // Devices in maintenance are expected to fall silent, and those checked every k-th round were not
+    // asked in this one: their silence says nothing of ours. Fewer silent than the minimum, with or
+    // without them, is no mass silence: a quiet round does not ask Postgres which they are.
+    let { connected, missed } = await deps.liveness.silenceOf(n, validShards);
+    if (missed >= settings['device.massSilenceMinDevices']) {
+      const expected = [...(await devicesInMaintenance(deps.db)), ...(await restingIn(deps.db, n))];
+      ({ connected, missed } = await deps.liveness.silenceOf(n, validShards, expected));
+    }
     const massive =
       missed > settings['device.massSilenceRatio'] * connected &&
       missed >= settings['device.massSilenceMinDevices'];
@@ -117,7 +121,20 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
     const settings = await deps.settings();
     if (await holdOnMassSilence(n, meta!.validShards, settings))
       return { round: n, outcome: 'held', disconnected: 0, reconnected: 0 };
-    const max = settings['device.healthcheckMaxConsecutiveMisses'];
+    const serverMax = settings['device.healthcheckMaxConsecutiveMisses'];
+    // Each device is judged by its own policy (its own, its group's, or the server's), read from
+    // Postgres for the few silent long enough to be at risk: a change applies from the next round.
+    const strictest = await strictestAllowance(deps.db, serverMax);
+    const judge: Judge = async (pages) => {
+      const allowed = await allowancesOf(
+        deps.db,
+        pages.flatMap((p) => p.candidates.map((c) => c.deviceId)),
+        serverMax,
+      );
+      // A device with no row (removed by hand) has no policy left: it goes at the strictest.
+      const allowance = (id: string) => allowed.get(id) ?? strictest;
+      return pages.map((p) => staleAmong(n, p.candidates, p.validRounds, allowance));
+    };
     let disconnected = 0;
     let reconnected = 0;
     // The effects of every transition, handed off once all decisions are written: on a mass
@@ -197,7 +214,7 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
     try {
       for (;;) {
         // HSCAN's count is a hint: what is left over stays claimed and comes back on the next pass.
-        const claimed = (await deps.liveness.claimStale(n, max, limit)).slice(0, limit);
+        const claimed = (await deps.liveness.claimStale(n, strictest, limit, judge)).slice(0, limit);
         if (claimed.length === 0) break;
         const batches: Claimed[][] = [];
         for (let i = 0; i < claimed.length; i += batchSize) batches.push(claimed.slice(i, i + batchSize));

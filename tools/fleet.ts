@@ -8,6 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { SimulatedDevice } from '../src/dev/simulated-device';
+import { groupNameSchema } from '../src/domain/policy';
 
 const HELP = `usage: npm run fleet -- [options]
   --api URL            rollcall API (default http://localhost:3000)
@@ -25,6 +26,8 @@ const HELP = `usage: npm run fleet -- [options]
                        answers with a proof for the round and its nonce (the token never sent)
   --tokens FILE        save registered tokens there, and reuse them when it exists
   --duration S         stop after S seconds (default: until Ctrl-C)
+  --groups A,B,...     put the devices in these groups, in turn, at registration (each group's
+                       health-check policy and maintenance windows then apply to them)
   --prefix NAME        device name prefix (default fleet-<random>)`;
 
 const { values } = parseArgs({
@@ -43,6 +46,7 @@ const { values } = parseArgs({
     'answer-within': { type: 'string', default: '10' },
     protocol: { type: 'string', default: 'v1' },
     tokens: { type: 'string' },
+    groups: { type: 'string' },
     duration: { type: 'string' },
     prefix: { type: 'string', default: `fleet-${Math.random().toString(36).slice(2, 7)}` },
     help: { type: 'boolean', default: false },
@@ -70,6 +74,11 @@ const opts = z
     answerWithinMs: z.coerce.number().min(0).max(3_600_000),
     protocol: z.enum(['v1', 'v2']),
     tokens: z.string().optional(),
+    groups: z
+      .string()
+      .optional()
+      .transform((g) => (g === undefined ? [] : g.split(',')))
+      .pipe(z.array(groupNameSchema)),
     duration: z.coerce.number().positive().optional(),
     prefix: z.string().min(1).max(60),
   })
@@ -102,7 +111,7 @@ interface Saved {
 }
 type Kind = 'healthy' | 'silent' | 'flapping' | 'slow' | 'goodbye';
 
-async function register(name: string): Promise<Saved> {
+async function register(name: string, index: number): Promise<Saved> {
   if (!o.secret) throw new Error('a registration secret is needed: --secret or DEVICE_SECRET_KEY');
   const res = await fetch(`${o.api}/devices`, {
     method: 'POST',
@@ -112,6 +121,7 @@ async function register(name: string): Promise<Saved> {
       secretKey: o.secret,
       tracks: [{ name: 'front', type: 'VIDEO' }],
       actions: ['PATROL'],
+      ...(o.groups.length > 0 && { group: o.groups[index % o.groups.length] }),
     }),
   });
   const body = (await res.json()) as {
@@ -134,7 +144,7 @@ async function loadFleet(): Promise<Saved[]> {
       { length: Math.min(20, o.devices - i) },
       (_, k) => `${o.prefix}-${String(i + k).padStart(5, '0')}`,
     );
-    fleet.push(...(await Promise.all(batch.map(register))));
+    fleet.push(...(await Promise.all(batch.map((name, k) => register(name, i + k)))));
     process.stdout.write(`\rregistered ${fleet.length}/${o.devices}`);
   }
   if (o.tokens)

@@ -1,6 +1,10 @@
 import type { DeviceStatus, Track } from '../domain/device';
 import type { OutgoingEvent } from '../domain/events';
+import type { PolicyFields } from '../domain/policy';
 import type { Queryable } from './knex';
+import { groupsNamed, openWindow, policyOfRow, type Maintenance } from './policies';
+
+export type { Maintenance } from './policies';
 
 export interface Device {
   readonly id: string;
@@ -15,8 +19,13 @@ export interface Device {
   readonly proofsSince: Date | null;
   /** When its current token was first heard in a text frame (Moth replays those); null if never. */
   readonly tokenExposedAt: Date | null;
-  /** Its maintenance window, while one is open. */
+  /** Its maintenance window, or its group's, while one is open (its own first). */
   readonly maintenance: Maintenance | null;
+  readonly group: string | null;
+  /** The health-check policy it sets itself (null fields: its group's or the server's). */
+  readonly policy: PolicyFields;
+  /** Its group's policy, when the group has one. */
+  readonly groupPolicy: PolicyFields | null;
   readonly tracks: Track[];
   readonly actions: string[];
   readonly status: DeviceStatus;
@@ -26,13 +35,6 @@ export interface Device {
   readonly connectedAt: Date | null;
   readonly disconnectedAt: Date | null;
   readonly lastHeartbeatAt: Date | null;
-}
-
-export interface Maintenance {
-  readonly until: Date;
-  readonly reason: string;
-  /** Should it go silent meanwhile, its recordings are stopped (no other effect runs). */
-  readonly stopsRecordings: boolean;
 }
 
 interface DeviceRow {
@@ -47,6 +49,9 @@ interface DeviceRow {
   maintenance_until: Date | null;
   maintenance_reason: string | null;
   maintenance_stops_recordings: boolean | null;
+  group_name: string | null;
+  max_misses: number | null;
+  interval_multiple: number | null;
   tracks: Track[];
   actions: string[];
   status: DeviceStatus;
@@ -70,6 +75,9 @@ const COLUMNS = [
   'maintenance_until',
   'maintenance_reason',
   'maintenance_stops_recordings',
+  'group_name',
+  'max_misses',
+  'interval_multiple',
   'tracks',
   'actions',
   'status',
@@ -91,14 +99,10 @@ function toDevice(r: DeviceRow): Device {
     heardOnBus: r.heard_on_bus,
     proofsSince: r.proofs_since,
     tokenExposedAt: r.token_exposed_at,
-    maintenance:
-      r.maintenance_until !== null && r.maintenance_until.getTime() > Date.now()
-        ? {
-            until: r.maintenance_until,
-            reason: r.maintenance_reason ?? '',
-            stopsRecordings: r.maintenance_stops_recordings ?? true,
-          }
-        : null,
+    maintenance: openWindow(r),
+    group: r.group_name,
+    policy: policyOfRow(r),
+    groupPolicy: null,
     tracks: r.tracks,
     actions: r.actions,
     status: r.status,
@@ -111,6 +115,20 @@ function toDevice(r: DeviceRow): Device {
   };
 }
 
+/** Adds what devices take from their groups: the group's policy, and its window when they have none. */
+async function withGroups(q: Queryable, rows: readonly DeviceRow[]): Promise<Device[]> {
+  const groups = await groupsNamed(q, [
+    ...new Set(rows.map((r) => r.group_name).filter((g): g is string => g !== null)),
+  ]);
+  return rows.map((r) => {
+    const d = toDevice(r);
+    const g = d.group === null ? undefined : groups.get(d.group);
+    if (!g) return d;
+    const window = g.maintenance && { ...g.maintenance, group: g.name };
+    return { ...d, groupPolicy: g.policy, maintenance: d.maintenance ?? window };
+  });
+}
+
 export interface NewDevice {
   readonly id: string;
   readonly name: string;
@@ -118,11 +136,12 @@ export interface NewDevice {
   readonly busId: string;
   readonly tracks: readonly Track[];
   readonly actions: readonly string[];
+  readonly group: string | null;
 }
 
 const INSERT_DEVICE_WITH_EVENT = `WITH d AS (
-       INSERT INTO devices (id, name, token_hash, public_channel, bus_id, tracks, actions)
-       VALUES (?, ?, ?, ?, ?, ?::jsonb, ?::jsonb)
+       INSERT INTO devices (id, name, token_hash, public_channel, bus_id, tracks, actions, group_name)
+       VALUES (?, ?, ?, ?, ?, ?::jsonb, ?::jsonb, ?)
        RETURNING ${COLUMNS.join(', ')}
      ), e AS (
        INSERT INTO outbox (event_id, channel, device_id, type, body)
@@ -149,19 +168,20 @@ export async function insertDeviceWithEvent(
       d.busId,
       JSON.stringify(d.tracks),
       JSON.stringify(d.actions),
+      d.group,
       event.event.eventId,
       event.channel,
       event.event.type,
       JSON.stringify(event.event),
     ])
-    .options({ name: 'insert-device-with-event-v2' });
-  return toDevice(rows[0]!);
+    .options({ name: 'insert-device-with-event-v3' });
+  return (await withGroups(q, rows))[0]!;
 }
 
 export async function findLiveDevice(q: Queryable, id: string): Promise<Device | undefined> {
   const row = (await q('devices').select(COLUMNS).where({ id }).whereNull('deleted_at').first()) as
     DeviceRow | undefined;
-  return row && toDevice(row);
+  return row && (await withGroups(q, [row]))[0];
 }
 
 /** The live device holding this token hash, if any. */
@@ -218,6 +238,7 @@ export async function markProofsOnly(q: Queryable, deviceIds: readonly string[])
 
 export interface DevicePageQuery {
   readonly status?: DeviceStatus;
+  readonly group?: string;
   readonly afterSeq?: number;
   readonly limit: number;
 }
@@ -233,9 +254,10 @@ export async function listDevices(
     .orderBy('seq')
     .limit(p.limit + 1);
   if (p.status) void query.where({ status: p.status });
+  if (p.group !== undefined) void query.where({ group_name: p.group });
   if (p.afterSeq !== undefined) void query.where('seq', '>', p.afterSeq);
   const rows = (await query) as DeviceRow[];
-  return { devices: rows.slice(0, p.limit).map(toDevice), more: rows.length > p.limit };
+  return { devices: await withGroups(q, rows.slice(0, p.limit)), more: rows.length > p.limit };
 }
 
 /** Replaces the token hash of a live device; returns its id, or undefined when there is no such device. */
@@ -360,20 +382,48 @@ export async function setMaintenance(q: Queryable, id: string, m: Maintenance | 
   return n > 0;
 }
 
-/** Which of these devices are in maintenance now, and whether their recordings are to be stopped. */
+/** Which of these devices are in maintenance now (own window or group's), and whether their recordings are to be stopped. */
 export async function inMaintenance(q: Queryable, ids: readonly string[]): Promise<Map<string, boolean>> {
   if (ids.length === 0) return new Map();
-  const rows = await q('devices')
-    .whereIn('id', ids as string[])
-    .where('maintenance_until', '>', q.fn.now())
-    .select<{ id: string; maintenance_stops_recordings: boolean | null }[]>(
-      'id',
-      'maintenance_stops_recordings',
-    );
-  return new Map(rows.map((r) => [r.id, r.maintenance_stops_recordings ?? true]));
+  const { rows } = await q.raw<{ rows: { id: string; stops: boolean | null }[] }>(
+    `SELECT d.id, CASE WHEN d.maintenance_until > now() THEN d.maintenance_stops_recordings
+                       ELSE g.maintenance_stops_recordings END AS stops
+       FROM devices d LEFT JOIN device_groups g ON g.name = d.group_name
+      WHERE d.id = ANY(?::uuid[]) AND (d.maintenance_until > now() OR g.maintenance_until > now())`,
+    [[...ids]],
+  );
+  return new Map(rows.map((r) => [r.id, r.stops ?? true]));
 }
 
-/** Every device in maintenance now (few: an operator opens each window). */
+/** Every device in maintenance now, on its own or by its group (few: an operator opens each window). */
 export async function devicesInMaintenance(q: Queryable): Promise<string[]> {
-  return q('devices').whereNull('deleted_at').where('maintenance_until', '>', q.fn.now()).pluck('id');
+  const { rows } = await q.raw<{ rows: { id: string }[] }>(
+    `SELECT id FROM devices WHERE deleted_at IS NULL AND maintenance_until > now()
+     UNION
+     SELECT d.id FROM devices d JOIN device_groups g ON g.name = d.group_name
+      WHERE d.deleted_at IS NULL AND g.maintenance_until > now()`,
+  );
+  return rows.map((r) => r.id);
+}
+
+/** Sets a live device's group and its own policy fields (those given); false if there is no such device. */
+export async function updateDevicePolicy(
+  q: Queryable,
+  id: string,
+  change: { group?: string | null; policy: Partial<PolicyFields> },
+): Promise<boolean> {
+  const n = await q('devices')
+    .where({ id })
+    .whereNull('deleted_at')
+    .update({
+      ...(change.group !== undefined && { group_name: change.group }),
+      ...(change.policy.maxConsecutiveMisses !== undefined && {
+        max_misses: change.policy.maxConsecutiveMisses,
+      }),
+      ...(change.policy.intervalMultiple !== undefined && {
+        interval_multiple: change.policy.intervalMultiple,
+      }),
+      updated_at: q.fn.now(),
+    });
+  return n > 0;
 }

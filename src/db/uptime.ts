@@ -9,7 +9,7 @@ export interface DeviceHistory {
 }
 
 /**
- * What uptime over [from, to) needs of each device (one, or every device that existed then): the
+ * What uptime over [from, to) needs of each device (one, a group's, or every device that existed then): the
  * sessions overlapping the range and the last one that ended before it (the outage it began may
  * reach into the range).
  */
@@ -17,17 +17,24 @@ export async function historiesFor(
   q: Queryable,
   from: Date,
   to: Date,
-  deviceId?: string,
+  scope: { deviceId?: string; group?: string } = {},
 ): Promise<DeviceHistory[]> {
+  const { deviceId, group } = scope;
   const devices = q('devices')
     .select('id', 'created_at', 'deleted_at')
     .where('created_at', '<', to)
     .andWhere((w) => void w.whereNull('deleted_at').orWhere('deleted_at', '>', from));
   if (deviceId) void devices.where({ id: deviceId });
+  if (group !== undefined) void devices.where({ group_name: group });
   const rows = await devices.select<{ id: string; created_at: Date; deleted_at: Date | null }[]>();
   if (rows.length === 0) return [];
-  const only = deviceId ? 'AND device_id = ?' : '';
-  const args = deviceId ? [to, from, deviceId, from, deviceId] : [to, from, from];
+  const only = deviceId
+    ? 'AND device_id = ?'
+    : group !== undefined
+      ? 'AND device_id IN (SELECT id FROM devices WHERE group_name = ?)'
+      : '';
+  const which = deviceId ?? group;
+  const args = which !== undefined ? [to, from, which, from, which] : [to, from, from];
   const { rows: sessions } = await q.raw<{
     rows: { device_id: string; started_at: Date; ended_at: Date | null; end_reason: string | null }[];
   }>(

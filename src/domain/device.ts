@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { groupNameSchema } from './policy';
 
 export const TRACK_TYPES = [
   'VIDEO',
@@ -55,6 +56,8 @@ export const registrationSchema = z.strictObject({
     )
     .max(100)
     .refine((a) => new Set(a).size === a.length, 'actions must be unique'),
+  /** The group it belongs to (its health-check policy and maintenance windows apply). */
+  group: groupNameSchema.optional(),
 });
 export type Registration = z.infer<typeof registrationSchema>;
 

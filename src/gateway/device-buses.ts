@@ -275,10 +275,16 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
 
     /**
      * Sends one message on every held bus, spread evenly over `spreadMs` so no burst leaves at once.
-     * Resolves when the last has been handed to its session.
+     * Resolves when the last has been handed to its session. Devices in `skipping` are left out (the
+     * shared bus never is: it carries many devices).
      */
-    async sendToAll(message: unknown, spreadMs: number): Promise<{ sent: number; failed: number }> {
-      const targets = [...(shared ? [shared] : []), ...sessions.values()].filter((s) => s.client.isOpen);
+    async sendToAll(
+      message: unknown,
+      spreadMs: number,
+      skipping: ReadonlySet<string> = new Set(),
+    ): Promise<{ sent: number; failed: number }> {
+      const own = [...sessions].filter(([deviceId]) => !skipping.has(deviceId)).map(([, s]) => s);
+      const targets = [...(shared ? [shared] : []), ...own].filter((s) => s.client.isOpen);
       let sent = 0;
       let failed = 0;
       const payload = Buffer.from(JSON.stringify(message), 'utf8');

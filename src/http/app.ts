@@ -18,6 +18,7 @@ import { fleetRoutes, isOperatorPath, operatorPageAuth, queueDashboard, sameOrig
 import { opsRoutes, type ReadinessChecks } from './ops';
 import { openApiRoutes } from './openapi';
 import { deviceRoutes } from './routes/devices';
+import { groupRoutes } from './routes/groups';
 import { settingsRoutes } from './routes/settings';
 import { taskRoutes } from './routes/tasks';
 import { mediaRoutes } from './routes/media';
@@ -121,6 +122,8 @@ export function createApp(deps: AppDeps): Koa {
   });
   app.use(queueDashboard(deps.dashboardQueues, pageAuth));
 
+  const serverMaxMisses = async () =>
+    (await deps.settings.current())['device.healthcheckMaxConsecutiveMisses'];
   const routers = [
     deviceRoutes({
       config: deps.config,
@@ -130,8 +133,10 @@ export function createApp(deps: AppDeps): Koa {
       countAuthFailure: deps.countAuthFailure,
       registrationSecret: () => deps.settings.registrationSecret(),
       liveness: deps.liveness,
+      serverMaxMisses,
       enqueueEffects: deps.enqueueEffects,
     }),
+    groupRoutes({ db: deps.db, auth, serverMaxMisses }),
     settingsRoutes({ auth, settings: deps.settings }),
     taskRoutes({ db: deps.db, auth }),
     mediaRoutes({ db: deps.db, auth, tgdm: deps.tgdm, mantis: deps.mantis, mothUrl: deps.mothUrl }),

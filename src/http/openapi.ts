@@ -1,6 +1,7 @@
 import Router from '@koa/router';
 import { z } from 'zod';
 import { registrationSchema } from '../domain/device';
+import { groupNameSchema } from '../domain/policy';
 import { settingsPatchSchema } from '../domain/settings';
 import { abortTaskSchema, createTaskSchema } from '../domain/task';
 import { fleetQuery } from './admin';
@@ -9,13 +10,14 @@ import { startRecordingBody, startStreamBody } from './routes/media';
 import { emptyReportBody } from './routes/tasks';
 import { feedQuery } from './routes/events';
 import { uptimeQueryFields } from './routes/uptime';
+import { devicePatchBody, groupPutBody } from './routes/groups';
 import * as out from './schemas';
 import { limitQuery } from './validate';
 
 type Auth = 'none' | 'operator' | 'device' | 'operator-or-device' | 'basic';
 
 interface RouteDoc {
-  readonly method: 'get' | 'post' | 'patch' | 'delete';
+  readonly method: 'get' | 'post' | 'put' | 'patch' | 'delete';
   readonly path: string;
   readonly summary: string;
   readonly auth: Auth;
@@ -95,6 +97,67 @@ export const ROUTES: readonly RouteDoc[] = [
     method: 'delete',
     path: '/devices/{id}/maintenance',
     summary: 'Close the maintenance window now',
+    auth: 'operator',
+    ok: [204, null],
+    errors: [401, 404],
+  },
+  {
+    method: 'patch',
+    path: '/devices/{id}',
+    summary:
+      "Set the device's group and its own health-check policy (null hands a value back to its group's or the server's); applies from the next round",
+    auth: 'operator',
+    body: devicePatchBody,
+    ok: [200, out.devicePatchResponse],
+    errors: [400, 401, 404, 413, 415],
+  },
+  {
+    method: 'get',
+    path: '/device-groups',
+    summary: 'Device groups with their policies, members and maintenance windows',
+    auth: 'operator',
+    ok: [200, out.groupsResponse],
+    errors: [401],
+  },
+  {
+    method: 'get',
+    path: '/device-groups/{name}',
+    summary: 'One device group',
+    auth: 'operator',
+    ok: [200, out.groupResponse],
+    errors: [401, 404],
+  },
+  {
+    method: 'put',
+    path: '/device-groups/{name}',
+    summary:
+      "Create a group or replace its health-check policy (over the server's, under each device's own); applies from the next round",
+    auth: 'operator',
+    body: groupPutBody,
+    ok: [200, out.groupResponse],
+    errors: [400, 401, 404, 413, 415],
+  },
+  {
+    method: 'delete',
+    path: '/device-groups/{name}',
+    summary: "Remove a group's policy and window (its devices keep the name and fall to the server's)",
+    auth: 'operator',
+    ok: [204, null],
+    errors: [401, 404],
+  },
+  {
+    method: 'post',
+    path: '/device-groups/{name}/maintenance',
+    summary: "Open a maintenance window over every device of the group (a device's own window comes first)",
+    auth: 'operator',
+    body: maintenanceBody,
+    ok: [200, out.groupMaintenanceResponse],
+    errors: [400, 401, 404, 413, 415],
+  },
+  {
+    method: 'delete',
+    path: '/device-groups/{name}/maintenance',
+    summary: "Close the group's maintenance window now",
     auth: 'operator',
     ok: [204, null],
     errors: [401, 404],
@@ -357,6 +420,8 @@ export function openApiDocument(version: string) {
     const parameters: unknown[] = [];
     if (r.path.includes('{id}'))
       parameters.push({ name: 'id', in: 'path', required: true, schema: { type: 'string', format: 'uuid' } });
+    if (r.path.includes('{name}'))
+      parameters.push({ name: 'name', in: 'path', required: true, schema: schema(groupNameSchema, 'input') });
     if (r.query) {
       for (const [name, field] of Object.entries(r.query.shape)) {
         parameters.push({ name, in: 'query', required: false, schema: schema(field as z.ZodType, 'input') });

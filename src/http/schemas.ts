@@ -6,7 +6,13 @@ import { TASK_STATUSES } from '../domain/task';
 // schemas that validate input), and the contract tests parse real responses with them.
 
 const isoDate = z.iso.datetime({ offset: true });
-const maintenanceOut = z.object({ until: isoDate, reason: z.string(), stopsRecordings: z.boolean() });
+const maintenanceOut = z.object({
+  until: isoDate,
+  reason: z.string(),
+  stopsRecordings: z.boolean(),
+  /** Present when the window is the device's group's. */
+  group: z.string().optional(),
+});
 export const maintenanceResponse = z.object({ id: z.uuid(), maintenance: maintenanceOut });
 const nullableDate = isoDate.nullable();
 
@@ -52,14 +58,40 @@ export const deviceResponse = z.object({
   heartbeatProtocol: z.enum(['v1', 'v2']),
   /** Its current token was heard in a text frame, which Moth replays to later joiners: rotate it. */
   tokenExposed: z.boolean(),
-  /** Its open maintenance window, if any. */
+  /** Its open maintenance window (its own, or else its group's), if any. */
   maintenance: maintenanceOut.nullable(),
+  group: z.string().nullable(),
+});
+
+const policyValue = z.object({ value: z.number().int(), source: z.enum(['device', 'group', 'server']) });
+/** The health-check policy in force, each value with the level it came from. */
+const effectivePolicy = z.object({ maxConsecutiveMisses: policyValue, intervalMultiple: policyValue });
+const policyFields = z.object({
+  maxConsecutiveMisses: z.number().int().nullable(),
+  intervalMultiple: z.number().int().nullable(),
 });
 
 /** One device as itself or the operator sees it: with the path of its own bus. */
 export const deviceDetailResponse = deviceResponse.extend({
   channels: z.object({ deviceManagement: z.string().startsWith('/pang/ws/meb?') }),
+  healthcheck: effectivePolicy,
 });
+
+export const devicePatchResponse = z.object({
+  id: z.uuid(),
+  group: z.string().nullable(),
+  healthcheck: effectivePolicy,
+});
+
+export const groupResponse = z.object({
+  name: z.string(),
+  /** The group's own values; null falls to the server setting. */
+  healthcheck: policyFields,
+  members: z.number().int(),
+  maintenance: maintenanceOut.nullable(),
+});
+export const groupsResponse = z.object({ groups: z.array(groupResponse) });
+export const groupMaintenanceResponse = z.object({ name: z.string(), maintenance: maintenanceOut });
 
 export const deviceListResponse = z.object({
   devices: z.array(deviceResponse),

@@ -45,6 +45,31 @@ export interface CachedToken {
   readonly proofsOnly?: boolean;
 }
 
+/** A device silent past the strictest allowance, to be judged by its own policy. */
+export interface Candidate {
+  readonly deviceId: string;
+  readonly lastRound: number;
+}
+
+/** A page of one shard's candidates, with what judging them needs. */
+export interface CandidatePage {
+  readonly candidates: readonly Candidate[];
+  /** The shard's valid rounds after the oldest candidate's last round, up to n, ascending. */
+  readonly validRounds: readonly number[];
+}
+
+export interface Stale {
+  readonly deviceId: string;
+  readonly lastRound: number;
+  readonly missedRounds: number;
+}
+
+/** Picks, in each page, the stale candidates (with the valid rounds they missed). */
+export type Judge = (pages: readonly CandidatePage[]) => Promise<Stale[][]>;
+
+/** Candidates read per page while claiming. */
+const CANDIDATE_PAGE = 1000;
+
 export interface Claimed {
   readonly deviceId: string;
   readonly lastRound: number;
@@ -132,27 +157,40 @@ for i = 1, #ARGV, 2 do
 end
 return 0`;
 
-// Moves the devices that missed more than max consecutive valid rounds of their shard out of the
-// shard's connected index into a claim list for round n, atomically, and returns the claim list
-// (including what a crashed earlier run claimed). ARGV: n, max, limit.
-const CLAIM = `
+// The devices of a shard that may be stale at round n: those not heard in the max + 1 latest valid
+// rounds, where max is the most rounds any device is allowed (the strictest policy); each device is
+// then judged by its own policy. Read-only. KEYS: heard, valid rounds, the round's claim list. ARGV:
+// n, max, offset, limit. Returns a page of {device id, last round heard} (oldest first), the valid
+// rounds after the page's oldest, up to n, and how many devices the claim list holds.
+const CANDIDATES = `
 local n = tonumber(ARGV[1])
-local max = tonumber(ARGV[2])
-local v = redis.call('ZREVRANGEBYSCORE', KEYS[2], n, '-inf', 'LIMIT', max, 1)[1]
-if v then
-  local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. v, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
-  for i = 1, #stale, 2 do
-    local missed = redis.call('ZCOUNT', KEYS[2], '(' .. stale[i + 1], n)
-    redis.call('ZREM', KEYS[1], stale[i])
-    redis.call('HSET', KEYS[3], stale[i], stale[i + 1] .. ':' .. missed)
+local claims = redis.call('HLEN', KEYS[3])
+local v = redis.call('ZREVRANGEBYSCORE', KEYS[2], n, '-inf', 'LIMIT', tonumber(ARGV[2]), 1)[1]
+if not v then return {{}, {}, claims} end
+local page = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. v, 'WITHSCORES', 'LIMIT', tonumber(ARGV[3]), tonumber(ARGV[4]))
+if #page == 0 then return {{}, {}, claims} end
+return {page, redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. page[2], n), claims}`;
+
+// Moves devices judged stale for round n out of the shard's connected index into the round's claim
+// list, each only if it was not heard since it was judged (its score is still the round it was judged
+// on), atomically; then, when asked, returns the claim list (including what a crashed earlier run
+// claimed) with each device's last heartbeat time. KEYS: heard, claimed, last-seen. ARGV: limit,
+// whether to list, then per device its id, last round and missed rounds.
+const CLAIM = `
+for i = 3, #ARGV, 3 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1] .. ':' .. ARGV[i + 2])
   end
-  redis.call('EXPIRE', KEYS[3], 86400)
 end
-local claimed = redis.call('HSCAN', KEYS[3], 0, 'COUNT', tonumber(ARGV[3]))[2]
+if #ARGV > 2 then redis.call('EXPIRE', KEYS[2], 86400) end
+if ARGV[2] ~= '1' then return {} end
+local claimed = redis.call('HSCAN', KEYS[2], 0, 'COUNT', tonumber(ARGV[1]))[2]
 local out = {}
 for i = 1, #claimed, 2 do
   table.insert(out, claimed[i]); table.insert(out, claimed[i + 1])
-  table.insert(out, redis.call('HGET', KEYS[4], claimed[i]) or '')
+  table.insert(out, redis.call('HGET', KEYS[3], claimed[i]) or '')
 end
 return out`;
 
@@ -165,9 +203,14 @@ declare module 'ioredis' {
       ...args: string[]
     ): Result<(number | string)[], Context>;
     rollcallProofsOnly(tokens: string, ...args: string[]): Result<number, Context>;
-    rollcallClaim(
+    rollcallCandidates(
       heard: string,
       valid: string,
+      claimed: string,
+      ...args: string[]
+    ): Result<[string[], string[], number], Context>;
+    rollcallClaim(
+      heard: string,
       claimed: string,
       lastSeen: string,
       ...args: string[]
@@ -196,7 +239,8 @@ function groupBy<T, K>(items: readonly T[], key: (item: T) => K): Map<K, T[]> {
  */
 export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: number) {
   redis.defineCommand('rollcallIngest', { numberOfKeys: 3, lua: INGEST });
-  redis.defineCommand('rollcallClaim', { numberOfKeys: 4, lua: CLAIM });
+  redis.defineCommand('rollcallCandidates', { numberOfKeys: 3, lua: CANDIDATES });
+  redis.defineCommand('rollcallClaim', { numberOfKeys: 3, lua: CLAIM });
   redis.defineCommand('rollcallProofsOnly', { numberOfKeys: 1, lua: PROOFS_ONLY });
   const shardKeys = (deviceId: string) => keys.shard(shardOf(deviceId, shards));
   const byShard = <T>(items: readonly T[], id: (item: T) => string) =>
@@ -386,23 +430,62 @@ export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: numb
     },
 
     /**
-     * Claims, for the evaluation of round n, the devices whose consecutive valid misses in their
-     * shard exceed max. Returns what is claimed for round n and not yet released, up to about `limit`.
+     * Claims, for the evaluation of round n, the devices past their policy's allowance: the devices
+     * silent longer than `strictest` valid rounds of their shard are read a page at a time and judged
+     * (by their own policy) by `judge`; those it finds stale are claimed, unless heard meanwhile.
+     * Returns what is claimed for round n and not yet released, up to about `limit`. Costs the devices
+     * silent past the strictest allowance, not the fleet.
      */
-    async claimStale(n: number, max: number, limit: number): Promise<Claimed[]> {
+    async claimStale(n: number, strictest: number, limit: number, judge: Judge): Promise<Claimed[]> {
+      const page = async (s: number, offset: number) => {
+        const k = keys.shard(s);
+        const [read, valid, claims] = await redis.rollcallCandidates(
+          k.heard,
+          k.validRounds,
+          k.claimed(n),
+          String(n),
+          String(strictest),
+          String(offset),
+          String(CANDIDATE_PAGE),
+        );
+        const candidates: Candidate[] = [];
+        for (let i = 0; i < read.length; i += 2)
+          candidates.push({ deviceId: read[i]!, lastRound: Number(read[i + 1]) });
+        return { candidates, validRounds: valid.map(Number), claims: Number(claims) };
+      };
+      // Every shard's first page at once, judged at once: a quiet round costs one call per shard, side
+      // by side, and a round with candidates one judgement (what a first page says may be stale by its
+      // shard's turn; a claim checks each device again).
+      const firstPages = await Promise.all(allShards.map((s) => page(s, 0)));
+      const firstStale = await judge(firstPages);
       const claimed: Claimed[] = [];
       for (const s of allShards) {
         if (claimed.length >= limit) break;
         const k = keys.shard(s);
-        const out = await redis.rollcallClaim(
-          k.heard,
-          k.validRounds,
-          k.claimed(n),
-          k.lastSeen,
-          String(n),
-          String(max),
-          String(limit - claimed.length),
-        );
+        const want = limit - claimed.length;
+        let current = firstPages[s]!;
+        let stale = firstStale[s]!;
+        let anyClaimed = current.claims > 0;
+        for (let offset = 0, taken = 0; current.candidates.length > 0 && taken < want;) {
+          if (stale.length > 0)
+            await redis.rollcallClaim(
+              k.heard,
+              k.claimed(n),
+              k.lastSeen,
+              '0',
+              '0',
+              ...stale.flatMap((c) => [c.deviceId, String(c.lastRound), String(c.missedRounds)]),
+            );
+          taken += stale.length;
+          anyClaimed ||= stale.length > 0;
+          offset += current.candidates.length - stale.length;
+          if (current.candidates.length < CANDIDATE_PAGE) break;
+          current = await page(s, offset);
+          stale = (await judge([current]))[0]!;
+          anyClaimed ||= current.claims > 0;
+        }
+        if (!anyClaimed) continue;
+        const out = await redis.rollcallClaim(k.heard, k.claimed(n), k.lastSeen, String(want), '1');
         for (let i = 0; i < out.length; i += 3) {
           const [lastRound, missed] = String(out[i + 1]).split(':');
           const seen = out[i + 2];

@@ -2,6 +2,10 @@ import type { Result } from 'ioredis';
 import { newRoundNonce } from '../domain/proofs';
 import type { Opening } from '../domain/rounds';
 import type { RedisClient, RedisKeys } from './connection';
+import { MAX_ROUNDS_ALLOWED } from '../domain/policy';
+
+/** Valid rounds kept per shard: a device allowed the most must still be seen to miss one more. */
+const VALID_ROUNDS_KEPT = MAX_ROUNDS_ALLOWED + 1;
 
 // Issues a round number for a scheduler job, once: a re-run of the same job (after a stall) gets the
 // same number back; a tick scheduled too soon after the previous round's tick (a scheduler that fired
@@ -143,7 +147,8 @@ export function createRounds(redis: RedisClient, keys: RedisKeys, shards: number
     /**
      * Records how round n ended, per shard: only the shards it was valid for enter their index of
      * valid rounds, which miss counting uses, so a round void for a shard (or held) is a miss for
-     * nobody there. Each shard keeps its last 1000 valid rounds.
+     * nobody there. Each shard keeps as many of its last valid rounds as the most lenient policy may
+     * allow a device to miss, and one more (VALID_ROUNDS_KEPT).
      */
     async close(round: number, validShards: readonly number[] | 'held'): Promise<void> {
       const valid = new Set(validShards === 'held' ? [] : validShards);
@@ -152,7 +157,11 @@ export function createRounds(redis: RedisClient, keys: RedisKeys, shards: number
         Array.from({ length: shards }, (_, s) => {
           const key = keys.shard(s).validRounds;
           return valid.has(s)
-            ? redis.multi().zadd(key, round, String(round)).zremrangebyrank(key, 0, -1001).exec()
+            ? redis
+                .multi()
+                .zadd(key, round, String(round))
+                .zremrangebyrank(key, 0, -VALID_ROUNDS_KEPT - 1)
+                .exec()
             : redis.zrem(key, String(round));
         }),
       );

@@ -10,6 +10,7 @@ import {
   markTokenExposed,
 } from '../db/devices';
 import { republishRecent } from '../db/outbox';
+import { restingIn } from '../db/policies';
 import type { PlatformEvent } from '../domain/events';
 import { shardsOwnedBy } from '../domain/shards';
 import { createDeviceBuses } from '../gateway/device-buses';
@@ -257,7 +258,10 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
       brokenAt = at;
       log.warn({ round: message.round, err: (err as Error).message }, 'could not record the round opening');
     }
-    const { failed } = await buses.sendToAll(message, config.MOTH_HEALTHCHECK_SPREAD_MS);
+    // Robots checked every k-th round are not asked in the others (if Postgres cannot say which, all are
+    // asked: an extra HEALTHCHECK is only answered).
+    const resting = await restingIn(db, message.round).catch(() => []);
+    const { failed } = await buses.sendToAll(message, config.MOTH_HEALTHCHECK_SPREAD_MS, new Set(resting));
     if (failed > 0) log.warn({ round: message.round, failed }, 'HEALTHCHECK not sent on some buses');
   }
 

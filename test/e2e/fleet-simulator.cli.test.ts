@@ -70,7 +70,7 @@ describe('fleet simulator CLI', () => {
     expect((await s.db('devices').count<{ n: string }[]>('* as n'))[0]!.n).toBe(before);
   }, 40_000);
 
-  it('speaks protocol v2 and says goodbye: its robots live on proofs, one leaves on purpose', async () => {
+  it('speaks protocol v2, puts robots in groups and says goodbye: its robots live on proofs, one leaves on purpose', async () => {
     const tokens = join(mkdtempSync(join(inject('runDir'), 'fleet-')), 'tokens.json');
     const run = await fleet([
       '--devices',
@@ -83,6 +83,8 @@ describe('fleet simulator CLI', () => {
       '3',
       '--duration',
       '5',
+      '--groups',
+      'sim-a,sim-b',
       '--prefix',
       'v2sim',
       '--tokens',
@@ -97,8 +99,13 @@ describe('fleet simulator CLI', () => {
         'id',
         saved.map((d) => d.id),
       )
-      .select<{ connected_at: Date | null; proofs_since: Date | null }[]>('connected_at', 'proofs_since');
+      .select<{ connected_at: Date | null; proofs_since: Date | null; group_name: string }[]>(
+        'connected_at',
+        'proofs_since',
+        'group_name',
+      );
     expect(rows).toHaveLength(3);
+    expect(rows.map((r) => r.group_name).sort()).toEqual(['sim-a', 'sim-a', 'sim-b']);
     for (const r of rows) {
       expect(r.connected_at).not.toBeNull();
       expect(r.proofs_since).not.toBeNull();

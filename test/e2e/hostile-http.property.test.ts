@@ -25,6 +25,7 @@ const ids = () =>
     fc.constant('%00'),
     fc.constant('..%2F..'),
   );
+const groupNames = () => fc.oneof(fc.constant('line-a'), fc.string({ maxLength: 70 }), fc.constant('%2e%2e'));
 const auth = () =>
   fc.oneof(
     fc.constant(undefined),
@@ -85,12 +86,15 @@ describe('hostile HTTP input', () => {
       fc.asyncProperty(
         fc.constantFrom(...ROUTES),
         ids(),
+        groupNames(),
         auth(),
         bodies,
         queries,
         headers,
-        async (route, id, authorization, body, query, extra) => {
-          const path = route.path.replace('{id}', encodeURIComponent(id));
+        async (route, id, group, authorization, body, query, extra) => {
+          const path = route.path
+            .replace('{id}', encodeURIComponent(id))
+            .replace('{name}', encodeURIComponent(group));
           let req = request(s.callback)[route.method](path).query(query);
           for (const [k, v] of Object.entries(extra)) {
             // content-length and transfer-encoding must stay consistent with what supertest sends

@@ -1,10 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { createRedis, redisKeys, type RedisClient } from '../../src/redis/connection';
+import { staleAmong } from '../../src/domain/policy';
 import { createLiveness, type Liveness } from '../../src/redis/liveness';
+import type { Judge } from '../../src/redis/liveness';
 import { createRounds } from '../../src/redis/rounds';
 import { shardOf } from '../../src/domain/shards';
 import { uniquePrefix } from '../support/database';
+
+/** Each device allowed `allowance(id)` valid rounds of silence in round n. */
+const byAllowance =
+  (n: number, allowance: (id: string) => number): Judge =>
+  (pages) =>
+    Promise.resolve(pages.map((p) => staleAmong(n, p.candidates, p.validRounds, allowance)));
+/** Every device allowed the same `max`. */
+const uniform = (n: number, max: number) => byAllowance(n, () => max);
 
 const SHARDS = 4;
 const ALL = [0, 1, 2, 3];
@@ -44,7 +54,7 @@ describe('miss counting in Redis', () => {
     await heardIn(liveness, 3, ['b']);
     await heardIn(liveness, 5, ['a']);
     for (let n = 1; n <= 6; n++) await rounds.close(n, ALL);
-    const claimed = await liveness.claimStale(6, 2, 100);
+    const claimed = await liveness.claimStale(6, 2, 100, uniform(6, 2));
     expect(claimed.map((c) => [c.deviceId, c.lastRound, c.missedRounds]).sort()).toEqual([
       ['b', 3, 3],
       ['c', 2, 4],
@@ -59,7 +69,7 @@ describe('miss counting in Redis', () => {
     await heardIn(liveness, 3, ['b']);
     for (const n of [1, 2, 3, 5, 6]) await rounds.close(n, ALL);
     await rounds.close(4, []);
-    const claimed = await liveness.claimStale(6, 2, 100);
+    const claimed = await liveness.claimStale(6, 2, 100, uniform(6, 2));
     // b missed 4 (void), 5, 6: two valid misses, not more than max=2.
     expect(claimed.map((c) => c.deviceId)).toEqual(['c']);
     expect(claimed[0]!.missedRounds).toBe(3);
@@ -69,21 +79,21 @@ describe('miss counting in Redis', () => {
     const { liveness, rounds } = fresh();
     await heardIn(liveness, 0, ['x']);
     for (const n of [1, 2]) await rounds.close(n, ALL);
-    expect(await liveness.claimStale(2, 2, 100)).toEqual([]);
+    expect(await liveness.claimStale(2, 2, 100, uniform(2, 2))).toEqual([]);
     await rounds.close(3, ALL);
-    expect((await liveness.claimStale(3, 2, 100)).map((c) => c.deviceId)).toEqual(['x']);
+    expect((await liveness.claimStale(3, 2, 100, uniform(3, 2))).map((c) => c.deviceId)).toEqual(['x']);
   });
 
   it('a claim survives a crash until released, and is not claimed twice', async () => {
     const { liveness, rounds } = fresh();
     await heardIn(liveness, 1, ['p', 'q']);
     for (let n = 1; n <= 5; n++) await rounds.close(n, ALL);
-    const first = await liveness.claimStale(5, 2, 100);
+    const first = await liveness.claimStale(5, 2, 100, uniform(5, 2));
     expect(first).toHaveLength(2);
-    const rerun = await liveness.claimStale(5, 2, 100);
+    const rerun = await liveness.claimStale(5, 2, 100, uniform(5, 2));
     expect(rerun.map((c) => c.deviceId).sort()).toEqual(['p', 'q']);
     await liveness.releaseClaims(5, ['p', 'q']);
-    expect(await liveness.claimStale(5, 2, 100)).toEqual([]);
+    expect(await liveness.claimStale(5, 2, 100, uniform(5, 2))).toEqual([]);
   });
 
   it('a round void for one shard is a miss for nobody there, and counts in the others', async () => {
@@ -92,8 +102,46 @@ describe('miss counting in Redis', () => {
     await heardIn(liveness, 1, [a, b]);
     for (let n = 1; n <= 4; n++) await rounds.close(n, n === 3 ? [0, 2, 3] : ALL);
     // Both missed 2, 3, 4; round 3 was void for b's shard: b missed two valid rounds, a three.
-    expect((await liveness.claimStale(4, 2, 100)).map((c) => c.deviceId)).toEqual([a]);
+    expect((await liveness.claimStale(4, 2, 100, uniform(4, 2))).map((c) => c.deviceId)).toEqual([a]);
     expect((await rounds.meta(3))?.validShards ?? []).toEqual([]);
+  });
+
+  it('judges each device silent past the strictest allowance by its own, and reads past a page of lenient ones', async () => {
+    const { liveness, rounds } = fresh();
+    // 1,200 lenient devices (allowed 10) heard before the strict one (allowed 2): more than a page of
+    // candidates that stay, in the same shard, ahead of it in the index.
+    const lenient = Array.from({ length: 1200 }, (_, i) => inShard(0, `len${i}-`));
+    const strict = inShard(0, 'strict');
+    await heardIn(liveness, 1, lenient);
+    await heardIn(liveness, 2, [strict]);
+    for (let n = 1; n <= 6; n++) await rounds.close(n, ALL);
+    const allowance = (id: string) => (id === strict ? 2 : 10);
+    const claimed = await liveness.claimStale(6, 2, 100, byAllowance(6, allowance));
+    expect(claimed.map((c) => [c.deviceId, c.missedRounds])).toEqual([[strict, 4]]);
+    expect((await liveness.indexedMany(lenient)).size).toBe(1200);
+  });
+
+  it('a device allowed more than a thousand rounds is still seen to miss them', async () => {
+    const { liveness, rounds } = fresh();
+    // Every 12th round, 100 misses allowed: (100 + 1) * 12 - 1 = 1211 rounds.
+    await heardIn(liveness, 1, ['patient']);
+    for (let n = 1; n <= 1213; n++) await rounds.close(n, ALL);
+    expect(await liveness.claimStale(1212, 2, 100, uniform(1212, 1211))).toEqual([]);
+    const claimed = await liveness.claimStale(1213, 2, 100, uniform(1213, 1211));
+    expect(claimed.map((c) => [c.deviceId, c.missedRounds])).toEqual([['patient', 1212]]);
+  });
+
+  it('a device heard after it was judged is not claimed', async () => {
+    const { liveness, rounds } = fresh();
+    await heardIn(liveness, 1, ['late']);
+    for (let n = 1; n <= 5; n++) await rounds.close(n, ALL);
+    // Its heartbeat lands between the judgement and the claim.
+    const judge: Judge = async (pages) => {
+      await heardIn(liveness, 6, ['late']);
+      return uniform(5, 2)(pages);
+    };
+    expect(await liveness.claimStale(5, 2, 100, judge)).toEqual([]);
+    expect((await liveness.indexedMany(['late'])).get('late')).toBe(6);
   });
 
   it("keeps each shard's keys in one hash slot of their own", () => {

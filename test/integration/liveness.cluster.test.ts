@@ -4,10 +4,18 @@ import type { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { redisKeys } from '../../src/redis/connection';
+import { staleAmong } from '../../src/domain/policy';
 import { createLiveness } from '../../src/redis/liveness';
+import type { Judge } from '../../src/redis/liveness';
 import { createRounds } from '../../src/redis/rounds';
 import { createShardLeases } from '../../src/redis/shard-leases';
 import { startRedisCluster } from '../support/redis-cluster';
+
+/** Every device allowed the same `max` valid rounds of silence in round n. */
+const uniform =
+  (n: number, max: number): Judge =>
+  (pages) =>
+    Promise.resolve(pages.map((p) => staleAmong(n, p.candidates, p.validRounds, () => max)));
 
 const SHARDS = 64;
 let cluster: Awaited<ReturnType<typeof startRedisCluster>>;
@@ -50,13 +58,13 @@ describe('the liveness state on a real Redis Cluster (three masters)', () => {
     expect((await rounds.openedBy(4)).size).toBe(SHARDS);
     expect(await liveness.silenceOf(4)).toEqual({ connected: 2000, missed: 30 });
     // Heard in round 1 only: missed 2, 3 and 4, more than max 2.
-    const claimed = await liveness.claimStale(4, 2, 10_000);
+    const claimed = await liveness.claimStale(4, 2, 10_000, uniform(4, 2));
     expect(claimed.map((c) => c.deviceId).sort()).toEqual(devices.slice(0, 30).sort());
     await liveness.releaseClaims(
       4,
       claimed.map((c) => c.deviceId),
     );
-    expect(await liveness.claimStale(4, 2, 10_000)).toEqual([]);
+    expect(await liveness.claimStale(4, 2, 10_000, uniform(4, 2))).toEqual([]);
     await liveness.forgetToken('device-40', 'h-device-40');
     expect(
       (await liveness.recordHeartbeats([{ tokenHash: 'h-device-40', deviceId: 'device-40', heardRound: 5 }]))

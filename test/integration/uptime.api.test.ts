@@ -19,8 +19,10 @@ afterAll(async () => t.close());
 const BASE = Date.parse('2026-06-01T00:00:00Z');
 const at = (minutes: number) => new Date(BASE + minutes * 60_000);
 
-async function deviceWith(sessions: [number, number | null, string | null][]) {
-  const reg = await request(t.callback).post('/devices').send(registration());
+async function deviceWith(sessions: [number, number | null, string | null][], group?: string) {
+  const reg = await request(t.callback)
+    .post('/devices')
+    .send(registration(group === undefined ? {} : { group }));
   expect(reg.status).toBe(201);
   const id = (reg.body as { id: string }).id;
   // Registered long before the range.
@@ -141,5 +143,27 @@ describe('GET /devices/:id/uptime and /fleet/uptime', () => {
     const beyond = await ask(2);
     expect(beyond.status).toBe(400);
     expect((beyond.body as { error: { code: string } }).error.code).toBe('RANGE_TOO_LARGE');
+  });
+
+  it("a group's uptime sums its devices only", async () => {
+    // Run last: the limit test above counts this file's first two devices. In the range 60-120: one device connected 60-90, the other 100-120; a third outside the group.
+    await deviceWith([[0, 90, 'MISSED_HEARTBEATS']], 'uptime-g');
+    await deviceWith([[100, null, null]], 'uptime-g');
+    await deviceWith([[0, null, null]], 'uptime-other');
+    const res = await get('/fleet/uptime', {
+      from: at(60).toISOString(),
+      to: at(120).toISOString(),
+      group: 'uptime-g',
+    });
+    expect(res.body).toMatchObject({
+      group: 'uptime-g',
+      devices: 2,
+      observedSeconds: 7200,
+      connectedSeconds: (30 + 20) * 60,
+      // The first one's outage from 90 on; the second had no session before 100 (never connected).
+      outages: { MISSED_HEARTBEATS: { count: 1, seconds: 1800 } },
+    });
+    const id = await deviceWith([]);
+    expect((await get(`/devices/${id}/uptime`, { group: 'uptime-g' })).status).toBe(400);
   });
 });

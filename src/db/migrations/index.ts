@@ -14,6 +14,7 @@ import * as eventStreams from './20261201000012_event_streams';
 import * as signingKeys from './20261201000013_signing_keys';
 import * as tokenExposed from './20261201000014_token_exposed';
 import * as maintenance from './20261201000015_maintenance';
+import * as deviceGroups from './20261201000016_device_groups';
 
 // Listed statically (not read from a folder) so migrations load the same way under tsx, vitest
 // and the knex CLI, with no loader for .ts files needed at run time.
@@ -33,6 +34,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261201000013_signing_keys': signingKeys,
   '20261201000014_token_exposed': tokenExposed,
   '20261201000015_maintenance': maintenance,
+  '20261201000016_device_groups': deviceGroups,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

@@ -13,6 +13,7 @@ import {
 import { DEVICE_STATUSES, registrationSchema, trackEndpoint } from '../../domain/device';
 import { AppError, conflict, forbidden, notFound, tooManyAttempts } from '../../domain/errors';
 import { clientEvent } from '../../domain/events';
+import { groupNameSchema, resolvePolicy } from '../../domain/policy';
 import {
   findLiveDevice,
   insertDeviceWithEvent,
@@ -51,6 +52,8 @@ export interface DeviceRouteDeps {
     forgetTokens(revoked: readonly { deviceId: string; tokenHash: string }[]): Promise<void>;
     forgetDevice(deviceId: string): Promise<void>;
   };
+  /** The server's `device.healthcheckMaxConsecutiveMisses` (what a device without a policy has). */
+  readonly serverMaxMisses: () => Promise<number>;
   /** Enqueues the effects a disconnect wrote (may be a no-op before the effect workers exist). */
   readonly enqueueEffects: (d: readonly Disconnected[]) => Promise<void>;
 }
@@ -58,6 +61,7 @@ export interface DeviceRouteDeps {
 const uuid = z.uuid();
 export const deviceListQuery = z.strictObject({
   status: z.enum(DEVICE_STATUSES).optional(),
+  group: groupNameSchema.optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z
     .string()
@@ -119,6 +123,7 @@ function presentDevice(d: Device, lastHeardAt: Date | null, sharedBus: boolean) 
     disconnectedAt: d.disconnectedAt?.toISOString() ?? null,
     lastHeartbeatAt: last?.toISOString() ?? null,
     currentSessionId: d.currentSessionId,
+    group: d.group,
     ...presentHearing(d, sharedBus),
   };
 }
@@ -197,6 +202,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
           busId: newBusId(),
           tracks: body.tracks,
           actions: body.actions,
+          group: body.group ?? null,
         },
         clientEvent('DEVICE_REGISTERED', id, { name: body.name }),
       );
@@ -226,7 +232,12 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
   router.get('/devices', async (ctx) => {
     await auth.operator(ctx);
     const query = parseInput(deviceListQuery, ctx.query);
-    const page = await listDevices(db, { status: query.status, afterSeq: query.cursor, limit: query.limit });
+    const page = await listDevices(db, {
+      status: query.status,
+      group: query.group,
+      afterSeq: query.cursor,
+      limit: query.limit,
+    });
     const last = page.devices.at(-1);
     ctx.body = {
       devices: page.devices.map((d) => presentDevice(d, null, deps.config.MOTH_SHARED_BUS)),
@@ -245,6 +256,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
       ...presentDevice(device, await deps.liveness.lastHeardAt(id), shared),
       // The bus is shown to the device itself and to the operator, never in a list.
       ...presentDeviceBus(device, deps.config.channels, shared),
+      healthcheck: resolvePolicy(device.policy, device.groupPolicy, await deps.serverMaxMisses()),
     };
   });
 

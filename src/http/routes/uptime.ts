@@ -3,7 +3,8 @@ import { z } from 'zod';
 import type { Db } from '../../db/knex';
 import { historiesFor, type DeviceHistory } from '../../db/uptime';
 import { combine, uptime, uptimeBuckets, type UptimeReport } from '../../domain/uptime';
-import { AppError } from '../../domain/errors';
+import { AppError, validationFailed } from '../../domain/errors';
+import { groupNameSchema } from '../../domain/policy';
 import type { Authenticator } from '../auth';
 import { parseInput } from '../validate';
 import { deviceIdParam, deviceNotFound } from './devices';
@@ -18,12 +19,14 @@ export const uptimeQueryFields = z.strictObject({
   from: z.iso.datetime({ offset: true }).optional(),
   to: z.iso.datetime({ offset: true }).optional(),
   bucket: z.enum(['hour', 'day']).optional(),
+  /** Fleet-wide only: the devices of one group. */
+  group: groupNameSchema.optional(),
 });
 
 export const uptimeQuery = uptimeQueryFields
   .transform((q) => {
     const to = q.to ? Date.parse(q.to) : Date.now();
-    return { from: q.from ? Date.parse(q.from) : to - DAY, to, bucket: q.bucket };
+    return { from: q.from ? Date.parse(q.from) : to - DAY, to, bucket: q.bucket, group: q.group };
   })
   .refine((q) => q.from < q.to, { message: 'from must be before to', path: ['from'] })
   .refine((q) => q.to - q.from <= 366 * DAY, { message: 'at most 366 days', path: ['to'] })
@@ -76,7 +79,9 @@ export function uptimeRoutes(deps: {
     await deps.auth.operator(ctx);
     const id = deviceIdParam(ctx.params.id);
     const q = parseInput(uptimeQuery, ctx.query);
-    const histories = await historiesFor(deps.db, new Date(q.from), new Date(q.to), id);
+    if (q.group !== undefined)
+      throw validationFailed([{ field: 'group', message: 'a filter of the fleet, not of one device' }]);
+    const histories = await historiesFor(deps.db, new Date(q.from), new Date(q.to), { deviceId: id });
     if (histories.length === 0) {
       const exists = await deps.db('devices').where({ id }).first<{ id: string } | undefined>('id');
       if (!exists) throw deviceNotFound();
@@ -86,7 +91,7 @@ export function uptimeRoutes(deps: {
   router.get('/fleet/uptime', async (ctx) => {
     await deps.auth.operator(ctx);
     const q = parseInput(uptimeQuery, ctx.query);
-    const histories = await historiesFor(deps.db, new Date(q.from), new Date(q.to));
+    const histories = await historiesFor(deps.db, new Date(q.from), new Date(q.to), { group: q.group });
     const buckets = q.bucket ? Math.ceil((q.to - q.from) / BUCKET_MS[q.bucket]) : 1;
     if (histories.length * buckets > maxReports)
       throw new AppError(
@@ -94,7 +99,11 @@ export function uptimeRoutes(deps: {
         'RANGE_TOO_LARGE',
         `${histories.length} devices x ${buckets} buckets is more than ${maxReports} reports: a shorter range, or day buckets`,
       );
-    ctx.body = { devices: histories.length, ...report(histories, q) };
+    ctx.body = {
+      ...(q.group !== undefined && { group: q.group }),
+      devices: histories.length,
+      ...report(histories, q),
+    };
   });
   return router;
 }

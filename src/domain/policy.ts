@@ -1,0 +1,102 @@
+import { z } from 'zod';
+
+/**
+ * A health-check policy as a device or a group sets it: either field may be left to the level below
+ * (the device's own value wins over its group's, which wins over the server setting).
+ */
+export interface PolicyFields {
+  readonly maxConsecutiveMisses: number | null;
+  readonly intervalMultiple: number | null;
+}
+
+export type PolicySource = 'device' | 'group' | 'server';
+
+/** The policy in force for one device, each value with the level it came from. */
+export interface EffectivePolicy {
+  readonly maxConsecutiveMisses: { readonly value: number; readonly source: PolicySource };
+  readonly intervalMultiple: { readonly value: number; readonly source: PolicySource };
+}
+
+export const MAX_INTERVAL_MULTIPLE = 60;
+export const MAX_CONSECUTIVE_MISSES = 100;
+
+/** The fields a device or group may set; null hands the value back to the level below. */
+export const policyFieldsSchema = z.strictObject({
+  maxConsecutiveMisses: z.number().int().min(1).max(MAX_CONSECUTIVE_MISSES).nullable().optional(),
+  intervalMultiple: z.number().int().min(1).max(MAX_INTERVAL_MULTIPLE).nullable().optional(),
+});
+
+/** Group names: short, printable, usable in a query string unescaped. */
+export const groupNameSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'letters, digits, ".", "_" or "-", at most 64');
+
+export function resolvePolicy(
+  own: PolicyFields,
+  group: PolicyFields | null,
+  serverMaxMisses: number,
+): EffectivePolicy {
+  const pick = (key: keyof PolicyFields, fallback: number) =>
+    own[key] !== null
+      ? { value: own[key], source: 'device' as const }
+      : group && group[key] !== null
+        ? { value: group[key], source: 'group' as const }
+        : { value: fallback, source: 'server' as const };
+  return {
+    maxConsecutiveMisses: pick('maxConsecutiveMisses', serverMaxMisses),
+    intervalMultiple: pick('intervalMultiple', 1),
+  };
+}
+
+/**
+ * How many consecutive valid rounds a device may miss before it is disconnected. A device checked
+ * every k-th round is asked once in k rounds, so each miss it is allowed is worth k rounds: it is
+ * disconnected once it has been silent for more than (misses + 1) * k - 1 valid rounds, within
+ * (misses + 1) * k intervals of its last heartbeat.
+ */
+export function roundsAllowed(maxConsecutiveMisses: number, intervalMultiple: number): number {
+  return (maxConsecutiveMisses + 1) * intervalMultiple - 1;
+}
+
+/** The most valid rounds of silence any policy allows (100 misses, every 60th round). */
+export const MAX_ROUNDS_ALLOWED = roundsAllowed(MAX_CONSECUTIVE_MISSES, MAX_INTERVAL_MULTIPLE);
+
+/** Whether a device checked every k-th round is sent HEALTHCHECK in round n (and counted as silent). */
+export function isDue(round: number, intervalMultiple: number): boolean {
+  return round % intervalMultiple === 0;
+}
+
+/** Valid rounds after `lastRound` up to and including n (`validRounds` ascending). */
+export function missedValidRounds(lastRound: number, n: number, validRounds: readonly number[]): number {
+  return countUpTo(validRounds, n) - countUpTo(validRounds, lastRound);
+}
+
+/** How many of the ascending values are <= x (a binary search). */
+function countUpTo(ascending: readonly number[], x: number): number {
+  let lo = 0;
+  let hi = ascending.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ascending[mid]! <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * The candidates of round n that are stale: silent for more valid rounds than their own allowance
+ * (`allowed`, from roundsAllowed).
+ */
+export function staleAmong(
+  n: number,
+  candidates: readonly { deviceId: string; lastRound: number }[],
+  validRounds: readonly number[],
+  allowed: (deviceId: string) => number,
+): { deviceId: string; lastRound: number; missedRounds: number }[] {
+  const out: { deviceId: string; lastRound: number; missedRounds: number }[] = [];
+  for (const c of candidates) {
+    const missedRounds = missedValidRounds(c.lastRound, n, validRounds);
+    if (missedRounds > allowed(c.deviceId)) out.push({ ...c, missedRounds });
+  }
+  return out;
+}

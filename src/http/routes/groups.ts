@@ -1,0 +1,125 @@
+import Router from '@koa/router';
+import { z } from 'zod';
+import type { Db } from '../../db/knex';
+import { findLiveDevice, updateDevicePolicy } from '../../db/devices';
+import {
+  deleteGroup,
+  findGroup,
+  listGroups,
+  putGroupPolicy,
+  setGroupMaintenance,
+  type DeviceGroup,
+} from '../../db/policies';
+import { notFound } from '../../domain/errors';
+import { groupNameSchema, policyFieldsSchema, resolvePolicy, type PolicyFields } from '../../domain/policy';
+import type { Authenticator } from '../auth';
+import { readJson } from '../body';
+import { parseInput } from '../validate';
+import { deviceIdParam, deviceNotFound, maintenanceBody } from './devices';
+
+/** `PATCH /devices/:id`: a JSON merge patch of the device's group and its own policy. */
+export const devicePatchBody = z
+  .strictObject({
+    group: groupNameSchema.nullable().optional(),
+    healthcheck: policyFieldsSchema.optional(),
+  })
+  .refine((b) => b.group !== undefined || b.healthcheck !== undefined, 'nothing to change');
+
+/** `PUT /device-groups/:name`: the group's whole policy (a field left out falls to the server's). */
+export const groupPutBody = z.strictObject({ healthcheck: policyFieldsSchema.default({}) });
+
+const groupNotFound = () => notFound('GROUP_NOT_FOUND', 'no such device group');
+
+function groupParam(raw: string | undefined): string {
+  const parsed = groupNameSchema.safeParse(raw);
+  if (!parsed.success) throw groupNotFound();
+  return parsed.data;
+}
+
+const presentWindow = (m: DeviceGroup['maintenance']) => m && { ...m, until: m.until.toISOString() };
+
+function presentGroup(g: DeviceGroup) {
+  return {
+    name: g.name,
+    healthcheck: g.policy,
+    members: g.members,
+    maintenance: presentWindow(g.maintenance),
+  };
+}
+
+const fields = (p: { maxConsecutiveMisses?: number | null; intervalMultiple?: number | null }) =>
+  ({
+    maxConsecutiveMisses: p.maxConsecutiveMisses ?? null,
+    intervalMultiple: p.intervalMultiple ?? null,
+  }) satisfies PolicyFields;
+
+/**
+ * Health-check policy per device and per group, and maintenance per group. Evaluation and the
+ * gateways read policies from Postgres each round, so a change applies from the next round.
+ */
+export function groupRoutes(deps: {
+  db: Db;
+  auth: Authenticator;
+  serverMaxMisses: () => Promise<number>;
+}): Router {
+  const { db, auth } = deps;
+  const router = new Router();
+
+  router.patch('/devices/:id', async (ctx) => {
+    await auth.operator(ctx);
+    const id = deviceIdParam(ctx.params.id);
+    const body = parseInput(devicePatchBody, await readJson(ctx));
+    if (!(await updateDevicePolicy(db, id, { group: body.group, policy: body.healthcheck ?? {} })))
+      throw deviceNotFound();
+    const device = (await findLiveDevice(db, id))!;
+    ctx.body = {
+      id,
+      group: device.group,
+      healthcheck: resolvePolicy(device.policy, device.groupPolicy, await deps.serverMaxMisses()),
+    };
+  });
+
+  router.get('/device-groups', async (ctx) => {
+    await auth.operator(ctx);
+    ctx.body = { groups: (await listGroups(db)).map(presentGroup) };
+  });
+
+  router.get('/device-groups/:name', async (ctx) => {
+    await auth.operator(ctx);
+    const group = await findGroup(db, groupParam(ctx.params.name));
+    if (!group) throw groupNotFound();
+    ctx.body = presentGroup(group);
+  });
+
+  router.put('/device-groups/:name', async (ctx) => {
+    await auth.operator(ctx);
+    const name = groupParam(ctx.params.name);
+    const body = parseInput(groupPutBody, await readJson(ctx));
+    await putGroupPolicy(db, name, fields(body.healthcheck));
+    ctx.body = presentGroup((await findGroup(db, name))!);
+  });
+
+  router.delete('/device-groups/:name', async (ctx) => {
+    await auth.operator(ctx);
+    if (!(await deleteGroup(db, groupParam(ctx.params.name)))) throw groupNotFound();
+    ctx.status = 204;
+  });
+
+  // A window over every device of the group (a device's own window, if open, comes first).
+  router.post('/device-groups/:name/maintenance', async (ctx) => {
+    await auth.operator(ctx);
+    const name = groupParam(ctx.params.name);
+    const body = parseInput(maintenanceBody, await readJson(ctx));
+    const window = { until: new Date(body.until), reason: body.reason, stopsRecordings: body.stopRecordings };
+    if (!(await setGroupMaintenance(db, name, window))) throw groupNotFound();
+    ctx.body = { name, maintenance: presentWindow(window) };
+  });
+
+  router.delete('/device-groups/:name/maintenance', async (ctx) => {
+    await auth.operator(ctx);
+    if (!(await setGroupMaintenance(db, groupParam(ctx.params.name), null))) throw groupNotFound();
+    ctx.status = 204;
+  });
+
+  return router;
+}
