@@ -1,7 +1,7 @@
 import type { Db } from '../src/db/knex';
 import { devicesInMaintenance, inMaintenance } from '../src/db/devices';
 import { allowancesOf, restingIn, strictestAllowance } from '../src/db/policies';
-import { connectDevice, disconnectDevices } from '../src/db/transitions';
+import { connectDevice, disconnectDevices, endStableFlapping, flapPolicy } from '../src/db/transitions';
 import { staleAmong } from '../src/domain/policy';
 import type { Logger } from '../src/logger';
 import type { Metrics } from '../src/metrics';
@@ -194,6 +194,7 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
       for (const [deviceId, heardIn] of heardAgain) {
         const session = await connectDevice(deps.db, deviceId, heardIn, {
           automaticRecording: settings['recording.automatic'],
+          flap: flapPolicy(settings),
         });
         if (session) {
           reconnected++;
@@ -232,6 +233,8 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
           deps.logger.warn({ round: n, err: err.message }, 'effect jobs not enqueued; the sweeper will');
         });
     }
+    // A flapping device that has not failed for the window is stable again.
+    await endStableFlapping(deps.db, settings['device.flapWindowSeconds']);
     return { round: n, outcome, disconnected, reconnected };
   };
 }

@@ -22,6 +22,8 @@ export interface Device {
   /** Its maintenance window, or its group's, while one is open (its own first). */
   readonly maintenance: Maintenance | null;
   readonly group: string | null;
+  /** Since when it has been flapping (losing and regaining its link), while it is. */
+  readonly flappingSince: Date | null;
   /** The health-check policy it sets itself (null fields: its group's or the server's). */
   readonly policy: PolicyFields;
   /** Its group's policy, when the group has one. */
@@ -50,6 +52,7 @@ interface DeviceRow {
   maintenance_reason: string | null;
   maintenance_stops_recordings: boolean | null;
   group_name: string | null;
+  flapping_since: Date | null;
   max_misses: number | null;
   interval_multiple: number | null;
   tracks: Track[];
@@ -76,6 +79,7 @@ const COLUMNS = [
   'maintenance_reason',
   'maintenance_stops_recordings',
   'group_name',
+  'flapping_since',
   'max_misses',
   'interval_multiple',
   'tracks',
@@ -101,6 +105,7 @@ function toDevice(r: DeviceRow): Device {
     tokenExposedAt: r.token_exposed_at,
     maintenance: openWindow(r),
     group: r.group_name,
+    flappingSince: r.flapping_since,
     policy: policyOfRow(r),
     groupPolicy: null,
     tracks: r.tracks,
@@ -239,6 +244,7 @@ export async function markProofsOnly(q: Queryable, deviceIds: readonly string[])
 export interface DevicePageQuery {
   readonly status?: DeviceStatus;
   readonly group?: string;
+  readonly flapping?: boolean;
   readonly afterSeq?: number;
   readonly limit: number;
 }
@@ -255,6 +261,8 @@ export async function listDevices(
     .limit(p.limit + 1);
   if (p.status) void query.where({ status: p.status });
   if (p.group !== undefined) void query.where({ group_name: p.group });
+  if (p.flapping !== undefined)
+    void (p.flapping ? query.whereNotNull('flapping_since') : query.whereNull('flapping_since'));
   if (p.afterSeq !== undefined) void query.where('seq', '>', p.afterSeq);
   const rows = (await query) as DeviceRow[];
   return { devices: await withGroups(q, rows.slice(0, p.limit)), more: rows.length > p.limit };

@@ -10,6 +10,8 @@ export interface EffectRow {
   readonly lastError: string | null;
   readonly createdAt: Date;
   readonly doneAt: Date | null;
+  /** Not to run before this time (epoch ms), if set. */
+  readonly notBefore?: number;
 }
 
 interface Row {
@@ -21,6 +23,7 @@ interface Row {
   last_error: string | null;
   created_at: Date;
   done_at: Date | null;
+  not_before: Date | null;
 }
 
 const toEffect = (r: Row): EffectRow => ({
@@ -32,6 +35,7 @@ const toEffect = (r: Row): EffectRow => ({
   lastError: r.last_error,
   createdAt: r.created_at,
   doneAt: r.done_at,
+  ...(r.not_before !== null && { notBefore: r.not_before.getTime() }),
 });
 
 /** Locks the effect row for the rest of the transaction: concurrent runs of one effect serialize here. */
@@ -89,7 +93,7 @@ export async function noteEffectError(
     .update({ last_error: error.slice(0, 1000), updated_at: q.fn.now() });
 }
 
-/** PENDING effects written more than `olderThanMs` ago: candidates for the sweeper. */
+/** PENDING effects written more than `olderThanMs` ago (and due): candidates for the sweeper. */
 export async function selectStalePending(
   q: Queryable,
   olderThanMs: number,
@@ -98,6 +102,7 @@ export async function selectStalePending(
   const rows = await q('effects')
     .where({ status: 'PENDING' })
     .where('created_at', '<', q.raw(`now() - make_interval(secs => ?)`, [olderThanMs / 1000]))
+    .andWhere((w) => void w.whereNull('not_before').orWhere('not_before', '<', q.fn.now()))
     .orderBy('created_at')
     .limit(limit)
     .select<Row[]>('*');

@@ -12,6 +12,7 @@ export interface FleetRow {
   readonly tokenExposed: boolean;
   /** The end of its open maintenance window, if any. */
   readonly maintenanceUntil: Date | null;
+  readonly flappingSince: Date | null;
   readonly recentSessions: { startedAt: Date; endedAt: Date | null; endReason: string | null }[];
 }
 
@@ -43,6 +44,7 @@ export async function fleetOverview(
       'heard_on_bus',
       'token_exposed_at',
       'maintenance_until',
+      'flapping_since',
     );
   if (status) void query.where({ status });
   const devices = (await query) as {
@@ -54,6 +56,7 @@ export async function fleetOverview(
     heard_on_bus: 'own' | 'shared' | null;
     token_exposed_at: Date | null;
     maintenance_until: Date | null;
+    flapping_since: Date | null;
   }[];
   if (devices.length === 0) return [];
   const { rows } = await q.raw<{
@@ -75,6 +78,7 @@ export async function fleetOverview(
     tokenExposed: d.token_exposed_at !== null,
     maintenanceUntil:
       d.maintenance_until && d.maintenance_until.getTime() > Date.now() ? d.maintenance_until : null,
+    flappingSince: d.flapping_since,
     recentSessions: rows
       .filter((r) => r.device_id === d.id)
       .map((r) => ({ startedAt: r.started_at, endedAt: r.ended_at, endReason: r.end_reason })),

@@ -13,6 +13,55 @@ export interface Connected {
   readonly deviceId: string;
   readonly sessionId: string;
   readonly effects: readonly EffectKind[];
+  /** The device is flapping: its connect effects wait until then (epoch ms). */
+  readonly notBefore?: number;
+}
+
+/** When a device counts as flapping, and how long its connect effects then wait. */
+export interface FlapPolicy {
+  /** More failures (MISSED_HEARTBEATS disconnects) than this within the window... */
+  readonly threshold: number;
+  readonly windowSeconds: number;
+  /** ...and its connect effects wait for it to stay connected this long. */
+  readonly holdSeconds: number;
+}
+
+/** The flap policy from the settings. */
+export const flapPolicy = (s: {
+  'device.flapThreshold': number;
+  'device.flapWindowSeconds': number;
+  'device.flapHoldSeconds': number;
+}): FlapPolicy => ({
+  threshold: s['device.flapThreshold'],
+  windowSeconds: s['device.flapWindowSeconds'],
+  holdSeconds: s['device.flapHoldSeconds'],
+});
+
+/**
+ * Marks the device flapping when it failed more than the threshold within the window (with a
+ * DEVICE_FLAPPING event, once per episode); answers whether it is flapping now.
+ */
+async function noteFlapping(q: Queryable, deviceId: string, flap: FlapPolicy, at: Date): Promise<boolean> {
+  const { rows } = await q.raw<{ rows: { failures: string; since: Date | null }[] }>(
+    `SELECT (SELECT count(*) FROM connection_sessions
+              WHERE device_id = ? AND end_reason = 'MISSED_HEARTBEATS'
+                AND ended_at > ?::timestamptz - make_interval(secs => ?)) AS failures,
+            (SELECT flapping_since FROM devices WHERE id = ?) AS since`,
+    [deviceId, at, flap.windowSeconds, deviceId],
+  );
+  const failures = Number(rows[0]!.failures);
+  if (rows[0]!.since !== null) return true;
+  if (failures <= flap.threshold) return false;
+  await q('devices').where({ id: deviceId }).update({ flapping_since: at });
+  await appendEvents(q, [
+    clientEvent(
+      'DEVICE_FLAPPING',
+      deviceId,
+      { failures, windowSeconds: flap.windowSeconds, holdSeconds: flap.holdSeconds },
+      at,
+    ),
+  ]);
+  return true;
 }
 
 /**
@@ -24,7 +73,7 @@ export async function connectDevice(
   db: Db,
   deviceId: string,
   round: number,
-  options: { automaticRecording: boolean; heardAt?: Date },
+  options: { automaticRecording: boolean; flap: FlapPolicy; heardAt?: Date },
 ): Promise<Connected | null> {
   return db.transaction(async (trx) => {
     const sessionId = randomUUID();
@@ -51,12 +100,16 @@ export async function connectDevice(
       last_round_heard: round,
     });
     const effects = options.automaticRecording ? [...CONNECT_EFFECTS] : [];
+    await appendEvents(trx, [clientEvent('DEVICE_CONNECTED', deviceId, { sessionId, round }, heardAt)]);
+    // A flapping device's recording waits for it to stay connected the hold time (should the session
+    // end first, the effect finds it over and starts nothing).
+    const flapping = await noteFlapping(trx, deviceId, options.flap, heardAt);
+    const notBefore = flapping ? heardAt.getTime() + options.flap.holdSeconds * 1000 : undefined;
     await insertEffects(
       trx,
-      effects.map((kind) => ({ sessionId, deviceId, kind })),
+      effects.map((kind) => ({ sessionId, deviceId, kind, notBefore })),
     );
-    await appendEvents(trx, [clientEvent('DEVICE_CONNECTED', deviceId, { sessionId, round }, heardAt)]);
-    return { deviceId, sessionId, effects };
+    return { deviceId, sessionId, effects, ...(notBefore !== undefined && { notBefore }) };
   });
 }
 
@@ -156,14 +209,48 @@ export async function disconnectDevices(
 
 async function insertEffects(
   q: Queryable,
-  effects: readonly { sessionId: string; deviceId: string; kind: EffectKind }[],
+  effects: readonly { sessionId: string; deviceId: string; kind: EffectKind; notBefore?: number }[],
 ) {
   if (effects.length === 0) return;
   await q.raw(
-    `INSERT INTO effects (session_id, device_id, kind)
-     SELECT e.session_id, e.device_id, e.kind
-       FROM jsonb_to_recordset(?::jsonb) AS e(session_id uuid, device_id uuid, kind text)
+    `INSERT INTO effects (session_id, device_id, kind, not_before)
+     SELECT e.session_id, e.device_id, e.kind, to_timestamp(e.not_before / 1000.0)
+       FROM jsonb_to_recordset(?::jsonb) AS e(session_id uuid, device_id uuid, kind text, not_before float8)
      ON CONFLICT (session_id, kind) DO NOTHING`,
-    [JSON.stringify(effects.map((e) => ({ session_id: e.sessionId, device_id: e.deviceId, kind: e.kind })))],
+    [
+      JSON.stringify(
+        effects.map((e) => ({
+          session_id: e.sessionId,
+          device_id: e.deviceId,
+          kind: e.kind,
+          not_before: e.notBefore ?? null,
+        })),
+      ),
+    ],
   );
+}
+
+/**
+ * Ends the episodes of flapping devices that have not failed within the window (one
+ * DEVICE_FLAPPING_ENDED each); answers how many ended.
+ */
+export async function endStableFlapping(db: Db, windowSeconds: number): Promise<number> {
+  // Most rounds there is none: a look at the index, no transaction.
+  if (!(await db('devices').whereNotNull('flapping_since').first('id'))) return 0;
+  return db.transaction(async (trx) => {
+    const { rows } = await trx.raw<{ rows: { id: string }[] }>(
+      `UPDATE devices d SET flapping_since = NULL
+        WHERE d.flapping_since IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM connection_sessions s
+                           WHERE s.device_id = d.id AND s.end_reason = 'MISSED_HEARTBEATS'
+                             AND s.ended_at > now() - make_interval(secs => ?))
+        RETURNING d.id`,
+      [windowSeconds],
+    );
+    await appendEvents(
+      trx,
+      rows.map((r) => clientEvent('DEVICE_FLAPPING_ENDED', r.id, { stableForSeconds: windowSeconds })),
+    );
+    return rows.length;
+  });
 }

@@ -16,6 +16,8 @@ export interface SessionEffects {
   readonly sessionId: string;
   readonly deviceId: string;
   readonly effects: readonly EffectKind[];
+  /** Not to run before this time (epoch ms): the connect effects of a flapping device wait. */
+  readonly notBefore?: number;
 }
 
 /**

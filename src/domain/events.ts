@@ -16,6 +16,8 @@ export const EVENT_TYPES = [
   'ANALYSIS_STREAM_STARTED',
   'ANALYSIS_STREAM_STOPPED',
   'HEALTHCHECK_ROUND_HELD',
+  'DEVICE_FLAPPING',
+  'DEVICE_FLAPPING_ENDED',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

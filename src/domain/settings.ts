@@ -10,6 +10,9 @@ export const SETTING_SCHEMAS = {
   'device.massSilenceRatio': z.number().gt(0).max(1),
   'device.massSilenceMinDevices': z.number().int().min(1).max(10_000_000),
   'device.massSilenceMaxHeldRounds': z.number().int().min(0).max(100),
+  'device.flapThreshold': z.number().int().min(1).max(1000),
+  'device.flapWindowSeconds': z.number().int().min(5).max(86_400),
+  'device.flapHoldSeconds': z.number().int().min(0).max(3600),
   'recording.automatic': z.boolean(),
 } as const;
 
@@ -22,6 +25,9 @@ export const SETTING_DEFAULTS: Readonly<SettingValues> = Object.freeze({
   'device.massSilenceRatio': 0.5,
   'device.massSilenceMinDevices': 10,
   'device.massSilenceMaxHeldRounds': 3,
+  'device.flapThreshold': 3,
+  'device.flapWindowSeconds': 600,
+  'device.flapHoldSeconds': 60,
   'recording.automatic': true,
 });
 
@@ -49,6 +55,9 @@ export function presentSettings(values: SettingValues, secretKeyConfigured: bool
       massSilenceRatio: values['device.massSilenceRatio'],
       massSilenceMinDevices: values['device.massSilenceMinDevices'],
       massSilenceMaxHeldRounds: values['device.massSilenceMaxHeldRounds'],
+      flapThreshold: values['device.flapThreshold'],
+      flapWindowSeconds: values['device.flapWindowSeconds'],
+      flapHoldSeconds: values['device.flapHoldSeconds'],
       secretKeyConfigured,
     },
     recording: { automatic: values['recording.automatic'] },
@@ -66,6 +75,9 @@ export const settingsPatchSchema = z.strictObject({
       massSilenceRatio: resettable(SETTING_SCHEMAS['device.massSilenceRatio']),
       massSilenceMinDevices: resettable(SETTING_SCHEMAS['device.massSilenceMinDevices']),
       massSilenceMaxHeldRounds: resettable(SETTING_SCHEMAS['device.massSilenceMaxHeldRounds']),
+      flapThreshold: resettable(SETTING_SCHEMAS['device.flapThreshold']),
+      flapWindowSeconds: resettable(SETTING_SCHEMAS['device.flapWindowSeconds']),
+      flapHoldSeconds: resettable(SETTING_SCHEMAS['device.flapHoldSeconds']),
       secretKey: z
         .string()
         .min(SECRET_KEY_MIN_LENGTH, `at least ${SECRET_KEY_MIN_LENGTH} characters`)

@@ -202,6 +202,7 @@ export function fleetRoutes(deps: {
           usesSharedBus: deps.sharedBus && d.heardOnBus === 'shared',
           tokenExposed: d.tokenExposed,
           maintenanceUntil: d.maintenanceUntil?.toISOString() ?? null,
+          flappingSince: d.flappingSince?.toISOString() ?? null,
           recentSessions: d.recentSessions.map((s) => ({
             startedAt: s.startedAt.toISOString(),
             endedAt: s.endedAt?.toISOString() ?? null,

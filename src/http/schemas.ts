@@ -60,6 +60,8 @@ export const deviceResponse = z.object({
   tokenExposed: z.boolean(),
   /** Its open maintenance window (its own, or else its group's), if any. */
   maintenance: maintenanceOut.nullable(),
+  /** While it keeps losing and regaining its link: its connect effects wait a hold time. */
+  flapping: z.object({ since: isoDate }).nullable(),
   group: z.string().nullable(),
 });
 

@@ -76,9 +76,10 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
 
     /** Enqueues one job per effect row; deterministic ids make a repeat a no-op. */
     async enqueueEffects(
-      effects: readonly { sessionId: string; deviceId: string; kind: EffectKind }[],
+      effects: readonly { sessionId: string; deviceId: string; kind: EffectKind; notBefore?: number }[],
       policy: EffectRetryPolicy,
     ): Promise<void> {
+      const now = Date.now();
       const byKind = new Map<EffectKind, (typeof effects)[number][]>();
       for (const e of effects) {
         const list = byKind.get(e.kind);
@@ -90,7 +91,12 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
           list.map((e) => ({
             name: kind,
             data: { sessionId: e.sessionId, deviceId: e.deviceId },
-            opts: { ...effectJobOptions(policy), jobId: effectJobId(kind, e.sessionId) },
+            opts: {
+              ...effectJobOptions(policy),
+              jobId: effectJobId(kind, e.sessionId),
+              // A held effect waits in the queue's delayed set (shown as such on the dashboard).
+              ...(e.notBefore !== undefined && e.notBefore > now && { delay: e.notBefore - now }),
+            },
           })),
         );
       }
@@ -103,7 +109,12 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
     ): Promise<void> {
       await this.enqueueEffects(
         sessions.flatMap((s) =>
-          s.effects.map((kind) => ({ sessionId: s.sessionId, deviceId: s.deviceId, kind })),
+          s.effects.map((kind) => ({
+            sessionId: s.sessionId,
+            deviceId: s.deviceId,
+            kind,
+            ...(s.notBefore !== undefined && { notBefore: s.notBefore }),
+          })),
         ),
         policy,
       );
@@ -122,7 +133,12 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
         jobs.push({
           name: QUEUES.dispatchEffects,
           data: {
-            sessions: chunk.map(({ sessionId, deviceId, effects }) => ({ sessionId, deviceId, effects })),
+            sessions: chunk.map(({ sessionId, deviceId, effects, notBefore }) => ({
+              sessionId,
+              deviceId,
+              effects,
+              ...(notBefore !== undefined && { notBefore }),
+            })),
           },
           opts: { ...DISPATCH_JOB_OPTIONS, jobId: `dispatch-${chunk[0]!.sessionId}` },
         });

@@ -1,5 +1,5 @@
 import { Worker } from 'bullmq';
-import { connectDevice } from '../db/transitions';
+import { connectDevice, flapPolicy } from '../db/transitions';
 import { createEventSigner } from '../db/signing-keys';
 import {
   findDeviceIdsByTokenHashes,
@@ -125,8 +125,11 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
       );
     },
     connect: async (deviceId, round) => {
-      const automaticRecording = (await settings.current())['recording.automatic'];
-      const connected = await connectDevice(db, deviceId, round, { automaticRecording });
+      const current = await settings.current();
+      const connected = await connectDevice(db, deviceId, round, {
+        automaticRecording: current['recording.automatic'],
+        flap: flapPolicy(current),
+      });
       if (!connected) return false;
       await services.enqueueEffects([connected]);
       publisher.nudge();

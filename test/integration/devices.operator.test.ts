@@ -1,5 +1,6 @@
 import request from 'supertest';
-import { connectDevice } from '../../src/db/transitions';
+import { connectDevice, flapPolicy } from '../../src/db/transitions';
+import { SETTING_DEFAULTS } from '../../src/domain/settings';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { admin, createTestApp, registration } from '../support/app';
 
@@ -71,7 +72,9 @@ describe('GET /devices', () => {
   it('filters by status', async () => {
     const [up, down] = [await register(), await register()];
     // One of them connected, as its first heartbeat would make it.
-    expect(await connectDevice(t.db, up.id, 1, { automaticRecording: false })).toBeTruthy();
+    expect(
+      await connectDevice(t.db, up.id, 1, { automaticRecording: false, flap: flapPolicy(SETTING_DEFAULTS) }),
+    ).toBeTruthy();
     const ids = async (status: string) =>
       (
         (await request(t.callback).get('/devices').query({ status, limit: 500 }).set(admin)).body as {

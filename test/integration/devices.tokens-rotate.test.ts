@@ -1,7 +1,8 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { markHeardOnBus } from '../../src/db/devices';
-import { connectDevice } from '../../src/db/transitions';
+import { connectDevice, flapPolicy } from '../../src/db/transitions';
+import { SETTING_DEFAULTS } from '../../src/domain/settings';
 import { tokenHash } from '../../src/domain/credentials';
 import { createRedis } from '../../src/redis/connection';
 import { admin, createTestApp, registration } from '../support/app';
@@ -39,7 +40,12 @@ describe('POST /devices/tokens/rotate', () => {
   it('takes the devices of a filter: their old tokens stop working at once, on every gateway; the others keep theirs', async () => {
     const [shared, connected, idle] = [await register(), await register(), await register()];
     await markHeardOnBus(t.db, [shared.id], 'shared');
-    expect(await connectDevice(t.db, connected.id, 1, { automaticRecording: false })).toBeTruthy();
+    expect(
+      await connectDevice(t.db, connected.id, 1, {
+        automaticRecording: false,
+        flap: flapPolicy(SETTING_DEFAULTS),
+      }),
+    ).toBeTruthy();
     // What the gateways hear: every revocation, pushed through Redis.
     const listener = createRedis(inject('redisUrl'), 'worker');
     const revoked: { deviceId: string; tokenHash: string }[] = [];

@@ -105,6 +105,9 @@ export async function startTestSystem(opts: SystemOptions = {}) {
       ws.once('open', () => resolve());
       ws.once('error', reject);
     });
+    // Moth drops a member that neither sends nor pings for its idle timeout (30 s), receiving or not.
+    const ping = setInterval(() => ws.readyState === WebSocket.OPEN && ws.ping(), 10_000);
+    ws.once('close', () => clearInterval(ping));
     eventSocket = ws;
   };
   await listen();

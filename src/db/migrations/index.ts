@@ -15,6 +15,7 @@ import * as signingKeys from './20261201000013_signing_keys';
 import * as tokenExposed from './20261201000014_token_exposed';
 import * as maintenance from './20261201000015_maintenance';
 import * as deviceGroups from './20261201000016_device_groups';
+import * as flapping from './20261201000017_flapping';
 
 // Listed statically (not read from a folder) so migrations load the same way under tsx, vitest
 // and the knex CLI, with no loader for .ts files needed at run time.
@@ -35,6 +36,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261201000014_token_exposed': tokenExposed,
   '20261201000015_maintenance': maintenance,
   '20261201000016_device_groups': deviceGroups,
+  '20261201000017_flapping': flapping,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

@@ -62,6 +62,10 @@ const uuid = z.uuid();
 export const deviceListQuery = z.strictObject({
   status: z.enum(DEVICE_STATUSES).optional(),
   group: groupNameSchema.optional(),
+  flapping: z
+    .enum(['true', 'false'])
+    .transform((v) => v === 'true')
+    .optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z
     .string()
@@ -105,6 +109,7 @@ function presentHearing(d: Device, sharedBus: boolean) {
     heartbeatProtocol: d.proofsSince === null ? ('v1' as const) : ('v2' as const),
     tokenExposed: d.tokenExposedAt !== null,
     maintenance: d.maintenance && { ...d.maintenance, until: d.maintenance.until.toISOString() },
+    flapping: d.flappingSince && { since: d.flappingSince.toISOString() },
   };
 }
 
@@ -235,6 +240,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
     const page = await listDevices(db, {
       status: query.status,
       group: query.group,
+      flapping: query.flapping,
       afterSeq: query.cursor,
       limit: query.limit,
     });
