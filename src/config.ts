@@ -78,6 +78,10 @@ const envSchema = z.object({
   /** How long a worker holds a job before others may take it as stalled (a crashed worker's jobs). */
   JOB_LOCK_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
   SWEEP_INTERVAL_SECONDS: z.coerce.number().int().min(1).max(3600).default(10),
+  /** Webhook deliveries: attempts, first backoff (doubling), and how often new events are fanned out. */
+  WEBHOOK_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(10),
+  WEBHOOK_BACKOFF_MS: z.coerce.number().int().min(10).max(600_000).default(2000),
+  WEBHOOK_FANOUT_MS: z.coerce.number().int().min(100).max(60_000).default(1000),
 });
 
 export type Env = z.infer<typeof envSchema>;

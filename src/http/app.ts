@@ -24,6 +24,7 @@ import { taskRoutes } from './routes/tasks';
 import { mediaRoutes } from './routes/media';
 import { eventRoutes } from './routes/events';
 import { uptimeRoutes } from './routes/uptime';
+import { webhookRoutes } from './routes/webhooks';
 import { createEventSigner } from '../db/signing-keys';
 import type { Tgdm } from '../integrations/tgdm';
 import type { Mantis } from '../integrations/mantis';
@@ -149,6 +150,7 @@ export function createApp(deps: AppDeps): Koa {
     }),
     eventRoutes({ db: deps.db, auth, sign: (event) => signer.sign(event) }),
     uptimeRoutes({ db: deps.db, auth }),
+    webhookRoutes({ db: deps.db, auth }),
     opsRoutes(deps.metricsRegistry, deps.readiness),
     openApiRoutes('1'),
   ];

@@ -11,6 +11,7 @@ import { emptyReportBody } from './routes/tasks';
 import { feedQuery } from './routes/events';
 import { uptimeQueryFields } from './routes/uptime';
 import { devicePatchBody, groupPutBody } from './routes/groups';
+import { webhookBody } from '../domain/webhooks';
 import * as out from './schemas';
 import { limitQuery } from './validate';
 
@@ -361,6 +362,49 @@ export const ROUTES: readonly RouteDoc[] = [
     auth: 'none',
     ok: [200, 'text/plain'],
     errors: [],
+  },
+  {
+    method: 'post',
+    path: '/webhooks',
+    summary:
+      'Subscribe a URL to client events (signed, retried, logged deliveries; offlineForSeconds holds a disconnect and sends it only if the device is still away); the secret is shown here only',
+    auth: 'operator',
+    body: webhookBody,
+    ok: [201, out.webhookCreatedResponse],
+    errors: [400, 401, 413, 415],
+  },
+  {
+    method: 'get',
+    path: '/webhooks',
+    summary: 'The webhooks (never their secrets)',
+    auth: 'operator',
+    ok: [200, out.webhooksResponse],
+    errors: [401],
+  },
+  {
+    method: 'get',
+    path: '/webhooks/{id}',
+    summary: 'One webhook',
+    auth: 'operator',
+    ok: [200, out.webhookResponse],
+    errors: [401, 404],
+  },
+  {
+    method: 'delete',
+    path: '/webhooks/{id}',
+    summary: 'Stop a webhook (its pending deliveries are skipped)',
+    auth: 'operator',
+    ok: [204, null],
+    errors: [401, 404],
+  },
+  {
+    method: 'get',
+    path: '/webhooks/{id}/deliveries',
+    summary: "The webhook's deliveries, newest first: status, attempts, last answer",
+    auth: 'operator',
+    query: limitQuery,
+    ok: [200, out.deliveriesResponse],
+    errors: [400, 401, 404],
   },
   {
     method: 'get',

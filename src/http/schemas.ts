@@ -257,3 +257,34 @@ const uptimeBody = {
 };
 export const deviceUptimeResponse = z.object({ deviceId: z.uuid(), ...uptimeBody });
 export const fleetUptimeResponse = z.object({ devices: z.number().int(), ...uptimeBody });
+
+const webhookOut = z.object({
+  id: z.uuid(),
+  url: z.string(),
+  events: z.array(z.string()),
+  offlineForSeconds: z.number().int().nullable(),
+  group: z.string().nullable(),
+  expectedDisconnects: z.boolean(),
+  createdAt: isoDate,
+});
+/** At creation only: with the secret deliveries are signed with. */
+export const webhookCreatedResponse = webhookOut.extend({ secret: z.string().min(32) });
+export const webhookResponse = webhookOut;
+export const webhooksResponse = z.object({ webhooks: z.array(webhookOut) });
+export const deliveriesResponse = z.object({
+  deliveries: z.array(
+    z.object({
+      id: z.uuid(),
+      eventId: z.uuid(),
+      eventType: z.string(),
+      deviceId: z.uuid().nullable(),
+      status: z.enum(['PENDING', 'DELIVERED', 'FAILED', 'SKIPPED']),
+      attempts: z.number().int(),
+      lastStatusCode: z.number().int().nullable(),
+      lastError: z.string().nullable(),
+      dueAt: isoDate,
+      createdAt: isoDate,
+      finishedAt: nullableDate,
+    }),
+  ),
+});

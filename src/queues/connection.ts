@@ -37,18 +37,48 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
   const evaluateRound = new Queue(QUEUES.evaluateRound, opts);
   const sweepEffects = new Queue(QUEUES.sweepEffects, opts);
   const dispatchQueue = new Queue(QUEUES.dispatchEffects, opts);
+  const fanOutWebhooks = new Queue(QUEUES.fanOutWebhooks, opts);
+  const deliverWebhook = new Queue(QUEUES.deliverWebhook, opts);
   const effects = new Map<EffectKind, Queue>(
     EFFECT_KINDS.map((k) => [k, new Queue(effectQueueName(k), opts)]),
   );
   // Producers report a Redis outage on the call that needs Redis; the connection reconnects by itself.
-  const all = [issueRound, evaluateRound, sweepEffects, dispatchQueue, ...effects.values()];
+  const all = [
+    issueRound,
+    evaluateRound,
+    sweepEffects,
+    dispatchQueue,
+    ...effects.values(),
+    fanOutWebhooks,
+    deliverWebhook,
+  ];
   for (const q of all) q.on('error', () => {});
   return {
     issueRound,
     evaluateRound,
     sweepEffects,
+    fanOutWebhooks,
     effects,
     all: (): Queue[] => [...all],
+
+    /** One job per webhook delivery, due when it is; its id is the delivery's, so a repeat is a no-op. */
+    async enqueueDeliveries(
+      deliveries: readonly { id: string; dueAt: Date }[],
+      policy: EffectRetryPolicy,
+    ): Promise<void> {
+      const now = Date.now();
+      await deliverWebhook.addBulk(
+        deliveries.map((d) => ({
+          name: QUEUES.deliverWebhook,
+          data: { deliveryId: d.id },
+          opts: {
+            ...effectJobOptions(policy),
+            jobId: `webhook-${d.id}`,
+            ...(d.dueAt.getTime() > now && { delay: d.dueAt.getTime() - now }),
+          },
+        })),
+      );
+    },
 
     /** (Re)schedules the rounds; BullMQ keeps one scheduler, whatever the number of callers. */
     async scheduleRounds(intervalSeconds: number): Promise<void> {

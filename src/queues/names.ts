@@ -6,6 +6,8 @@ export const QUEUES = {
   evaluateRound: 'evaluate-round',
   sweepEffects: 'sweep-effects',
   dispatchEffects: 'dispatch-effects',
+  fanOutWebhooks: 'fan-out-webhooks',
+  deliverWebhook: 'deliver-webhook',
 } as const;
 
 export const effectQueueName = (kind: EffectKind): string => kind;

@@ -1,4 +1,4 @@
-import { Worker } from 'bullmq';
+import { Worker, type Job } from 'bullmq';
 import { createAbortTask } from '../../jobs/abort-task';
 import { createDispatchEffects, type DispatchEffectsData } from '../../jobs/dispatch-effects';
 import { createEvaluateRound } from '../../jobs/evaluate-round';
@@ -6,6 +6,9 @@ import { createStartRecording } from '../../jobs/start-recording';
 import { createStopAnalysisStreams } from '../../jobs/stop-analysis-streams';
 import { createStopRecording } from '../../jobs/stop-recording';
 import { createSweepEffects } from '../../jobs/sweep-effects';
+import { createDeliverWebhook, type DeliverWebhookData } from '../../jobs/deliver-webhook';
+import { createFanOutWebhooks } from '../../jobs/fan-out-webhooks';
+import { fanOut, overduePending } from '../db/webhooks';
 import { selectStalePending } from '../db/effects';
 import { createDb } from '../db/knex';
 import { effectProcessor, type EffectDefinition } from '../effects/run-effect';
@@ -78,6 +81,15 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
     logger,
   });
 
+  const webhookPolicy = { attempts: config.WEBHOOK_ATTEMPTS, backoffMs: config.WEBHOOK_BACKOFF_MS };
+  const fanOutWebhooks = createFanOutWebhooks({
+    fanOut: () => fanOut(db, 500),
+    overdue: () => overduePending(db, 60_000, 500),
+    enqueue: (deliveries) => services.queues.enqueueDeliveries(deliveries, webhookPolicy),
+    logger,
+  });
+  const deliverWebhook = createDeliverWebhook({ db, logger: logger.child({ part: 'webhooks' }) });
+
   const workers = [
     new Worker(QUEUES.evaluateRound, (job) => evaluate(job.data as { round: number }), {
       ...opts,
@@ -100,10 +112,21 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
         ),
     ),
     new Worker(QUEUES.sweepEffects, () => sweep(), { ...opts, concurrency: 1 }),
+    new Worker(QUEUES.fanOutWebhooks, () => fanOutWebhooks(), { ...opts, concurrency: 1 }),
+    // A slow receiver holds only its own deliveries' slots (each attempt times out after 5 s).
+    new Worker(QUEUES.deliverWebhook, (job) => deliverWebhook(job as Job<DeliverWebhookData>), {
+      ...opts,
+      concurrency: 16,
+    }),
   ];
   for (const w of workers)
     w.on('error', (err) => logger.warn({ err: err.message, queue: w.name }, 'worker error'));
   await Promise.all(workers.map((w) => w.waitUntilReady()));
+  await services.queues.fanOutWebhooks.upsertJobScheduler(
+    'fan-out-webhooks',
+    { every: config.WEBHOOK_FANOUT_MS },
+    { name: QUEUES.fanOutWebhooks, opts: { removeOnComplete: 10, removeOnFail: 100 } },
+  );
   await services.queues.sweepEffects.upsertJobScheduler(
     'sweep-pending-effects',
     { every: config.SWEEP_INTERVAL_SECONDS * 1000 },

@@ -53,6 +53,8 @@ describe('queue dashboard', () => {
         'stop-analysis-streams',
         'stop-recording',
         'sweep-effects',
+        'fan-out-webhooks',
+        'deliver-webhook',
       ].sort(),
     );
     // A job that fails for good: an effect of a session that does not exist.

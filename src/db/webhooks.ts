@@ -1,0 +1,219 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { PlatformEvent } from '../domain/events';
+import { dueAt, wants, type Webhook, type WebhookSpec } from '../domain/webhooks';
+import type { Db, Queryable } from './knex';
+
+interface WebhookRow {
+  id: string;
+  url: string;
+  events: Webhook['events'];
+  offline_for_seconds: number | null;
+  group_name: string | null;
+  expected_disconnects: boolean;
+  secret: string;
+  created_at: Date;
+}
+
+const toWebhook = (r: WebhookRow): Webhook => ({
+  id: r.id,
+  url: r.url,
+  events: r.events,
+  offlineForSeconds: r.offline_for_seconds,
+  group: r.group_name,
+  expectedDisconnects: r.expected_disconnects,
+  secret: r.secret,
+  createdAt: r.created_at,
+});
+
+export type DeliveryStatus = 'PENDING' | 'DELIVERED' | 'FAILED' | 'SKIPPED';
+
+export interface Delivery {
+  readonly id: string;
+  readonly webhookId: string;
+  readonly eventId: string;
+  readonly eventType: string;
+  readonly deviceId: string | null;
+  readonly body: PlatformEvent;
+  readonly status: DeliveryStatus;
+  readonly attempts: number;
+  readonly lastStatusCode: number | null;
+  readonly lastError: string | null;
+  readonly dueAt: Date;
+  readonly createdAt: Date;
+  readonly finishedAt: Date | null;
+}
+
+interface DeliveryRow {
+  id: string;
+  webhook_id: string;
+  event_id: string;
+  event_type: string;
+  device_id: string | null;
+  body: PlatformEvent;
+  status: DeliveryStatus;
+  attempts: number;
+  last_status_code: number | null;
+  last_error: string | null;
+  due_at: Date;
+  created_at: Date;
+  finished_at: Date | null;
+}
+
+const toDelivery = (r: DeliveryRow): Delivery => ({
+  id: r.id,
+  webhookId: r.webhook_id,
+  eventId: r.event_id,
+  eventType: r.event_type,
+  deviceId: r.device_id,
+  body: r.body,
+  status: r.status,
+  attempts: r.attempts,
+  lastStatusCode: r.last_status_code,
+  lastError: r.last_error,
+  dueAt: r.due_at,
+  createdAt: r.created_at,
+  finishedAt: r.finished_at,
+});
+
+export async function createWebhook(q: Queryable, spec: WebhookSpec): Promise<Webhook> {
+  const [row] = await q('webhooks')
+    .insert({
+      id: randomUUID(),
+      url: spec.url,
+      events: JSON.stringify(spec.events),
+      offline_for_seconds: spec.offlineForSeconds ?? null,
+      group_name: spec.group ?? null,
+      expected_disconnects: spec.expectedDisconnects,
+      secret: randomBytes(32).toString('base64url'),
+    })
+    .returning<WebhookRow[]>('*');
+  return toWebhook(row!);
+}
+
+export async function listWebhooks(q: Queryable): Promise<Webhook[]> {
+  const rows = (await q('webhooks').whereNull('deleted_at').orderBy('created_at')) as WebhookRow[];
+  return rows.map(toWebhook);
+}
+
+export async function findWebhook(q: Queryable, id: string): Promise<Webhook | undefined> {
+  const row = (await q('webhooks').where({ id }).whereNull('deleted_at').first()) as WebhookRow | undefined;
+  return row && toWebhook(row);
+}
+
+/** Stops a webhook: nothing more is fanned out to it, its pending deliveries are skipped. */
+export async function deleteWebhook(q: Queryable, id: string): Promise<boolean> {
+  return (await q('webhooks').where({ id }).whereNull('deleted_at').update({ deleted_at: q.fn.now() })) > 0;
+}
+
+export async function deliveriesOf(q: Queryable, webhookId: string, limit: number): Promise<Delivery[]> {
+  const rows = (await q('webhook_deliveries')
+    .where({ webhook_id: webhookId })
+    .orderBy('created_at', 'desc')
+    .limit(limit)) as DeliveryRow[];
+  return rows.map(toDelivery);
+}
+
+/**
+ * Reads the client events published since the fan-out's cursor (in stream order), writes one
+ * delivery per webhook that wants each, and moves the cursor, in one transaction under the cursor's
+ * lock: a crash or a second worker fans out nothing twice and skips nothing. Returns the new
+ * deliveries (to enqueue) and whether more events wait.
+ */
+export async function fanOut(db: Db, limit: number): Promise<{ created: Delivery[]; more: boolean }> {
+  return db.transaction(async (trx) => {
+    const cursor = await trx('webhook_fanout')
+      .where({ id: 1 })
+      .forUpdate()
+      .first<{ last_seq: string }>('last_seq');
+    const events = await trx('outbox')
+      .where({ stream: 'client' })
+      .where('seq', '>', Number(cursor.last_seq))
+      .orderBy('seq')
+      .limit(limit)
+      .select<{ seq: string; body: PlatformEvent; device_id: string | null }[]>('seq', 'body', 'device_id');
+    if (events.length === 0) return { created: [], more: false };
+    const hooks = await listWebhooks(trx);
+    const ids = [...new Set(events.map((e) => e.device_id).filter((d): d is string => d !== null))];
+    const groups = new Map(
+      ids.length === 0
+        ? []
+        : (
+            await trx('devices')
+              .whereIn('id', ids)
+              .select<{ id: string; group_name: string | null }[]>('id', 'group_name')
+          ).map((d) => [d.id, d.group_name]),
+    );
+    const rows = events.flatMap((e) =>
+      hooks
+        .filter((w) => wants(w, e.body, e.device_id === null ? null : (groups.get(e.device_id) ?? null)))
+        .map((w) => ({
+          id: randomUUID(),
+          webhook_id: w.id,
+          event_id: e.body.eventId,
+          event_type: e.body.type,
+          device_id: e.device_id,
+          body: JSON.stringify(e.body),
+          due_at: dueAt(w, e.body),
+        })),
+    );
+    const created =
+      rows.length === 0
+        ? []
+        : ((await trx('webhook_deliveries')
+            .insert(rows)
+            .onConflict(['webhook_id', 'event_id'])
+            .ignore()
+            .returning('*')) as DeliveryRow[]);
+    await trx('webhook_fanout')
+      .where({ id: 1 })
+      .update({ last_seq: Number(events.at(-1)!.seq) });
+    return { created: created.map(toDelivery), more: events.length === limit };
+  });
+}
+
+/** Pending deliveries due for a while whose job may have been lost (a crash between commit and add). */
+export async function overduePending(q: Queryable, olderThanMs: number, limit: number): Promise<Delivery[]> {
+  const rows = (await q('webhook_deliveries')
+    .where({ status: 'PENDING' })
+    .where('due_at', '<', q.raw(`now() - make_interval(secs => ?)`, [olderThanMs / 1000]))
+    .orderBy('due_at')
+    .limit(limit)) as DeliveryRow[];
+  return rows.map(toDelivery);
+}
+
+export async function findDelivery(q: Queryable, id: string): Promise<Delivery | undefined> {
+  const row = (await q('webhook_deliveries').where({ id }).first()) as DeliveryRow | undefined;
+  return row && toDelivery(row);
+}
+
+/** Records one attempt; with a final status, the delivery is over. */
+export async function recordDeliveryAttempt(
+  q: Queryable,
+  id: string,
+  outcome: { statusCode: number | null; error: string | null; final?: DeliveryStatus },
+): Promise<void> {
+  await q('webhook_deliveries')
+    .where({ id, status: 'PENDING' })
+    .update({
+      attempts: q.raw('attempts + 1'),
+      last_status_code: outcome.statusCode,
+      last_error: outcome.error?.slice(0, 1000) ?? null,
+      ...(outcome.final && { status: outcome.final, finished_at: q.fn.now() }),
+    });
+}
+
+/** Ends a delivery without sending it (its webhook is gone, or the device came back in time). */
+export async function skipDelivery(q: Queryable, id: string, why: string): Promise<void> {
+  await q('webhook_deliveries')
+    .where({ id, status: 'PENDING' })
+    .update({ status: 'SKIPPED', last_error: why, finished_at: q.fn.now() });
+}
+
+/** Whether the device began a session after this time (it came back). */
+export async function reconnectedSince(q: Queryable, deviceId: string, at: Date): Promise<boolean> {
+  const row = await q('connection_sessions')
+    .where({ device_id: deviceId })
+    .where('started_at', '>', at)
+    .first<{ id: string } | undefined>('id');
+  return row !== undefined;
+}

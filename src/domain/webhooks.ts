@@ -1,0 +1,64 @@
+import { createHmac } from 'node:crypto';
+import { z } from 'zod';
+import { EVENT_TYPES, type PlatformEvent } from './events';
+import { groupNameSchema } from './policy';
+
+/** `POST /webhooks`: where to send which client events, and for whom. */
+export const webhookBody = z.strictObject({
+  url: z
+    .url({ protocol: /^https?$/, error: 'an http or https URL' })
+    .max(2000)
+    .refine((u) => !new URL(u).username && !new URL(u).password, 'no credentials in the URL'),
+  events: z
+    .array(z.enum(EVENT_TYPES))
+    .min(1)
+    .max(EVENT_TYPES.length)
+    .refine((e) => new Set(e).size === e.length, 'each event type once'),
+  /** DEVICE_DISCONNECTED is sent only if the device is still disconnected this long after. */
+  offlineForSeconds: z.number().int().min(1).max(86_400).optional(),
+  /** Only the events of the devices of this group. */
+  group: groupNameSchema.optional(),
+  /** Also alert on planned (GOODBYE) and maintenance disconnects (default: not). */
+  expectedDisconnects: z.boolean().default(false),
+});
+export type WebhookSpec = z.infer<typeof webhookBody>;
+
+export interface Webhook extends Omit<WebhookSpec, 'offlineForSeconds' | 'group'> {
+  readonly id: string;
+  readonly offlineForSeconds: number | null;
+  readonly group: string | null;
+  readonly secret: string;
+  readonly createdAt: Date;
+}
+
+const EXPECTED_REASONS = new Set(['PLANNED', 'MAINTENANCE', 'DELETED']);
+
+/**
+ * Whether an event goes to a webhook: its type is subscribed, its device is in the webhook's group
+ * (when it names one), and a planned, maintenance or deletion disconnect only when asked for.
+ */
+export function wants(w: Webhook, e: PlatformEvent, deviceGroup: string | null): boolean {
+  if (!w.events.includes(e.type as (typeof EVENT_TYPES)[number])) return false;
+  if (w.group !== null && deviceGroup !== w.group) return false;
+  const reason = (e as { reason?: unknown }).reason;
+  if (e.type === 'DEVICE_DISCONNECTED' && typeof reason === 'string' && EXPECTED_REASONS.has(reason))
+    return w.expectedDisconnects;
+  return true;
+}
+
+/** When a delivery is due: a disconnect waits the webhook's offline time, anything else goes now. */
+export function dueAt(w: Webhook, e: PlatformEvent): Date {
+  const at = Date.parse(e.occurredAt);
+  return new Date(
+    e.type === 'DEVICE_DISCONNECTED' && w.offlineForSeconds ? at + w.offlineForSeconds * 1000 : at,
+  );
+}
+
+/**
+ * The signature a receiver checks: HMAC-SHA-256 under the webhook's secret of `<timestamp>.<body>`,
+ * hex, sent as `X-Rollcall-Signature: sha256=<hex>` beside `X-Rollcall-Timestamp` (Unix seconds), so
+ * a captured delivery replayed later fails the receiver's freshness check.
+ */
+export function signDelivery(secret: string, timestamp: number, body: string): string {
+  return `sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
+}
