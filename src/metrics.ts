@@ -1,5 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** Detection delay buckets, seconds: the metric's and the fleet page's histogram. */
+export const DETECTION_BUCKETS = [1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600] as const;
+
 /** The service's metrics; each process (role) has its own registry and exposes it. */
 export function createMetrics(role: string, withDefaults = false) {
   const registry = new Registry();
@@ -69,7 +72,7 @@ export function createMetrics(role: string, withDefaults = false) {
     detectionSeconds: new Histogram({
       name: 'rollcall_detection_seconds',
       help: 'From the last heartbeat of a device to the decision that it is disconnected',
-      buckets: [1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600],
+      buckets: [...DETECTION_BUCKETS],
       registers,
     }),
     effectSeconds: new Histogram({

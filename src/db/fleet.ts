@@ -1,19 +1,38 @@
 import type { DeviceStatus } from '../domain/device';
 import type { Queryable } from './knex';
 
+export interface FleetSession {
+  readonly startedAt: Date;
+  readonly endedAt: Date | null;
+  readonly endReason: string | null;
+}
+
 export interface FleetRow {
   readonly id: string;
   readonly name: string;
   readonly status: DeviceStatus;
+  readonly group: string | null;
+  readonly createdAt: Date;
   readonly connectedAt: Date | null;
   readonly lastHeartbeatAt: Date | null;
   readonly heardOnBus: 'own' | 'shared' | null;
   /** Its current token was heard in a text frame (Moth replays those to later joiners). */
   readonly tokenExposed: boolean;
-  /** The end of its open maintenance window, if any. */
+  /** The end of its open maintenance window (its own or its group's), if any. */
   readonly maintenanceUntil: Date | null;
   readonly flappingSince: Date | null;
-  readonly recentSessions: { startedAt: Date; endedAt: Date | null; endReason: string | null }[];
+  /** Its sessions that overlap the last `sinceMs` (the page's 24 h), oldest first. */
+  readonly sessions: FleetSession[];
+}
+
+/** What the fleet page filters on; every given criterion must match. */
+export interface FleetFilter {
+  readonly status?: DeviceStatus;
+  readonly group?: string;
+  readonly flapping?: boolean;
+  readonly maintenance?: boolean;
+  /** A part of the name, any case. */
+  readonly search?: string;
 }
 
 export async function countDevicesByStatus(q: Queryable): Promise<Record<string, number>> {
@@ -25,62 +44,193 @@ export async function countDevicesByStatus(q: Queryable): Promise<Record<string,
   return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
 }
 
-/** The fleet page's rows: live devices by name, each with its three most recent sessions. */
-export async function fleetOverview(
-  q: Queryable,
-  status: DeviceStatus | undefined,
-  limit: number,
-): Promise<FleetRow[]> {
-  const query = q('devices')
+/** The fleet's counts for the page's header, and the groups its devices are in. */
+export async function fleetSummary(q: Queryable) {
+  const { rows } = await q.raw<{
+    rows: { connected: string; disconnected: string; flapping: string; maintenance: string }[];
+  }>(
+    `SELECT count(*) FILTER (WHERE d.status = 'CONNECTED') AS connected,
+            count(*) FILTER (WHERE d.status = 'DISCONNECTED') AS disconnected,
+            count(*) FILTER (WHERE d.flapping_since IS NOT NULL) AS flapping,
+            count(*) FILTER (WHERE d.maintenance_until > now() OR g.maintenance_until > now()) AS maintenance
+       FROM devices d LEFT JOIN device_groups g ON g.name = d.group_name
+      WHERE d.deleted_at IS NULL`,
+  );
+  const groups = await q('devices')
     .whereNull('deleted_at')
-    .orderBy('name')
-    .limit(limit)
+    .whereNotNull('group_name')
+    .distinct('group_name')
+    .orderBy('group_name')
+    .pluck('group_name');
+  const c = rows[0]!;
+  return {
+    counts: {
+      CONNECTED: Number(c.connected),
+      DISCONNECTED: Number(c.disconnected),
+      flapping: Number(c.flapping),
+      maintenance: Number(c.maintenance),
+    },
+    groups: groups as string[],
+  };
+}
+
+const likePattern = (s: string) => `%${s.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+
+/**
+ * One page of the fleet in name order, after `afterName` (keyset paging: as fast on the last page
+ * of 10,000 as on the first), each device with its sessions of the last `sinceMs`. Fetches one row
+ * more to tell whether another page follows.
+ */
+export async function fleetPage(
+  q: Queryable,
+  filter: FleetFilter,
+  page: { afterName?: string; limit: number; sinceMs: number },
+): Promise<{ devices: FleetRow[]; more: boolean }> {
+  const query = q('devices as d')
+    .leftJoin('device_groups as g', 'g.name', 'd.group_name')
+    .whereNull('d.deleted_at')
+    .orderBy('d.name')
+    .limit(page.limit + 1)
     .select(
-      'id',
-      'name',
-      'status',
-      'connected_at',
-      'last_heartbeat_at',
-      'heard_on_bus',
-      'token_exposed_at',
-      'maintenance_until',
-      'flapping_since',
+      'd.id',
+      'd.name',
+      'd.status',
+      'd.group_name',
+      'd.created_at',
+      'd.connected_at',
+      'd.last_heartbeat_at',
+      'd.heard_on_bus',
+      'd.token_exposed_at',
+      'd.flapping_since',
+      q.raw(
+        `CASE WHEN d.maintenance_until > now() THEN d.maintenance_until
+              WHEN g.maintenance_until > now() THEN g.maintenance_until END AS maintenance_until`,
+      ),
     );
-  if (status) void query.where({ status });
-  const devices = (await query) as {
+  if (filter.status) void query.where('d.status', filter.status);
+  if (filter.group !== undefined) void query.where('d.group_name', filter.group);
+  if (filter.flapping !== undefined)
+    void (filter.flapping ? query.whereNotNull('d.flapping_since') : query.whereNull('d.flapping_since'));
+  if (filter.maintenance !== undefined)
+    void query.whereRaw(
+      `${filter.maintenance ? '' : 'NOT '}coalesce(d.maintenance_until > now() OR g.maintenance_until > now(), false)`,
+    );
+  if (filter.search) void query.whereRaw(`d.name ILIKE ? ESCAPE '\\'`, [likePattern(filter.search)]);
+  if (page.afterName !== undefined) void query.where('d.name', '>', page.afterName);
+  const rows = (await query) as {
     id: string;
     name: string;
     status: DeviceStatus;
+    group_name: string | null;
+    created_at: Date;
     connected_at: Date | null;
     last_heartbeat_at: Date | null;
     heard_on_bus: 'own' | 'shared' | null;
     token_exposed_at: Date | null;
-    maintenance_until: Date | null;
     flapping_since: Date | null;
+    maintenance_until: Date | null;
   }[];
-  if (devices.length === 0) return [];
-  const { rows } = await q.raw<{
-    rows: { device_id: string; started_at: Date; ended_at: Date | null; end_reason: string | null }[];
-  }>(
-    `SELECT device_id, started_at, ended_at, end_reason FROM (
-       SELECT s.*, row_number() OVER (PARTITION BY device_id ORDER BY started_at DESC) AS rn
-         FROM connection_sessions s WHERE device_id = ANY(?::uuid[])
-     ) x WHERE rn <= 3 ORDER BY started_at DESC`,
-    [devices.map((d) => d.id)],
+  const devices = rows.slice(0, page.limit);
+  const sessions = await sessionsSince(
+    q,
+    devices.map((d) => d.id),
+    new Date(Date.now() - page.sinceMs),
   );
-  return devices.map((d) => ({
-    id: d.id,
-    name: d.name,
-    status: d.status,
-    connectedAt: d.connected_at,
-    lastHeartbeatAt: d.last_heartbeat_at,
-    heardOnBus: d.heard_on_bus,
-    tokenExposed: d.token_exposed_at !== null,
-    maintenanceUntil:
-      d.maintenance_until && d.maintenance_until.getTime() > Date.now() ? d.maintenance_until : null,
-    flappingSince: d.flapping_since,
-    recentSessions: rows
-      .filter((r) => r.device_id === d.id)
-      .map((r) => ({ startedAt: r.started_at, endedAt: r.ended_at, endReason: r.end_reason })),
-  }));
+  return {
+    more: rows.length > page.limit,
+    devices: devices.map((d) => ({
+      id: d.id,
+      name: d.name,
+      status: d.status,
+      group: d.group_name,
+      createdAt: d.created_at,
+      connectedAt: d.connected_at,
+      lastHeartbeatAt: d.last_heartbeat_at,
+      heardOnBus: d.heard_on_bus,
+      tokenExposed: d.token_exposed_at !== null,
+      maintenanceUntil: d.maintenance_until,
+      flappingSince: d.flapping_since,
+      sessions: sessions.get(d.id) ?? [],
+    })),
+  };
+}
+
+/** The sessions of these devices that overlap [since, now), by device, oldest first. */
+async function sessionsSince(q: Queryable, ids: readonly string[], since: Date) {
+  const out = new Map<string, FleetSession[]>();
+  if (ids.length === 0) return out;
+  const rows = await q('connection_sessions')
+    .whereIn('device_id', ids as string[])
+    .andWhere((w) => void w.whereNull('ended_at').orWhere('ended_at', '>', since))
+    .orderBy('started_at')
+    .select<{ device_id: string; started_at: Date; ended_at: Date | null; end_reason: string | null }[]>(
+      'device_id',
+      'started_at',
+      'ended_at',
+      'end_reason',
+    );
+  for (const r of rows) {
+    const list = out.get(r.device_id) ?? [];
+    list.push({ startedAt: r.started_at, endedAt: r.ended_at, endReason: r.end_reason });
+    out.set(r.device_id, list);
+  }
+  return out;
+}
+
+/**
+ * How many devices were connected at each of `points` evenly spaced times of [from, to], from the
+ * session history: the sessions overlapping the range are read once and swept in time order.
+ */
+export async function connectedOverTime(
+  q: Queryable,
+  from: Date,
+  to: Date,
+  points: number,
+): Promise<{ at: number[]; connected: number[] }> {
+  const { rows } = await q.raw<{ rows: { started_at: Date; ended_at: Date | null }[] }>(
+    `SELECT started_at, ended_at FROM connection_sessions
+      WHERE started_at < ? AND (ended_at IS NULL OR ended_at > ?)`,
+    [to, from],
+  );
+  const step = (to.getTime() - from.getTime()) / (points - 1);
+  const at = Array.from({ length: points }, (_, i) => Math.round(from.getTime() + i * step));
+  const starts = rows.map((r) => r.started_at.getTime()).sort((a, b) => a - b);
+  const ends = rows
+    .filter((r) => r.ended_at !== null)
+    .map((r) => r.ended_at!.getTime())
+    .sort((a, b) => a - b);
+  const connected: number[] = [];
+  let s = 0;
+  let e = 0;
+  for (const t of at) {
+    while (s < starts.length && starts[s]! <= t) s++;
+    while (e < ends.length && ends[e]! <= t) e++;
+    connected.push(s - e);
+  }
+  return { at, connected };
+}
+
+/**
+ * Detection delays (end of a MISSED_HEARTBEATS session minus its last heartbeat) since a time, in
+ * the buckets of the `rollcall_detection_seconds` metric: the same figure, from every worker, kept.
+ */
+export async function detectionDelays(
+  q: Queryable,
+  since: Date,
+  buckets: readonly number[],
+): Promise<{ le: number | null; count: number }[]> {
+  const rows = await q('connection_sessions')
+    .where({ end_reason: 'MISSED_HEARTBEATS' })
+    .where('ended_at', '>', since)
+    .whereNotNull('last_heartbeat_at')
+    .select<{ s: number }[]>(q.raw('extract(epoch FROM ended_at - last_heartbeat_at)::float8 AS s'));
+  const counts: { le: number | null; count: number }[] = [
+    ...buckets.map((le) => ({ le, count: 0 })),
+    { le: null, count: 0 },
+  ];
+  for (const { s } of rows) {
+    const i = buckets.findIndex((le) => s <= le);
+    counts[i === -1 ? buckets.length : i]!.count++;
+  }
+  return counts;
 }

@@ -152,7 +152,13 @@ export async function disconnectDevices(
       })),
     );
     const { rows } = await trx.raw<{
-      rows: { id: string; session_id: string; missed: number; last_round: string | null }[];
+      rows: {
+        id: string;
+        session_id: string;
+        missed: number;
+        last_round: string | null;
+        last_seen: Date | null;
+      }[];
     }>(
       // One primary-key probe per candidate, in id order (the lock order), whatever the planner
       // believes of the table: a lateral subquery with FOR UPDATE cannot be flattened into a join,
@@ -176,19 +182,27 @@ export async function disconnectDevices(
               last_heartbeat_at = GREATEST(d.last_heartbeat_at, target.last_seen)
          FROM target
         WHERE d.id = target.id
-       RETURNING d.id, target.current_session_id AS session_id, target.missed, target.last_round`,
+       RETURNING d.id, target.current_session_id AS session_id, target.missed, target.last_round,
+                 target.last_seen`,
       [input],
     );
     if (rows.length === 0) return [];
     await trx.raw(
       `UPDATE connection_sessions s
           SET ended_at = now(), end_reason = ?, rounds_missed = v.missed,
-              last_round_heard = COALESCE(v.last_round, s.last_round_heard)
-         FROM jsonb_to_recordset(?::jsonb) AS v(id uuid, missed int, last_round bigint)
+              last_round_heard = COALESCE(v.last_round, s.last_round_heard), last_heartbeat_at = v.last_seen
+         FROM jsonb_to_recordset(?::jsonb) AS v(id uuid, missed int, last_round bigint, last_seen timestamptz)
         WHERE s.id = v.id`,
       [
         reason,
-        JSON.stringify(rows.map((r) => ({ id: r.session_id, missed: r.missed, last_round: r.last_round }))),
+        JSON.stringify(
+          rows.map((r) => ({
+            id: r.session_id,
+            missed: r.missed,
+            last_round: r.last_round,
+            last_seen: r.last_seen,
+          })),
+        ),
       ],
     );
     const effects = [...effectKinds];

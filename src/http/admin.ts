@@ -6,11 +6,15 @@ import type { Queue } from 'bullmq';
 import type { Middleware } from 'koa';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { z } from 'zod';
 import { constantTimeEqual } from '../domain/credentials';
 import { DEVICE_STATUSES } from '../domain/device';
+import { groupNameSchema } from '../domain/policy';
+import { uptime } from '../domain/uptime';
+import { DETECTION_BUCKETS } from '../metrics';
 import { AppError } from '../domain/errors';
-import { countDevicesByStatus, fleetOverview } from '../db/fleet';
+import { connectedOverTime, detectionDelays, fleetPage, fleetSummary, type FleetSession } from '../db/fleet';
 import type { Db } from '../db/knex';
 import type { CredentialGuard } from './auth';
 import { parseInput } from './validate';
@@ -125,8 +129,8 @@ const FLEET_HTML = readFileSync(new URL('./fleet-page.html', import.meta.url), '
  */
 const FLEET_CSP = [
   "default-src 'none'",
-  `script-src ${inlineHashes(FLEET_HTML, 'script')}`,
-  `style-src ${inlineHashes(FLEET_HTML, 'style')}`,
+  `script-src 'self' ${inlineHashes(FLEET_HTML, 'script')}`,
+  `style-src 'self' ${inlineHashes(FLEET_HTML, 'style')}`,
   "connect-src 'self'",
   "img-src 'self' data:",
   "base-uri 'none'",
@@ -156,12 +160,35 @@ const DASHBOARD_CSP = [
   "form-action 'self'",
   "frame-ancestors 'none'",
 ].join('; ');
+const DAY_MS = 86_400_000;
+const booleanFlag = z
+  .enum(['true', 'false'])
+  .transform((v) => v === 'true')
+  .optional();
 export const fleetQuery = z.strictObject({
   status: z.enum(DEVICE_STATUSES).optional(),
-  limit: z.coerce.number().int().min(1).max(5000).default(1000),
+  group: groupNameSchema.optional(),
+  flapping: booleanFlag,
+  maintenance: booleanFlag,
+  q: z.string().trim().max(100).optional(),
+  /** The last name of the previous page. */
+  after: z.string().max(100).optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(100),
 });
+export const historyQuery = z.strictObject({ range: z.enum(['hour', 'day']).default('hour') });
 
-/** The fleet page (`/admin`) and the JSON it refreshes from every round (`/admin/fleet.json`). */
+// The charting library, from the installed package (never a CDN).
+const fromPackage = (file: string) => readFileSync(createRequire(import.meta.url).resolve(file), 'utf8');
+const ASSETS: Record<string, { type: string; body: string }> = {
+  'uplot.js': { type: 'application/javascript', body: fromPackage('uplot/dist/uPlot.iife.min.js') },
+  'uplot.css': { type: 'text/css', body: fromPackage('uplot/dist/uPlot.min.css') },
+};
+
+/**
+ * The fleet page (`/admin`), the JSON it refreshes from every round (`/admin/fleet.json`: one page
+ * of devices with their last 24 h), the history its charts draw (`/admin/history.json`) and the
+ * charting library it loads, served from the package.
+ */
 export function fleetRoutes(deps: {
   db: Db;
   /** Operator auth, on each route. */
@@ -177,33 +204,50 @@ export function fleetRoutes(deps: {
     ctx.set({ 'Cache-Control': 'no-store', 'Content-Security-Policy': FLEET_CSP });
     ctx.body = FLEET_HTML;
   });
+  router.get('/admin/assets/:file', deps.pageAuth, (ctx) => {
+    const asset = ASSETS[ctx.params.file ?? ''];
+    if (!asset) throw new AppError(404, 'NOT_FOUND', 'no such asset');
+    ctx.type = asset.type;
+    ctx.set('Cache-Control', 'private, max-age=3600');
+    ctx.body = asset.body;
+  });
   router.get('/admin/fleet.json', deps.pageAuth, async (ctx) => {
-    const q = parseInput(fleetQuery, ctx.query);
-    const [counts, devices, intervalSeconds] = await Promise.all([
-      countDevicesByStatus(deps.db),
-      fleetOverview(deps.db, q.status, q.limit),
+    const { after, limit, q: search, ...filter } = parseInput(fleetQuery, ctx.query);
+    const now = Date.now();
+    const [summary, page, intervalSeconds] = await Promise.all([
+      fleetSummary(deps.db),
+      fleetPage(deps.db, { ...filter, search }, { afterName: after, limit, sinceMs: DAY_MS }),
       deps.intervalSeconds(),
     ]);
-    const heard = await deps.lastHeardAt(devices.map((d) => d.id));
+    const heard = await deps.lastHeardAt(page.devices.map((d) => d.id));
     ctx.set('Cache-Control', 'no-store');
     ctx.body = {
-      generatedAt: new Date().toISOString(),
+      generatedAt: new Date(now).toISOString(),
       intervalSeconds,
-      counts: { CONNECTED: counts.CONNECTED ?? 0, DISCONNECTED: counts.DISCONNECTED ?? 0 },
-      devices: devices.map((d) => {
-        const redisMs = heard.get(d.id);
-        const last = Math.max(redisMs ?? 0, d.lastHeartbeatAt?.getTime() ?? 0);
+      ...summary,
+      nextAfter: page.more ? page.devices.at(-1)!.name : null,
+      devices: page.devices.map((d) => {
+        const last = Math.max(heard.get(d.id) ?? 0, d.lastHeartbeatAt?.getTime() ?? 0);
+        const day = uptime(d.sessions.map(toSpan), {
+          from: now - DAY_MS,
+          to: now,
+          now,
+          createdAt: d.createdAt.getTime(),
+          deletedAt: null,
+        });
         return {
           id: d.id,
           name: d.name,
           status: d.status,
+          group: d.group,
           lastHeartbeatAt: last > 0 ? new Date(last).toISOString() : null,
           sessionStartedAt: d.status === 'CONNECTED' ? (d.connectedAt?.toISOString() ?? null) : null,
           usesSharedBus: deps.sharedBus && d.heardOnBus === 'shared',
           tokenExposed: d.tokenExposed,
           maintenanceUntil: d.maintenanceUntil?.toISOString() ?? null,
           flappingSince: d.flappingSince?.toISOString() ?? null,
-          recentSessions: d.recentSessions.map((s) => ({
+          uptimePercent24h: day.connectedPercent,
+          sessions24h: d.sessions.map((s) => ({
             startedAt: s.startedAt.toISOString(),
             endedAt: s.endedAt?.toISOString() ?? null,
             endReason: s.endReason,
@@ -212,5 +256,22 @@ export function fleetRoutes(deps: {
       }),
     };
   });
+  router.get('/admin/history.json', deps.pageAuth, async (ctx) => {
+    const { range } = parseInput(historyQuery, ctx.query);
+    const to = new Date();
+    const from = new Date(to.getTime() - (range === 'hour' ? 3_600_000 : DAY_MS));
+    const [series, detection] = await Promise.all([
+      connectedOverTime(deps.db, from, to, range === 'hour' ? 61 : 97),
+      detectionDelays(deps.db, new Date(to.getTime() - DAY_MS), DETECTION_BUCKETS),
+    ]);
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = { range, from: from.toISOString(), to: to.toISOString(), ...series, detection };
+  });
   return router;
 }
+
+const toSpan = (s: FleetSession) => ({
+  startedAt: s.startedAt.getTime(),
+  endedAt: s.endedAt?.getTime() ?? null,
+  endReason: s.endReason,
+});

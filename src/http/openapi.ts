@@ -4,7 +4,7 @@ import { registrationSchema } from '../domain/device';
 import { groupNameSchema } from '../domain/policy';
 import { settingsPatchSchema } from '../domain/settings';
 import { abortTaskSchema, createTaskSchema } from '../domain/task';
-import { fleetQuery } from './admin';
+import { fleetQuery, historyQuery } from './admin';
 import { deviceListQuery, maintenanceBody, rotateTokensBody } from './routes/devices';
 import { startRecordingBody, startStreamBody } from './routes/media';
 import { emptyReportBody } from './routes/tasks';
@@ -296,6 +296,24 @@ export const ROUTES: readonly RouteDoc[] = [
   },
   {
     method: 'get',
+    path: '/admin/history.json',
+    summary:
+      'Connected devices over the last hour or day, and the detection-delay histogram of the last 24 h',
+    auth: 'basic',
+    query: historyQuery,
+    ok: [200, out.historyResponse],
+    errors: [400, 401],
+  },
+  {
+    method: 'get',
+    path: '/admin/assets/{file}',
+    summary: "The fleet page's charting library (uplot.js, uplot.css), from the installed package",
+    auth: 'basic',
+    ok: [200, 'text/plain'],
+    errors: [401, 404],
+  },
+  {
+    method: 'get',
     path: '/admin/queues',
     summary: 'Queue dashboard (bull-board)',
     auth: 'basic',
@@ -464,6 +482,8 @@ export function openApiDocument(version: string) {
     const parameters: unknown[] = [];
     if (r.path.includes('{id}'))
       parameters.push({ name: 'id', in: 'path', required: true, schema: { type: 'string', format: 'uuid' } });
+    if (r.path.includes('{file}'))
+      parameters.push({ name: 'file', in: 'path', required: true, schema: { type: 'string' } });
     if (r.path.includes('{name}'))
       parameters.push({ name: 'name', in: 'path', required: true, schema: schema(groupNameSchema, 'input') });
     if (r.query) {

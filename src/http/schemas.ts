@@ -186,25 +186,52 @@ export const streamResponse = z.object({
 });
 export const streamListResponse = z.object({ analysisStreams: z.array(streamResponse) });
 
+const fleetSession = z.object({
+  startedAt: isoDate,
+  endedAt: nullableDate,
+  endReason: z.string().nullable(),
+});
 export const fleetResponse = z.object({
   generatedAt: isoDate,
   intervalSeconds: z.number().int(),
-  counts: z.object({ CONNECTED: z.number().int(), DISCONNECTED: z.number().int() }),
+  counts: z.object({
+    CONNECTED: z.number().int(),
+    DISCONNECTED: z.number().int(),
+    flapping: z.number().int(),
+    maintenance: z.number().int(),
+  }),
+  /** Every group a live device is in. */
+  groups: z.array(z.string()),
+  /** Pass as `after` for the next page; null on the last. */
+  nextAfter: z.string().nullable(),
   devices: z.array(
     z.object({
       id: z.uuid(),
       name: z.string(),
       status: z.enum(DEVICE_STATUSES),
+      group: z.string().nullable(),
       lastHeartbeatAt: nullableDate,
       sessionStartedAt: nullableDate,
       usesSharedBus: z.boolean(),
       tokenExposed: z.boolean(),
       maintenanceUntil: nullableDate,
-      recentSessions: z.array(
-        z.object({ startedAt: isoDate, endedAt: nullableDate, endReason: z.string().nullable() }),
-      ),
+      flappingSince: nullableDate,
+      uptimePercent24h: z.number(),
+      /** Its sessions overlapping the last 24 h, oldest first. */
+      sessions24h: z.array(fleetSession),
     }),
   ),
+});
+
+export const historyResponse = z.object({
+  range: z.enum(['hour', 'day']),
+  from: isoDate,
+  to: isoDate,
+  /** Sample times (epoch ms) and the devices connected at each. */
+  at: z.array(z.number().int()),
+  connected: z.array(z.number().int()),
+  /** Detection delays of the last 24 h by bucket (upper bound in seconds; null: above the last). */
+  detection: z.array(z.object({ le: z.number().nullable(), count: z.number().int() })),
 });
 
 export const healthResponse = z.object({ status: z.string() });

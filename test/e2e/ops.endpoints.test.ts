@@ -213,6 +213,12 @@ describe('OpenAPI', () => {
     );
     conforms(out.fleetResponse, (await request(s.callback).get('/admin/fleet.json').set(s.admin)).body);
     conforms(
+      out.historyResponse,
+      (await request(s.callback).get('/admin/history.json?range=day').set(s.admin)).body,
+    );
+    conforms(out.groupsResponse, (await request(s.callback).get('/device-groups').set(s.admin)).body);
+    conforms(out.webhooksResponse, (await request(s.callback).get('/webhooks').set(s.admin)).body);
+    conforms(
       out.tokenResponse,
       (await request(s.callback).post(`/devices/${reg.id}/token`).set(s.admin)).body,
     );

@@ -82,7 +82,7 @@ describe('operator pages, however spelled', () => {
     }
   });
 
-  it('each page runs only its own code: the fleet page its inline script by hash, the dashboard its files', async () => {
+  it('each page runs only its own code: the fleet page its inline script by hash and the files we serve, the dashboard its files', async () => {
     const basic = { Authorization: `Basic ${Buffer.from(`op:${ADMIN_TOKEN}`).toString('base64')}` };
     const directives = (res: request.Response) =>
       new Map(
@@ -97,9 +97,12 @@ describe('operator pages, however spelled', () => {
     const scripts = [...fleet.text.matchAll(/<script>([\s\S]*?)<\/script>/g)].map((m) => m[1]!);
     expect(scripts).toHaveLength(1);
     const sha = (body: string) => `'sha256-${createHash('sha256').update(body).digest('base64')}'`;
-    expect(policy.get('script-src')).toEqual(scripts.map(sha));
+    // Its own origin for the charting library it serves (/admin/assets/), never another origin.
+    expect(policy.get('script-src')).toEqual(["'self'", ...scripts.map(sha)]);
     const styles = [...fleet.text.matchAll(/<style>([\s\S]*?)<\/style>/g)].map((m) => m[1]!);
-    expect(policy.get('style-src')).toEqual(styles.map(sha));
+    expect(policy.get('style-src')).toEqual(["'self'", ...styles.map(sha)]);
+    for (const tag of fleet.text.match(/<script[^>]*>/g) ?? [])
+      expect(tag).toMatch(/^<script>$|^<script src="\/admin\/assets\/uplot\.js">$/);
     // A style attribute would be refused by that policy: the page has none.
     expect(fleet.text).not.toMatch(/\sstyle=/);
 
