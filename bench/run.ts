@@ -630,7 +630,8 @@ async function evaluationWithPolicies(
     ).rows.map((r) => [r.id, r.a]),
   );
   const distinct = new Set(allowance.values()).size;
-  const n = 2200;
+  // Enough valid rounds behind n for the most lenient device to be silent past its allowance.
+  const n = Math.max(...allowance.values()) + 80;
   for (let r = 1; r <= n; r++) await rounds.close(r, allShards);
   await redis.hset(keys.roundMeta(n), 'issuedAt', String(Date.now()), 'interval', '5');
   await seedHeard(
