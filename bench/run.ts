@@ -1,9 +1,9 @@
 // `npm run bench [-- --quick] [-- --out FILE] [-- --only a,b]`: measures on this machine and prints
 // each figure beside its target. A missed target is reported, not hidden.
 import autocannon from 'autocannon';
+import { stallProcess } from '../src/dev/processes';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -757,21 +757,6 @@ const TIMING: Timing = {
   graceMs: quick ? 2000 : 4000,
 };
 
-/** Stops a process and its children (SIGSTOP) for ms: a stall, as a busy or swapping host has. */
-async function stallProcess(pidFile: string, ms: number): Promise<void> {
-  const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
-  // pgrep exits 1 when there are none.
-  const children = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
-    .stdout.split('\n')
-    .filter(Boolean);
-  const all = [pid, ...children.map(Number)];
-  try {
-    for (const p of all) process.kill(p, 'SIGSTOP');
-    await sleep(ms);
-  } finally {
-    for (const p of all) process.kill(p, 'SIGCONT');
-  }
-}
 const redisPidFile = () => join(dir, 'redis', 'redis.pid');
 const postgresPidFile = () => join(dir, 'postgres', 'data', 'postmaster.pid');
 

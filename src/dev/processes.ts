@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -52,5 +53,21 @@ function isAlive(pid: number): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** Stops a process and its children (SIGSTOP) for ms: a stall, as a busy or swapping host has. */
+export async function stallProcess(pidFile: string, ms: number): Promise<void> {
+  const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+  // pgrep exits 1 when there are none.
+  const children = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
+    .stdout.split('\n')
+    .filter(Boolean);
+  const all = [pid, ...children.map(Number)];
+  try {
+    for (const p of all) process.kill(p, 'SIGSTOP');
+    await new Promise((r) => setTimeout(r, ms));
+  } finally {
+    for (const p of all) process.kill(p, 'SIGCONT');
   }
 }

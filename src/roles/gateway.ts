@@ -43,6 +43,9 @@ const SCHEDULER_CHECK_TICKS = 3;
 /** Events sent this long before a Moth session dropped are sent again. */
 const REPUBLISH_WINDOW_SECONDS = 3;
 
+/** How long a round's HEALTHCHECKs wait to learn which robots are not asked in it. */
+const RESTING_WAIT_MS = 200;
+
 /**
  * The `gateway` role. Live gateways divide the device shards between them through leases in Redis;
  * each holds one Moth session per device bus of its shards, sends each round's HEALTHCHECK on them
@@ -261,9 +264,13 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
       brokenAt = at;
       log.warn({ round: message.round, err: (err as Error).message }, 'could not record the round opening');
     }
-    // Robots checked every k-th round are not asked in the others (if Postgres cannot say which, all are
-    // asked: an extra HEALTHCHECK is only answered).
-    const resting = await restingIn(db, message.round).catch(() => []);
+    // Robots checked every k-th round are not asked in the others. If Postgres cannot say which within
+    // RESTING_WAIT_MS (down, or stalled), all are asked: an extra HEALTHCHECK is only answered, while
+    // one held back would cost every robot its answer.
+    const resting = await Promise.race([
+      restingIn(db, message.round).catch(() => []),
+      new Promise<string[]>((r) => setTimeout(() => r([]), RESTING_WAIT_MS).unref()),
+    ]);
     const { failed } = await buses.sendToAll(message, config.MOTH_HEALTHCHECK_SPREAD_MS, new Set(resting));
     if (failed > 0) log.warn({ round: message.round, failed }, 'HEALTHCHECK not sent on some buses');
   }

@@ -10,6 +10,8 @@ import { hashSecret } from '../../src/domain/credentials';
 import { createDb, migrateLatest } from '../../src/db/knex';
 import { storeSecretHash, writeSettings } from '../../src/db/settings';
 import { startEmbeddedPostgres, type RunningService } from '../../src/dev/embedded-postgres';
+import { stallProcess } from '../../src/dev/processes';
+import type { SettingValues } from '../../src/domain/settings';
 import { startEmbeddedRedis } from '../../src/dev/embedded-redis';
 import { SimulatedDevice } from '../../src/dev/simulated-device';
 import { waitFor } from '../../src/dev/processes';
@@ -83,7 +85,7 @@ interface Run {
 
 async function scenario(
   name: string,
-  options: { gateways?: number; workers?: number },
+  options: { gateways?: number; workers?: number; settings?: Partial<SettingValues> },
   fault: (run: Run, silence: () => void) => Promise<void>,
 ) {
   const dbName = `chaos_${randomBytes(4).toString('hex')}`;
@@ -126,6 +128,7 @@ async function scenario(
     'device.healthcheckIntervalSeconds': 1,
     'device.healthcheckMaxConsecutiveMisses': 2,
     'recording.automatic': true,
+    ...options.settings,
   });
   const services = createServices(config, 'web', 4);
   const { app } = buildWebApp(config, services, createLogger('silent'));
@@ -336,6 +339,18 @@ describe('fault injection', () => {
       await pg.stop();
       await sleep(1500);
       pg = await startEmbeddedPostgres(pgDir, 'postgres', () => {}, pgPort);
+    });
+  });
+
+  it('Postgres stalled (SIGSTOP) for three intervals', async () => {
+    // Issuing a round reads the settings from Postgres, so a stall holds the rounds themselves: no
+    // robot may be counted as missing one, even with the mass-silence brake off (it would otherwise
+    // hold any round every robot missed), and the silent ones are still caught once.
+    const settings = { 'device.massSilenceMinDevices': 10_000_000 };
+    await scenario('Postgres stalled 3 intervals', { settings }, async (_run, silence) => {
+      silence();
+      await sleep(1000);
+      await stallProcess(join(pgDir, 'data', 'postmaster.pid'), 3000);
     });
   });
 
