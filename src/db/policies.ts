@@ -1,4 +1,4 @@
-import { roundsAllowed, type PolicyFields } from '../domain/policy';
+import { restingAt, roundsAllowed, type PolicyFields } from '../domain/policy';
 import type { Queryable } from './knex';
 
 export interface Maintenance {
@@ -146,16 +146,20 @@ export async function allowancesOf(
   return new Map(rows.map((r) => [r.id, roundsAllowed(r.misses, r.multiple)]));
 }
 
-/** The live devices checked every k-th round (k > 1) that round n is not one of: not sent HEALTHCHECK. */
-export async function restingIn(q: Queryable, round: number): Promise<string[]> {
-  const { rows } = await q.raw<{ rows: { id: string }[] }>(
-    `SELECT d.id FROM devices d LEFT JOIN device_groups g ON g.name = d.group_name
+/** Every live device checked every k-th round with k > 1, and its k. */
+export async function intervalMultiples(q: Queryable): Promise<Map<string, number>> {
+  const { rows } = await q.raw<{ rows: { id: string; k: number }[] }>(
+    `SELECT d.id, coalesce(d.interval_multiple, g.interval_multiple) AS k
+       FROM devices d LEFT JOIN device_groups g ON g.name = d.group_name
       WHERE d.deleted_at IS NULL
         AND (d.interval_multiple > 1
              OR (d.interval_multiple IS NULL
-                 AND d.group_name IN (SELECT name FROM device_groups WHERE interval_multiple > 1)))
-        AND ?::bigint % coalesce(d.interval_multiple, g.interval_multiple) <> 0`,
-    [round],
+                 AND d.group_name IN (SELECT name FROM device_groups WHERE interval_multiple > 1)))`,
   );
-  return rows.map((r) => r.id);
+  return new Map(rows.map((r) => [r.id, r.k]));
+}
+
+/** The live devices not asked in round n (checked every k-th round, and n is not one of those). */
+export async function restingIn(q: Queryable, round: number): Promise<string[]> {
+  return restingAt(round, await intervalMultiples(q));
 }

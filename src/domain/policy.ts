@@ -66,6 +66,13 @@ export function isDue(round: number, intervalMultiple: number): boolean {
   return round % intervalMultiple === 0;
 }
 
+/** Which of these devices (id -> k) are not asked in round n. */
+export function restingAt(round: number, multiples: ReadonlyMap<string, number>): string[] {
+  const out: string[] = [];
+  for (const [id, k] of multiples) if (!isDue(round, k)) out.push(id);
+  return out;
+}
+
 /** Valid rounds after `lastRound` up to and including n (`validRounds` ascending). */
 export function missedValidRounds(lastRound: number, n: number, validRounds: readonly number[]): number {
   return countUpTo(validRounds, n) - countUpTo(validRounds, lastRound);

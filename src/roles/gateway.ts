@@ -10,7 +10,8 @@ import {
   markTokenExposed,
 } from '../db/devices';
 import { republishRecent } from '../db/outbox';
-import { restingIn } from '../db/policies';
+import { intervalMultiples } from '../db/policies';
+import { restingAt } from '../domain/policy';
 import type { PlatformEvent } from '../domain/events';
 import { shardsOwnedBy } from '../domain/shards';
 import { createDeviceBuses } from '../gateway/device-buses';
@@ -42,9 +43,6 @@ const DIRECTORY_PAGE = 10_000;
 const SCHEDULER_CHECK_TICKS = 3;
 /** Events sent this long before a Moth session dropped are sent again. */
 const REPUBLISH_WINDOW_SECONDS = 3;
-
-/** How long a round's HEALTHCHECKs wait to learn which robots are not asked in it. */
-const RESTING_WAIT_MS = 200;
 
 /**
  * The `gateway` role. Live gateways divide the device shards between them through leases in Redis;
@@ -251,6 +249,16 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     return renewing;
   }
 
+  // Robots checked every k-th round (id -> k), as last read; kept when a read fails.
+  let multiples = new Map<string, number>();
+  const refreshMultiples = () =>
+    intervalMultiples(db).then(
+      (m) => void (multiples = m),
+      (err: Error) =>
+        log.warn({ err: err.message }, 'could not read which robots are checked every k-th round'),
+    );
+  await refreshMultiples();
+
   /** Opens round n on the shards held now: counts heartbeats for it, sends HEALTHCHECK on every bus. */
   async function open(message: HealthcheckMessage): Promise<void> {
     if (message.round <= openRound || stopping) return;
@@ -264,14 +272,15 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
       brokenAt = at;
       log.warn({ round: message.round, err: (err as Error).message }, 'could not record the round opening');
     }
-    // Robots checked every k-th round are not asked in the others. If Postgres cannot say which within
-    // RESTING_WAIT_MS (down, or stalled), all are asked: an extra HEALTHCHECK is only answered, while
-    // one held back would cost every robot its answer.
-    const resting = await Promise.race([
-      restingIn(db, message.round).catch(() => []),
-      new Promise<string[]>((r) => setTimeout(() => r([]), RESTING_WAIT_MS).unref()),
-    ]);
-    const { failed } = await buses.sendToAll(message, config.MOTH_HEALTHCHECK_SPREAD_MS, new Set(resting));
+    // Robots checked every k-th round are not asked in the others. Which they are is read from Postgres
+    // after each round, for the next: a HEALTHCHECK never waits for Postgres (a held one would cost the
+    // robot its answer), and a policy change applies from the round after the read.
+    const { failed } = await buses.sendToAll(
+      message,
+      config.MOTH_HEALTHCHECK_SPREAD_MS,
+      new Set(restingAt(message.round, multiples)),
+    );
+    void refreshMultiples();
     if (failed > 0) log.warn({ round: message.round, failed }, 'HEALTHCHECK not sent on some buses');
   }
 
