@@ -34,7 +34,7 @@ describe('flapping', () => {
       intervalSeconds: 1,
       maxMisses: 1,
       automaticRecording: true,
-      settings: { 'device.flapThreshold': 2, 'device.flapWindowSeconds': 16, 'device.flapHoldSeconds': 5 },
+      settings: { 'device.flapThreshold': 2, 'device.flapWindowSeconds': 20, 'device.flapHoldSeconds': 8 },
     });
   });
   afterAll(async () => s.close());
@@ -57,7 +57,7 @@ describe('flapping', () => {
     // The third: flapping, once.
     await drop();
     await waitFor(() => s.eventsOf(d.id, 'DEVICE_FLAPPING').length > 0, 5000, 'DEVICE_FLAPPING');
-    expect(s.eventsOf(d.id, 'DEVICE_FLAPPING')[0]).toMatchObject({ failures: 3, windowSeconds: 16 });
+    expect(s.eventsOf(d.id, 'DEVICE_FLAPPING')[0]).toMatchObject({ failures: 3, windowSeconds: 20 });
     expect(await flapping(s, d.id)).not.toBeNull();
     const listed = await request(s.callback).get('/devices').query({ flapping: 'true' }).set(s.admin);
     expect((listed.body as { devices: { id: string }[] }).devices.map((x) => x.id)).toEqual([d.id]);
@@ -73,7 +73,7 @@ describe('flapping', () => {
     // Connected the hold time: its recording starts.
     await waitFor(
       async () => (await recordings(s, d.id)).some((r) => r.sessionId === held && r.state === 'STARTED'),
-      6000,
+      10_000,
       'held recording started',
     );
     expect(s.eventsOf(d.id, 'DEVICE_FLAPPING')).toHaveLength(1);
@@ -82,7 +82,7 @@ describe('flapping', () => {
     expect(s.eventsOf(steady.id, 'DEVICE_FLAPPING')).toHaveLength(0);
 
     // A window without a failure: stable again.
-    await waitFor(() => s.eventsOf(d.id, 'DEVICE_FLAPPING_ENDED').length > 0, 20_000, 'flapping ended');
+    await waitFor(() => s.eventsOf(d.id, 'DEVICE_FLAPPING_ENDED').length > 0, 25_000, 'flapping ended');
     expect(await flapping(s, d.id)).toBeNull();
   }, 90_000);
 });
