@@ -3,6 +3,7 @@ import { devicesInMaintenance, inMaintenance } from '../src/db/devices';
 import { allowancesOf, restingIn, strictestAllowance } from '../src/db/policies';
 import { connectDevice, disconnectDevices, endStableFlapping, flapPolicy } from '../src/db/transitions';
 import { staleAmong } from '../src/domain/policy';
+import { holdsRound, isMassSilence } from '../src/domain/rounds';
 import type { Logger } from '../src/logger';
 import type { Metrics } from '../src/metrics';
 import type { Claimed, Judge, Liveness } from '../src/redis/liveness';
@@ -57,12 +58,7 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
   const batchSize = deps.batchSize ?? 1000;
   const parallelBatches = deps.parallelBatches ?? 2;
   const now = deps.now ?? Date.now;
-  /**
-   * The mass-silence brake: when more than `massSilenceRatio` of the connected devices (and at least
-   * `massSilenceMinDevices`) missed round n, the fault is more likely ours or the site's network than
-   * theirs: the round is held (a miss for nobody), at most `massSilenceMaxHeldRounds` in a row, so a
-   * real site-wide outage is still detected, late by a bounded number of rounds.
-   */
+  /** The mass-silence brake (src/domain/rounds.ts): holds round n, or lets its misses count. */
   async function holdOnMassSilence(
     n: number,
     validShards: readonly number[],
@@ -77,15 +73,17 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
       const expected = [...(await devicesInMaintenance(deps.db)), ...(await restingIn(deps.db, n))];
       ({ connected, missed } = await deps.liveness.silenceOf(n, validShards, expected));
     }
-    const massive =
-      missed > settings['device.massSilenceRatio'] * connected &&
-      missed >= settings['device.massSilenceMinDevices'];
-    if (!massive) {
+    const rule = {
+      ratio: settings['device.massSilenceRatio'],
+      minDevices: settings['device.massSilenceMinDevices'],
+      maxHeldRounds: settings['device.massSilenceMaxHeldRounds'],
+    };
+    if (!isMassSilence({ missed, connected }, rule)) {
       await deps.rounds.endHeldStreak();
       return false;
     }
     const streak = await deps.rounds.heldStreak();
-    if (streak >= settings['device.massSilenceMaxHeldRounds']) {
+    if (!holdsRound(streak, rule)) {
       deps.logger.warn(
         { round: n, missed, connected, streak },
         'mass silence persists past the brake: misses count',

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { missedValidRounds } from './rounds';
 
 /**
  * A health-check policy as a device or a group sets it: either field may be left to the level below
@@ -71,23 +72,6 @@ export function restingAt(round: number, multiples: ReadonlyMap<string, number>)
   const out: string[] = [];
   for (const [id, k] of multiples) if (!isDue(round, k)) out.push(id);
   return out;
-}
-
-/** Valid rounds after `lastRound` up to and including n (`validRounds` ascending). */
-export function missedValidRounds(lastRound: number, n: number, validRounds: readonly number[]): number {
-  return countUpTo(validRounds, n) - countUpTo(validRounds, lastRound);
-}
-
-/** How many of the ascending values are <= x (a binary search). */
-function countUpTo(ascending: readonly number[], x: number): number {
-  let lo = 0;
-  let hi = ascending.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (ascending[mid]! <= x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /**

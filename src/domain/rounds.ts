@@ -51,3 +51,62 @@ export function validShards(c: RoundClose): number[] {
   for (let s = 0; s < c.shards; s++) if (heardThroughout(s, c)) out.push(s);
   return out;
 }
+
+// ---- Misses, the detection bound and the mass-silence brake -----------------------------------------
+// A device is heard in a round when a heartbeat of it arrives while that round is open on its shard.
+// It misses a round that was valid for its shard and in which it was not heard; a void or held round
+// is a miss for nobody. The Lua scripts of src/redis/liveness.ts implement this (a test checks them
+// against these functions on random cases).
+
+/** Valid rounds after `lastRound` up to and including n (`validRounds` ascending). */
+export function missedValidRounds(lastRound: number, n: number, validRounds: readonly number[]): number {
+  // Heard after n (a heartbeat of a later round): none missed by n.
+  return Math.max(0, countUpTo(validRounds, n) - countUpTo(validRounds, lastRound));
+}
+
+/** How many of the ascending values are <= x (a binary search). */
+function countUpTo(ascending: readonly number[], x: number): number {
+  let lo = 0;
+  let hi = ascending.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ascending[mid]! <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * When a device allowed `allowed` consecutive misses (roundsAllowed) is disconnected, every round of
+ * the way valid: at the close of round r + allowed + 1 for a device last heard in round r, that is
+ * between (allowed + 1) and (allowed + 2) intervals after its last heartbeat (it may have come at the
+ * start or the end of round r), plus the evaluation's latency.
+ */
+export function detectionBound(allowed: number, intervalMs: number): { minMs: number; maxMs: number } {
+  return { minMs: (allowed + 1) * intervalMs, maxMs: (allowed + 2) * intervalMs };
+}
+
+export interface SilenceRule {
+  /** More than this share of the connected devices... */
+  readonly ratio: number;
+  /** ...and at least this many, missing one round, is mass silence... */
+  readonly minDevices: number;
+  /** ...which holds at most this many rounds in a row. */
+  readonly maxHeldRounds: number;
+}
+
+/**
+ * The mass-silence brake: when more than `ratio` of the connected devices (and at least `minDevices`)
+ * missed a valid round, the fault is more likely ours or the site's network than theirs...
+ */
+export function isMassSilence(round: { missed: number; connected: number }, rule: SilenceRule): boolean {
+  return round.missed > rule.ratio * round.connected && round.missed >= rule.minDevices;
+}
+
+/**
+ * ...and the round is held (a miss for nobody), at most `maxHeldRounds` in a row, so a real site-wide
+ * outage is still detected, late by a bounded number of rounds. `heldInARow`: held just before it.
+ */
+export function holdsRound(heldInARow: number, rule: SilenceRule): boolean {
+  return heldInARow < rule.maxHeldRounds;
+}

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isDue, missedValidRounds, resolvePolicy, roundsAllowed, staleAmong } from '../../src/domain/policy';
+import { isDue, resolvePolicy, roundsAllowed, staleAmong } from '../../src/domain/policy';
+import { missedValidRounds } from '../../src/domain/rounds';
 
 const none = { maxConsecutiveMisses: null, intervalMultiple: null };
 
