@@ -2,6 +2,7 @@ import type { Result } from 'ioredis';
 import type { RedisClient, RedisKeys } from './connection';
 
 import { shardOf } from '../domain/shards';
+import { script } from './scripts';
 
 /** What a batch of heartbeats did, as decided atomically in Redis. */
 export interface HeardBatch {
@@ -77,123 +78,6 @@ export interface Claimed {
   readonly lastSeenMs: number | null;
 }
 
-// Records a batch of heartbeats of one shard in one round trip: checks each token hash against the
-// cache (it must name the device whose bus carried it), stamps the device with the round its shard
-// had open when the heartbeat arrived, and says which devices were absent from the connected index.
-// One bulk command per step, and an answer that names only the exceptions: this is the hot path.
-// A cached device id ending in '!' takes proofs only (protocol v2): a plain-token heartbeat of it is
-// refused as a downgrade; a proven heartbeat of a device not yet marked so is named as an upgrade.
-// KEYS: the shard's tokens, heard, last-seen. ARGV: now, the heard round, the echoed rounds ('' when
-// none echoed, else one comma-separated field per heartbeat, empty where none), then per heartbeat its
-// token hash and the device its bus belongs to (with '!' when it came as a proof). Returns the numbers
-// of stale echoes, of revoked, misplaced, unknown and downgraded tokens and of upgrades, the positions
-// (1-based) of the revoked, misplaced, unknown, downgraded and upgraded in that order, then the id of
-// each device absent from the index.
-const INGEST = `
-local now, round = ARGV[1], tonumber(ARGV[2])
-local n = (#ARGV - 3) / 2
-local hashes, expected = {}, {}
-for i = 1, n do
-  hashes[i] = ARGV[2 * i + 2]
-  expected[i] = ARGV[2 * i + 3]
-end
-local ids = redis.call('HMGET', KEYS[1], unpack(hashes))
-local echoes = {}
-if ARGV[3] ~= '' then
-  local i = 0
-  for e in string.gmatch(ARGV[3] .. ',', '([^,]*),') do i = i + 1; echoes[i] = e end
-end
-local stale, revoked, misplaced, unknown, downgraded, upgraded = 0, {}, {}, {}, {}, {}
-local live, scored, seen, k = {}, {}, {}, 0
-for i = 1, n do
-  local id, want = ids[i], expected[i]
-  local proven = string.byte(want, -1) == 33
-  if proven then want = string.sub(want, 1, -2) end
-  local proofsOnly = id and string.byte(id, -1) == 33
-  if proofsOnly then id = string.sub(id, 1, -2) end
-  if not id then unknown[#unknown + 1] = i
-  elseif id == '-' then revoked[#revoked + 1] = i
-  elseif id ~= want then misplaced[#misplaced + 1] = i
-  elseif proofsOnly and not proven then downgraded[#downgraded + 1] = i
-  else
-    if proven and not proofsOnly then upgraded[#upgraded + 1] = i end
-    if echoes[i] and echoes[i] ~= '' and tonumber(echoes[i]) < round then stale = stale + 1
-    else
-      k = k + 1
-      live[k] = id
-      scored[2 * k - 1] = round
-      scored[2 * k] = id
-      seen[2 * k - 1] = id
-      seen[2 * k] = now
-    end
-  end
-end
-local out = {stale, #revoked, #misplaced, #unknown, #downgraded, #upgraded}
-for _, list in ipairs({revoked, misplaced, unknown, downgraded, upgraded}) do
-  for j = 1, #list do out[#out + 1] = list[j] end
-end
-if k > 0 then
-  local prev = redis.call('ZMSCORE', KEYS[2], unpack(live))
-  local fresh = {}
-  for j = 1, k do
-    local id = live[j]
-    if not prev[j] and not fresh[id] then
-      fresh[id] = true
-      out[#out + 1] = id
-    end
-  end
-  redis.call('ZADD', KEYS[2], 'GT', unpack(scored))
-  redis.call('HSET', KEYS[3], unpack(seen))
-end
-return out`;
-
-// Marks cached tokens as taking proofs only, where the cache still names their device unmarked (a
-// revoked token stays revoked). KEYS: the shard's tokens. ARGV: pairs of token hash and device id.
-const PROOFS_ONLY = `
-for i = 1, #ARGV, 2 do
-  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1] .. '!')
-  end
-end
-return 0`;
-
-// The devices of a shard that may be stale at round n: those not heard in the max + 1 latest valid
-// rounds, where max is the most rounds any device is allowed (the strictest policy); each device is
-// then judged by its own policy. Read-only. KEYS: heard, valid rounds, the round's claim list. ARGV:
-// n, max, offset, limit. Returns a page of {device id, last round heard} (oldest first), the valid
-// rounds after the page's oldest, up to n, and how many devices the claim list holds.
-const CANDIDATES = `
-local n = tonumber(ARGV[1])
-local claims = redis.call('HLEN', KEYS[3])
-local v = redis.call('ZREVRANGEBYSCORE', KEYS[2], n, '-inf', 'LIMIT', tonumber(ARGV[2]), 1)[1]
-if not v then return {{}, {}, claims} end
-local page = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. v, 'WITHSCORES', 'LIMIT', tonumber(ARGV[3]), tonumber(ARGV[4]))
-if #page == 0 then return {{}, {}, claims} end
-return {page, redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. page[2], n), claims}`;
-
-// Moves devices judged stale for round n out of the shard's connected index into the round's claim
-// list, each only if it was not heard since it was judged (its score is still the round it was judged
-// on), atomically; then, when asked, returns the claim list (including what a crashed earlier run
-// claimed) with each device's last heartbeat time. KEYS: heard, claimed, last-seen. ARGV: limit,
-// whether to list, then per device its id, last round and missed rounds.
-const CLAIM = `
-for i = 3, #ARGV, 3 do
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
-    redis.call('ZREM', KEYS[1], ARGV[i])
-    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1] .. ':' .. ARGV[i + 2])
-  end
-end
-if #ARGV > 2 then redis.call('EXPIRE', KEYS[2], 86400) end
-if ARGV[2] ~= '1' then return {} end
-local claimed = redis.call('HSCAN', KEYS[2], 0, 'COUNT', tonumber(ARGV[1]))[2]
-local out = {}
-for i = 1, #claimed, 2 do
-  table.insert(out, claimed[i]); table.insert(out, claimed[i + 1])
-  table.insert(out, redis.call('HGET', KEYS[3], claimed[i]) or '')
-end
-return out`;
-
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     rollcallIngest(
@@ -238,10 +122,10 @@ function groupBy<T, K>(items: readonly T[], key: (item: T) => K): Map<K, T[]> {
  * rounds, claims. Every call touches the keys of one shard per command.
  */
 export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: number) {
-  redis.defineCommand('rollcallIngest', { numberOfKeys: 3, lua: INGEST });
-  redis.defineCommand('rollcallCandidates', { numberOfKeys: 3, lua: CANDIDATES });
-  redis.defineCommand('rollcallClaim', { numberOfKeys: 3, lua: CLAIM });
-  redis.defineCommand('rollcallProofsOnly', { numberOfKeys: 1, lua: PROOFS_ONLY });
+  redis.defineCommand('rollcallIngest', { numberOfKeys: 3, lua: script('ingest') });
+  redis.defineCommand('rollcallCandidates', { numberOfKeys: 3, lua: script('candidates') });
+  redis.defineCommand('rollcallClaim', { numberOfKeys: 3, lua: script('claim') });
+  redis.defineCommand('rollcallProofsOnly', { numberOfKeys: 1, lua: script('proofs-only') });
   const shardKeys = (deviceId: string) => keys.shard(shardOf(deviceId, shards));
   const byShard = <T>(items: readonly T[], id: (item: T) => string) =>
     groupBy(items, (item) => shardOf(id(item), shards));

@@ -1,4 +1,5 @@
 import type { RedisClient as Redis } from './connection';
+import { script } from './scripts';
 
 export interface AttemptLimiter {
   /** Seconds until this address may try again, or 0 when it is not blocked. */
@@ -10,14 +11,6 @@ export interface AttemptLimiter {
    */
   fail(address: string): Promise<number>;
 }
-
-/** Counts a failure in the window; gives the window's remaining milliseconds once beyond `max`. */
-const FAIL = `
-local n = redis.call('INCR', KEYS[1])
-if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if n <= tonumber(ARGV[1]) then return 0 end
-return math.max(1, redis.call('PTTL', KEYS[1]))
-`;
 
 type LimiterRedis = Redis & {
   rollcallCountFailure(key: string, max: number, windowMs: number): Promise<number>;
@@ -33,7 +26,7 @@ export function createAttemptLimiter(
   max: number,
   windowSeconds: number,
 ): AttemptLimiter {
-  redis.defineCommand('rollcallCountFailure', { numberOfKeys: 1, lua: FAIL });
+  redis.defineCommand('rollcallCountFailure', { numberOfKeys: 1, lua: script('count-failure') });
   const r = redis as LimiterRedis;
   return {
     async blockedFor(address) {

@@ -3,26 +3,10 @@ import { newRoundNonce } from '../domain/proofs';
 import type { Opening } from '../domain/rounds';
 import type { RedisClient, RedisKeys } from './connection';
 import { MAX_ROUNDS_ALLOWED } from '../domain/policy';
+import { script } from './scripts';
 
 /** Valid rounds kept per shard: a device allowed the most must still be seen to miss one more. */
 const VALID_ROUNDS_KEPT = MAX_ROUNDS_ALLOWED + 1;
-
-// Issues a round number for a scheduler job, once: a re-run of the same job (after a stall) gets the
-// same number back; a tick scheduled too soon after the previous round's tick (a scheduler that fired
-// early after a reschedule) gets none. Gaps are measured between *scheduled* times, so a tick that
-// ran a little late does not cost the next one. ARGV: scheduledAt, minGapMs, meta key prefix,
-// intervalSeconds, now (the issue time recorded), the round's nonce (kept by the first issue only).
-const ADVANCE = `
-local existing = redis.call('GET', KEYS[2])
-if existing then return {tonumber(existing), 0} end
-local last = tonumber(redis.call('GET', KEYS[3]) or '0')
-if tonumber(ARGV[1]) - last < tonumber(ARGV[2]) then return {0, 0} end
-local n = redis.call('INCR', KEYS[1])
-redis.call('SET', KEYS[2], n, 'EX', 3600)
-redis.call('SET', KEYS[3], ARGV[1])
-redis.call('HSET', ARGV[3] .. n, 'issuedAt', ARGV[5], 'interval', ARGV[4], 'nonce', ARGV[6])
-redis.call('EXPIRE', ARGV[3] .. n, 86400)
-return {n, 1}`;
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
@@ -51,7 +35,7 @@ export interface RoundMeta {
 
 /** Round numbering and per-round facts, in Redis. */
 export function createRounds(redis: RedisClient, keys: RedisKeys, shards: number) {
-  redis.defineCommand('rollcallAdvance', { numberOfKeys: 3, lua: ADVANCE });
+  redis.defineCommand('rollcallAdvance', { numberOfKeys: 3, lua: script('advance') });
   const metaPrefix = keys.roundMeta(0).slice(0, -1);
 
   return {

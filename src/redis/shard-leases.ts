@@ -1,5 +1,6 @@
 import type { Result } from 'ioredis';
 import type { RedisClient, RedisKeys } from './connection';
+import { script } from './scripts';
 
 /** The shared bus of earlier versions is held like a shard, under this id. */
 export const SHARED_BUS = -1;
@@ -12,30 +13,6 @@ export interface ShardHold {
   /** For the shared bus: how many devices are still heard on it. */
   readonly users: number;
 }
-
-// Takes, renews and releases a gateway's shard leases in one atomic step. A lease is granted when it
-// is free, expired or already ours. KEYS: the lease hash. ARGV: gateway, now, ttl, the number of
-// shards to release, those shards, then per shard wanted: shard, since ('' = not held yet), users.
-// Returns the shards granted.
-const LEASE = `
-local me, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local releases = tonumber(ARGV[4])
-for i = 5, 4 + releases do
-  local cur = redis.call('HGET', KEYS[1], ARGV[i])
-  if cur and string.match(cur, '^([^|]*)') == me then redis.call('HDEL', KEYS[1], ARGV[i]) end
-end
-local granted = {}
-for i = 5 + releases, #ARGV, 3 do
-  local shard = ARGV[i]
-  local cur = redis.call('HGET', KEYS[1], shard)
-  local owner, expires
-  if cur then owner, expires = string.match(cur, '^([^|]*)|[^|]*|([^|]*)') end
-  if not cur or owner == me or tonumber(expires) < now then
-    redis.call('HSET', KEYS[1], shard, me .. '|' .. ARGV[i + 1] .. '|' .. (now + ttl) .. '|' .. ARGV[i + 2])
-    granted[#granted + 1] = shard
-  end
-end
-return granted`;
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
@@ -55,7 +32,7 @@ export interface LeaseWish {
  * second; a lease not renewed for `ttlMs` may be taken over by another gateway.
  */
 export function createShardLeases(redis: RedisClient, keys: RedisKeys, ttlMs = 3000) {
-  redis.defineCommand('rollcallLease', { numberOfKeys: 1, lua: LEASE });
+  redis.defineCommand('rollcallLease', { numberOfKeys: 1, lua: script('lease') });
   return {
     ttlMs,
     /** Releases `release`, takes or renews `wanted`; resolves with the shards granted. */
