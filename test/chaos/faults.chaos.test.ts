@@ -287,9 +287,24 @@ async function scenario(
     expect(healthyLost, 'healthy devices disconnected').toBe(0);
     expect(caughtOnce, 'every silent device disconnected exactly once').toBe(true);
     expect(effectsOnce, 'one TASK_ABORTED and one RECORDING_STOPPED per silent device').toBe(true);
-    expect(lost, `events published but never seen on the client channel (the hub skipped ${skipped})`).toBe(
-      0,
-    );
+    // Moth loses frames where its readers fall behind (the faithful hub skips them as it would, and
+    // counts them): a client fetches what it missed from the feed. Every event must be there, numbered;
+    // and no more may be missing on the channel than the hub skipped, or we marked published an event
+    // that was never sent.
+    const missing = clientEvents.filter((id) => !seen.has(id));
+    const feed = await request(http)
+      .get('/events')
+      .query({ after: 0, limit: 1000 })
+      .set({ Authorization: `Bearer ${ADMIN}` });
+    const inFeed = new Set((feed.body as { events: { eventId: string }[] }).events.map((e) => e.eventId));
+    expect(
+      missing.filter((id) => !inFeed.has(id)),
+      'events missed on the channel and absent from the feed',
+    ).toEqual([]);
+    expect(
+      lost,
+      `events never seen on the client channel, beyond the ${skipped} frames the hub skipped`,
+    ).toBeLessThanOrEqual(skipped);
   } finally {
     closed = true;
     listener?.terminate();
