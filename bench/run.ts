@@ -14,6 +14,7 @@ import { loadConfig } from '../src/config';
 import { hashSecret, newToken, tokenHash } from '../src/domain/credentials';
 import { createDb, migrateLatest, type Db } from '../src/db/knex';
 import { findDeviceIdsByTokenHashes } from '../src/db/devices';
+import { allowancesOf } from '../src/db/policies';
 import { storeSecretHash, writeSettings } from '../src/db/settings';
 import { startEmbeddedPostgres } from '../src/dev/embedded-postgres';
 import { startEmbeddedRedis } from '../src/dev/embedded-redis';
@@ -621,13 +622,11 @@ async function evaluationWithPolicies(
                 SELECT gen_random_uuid(), id, 1 FROM devices WHERE name LIKE 'pol-%' RETURNING id, device_id)
      UPDATE devices d SET current_session_id = s.id, connected_round = 1, connected_at = now() FROM s WHERE d.id = s.device_id`,
   );
-  const allowance = new Map(
-    (
-      await db.raw<{ rows: { id: string; a: number }[] }>(
-        `SELECT d.id, (coalesce(d.max_misses, g.max_misses, 3) + 1) * coalesce(d.interval_multiple, g.interval_multiple, 1) - 1 AS a
-           FROM devices d JOIN device_groups g ON g.name = d.group_name WHERE d.name LIKE 'pol-%'`,
-      )
-    ).rows.map((r) => [r.id, r.a]),
+  // Each device's allowance by its effective policy (the server's misses are the default, 3).
+  const allowance = await allowancesOf(
+    db,
+    devices.map((d) => d.id),
+    (await parts.settings.current())['device.healthcheckMaxConsecutiveMisses'],
   );
   const distinct = new Set(allowance.values()).size;
   // Enough valid rounds behind n for the most lenient device to be silent past its allowance.

@@ -2,7 +2,7 @@ import type { DeviceStatus, Track } from '../domain/device';
 import type { OutgoingEvent } from '../domain/events';
 import type { PolicyFields } from '../domain/policy';
 import type { Queryable } from './knex';
-import { groupsNamed, openWindow, policyOfRow, type Maintenance } from './policies';
+import { groupsNamed, openWindow, policyOfRow, windowColumns, type Maintenance } from './policies';
 
 export type { Maintenance } from './policies';
 
@@ -381,12 +381,7 @@ export async function setMaintenance(q: Queryable, id: string, m: Maintenance | 
   const n = await q('devices')
     .where({ id })
     .whereNull('deleted_at')
-    .update({
-      maintenance_until: m?.until ?? null,
-      maintenance_reason: m?.reason ?? null,
-      maintenance_stops_recordings: m?.stopsRecordings ?? null,
-      updated_at: q.fn.now(),
-    });
+    .update({ ...windowColumns(m), updated_at: q.fn.now() });
   return n > 0;
 }
 

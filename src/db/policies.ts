@@ -48,6 +48,13 @@ export function openWindow(r: {
     : null;
 }
 
+/** The columns a maintenance window is stored in (all null: no window). */
+export const windowColumns = (m: Maintenance | null) => ({
+  maintenance_until: m?.until ?? null,
+  maintenance_reason: m?.reason ?? null,
+  maintenance_stops_recordings: m?.stopsRecordings ?? null,
+});
+
 const toGroup = (r: GroupRow): DeviceGroup => ({
   name: r.name,
   policy: policyOfRow(r),
@@ -92,12 +99,7 @@ export async function setGroupMaintenance(
 ): Promise<boolean> {
   const n = await q('device_groups')
     .where({ name })
-    .update({
-      maintenance_until: m?.until ?? null,
-      maintenance_reason: m?.reason ?? null,
-      maintenance_stops_recordings: m?.stopsRecordings ?? null,
-      updated_at: q.fn.now(),
-    });
+    .update({ ...windowColumns(m), updated_at: q.fn.now() });
   return n > 0;
 }
 

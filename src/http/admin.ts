@@ -17,7 +17,7 @@ import { AppError } from '../domain/errors';
 import { connectedOverTime, detectionDelays, fleetPage, fleetSummary, type FleetSession } from '../db/fleet';
 import type { Db } from '../db/knex';
 import type { CredentialGuard } from './auth';
-import { parseInput } from './validate';
+import { booleanQuery, parseInput } from './validate';
 
 /**
  * HTTP Basic auth for the operator pages: any user name, the admin token as password (a browser can
@@ -161,15 +161,11 @@ const DASHBOARD_CSP = [
   "frame-ancestors 'none'",
 ].join('; ');
 const DAY_MS = 86_400_000;
-const booleanFlag = z
-  .enum(['true', 'false'])
-  .transform((v) => v === 'true')
-  .optional();
 export const fleetQuery = z.strictObject({
   status: z.enum(DEVICE_STATUSES).optional(),
   group: groupNameSchema.optional(),
-  flapping: booleanFlag,
-  maintenance: booleanFlag,
+  flapping: booleanQuery,
+  maintenance: booleanQuery,
   q: z.string().trim().max(100).optional(),
   /** The last name of the previous page. */
   after: z.string().max(100).optional(),

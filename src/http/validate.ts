@@ -10,5 +10,11 @@ export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.in
   );
 }
 
+/** A `true`/`false` query parameter, as a boolean (absent: undefined). */
+export const booleanQuery = z
+  .enum(['true', 'false'])
+  .transform((v) => v === 'true')
+  .optional();
+
 /** `?limit=` of the list routes that have no other filter. */
 export const limitQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(50) });

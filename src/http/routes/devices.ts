@@ -24,6 +24,7 @@ import {
   replaceTokenHashes,
   setMaintenance,
   type Device,
+  type Maintenance,
 } from '../../db/devices';
 import { isUniqueViolation, type Db } from '../../db/knex';
 import { appendEvents } from '../../db/outbox';
@@ -33,7 +34,7 @@ import { disconnectDevices, type Disconnected } from '../../db/transitions';
 import type { AttemptLimiter } from '../../redis/rate-limit';
 import type { Authenticator } from '../auth';
 import { readJson } from '../body';
-import { limitQuery, parseInput } from '../validate';
+import { booleanQuery, limitQuery, parseInput } from '../validate';
 
 /** What the device routes need beyond the database. */
 export interface DeviceRouteDeps {
@@ -62,10 +63,7 @@ const uuid = z.uuid();
 export const deviceListQuery = z.strictObject({
   status: z.enum(DEVICE_STATUSES).optional(),
   group: groupNameSchema.optional(),
-  flapping: z
-    .enum(['true', 'false'])
-    .transform((v) => v === 'true')
-    .optional(),
+  flapping: booleanQuery,
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z
     .string()
@@ -99,6 +97,9 @@ function presentDeviceBus(d: Device, channels: Config['channels'], sharedBus: bo
   };
 }
 
+/** A maintenance window as the API shows it. */
+export const presentWindow = (m: Maintenance | null) => m && { ...m, until: m.until.toISOString() };
+
 /**
  * How the device is heard: still on the shared bus of earlier versions (to be reconfigured), with
  * proofs (v2) or its token, and whether that token went out in a text frame (to be rotated).
@@ -108,7 +109,7 @@ function presentHearing(d: Device, sharedBus: boolean) {
     usesSharedBus: sharedBus && d.heardOnBus === 'shared',
     heartbeatProtocol: d.proofsSince === null ? ('v1' as const) : ('v2' as const),
     tokenExposed: d.tokenExposedAt !== null,
-    maintenance: d.maintenance && { ...d.maintenance, until: d.maintenance.until.toISOString() },
+    maintenance: presentWindow(d.maintenance),
     flapping: d.flappingSince && { since: d.flappingSince.toISOString() },
   };
 }
@@ -367,7 +368,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
     const body = parseInput(maintenanceBody, await readJson(ctx));
     const window = { until: new Date(body.until), reason: body.reason, stopsRecordings: body.stopRecordings };
     if (!(await setMaintenance(db, id, window))) throw deviceNotFound();
-    ctx.body = { id, maintenance: { ...window, until: window.until.toISOString() } };
+    ctx.body = { id, maintenance: presentWindow(window) };
   });
 
   router.delete('/devices/:id/maintenance', async (ctx) => {

@@ -15,7 +15,7 @@ import { groupNameSchema, policyFieldsSchema, resolvePolicy, type PolicyFields }
 import type { Authenticator } from '../auth';
 import { readJson } from '../body';
 import { parseInput } from '../validate';
-import { deviceIdParam, deviceNotFound, maintenanceBody } from './devices';
+import { deviceIdParam, deviceNotFound, maintenanceBody, presentWindow } from './devices';
 
 /** `PATCH /devices/:id`: a JSON merge patch of the device's group and its own policy. */
 export const devicePatchBody = z
@@ -35,8 +35,6 @@ function groupParam(raw: string | undefined): string {
   if (!parsed.success) throw groupNotFound();
   return parsed.data;
 }
-
-const presentWindow = (m: DeviceGroup['maintenance']) => m && { ...m, until: m.until.toISOString() };
 
 function presentGroup(g: DeviceGroup) {
   return {
