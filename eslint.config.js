@@ -2,6 +2,15 @@
 import tseslint from 'typescript-eslint';
 
 const adapterLibraries = ['koa', '@koa/*', 'knex', 'pg', 'bullmq', 'ioredis', 'ws', 'pino', 'prom-client'];
+const srcNeverWiring = {
+  group: ['**/jobs/**', '**/workers/**'],
+  message: 'src/ never imports jobs/ or workers/ (the wiring imports src/, not the reverse).',
+};
+/** @param {string} who */
+const notStores = (who) => ({
+  group: ['**/db/**', '**/redis/**', 'knex', 'pg', 'ioredis'],
+  message: `${who} never imports src/db or src/redis: Postgres and Redis are reached through src/operations.`,
+});
 
 export default tseslint.config(
   { ignores: ['node_modules/**', '.data/**', '.scratch/**'] },
@@ -18,17 +27,35 @@ export default tseslint.config(
     },
   },
   {
+    // The direction of the layers: src/ is the product and never reaches into jobs/ or the role
+    // wiring in workers/ (the only place that imports jobs/).
+    files: ['src/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [srcNeverWiring] }] },
+  },
+  {
     // The domain is pure: it must stay testable without any infrastructure.
     files: ['src/domain/**/*.ts'],
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: adapterLibraries, message: 'src/domain imports no infrastructure library.' }] },
+        {
+          patterns: [
+            srcNeverWiring,
+            { group: adapterLibraries, message: 'src/domain imports no infrastructure library.' },
+          ],
+        },
       ],
     },
   },
   {
-    // Jobs say what runs; they never touch the HTTP layer.
+    // Routes parse, call one operation (src/operations) and present: they never touch a store.
+    files: ['src/http/routes/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [srcNeverWiring, notStores('src/http/routes')] }],
+    },
+  },
+  {
+    // Jobs take their payload, call one operation and return; they never touch the HTTP layer or a store.
     files: ['jobs/**/*.ts'],
     rules: {
       'no-restricted-imports': [
@@ -36,6 +63,7 @@ export default tseslint.config(
         {
           patterns: [
             { group: ['koa', '@koa/*', '**/http/**'], message: 'jobs/ never imports the HTTP layer.' },
+            notStores('jobs'),
           ],
         },
       ],

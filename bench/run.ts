@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Worker } from 'bullmq';
 import { createDispatchEffects, type DispatchEffectsData } from '../jobs/dispatch-effects';
-import { createEvaluateRound } from '../jobs/evaluate-round';
+import { createConnectDevice } from '../src/operations/connect-device';
+import { createEvaluateRound } from '../src/operations/evaluate-round';
 import { loadConfig } from '../src/config';
 import { hashSecret, newToken, tokenHash } from '../src/domain/credentials';
 import { createDb, migrateLatest, type Db } from '../src/db/knex';
@@ -33,8 +34,8 @@ import { createRounds } from '../src/redis/rounds';
 import { createShardLeases } from '../src/redis/shard-leases';
 import type { Knex } from 'knex';
 import { shardOf } from '../src/domain/shards';
-import { startGateway } from '../src/roles/gateway';
-import { startWorker } from '../src/roles/worker';
+import { startGateway } from '../workers/roles/gateway';
+import { startWorker } from '../workers/roles/worker';
 import { createSettingsService } from '../src/settings-service';
 import { jsonLine, percentile, runTs, sleep, stopChildren } from './support';
 import {
@@ -179,7 +180,10 @@ async function seedHeard(
   }
   for (const [s, group] of byShard)
     for (let i = 0; i < group.length; i += 10_000)
-      await r.zadd(keys.shard(s).heard, ...group.slice(i, i + 10_000).flatMap((id) => [scoreOf(id), id]));
+      await r.zadd(
+        keys.liveness.shard(s).heard,
+        ...group.slice(i, i + 10_000).flatMap((id) => [scoreOf(id), id]),
+      );
 }
 
 // ---- 1. heartbeat ingestion through one gateway process ------------------------------------------
@@ -192,8 +196,8 @@ function announceRounds(keys: ReturnType<typeof redisKeys>) {
   const timer = setInterval(() => {
     n++;
     void redis
-      .set(keys.round, n)
-      .then(() => redis.publish(keys.roundsIssued, JSON.stringify(healthcheck(n, 1, new Date()))));
+      .set(keys.rounds.counter, n)
+      .then(() => redis.publish(keys.rounds.announced, JSON.stringify(healthcheck(n, 1, new Date()))));
   }, ROUND_EVERY_MS);
   return () => clearInterval(timer);
 }
@@ -223,8 +227,8 @@ async function ingestion() {
       1,
     );
   }
-  await redis.set(keys.round, 1);
-  await redis.set(keys.livenessSeeded, '1');
+  await redis.set(keys.rounds.counter, 1);
+  await redis.set(keys.liveness.seeded, '1');
   await writeSettings(db, { 'device.healthcheckIntervalSeconds': 3600 });
   const fleetFile = join(dir, 'ingest-fleet.json');
   writeFileSync(fleetFile, JSON.stringify(devices.map((d) => ({ token: d.token, busId: buses.get(d.id) }))));
@@ -255,9 +259,10 @@ async function ingestion() {
         HOST: '127.0.0.1',
         LOG_LEVEL: 'info',
       },
-      [],
       // BENCH_PROFILE=<dir> writes a CPU profile of the gateway there.
-      process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [],
+      process.env.BENCH_PROFILE
+        ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] }
+        : {},
     );
     const started = JSON.parse(await gateway.waitLine(jsonLine('gateway started'), 120_000)) as {
       opsPort: number;
@@ -308,7 +313,7 @@ async function ingestion() {
         ...(perBus ? { TRACKS_FILE: tracksFile } : {}),
         ...(mode ? { MODE: mode } : {}),
       },
-      [`ws://127.0.0.1:${port}`],
+      { args: [`ws://127.0.0.1:${port}`] },
     );
     const line = await bare.waitLine((l) => l.startsWith('{'), 120_000);
     await bare.stop();
@@ -459,7 +464,7 @@ async function evaluation() {
   const settings = createSettingsService(db, async () => {});
   const n = 100;
   for (let r = 1; r <= n; r++) await rounds.close(r, allShards);
-  await redis.hset(keys.roundMeta(n), 'issuedAt', String(Date.now()), 'interval', '5');
+  await redis.hset(keys.rounds.meta(n), 'issuedAt', String(Date.now()), 'interval', '5');
   const filler = Array.from({ length: SIZES.seeded - SIZES.crossing }, () => randomUUID());
   const t0 = performance.now();
   await seedHeard(redis, keys, filler, n);
@@ -493,6 +498,7 @@ async function evaluation() {
     liveness,
     rounds,
     settings: () => settings.current(),
+    connectDevice: createConnectDevice({ db, settings: () => settings.current() }),
     enqueueEffects: (done) => queues.dispatchEffects(done),
     metrics: createMetrics('bench'),
     logger: silent,
@@ -514,7 +520,7 @@ async function evaluation() {
   const quiet: number[] = [];
   for (let i = 0; i < 7; i++) {
     const s = performance.now();
-    const r = await evaluate({ round: n });
+    const r = await evaluate(n);
     quiet.push(performance.now() - s);
     if (r.disconnected !== 0) throw new Error('a quiet round disconnected someone');
   }
@@ -535,7 +541,7 @@ async function evaluation() {
     96,
   );
   const s = performance.now();
-  const result = await evaluate({ round: n });
+  const result = await evaluate(n);
   const busyMs = Math.round(performance.now() - s);
   while ((await effectJobs()) < SIZES.crossing * 3 && performance.now() - s < 60_000) await sleep(20);
   const enqueuedMs = Math.round(performance.now() - s);
@@ -632,7 +638,7 @@ async function evaluationWithPolicies(
   // Enough valid rounds behind n for the most lenient device to be silent past its allowance.
   const n = Math.max(...allowance.values()) + 80;
   for (let r = 1; r <= n; r++) await rounds.close(r, allShards);
-  await redis.hset(keys.roundMeta(n), 'issuedAt', String(Date.now()), 'interval', '5');
+  await redis.hset(keys.rounds.meta(n), 'issuedAt', String(Date.now()), 'interval', '5');
   await seedHeard(
     redis,
     keys,
@@ -645,6 +651,7 @@ async function evaluationWithPolicies(
     liveness,
     rounds,
     settings: () => parts.settings.current(),
+    connectDevice: createConnectDevice({ db, settings: () => parts.settings.current() }),
     enqueueEffects: (done) => parts.queues.dispatchEffects(done),
     metrics: createMetrics('bench-policies'),
     logger: silent,
@@ -654,7 +661,7 @@ async function evaluationWithPolicies(
     const times: number[] = [];
     for (let i = 0; i < (expect === 0 ? 5 : 1); i++) {
       const s = performance.now();
-      const r = await evaluate({ round: n });
+      const r = await evaluate(n);
       times.push(performance.now() - s);
       if (r.disconnected !== expect)
         throw new Error(`${name}: ${r.disconnected} disconnected, not ${expect}`);
@@ -1081,7 +1088,7 @@ async function memory() {
     );
   }
   devices = [];
-  await redis.set(keys.round, 1);
+  await redis.set(keys.rounds.counter, 1);
   const ingest = createHeartbeatIngest({
     liveness,
     metrics: createMetrics('bench-mem'),
@@ -1230,8 +1237,8 @@ async function gatewaysScaling() {
      * spread is 0.5 s, the robots report every 250 ms): both ends of the window see whole rounds.
      */
     const quietPhase = async () => {
-      const round = Number(await redis.get(keys.round));
-      const issuedAt = Number(await redis.hget(keys.roundMeta(round), 'issuedAt'));
+      const round = Number(await redis.get(keys.rounds.counter));
+      const issuedAt = Number(await redis.hget(keys.rounds.meta(round), 'issuedAt'));
       let at = issuedAt + 0.8 * INTERVAL * 1000;
       while (at < Date.now()) at += INTERVAL * 1000;
       await sleep(at - Date.now());

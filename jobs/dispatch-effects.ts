@@ -1,7 +1,5 @@
 import type { SessionEffects } from '../src/domain/effects';
 
-export const name = 'dispatch-effects';
-
 export interface DispatchEffectsData {
   readonly sessions: readonly SessionEffects[];
 }

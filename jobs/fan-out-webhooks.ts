@@ -1,4 +1,3 @@
-import type { Delivery } from '../src/db/webhooks';
 import type { Logger } from '../src/logger';
 
 /**
@@ -7,7 +6,7 @@ import type { Logger } from '../src/logger';
  * overdue, whose job was lost between the commit and the add. Job ids are the delivery ids, so a
  * repeat adds nothing twice.
  */
-export function createFanOutWebhooks(deps: {
+export function createFanOutWebhooks<Delivery>(deps: {
   fanOut: () => Promise<{ created: Delivery[]; more: boolean }>;
   overdue: () => Promise<Delivery[]>;
   enqueue: (deliveries: readonly Delivery[]) => Promise<void>;

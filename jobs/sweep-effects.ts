@@ -1,16 +1,13 @@
-import type { EffectRow } from '../src/db/effects';
 import type { Logger } from '../src/logger';
-
-export const name = 'sweep-effects';
 
 /**
  * Re-enqueues effect rows still PENDING a while after they were written. Job ids are deterministic
  * per (effect, session), so an effect whose job exists is not enqueued twice: this only recovers
  * the ones lost between a commit and a queue add (a crash, a Redis outage).
  */
-export function createSweepEffects(deps: {
-  stalePending: () => Promise<EffectRow[]>;
-  enqueue: (effects: readonly EffectRow[]) => Promise<void>;
+export function createSweepEffects<Effect>(deps: {
+  stalePending: () => Promise<Effect[]>;
+  enqueue: (effects: readonly Effect[]) => Promise<void>;
   logger: Logger;
 }) {
   return async (): Promise<{ requeued: number }> => {

@@ -11,10 +11,10 @@ const isDataDirBusy = (err: unknown): err is Error =>
 import { mothChannelKeys } from '../src/dev/moth-keys';
 import { startEmbeddedStack } from '../src/dev/stack';
 import { createLogger } from '../src/logger';
-import { onShutdownSignal, stopAll, type Role } from '../src/roles/role';
-import { startWeb } from '../src/roles/web';
-import { startGateway } from '../src/roles/gateway';
-import { startWorker } from '../src/roles/worker';
+import { onShutdownSignal, stopAll, type Role } from './roles/role';
+import { startWeb } from './roles/web';
+import { startGateway } from './roles/gateway';
+import { startWorker } from './roles/worker';
 import { ThreadedMothHub } from '../src/moth/hub-thread';
 import { createMetrics } from '../src/metrics';
 import {

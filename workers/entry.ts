@@ -1,6 +1,6 @@
 import { ConfigError, loadConfig, type Config } from '../src/config';
 import { createLogger, type Logger } from '../src/logger';
-import { onShutdownSignal, type Role } from '../src/roles/role';
+import { onShutdownSignal, type Role } from './roles/role';
 
 /**
  * Runs one Procfile role against external services: every URL it needs must be set.

@@ -1,4 +1,4 @@
-import { startWeb, type WebConfig } from '../src/roles/web';
+import { startWeb, type WebConfig } from './roles/web';
 import { runRole } from './entry';
 
 runRole<WebConfig>(

@@ -1,4 +1,4 @@
-import { startWorker, type WorkerConfig } from '../src/roles/worker';
+import { startWorker, type WorkerConfig } from './roles/worker';
 import { runRole } from './entry';
 
 runRole<WorkerConfig>(

@@ -430,3 +430,41 @@ export async function updateDevicePolicy(
     });
   return n > 0;
 }
+
+/** The device's name, deleted or not ('' for an unknown id): the robots' events carry it. */
+export async function deviceName(q: Queryable, id: string): Promise<string> {
+  return (await q('devices').where({ id }).first<{ name: string } | undefined>('name'))?.name ?? '';
+}
+
+/** The live device's token hash (locked for the transaction when asked), if it exists. */
+export async function tokenHashOf(
+  q: Queryable,
+  id: string,
+  options: { lock?: boolean } = {},
+): Promise<string | undefined> {
+  const query = q('devices').where({ id }).whereNull('deleted_at');
+  if (options.lock) void query.forUpdate();
+  return (await query.first<{ token_hash: string } | undefined>('token_hash'))?.token_hash;
+}
+
+/** The latest round any device was connected in (0 if none). */
+export async function latestConnectedRound(q: Queryable): Promise<number> {
+  const row = await q('devices').max<{ max: string | null }[]>('connected_round as max').first();
+  return Number(row?.max ?? 0);
+}
+
+/** One page of live CONNECTED devices in creation order, after `afterSeq`. */
+export async function connectedDevicesAfter(
+  q: Queryable,
+  afterSeq: number,
+  limit: number,
+): Promise<{ id: string; seq: number }[]> {
+  const rows = await q('devices')
+    .where({ status: 'CONNECTED' })
+    .whereNull('deleted_at')
+    .where('seq', '>', afterSeq)
+    .orderBy('seq')
+    .limit(limit)
+    .select<{ id: string; seq: string }[]>('id', 'seq');
+  return rows.map((r) => ({ id: r.id, seq: Number(r.seq) }));
+}

@@ -1,7 +1,14 @@
-import { UnrecoverableError, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import type { EffectKind } from '../domain/effects';
-import { findEffect, finishEffect, noteEffectError, recordAttempt, sessionEnd } from '../db/effects';
-import type { Db } from '../db/knex';
+import {
+  findEffect,
+  finishEffect,
+  lockEffect,
+  noteEffectError,
+  recordAttempt,
+  sessionEnd,
+} from '../db/effects';
+import type { Db, Tx } from '../db/knex';
 import { IntegrationError } from '../integrations/http-client';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
@@ -11,13 +18,24 @@ export interface EffectJobData {
   readonly deviceId: string;
 }
 
+/**
+ * What one run of an effect came to: done (with, optionally, a last step that commits with the end
+ * of the effect), or not yet (to run again later without spending an attempt).
+ */
+export type EffectOutcome =
+  | { readonly done: true; readonly last?: (trx: Tx) => Promise<void> }
+  | { readonly done: false; readonly reason: string };
+
+export const done = (last?: (trx: Tx) => Promise<void>): EffectOutcome => ({
+  done: true,
+  ...(last && { last }),
+});
+export const notYet = (reason: string): EffectOutcome => ({ done: false, reason });
+
 export interface EffectDefinition {
   readonly kind: EffectKind;
-  /**
-   * Does the work. It must be idempotent and must end the effect itself (finishEffect DONE) in the
-   * same transaction as its last state change, so that a duplicate run finds it done.
-   */
-  readonly run: (data: EffectJobData) => Promise<void>;
+  /** Does the work. It must be idempotent: a stalled job runs again, and so may a duplicate. */
+  readonly run: (data: EffectJobData) => Promise<EffectOutcome>;
   /** Cleans up after a permanent failure (e.g. marks half-started resources FAILED). */
   readonly onFailed?: (data: EffectJobData, error: string) => Promise<void>;
 }
@@ -26,54 +44,75 @@ export interface RunEffectDeps {
   readonly db: Db;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** How long a "not yet" waits before it runs again. */
+  readonly notYetDelayMs: number;
 }
 
+type EffectJob = Pick<Job<EffectJobData>, 'data' | 'attemptsMade' | 'opts' | 'id'> &
+  Partial<Pick<Job<EffectJobData>, 'moveToDelayed'>>;
+
 /**
- * Wraps an effect as a BullMQ processor around its ledger row: skips an effect that already ended,
- * counts the attempt, records the last error, and turns a permanent failure (a 4xx from TGDM/Mantis)
- * or the last attempt into FAILED; transient errors are rethrown so BullMQ retries with backoff.
+ * Wraps an effect as a BullMQ processor around its ledger row. The runner, not the effect, owns the
+ * row: it skips an effect that already ended, counts each attempt, and ends it DONE under a row lock
+ * in one transaction with the effect's last step (a duplicate run waits on the lock, then finds it
+ * done). A "not yet" goes back to the delayed set (BullMQ's DelayedError: no attempt is spent). A
+ * permanent failure (a 4xx from TGDM/Mantis) or the last attempt ends it FAILED; other errors are
+ * rethrown for BullMQ to retry with backoff.
  */
 export function effectProcessor(def: EffectDefinition, deps: RunEffectDeps) {
-  return async (job: Pick<Job<EffectJobData>, 'data' | 'attemptsMade' | 'opts' | 'id'>): Promise<string> => {
+  const { kind } = def;
+  const finishDone = (sessionId: string, outcome: { last?: (trx: Tx) => Promise<void> }) =>
+    deps.db.transaction(async (trx) => {
+      if ((await lockEffect(trx, sessionId, kind))?.status !== 'PENDING') return false;
+      await recordAttempt(trx, sessionId, kind);
+      await outcome.last?.(trx);
+      return finishEffect(trx, sessionId, kind, 'DONE');
+    });
+
+  return async (job: EffectJob, token?: string): Promise<string> => {
     const { sessionId } = job.data;
-    const before = await findEffect(deps.db, sessionId, def.kind);
-    if (!before) throw new UnrecoverableError(`no effect row for ${def.kind} of session ${sessionId}`);
+    const before = await findEffect(deps.db, sessionId, kind);
+    if (!before) throw new UnrecoverableError(`no effect row for ${kind} of session ${sessionId}`);
     if (before.status !== 'PENDING') return `already ${before.status}`;
-    await recordAttempt(deps.db, sessionId, def.kind);
+    let outcome: EffectOutcome;
     try {
-      await def.run(job.data);
+      outcome = await def.run(job.data);
+      if (outcome.done && !(await finishDone(sessionId, outcome))) return 'already ended';
     } catch (err) {
-      const message = (err as Error).message ?? String(err);
-      const permanent = err instanceof IntegrationError && err.permanent;
-      const last = permanent || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      if (last) {
-        await def.onFailed?.(job.data, message);
-        if (await finishEffect(deps.db, sessionId, def.kind, 'FAILED', message)) {
-          deps.metrics.effects.inc({ effect: def.kind, outcome: 'failed' });
-        }
-        deps.logger.error(
-          { effect: def.kind, sessionId, jobId: job.id, err: message },
-          'effect failed for good',
-        );
-      } else {
-        await noteEffectError(deps.db, sessionId, def.kind, message);
-        deps.logger.warn(
-          { effect: def.kind, sessionId, jobId: job.id, err: message, attempt: job.attemptsMade + 1 },
-          'effect will retry',
-        );
-      }
-      throw permanent ? new UnrecoverableError(message) : err;
+      throw await failed(job, err);
     }
-    const after = await findEffect(deps.db, sessionId, def.kind);
-    // Every path of `run` must end the effect; one that did not is retried rather than lost.
-    if (after?.status === 'PENDING') throw new Error(`${def.kind} returned without ending the effect`);
-    if (after?.status === 'DONE') {
-      deps.metrics.effects.inc({ effect: def.kind, outcome: 'done' });
-      const end = await sessionEnd(deps.db, sessionId);
-      const from = end?.endedAt ?? after.createdAt;
-      if (after.doneAt)
-        deps.metrics.effectSeconds.observe({ effect: def.kind }, (+after.doneAt - +from) / 1000);
+    if (!outcome.done) {
+      await noteEffectError(deps.db, sessionId, kind, `not yet: ${outcome.reason}`);
+      await job.moveToDelayed!(Date.now() + deps.notYetDelayMs, token);
+      throw new DelayedError(outcome.reason);
     }
+    deps.metrics.effects.inc({ effect: kind, outcome: 'done' });
+    const after = await findEffect(deps.db, sessionId, kind);
+    const from = (await sessionEnd(deps.db, sessionId))?.endedAt ?? before.createdAt;
+    if (after?.doneAt) deps.metrics.effectSeconds.observe({ effect: kind }, (+after.doneAt - +from) / 1000);
     return 'done';
   };
+
+  /** Records a failed run; answers what to throw (UnrecoverableError stops BullMQ's retries). */
+  async function failed(job: EffectJob, err: unknown): Promise<unknown> {
+    const { sessionId } = job.data;
+    await recordAttempt(deps.db, sessionId, kind);
+    const message = (err as Error).message ?? String(err);
+    const permanent = err instanceof IntegrationError && err.permanent;
+    const last = permanent || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+    if (last) {
+      await def.onFailed?.(job.data, message);
+      if (await finishEffect(deps.db, sessionId, kind, 'FAILED', message)) {
+        deps.metrics.effects.inc({ effect: kind, outcome: 'failed' });
+      }
+      deps.logger.error({ effect: kind, sessionId, jobId: job.id, err: message }, 'effect failed for good');
+    } else {
+      await noteEffectError(deps.db, sessionId, kind, message);
+      deps.logger.warn(
+        { effect: kind, sessionId, jobId: job.id, err: message, attempt: job.attemptsMade + 1 },
+        'effect will retry',
+      );
+    }
+    return permanent ? new UnrecoverableError(message) : err;
+  }
 }

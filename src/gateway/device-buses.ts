@@ -359,3 +359,5 @@ async function sendOnce(
     ws.close();
   }
 }
+
+export type DeviceBuses = ReturnType<typeof createDeviceBuses>;

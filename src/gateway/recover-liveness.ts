@@ -1,3 +1,4 @@
+import { connectedDevicesAfter, latestConnectedRound } from '../db/devices';
 import type { Db } from '../db/knex';
 import type { Logger } from '../logger';
 import type { RedisClient, RedisKeys } from '../redis/connection';
@@ -20,34 +21,26 @@ export function createLivenessRecovery(deps: {
 }) {
   const { db, redis, keys } = deps;
   return async function ensureLivenessState(): Promise<void> {
-    if (await redis.exists(keys.livenessSeeded)) return;
-    if ((await redis.set(keys.livenessSeedLock, deps.owner, 'PX', 60_000, 'NX')) !== 'OK') return;
+    if (await redis.exists(keys.liveness.seeded)) return;
+    if ((await redis.set(keys.liveness.seedLock, deps.owner, 'PX', 60_000, 'NX')) !== 'OK') return;
     try {
-      const row = await db('devices').max<{ max: string | null }[]>('connected_round as max').first();
-      await deps.rounds.raiseTo(Number(row?.max ?? 0));
+      await deps.rounds.raiseTo(await latestConnectedRound(db));
       const round = await deps.rounds.current();
       let seeded = 0;
-      let after = 0;
-      for (;;) {
-        const page = (await db('devices')
-          .select('id', 'seq')
-          .where({ status: 'CONNECTED' })
-          .whereNull('deleted_at')
-          .where('seq', '>', after)
-          .orderBy('seq')
-          .limit(10_000)) as { id: string; seq: string }[];
+      for (let after = 0; ;) {
+        const page = await connectedDevicesAfter(db, after, 10_000);
         if (page.length === 0) break;
         await deps.liveness.seed(
           page.map((d) => d.id),
           round,
         );
         seeded += page.length;
-        after = Number(page.at(-1)!.seq);
+        after = page.at(-1)!.seq;
       }
-      await redis.set(keys.livenessSeeded, String(Date.now()));
+      await redis.set(keys.liveness.seeded, String(Date.now()));
       deps.logger.info({ round, seeded }, 'liveness state initialised from Postgres');
     } finally {
-      await redis.del(keys.livenessSeedLock);
+      await redis.del(keys.liveness.seedLock);
     }
   };
 }

@@ -11,7 +11,8 @@ import { redisKeys } from '../redis/connection';
 import type { Liveness } from '../redis/liveness';
 import { createAttemptLimiter } from '../redis/rate-limit';
 import type { SettingsService } from '../settings-service';
-import type { Disconnected } from '../db/transitions';
+import type { SessionEffects } from '../domain/effects';
+import { createApiOperations } from '../operations';
 import { createAuthenticator, createCredentialGuard, type AuthSurface } from './auth';
 import { errorHandler } from './errors';
 import { fleetRoutes, isOperatorPath, operatorPageAuth, queueDashboard, sameOriginWrites } from './admin';
@@ -36,7 +37,7 @@ export interface AppDeps {
   readonly logger: Logger;
   readonly liveness: Liveness;
   readonly settings: SettingsService;
-  readonly enqueueEffects: (d: readonly Disconnected[]) => Promise<void>;
+  readonly enqueueEffects: (d: readonly SessionEffects[]) => Promise<void>;
   readonly tgdm: Tgdm;
   readonly mantis: Mantis;
   /** Base URL of Moth as TGDM and Mantis reach it. */
@@ -65,7 +66,7 @@ export function createApp(deps: AppDeps): Koa {
   const guard = createCredentialGuard(
     createAttemptLimiter(
       deps.redis,
-      keys.badCredential,
+      keys.rateLimits.badCredential,
       BAD_CREDENTIAL_LIMIT.max,
       BAD_CREDENTIAL_LIMIT.windowSeconds,
     ),
@@ -78,7 +79,7 @@ export function createApp(deps: AppDeps): Koa {
   );
   const badSecrets = createAttemptLimiter(
     deps.redis,
-    keys.badSecret,
+    keys.rateLimits.badSecret,
     BAD_SECRET_LIMIT.max,
     BAD_SECRET_LIMIT.windowSeconds,
   );
@@ -125,22 +126,23 @@ export function createApp(deps: AppDeps): Koa {
 
   const serverMaxMisses = async () =>
     (await deps.settings.current())['device.healthcheckMaxConsecutiveMisses'];
+  const ops = createApiOperations({
+    ...deps,
+    badSecrets,
+    registrationSecret: () => deps.settings.registrationSecret(),
+  });
   const routers = [
     deviceRoutes({
       config: deps.config,
-      db: deps.db,
       auth,
-      badSecrets,
-      countAuthFailure: deps.countAuthFailure,
-      registrationSecret: () => deps.settings.registrationSecret(),
-      liveness: deps.liveness,
+      ops,
+      lastHeardAt: (id) => deps.liveness.lastHeardAt(id),
       serverMaxMisses,
-      enqueueEffects: deps.enqueueEffects,
     }),
-    groupRoutes({ db: deps.db, auth, serverMaxMisses }),
+    groupRoutes({ auth, ops, serverMaxMisses }),
     settingsRoutes({ auth, settings: deps.settings }),
-    taskRoutes({ db: deps.db, auth }),
-    mediaRoutes({ db: deps.db, auth, tgdm: deps.tgdm, mantis: deps.mantis, mothUrl: deps.mothUrl }),
+    taskRoutes({ auth, ops }),
+    mediaRoutes({ auth, ops }),
     fleetRoutes({
       db: deps.db,
       pageAuth,
@@ -148,9 +150,9 @@ export function createApp(deps: AppDeps): Koa {
       lastHeardAt: (ids) => deps.liveness.lastHeardMany(ids),
       sharedBus: deps.config.MOTH_SHARED_BUS,
     }),
-    eventRoutes({ db: deps.db, auth, sign: (event) => signer.sign(event) }),
-    uptimeRoutes({ db: deps.db, auth }),
-    webhookRoutes({ db: deps.db, auth }),
+    eventRoutes({ auth, ops, sign: (event) => signer.sign(event) }),
+    uptimeRoutes({ auth, ops }),
+    webhookRoutes({ auth, ops }),
     opsRoutes(deps.metricsRegistry, deps.readiness),
     openApiRoutes('1'),
   ];

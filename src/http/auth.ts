@@ -1,9 +1,10 @@
 import type { Context } from 'koa';
+import type { Caller } from '../domain/caller';
 import { constantTimeEqual, tokenHash } from '../domain/credentials';
 import { tooManyAttempts, unauthorized, type AppError } from '../domain/errors';
 import type { AttemptLimiter } from '../redis/rate-limit';
 
-export type Caller = { kind: 'operator' } | { kind: 'device'; deviceId: string };
+export type { Caller };
 
 /** Where a credential was refused: the registration secret, a Bearer token on the API, the operator pages. */
 export type AuthSurface = 'registration' | 'api' | 'pages';

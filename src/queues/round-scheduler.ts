@@ -9,9 +9,9 @@ import type { Queues } from './connection';
 export function createRoundScheduler(redis: Redis, keys: RedisKeys, queues: Pick<Queues, 'scheduleRounds'>) {
   return {
     async ensure(intervalSeconds: number, force = false): Promise<void> {
-      if (!force && (await redis.get(keys.schedulerEvery)) === String(intervalSeconds)) return;
+      if (!force && (await redis.get(keys.rounds.schedulerEvery)) === String(intervalSeconds)) return;
       await queues.scheduleRounds(intervalSeconds);
-      await redis.set(keys.schedulerEvery, String(intervalSeconds));
+      await redis.set(keys.rounds.schedulerEvery, String(intervalSeconds));
     },
   };
 }

@@ -1,4 +1,9 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { keySpace } from './key-space';
+import { livenessKeys } from './liveness';
+import { rateLimitKeys } from './rate-limit';
+import { roundKeys } from './rounds';
+import { leaseKeys } from './shard-leases';
 
 export type { Redis };
 /** A single Redis or a Redis Cluster: nothing of ours needs what one has and the other lacks. */
@@ -47,45 +52,14 @@ export function createRedis(
   });
 }
 
-/**
- * Redis keys of our own (not BullMQ's). Fleet-wide keys live under the queue prefix (a `{tag}` prefix
- * keeps them in one slot). The liveness state is per shard: each shard's keys share the hash tag
- * `{s<n>}` (the prefix's own braces removed), so on a Redis Cluster the shards spread over the masters
- * and every script touches one slot.
- */
+/** Every Redis key of ours, by the module that owns it (see key-space.ts for the naming). */
 export function redisKeys(prefix: string) {
-  const k = (name: string) => `${prefix}:${name}`;
-  const bare = prefix.replace(/[{}]/g, '');
-  const shard = (s: number) => {
-    const sk = (name: string) => `${bare}:{s${s}}:${name}`;
-    return {
-      tokens: sk('tokens'),
-      heard: sk('heard'),
-      lastSeen: sk('last-seen'),
-      validRounds: sk('rounds:valid'),
-      claimed: (n: number) => sk(`claimed:${n}`),
-    };
-  };
+  const space = keySpace(prefix);
   return {
-    badSecret: (address: string) => k(`rate:bad-secret:${address}`),
-    badCredential: (address: string) => k(`rate:bad-credential:${address}`),
-    shard,
-    /** The number of shards the liveness state is kept in (every process must agree). */
-    shardCount: k('shards'),
-    /** Which gateway holds which shard, and since when it has held every session of it. */
-    shardLeases: k('shard-leases'),
-    /** Per round: which gateway opened it on which shard, and when. */
-    roundOpened: (n: number) => k(`round:${n}:opened`),
-    /** Pub/sub channel announcing each issued round to every gateway. */
-    roundsIssued: k('rounds-issued'),
-    /** Pub/sub channel telling every gateway of a revoked token: `{deviceId, tokenHash}`. */
-    tokensRevoked: k('tokens-revoked'),
-    round: k('round'),
-    roundMeta: (n: number) => k(`round:${n}`),
-    gateways: k('gateways'),
-    livenessSeeded: k('liveness:seeded'),
-    livenessSeedLock: k('liveness:seed-lock'),
-    schedulerEvery: k('scheduler:every'),
+    liveness: livenessKeys(space),
+    rounds: roundKeys(space),
+    leases: leaseKeys(space),
+    rateLimits: rateLimitKeys(space),
   };
 }
 export type RedisKeys = ReturnType<typeof redisKeys>;

@@ -1,5 +1,6 @@
 import type { Result } from 'ioredis';
 import type { RedisClient, RedisKeys } from './connection';
+import type { KeySpace } from './key-space';
 
 import { shardOf } from '../domain/shards';
 import { script } from './scripts';
@@ -117,16 +118,39 @@ function groupBy<T, K>(items: readonly T[], key: (item: T) => K): Map<K, T[]> {
   return out;
 }
 
+/** The keys of the liveness state: per shard, and the fleet-wide ones. */
+export const livenessKeys = (space: KeySpace) => ({
+  shard: (s: number) => ({
+    /** Token hash -> device id (`!` after it: proofs only; `-`: revoked). */
+    tokens: space.shard(s, 'tokens'),
+    /** Connected devices, scored by the last round they were heard in. */
+    heard: space.shard(s, 'heard'),
+    /** Device -> when it was last heard (epoch ms). */
+    lastSeen: space.shard(s, 'last-seen'),
+    /** The last rounds valid for this shard (written as each round closes). */
+    validRounds: space.shard(s, 'rounds:valid'),
+    /** Devices claimed as stale by the evaluation of round n, until it disconnects them. */
+    claimed: (n: number) => space.shard(s, `claimed:${n}`),
+  }),
+  /** The number of shards the state is kept in (every process must agree). */
+  shardCount: space.fleet('shards'),
+  /** Pub/sub channel telling every gateway of a revoked token: `{deviceId, tokenHash}`. */
+  tokensRevoked: space.fleet('tokens-revoked'),
+  /** Set once the state was rebuilt from Postgres (absent: Redis lost it). */
+  seeded: space.fleet('liveness:seeded'),
+  seedLock: space.fleet('liveness:seed-lock'),
+});
+
 /**
  * The hot liveness state in Redis, per shard: token cache, connected index, last-seen times, valid
  * rounds, claims. Every call touches the keys of one shard per command.
  */
-export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: number) {
+export function createLiveness(redis: RedisClient, keys: Pick<RedisKeys, 'liveness'>, shards: number) {
   redis.defineCommand('rollcallIngest', { numberOfKeys: 3, lua: script('ingest') });
   redis.defineCommand('rollcallCandidates', { numberOfKeys: 3, lua: script('candidates') });
   redis.defineCommand('rollcallClaim', { numberOfKeys: 3, lua: script('claim') });
   redis.defineCommand('rollcallProofsOnly', { numberOfKeys: 1, lua: script('proofs-only') });
-  const shardKeys = (deviceId: string) => keys.shard(shardOf(deviceId, shards));
+  const shardKeys = (deviceId: string) => keys.liveness.shard(shardOf(deviceId, shards));
   const byShard = <T>(items: readonly T[], id: (item: T) => string) =>
     groupBy(items, (item) => shardOf(id(item), shards));
   const allShards = Array.from({ length: shards }, (_, s) => s);
@@ -195,7 +219,11 @@ export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: numb
         [...byShard(entries, (e) => e.deviceId)].map(async ([s, group]) => {
           const tx = redis.multi();
           for (const e of group)
-            tx.hsetnx(keys.shard(s).tokens, e.tokenHash, e.proofsOnly ? `${e.deviceId}!` : e.deviceId);
+            tx.hsetnx(
+              keys.liveness.shard(s).tokens,
+              e.tokenHash,
+              e.proofsOnly ? `${e.deviceId}!` : e.deviceId,
+            );
           await tx.exec();
         }),
       );
@@ -205,7 +233,10 @@ export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: numb
     async requireProofs(entries: readonly { tokenHash: string; deviceId: string }[]): Promise<void> {
       await Promise.all(
         [...byShard(entries, (e) => e.deviceId)].map(([s, group]) =>
-          redis.rollcallProofsOnly(keys.shard(s).tokens, ...group.flatMap((e) => [e.tokenHash, e.deviceId])),
+          redis.rollcallProofsOnly(
+            keys.liveness.shard(s).tokens,
+            ...group.flatMap((e) => [e.tokenHash, e.deviceId]),
+          ),
         ),
       );
     },
@@ -216,19 +247,19 @@ export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: numb
      */
     async forgetToken(deviceId: string, tokenHash: string): Promise<void> {
       await redis.hset(shardKeys(deviceId).tokens, tokenHash, '-');
-      await redis.publish(keys.tokensRevoked, JSON.stringify({ deviceId, tokenHash }));
+      await redis.publish(keys.liveness.tokensRevoked, JSON.stringify({ deviceId, tokenHash }));
     },
 
     /** forgetToken for many devices: tombstones a shard at a time, then one notice per device. */
     async forgetTokens(revoked: readonly { deviceId: string; tokenHash: string }[]): Promise<void> {
       await Promise.all(
         [...byShard(revoked, (r) => r.deviceId)].map(([s, list]) =>
-          redis.hset(keys.shard(s).tokens, Object.fromEntries(list.map((r) => [r.tokenHash, '-']))),
+          redis.hset(keys.liveness.shard(s).tokens, Object.fromEntries(list.map((r) => [r.tokenHash, '-']))),
         ),
       );
       for (let i = 0; i < revoked.length; i += 500)
         await Promise.all(
-          revoked.slice(i, i + 500).map((r) => redis.publish(keys.tokensRevoked, JSON.stringify(r))),
+          revoked.slice(i, i + 500).map((r) => redis.publish(keys.liveness.tokensRevoked, JSON.stringify(r))),
         );
     },
 
@@ -248,7 +279,7 @@ export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: numb
       const out = new Map<string, number>();
       await Promise.all(
         [...byShard(deviceIds, (id) => id)].map(async ([s, ids]) => {
-          const values = await redis.hmget(keys.shard(s).lastSeen, ...ids);
+          const values = await redis.hmget(keys.liveness.shard(s).lastSeen, ...ids);
           ids.forEach((id, i) => {
             if (values[i]) out.set(id, Number(values[i]));
           });
@@ -262,7 +293,7 @@ export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: numb
       const out = new Map<string, number>();
       await Promise.all(
         [...byShard(deviceIds, (id) => id)].map(async ([s, ids]) => {
-          const scores = await redis.zmscore(keys.shard(s).heard, ...ids);
+          const scores = await redis.zmscore(keys.liveness.shard(s).heard, ...ids);
           ids.forEach((id, i) => {
             if (scores[i] !== null && scores[i] !== undefined) out.set(id, Number(scores[i]));
           });
@@ -281,7 +312,7 @@ export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: numb
       const skip = byShard(excluding, (id) => id);
       const counts = await Promise.all(
         of.map(async (s) => {
-          const k = keys.shard(s);
+          const k = keys.liveness.shard(s);
           const ids = skip.get(s) ?? [];
           const [connected, missed, left] = await Promise.all([
             redis.zcard(k.heard),
@@ -308,7 +339,7 @@ export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: numb
     async seed(deviceIds: readonly string[], round: number): Promise<void> {
       await Promise.all(
         [...byShard(deviceIds, (id) => id)].map(([s, ids]) =>
-          redis.zadd(keys.shard(s).heard, 'NX', ...ids.flatMap((id) => [round, id])),
+          redis.zadd(keys.liveness.shard(s).heard, 'NX', ...ids.flatMap((id) => [round, id])),
         ),
       );
     },
@@ -322,7 +353,7 @@ export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: numb
      */
     async claimStale(n: number, strictest: number, limit: number, judge: Judge): Promise<Claimed[]> {
       const page = async (s: number, offset: number) => {
-        const k = keys.shard(s);
+        const k = keys.liveness.shard(s);
         const [read, valid, claims] = await redis.rollcallCandidates(
           k.heard,
           k.validRounds,
@@ -345,7 +376,7 @@ export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: numb
       const claimed: Claimed[] = [];
       for (const s of allShards) {
         if (claimed.length >= limit) break;
-        const k = keys.shard(s);
+        const k = keys.liveness.shard(s);
         const want = limit - claimed.length;
         let current = firstPages[s]!;
         let stale = firstStale[s]!;
@@ -386,7 +417,9 @@ export function createLiveness(redis: RedisClient, keys: RedisKeys, shards: numb
 
     async releaseClaims(n: number, deviceIds: readonly string[]): Promise<void> {
       await Promise.all(
-        [...byShard(deviceIds, (id) => id)].map(([s, ids]) => redis.hdel(keys.shard(s).claimed(n), ...ids)),
+        [...byShard(deviceIds, (id) => id)].map(([s, ids]) =>
+          redis.hdel(keys.liveness.shard(s).claimed(n), ...ids),
+        ),
       );
     },
   };

@@ -1,5 +1,12 @@
 import type { RedisClient as Redis } from './connection';
+import type { KeySpace } from './key-space';
 import { script } from './scripts';
+
+/** Wrong credentials counted per address: registration secrets, and operator tokens apart. */
+export const rateLimitKeys = (space: KeySpace) => ({
+  badSecret: (address: string) => space.fleet(`rate:bad-secret:${address}`),
+  badCredential: (address: string) => space.fleet(`rate:bad-credential:${address}`),
+});
 
 export interface AttemptLimiter {
   /** Seconds until this address may try again, or 0 when it is not blocked. */

@@ -2,6 +2,7 @@ import type { Result } from 'ioredis';
 import { newRoundNonce } from '../domain/proofs';
 import type { Opening } from '../domain/rounds';
 import type { RedisClient, RedisKeys } from './connection';
+import type { KeySpace } from './key-space';
 import { MAX_ROUNDS_ALLOWED } from '../domain/policy';
 import { script } from './scripts';
 
@@ -16,6 +17,7 @@ declare module 'ioredis' {
       lastIssued: string,
       ...args: string[]
     ): Result<[number, number], Context>;
+    rollcallRoundMeta(meta: string, ...args: string[]): Result<number, Context>;
   }
 }
 
@@ -33,10 +35,36 @@ export interface RoundMeta {
   readonly validShards: readonly number[];
 }
 
+/** The keys of round numbering and per-round facts. */
+export const roundKeys = (space: KeySpace) => ({
+  /** The last round number issued. */
+  counter: space.fleet('round'),
+  /** The round a scheduler job issued (a re-run of the job gets it back). */
+  issuedBy: (jobId: string) => space.fleet(`round:job:${jobId}`),
+  /** When the last issued tick was scheduled. */
+  lastIssued: space.fleet('round:last-issued'),
+  /** Rounds held in a row by the mass-silence brake. */
+  heldStreak: space.fleet('round:held-streak'),
+  /** Per round: when it was issued, its interval and nonce, whether announced, its outcome. */
+  meta: (n: number) => space.fleet(`round:${n}`),
+  /** Per round: which gateway opened it on which shard, and when. */
+  opened: (n: number) => space.fleet(`round:${n}:opened`),
+  /** Pub/sub channel announcing each issued round to every gateway. */
+  announced: space.fleet('rounds-issued'),
+  /** Live gateways and when each last reported. */
+  gateways: space.fleet('gateways'),
+  /** The round scheduler's period, as last set (its absence says Redis lost the scheduler). */
+  schedulerEvery: space.fleet('scheduler:every'),
+});
+
 /** Round numbering and per-round facts, in Redis. */
-export function createRounds(redis: RedisClient, keys: RedisKeys, shards: number) {
+export function createRounds(
+  redis: RedisClient,
+  keys: Pick<RedisKeys, 'rounds' | 'liveness'>,
+  shards: number,
+) {
   redis.defineCommand('rollcallAdvance', { numberOfKeys: 3, lua: script('advance') });
-  const metaPrefix = keys.roundMeta(0).slice(0, -1);
+  redis.defineCommand('rollcallRoundMeta', { numberOfKeys: 1, lua: script('round-meta') });
 
   return {
     /** The round number for this job: `{round, fresh}`; round 0 means "do not issue". */
@@ -48,54 +76,58 @@ export function createRounds(redis: RedisClient, keys: RedisKeys, shards: number
       intervalSeconds: number,
     ) {
       const [round, fresh] = await redis.rollcallAdvance(
-        keys.round,
-        `${keys.round}:job:${jobId}`,
-        `${keys.round}:last-issued`,
+        keys.rounds.counter,
+        keys.rounds.issuedBy(jobId),
+        keys.rounds.lastIssued,
         String(scheduledAt),
         String(Math.floor(minGapMs)),
-        metaPrefix,
-        String(intervalSeconds),
-        String(nowMs),
-        newRoundNonce(),
       );
+      // Written after the number, also by a re-run: a crash between the two leaves no round without them.
+      if (round !== 0)
+        await redis.rollcallRoundMeta(
+          keys.rounds.meta(round),
+          String(nowMs),
+          String(intervalSeconds),
+          newRoundNonce(),
+        );
       return { round: Number(round), fresh: fresh === 1 };
     },
 
     /** Holds round n (mass silence): a miss for nobody. Returns the length of the streak of held rounds. */
     async hold(round: number): Promise<number> {
       await this.close(round, 'held');
-      return redis.incr(`${keys.round}:held-streak`);
+      return redis.incr(keys.rounds.heldStreak);
     },
 
     async heldStreak(): Promise<number> {
-      return Number((await redis.get(`${keys.round}:held-streak`)) ?? 0);
+      return Number((await redis.get(keys.rounds.heldStreak)) ?? 0);
     },
 
     /** A round without mass silence ends the streak of held rounds. */
     async endHeldStreak(): Promise<void> {
-      await redis.del(`${keys.round}:held-streak`);
+      await redis.del(keys.rounds.heldStreak);
     },
 
     async current(): Promise<number> {
-      return Number((await redis.get(keys.round)) ?? 0);
+      return Number((await redis.get(keys.rounds.counter)) ?? 0);
     },
 
     /** Raises the counter to at least `floor` (after Redis lost it, from what Postgres remembers). */
     async raiseTo(floor: number): Promise<void> {
-      const current = Number((await redis.get(keys.round)) ?? 0);
-      if (current < floor) await redis.set(keys.round, floor);
+      const current = Number((await redis.get(keys.rounds.counter)) ?? 0);
+      if (current < floor) await redis.set(keys.rounds.counter, floor);
     },
 
     /** Announces round n to every gateway, which sends HEALTHCHECK on the buses it holds. */
     async announce(round: number, message: unknown): Promise<void> {
-      await redis.publish(keys.roundsIssued, JSON.stringify(message));
-      await redis.hset(keys.roundMeta(round), 'broadcast', '1');
+      await redis.publish(keys.rounds.announced, JSON.stringify(message));
+      await redis.hset(keys.rounds.meta(round), 'broadcast', '1');
     },
 
     /** Records that `gateway` opened round n on these shards at `at`. */
     async markOpened(round: number, gateway: string, shards: readonly number[], at: number): Promise<void> {
       if (shards.length === 0) return;
-      const key = keys.roundOpened(round);
+      const key = keys.rounds.opened(round);
       await redis
         .multi()
         .hset(key, ...shards.flatMap((s) => [String(s), `${gateway}|${at}`]))
@@ -105,7 +137,7 @@ export function createRounds(redis: RedisClient, keys: RedisKeys, shards: number
 
     /** Who opened round n on which shard. */
     async openedBy(round: number): Promise<Map<number, Opening>> {
-      const raw = await redis.hgetall(keys.roundOpened(round));
+      const raw = await redis.hgetall(keys.rounds.opened(round));
       const out = new Map<number, Opening>();
       for (const [s, v] of Object.entries(raw)) {
         const [gateway, at] = v.split('|');
@@ -115,7 +147,7 @@ export function createRounds(redis: RedisClient, keys: RedisKeys, shards: number
     },
 
     async meta(round: number): Promise<RoundMeta | null> {
-      const h = await redis.hgetall(keys.roundMeta(round));
+      const h = await redis.hgetall(keys.rounds.meta(round));
       if (!h.issuedAt) return null;
       return {
         round,
@@ -139,7 +171,7 @@ export function createRounds(redis: RedisClient, keys: RedisKeys, shards: number
       const outcome = validShards === 'held' ? 'held' : valid.size > 0 ? 'valid' : 'void';
       await Promise.all(
         Array.from({ length: shards }, (_, s) => {
-          const key = keys.shard(s).validRounds;
+          const key = keys.liveness.shard(s).validRounds;
           return valid.has(s)
             ? redis
                 .multi()
@@ -149,7 +181,7 @@ export function createRounds(redis: RedisClient, keys: RedisKeys, shards: number
             : redis.zrem(key, String(round));
         }),
       );
-      await redis.hset(keys.roundMeta(round), 'outcome', outcome, 'validShards', [...valid].join(','));
+      await redis.hset(keys.rounds.meta(round), 'outcome', outcome, 'validShards', [...valid].join(','));
     },
   };
 }
@@ -163,17 +195,21 @@ export interface GatewayPresence {
 }
 
 /** Each gateway reports that it is alive; the live ones divide the shards between them. */
-export function createGatewayRegistry(redis: RedisClient, keys: RedisKeys, staleAfterMs = 3000) {
+export function createGatewayRegistry(
+  redis: RedisClient,
+  keys: Pick<RedisKeys, 'rounds'>,
+  staleAfterMs = 3000,
+) {
   return {
     async report(gatewayId: string, now = Date.now()): Promise<void> {
-      await redis.hset(keys.gateways, gatewayId, JSON.stringify({ at: now }));
+      await redis.hset(keys.rounds.gateways, gatewayId, JSON.stringify({ at: now }));
     },
     async remove(gatewayId: string): Promise<void> {
-      await redis.hdel(keys.gateways, gatewayId);
+      await redis.hdel(keys.rounds.gateways, gatewayId);
     },
     /** The gateways that reported within the last `staleAfterMs`. */
     async live(now = Date.now()): Promise<string[]> {
-      const all = await redis.hgetall(keys.gateways);
+      const all = await redis.hgetall(keys.rounds.gateways);
       return Object.entries(all)
         .filter(([, raw]) => {
           try {

@@ -1,5 +1,6 @@
 import type { Result } from 'ioredis';
 import type { RedisClient, RedisKeys } from './connection';
+import type { KeySpace } from './key-space';
 import { script } from './scripts';
 
 /** The shared bus of earlier versions is held like a shard, under this id. */
@@ -27,11 +28,14 @@ export interface LeaseWish {
   readonly users?: number;
 }
 
+/** Which gateway holds which shard, and since when it has held every session of it. */
+export const leaseKeys = (space: KeySpace) => ({ holders: space.fleet('shard-leases') });
+
 /**
  * Shard leases in Redis: each live gateway renews the leases of the shards it should own every
  * second; a lease not renewed for `ttlMs` may be taken over by another gateway.
  */
-export function createShardLeases(redis: RedisClient, keys: RedisKeys, ttlMs = 3000) {
+export function createShardLeases(redis: RedisClient, keys: Pick<RedisKeys, 'leases'>, ttlMs = 3000) {
   redis.defineCommand('rollcallLease', { numberOfKeys: 1, lua: script('lease') });
   return {
     ttlMs,
@@ -45,13 +49,13 @@ export function createShardLeases(redis: RedisClient, keys: RedisKeys, ttlMs = 3
       const args = [gateway, String(now), String(ttlMs), String(release.length), ...release.map(String)];
       for (const w of wanted)
         args.push(String(w.shard), w.since === null ? '' : String(w.since), String(w.users ?? 0));
-      const granted = await redis.rollcallLease(keys.shardLeases, ...args);
+      const granted = await redis.rollcallLease(keys.leases.holders, ...args);
       return new Set(granted.map(Number));
     },
 
     /** Every lease, live or expired. */
     async all(): Promise<Map<number, ShardHold>> {
-      const raw = await redis.hgetall(keys.shardLeases);
+      const raw = await redis.hgetall(keys.leases.holders);
       const out = new Map<number, ShardHold>();
       for (const [shard, value] of Object.entries(raw)) {
         const [owner, since, expires, users] = value.split('|');

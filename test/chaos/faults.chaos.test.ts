@@ -22,9 +22,9 @@ import {
 } from '../../src/integrations/simulator';
 import { createLogger } from '../../src/logger';
 import { ThreadedMothHub as MothHub } from '../../src/moth/hub-thread';
-import { createServices } from '../../src/roles/services';
-import { buildWebApp } from '../../src/roles/web';
-import { runTs, sleep } from '../../bench/support';
+import { createServices } from '../../workers/roles/services';
+import { buildWebApp } from '../../workers/roles/web';
+import { runTs, type Child } from '../../src/dev/child-process';
 
 // A simulated fleet of healthy and dying devices while one fault at a time hits the system. Gateways
 // and workers are separate processes (killed with SIGKILL where the scenario says so); Postgres,
@@ -77,10 +77,10 @@ interface Run {
   hub: MothHub;
   stopHub(): Promise<void>;
   startHub(): Promise<void>;
-  startGateway(): ReturnType<typeof runTs>;
-  startWorker(): ReturnType<typeof runTs>;
-  gateways: ReturnType<typeof runTs>[];
-  workers: ReturnType<typeof runTs>[];
+  startGateway(): Child;
+  startWorker(): Child;
+  gateways: Child[];
+  workers: Child[];
 }
 
 async function scenario(
@@ -315,6 +315,8 @@ async function scenario(
     await db.destroy();
   }
 }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('fault injection', () => {
   it('a worker killed with SIGKILL mid-evaluation', async () => {

@@ -1,7 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAbortTask } from '../../jobs/abort-task';
+import { abortSessionTask } from '../../src/operations/abort-session-task';
+import { runTs, type Child } from '../../src/dev/child-process';
 import { disconnectDevices } from '../../src/db/transitions';
 import { effectProcessor } from '../../src/effects/run-effect';
 import { createLogger } from '../../src/logger';
@@ -174,22 +175,27 @@ describe('disconnect effects', () => {
     s.tgdm.faults.failStatus = 503;
   });
 
-  it('duplicate disconnect jobs abort the task once', async () => {
+  it('duplicate disconnect jobs abort one task, once', async () => {
     const d = await s.device({}, { actions: ['PATROL'] });
     await s.waitStatus(d.id, 'CONNECTED', 5000);
-    const task = (
-      await request(s.callback).post(`/devices/${d.id}/tasks`).set(s.admin).send({ action: 'PATROL' })
-    ).body as { id: string };
+    const newTask = async () =>
+      (await request(s.callback).post(`/devices/${d.id}/tasks`).set(s.admin).send({ action: 'PATROL' }))
+        .body as { id: string };
+    // Two open tasks: a duplicate run that did not find the effect done would abort the older one too.
+    const older = await newTask();
+    await new Promise((r) => setTimeout(r, 5));
+    const task = await newTask();
     await d.device.close(); // out of the rounds, so only this test decides its fate
     const [ended] = await disconnectDevices(
       s.db,
       [{ deviceId: d.id, beforeRound: null, missedRounds: 3, lastRoundHeard: null, lastHeartbeatAt: null }],
       'MISSED_HEARTBEATS',
     );
-    const processor = effectProcessor(createAbortTask({ db: s.db }), {
+    const processor = effectProcessor(createAbortTask({ abortSessionTask }), {
       db: s.db,
       metrics: createMetrics('test'),
       logger: createLogger('silent'),
+      notYetDelayMs: 100,
     });
     const job = (id: string) => ({
       id,
@@ -215,6 +221,7 @@ describe('disconnect effects', () => {
     await new Promise((r) => setTimeout(r, 1500));
     const aborted = await s.db('outbox').where({ device_id: d.id, type: 'TASK_ABORTED', channel: 'client' });
     expect(aborted).toHaveLength(1);
+    expect(await taskStatus(older.id)).toBe('PENDING');
   });
 
   it('the sweeper runs effects whose job was lost between commit and enqueue', async () => {
@@ -272,23 +279,18 @@ describe('disconnect effects', () => {
 });
 
 describe('a worker killed in the middle of an effect', () => {
-  let child: ChildProcess | undefined;
-  afterAll(() => child?.kill('SIGKILL'));
+  let child: Child | undefined;
+  afterAll(() => child?.signal('SIGKILL'));
 
   it('the effect is done exactly once after another worker takes over', async () => {
     const r = await busyRobot();
     // Only the child process runs effects now; TGDM is slow so the kill lands mid-call.
     for (const w of [...s.workers]) await s.stopRole(w);
-    child = spawn(process.execPath, ['--import', 'tsx', 'workers/worker.ts'], {
-      env: {
-        ...process.env,
-        ...stringEnv(s.config),
-        LOG_LEVEL: 'warn',
-        JOB_LOCK_MS: '2000',
-        EFFECT_BACKOFF_MS: '200',
-      },
-      stdio: 'ignore',
-    });
+    child = runTs(
+      'workers/worker.ts',
+      { ...stringEnv(s.config), LOG_LEVEL: 'warn', JOB_LOCK_MS: '2000', EFFECT_BACKOFF_MS: '200' },
+      { inheritEnv: true },
+    );
     s.tgdm.faults.latencyMs = 1500;
     r.device.silent = true;
     // The gateway still issues rounds; the child evaluates and runs the effects.
@@ -305,7 +307,7 @@ describe('a worker killed in the middle of an effect', () => {
       10_000,
       'stop in flight',
     );
-    child.kill('SIGKILL');
+    child.signal('SIGKILL');
     await new Promise((res) => setTimeout(res, 300));
     s.tgdm.faults.latencyMs = 0;
     await s.startWorker();

@@ -77,8 +77,8 @@ const owners = async () => new Set([...(await leases()).values()].map((h) => h.o
  * and written: a window opened or closed there cuts no heartbeat between its sending and its write.
  */
 async function quietPhase(): Promise<void> {
-  const round = Number(await s.redis.get(s.keys.round));
-  const issuedAt = Number(await s.redis.hget(s.keys.roundMeta(round), 'issuedAt'));
+  const round = Number(await s.redis.get(s.keys.rounds.counter));
+  const issuedAt = Number(await s.redis.hget(s.keys.rounds.meta(round), 'issuedAt'));
   let at = issuedAt + 0.8 * INTERVAL * 1000;
   while (at < Date.now()) at += INTERVAL * 1000;
   await new Promise((r) => setTimeout(r, at - Date.now()));

@@ -105,7 +105,7 @@ describe('restarts never disconnect a device that keeps answering', () => {
 
   it('Redis state lost entirely is rebuilt without disconnecting anyone', async () => {
     const devices = await fleet(2);
-    const before = Number(await s.redis.get(s.keys.round));
+    const before = Number(await s.redis.get(s.keys.rounds.counter));
     await s.redis.flushall();
     await roundsPass(devices[0]!, 4, 30_000);
     for (const d of devices) {
@@ -113,7 +113,7 @@ describe('restarts never disconnect a device that keeps answering', () => {
       expect(s.eventsOf(d.id, 'DEVICE_DISCONNECTED')).toHaveLength(0);
     }
     // Round numbers never go back, so sessions stay comparable.
-    expect(Number(await s.redis.get(s.keys.round))).toBeGreaterThanOrEqual(before);
+    expect(Number(await s.redis.get(s.keys.rounds.counter))).toBeGreaterThanOrEqual(before);
     devices[1]!.device.silent = true;
     await s.waitStatus(devices[1]!.id, 'DISCONNECTED', 10_000);
   }, 60_000);

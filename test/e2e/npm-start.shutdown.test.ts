@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createDb } from '../../src/db/knex';
+import { runTs } from '../../src/dev/child-process';
 import { startEmbeddedPostgres } from '../../src/dev/embedded-postgres';
 import { freePort } from '../../src/dev/ports';
 import { SimulatedDevice } from '../../src/dev/simulated-device';
@@ -31,26 +31,18 @@ describe('npm start', () => {
   it('on SIGTERM drains every role (an effect in flight finishes) before it stops its Postgres and Redis, then exits 0', async () => {
     const port = await freePort();
     const mothPort = await freePort();
-    const child = spawn(process.execPath, ['--import', 'tsx', 'workers/all-in-one.ts'], {
-      env: {
-        PATH: process.env.PATH,
-        HOME: process.env.HOME,
-        DATA_DIR: dataDir,
-        PORT: String(port),
-        MOTH_PORT: String(mothPort),
-        OPS_PORT: '0',
-        ADMIN_TOKEN: 'start-admin-token-0123456789abcdef',
-        DEVICE_SECRET_KEY: 'start-secret-0123456789',
-        LOG_LEVEL: 'info',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const child = runTs('workers/all-in-one.ts', {
+      DATA_DIR: dataDir,
+      PORT: String(port),
+      MOTH_PORT: String(mothPort),
+      OPS_PORT: '0',
+      ADMIN_TOKEN: 'start-admin-token-0123456789abcdef',
+      DEVICE_SECRET_KEY: 'start-secret-0123456789',
+      LOG_LEVEL: 'info',
     });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const output = () => `${child.lines.join('\n')}\n${child.stderr()}`;
     try {
-      await waitFor(() => output.includes('rollcall is up'), 90_000, 'the banner');
+      await waitFor(() => output().includes('rollcall is up'), 90_000, 'the banner');
       const res = await fetch(`http://127.0.0.1:${port}/devices`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
@@ -91,7 +83,7 @@ describe('npm start', () => {
           }
         ).status;
       await waitFor(async () => (await status()) === 'CONNECTED', 20_000, 'connected');
-      const tgdm = /TGDM\s+(http:\/\/\S+)/.exec(output)![1]!;
+      const tgdm = /TGDM\s+(http:\/\/\S+)/.exec(output())![1]!;
       await waitFor(
         async () => ((await (await fetch(`${tgdm}/recordings`)).json()) as unknown[]).length === 1,
         10_000,
@@ -103,13 +95,13 @@ describe('npm start', () => {
       await new Promise((r) => setTimeout(r, 1000)); // the stop request is now waiting in TGDM
       await device.close();
 
-      const stopping = output.length;
-      const signalled = Date.now();
-      child.kill('SIGTERM');
-      expect(await exited).toBe(0);
-      expect(Date.now() - signalled).toBeLessThan(10_000);
+      const stopping = child.lines.length;
+      child.signal('SIGTERM');
+      const { code, ms } = await child.exited;
+      expect(code).toBe(0);
+      expect(ms).toBeLessThan(10_000);
       // Postgres stayed up until every role had drained: nothing lost its connection on the way out.
-      const shutdown = output.slice(stopping);
+      const shutdown = `${child.lines.slice(stopping).join('\n')}\n${child.stderr()}`;
       expect(shutdown).not.toMatch(/Connection ended unexpectedly|Acquire connection error|"level":50/);
       expect(processesUsing(dataDir)).toEqual([]);
       // The effect in flight finished before Postgres stopped.
@@ -125,7 +117,7 @@ describe('npm start', () => {
         await pg.stop();
       }
     } finally {
-      if (child.exitCode === null) child.kill('SIGKILL');
+      if (child.child.exitCode === null) child.signal('SIGKILL');
     }
   }, 120_000);
 });

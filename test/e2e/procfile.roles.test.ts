@@ -1,15 +1,15 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
+import { runTs, stopChildren } from '../../src/dev/child-process';
 import { SimulatedDevice } from '../../src/dev/simulated-device';
 import { createMantisSimulator, createTgdmSimulator } from '../../src/integrations/simulator';
 import { ThreadedMothHub as MothHub } from '../../src/moth/hub-thread';
 import { waitFor } from '../support/system';
 
 // Each Procfile role started on its own, as a separate process, against services started apart.
-const children: ChildProcess[] = [];
 const hub = new MothHub();
 const tgdm = createTgdmSimulator();
 const mantis = createMantisSimulator();
@@ -50,56 +50,14 @@ beforeAll(async () => {
   };
 });
 afterAll(async () => {
-  for (const c of children) c.kill('SIGKILL');
+  await stopChildren();
   await hub.stop();
   await tgdm.stop();
   await mantis.stop();
   await adminQuery(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
 });
 
-interface Running {
-  child: ChildProcess;
-  lines: Record<string, unknown>[];
-  exited: Promise<{ code: number | null; ms: number }>;
-  stderr: () => string;
-}
-
-function run(script: string, extra: Record<string, string> = {}): Running {
-  const child = spawn(process.execPath, ['--import', 'tsx', script], {
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env, ...extra },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  const lines: Record<string, unknown>[] = [];
-  let buffer = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => {
-    buffer += d.toString();
-    let i;
-    while ((i = buffer.indexOf('\n')) >= 0) {
-      const line = buffer.slice(0, i);
-      buffer = buffer.slice(i + 1);
-      try {
-        lines.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        /* not a log line */
-      }
-    }
-  });
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  let signalledAt = 0;
-  const exited = new Promise<{ code: number | null; ms: number }>((resolve) =>
-    child.on('exit', (code) => resolve({ code, ms: signalledAt ? Date.now() - signalledAt : -1 })),
-  );
-  const kill = child.kill.bind(child);
-  child.kill = (sig?: NodeJS.Signals | number) => {
-    signalledAt = Date.now();
-    return kill(sig);
-  };
-  return { child, lines, exited, stderr: () => err };
-}
-
-const logged = (r: Running, msg: string) => r.lines.find((l) => l.msg === msg);
+const run = (script: string, extra: Record<string, string> = {}) => runTs(script, { ...env, ...extra });
 
 describe('Procfile roles on their own', () => {
   it('release migrates an empty database', () => {
@@ -128,14 +86,12 @@ describe('Procfile roles on their own', () => {
     await waitFor(
       () =>
         Boolean(
-          logged(web, 'web listening') &&
-          logged(gateway, 'gateway started') &&
-          logged(worker, 'worker started'),
+          web.logged('web listening') && gateway.logged('gateway started') && worker.logged('worker started'),
         ),
       30_000,
       'roles up',
     );
-    const api = `http://127.0.0.1:${String(logged(web, 'web listening')!.port)}`;
+    const api = `http://127.0.0.1:${String(web.logged('web listening')!.port)}`;
     const admin = { authorization: `Bearer ${env.ADMIN_TOKEN}`, 'content-type': 'application/json' };
     await fetch(`${api}/server-settings`, {
       method: 'PATCH',
@@ -171,8 +127,8 @@ describe('Procfile roles on their own', () => {
         .status;
     await waitFor(async () => (await status()) === 'CONNECTED', 10_000, 'connected through the gateway');
     for (const ops of [
-      logged(gateway, 'gateway started')!.opsPort,
-      logged(worker, 'worker started')!.opsPort,
+      gateway.logged('gateway started')!.opsPort,
+      worker.logged('worker started')!.opsPort,
     ]) {
       expect((await fetch(`http://127.0.0.1:${String(ops)}/readyz`)).status).toBe(200);
       expect(await (await fetch(`http://127.0.0.1:${String(ops)}/metrics`)).text()).toContain('rollcall_');
@@ -187,14 +143,14 @@ describe('Procfile roles on their own', () => {
     await waitFor(() => tgdm.stats.requests > requestsBefore, 10_000, 'the stop request in flight');
     await device.close();
 
-    for (const r of [web, gateway, worker]) r.child.kill('SIGTERM');
+    for (const r of [web, gateway, worker]) r.signal('SIGTERM');
     for (const r of [web, gateway, worker]) {
       const { code, ms } = await r.exited;
       expect(code).toBe(0);
       expect(ms).toBeLessThan(10_000);
     }
     tgdm.faults.latencyMs = 0;
-    expect(logged(worker, 'draining')).toBeDefined();
+    expect(worker.logged('draining')).toBeDefined();
     const db = new pg.Client({ connectionString: env.DATABASE_URL });
     await db.connect();
     try {

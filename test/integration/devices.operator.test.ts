@@ -189,7 +189,7 @@ describe('POST /devices/:id/token', () => {
     await t.liveness.cacheTokens([{ tokenHash: tokenHash(d.token), deviceId: d.id }]);
     await request(t.callback).post(`/devices/${d.id}/token`).set(admin);
     const { shardOf } = await import('../../src/domain/shards');
-    const shard = t.keys.shard(shardOf(d.id, t.config.SHARDS));
+    const shard = t.keys.liveness.shard(shardOf(d.id, t.config.SHARDS));
     expect(await t.redis.hget(shard.tokens, tokenHash(d.token))).toBe('-');
     // a lookup that raced with the rotation cannot re-cache the old token
     await t.liveness.cacheTokens([{ tokenHash: tokenHash(d.token), deviceId: d.id }]);

@@ -49,7 +49,7 @@ describe('POST /devices/tokens/rotate', () => {
     // What the gateways hear: every revocation, pushed through Redis.
     const listener = createRedis(inject('redisUrl'), 'worker');
     const revoked: { deviceId: string; tokenHash: string }[] = [];
-    await listener.subscribe(t.keys.tokensRevoked);
+    await listener.subscribe(t.keys.liveness.tokensRevoked);
     listener.on('message', (_channel: string, message: string) => {
       revoked.push(JSON.parse(message) as { deviceId: string; tokenHash: string });
     });
@@ -82,7 +82,10 @@ describe('POST /devices/tokens/rotate', () => {
       const { shardOf } = await import('../../src/domain/shards');
       for (const d of [shared, connected, idle])
         expect(
-          await t.redis.hget(t.keys.shard(shardOf(d.id, t.config.SHARDS)).tokens, tokenHash(d.token)),
+          await t.redis.hget(
+            t.keys.liveness.shard(shardOf(d.id, t.config.SHARDS)).tokens,
+            tokenHash(d.token),
+          ),
         ).toBe('-');
       const events = await t.db('outbox').where({ type: 'DEVICE_TOKEN_ROTATED' }).pluck('device_id');
       expect(events.sort()).toEqual([shared.id, connected.id, idle.id].sort());

@@ -1,7 +1,8 @@
 import type { Knex } from 'knex';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createEvaluateRound } from '../../jobs/evaluate-round';
+import { createConnectDevice } from '../../src/operations/connect-device';
+import { createEvaluateRound } from '../../src/operations/evaluate-round';
 import type { Db } from '../../src/db/knex';
 import { disconnectDevices } from '../../src/db/transitions';
 import { DISCONNECT_EFFECTS, type SessionEffects } from '../../src/domain/effects';
@@ -64,18 +65,20 @@ async function evaluationOf(silent: string[], options: { batchSize: number; para
   const liveness = createLiveness(redis, keys, SHARDS);
   const rounds = createRounds(redis, keys, SHARDS);
   for (let r = 1; r <= 10; r++) await rounds.close(r, ALL_SHARDS);
-  await redis.hset(keys.roundMeta(10), 'issuedAt', String(Date.now()), 'interval', '5');
+  await redis.hset(keys.rounds.meta(10), 'issuedAt', String(Date.now()), 'interval', '5');
   await liveness.seed(
     Array.from({ length: 500 }, (_, i) => `alive-${i}`),
     10,
   );
   await liveness.seed(silent, 6);
   const handOffs: SessionEffects[][] = [];
+  const settings = async () => ({ ...resolveSettings(new Map()), 'recording.automatic': false });
   const evaluate = createEvaluateRound({
     db,
     liveness,
     rounds,
-    settings: async () => ({ ...resolveSettings(new Map()), 'recording.automatic': false }),
+    settings,
+    connectDevice: createConnectDevice({ db, settings }),
     enqueueEffects: async (effects) => {
       handOffs.push([...effects]);
     },
@@ -84,10 +87,12 @@ async function evaluationOf(silent: string[], options: { batchSize: number; para
     ...options,
   });
   return {
-    evaluate: () => evaluate({ round: 10 }),
+    evaluate: () => evaluate(10),
     handOffs,
     claimed: async () => {
-      const counts = await Promise.all(ALL_SHARDS.map((sh) => redis.hlen(keys.shard(sh).claimed(10))));
+      const counts = await Promise.all(
+        ALL_SHARDS.map((sh) => redis.hlen(keys.liveness.shard(sh).claimed(10))),
+      );
       return counts.reduce((a, b) => a + b, 0);
     },
   };

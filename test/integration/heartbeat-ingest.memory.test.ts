@@ -74,7 +74,7 @@ async function device(liveness: Liveness, id = `d-${uniquePrefix()}`) {
 }
 
 const heardRound = async (keys: ReturnType<typeof redisKeys>, id: string) =>
-  Number(await redis.zscore(keys.shard(shardOf(id, SHARDS)).heard, id));
+  Number(await redis.zscore(keys.liveness.shard(shardOf(id, SHARDS)).heard, id));
 
 async function send(ingest: HeartbeatIngest, data: Buffer, deviceId: string, times = 1) {
   for (let i = 0; i < times; i++) {
@@ -225,7 +225,7 @@ describe('heartbeat ingestion: revoked tokens', () => {
     const gateways = [gateway(keys, round), gateway(keys, round)];
     const subscribers = gateways.map(() => redisClient());
     await Promise.all(
-      gateways.map((g, i) => followRevocations(subscribers[i]!, keys.tokensRevoked, g.ingest)),
+      gateways.map((g, i) => followRevocations(subscribers[i]!, keys.liveness.tokensRevoked, g.ingest)),
     );
     const d = await device(gateways[0]!.liveness);
     for (const g of gateways) await send(g.ingest, frame(d.token), d.id, 2);
@@ -280,7 +280,7 @@ describe('heartbeat ingestion: revoked tokens', () => {
   it('a revocation message lost with the subscriber is made up for when it reconnects', async () => {
     const { keys, gateways, subscribers, d } = await twoGateways();
     const [g] = gateways;
-    await subscribers[0]!.unsubscribe(keys.tokensRevoked);
+    await subscribers[0]!.unsubscribe(keys.liveness.tokensRevoked);
     await g!.liveness.forgetToken(d.id, tokenHash(d.token));
     const reconnected = new Promise((r) => subscribers[0]!.once('ready', r));
     subscribers[0]!.disconnect(true);
@@ -294,7 +294,7 @@ describe('heartbeat ingestion: revoked tokens', () => {
     const { keys, round, gateways, d } = await twoGateways();
     const [g] = gateways;
     // The tombstone alone, as if every revocation message were lost.
-    await redis.hset(keys.shard(shardOf(d.id, SHARDS)).tokens, tokenHash(d.token), '-');
+    await redis.hset(keys.liveness.shard(shardOf(d.id, SHARDS)).tokens, tokenHash(d.token), '-');
     round.n = 6;
     await send(g!.ingest, frame(d.token), d.id, 2);
     expect(await heardRound(keys, d.id)).toBe(5);

@@ -147,14 +147,14 @@ describe('miss counting in Redis', () => {
   it("keeps each shard's keys in one hash slot of their own", () => {
     const { keys } = fresh();
     const tags = ALL.map((s) => {
-      const k = keys.shard(s);
+      const k = keys.liveness.shard(s);
       const all = [k.tokens, k.heard, k.lastSeen, k.validRounds, k.claimed(9)].map(
         (key) => /\{([^}]*)\}/.exec(key)?.[1],
       );
       return new Set(all);
     });
     expect(tags.map((t) => [...t])).toEqual(ALL.map((s) => [`s${s}`]));
-    expect(redisKeys('{rollcall}').shard(3).heard).toBe('rollcall:{s3}:heard');
+    expect(redisKeys('{rollcall}').liveness.shard(3).heard).toBe('rollcall:{s3}:heard');
   });
 
   it('records heartbeats: new, heard again, stale echo, unknown, revoked and misplaced tokens', async () => {
@@ -249,7 +249,7 @@ describe('miss counting in Redis', () => {
     expect(result.stale).toBe(2);
     expect(result.unknown.map((u) => u.tokenHash).sort()).toEqual(['nobody', 'nobody', 'nobody-else']);
     expect(result.fresh.map((f) => f.deviceId).sort()).toEqual(devices.slice(700, 1499).sort());
-    const heardIn4 = await Promise.all(ALL.map((s) => redis.zcount(keys.shard(s).heard, 4, 4)));
+    const heardIn4 = await Promise.all(ALL.map((s) => redis.zcount(keys.liveness.shard(s).heard, 4, 4)));
     expect(heardIn4.reduce((a, b) => a + b, 0)).toBe(1499);
     expect(await liveness.lastHeardMany(['d0', 'd1498', 'd1499'])).toEqual(
       new Map([

@@ -123,7 +123,10 @@ describe('operator pages, however spelled', () => {
       db: t.db,
       pageAuth: operatorPageAuth(
         ADMIN_TOKEN,
-        createCredentialGuard(createAttemptLimiter(t.redis, t.keys.badCredential, 10, 60), () => {}),
+        createCredentialGuard(
+          createAttemptLimiter(t.redis, t.keys.rateLimits.badCredential, 10, 60),
+          () => {},
+        ),
       ),
       intervalSeconds: async () => 5,
       lastHeardAt: async () => new Map(),

@@ -68,7 +68,7 @@ describe('/server-settings', () => {
 
   it('is visible to every process and reschedules the rounds', async () => {
     await patch({ device: { healthcheckIntervalSeconds: 42 } });
-    expect(await t.redis.get(t.keys.schedulerEvery)).toBe('42');
+    expect(await t.redis.get(t.keys.rounds.schedulerEvery)).toBe('42');
     const otherProcess = createSettingsService(t.db, async () => {});
     expect((await otherProcess.current())['device.healthcheckIntervalSeconds']).toBe(42);
     await patch({ device: { healthcheckIntervalSeconds: null } });

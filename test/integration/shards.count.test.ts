@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config';
-import { createServices } from '../../src/roles/services';
+import { createServices } from '../../workers/roles/services';
 import { uniquePrefix } from '../support/database';
 
 describe('SHARDS', () => {

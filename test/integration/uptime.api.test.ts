@@ -1,3 +1,4 @@
+import { createQueries } from '../../src/operations/queries';
 import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -121,11 +122,11 @@ describe('GET /devices/:id/uptime and /fleet/uptime', () => {
     const app = new Koa();
     app.use(errorHandler());
     const guard = createCredentialGuard(
-      createAttemptLimiter(t.redis, t.keys.badCredential, 10, 60),
+      createAttemptLimiter(t.redis, t.keys.rateLimits.badCredential, 10, 60),
       () => {},
     );
     const auth = createAuthenticator(ADMIN_TOKEN, async () => undefined, guard);
-    app.use(uptimeRoutes({ db: t.db, auth, maxReports: 2 * 24 }).routes());
+    app.use(uptimeRoutes({ auth, ops: { queries: createQueries(t.db) }, maxReports: 2 * 24 }).routes());
     const ask = (days: number) =>
       request(app.callback())
         .get('/fleet/uptime')

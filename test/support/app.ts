@@ -4,8 +4,8 @@ import { loadConfig } from '../../src/config';
 import { hashSecret } from '../../src/domain/credentials';
 import { storeSecretHash } from '../../src/db/settings';
 import { createLogger } from '../../src/logger';
-import { createServices } from '../../src/roles/services';
-import { buildWebApp } from '../../src/roles/web';
+import { createServices } from '../../workers/roles/services';
+import { buildWebApp } from '../../workers/roles/web';
 import { createTestDatabase, uniquePrefix } from './database';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';

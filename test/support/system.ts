@@ -7,14 +7,14 @@ import { storeSecretHash, writeSettings } from '../../src/db/settings';
 import type { SettingValues } from '../../src/domain/settings';
 import { SimulatedDevice, type SimulatedDeviceOptions } from '../../src/dev/simulated-device';
 import { waitFor } from '../../src/dev/processes';
-import { buildWebApp } from '../../src/roles/web';
+import { buildWebApp } from '../../workers/roles/web';
 import { createLogger } from '../../src/logger';
 import type { HubOptions } from '../../src/moth/hub';
 import { ThreadedMothHub } from '../../src/moth/hub-thread';
 import { createMantisSimulator, createTgdmSimulator } from '../../src/integrations/simulator';
-import { startGateway } from '../../src/roles/gateway';
-import { createServices } from '../../src/roles/services';
-import { startWorker } from '../../src/roles/worker';
+import { startGateway } from '../../workers/roles/gateway';
+import { createServices } from '../../workers/roles/services';
+import { startWorker } from '../../workers/roles/worker';
 import { ADMIN_TOKEN, LogCapture, registration, SECRET } from './app';
 import { createTestDatabase, uniquePrefix } from './database';
 

@@ -1,62 +1,28 @@
 import Router from '@koa/router';
-import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Config } from '../../config';
-import {
-  hashSecret,
-  newBusId,
-  newToken,
-  secretMatches,
-  tokenHash,
-  type SecretHash,
-} from '../../domain/credentials';
 import { DEVICE_STATUSES, registrationSchema, trackEndpoint } from '../../domain/device';
-import { AppError, conflict, forbidden, notFound, tooManyAttempts } from '../../domain/errors';
-import { clientEvent } from '../../domain/events';
+import { forbidden } from '../../domain/errors';
 import { groupNameSchema, resolvePolicy } from '../../domain/policy';
-import {
-  findLiveDevice,
-  insertDeviceWithEvent,
-  listDevices,
-  lockLiveDevice,
-  markDeviceDeleted,
-  replaceTokenHash,
-  replaceTokenHashes,
-  setMaintenance,
-  type Device,
-  type Maintenance,
-} from '../../db/devices';
-import { isUniqueViolation, type Db } from '../../db/knex';
-import { appendEvents } from '../../db/outbox';
-import { listSessions } from '../../db/sessions';
-import { effectsOfSessions } from '../../db/effects';
-import { disconnectDevices, type Disconnected } from '../../db/transitions';
-import type { AttemptLimiter } from '../../redis/rate-limit';
+import type { ApiOperations } from '../../operations';
+import { deviceNotFound } from '../../operations/device-errors';
+import type { Device, Maintenance } from '../../operations/queries';
 import type { Authenticator } from '../auth';
 import { readJson } from '../body';
 import { booleanQuery, limitQuery, parseInput } from '../validate';
 
-/** What the device routes need beyond the database. */
+/** What the device routes need. */
 export interface DeviceRouteDeps {
   readonly config: Pick<Config, 'channels' | 'MOTH_SHARED_BUS'>;
-  readonly db: Db;
   readonly auth: Authenticator;
-  readonly badSecrets: AttemptLimiter;
-  readonly countAuthFailure: (surface: 'registration') => void;
-  /** The stored registration secret, if one is set. */
-  readonly registrationSecret: () => Promise<SecretHash | undefined>;
-  /** Liveness as the gateway sees it (Redis); absent fields fall back to Postgres. */
-  readonly liveness: {
-    lastHeardAt(deviceId: string): Promise<Date | null>;
-    /** Called after a token changed or a device went away: the old token must stop working at once. */
-    forgetToken(deviceId: string, tokenHash: string): Promise<void>;
-    forgetTokens(revoked: readonly { deviceId: string; tokenHash: string }[]): Promise<void>;
-    forgetDevice(deviceId: string): Promise<void>;
-  };
+  readonly ops: Pick<
+    ApiOperations,
+    'queries' | 'configure' | 'registerDevice' | 'deleteDevice' | 'rotateTokens'
+  >;
+  /** When the gateway heard the device last (Redis); absent, Postgres's last heartbeat is shown. */
+  readonly lastHeardAt: (deviceId: string) => Promise<Date | null>;
   /** The server's `device.healthcheckMaxConsecutiveMisses` (what a device without a policy has). */
   readonly serverMaxMisses: () => Promise<number>;
-  /** Enqueues the effects a disconnect wrote (may be a no-op before the effect workers exist). */
-  readonly enqueueEffects: (d: readonly Disconnected[]) => Promise<void>;
 }
 
 const uuid = z.uuid();
@@ -165,61 +131,45 @@ export const maintenanceBody = z.strictObject({
   stopRecordings: z.boolean().default(true),
 });
 
+/** The window a maintenance body opens. */
+export const maintenanceWindow = (b: z.infer<typeof maintenanceBody>): Maintenance => ({
+  until: new Date(b.until),
+  reason: b.reason,
+  stopsRecordings: b.stopRecordings,
+});
+
 /** Reads the `:id` parameter; anything that is not a UUID cannot name a device. */
 export function deviceIdParam(raw: string | undefined): string {
   const parsed = uuid.safeParse(raw);
   if (!parsed.success) throw deviceNotFound();
   return parsed.data;
 }
-export const deviceNotFound = () => notFound('DEVICE_NOT_FOUND', 'no such device');
+export { deviceNotFound };
 
-const MAX_BAD_SECRETS_MESSAGE = 'too many registrations with a wrong secret from this address';
+const presentSession = (s: Awaited<ReturnType<ApiOperations['queries']['sessionsWithEffects']>>[number]) => ({
+  id: s.id,
+  startedAt: s.startedAt.toISOString(),
+  startedRound: s.startedRound,
+  endedAt: s.endedAt?.toISOString() ?? null,
+  endReason: s.endReason,
+  roundsMissed: s.roundsMissed,
+  lastRoundHeard: s.lastRoundHeard,
+  effects: s.effects.map((e) => ({
+    kind: e.kind,
+    status: e.status,
+    attempts: e.attempts,
+    lastError: e.lastError,
+    doneAt: e.doneAt?.toISOString() ?? null,
+  })),
+});
 
 export function deviceRoutes(deps: DeviceRouteDeps): Router {
-  const { db, auth } = deps;
+  const { auth, ops, config } = deps;
   const router = new Router();
 
   router.post('/devices', async (ctx) => {
     const body = parseInput(registrationSchema, await readJson(ctx));
-    const address = ctx.request.ip;
-    const stored = await deps.registrationSecret();
-    // Without a stored secret the comparison still runs, so timing does not reveal the configuration.
-    const matches = secretMatches(body.secretKey, stored ?? hashSecret(randomUUID()));
-    const valid = Boolean(stored) && matches;
-    // Either way one step in Redis, after the comparison: a bad secret is counted as it is answered
-    // (only the first 10 of a window hear 401, however many come at once), a good one is refused
-    // while its address is blocked.
-    if (!valid) deps.countAuthFailure('registration');
-    const retryAfter = valid
-      ? await deps.badSecrets.blockedFor(address)
-      : await deps.badSecrets.fail(address);
-    if (retryAfter > 0) throw tooManyAttempts(MAX_BAD_SECRETS_MESSAGE, retryAfter);
-    if (!valid) throw new AppError(401, 'INVALID_SECRET_KEY', 'the registration secret key is not valid');
-    const token = newToken();
-    const id = randomUUID();
-    let device: Device;
-    try {
-      device = await insertDeviceWithEvent(
-        db,
-        {
-          id,
-          name: body.name,
-          tokenHash: tokenHash(token),
-          busId: newBusId(),
-          tracks: body.tracks,
-          actions: body.actions,
-          group: body.group ?? null,
-        },
-        clientEvent('DEVICE_REGISTERED', id, { name: body.name }),
-      );
-    } catch (err) {
-      if (isUniqueViolation(err, 'devices_name_live_unique')) {
-        throw conflict('DEVICE_NAME_TAKEN', `a device named "${body.name}" is already registered`, {
-          field: 'name',
-        });
-      }
-      throw err;
-    }
+    const { device, token } = await ops.registerDevice(body, ctx.request.ip);
     ctx.status = 201;
     ctx.set('Location', `/devices/${device.id}`);
     ctx.set('Cache-Control', 'no-store');
@@ -231,14 +181,14 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
       tracks: presentTracks(device),
       actions: device.actions,
       createdAt: device.createdAt.toISOString(),
-      channels: { deviceManagement: deps.config.channels.deviceBusForRobot(device.busId) },
+      channels: { deviceManagement: config.channels.deviceBusForRobot(device.busId) },
     };
   });
 
   router.get('/devices', async (ctx) => {
     await auth.operator(ctx);
     const query = parseInput(deviceListQuery, ctx.query);
-    const page = await listDevices(db, {
+    const page = await ops.queries.devicePage({
       status: query.status,
       group: query.group,
       flapping: query.flapping,
@@ -247,7 +197,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
     });
     const last = page.devices.at(-1);
     ctx.body = {
-      devices: page.devices.map((d) => presentDevice(d, null, deps.config.MOTH_SHARED_BUS)),
+      devices: page.devices.map((d) => presentDevice(d, null, config.MOTH_SHARED_BUS)),
       nextCursor: page.more && last ? encodeCursor(last.seq) : null,
     };
   });
@@ -256,13 +206,12 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
     const caller = await auth.caller(ctx);
     const id = deviceIdParam(ctx.params.id);
     if (caller.kind === 'device' && caller.deviceId !== id) throw forbidden('a device may read only itself');
-    const device = await findLiveDevice(db, id);
+    const device = await ops.queries.liveDevice(id);
     if (!device) throw deviceNotFound();
-    const shared = deps.config.MOTH_SHARED_BUS;
     ctx.body = {
-      ...presentDevice(device, await deps.liveness.lastHeardAt(id), shared),
+      ...presentDevice(device, await deps.lastHeardAt(id), config.MOTH_SHARED_BUS),
       // The bus is shown to the device itself and to the operator, never in a list.
-      ...presentDeviceBus(device, deps.config.channels, shared),
+      ...presentDeviceBus(device, config.channels, config.MOTH_SHARED_BUS),
       healthcheck: resolvePolicy(device.policy, device.groupPolicy, await deps.serverMaxMisses()),
     };
   });
@@ -271,66 +220,13 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
     await auth.operator(ctx);
     const id = deviceIdParam(ctx.params.id);
     const { limit } = parseInput(limitQuery, ctx.query);
-    if (!(await findLiveDevice(db, id))) throw deviceNotFound();
-    const sessions = await listSessions(db, id, limit);
-    const effects = await effectsOfSessions(
-      db,
-      sessions.map((s) => s.id),
-    );
-    ctx.body = {
-      sessions: sessions.map((s) => ({
-        id: s.id,
-        startedAt: s.startedAt.toISOString(),
-        startedRound: s.startedRound,
-        endedAt: s.endedAt?.toISOString() ?? null,
-        endReason: s.endReason,
-        roundsMissed: s.roundsMissed,
-        lastRoundHeard: s.lastRoundHeard,
-        effects: effects
-          .filter((e) => e.sessionId === s.id)
-          .map((e) => ({
-            kind: e.kind,
-            status: e.status,
-            attempts: e.attempts,
-            lastError: e.lastError,
-            doneAt: e.doneAt?.toISOString() ?? null,
-          })),
-      })),
-    };
+    if (!(await ops.queries.liveDevice(id))) throw deviceNotFound();
+    ctx.body = { sessions: (await ops.queries.sessionsWithEffects(id, limit)).map(presentSession) };
   });
 
   router.delete('/devices/:id', async (ctx) => {
     await auth.operator(ctx);
-    const id = deviceIdParam(ctx.params.id);
-    const { disconnected } = await db.transaction(async (trx) => {
-      const device = await lockLiveDevice(trx, id);
-      if (!device) throw deviceNotFound();
-      const hash = await trx('devices').where({ id }).first<{ token_hash: string } | undefined>('token_hash');
-      const ended =
-        device.status === 'CONNECTED'
-          ? await disconnectDevices(
-              trx,
-              [
-                {
-                  deviceId: id,
-                  beforeRound: null,
-                  missedRounds: 0,
-                  lastRoundHeard: null,
-                  lastHeartbeatAt: null,
-                },
-              ],
-              'DELETED',
-            )
-          : [];
-      await markDeviceDeleted(trx, id);
-      await appendEvents(trx, [clientEvent('DEVICE_DELETED', id, { name: device.name })]);
-      // Revoked in the heartbeat cache before the commit: if Redis cannot take it, nothing changes.
-      await deps.liveness.forgetToken(id, hash!.token_hash);
-      return { disconnected: ended };
-    });
-    // Committed: the rest is best effort (a stale index entry is harmless, the sweeper enqueues effects).
-    await deps.liveness.forgetDevice(id).catch(() => {});
-    await deps.enqueueEffects(disconnected).catch(() => {});
+    await ops.deleteDevice(deviceIdParam(ctx.params.id));
     ctx.status = 204;
   });
 
@@ -339,25 +235,9 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
     await auth.operator(ctx);
     // `all` only says that no filter is meant.
     const { ids, status, usesSharedBus } = parseInput(rotateTokensBody, await readJson(ctx));
-    const tokens = new Map<string, string>();
-    const rotated = await db.transaction(async (trx) => {
-      const changed = await replaceTokenHashes(trx, { ids, status, usesSharedBus }, (id) => {
-        const token = newToken();
-        tokens.set(id, token);
-        return tokenHash(token);
-      });
-      await appendEvents(
-        trx,
-        changed.map((d) => clientEvent('DEVICE_TOKEN_ROTATED', d.id)),
-      );
-      await deps.liveness.forgetTokens(changed.map((d) => ({ deviceId: d.id, tokenHash: d.oldHash })));
-      return changed;
-    });
+    const rotated = await ops.rotateTokens.many({ ids, status, usesSharedBus });
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = {
-      count: rotated.length,
-      rotated: rotated.map((d) => ({ id: d.id, name: d.name, token: tokens.get(d.id)! })),
-    };
+    ctx.body = { count: rotated.length, rotated };
   });
 
   // Maintenance: a device that goes silent meanwhile is disconnected as MAINTENANCE, with no effect but
@@ -365,35 +245,21 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
   router.post('/devices/:id/maintenance', async (ctx) => {
     await auth.operator(ctx);
     const id = deviceIdParam(ctx.params.id);
-    const body = parseInput(maintenanceBody, await readJson(ctx));
-    const window = { until: new Date(body.until), reason: body.reason, stopsRecordings: body.stopRecordings };
-    if (!(await setMaintenance(db, id, window))) throw deviceNotFound();
+    const window = maintenanceWindow(parseInput(maintenanceBody, await readJson(ctx)));
+    if (!(await ops.configure.deviceMaintenance(id, window))) throw deviceNotFound();
     ctx.body = { id, maintenance: presentWindow(window) };
   });
 
   router.delete('/devices/:id/maintenance', async (ctx) => {
     await auth.operator(ctx);
-    const id = deviceIdParam(ctx.params.id);
-    if (!(await setMaintenance(db, id, null))) throw deviceNotFound();
+    if (!(await ops.configure.deviceMaintenance(deviceIdParam(ctx.params.id), null))) throw deviceNotFound();
     ctx.status = 204;
   });
 
   router.post('/devices/:id/token', async (ctx) => {
     await auth.operator(ctx);
     const id = deviceIdParam(ctx.params.id);
-    const token = newToken();
-    await db.transaction(async (trx) => {
-      const row = await trx('devices')
-        .where({ id })
-        .whereNull('deleted_at')
-        .forUpdate()
-        .first<{ token_hash: string } | undefined>('token_hash');
-      if (!row) throw deviceNotFound();
-      await replaceTokenHash(trx, id, tokenHash(token));
-      await appendEvents(trx, [clientEvent('DEVICE_TOKEN_ROTATED', id)]);
-      // The old token stops working at once: revoked in the heartbeat cache before the commit.
-      await deps.liveness.forgetToken(id, row.token_hash);
-    });
+    const token = await ops.rotateTokens.one(id);
     ctx.set('Cache-Control', 'no-store');
     ctx.body = { id, token };
   });

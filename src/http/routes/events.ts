@@ -1,10 +1,8 @@
 import Router from '@koa/router';
 import { z } from 'zod';
-import { readStream } from '../../db/outbox';
-import { publishedKeys, rotateSigningKey } from '../../db/signing-keys';
-import type { Db } from '../../db/knex';
 import { forbidden } from '../../domain/errors';
 import type { PlatformEvent } from '../../domain/events';
+import type { ApiOperations } from '../../operations';
 import type { Authenticator } from '../auth';
 import { parseInput } from '../validate';
 import { deviceIdParam } from './devices';
@@ -19,14 +17,14 @@ export const feedQuery = z.strictObject({
  * sent. A client that sees a number skipped on Moth fetches from the last one it has.
  */
 export function eventRoutes(deps: {
-  db: Db;
   auth: Authenticator;
+  ops: Pick<ApiOperations, 'queries' | 'configure'>;
   sign: (event: PlatformEvent & { seq: number }) => Promise<unknown>;
 }): Router {
   const router = new Router();
   const page = async (stream: string, query: unknown) => {
     const q = parseInput(feedQuery, query);
-    const rows = await readStream(deps.db, stream, q.after, q.limit);
+    const rows = await deps.ops.queries.eventStream(stream, q.after, q.limit);
     return {
       stream,
       events: await Promise.all(rows.map((r) => deps.sign({ ...r.body, seq: r.seq }))),
@@ -51,13 +49,13 @@ export function eventRoutes(deps: {
   // A new key signs from now on (every process takes it within a minute); the old ones stay published.
   router.post('/signing-keys/rotate', async (ctx) => {
     await deps.auth.operator(ctx);
-    const kid = await rotateSigningKey(deps.db);
-    ctx.body = { kid, keys: await publishedKeys(deps.db) };
+    const kid = await deps.ops.configure.rotateSigningKey();
+    ctx.body = { kid, keys: await deps.ops.queries.signingKeys() };
   });
 
   router.get('/.well-known/rollcall-keys', async (ctx) => {
     ctx.set('Cache-Control', 'max-age=60');
-    ctx.body = { keys: await publishedKeys(deps.db) };
+    ctx.body = { keys: await deps.ops.queries.signingKeys() };
   });
   return router;
 }

@@ -1,21 +1,13 @@
 import Router from '@koa/router';
 import { z } from 'zod';
-import type { Db } from '../../db/knex';
-import { findLiveDevice, updateDevicePolicy } from '../../db/devices';
-import {
-  deleteGroup,
-  findGroup,
-  listGroups,
-  putGroupPolicy,
-  setGroupMaintenance,
-  type DeviceGroup,
-} from '../../db/policies';
 import { notFound } from '../../domain/errors';
 import { groupNameSchema, policyFieldsSchema, resolvePolicy, type PolicyFields } from '../../domain/policy';
+import type { ApiOperations } from '../../operations';
+import type { DeviceGroup } from '../../operations/queries';
 import type { Authenticator } from '../auth';
 import { readJson } from '../body';
 import { parseInput } from '../validate';
-import { deviceIdParam, deviceNotFound, maintenanceBody, presentWindow } from './devices';
+import { deviceIdParam, deviceNotFound, maintenanceBody, maintenanceWindow, presentWindow } from './devices';
 
 /** `PATCH /devices/:id`: a JSON merge patch of the device's group and its own policy. */
 export const devicePatchBody = z
@@ -56,20 +48,21 @@ const fields = (p: { maxConsecutiveMisses?: number | null; intervalMultiple?: nu
  * gateways read policies from Postgres each round, so a change applies from the next round.
  */
 export function groupRoutes(deps: {
-  db: Db;
   auth: Authenticator;
+  ops: Pick<ApiOperations, 'queries' | 'configure'>;
   serverMaxMisses: () => Promise<number>;
 }): Router {
-  const { db, auth } = deps;
+  const { auth } = deps;
+  const { queries, configure } = deps.ops;
   const router = new Router();
 
   router.patch('/devices/:id', async (ctx) => {
     await auth.operator(ctx);
     const id = deviceIdParam(ctx.params.id);
     const body = parseInput(devicePatchBody, await readJson(ctx));
-    if (!(await updateDevicePolicy(db, id, { group: body.group, policy: body.healthcheck ?? {} })))
+    if (!(await configure.devicePolicy(id, { group: body.group, policy: body.healthcheck ?? {} })))
       throw deviceNotFound();
-    const device = (await findLiveDevice(db, id))!;
+    const device = (await queries.liveDevice(id))!;
     ctx.body = {
       id,
       group: device.group,
@@ -79,12 +72,12 @@ export function groupRoutes(deps: {
 
   router.get('/device-groups', async (ctx) => {
     await auth.operator(ctx);
-    ctx.body = { groups: (await listGroups(db)).map(presentGroup) };
+    ctx.body = { groups: (await queries.groups()).map(presentGroup) };
   });
 
   router.get('/device-groups/:name', async (ctx) => {
     await auth.operator(ctx);
-    const group = await findGroup(db, groupParam(ctx.params.name));
+    const group = await queries.group(groupParam(ctx.params.name));
     if (!group) throw groupNotFound();
     ctx.body = presentGroup(group);
   });
@@ -93,13 +86,13 @@ export function groupRoutes(deps: {
     await auth.operator(ctx);
     const name = groupParam(ctx.params.name);
     const body = parseInput(groupPutBody, await readJson(ctx));
-    await putGroupPolicy(db, name, fields(body.healthcheck));
-    ctx.body = presentGroup((await findGroup(db, name))!);
+    await configure.groupPolicy(name, fields(body.healthcheck));
+    ctx.body = presentGroup((await queries.group(name))!);
   });
 
   router.delete('/device-groups/:name', async (ctx) => {
     await auth.operator(ctx);
-    if (!(await deleteGroup(db, groupParam(ctx.params.name)))) throw groupNotFound();
+    if (!(await configure.deleteGroup(groupParam(ctx.params.name)))) throw groupNotFound();
     ctx.status = 204;
   });
 
@@ -108,14 +101,14 @@ export function groupRoutes(deps: {
     await auth.operator(ctx);
     const name = groupParam(ctx.params.name);
     const body = parseInput(maintenanceBody, await readJson(ctx));
-    const window = { until: new Date(body.until), reason: body.reason, stopsRecordings: body.stopRecordings };
-    if (!(await setGroupMaintenance(db, name, window))) throw groupNotFound();
+    const window = maintenanceWindow(body);
+    if (!(await configure.groupMaintenance(name, window))) throw groupNotFound();
     ctx.body = { name, maintenance: presentWindow(window) };
   });
 
   router.delete('/device-groups/:name/maintenance', async (ctx) => {
     await auth.operator(ctx);
-    if (!(await setGroupMaintenance(db, groupParam(ctx.params.name), null))) throw groupNotFound();
+    if (!(await configure.groupMaintenance(groupParam(ctx.params.name), null))) throw groupNotFound();
     ctx.status = 204;
   });
 

@@ -1,7 +1,7 @@
 import Router from '@koa/router';
 import { z } from 'zod';
-import type { Db } from '../../db/knex';
-import { historiesFor, type DeviceHistory } from '../../db/uptime';
+import type { ApiOperations } from '../../operations';
+import type { DeviceHistory } from '../../operations/queries';
 import { combine, uptime, uptimeBuckets, type UptimeReport } from '../../domain/uptime';
 import { AppError, validationFailed } from '../../domain/errors';
 import { groupNameSchema } from '../../domain/policy';
@@ -68,8 +68,8 @@ function report(histories: readonly DeviceHistory[], q: Query) {
 
 /** Connected time, outages by reason and MTBF from the session history, per device and fleet-wide. */
 export function uptimeRoutes(deps: {
-  db: Db;
   auth: Authenticator;
+  ops: Pick<ApiOperations, 'queries'>;
   /** Device-bucket reports one fleet request may compute (each holds the web process's loop a little). */
   maxReports?: number;
 }): Router {
@@ -81,17 +81,16 @@ export function uptimeRoutes(deps: {
     const q = parseInput(uptimeQuery, ctx.query);
     if (q.group !== undefined)
       throw validationFailed([{ field: 'group', message: 'a filter of the fleet, not of one device' }]);
-    const histories = await historiesFor(deps.db, new Date(q.from), new Date(q.to), { deviceId: id });
+    const histories = await deps.ops.queries.histories(new Date(q.from), new Date(q.to), { deviceId: id });
     if (histories.length === 0) {
-      const exists = await deps.db('devices').where({ id }).first<{ id: string } | undefined>('id');
-      if (!exists) throw deviceNotFound();
+      if (!(await deps.ops.queries.deviceExisted(id))) throw deviceNotFound();
     }
     ctx.body = { deviceId: id, ...report(histories, q) };
   });
   router.get('/fleet/uptime', async (ctx) => {
     await deps.auth.operator(ctx);
     const q = parseInput(uptimeQuery, ctx.query);
-    const histories = await historiesFor(deps.db, new Date(q.from), new Date(q.to), { group: q.group });
+    const histories = await deps.ops.queries.histories(new Date(q.from), new Date(q.to), { group: q.group });
     const buckets = q.bucket ? Math.ceil((q.to - q.from) / BUCKET_MS[q.bucket]) : 1;
     if (histories.length * buckets > maxReports)
       throw new AppError(

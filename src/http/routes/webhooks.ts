@@ -1,16 +1,9 @@
 import Router from '@koa/router';
 import { z } from 'zod';
-import type { Db } from '../../db/knex';
-import {
-  createWebhook,
-  deleteWebhook,
-  deliveriesOf,
-  findWebhook,
-  listWebhooks,
-  type Delivery,
-} from '../../db/webhooks';
 import { notFound } from '../../domain/errors';
 import { webhookBody, type Webhook } from '../../domain/webhooks';
+import type { ApiOperations } from '../../operations';
+import type { Delivery } from '../../operations/queries';
 import type { Authenticator } from '../auth';
 import { readJson } from '../body';
 import { limitQuery, parseInput } from '../validate';
@@ -49,13 +42,17 @@ const presentDelivery = (d: Delivery) => ({
 });
 
 /** Alerts by webhook: subscriptions to client events, each delivery signed, retried and logged. */
-export function webhookRoutes(deps: { db: Db; auth: Authenticator }): Router {
-  const { db, auth } = deps;
+export function webhookRoutes(deps: {
+  auth: Authenticator;
+  ops: Pick<ApiOperations, 'queries' | 'configure'>;
+}): Router {
+  const { auth } = deps;
+  const { queries, configure } = deps.ops;
   const router = new Router();
 
   router.post('/webhooks', async (ctx) => {
     await auth.operator(ctx);
-    const webhook = await createWebhook(db, parseInput(webhookBody, await readJson(ctx)));
+    const webhook = await configure.createWebhook(parseInput(webhookBody, await readJson(ctx)));
     ctx.status = 201;
     ctx.set('Location', `/webhooks/${webhook.id}`);
     ctx.set('Cache-Control', 'no-store');
@@ -65,19 +62,19 @@ export function webhookRoutes(deps: { db: Db; auth: Authenticator }): Router {
 
   router.get('/webhooks', async (ctx) => {
     await auth.operator(ctx);
-    ctx.body = { webhooks: (await listWebhooks(db)).map(presentWebhook) };
+    ctx.body = { webhooks: (await queries.webhooks()).map(presentWebhook) };
   });
 
   router.get('/webhooks/:id', async (ctx) => {
     await auth.operator(ctx);
-    const webhook = await findWebhook(db, webhookParam(ctx.params.id));
+    const webhook = await queries.webhook(webhookParam(ctx.params.id));
     if (!webhook) throw webhookNotFound();
     ctx.body = presentWebhook(webhook);
   });
 
   router.delete('/webhooks/:id', async (ctx) => {
     await auth.operator(ctx);
-    if (!(await deleteWebhook(db, webhookParam(ctx.params.id)))) throw webhookNotFound();
+    if (!(await configure.deleteWebhook(webhookParam(ctx.params.id)))) throw webhookNotFound();
     ctx.status = 204;
   });
 
@@ -85,8 +82,8 @@ export function webhookRoutes(deps: { db: Db; auth: Authenticator }): Router {
     await auth.operator(ctx);
     const id = webhookParam(ctx.params.id);
     const { limit } = parseInput(limitQuery, ctx.query);
-    if (!(await findWebhook(db, id))) throw webhookNotFound();
-    ctx.body = { deliveries: (await deliveriesOf(db, id, limit)).map(presentDelivery) };
+    if (!(await queries.webhook(id))) throw webhookNotFound();
+    ctx.body = { deliveries: (await queries.deliveries(id, limit)).map(presentDelivery) };
   });
 
   return router;

@@ -1,12 +1,12 @@
 import type { Server } from 'node:http';
-import { countDevicesByStatus } from '../db/fleet';
-import { createApp } from '../http/app';
-import type { ReadinessChecks } from '../http/ops';
-import { closeServer, listen } from '../http/server';
-import { createMantis } from '../integrations/mantis';
-import { createTgdm } from '../integrations/tgdm';
-import type { Logger } from '../logger';
-import { addScrapeGauges, createMetrics, type Metrics } from '../metrics';
+import { countDevicesByStatus } from '../../src/db/fleet';
+import { createApp } from '../../src/http/app';
+import type { ReadinessChecks } from '../../src/http/ops';
+import { closeServer, listen } from '../../src/http/server';
+import { createMantis } from '../../src/integrations/mantis';
+import { createTgdm } from '../../src/integrations/tgdm';
+import type { Logger } from '../../src/logger';
+import { addScrapeGauges, createMetrics, type Metrics } from '../../src/metrics';
 import type { Role } from './role';
 import { createServices, type BackedConfig, type Services } from './services';
 

@@ -1,17 +1,17 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { ConfigError, type Config } from '../config';
-import type { ReadinessChecks } from '../http/ops';
-import { startOpsServer } from '../http/ops-server';
-import type { Metrics } from '../metrics';
-import { createDb, type Db } from '../db/knex';
-import type { SessionEffects } from '../domain/effects';
-import { createRedis, redisKeys, type RedisClient, type RedisKeys } from '../redis/connection';
-import { createLiveness, type Liveness } from '../redis/liveness';
+import { ConfigError, type Config } from '../../src/config';
+import type { ReadinessChecks } from '../../src/http/ops';
+import { startOpsServer } from '../../src/http/ops-server';
+import type { Metrics } from '../../src/metrics';
+import { createDb, type Db } from '../../src/db/knex';
+import type { SessionEffects } from '../../src/domain/effects';
+import { createRedis, redisKeys, type RedisClient, type RedisKeys } from '../../src/redis/connection';
+import { createLiveness, type Liveness } from '../../src/redis/liveness';
 import type { ConnectionOptions } from 'bullmq';
-import { bullConnection, createQueues, type Queues } from '../queues/connection';
-import { createRoundScheduler, type RoundScheduler } from '../queues/round-scheduler';
-import { createSettingsService, type SettingsService } from '../settings-service';
+import { bullConnection, createQueues, type Queues } from '../../src/queues/connection';
+import { createRoundScheduler, type RoundScheduler } from '../../src/queues/round-scheduler';
+import { createSettingsService, type SettingsService } from '../../src/settings-service';
 
 export type BackedConfig = Config & { DATABASE_URL: string; REDIS_URL: string };
 
@@ -80,8 +80,8 @@ export function createServices(config: BackedConfig, name: string, poolMax = 10)
       redis: () => redis.ping(),
     },
     async checkShardCount() {
-      await redis.set(keys.shardCount, String(config.SHARDS), 'NX');
-      const stored = Number(await redis.get(keys.shardCount));
+      await redis.set(keys.liveness.shardCount, String(config.SHARDS), 'NX');
+      const stored = Number(await redis.get(keys.liveness.shardCount));
       if (stored !== config.SHARDS)
         throw new ConfigError(
           `invalid environment:\n  SHARDS: ${config.SHARDS}, but this deployment's Redis state is kept in ${stored} shards (set SHARDS=${stored}, or rebuild the liveness state: see the README)`,

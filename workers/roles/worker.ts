@@ -1,24 +1,31 @@
 import { Worker, type Job } from 'bullmq';
 import { createAbortTask } from '../../jobs/abort-task';
 import { createDispatchEffects, type DispatchEffectsData } from '../../jobs/dispatch-effects';
-import { createEvaluateRound } from '../../jobs/evaluate-round';
+import { createEvaluateRoundJob, type EvaluateRoundData } from '../../jobs/evaluate-round';
 import { createStartRecording } from '../../jobs/start-recording';
 import { createStopAnalysisStreams } from '../../jobs/stop-analysis-streams';
 import { createStopRecording } from '../../jobs/stop-recording';
 import { createSweepEffects } from '../../jobs/sweep-effects';
-import { createDeliverWebhook, type DeliverWebhookData } from '../../jobs/deliver-webhook';
+import { createDeliverWebhookJob, type DeliverWebhookData } from '../../jobs/deliver-webhook';
 import { createFanOutWebhooks } from '../../jobs/fan-out-webhooks';
-import { fanOut, overduePending } from '../db/webhooks';
-import { selectStalePending } from '../db/effects';
-import { createDb } from '../db/knex';
-import { effectProcessor, type EffectDefinition } from '../effects/run-effect';
-import { createMantis } from '../integrations/mantis';
-import { createTgdm } from '../integrations/tgdm';
-import type { Logger } from '../logger';
-import { addScrapeGauges, createMetrics } from '../metrics';
-import { countDevicesByStatus } from '../db/fleet';
-import { effectQueueName, QUEUES } from '../queues/names';
-import { createRounds } from '../redis/rounds';
+import { fanOut, overduePending } from '../../src/db/webhooks';
+import { selectStalePending } from '../../src/db/effects';
+import { createDb } from '../../src/db/knex';
+import { effectProcessor, type EffectDefinition } from '../../src/effects/run-effect';
+import { abortSessionTask } from '../../src/operations/abort-session-task';
+import { createConnectDevice } from '../../src/operations/connect-device';
+import { createDeliverWebhook } from '../../src/operations/deliver-webhook';
+import { createEvaluateRound } from '../../src/operations/evaluate-round';
+import { createStartRecording as startRecordingOperation } from '../../src/operations/start-recording';
+import { createStopAnalysisStreams as stopStreamsOperation } from '../../src/operations/stop-analysis-streams';
+import { createStopRecording as stopRecordingOperation } from '../../src/operations/stop-recording';
+import { createMantis } from '../../src/integrations/mantis';
+import { createTgdm } from '../../src/integrations/tgdm';
+import type { Logger } from '../../src/logger';
+import { addScrapeGauges, createMetrics } from '../../src/metrics';
+import { countDevicesByStatus } from '../../src/db/fleet';
+import { effectQueueName, QUEUES } from '../../src/queues/names';
+import { createRounds } from '../../src/redis/rounds';
 import type { Role } from './role';
 import { createServices, startRoleOps, type BackedConfig, type OpsOptions } from './services';
 
@@ -54,22 +61,32 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
   // The evaluation has a pool of its own: a flood of effect jobs holding every connection of the
   // shared pool must not delay the next detection.
   const evaluationDb = createDb(config.DATABASE_URL, EVALUATIONS_AT_ONCE * PARALLEL_BATCHES);
-  const evaluate = createEvaluateRound({
-    db: evaluationDb,
-    liveness: services.liveness,
-    rounds,
-    settings: () => services.settings.current(),
-    enqueueEffects: (done) => services.queues.dispatchEffects(done),
-    parallelBatches: PARALLEL_BATCHES,
-    metrics,
-    logger,
+  const settings = () => services.settings.current();
+  const evaluate = createEvaluateRoundJob({
+    evaluateRound: createEvaluateRound({
+      db: evaluationDb,
+      liveness: services.liveness,
+      rounds,
+      settings,
+      connectDevice: createConnectDevice({ db: evaluationDb, settings }),
+      enqueueEffects: (done) => services.queues.dispatchEffects(done),
+      parallelBatches: PARALLEL_BATCHES,
+      metrics,
+      logger,
+    }),
   });
   const dispatch = createDispatchEffects({ enqueueEffects: services.enqueueEffects });
   const effects: EffectDefinition[] = [
-    createAbortTask({ db }),
-    createStopRecording({ db, tgdm }),
-    createStopAnalysisStreams({ db, mantis }),
-    createStartRecording({ db, tgdm, mothUrl: config.MOTH_PUBLIC_URL ?? config.MOTH_URL }),
+    createAbortTask({ abortSessionTask }),
+    createStopRecording({ stopRecording: stopRecordingOperation({ db, tgdm }) }),
+    createStopAnalysisStreams({ stopStreams: stopStreamsOperation({ db, mantis }) }),
+    createStartRecording({
+      startRecording: startRecordingOperation({
+        db,
+        tgdm,
+        mothUrl: config.MOTH_PUBLIC_URL ?? config.MOTH_URL,
+      }),
+    }),
   ];
   const sweep = createSweepEffects({
     stalePending: () => selectStalePending(db, 5000, 1000),
@@ -88,10 +105,12 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
     enqueue: (deliveries) => services.queues.enqueueDeliveries(deliveries, webhookPolicy),
     logger,
   });
-  const deliverWebhook = createDeliverWebhook({ db, logger: logger.child({ part: 'webhooks' }) });
+  const deliverWebhook = createDeliverWebhookJob({
+    deliverWebhook: createDeliverWebhook({ db, logger: logger.child({ part: 'webhooks' }) }),
+  });
 
   const workers = [
-    new Worker(QUEUES.evaluateRound, (job) => evaluate(job.data as { round: number }), {
+    new Worker(QUEUES.evaluateRound, (job) => evaluate(job.data as EvaluateRoundData), {
       ...opts,
       concurrency: EVALUATIONS_AT_ONCE,
     }),
@@ -104,7 +123,12 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
       (def) =>
         new Worker(
           effectQueueName(def.kind),
-          effectProcessor(def, { db, metrics, logger: logger.child({ effect: def.kind }) }),
+          effectProcessor(def, {
+            db,
+            metrics,
+            logger: logger.child({ effect: def.kind }),
+            notYetDelayMs: config.EFFECT_BACKOFF_MS,
+          }),
           {
             ...opts,
             concurrency: 8,

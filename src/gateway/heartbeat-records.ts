@@ -1,0 +1,51 @@
+import {
+  findDeviceIdsByTokenHashes,
+  findTokenHashesOfDevices,
+  markHeardOnBus,
+  markProofsOnly,
+  markTokenExposed,
+} from '../db/devices';
+import type { Db } from '../db/knex';
+import type { Logger } from '../logger';
+import type { Liveness } from '../redis/liveness';
+import type { BusEntry } from './device-buses';
+import type { HeartbeatIngestDeps } from './heartbeat-ingest';
+
+/**
+ * What the heartbeat ingest reads from and notes in Postgres: tokens and proof keys it does not
+ * have, tokens sent in text frames, devices that now take proofs only, the bus each is heard on.
+ * Notes are off the heartbeat's path: a failure is logged, and the next heartbeat notes it again.
+ */
+export function createHeartbeatRecords(deps: {
+  db: Db;
+  liveness: Pick<Liveness, 'requireProofs'>;
+  directory: ReadonlyMap<string, BusEntry>;
+  logger: Logger;
+}): Pick<HeartbeatIngestDeps, 'lookupTokens' | 'lookupKeys' | 'tokenExposed' | 'requireProofs' | 'heardOn'> {
+  const { db, logger: log } = deps;
+  const warn = (what: string) => (err: Error) => log.warn({ err: err.message }, `could not record ${what}`);
+  return {
+    lookupTokens: (hashes) => findDeviceIdsByTokenHashes(db, hashes),
+    lookupKeys: (deviceIds) => findTokenHashesOfDevices(db, deviceIds),
+    tokenExposed: (deviceIds) =>
+      void markTokenExposed(db, deviceIds).catch(warn('tokens sent in text frames')),
+    requireProofs: (entries) => {
+      // Postgres first, so the mark survives Redis; until both are written, the next proof asks again.
+      markProofsOnly(
+        db,
+        entries.map((e) => e.deviceId),
+      )
+        .then(() => deps.liveness.requireProofs(entries))
+        .catch(warn('devices taking proofs only'));
+    },
+    heardOn: (deviceIds, bus) => {
+      const changed = deviceIds.filter((d) => {
+        const entry = deps.directory.get(d);
+        if (!entry || entry.heardOnBus === bus) return false;
+        entry.heardOnBus = bus;
+        return true;
+      });
+      markHeardOnBus(db, changed, bus).catch(warn('which bus devices use'));
+    },
+  };
+}

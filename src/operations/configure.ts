@@ -1,0 +1,29 @@
+import type { PolicyFields } from '../domain/policy';
+import type { WebhookSpec } from '../domain/webhooks';
+import { setMaintenance, updateDevicePolicy, type Maintenance } from '../db/devices';
+import type { Db } from '../db/knex';
+import { deleteGroup, putGroupPolicy, setGroupMaintenance } from '../db/policies';
+import { rotateSigningKey } from '../db/signing-keys';
+import { createWebhook, deleteWebhook } from '../db/webhooks';
+
+/**
+ * An operator's configuration: health-check policies, groups, maintenance windows, webhooks and the
+ * event-signing key. Each is one statement with no event; rounds, evaluation and the webhook fan-out
+ * read it as they go, so a change applies from the next round (or delivery). A false answer means
+ * nothing by that name or id exists.
+ */
+export function createConfigure(db: Db) {
+  return {
+    devicePolicy: (id: string, change: { group?: string | null; policy: Partial<PolicyFields> }) =>
+      updateDevicePolicy(db, id, change),
+    deviceMaintenance: (id: string, window: Maintenance | null) => setMaintenance(db, id, window),
+    groupPolicy: (name: string, policy: PolicyFields) => putGroupPolicy(db, name, policy),
+    deleteGroup: (name: string) => deleteGroup(db, name),
+    groupMaintenance: (name: string, window: Maintenance | null) => setGroupMaintenance(db, name, window),
+    createWebhook: (spec: WebhookSpec) => createWebhook(db, spec),
+    deleteWebhook: (id: string) => deleteWebhook(db, id),
+    rotateSigningKey: () => rotateSigningKey(db),
+  };
+}
+
+export type Configure = ReturnType<typeof createConfigure>;

@@ -1,0 +1,26 @@
+import { randomUUID } from 'node:crypto';
+import { validationFailed } from '../domain/errors';
+import { taskEvents } from '../domain/task-events';
+import type { Device } from '../db/devices';
+import type { Db } from '../db/knex';
+import { appendEvents } from '../db/outbox';
+import { insertTask, type Task } from '../db/tasks';
+
+/** An operator gives a device a task: one of the actions it registered; TASK_REGISTERED goes with it. */
+export function createCreateTask(deps: { db: Db }) {
+  return async (
+    device: Device,
+    body: { action: string; payload: Record<string, unknown> },
+  ): Promise<Task> => {
+    if (!device.actions.includes(body.action)) {
+      throw validationFailed([
+        { field: 'action', message: `not an action this device registered (${device.actions.join(', ')})` },
+      ]);
+    }
+    return deps.db.transaction(async (trx) => {
+      const created = await insertTask(trx, { id: randomUUID(), deviceId: device.id, ...body });
+      await appendEvents(trx, taskEvents(created, device.name));
+      return created;
+    });
+  };
+}

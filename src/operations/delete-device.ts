@@ -1,0 +1,49 @@
+import { clientEvent } from '../domain/events';
+import type { SessionEffects } from '../domain/effects';
+import { lockLiveDevice, markDeviceDeleted, tokenHashOf } from '../db/devices';
+import type { Db } from '../db/knex';
+import { appendEvents } from '../db/outbox';
+import { disconnectDevices } from '../db/transitions';
+import { deviceNotFound } from './device-errors';
+import type { TokenCache } from './rotate-tokens';
+
+/**
+ * An operator deletes a device: a connected one is disconnected as DELETED (its effects run), the
+ * row is marked deleted with DEVICE_DELETED, and its token stops working at once (revoked in the
+ * heartbeat cache before the commit: if Redis cannot take it, nothing changes).
+ */
+export function createDeleteDevice(deps: {
+  db: Db;
+  liveness: TokenCache & { forgetDevice(deviceId: string): Promise<void> };
+  enqueueEffects: (d: readonly SessionEffects[]) => Promise<void>;
+}) {
+  return async (id: string): Promise<void> => {
+    const disconnected = await deps.db.transaction(async (trx) => {
+      const device = await lockLiveDevice(trx, id);
+      if (!device) throw deviceNotFound();
+      const ended =
+        device.status === 'CONNECTED'
+          ? await disconnectDevices(
+              trx,
+              [
+                {
+                  deviceId: id,
+                  beforeRound: null,
+                  missedRounds: 0,
+                  lastRoundHeard: null,
+                  lastHeartbeatAt: null,
+                },
+              ],
+              'DELETED',
+            )
+          : [];
+      await markDeviceDeleted(trx, id);
+      await appendEvents(trx, [clientEvent('DEVICE_DELETED', id, { name: device.name })]);
+      await deps.liveness.forgetToken(id, (await tokenHashOf(trx, id))!);
+      return ended;
+    });
+    // Committed: the rest is best effort (a stale index entry is harmless, the sweeper enqueues effects).
+    await deps.liveness.forgetDevice(id).catch(() => {});
+    await deps.enqueueEffects(disconnected).catch(() => {});
+  };
+}

@@ -1,0 +1,133 @@
+import type { SessionEffects } from '../domain/effects';
+import { staleAmong } from '../domain/policy';
+import type { SettingValues } from '../domain/settings';
+import type { Db } from '../db/knex';
+import { allowancesOf, strictestAllowance } from '../db/policies';
+import { endStableFlapping } from '../db/transitions';
+import type { Logger } from '../logger';
+import type { Metrics } from '../metrics';
+import type { Claimed, Judge, Liveness } from '../redis/liveness';
+import type { Rounds } from '../redis/rounds';
+import type { ConnectDevice } from './connect-device';
+import { createDisconnectBatch } from './disconnect-batch';
+import { createHoldOnMassSilence } from './hold-on-mass-silence';
+
+export interface EvaluateRoundDeps {
+  readonly db: Db;
+  readonly liveness: Liveness;
+  readonly rounds: Rounds;
+  readonly settings: () => Promise<SettingValues>;
+  readonly connectDevice: ConnectDevice;
+  /**
+   * Hands the effects of committed transitions to the effect queues. The worker passes the
+   * dispatch queue here, so a mass disconnect waits for a few small adds, not one per effect.
+   */
+  readonly enqueueEffects: (done: readonly SessionEffects[]) => Promise<void>;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  /** Devices handled per transaction. */
+  readonly batchSize?: number;
+  /** Transactions run at once (each needs a connection of `db`'s pool). */
+  readonly parallelBatches?: number;
+  readonly now?: () => number;
+}
+
+export interface EvaluateRoundResult {
+  readonly round: number;
+  readonly outcome: 'valid' | 'void' | 'held' | 'unknown';
+  readonly disconnected: number;
+  readonly reconnected: number;
+}
+
+/**
+ * Evaluation of round n, run once when n closes. Costs O(devices silent longer than the strictest
+ * allowance): those are claimed from the connected index, each judged by its own policy (its own,
+ * its group's or the server's, read from Postgres for the few at risk: a change applies from the
+ * next round), then disconnected in batches. Safe to re-run after a crash: the claim list survives
+ * in Redis and every step is idempotent.
+ */
+export function createEvaluateRound(deps: EvaluateRoundDeps) {
+  const batchSize = deps.batchSize ?? 1000;
+  const limit = batchSize * (deps.parallelBatches ?? 2);
+  const holdOnMassSilence = createHoldOnMassSilence(deps);
+  const disconnect = createDisconnectBatch(deps);
+
+  const judgeBy =
+    (n: number, serverMax: number, strictest: number): Judge =>
+    async (pages) => {
+      const ids = pages.flatMap((p) => p.candidates.map((c) => c.deviceId));
+      const allowed = await allowancesOf(deps.db, ids, serverMax);
+      // A device with no row (removed by hand) has no policy left: it goes at the strictest.
+      return pages.map((p) =>
+        staleAmong(n, p.candidates, p.validRounds, (id) => allowed.get(id) ?? strictest),
+      );
+    };
+
+  /** A heartbeat that came after the claim re-entered the index: that device gets a new session. */
+  async function reconnectHeardAgain(claimed: readonly Claimed[]): Promise<SessionEffects[]> {
+    const heardAgain = await deps.liveness.indexedMany(claimed.map((c) => c.deviceId));
+    const sessions: SessionEffects[] = [];
+    for (const [deviceId, heardIn] of heardAgain) {
+      const session = await deps.connectDevice(deviceId, heardIn);
+      if (session) sessions.push(session);
+    }
+    deps.metrics.transitions.inc({ to: 'CONNECTED' }, sessions.length);
+    return sessions;
+  }
+
+  return async (n: number): Promise<EvaluateRoundResult> => {
+    const meta = await deps.rounds.meta(n);
+    const outcome = meta?.outcome ?? 'unknown';
+    if (outcome !== 'valid') return { round: n, outcome, disconnected: 0, reconnected: 0 };
+    const settings = await deps.settings();
+    if (await holdOnMassSilence(n, meta!.validShards, settings))
+      return { round: n, outcome: 'held', disconnected: 0, reconnected: 0 };
+    const serverMax = settings['device.healthcheckMaxConsecutiveMisses'];
+    const strictest = await strictestAllowance(deps.db, serverMax);
+    const judge = judgeBy(n, serverMax, strictest);
+    let disconnected = 0;
+    let reconnected = 0;
+    // The effects of every transition, handed off once all decisions are written: on a mass
+    // disconnect their fan-out would otherwise compete with the transactions for the same cores.
+    // Their rows are committed with each batch, so the sweeper enqueues any whose hand-off is lost.
+    const effects: SessionEffects[] = [];
+    async function settle(batch: readonly Claimed[]): Promise<void> {
+      const ended = await disconnect(batch);
+      const again = await reconnectHeardAgain(batch);
+      effects.push(...ended, ...again);
+      disconnected += ended.length;
+      reconnected += again.length;
+      await deps.liveness.releaseClaims(
+        n,
+        batch.map((c) => c.deviceId),
+      );
+      if (ended.length > 0)
+        deps.logger.info({ round: n, disconnected: ended.length }, 'devices disconnected');
+    }
+    try {
+      for (;;) {
+        // HSCAN's count is a hint: what is left over stays claimed and comes back on the next pass.
+        const claimed = (await deps.liveness.claimStale(n, strictest, limit, judge)).slice(0, limit);
+        if (claimed.length === 0) break;
+        // Batches touch disjoint devices, so they run side by side without contending for a row.
+        // Every batch settles before a failure is thrown, so no transaction outlives this attempt;
+        // a failed batch stays claimed, and the retry of this job takes it up.
+        const batches: Claimed[][] = [];
+        for (let i = 0; i < claimed.length; i += batchSize) batches.push(claimed.slice(i, i + batchSize));
+        const failed = (await Promise.allSettled(batches.map(settle))).find((r) => r.status === 'rejected');
+        if (failed) throw failed.reason;
+      }
+    } finally {
+      // Also after a failure: what was committed is handed off now rather than left to the sweeper.
+      if (effects.length > 0)
+        await deps.enqueueEffects(effects).catch((err: Error) => {
+          deps.logger.warn({ round: n, err: err.message }, 'effect jobs not enqueued; the sweeper will');
+        });
+    }
+    // A flapping device that has not failed for the window is stable again.
+    await endStableFlapping(deps.db, settings['device.flapWindowSeconds']);
+    return { round: n, outcome, disconnected, reconnected };
+  };
+}
+
+export type EvaluateRound = ReturnType<typeof createEvaluateRound>;

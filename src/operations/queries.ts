@@ -1,0 +1,54 @@
+import { findLiveDevice, listDevices, type DevicePageQuery } from '../db/devices';
+import { effectsOfSessions } from '../db/effects';
+import type { Db } from '../db/knex';
+import { listDeviceRecordings, listDeviceStreams } from '../db/media';
+import { readStream } from '../db/outbox';
+import { findGroup, listGroups } from '../db/policies';
+import { listSessions } from '../db/sessions';
+import { publishedKeys } from '../db/signing-keys';
+import { findTask, listDeviceTasks } from '../db/tasks';
+import { historiesFor } from '../db/uptime';
+import { deliveriesOf, findWebhook, listWebhooks } from '../db/webhooks';
+
+export type { Device, Maintenance } from '../db/devices';
+export type { EffectRow } from '../db/effects';
+export type { AnalysisStream, Recording } from '../db/media';
+export type { DeviceGroup } from '../db/policies';
+export type { SessionView } from '../db/sessions';
+export type { Task } from '../db/tasks';
+export type { DeviceHistory } from '../db/uptime';
+export type { Delivery } from '../db/webhooks';
+
+/** What the HTTP API reads: each a query with no side effect, over the shared pool. */
+export function createQueries(db: Db) {
+  return {
+    liveDevice: (id: string) => findLiveDevice(db, id),
+    /** Whether a device with this id ever existed (a deleted one keeps its history). */
+    deviceExisted: async (id: string) => (await db('devices').where({ id }).first('id')) !== undefined,
+    devicePage: (p: DevicePageQuery) => listDevices(db, p),
+    /** A device's sessions, newest first, each with its effects. */
+    async sessionsWithEffects(deviceId: string, limit: number) {
+      const sessions = await listSessions(db, deviceId, limit);
+      const effects = await effectsOfSessions(
+        db,
+        sessions.map((s) => s.id),
+      );
+      return sessions.map((s) => ({ ...s, effects: effects.filter((e) => e.sessionId === s.id) }));
+    },
+    recordings: (deviceId: string, limit: number) => listDeviceRecordings(db, deviceId, limit),
+    analysisStreams: (deviceId: string, limit: number) => listDeviceStreams(db, deviceId, limit),
+    task: (id: string) => findTask(db, id),
+    tasks: (deviceId: string, limit: number) => listDeviceTasks(db, deviceId, limit),
+    group: (name: string) => findGroup(db, name),
+    groups: () => listGroups(db),
+    webhook: (id: string) => findWebhook(db, id),
+    webhooks: () => listWebhooks(db),
+    deliveries: (webhookId: string, limit: number) => deliveriesOf(db, webhookId, limit),
+    eventStream: (stream: string, after: number, limit: number) => readStream(db, stream, after, limit),
+    signingKeys: () => publishedKeys(db),
+    histories: (from: Date, to: Date, scope: Parameters<typeof historiesFor>[3]) =>
+      historiesFor(db, from, to, scope),
+  };
+}
+
+export type Queries = ReturnType<typeof createQueries>;

@@ -1,0 +1,50 @@
+import type { Caller } from '../domain/caller';
+import { AppError, conflict, forbidden, notFound } from '../domain/errors';
+import { nextStatus, type TaskReport, type TaskStatus } from '../domain/task';
+import type { Db } from '../db/knex';
+import type { Task } from '../db/tasks';
+import { moveTask } from './move-task';
+
+export const taskNotFound = () => notFound('TASK_NOT_FOUND', 'no such task');
+
+/**
+ * A report on a task: the executing device starts, completes, rejects or aborts it; an operator may
+ * only abort it. The status moves as `nextStatus` allows, with its events, or the report is refused.
+ */
+export function createReportTask(deps: { db: Db }) {
+  return async (
+    caller: Caller,
+    id: string,
+    report: TaskReport,
+    extra: { reason?: string; failPoint?: unknown } = {},
+  ): Promise<Task> =>
+    deps.db.transaction(async (trx) => {
+      const current = await trx('tasks')
+        .where({ id })
+        .forUpdate()
+        .first<{ device_id: string; status: TaskStatus } | undefined>('device_id', 'status');
+      if (!current) throw taskNotFound();
+      if (caller.kind === 'device' && caller.deviceId !== current.device_id) {
+        throw forbidden('only the executing device reports on a task');
+      }
+      if (caller.kind === 'operator' && report !== 'abort')
+        throw forbidden('an operator may only abort a task');
+      const to = nextStatus(current.status, report);
+      if (!to) {
+        throw conflict('INVALID_TASK_TRANSITION', `cannot ${report} a task that is ${current.status}`, {
+          status: current.status,
+          report,
+        });
+      }
+      const reason =
+        report === 'abort'
+          ? extra.reason || (caller.kind === 'operator' ? 'OPERATOR_ABORT' : 'DEVICE_ABORT')
+          : undefined;
+      const moved = await moveTask(trx, id, [current.status], to, {
+        ...(reason ? { reason } : {}),
+        ...(extra.failPoint !== undefined ? { failPoint: extra.failPoint } : {}),
+      });
+      if (!moved) throw new AppError(409, 'INVALID_TASK_TRANSITION', 'the task changed meanwhile');
+      return moved;
+    });
+}

@@ -1,0 +1,137 @@
+import { randomUUID } from 'node:crypto';
+import { trackEndpoint, type Track } from '../domain/device';
+import { validationFailed } from '../domain/errors';
+import { clientEvent } from '../domain/events';
+import type { Device } from '../db/devices';
+import type { Db } from '../db/knex';
+import { insertRecording, recordingsOfSession, setRecordingState, type Recording } from '../db/media';
+import { appendEvents } from '../db/outbox';
+import { sessionEnd } from '../db/effects';
+import type { Tgdm } from '../integrations/tgdm';
+import { upstream } from './media-errors';
+
+export interface StartRecordingDeps {
+  readonly db: Db;
+  readonly tgdm: Tgdm;
+  /** Base URL of Moth as TGDM reaches it: the recording URI is this plus the Track's sub path. */
+  readonly mothUrl: string;
+  /** Which Tracks are recorded automatically (default: VIDEO). */
+  readonly recorded?: (t: Track) => boolean;
+}
+
+/** Where TGDM subscribes to a Track of the device. */
+export function trackUri(
+  mothUrl: string,
+  d: Pick<Device, 'publicChannel' | 'tracks'>,
+  track: string,
+): string {
+  if (!d.tracks.some((t) => t.name === track)) {
+    throw validationFailed([{ field: 'track', message: `the device has no track "${track}"` }]);
+  }
+  return new URL(trackEndpoint(d.publicChannel, track, 'sub'), mothUrl).toString();
+}
+
+/**
+ * Starting a TGDM recording. The row is written (STARTING) before TGDM is asked, with its id as the
+ * idempotency key, so a crash between TGDM's answer and our commit cannot record twice; the
+ * STARTING -> STARTED change and RECORDING_STARTED commit together.
+ */
+type NewRecording = Pick<Recording, 'id' | 'deviceId' | 'sessionId' | 'track' | 'uri' | 'policy' | 'state'>;
+
+export function createStartRecording(deps: StartRecordingDeps) {
+  const recorded = deps.recorded ?? ((t: Track) => t.type === 'VIDEO');
+
+  const askTgdm = async (r: NewRecording) =>
+    (
+      await deps.tgdm.startRecording({
+        uri: r.uri,
+        deviceId: r.deviceId,
+        track: r.track,
+        policy: r.policy,
+        key: r.id,
+      })
+    ).id;
+
+  async function markStarted(r: NewRecording, tgdmId: string): Promise<Recording | undefined> {
+    return deps.db.transaction(async (trx) => {
+      const started = await setRecordingState(trx, r.id, ['STARTING'], 'STARTED', { tgdmId });
+      if (started) {
+        await appendEvents(trx, [
+          clientEvent('RECORDING_STARTED', r.deviceId, {
+            recordingId: r.id,
+            track: r.track,
+            policy: r.policy,
+            sessionId: r.sessionId,
+          }),
+        ]);
+      }
+      return started;
+    });
+  }
+
+  return {
+    /** An operator's recording of one Track; TGDM refusing it is a 502 and the row is FAILED. */
+    async manual(device: Device, track: string): Promise<Recording> {
+      const id = randomUUID();
+      const row: NewRecording = {
+        id,
+        deviceId: device.id,
+        sessionId: null,
+        track,
+        uri: trackUri(deps.mothUrl, device, track),
+        policy: 'MANUAL',
+        state: 'STARTING',
+      };
+      await insertRecording(deps.db, row);
+      let tgdmId: string;
+      try {
+        tgdmId = await askTgdm(row);
+      } catch (err) {
+        await setRecordingState(deps.db, id, ['STARTING'], 'FAILED', { error: (err as Error).message });
+        throw upstream('TGDM', err);
+      }
+      return (await markStarted(row, tgdmId))!;
+    },
+
+    /**
+     * The automatic recordings of a session (the connect effect): one per recorded Track, none when
+     * the session is already over. Idempotent: a re-run asks TGDM only for rows still STARTING.
+     */
+    async forSession(sessionId: string, deviceId: string): Promise<void> {
+      const proceed = await deps.db.transaction(async (trx) => {
+        const session = await sessionEnd(trx, sessionId);
+        const device = await trx('devices')
+          .where({ id: deviceId })
+          .first<{ tracks: Track[]; public_channel: string }>('tracks', 'public_channel');
+        const existing = await recordingsOfSession(trx, sessionId);
+        // The session is already over: nothing to record, nothing was started.
+        if (existing.length === 0 && (session?.endedAt || !device)) return false;
+        for (const track of device?.tracks.filter(recorded) ?? []) {
+          await insertRecording(trx, {
+            id: randomUUID(),
+            deviceId,
+            sessionId,
+            track: track.name,
+            uri: new URL(trackEndpoint(device.public_channel, track.name, 'sub'), deps.mothUrl).toString(),
+            policy: 'AUTOMATIC',
+            state: 'STARTING',
+          });
+        }
+        return true;
+      });
+      if (!proceed) return;
+      for (const r of await recordingsOfSession(deps.db, sessionId)) {
+        if (r.state === 'STARTING') await markStarted(r, await askTgdm(r));
+      }
+    },
+
+    /** After the effect failed for good: its half-started recordings are FAILED. */
+    async failSession(sessionId: string, error: string): Promise<void> {
+      for (const r of await recordingsOfSession(deps.db, sessionId)) {
+        if (r.state === 'STARTING') await setRecordingState(deps.db, r.id, ['STARTING'], 'FAILED', { error });
+      }
+    },
+  };
+}
+
+export type StartRecording = ReturnType<typeof createStartRecording>;

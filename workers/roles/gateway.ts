@@ -1,0 +1,318 @@
+import { Worker } from 'bullmq';
+import { createIssueRoundJob } from '../../jobs/issue-round';
+import { createEventSigner } from '../../src/db/signing-keys';
+import { republishRecent } from '../../src/db/outbox';
+import type { PlatformEvent } from '../../src/domain/events';
+import { createDeviceBuses } from '../../src/gateway/device-buses';
+import { createDeviceDirectory } from '../../src/gateway/device-directory';
+import { createGoodbyes } from '../../src/gateway/goodbyes';
+import { createHeartbeatIngest } from '../../src/gateway/heartbeat-ingest';
+import { createHeartbeatRecords } from '../../src/gateway/heartbeat-records';
+import { createOutboxPublisher } from '../../src/gateway/outbox-publisher';
+import { followRevocations } from '../../src/gateway/revocations';
+import { createLivenessRecovery } from '../../src/gateway/recover-liveness';
+import { createRoundOpener } from '../../src/gateway/round-opener';
+import { createSchedulerWatch } from '../../src/gateway/scheduler-watch';
+import { createShardOwnership } from '../../src/gateway/shard-ownership';
+import type { Logger } from '../../src/logger';
+import { createMetrics } from '../../src/metrics';
+import { MothClient } from '../../src/moth/client';
+import type { HealthcheckMessage } from '../../src/moth/codec';
+import { createConnectDevice } from '../../src/operations/connect-device';
+import { createIssueRound } from '../../src/operations/issue-round';
+import { QUEUES } from '../../src/queues/names';
+import { createRedis } from '../../src/redis/connection';
+import { createGatewayRegistry, createRounds } from '../../src/redis/rounds';
+import { createShardLeases } from '../../src/redis/shard-leases';
+import type { Role } from './role';
+import {
+  createServices,
+  replicaId,
+  startRoleOps,
+  type BackedConfig,
+  type OpsOptions,
+  type Services,
+} from './services';
+
+export type GatewayConfig = BackedConfig & { MOTH_URL: string };
+
+/** Leases are renewed this often; one not renewed for three periods is taken over. */
+const LEASE_PERIOD_MS = 1000;
+/** New devices are picked up this often (the whole directory is re-read every 15 s). */
+const DIRECTORY_PERIOD_MS = 1000;
+const SCHEDULER_CHECK_TICKS = 3;
+/** Events sent this long before a Moth session dropped are sent again. */
+const REPUBLISH_WINDOW_SECONDS = 3;
+
+/**
+ * The `gateway` role. Live gateways divide the device shards between them through leases in Redis;
+ * each holds one Moth session per device bus of its shards, sends each round's HEALTHCHECK on them
+ * (across a short spread), ingests the HEARTBEATs they carry (each recorded once, by the shard's
+ * owner), and sends task commands to one device's bus. Any gateway issues rounds and publishes the
+ * outbox. Run 1..n: a gateway joining, leaving or killed moves only its shards, whose rounds are void
+ * while the handover lasts.
+ */
+export async function startGateway(config: GatewayConfig, logger: Logger, options: OpsOptions = {}) {
+  const id = replicaId('gateway');
+  const log = logger.child({ gateway: id });
+  const services = createServices(config, 'gateway');
+  try {
+    await services.checkShardCount();
+  } catch (err) {
+    await services.close();
+    throw err;
+  }
+  const parts = buildGateway(id, config, services, log, options);
+  const { buses, opener, ownership, ingest, publisher, clientChannel, syncDirectory, metrics } = parts;
+
+  const subscriber = await followRounds(config, services, opener, ingest, log);
+  const watchScheduler = createSchedulerWatch({
+    redis: services.redis,
+    schedulerKey: services.keys.rounds.schedulerEvery,
+    scheduler: services.scheduler,
+    intervalSeconds: parts.intervalSeconds,
+    logger: log,
+  });
+  let ticks = 0;
+  const timer = setInterval(() => {
+    void ownership.renew();
+    opener.catchUp().catch(() => parts.broke());
+    if (++ticks % SCHEDULER_CHECK_TICKS === 0) void watchScheduler();
+  }, LEASE_PERIOD_MS);
+  const directoryTimer = setInterval(() => {
+    syncDirectory().catch((err: Error) => log.warn({ err: err.message }, 'device directory sync failed'));
+  }, DIRECTORY_PERIOD_MS);
+
+  await syncDirectory(true);
+  await ownership.renew();
+  await opener.start();
+  const roundWorker = new Worker(QUEUES.issueRound, parts.issueRound, {
+    connection: services.bullConnection('worker'),
+    prefix: config.QUEUE_PREFIX,
+    concurrency: 1,
+  });
+  roundWorker.on('error', (err) => log.warn({ err: err.message }, 'round worker error'));
+  clientChannel.start();
+  publisher.start();
+  await services.scheduler.ensure(await parts.intervalSeconds(), true);
+  const ops = await startRoleOps(config, options, metrics, {
+    ...services.readiness,
+    moth: async () => {
+      if (!clientChannel.isOpen) throw new Error('client event session is down');
+      if (buses.sessionCount() > 0 && buses.openSessionCount() === 0)
+        throw new Error('no device-bus session is up');
+    },
+  });
+  log.info({ moth: config.MOTH_URL, opsPort: ops?.port, shards: buses.held().length }, 'gateway started');
+
+  return {
+    id,
+    metrics,
+    ingest,
+    buses,
+    clientChannel,
+    opsPort: ops?.port,
+    async stop() {
+      opener.stop();
+      // Nothing more is read: a busy fleet would otherwise keep the loop from draining the rest.
+      buses.pause();
+      await ops?.stop();
+      clearInterval(timer);
+      clearInterval(directoryTimer);
+      await ownership.pause();
+      await roundWorker.close();
+      await ingest.close();
+      await publisher.stop();
+      // Handing over at once: the buses closed first (so no two gateways hear one device), then the
+      // leases released, not left to expire.
+      const held = buses.held();
+      await Promise.all([buses.stop(), clientChannel.stop()]);
+      await ownership.release(held);
+      await subscriber.quit().catch(() => subscriber.disconnect());
+      await services.close();
+    },
+  } satisfies Role & Record<string, unknown>;
+}
+
+/** The gateway's parts, put together. */
+function buildGateway(
+  id: string,
+  config: GatewayConfig,
+  services: Services,
+  log: Logger,
+  options: OpsOptions,
+) {
+  const { db, redis, keys, liveness, settings } = services;
+  const metrics = options.metrics ?? createMetrics('gateway', true);
+  const rounds = createRounds(redis, keys, config.SHARDS);
+  const leases = createShardLeases(redis, keys, 3 * LEASE_PERIOD_MS);
+  const intervalSeconds = async () => (await settings.current())['device.healthcheckIntervalSeconds'];
+  const moth = {
+    url: config.MOTH_URL,
+    frameGapMs: config.MOTH_FRAME_GAP_MS,
+    pingSeconds: config.MOTH_PING_SECONDS,
+    logger: log,
+  };
+  // Each channel with its own key: a client of the events cannot join a robot's bus, nor the reverse.
+  const clientChannel = new MothClient({
+    ...moth,
+    key: config.channels.clientKey,
+    path: config.channels.clientEvents,
+  });
+  /** When recording heartbeats last failed: no shard counts as heard before then. */
+  let brokenAt = 0;
+  const broke = () => void (brokenAt = Date.now());
+
+  const buses = createDeviceBuses({
+    shards: config.SHARDS,
+    busPath: config.channels.deviceBus,
+    sharedBusPath: config.MOTH_SHARED_BUS ? config.channels.sharedDeviceBus : undefined,
+    moth: { ...moth, key: config.channels.deviceKey },
+    onFrame: (data, deviceId, text) => ingest.push(data, deviceId, text),
+    onSessionLost: () => void ownership.renew(),
+  });
+  const syncDirectory = createDeviceDirectory({ db, buses });
+  const opener = createRoundOpener({
+    id,
+    db,
+    rounds,
+    buses,
+    spreadMs: config.MOTH_HEALTHCHECK_SPREAD_MS,
+    logger: log,
+    broke,
+  });
+  const ownership = createShardOwnership({
+    id,
+    shards: config.SHARDS,
+    sharedBus: config.MOTH_SHARED_BUS,
+    gateways: createGatewayRegistry(redis, keys),
+    leases,
+    buses,
+    metrics,
+    logger: log,
+    brokenAt: () => brokenAt,
+    broke,
+  });
+  const signer = createEventSigner(db);
+  const publisher = createOutboxPublisher({
+    db,
+    metrics,
+    logger: log,
+    send: (channel, body) => (channel === 'client' ? clientChannel.send(body) : sendToDevice(body)),
+    sign: (event) => signer.sign(event),
+  });
+  const connectDevice = createConnectDevice({ db, settings: () => settings.current() });
+  const ingest = createHeartbeatIngest({
+    ...createHeartbeatRecords({ db, liveness, directory: buses.directory, logger: log }),
+    liveness,
+    metrics,
+    logger: log,
+    openRound: opener.openRound,
+    roundNonce: opener.nonce,
+    goodbye: (message, deviceId) => void goodbyes(message, deviceId),
+    onWriteFailure: broke,
+    onBackpressure: (behind) => (behind ? buses.pause() : buses.resume()),
+    connect: async (deviceId, round) => {
+      const connected = await connectDevice(deviceId, round);
+      if (connected) await handOff([connected]);
+      return connected !== null;
+    },
+  });
+  /** Effects of committed transitions to their queues; their events to Moth without waiting. */
+  async function handOff(sessions: Parameters<Services['enqueueEffects']>[0]) {
+    await services.enqueueEffects(sessions);
+    publisher.nudge();
+  }
+  const goodbyes = createGoodbyes({
+    db,
+    metrics,
+    logger: log,
+    openRound: opener.openRound,
+    roundNonce: opener.nonce,
+    forget: async (deviceId) => {
+      ingest.forgetDevice(deviceId);
+      await liveness.forgetDevice(deviceId);
+    },
+    disconnected: handOff,
+  });
+  /** A command for one robot goes to its bus only (and the shared one while it is still heard there). */
+  async function sendToDevice(body: unknown): Promise<void> {
+    const { deviceId } = body as PlatformEvent;
+    if (!deviceId) return;
+    if (!buses.directory.has(deviceId)) await syncDirectory(true);
+    // A device deleted since: nobody is left to tell.
+    if (buses.directory.has(deviceId)) await buses.sendToDevice(deviceId, body);
+  }
+  // What was written to a session just before it dropped may not have been relayed: send it again.
+  clientChannel.on('close', () => {
+    republishRecent(db, 'client', REPUBLISH_WINDOW_SECONDS).catch((err: Error) =>
+      log.warn({ err: err.message }, 'could not mark recent events for re-sending'),
+    );
+  });
+  const issueRound = createIssueRoundJob({
+    issueRound: createIssueRound({
+      rounds,
+      leases,
+      shards: config.SHARDS,
+      announce: (round, message) => rounds.announce(round, message),
+      intervalSeconds,
+      ensureLivenessState: createLivenessRecovery({
+        db,
+        redis,
+        keys,
+        liveness,
+        rounds,
+        logger: log,
+        owner: id,
+      }),
+      enqueueEvaluation: (round) => services.queues.enqueueEvaluation(round),
+      reschedule: (interval) => services.scheduler.ensure(interval),
+      metrics,
+      logger: log,
+    }),
+  });
+  return {
+    metrics,
+    buses,
+    opener,
+    ownership,
+    ingest,
+    publisher,
+    clientChannel,
+    syncDirectory,
+    issueRound,
+    intervalSeconds,
+    broke,
+  };
+}
+
+/**
+ * Rounds reach every gateway by pub/sub (a gateway that missed one finds it by polling, in
+ * `catchUp`); revoked tokens too.
+ */
+async function followRounds(
+  config: GatewayConfig,
+  services: Services,
+  opener: { open(message: HealthcheckMessage): Promise<void> },
+  ingest: Parameters<typeof followRevocations>[2],
+  log: Logger,
+) {
+  const { keys } = services;
+  const subscriber = createRedis(
+    { url: config.REDIS_URL, cluster: config.REDIS_CLUSTER },
+    'worker',
+    'rollcall-gateway-rounds',
+  );
+  subscriber.on('error', () => {});
+  subscriber.on('message', (channel: string, raw: string) => {
+    if (channel !== keys.rounds.announced) return;
+    try {
+      void opener.open(JSON.parse(raw) as HealthcheckMessage);
+    } catch {
+      log.warn('malformed round announcement');
+    }
+  });
+  await subscriber.subscribe(keys.rounds.announced);
+  await followRevocations(subscriber, keys.liveness.tokensRevoked, ingest);
+  return subscriber;
+}
