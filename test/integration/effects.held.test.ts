@@ -4,6 +4,7 @@ import { selectStalePending } from '../../src/db/effects';
 import { connectDevice, flapPolicy } from '../../src/db/transitions';
 import { SETTING_DEFAULTS } from '../../src/domain/settings';
 import { createTestDatabase } from '../support/database';
+import { insertDevices } from '../support/rows';
 
 // The connect effects of a flapping device wait for the hold time: the sweeper leaves them alone
 // until then, so a lost hand-off cannot start a recording early.
@@ -15,16 +16,7 @@ beforeAll(async () => {
 afterAll(async () => database.drop());
 
 async function deviceWithFailures(failures: number) {
-  const id = randomUUID();
-  await database.db('devices').insert({
-    id,
-    name: `d-${id}`,
-    token_hash: `h-${id}`,
-    public_channel: id,
-    tracks: '[]',
-    actions: '[]',
-    status: 'DISCONNECTED',
-  });
+  const id = (await insertDevices(database.db, 1))[0]!;
   for (let i = 0; i < failures; i++)
     await database.db('connection_sessions').insert({
       id: randomUUID(),

@@ -13,6 +13,7 @@ import { createRedis, redisKeys, type RedisClient } from '../../src/redis/connec
 import { createLiveness } from '../../src/redis/liveness';
 import { createRounds } from '../../src/redis/rounds';
 import { createTestDatabase, uniquePrefix } from '../support/database';
+import { connectedDevices } from '../support/rows';
 
 let database: Awaited<ReturnType<typeof createTestDatabase>>;
 let db: Db;
@@ -26,32 +27,6 @@ afterAll(async () => {
   redis.disconnect();
   await database.drop();
 });
-
-/** CONNECTED devices, each in a session that began in round 1. */
-async function connectedDevices(n: number, db: Db = database.db): Promise<string[]> {
-  const ids = Array.from({ length: n }, () => randomUUID());
-  for (let i = 0; i < n; i += 1000) {
-    await db('devices').insert(
-      ids.slice(i, i + 1000).map((id) => ({
-        id,
-        name: `d-${id}`,
-        token_hash: `h-${id}`,
-        public_channel: id,
-        tracks: '[]',
-        actions: '[]',
-        status: 'CONNECTED',
-        connected_round: 1,
-      })),
-    );
-  }
-  await db.raw(
-    `WITH s AS (INSERT INTO connection_sessions (id, device_id, started_round)
-                SELECT gen_random_uuid(), id, 1 FROM devices WHERE id = ANY(?::uuid[]) RETURNING id, device_id)
-     UPDATE devices d SET current_session_id = s.id FROM s WHERE d.id = s.device_id`,
-    [ids],
-  );
-  return ids;
-}
 
 const SHARDS = 8;
 const ALL_SHARDS = Array.from({ length: SHARDS }, (_, i) => i);
@@ -105,7 +80,7 @@ const disconnectedAmong = (ids: string[]) =>
 
 describe('evaluation of a round with many devices past the threshold', () => {
   it('disconnects each once, over several passes of parallel batches, and hands their effects off once', async () => {
-    const silent = await connectedDevices(230);
+    const silent = await connectedDevices(db, 230);
     const e = await evaluationOf(silent, { batchSize: 40, parallelBatches: 3 });
     expect(await e.evaluate()).toEqual({ round: 10, outcome: 'valid', disconnected: 230, reconnected: 0 });
 
@@ -141,7 +116,7 @@ describe('evaluation of a round with many devices past the threshold', () => {
   });
 
   it('a failing batch stays claimed while the others commit and are handed off; the retry ends it', async () => {
-    const silent = await connectedDevices(120);
+    const silent = await connectedDevices(db, 120);
     // A real fault in Postgres: updating this one device raises, which rolls back its whole batch.
     await db.raw(`CREATE TABLE doomed (id uuid PRIMARY KEY)`);
     await db.raw(
@@ -186,7 +161,7 @@ describe('evaluation of a round with many devices past the threshold', () => {
     const own = await createTestDatabase();
     const db = own.db;
     await db.raw(`ALTER TABLE devices SET (autovacuum_enabled = off)`);
-    const fleet = await connectedDevices(4000, db);
+    const fleet = await connectedDevices(db, 4000);
     /** The plan of the statement that locks and disconnects these candidates, as Postgres ran it. */
     const planOf = async (candidates: string[]) => {
       const statements: { sql: string; bindings: unknown }[] = [];

@@ -1,22 +1,22 @@
 import request from 'supertest';
 import { inject } from 'vitest';
-import { WebSocket } from 'ws';
 import { loadConfig } from '../../src/config';
 import { hashSecret } from '../../src/domain/credentials';
 import { storeSecretHash, writeSettings } from '../../src/db/settings';
 import type { SettingValues } from '../../src/domain/settings';
-import { SimulatedDevice, type SimulatedDeviceOptions } from '../../src/dev/simulated-device';
+import type { SimulatedDevice } from '../../src/dev/simulated-device';
 import { waitFor } from '../../src/dev/processes';
 import { buildWebApp } from '../../workers/roles/web';
-import { createLogger } from '../../src/logger';
+import { createLogger, type Logger } from '../../src/logger';
 import type { HubOptions } from '../../src/moth/hub';
-import { ThreadedMothHub } from '../../src/moth/hub-thread';
-import { createMantisSimulator, createTgdmSimulator } from '../../src/integrations/simulator';
 import { startGateway } from '../../workers/roles/gateway';
 import { createServices } from '../../workers/roles/services';
 import { startWorker } from '../../workers/roles/worker';
-import { ADMIN_TOKEN, LogCapture, registration, SECRET } from './app';
+import { ADMIN_TOKEN, LogCapture, SECRET } from './app';
 import { createTestDatabase, uniquePrefix } from './database';
+import { listenForEvents, type PlatformEventSeen } from './event-listener';
+import { createFleet } from './fleet';
+import { startMothStack } from './moth-stack';
 
 export interface SystemOptions {
   readonly intervalSeconds?: number;
@@ -30,36 +30,21 @@ export interface SystemOptions {
   readonly settings?: Partial<SettingValues>;
 }
 
-export type PlatformEventSeen = {
-  type: string;
-  eventId: string;
-  deviceId: string | null;
-  [k: string]: unknown;
-};
+export type { PlatformEventSeen };
 
 /**
  * The whole service in this process over real parts: a fresh Postgres database, Redis under its own
- * prefix, the Moth hub on a free port, gateways and workers as separate roles, the HTTP app.
+ * prefix, the Moth hub and simulators on free ports, gateways and workers as separate roles, the
+ * HTTP app, a client of the event channel and a fleet of robots.
  */
 export async function startTestSystem(opts: SystemOptions = {}) {
   const database = await createTestDatabase();
-  // The hub loses frames exactly where Moth Lite does (one 20-slot ring per track, readers polling
-  // every 1 ms by the frames' arrival times): no leniency for the tests. On a thread of its own, so
-  // this busy process's stalls do not bunch paced frames into bursts Moth would never see.
-  const hubOptions: HubOptions = { ...opts.hub };
-  let hub = new ThreadedMothHub(hubOptions);
-  const mothUrl = await hub.start();
-  let hubPort = hub.port;
-  const tgdm = createTgdmSimulator();
-  const mantis = createMantisSimulator();
-  const [tgdmUrl, mantisUrl] = [await tgdm.start(), await mantis.start()];
+  const stack = await startMothStack(opts.hub);
   const config = {
     ...loadConfig({ NODE_ENV: 'test', QUEUE_PREFIX: uniquePrefix(), ...opts.env }),
     DATABASE_URL: database.url,
     REDIS_URL: opts.redisUrl ?? inject('redisUrl'),
-    MOTH_URL: mothUrl,
-    TGDM_URL: tgdmUrl,
-    MANTIS_URL: mantisUrl,
+    ...stack.urls,
     ADMIN_TOKEN,
   };
   const logs = new LogCapture();
@@ -75,7 +60,74 @@ export async function startTestSystem(opts: SystemOptions = {}) {
   const webServices = createServices(config, 'web');
   const { app } = buildWebApp(config, webServices, logger);
   const callback = app.callback();
+  const roles = await startRoles(config, logger, opts);
+  const listener = await listenForEvents(config);
+  const fleet = createFleet(callback, config.MOTH_URL);
 
+  const system = {
+    config,
+    db: database.db,
+    redis: webServices.redis,
+    keys: webServices.keys,
+    app,
+    callback,
+    logs,
+    events: listener.events,
+    eventsOf: listener.eventsOf,
+    ...roles,
+    tgdm: stack.tgdm,
+    mantis: stack.mantis,
+    get hub() {
+      return stack.hub;
+    },
+    admin: { Authorization: `Bearer ${ADMIN_TOKEN}` },
+    register: fleet.register,
+    device: fleet.device,
+    stopHub: () => stack.stopHub(),
+    /** Starts the hub again on the same port, and the event listener with it. */
+    async startHub() {
+      await stack.startHub();
+      await waitFor(
+        () =>
+          listener.connect().then(
+            () => true,
+            () => false,
+          ),
+        10_000,
+        'event listener back',
+      );
+    },
+    /** Stops the hub and starts it again on the same port after `downMs`. */
+    async restartHub(downMs: number) {
+      await system.stopHub();
+      await new Promise((r) => setTimeout(r, downMs));
+      await system.startHub();
+    },
+    async status(id: string): Promise<string> {
+      const row = await database.db('devices').where({ id }).first<{ status: string } | undefined>('status');
+      return row?.status ?? 'MISSING';
+    },
+    async waitStatus(id: string, status: string, timeoutMs = 15_000) {
+      await waitFor(async () => (await system.status(id)) === status, timeoutMs, `device ${id} ${status}`);
+    },
+    async close() {
+      await fleet.close();
+      listener.close();
+      await roles.stopAll();
+      await stack.stop();
+      await webServices.close();
+      await database.drop();
+    },
+  };
+  return system;
+}
+
+/** Gateways and workers, each a role of its own in this process; more can start, any can stop. */
+async function startRoles(
+  config: Parameters<typeof startGateway>[0] & Parameters<typeof startWorker>[0],
+  logger: Logger,
+  opts: SystemOptions,
+) {
   type Gateway = Awaited<ReturnType<typeof startGateway>>;
   type WorkerRole = Awaited<ReturnType<typeof startWorker>>;
   const gateways: Gateway[] = [];
@@ -92,127 +144,23 @@ export async function startTestSystem(opts: SystemOptions = {}) {
   };
   for (let i = 0; i < (opts.workers ?? 1); i++) await startWorkerRole();
   for (let i = 0; i < (opts.gateways ?? 1); i++) await startGatewayRole();
-
-  // A client on the event channel, as the operator UI would be.
-  const events: PlatformEventSeen[] = [];
-  let eventSocket: WebSocket | undefined;
-  const listen = async () => {
-    const key = config.channels.clientKey;
-    const ws = new WebSocket(`${config.MOTH_URL}${config.channels.clientEvents}${key ? `&key=${key}` : ''}`);
-    ws.on('message', (d) => events.push(JSON.parse((d as Buffer).toString('utf8')) as PlatformEventSeen));
-    ws.on('error', () => {});
-    await new Promise<void>((resolve, reject) => {
-      ws.once('open', () => resolve());
-      ws.once('error', reject);
-    });
-    // Moth drops a member that neither sends nor pings for its idle timeout (30 s), receiving or not.
-    const ping = setInterval(() => ws.readyState === WebSocket.OPEN && ws.ping(), 10_000);
-    ws.once('close', () => clearInterval(ping));
-    eventSocket = ws;
-  };
-  await listen();
-
-  const devices: SimulatedDevice[] = [];
-  const admin = { Authorization: `Bearer ${ADMIN_TOKEN}` };
-
-  const system = {
-    config,
-    db: database.db,
-    redis: webServices.redis,
-    keys: webServices.keys,
-    app,
-    callback,
-    logs,
-    events,
+  const remove = (list: unknown[], role: unknown) =>
+    list.includes(role) && list.splice(list.indexOf(role), 1);
+  return {
     gateways,
     workers,
-    tgdm,
-    mantis,
-    get hub() {
-      return hub;
-    },
-    admin,
     startGateway: startGatewayRole,
     startWorker: startWorkerRole,
     async stopRole(role: Gateway | WorkerRole) {
       await role.stop();
-      const list = gateways as unknown[];
-      if (list.includes(role)) list.splice(list.indexOf(role), 1);
-      const wl = workers as unknown[];
-      if (wl.includes(role)) wl.splice(wl.indexOf(role), 1);
+      remove(gateways, role);
+      remove(workers, role);
     },
-    /** Stops the hub: every connection drops, as when Moth crashes. */
-    async stopHub() {
-      hubPort = hub.port || hubPort;
-      await hub.stop();
-    },
-    /** Starts the hub again on the same port, and the event listener with it. */
-    async startHub() {
-      hub = new ThreadedMothHub({ ...hubOptions, port: hubPort });
-      await hub.start();
-      await waitFor(
-        async () => {
-          try {
-            await listen();
-            return true;
-          } catch {
-            return false;
-          }
-        },
-        10_000,
-        'event listener back on the hub',
-      );
-    },
-    /** Stops the hub and starts it again on the same port after `downMs`. */
-    async restartHub(downMs: number) {
-      await system.stopHub();
-      await new Promise((r) => setTimeout(r, downMs));
-      await system.startHub();
-    },
-    async register(overrides: Record<string, unknown> = {}) {
-      const res = await request(callback).post('/devices').send(registration(overrides));
-      if (res.status !== 201)
-        throw new Error(`registration failed: ${res.status} ${JSON.stringify(res.body)}`);
-      return res.body as { id: string; name: string; token: string; channels: { deviceManagement: string } };
-    },
-    /** Registers a device and connects it to the device channel, answering every HEALTHCHECK. */
-    async device(options: Partial<SimulatedDeviceOptions> = {}, overrides: Record<string, unknown> = {}) {
-      const reg = await system.register(overrides);
-      const device = new SimulatedDevice({
-        mothUrl: config.MOTH_URL,
-        channelPath: reg.channels.deviceManagement,
-        token: reg.token,
-        deviceId: reg.id,
-        replyDelayMs: () => 20 + Math.random() * 150,
-        ...options,
-      });
-      await device.connect();
-      devices.push(device);
-      return { reg, device, id: reg.id };
-    },
-    async status(id: string): Promise<string> {
-      const row = await database.db('devices').where({ id }).first<{ status: string } | undefined>('status');
-      return row?.status ?? 'MISSING';
-    },
-    async waitStatus(id: string, status: string, timeoutMs = 15_000) {
-      await waitFor(async () => (await system.status(id)) === status, timeoutMs, `device ${id} ${status}`);
-    },
-    eventsOf(deviceId: string, type?: string) {
-      return events.filter((e) => e.deviceId === deviceId && (type === undefined || e.type === type));
-    },
-    async close() {
-      for (const d of devices) await d.close();
-      eventSocket?.terminate();
+    async stopAll() {
       for (const g of [...gateways]) await g.stop();
       for (const w of [...workers]) await w.stop();
-      await hub.stop();
-      await tgdm.stop();
-      await mantis.stop();
-      await webServices.close();
-      await database.drop();
     },
   };
-  return system;
 }
 export type TestSystem = Awaited<ReturnType<typeof startTestSystem>>;
 

@@ -1,0 +1,38 @@
+import { WebSocket } from 'ws';
+import type { Config } from '../../src/config';
+
+export type PlatformEventSeen = {
+  type: string;
+  eventId: string;
+  deviceId: string | null;
+  [k: string]: unknown;
+};
+
+/** A client on the event channel, as the operator UI would be: every event it heard, in order. */
+export async function listenForEvents(config: Pick<Config, 'channels' | 'MOTH_URL'>) {
+  const events: PlatformEventSeen[] = [];
+  let socket: WebSocket | undefined;
+  async function connect(): Promise<void> {
+    const key = config.channels.clientKey;
+    const ws = new WebSocket(`${config.MOTH_URL}${config.channels.clientEvents}${key ? `&key=${key}` : ''}`);
+    ws.on('message', (d) => events.push(JSON.parse((d as Buffer).toString('utf8')) as PlatformEventSeen));
+    ws.on('error', () => {});
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    // Moth drops a member that neither sends nor pings for its idle timeout (30 s), receiving or not.
+    const ping = setInterval(() => ws.readyState === WebSocket.OPEN && ws.ping(), 10_000);
+    ws.once('close', () => clearInterval(ping));
+    socket = ws;
+  }
+  await connect();
+  return {
+    events,
+    /** Connects again (after the hub restarted); rejects while the hub is down. */
+    connect,
+    eventsOf: (deviceId: string, type?: string) =>
+      events.filter((e) => e.deviceId === deviceId && (type === undefined || e.type === type)),
+    close: () => socket?.terminate(),
+  };
+}
