@@ -1,5 +1,4 @@
 import type { Knex } from 'knex';
-import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createConnectDevice } from '../../src/operations/connect-device';
 import { createEvaluateRound } from '../../src/operations/evaluate-round';

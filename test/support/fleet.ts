@@ -22,7 +22,10 @@ export function createFleet(callback: Callback, mothUrl: string) {
   return {
     register,
     /** Registers a device and connects it to its bus, answering every HEALTHCHECK. */
-    async device(options: Partial<SimulatedDeviceOptions> = {}, overrides: Record<string, unknown> = {}) {
+    device: async (
+      options: Partial<SimulatedDeviceOptions> = {},
+      overrides: Record<string, unknown> = {},
+    ) => {
       const reg = await register(overrides);
       const device = new SimulatedDevice({
         mothUrl,
