@@ -375,9 +375,9 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
   async function write(arrived: Arrived[]): Promise<void> {
     const items = await placeShared(arrived);
     const revocationsBefore = revocations;
-    let result: HeardBatch;
+    let outcome: Outcome;
     try {
-      result = await deps.liveness.recordHeartbeats(items);
+      outcome = outcomeOf(await deps.liveness.recordHeartbeats(items));
     } catch (err) {
       settlePending(arrived);
       count(
@@ -388,68 +388,53 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
       deps.logger.error({ err: (err as Error).message, lost: items.length }, 'could not record heartbeats');
       return;
     }
-    let { heard, stale, revoked, misplaced } = result;
-    const fresh = [...result.fresh];
-    const refused = new Set([...result.refused, ...result.downgraded]);
-    const downgraded = new Set(result.downgraded);
-    const upgraded = [...result.upgraded];
-    const misplacedOnes = new Set(result.refused.slice(result.revoked));
-    let unknown = result.unknown.length;
-    if (unknown > 0) {
-      const resolved = await resolveUnknown([...new Set(result.unknown.map((i) => i.tokenHash))]);
-      // A token of a device of another shard than the bus's: misplaced, without asking Redis again.
-      const foreign = result.unknown.filter((i) => (resolved.get(i.tokenHash) ?? i.deviceId) !== i.deviceId);
-      const retry = result.unknown.filter((i) => resolved.get(i.tokenHash) === i.deviceId);
-      unknown -= retry.length + foreign.length;
-      misplaced += foreign.length;
-      for (const i of foreign) {
-        refused.add(i);
-        misplacedOnes.add(i);
-      }
-      if (retry.length > 0) {
-        const again = await deps.liveness.recordHeartbeats(retry);
-        heard += again.heard;
-        stale += again.stale;
-        revoked += again.revoked;
-        misplaced += again.misplaced;
-        unknown += again.unknown.length;
-        for (const i of [...again.refused, ...again.unknown, ...again.downgraded]) refused.add(i);
-        for (const i of again.refused.slice(again.revoked)) misplacedOnes.add(i);
-        for (const i of again.downgraded) downgraded.add(i);
-        upgraded.push(...again.upgraded);
-        fresh.push(...again.fresh);
-      }
-      for (const i of result.unknown) if (!resolved.has(i.tokenHash)) refused.add(i);
-    }
-    // Repeats count as the heartbeat they waited for did.
-    let downgrades = downgraded.size;
-    for (const i of items) {
-      if (i.repeats === 0) continue;
-      if (!refused.has(i)) heard += i.repeats;
-      else if (misplacedOnes.has(i)) misplaced += i.repeats;
-      else if (downgraded.has(i)) downgrades += i.repeats;
-      else unknown += i.repeats;
-    }
+    if (outcome.unknownItems.length > 0) await placeUnknown(outcome);
+    countRepeats(items, outcome);
     settlePending(arrived);
     // Counted per batch, not per heartbeat: this is the hot path.
+    const { heard, stale, unknown, revoked, misplaced, downgrades, refused } = outcome;
     if (heard) count('accepted', heard);
     if (stale) count('stale', stale);
     if (unknown + revoked) count('unknown_token', unknown + revoked);
     if (misplaced) count('misplaced', misplaced);
     if (downgrades) count('downgrade', downgrades);
-    const inText = items.filter((i) => i.text && !refused.has(i));
+    noteCredentials(items, outcome);
+    if (refused.size > 0) for (const i of refused) sharedCache.delete(i.tokenHash);
+    if (revocations === revocationsBefore) remember(items, refused);
+    if (deps.heardOn) reportBuses(items, arrived, refused);
+    await connectAll(outcome.fresh);
+  }
+
+  /**
+   * Tokens the cache did not know, resolved from Postgres: a device of another shard than the bus's
+   * is misplaced (without asking Redis again), one of this bus is written again, an unknown refused.
+   */
+  async function placeUnknown(o: Outcome): Promise<void> {
+    const unknownItems = o.unknownItems;
+    const resolved = await resolveUnknown([...new Set(unknownItems.map((i) => i.tokenHash))]);
+    const foreign = unknownItems.filter((i) => (resolved.get(i.tokenHash) ?? i.deviceId) !== i.deviceId);
+    const retry = unknownItems.filter((i) => resolved.get(i.tokenHash) === i.deviceId);
+    o.unknown -= retry.length + foreign.length;
+    o.misplaced += foreign.length;
+    for (const i of foreign) {
+      o.refused.add(i);
+      o.misplacedOnes.add(i);
+    }
+    if (retry.length > 0) addRetried(o, await deps.liveness.recordHeartbeats(retry));
+    for (const i of unknownItems) if (!resolved.has(i.tokenHash)) o.refused.add(i);
+  }
+
+  /** Tokens accepted in text frames are reported once per device; proofs mark their device proofs-only. */
+  function noteCredentials(items: readonly Placed[], o: Outcome): void {
+    const inText = items.filter((i) => i.text && !o.refused.has(i));
     if (inText.length > 0) {
       deps.metrics.textFrameHeartbeats.inc(inText.length);
       const newly = [...new Set(inText.map((i) => i.deviceId))].filter((d) => !exposed.has(d));
       for (const d of newly) exposed.add(d);
       if (newly.length > 0) deps.tokenExposed?.(newly);
     }
-    if (upgraded.length > 0)
-      deps.requireProofs?.(upgraded.map((i) => ({ deviceId: i.deviceId, tokenHash: i.tokenHash })));
-    if (refused.size > 0) for (const i of refused) sharedCache.delete(i.tokenHash);
-    if (revocations === revocationsBefore) remember(items, refused);
-    if (deps.heardOn) reportBuses(items, arrived, refused);
-    await connectAll(fresh);
+    if (o.upgraded.length > 0)
+      deps.requireProofs?.(o.upgraded.map((i) => ({ deviceId: i.deviceId, tokenHash: i.tokenHash })));
   }
 
   /** Heartbeats written (or lost): later ones of their device go to Redis or to memory again. */
@@ -577,3 +562,62 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
   };
 }
 export type HeartbeatIngest = ReturnType<typeof createHeartbeatIngest>;
+
+/** What Redis made of a batch, as counted so far. `refused` holds every heartbeat that did not count. */
+interface Outcome {
+  heard: number;
+  stale: number;
+  revoked: number;
+  misplaced: number;
+  unknown: number;
+  downgrades: number;
+  readonly unknownItems: readonly HeartbeatInput[];
+  readonly fresh: { deviceId: string; round: number }[];
+  readonly refused: Set<HeartbeatInput>;
+  readonly downgraded: Set<HeartbeatInput>;
+  readonly misplacedOnes: Set<HeartbeatInput>;
+  readonly upgraded: HeartbeatInput[];
+}
+
+function outcomeOf(r: HeardBatch): Outcome {
+  return {
+    heard: r.heard,
+    stale: r.stale,
+    revoked: r.revoked,
+    misplaced: r.misplaced,
+    unknown: r.unknown.length,
+    downgrades: r.downgraded.length,
+    unknownItems: r.unknown,
+    fresh: [...r.fresh],
+    refused: new Set([...r.refused, ...r.downgraded]),
+    downgraded: new Set(r.downgraded),
+    misplacedOnes: new Set(r.refused.slice(r.revoked)),
+    upgraded: [...r.upgraded],
+  };
+}
+
+/** Adds what Redis made of heartbeats written again (their tokens now known): unknown ones are refused. */
+function addRetried(o: Outcome, again: HeardBatch): void {
+  o.heard += again.heard;
+  o.stale += again.stale;
+  o.revoked += again.revoked;
+  o.misplaced += again.misplaced;
+  o.unknown += again.unknown.length;
+  o.downgrades += again.downgraded.length;
+  for (const i of [...again.refused, ...again.unknown, ...again.downgraded]) o.refused.add(i);
+  for (const i of again.refused.slice(again.revoked)) o.misplacedOnes.add(i);
+  for (const i of again.downgraded) o.downgraded.add(i);
+  o.upgraded.push(...again.upgraded);
+  o.fresh.push(...again.fresh);
+}
+
+/** Repeats count as the heartbeat they waited for did. */
+function countRepeats(items: readonly Placed[], o: Outcome): void {
+  for (const i of items) {
+    if (i.repeats === 0) continue;
+    if (!o.refused.has(i)) o.heard += i.repeats;
+    else if (o.misplacedOnes.has(i)) o.misplaced += i.repeats;
+    else if (o.downgraded.has(i)) o.downgrades += i.repeats;
+    else o.unknown += i.repeats;
+  }
+}

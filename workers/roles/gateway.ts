@@ -142,7 +142,7 @@ function buildGateway(
   log: Logger,
   options: OpsOptions,
 ) {
-  const { db, redis, keys, liveness, settings } = services;
+  const { db, redis, keys, settings } = services;
   const metrics = options.metrics ?? createMetrics('gateway', true);
   const rounds = createRounds(redis, keys, config.SHARDS);
   const leases = createShardLeases(redis, keys, 3 * LEASE_PERIOD_MS);
@@ -153,12 +153,6 @@ function buildGateway(
     pingSeconds: config.MOTH_PING_SECONDS,
     logger: log,
   };
-  // Each channel with its own key: a client of the events cannot join a robot's bus, nor the reverse.
-  const clientChannel = new MothClient({
-    ...moth,
-    key: config.channels.clientKey,
-    path: config.channels.clientEvents,
-  });
   /** When recording heartbeats last failed: no shard counts as heard before then. */
   let brokenAt = 0;
   const broke = () => void (brokenAt = Date.now());
@@ -168,7 +162,7 @@ function buildGateway(
     busPath: config.channels.deviceBus,
     sharedBusPath: config.MOTH_SHARED_BUS ? config.channels.sharedDeviceBus : undefined,
     moth: { ...moth, key: config.channels.deviceKey },
-    onFrame: (data, deviceId, text) => ingest.push(data, deviceId, text),
+    onFrame: (data, deviceId, text) => hearing.ingest.push(data, deviceId, text),
     onSessionLost: () => void ownership.renew(),
   });
   const syncDirectory = createDeviceDirectory({ db, buses });
@@ -193,49 +187,103 @@ function buildGateway(
     brokenAt: () => brokenAt,
     broke,
   });
+  const { clientChannel, publisher } = buildPublishing(config, services, {
+    moth,
+    buses,
+    syncDirectory,
+    metrics,
+    log,
+  });
+  const hearing = buildHearing(services, { buses, opener, publisher, metrics, log, broke });
+  const issueRound = buildIssueRound(id, config, services, { rounds, leases, intervalSeconds, metrics, log });
+  return {
+    metrics,
+    buses,
+    opener,
+    ownership,
+    ingest: hearing.ingest,
+    publisher,
+    clientChannel,
+    syncDirectory,
+    issueRound,
+    intervalSeconds,
+    broke,
+  };
+}
+
+/** Round issuing (any gateway runs the scheduler's ticks): each closes the round before it. */
+function buildIssueRound(
+  id: string,
+  config: GatewayConfig,
+  services: Services,
+  parts: {
+    rounds: ReturnType<typeof createRounds>;
+    leases: ReturnType<typeof createShardLeases>;
+    intervalSeconds: () => Promise<number>;
+    metrics: ReturnType<typeof createMetrics>;
+    log: Logger;
+  },
+) {
+  const { db, redis, keys, liveness } = services;
+  const { rounds, log } = parts;
+  return createIssueRoundJob({
+    issueRound: createIssueRound({
+      rounds,
+      leases: parts.leases,
+      shards: config.SHARDS,
+      announce: (round, message) => rounds.announce(round, message),
+      intervalSeconds: parts.intervalSeconds,
+      ensureLivenessState: createLivenessRecovery({
+        db,
+        redis,
+        keys,
+        liveness,
+        rounds,
+        logger: log,
+        owner: id,
+      }),
+      enqueueEvaluation: (round) => services.queues.enqueueEvaluation(round),
+      reschedule: (interval) => services.scheduler.ensure(interval),
+      metrics: parts.metrics,
+      logger: log,
+    }),
+  });
+}
+
+type Moth = { url: string; frameGapMs: number; pingSeconds: number; logger: Logger };
+type Buses = ReturnType<typeof createDeviceBuses>;
+
+/**
+ * The outbox published on Moth: client events on the client channel (its own key: a client of the
+ * events cannot join a robot's bus, nor the reverse), a command for one robot on its bus only.
+ */
+function buildPublishing(
+  config: GatewayConfig,
+  services: Services,
+  parts: {
+    moth: Moth;
+    buses: Buses;
+    syncDirectory: (full?: boolean) => Promise<void>;
+    metrics: ReturnType<typeof createMetrics>;
+    log: Logger;
+  },
+) {
+  const { db } = services;
+  const { buses, syncDirectory, log } = parts;
+  const clientChannel = new MothClient({
+    ...parts.moth,
+    key: config.channels.clientKey,
+    path: config.channels.clientEvents,
+  });
   const signer = createEventSigner(db);
   const publisher = createOutboxPublisher({
     db,
-    metrics,
+    metrics: parts.metrics,
     logger: log,
     send: (channel, body) => (channel === 'client' ? clientChannel.send(body) : sendToDevice(body)),
     sign: (event) => signer.sign(event),
   });
-  const connectDevice = createConnectDevice({ db, settings: () => settings.current() });
-  const ingest = createHeartbeatIngest({
-    ...createHeartbeatRecords({ db, liveness, directory: buses.directory, logger: log }),
-    liveness,
-    metrics,
-    logger: log,
-    openRound: opener.openRound,
-    roundNonce: opener.nonce,
-    goodbye: (message, deviceId) => void goodbyes(message, deviceId),
-    onWriteFailure: broke,
-    onBackpressure: (behind) => (behind ? buses.pause() : buses.resume()),
-    connect: async (deviceId, round) => {
-      const connected = await connectDevice(deviceId, round);
-      if (connected) await handOff([connected]);
-      return connected !== null;
-    },
-  });
-  /** Effects of committed transitions to their queues; their events to Moth without waiting. */
-  async function handOff(sessions: Parameters<Services['enqueueEffects']>[0]) {
-    await services.enqueueEffects(sessions);
-    publisher.nudge();
-  }
-  const goodbyes = createGoodbyes({
-    db,
-    metrics,
-    logger: log,
-    openRound: opener.openRound,
-    roundNonce: opener.nonce,
-    forget: async (deviceId) => {
-      ingest.forgetDevice(deviceId);
-      await liveness.forgetDevice(deviceId);
-    },
-    disconnected: handOff,
-  });
-  /** A command for one robot goes to its bus only (and the shared one while it is still heard there). */
+  /** A command goes to its robot's bus (and the shared one while the robot is still heard there). */
   async function sendToDevice(body: unknown): Promise<void> {
     const { deviceId } = body as PlatformEvent;
     if (!deviceId) return;
@@ -249,41 +297,60 @@ function buildGateway(
       log.warn({ err: err.message }, 'could not mark recent events for re-sending'),
     );
   });
-  const issueRound = createIssueRoundJob({
-    issueRound: createIssueRound({
-      rounds,
-      leases,
-      shards: config.SHARDS,
-      announce: (round, message) => rounds.announce(round, message),
-      intervalSeconds,
-      ensureLivenessState: createLivenessRecovery({
-        db,
-        redis,
-        keys,
-        liveness,
-        rounds,
-        logger: log,
-        owner: id,
-      }),
-      enqueueEvaluation: (round) => services.queues.enqueueEvaluation(round),
-      reschedule: (interval) => services.scheduler.ensure(interval),
-      metrics,
-      logger: log,
-    }),
-  });
-  return {
+  return { clientChannel, publisher };
+}
+
+/**
+ * What the gateway hears on the buses: heartbeats (a first or recovered one connects its device)
+ * and goodbyes; the effects of each transition go to their queues, its events out at once.
+ */
+function buildHearing(
+  services: Services,
+  parts: {
+    buses: Buses;
+    opener: ReturnType<typeof createRoundOpener>;
+    publisher: ReturnType<typeof createOutboxPublisher>;
+    metrics: ReturnType<typeof createMetrics>;
+    log: Logger;
+    broke: () => void;
+  },
+) {
+  const { db, liveness, settings } = services;
+  const { buses, opener, metrics, log } = parts;
+  const connectDevice = createConnectDevice({ db, settings: () => settings.current() });
+  async function handOff(sessions: Parameters<Services['enqueueEffects']>[0]) {
+    await services.enqueueEffects(sessions);
+    parts.publisher.nudge();
+  }
+  const ingest = createHeartbeatIngest({
+    ...createHeartbeatRecords({ db, liveness, directory: buses.directory, logger: log }),
+    liveness,
     metrics,
-    buses,
-    opener,
-    ownership,
-    ingest,
-    publisher,
-    clientChannel,
-    syncDirectory,
-    issueRound,
-    intervalSeconds,
-    broke,
-  };
+    logger: log,
+    openRound: opener.openRound,
+    roundNonce: opener.nonce,
+    goodbye: (message, deviceId) => void goodbyes(message, deviceId),
+    onWriteFailure: parts.broke,
+    onBackpressure: (behind) => (behind ? buses.pause() : buses.resume()),
+    connect: async (deviceId, round) => {
+      const connected = await connectDevice(deviceId, round);
+      if (connected) await handOff([connected]);
+      return connected !== null;
+    },
+  });
+  const goodbyes = createGoodbyes({
+    db,
+    metrics,
+    logger: log,
+    openRound: opener.openRound,
+    roundNonce: opener.nonce,
+    forget: async (deviceId) => {
+      ingest.forgetDevice(deviceId);
+      await liveness.forgetDevice(deviceId);
+    },
+    disconnected: handOff,
+  });
+  return { ingest };
 }
 
 /**
