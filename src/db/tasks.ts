@@ -110,3 +110,15 @@ export async function lockLatestOpenTask(
     .first<TaskRow | undefined>();
   return row && toTask(row);
 }
+
+/** A task's device and status, locked for the rest of the transaction. */
+export async function lockTask(
+  q: Queryable,
+  id: string,
+): Promise<{ deviceId: string; status: TaskStatus } | undefined> {
+  const row = await q('tasks')
+    .where({ id })
+    .forUpdate()
+    .first<{ device_id: string; status: TaskStatus } | undefined>('device_id', 'status');
+  return row && { deviceId: row.device_id, status: row.status };
+}

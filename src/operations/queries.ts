@@ -1,4 +1,4 @@
-import { findLiveDevice, listDevices, type DevicePageQuery } from '../db/devices';
+import { deviceExisted, findLiveDevice, listDevices, type DevicePageQuery } from '../db/devices';
 import { effectsOfSessions } from '../db/effects';
 import type { Db } from '../db/knex';
 import { listDeviceRecordings, listDeviceStreams } from '../db/media';
@@ -23,8 +23,7 @@ export type { Delivery } from '../db/webhooks';
 export function createQueries(db: Db) {
   return {
     liveDevice: (id: string) => findLiveDevice(db, id),
-    /** Whether a device with this id ever existed (a deleted one keeps its history). */
-    deviceExisted: async (id: string) => (await db('devices').where({ id }).first('id')) !== undefined,
+    deviceExisted: (id: string) => deviceExisted(db, id),
     devicePage: (p: DevicePageQuery) => listDevices(db, p),
     /** A device's sessions, newest first, each with its effects. */
     async sessionsWithEffects(deviceId: string, limit: number) {

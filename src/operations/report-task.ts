@@ -1,8 +1,8 @@
 import type { Caller } from '../domain/caller';
 import { AppError, conflict, forbidden, notFound } from '../domain/errors';
-import { nextStatus, type TaskReport, type TaskStatus } from '../domain/task';
+import { nextStatus, type TaskReport } from '../domain/task';
 import type { Db } from '../db/knex';
-import type { Task } from '../db/tasks';
+import { lockTask, type Task } from '../db/tasks';
 import { moveTask } from './move-task';
 
 export const taskNotFound = () => notFound('TASK_NOT_FOUND', 'no such task');
@@ -19,12 +19,9 @@ export function createReportTask(deps: { db: Db }) {
     extra: { reason?: string; failPoint?: unknown } = {},
   ): Promise<Task> =>
     deps.db.transaction(async (trx) => {
-      const current = await trx('tasks')
-        .where({ id })
-        .forUpdate()
-        .first<{ device_id: string; status: TaskStatus } | undefined>('device_id', 'status');
+      const current = await lockTask(trx, id);
       if (!current) throw taskNotFound();
-      if (caller.kind === 'device' && caller.deviceId !== current.device_id) {
+      if (caller.kind === 'device' && caller.deviceId !== current.deviceId) {
         throw forbidden('only the executing device reports on a task');
       }
       if (caller.kind === 'operator' && report !== 'abort')

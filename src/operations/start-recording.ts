@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { trackEndpoint, type Track } from '../domain/device';
 import { validationFailed } from '../domain/errors';
 import { clientEvent } from '../domain/events';
-import type { Device } from '../db/devices';
+import { deviceTracks, type Device } from '../db/devices';
 import type { Db } from '../db/knex';
 import { insertRecording, recordingsOfSession, setRecordingState, type Recording } from '../db/media';
 import { appendEvents } from '../db/outbox';
@@ -31,13 +31,13 @@ export function trackUri(
   return new URL(trackEndpoint(d.publicChannel, track, 'sub'), mothUrl).toString();
 }
 
+type NewRecording = Pick<Recording, 'id' | 'deviceId' | 'sessionId' | 'track' | 'uri' | 'policy' | 'state'>;
+
 /**
  * Starting a TGDM recording. The row is written (STARTING) before TGDM is asked, with its id as the
  * idempotency key, so a crash between TGDM's answer and our commit cannot record twice; the
  * STARTING -> STARTED change and RECORDING_STARTED commit together.
  */
-type NewRecording = Pick<Recording, 'id' | 'deviceId' | 'sessionId' | 'track' | 'uri' | 'policy' | 'state'>;
-
 export function createStartRecording(deps: StartRecordingDeps) {
   const recorded = deps.recorded ?? ((t: Track) => t.type === 'VIDEO');
 
@@ -100,19 +100,17 @@ export function createStartRecording(deps: StartRecordingDeps) {
     async forSession(sessionId: string, deviceId: string): Promise<void> {
       const proceed = await deps.db.transaction(async (trx) => {
         const session = await sessionEnd(trx, sessionId);
-        const device = await trx('devices')
-          .where({ id: deviceId })
-          .first<{ tracks: Track[]; public_channel: string }>('tracks', 'public_channel');
+        const device = await deviceTracks(trx, deviceId);
         const existing = await recordingsOfSession(trx, sessionId);
         // The session is already over: nothing to record, nothing was started.
         if (existing.length === 0 && (session?.endedAt || !device)) return false;
-        for (const track of device?.tracks.filter(recorded) ?? []) {
+        for (const track of device ? device.tracks.filter(recorded) : []) {
           await insertRecording(trx, {
             id: randomUUID(),
             deviceId,
             sessionId,
             track: track.name,
-            uri: new URL(trackEndpoint(device.public_channel, track.name, 'sub'), deps.mothUrl).toString(),
+            uri: trackUri(deps.mothUrl, device!, track.name),
             policy: 'AUTOMATIC',
             state: 'STARTING',
           });

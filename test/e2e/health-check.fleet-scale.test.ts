@@ -57,10 +57,14 @@ describe(`${FLEET} robots answering within 10 ms, each on a bus of its own`, () 
     // Every robot heard every round: no HEALTHCHECK lost on the way either.
     const heard = fleet.map((d) => roundsSeen(d.device) - start);
     expect(Math.min(...heard)).toBeGreaterThanOrEqual(ROUNDS);
-    // One round's HEALTHCHECKs left across the spread (500 ms by default), not in one burst.
-    const round = Math.max(...fleet[0]!.device.healthchecksAt.keys()) - 1;
-    const arrivals = fleet.map((d) => d.device.healthchecksAt.get(round)!);
-    const spread = Math.max(...arrivals) - Math.min(...arrivals);
+    // A round's HEALTHCHECKs leave across the spread (500 ms by default), not in one burst: the median
+    // of the last five rounds' spreads (one round alone can stretch on a loaded machine).
+    const last = Math.max(...fleet[0]!.device.healthchecksAt.keys()) - 1;
+    const spreads = [0, 1, 2, 3, 4]
+      .map((k) => fleet.map((d) => d.device.healthchecksAt.get(last - k)!))
+      .map((arrivals) => Math.max(...arrivals) - Math.min(...arrivals))
+      .sort((a, b) => a - b);
+    const spread = spreads[2]!;
     expect(spread).toBeGreaterThanOrEqual(s.config.MOTH_HEALTHCHECK_SPREAD_MS * 0.6);
     expect(spread).toBeLessThanOrEqual(s.config.MOTH_HEALTHCHECK_SPREAD_MS + 500);
 

@@ -14,6 +14,7 @@ import { createConnectDevice } from '../../src/operations/connect-device';
 import { createStartRecording } from '../../src/operations/start-recording';
 import { createStopRecording } from '../../src/operations/stop-recording';
 import { bullConnection } from '../../src/queues/connection';
+import { waitFor } from '../../src/dev/processes';
 import { createTestDatabase, uniquePrefix } from '../support/database';
 import { insertDevices } from '../support/rows';
 
@@ -74,9 +75,14 @@ describe('an effect that cannot run yet', () => {
 
     // The session's start-recording effect is still PENDING: the stop goes back to wait, again and again.
     await new Promise((r) => setTimeout(r, 800));
+    await waitFor(
+      async () => (await queue.getJob(jobId))!.getState().then((st) => st === 'delayed'),
+      5000,
+      'delayed',
+    );
     const job = (await queue.getJob(jobId))!;
-    expect(await job.getState()).toBe('delayed');
     expect(job.attemptsMade).toBe(0);
+    expect(job.attemptsStarted).toBeGreaterThanOrEqual(2);
     expect(await effect(ended!.sessionId, 'stop-recording')).toMatchObject({
       status: 'PENDING',
       attempts: 0,
