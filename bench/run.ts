@@ -499,7 +499,7 @@ async function evaluation() {
     rounds,
     settings: () => settings.current(),
     connectDevice: createConnectDevice({ db, settings: () => settings.current() }),
-    enqueueEffects: (done) => queues.dispatchEffects(done),
+    handOffEffects: (done) => queues.dispatchEffects(done),
     metrics: createMetrics('bench'),
     logger: silent,
     ...(process.env.BENCH_BATCH ? { batchSize: Number(process.env.BENCH_BATCH) } : {}),
@@ -652,7 +652,7 @@ async function evaluationWithPolicies(
     rounds,
     settings: () => parts.settings.current(),
     connectDevice: createConnectDevice({ db, settings: () => parts.settings.current() }),
-    enqueueEffects: (done) => parts.queues.dispatchEffects(done),
+    handOffEffects: (done) => parts.queues.dispatchEffects(done),
     metrics: createMetrics('bench-policies'),
     logger: silent,
   });

@@ -4,18 +4,11 @@ import {
   DISCONNECT_EFFECTS,
   type DisconnectReason,
   type EffectKind,
+  type SessionEffects,
 } from '../domain/effects';
 import { clientEvent } from '../domain/events';
 import { appendEvents } from './outbox';
 import type { Db, Queryable } from './knex';
-
-export interface Connected {
-  readonly deviceId: string;
-  readonly sessionId: string;
-  readonly effects: readonly EffectKind[];
-  /** The device is flapping: its connect effects wait until then (epoch ms). */
-  readonly notBefore?: number;
-}
 
 /** When a device counts as flapping, and how long its connect effects then wait. */
 export interface FlapPolicy {
@@ -74,7 +67,7 @@ export async function connectDevice(
   deviceId: string,
   round: number,
   options: { automaticRecording: boolean; flap: FlapPolicy; heardAt?: Date },
-): Promise<Connected | null> {
+): Promise<SessionEffects | null> {
   return db.transaction(async (trx) => {
     const sessionId = randomUUID();
     const heardAt = options.heardAt ?? new Date();
@@ -122,12 +115,6 @@ export interface DisconnectCandidate {
   readonly lastHeartbeatAt: Date | null;
 }
 
-export interface Disconnected {
-  readonly deviceId: string;
-  readonly sessionId: string;
-  readonly effects: readonly EffectKind[];
-}
-
 /**
  * CONNECTED -> DISCONNECTED for many devices in one transaction, each a compare-and-set: the device
  * must still be connected in a session that began before `beforeRound`. Ends the sessions, writes one
@@ -139,7 +126,7 @@ export async function disconnectDevices(
   reason: DisconnectReason,
   /** What runs after: every disconnect effect, unless a maintenance window says otherwise. */
   effectKinds: readonly EffectKind[] = DISCONNECT_EFFECTS,
-): Promise<Disconnected[]> {
+): Promise<SessionEffects[]> {
   if (candidates.length === 0) return [];
   const run = async (trx: Queryable) => {
     const input = JSON.stringify(

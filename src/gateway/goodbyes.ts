@@ -1,6 +1,7 @@
+import type { SessionEffects } from '../domain/effects';
 import { findDeviceIdsByTokenHashes, findTokenHashesOfDevices } from '../db/devices';
 import type { Db } from '../db/knex';
-import { disconnectDevices, type Disconnected } from '../db/transitions';
+import { disconnectDevices } from '../db/transitions';
 import { tokenHash } from '../domain/credentials';
 import { expectedProof, proofMatches } from '../domain/proofs';
 import type { Logger } from '../logger';
@@ -16,7 +17,7 @@ export interface GoodbyeDeps {
   /** Takes the device out of the connected index and out of the round's memory. */
   readonly forget: (deviceId: string) => Promise<void>;
   /** Runs what a disconnect starts (its effects, the outbox). */
-  readonly disconnected: (ended: readonly Disconnected[]) => Promise<void>;
+  readonly disconnected: (ended: readonly SessionEffects[]) => Promise<void>;
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { SessionEffects } from '../domain/effects';
 import { inMaintenance } from '../db/devices';
 import type { Db } from '../db/knex';
-import { disconnectDevices, type Disconnected } from '../db/transitions';
+import { disconnectDevices } from '../db/transitions';
 import type { Metrics } from '../metrics';
 import type { Claimed } from '../redis/liveness';
 
@@ -29,7 +29,7 @@ export function createDisconnectBatch(deps: { db: Db; metrics: Metrics; now?: ()
       candidates.filter((c) => !maintenance.has(c.deviceId)),
       'MISSED_HEARTBEATS',
     );
-    const expected: Disconnected[] = [
+    const expected: SessionEffects[] = [
       ...(await disconnectDevices(
         deps.db,
         candidates.filter((c) => maintenance.get(c.deviceId) === true),

@@ -22,7 +22,7 @@ export interface EvaluateRoundDeps {
    * Hands the effects of committed transitions to the effect queues. The worker passes the
    * dispatch queue here, so a mass disconnect waits for a few small adds, not one per effect.
    */
-  readonly enqueueEffects: (done: readonly SessionEffects[]) => Promise<void>;
+  readonly handOffEffects: (done: readonly SessionEffects[]) => Promise<void>;
   readonly metrics: Metrics;
   readonly logger: Logger;
   /** Devices handled per transaction. */
@@ -120,7 +120,7 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
     } finally {
       // Also after a failure: what was committed is handed off now rather than left to the sweeper.
       if (effects.length > 0)
-        await deps.enqueueEffects(effects).catch((err: Error) => {
+        await deps.handOffEffects(effects).catch((err: Error) => {
           deps.logger.warn({ round: n, err: err.message }, 'effect jobs not enqueued; the sweeper will');
         });
     }

@@ -105,7 +105,7 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
     },
 
     /** Enqueues one job per effect row; deterministic ids make a repeat a no-op. */
-    async enqueueEffects(
+    async enqueueEffectRows(
       effects: readonly { sessionId: string; deviceId: string; kind: EffectKind; notBefore?: number }[],
       policy: EffectRetryPolicy,
     ): Promise<void> {
@@ -137,7 +137,7 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
       sessions: readonly SessionEffects[],
       policy: EffectRetryPolicy,
     ): Promise<void> {
-      await this.enqueueEffects(
+      await this.enqueueEffectRows(
         sessions.flatMap((s) =>
           s.effects.map((kind) => ({
             sessionId: s.sessionId,

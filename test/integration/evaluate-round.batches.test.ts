@@ -53,7 +53,7 @@ async function evaluationOf(silent: string[], options: { batchSize: number; para
     rounds,
     settings,
     connectDevice: createConnectDevice({ db, settings }),
-    enqueueEffects: async (effects) => {
+    handOffEffects: async (effects) => {
       handOffs.push([...effects]);
     },
     metrics: createMetrics('test'),

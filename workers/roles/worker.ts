@@ -69,7 +69,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
       rounds,
       settings,
       connectDevice: createConnectDevice({ db: evaluationDb, settings }),
-      enqueueEffects: (done) => services.queues.dispatchEffects(done),
+      handOffEffects: (done) => services.queues.dispatchEffects(done),
       parallelBatches: PARALLEL_BATCHES,
       metrics,
       logger,
@@ -91,7 +91,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
   const sweep = createSweepEffects({
     stalePending: () => selectStalePending(db, 5000, 1000),
     enqueue: (rows) =>
-      services.queues.enqueueEffects(rows, {
+      services.queues.enqueueEffectRows(rows, {
         attempts: config.EFFECT_ATTEMPTS,
         backoffMs: config.EFFECT_BACKOFF_MS,
       }),
