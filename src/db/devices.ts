@@ -2,6 +2,7 @@ import type { DeviceStatus, Track } from '../domain/device';
 import type { OutgoingEvent } from '../domain/events';
 import type { PolicyFields } from '../domain/policy';
 import type { Queryable } from './knex';
+import { INSERT_EVENTS } from './outbox';
 import { groupsNamed, openWindow, policyOfRow, windowColumns, type Maintenance } from './policies';
 
 export type { Maintenance } from './policies';
@@ -148,10 +149,7 @@ const INSERT_DEVICE_WITH_EVENT = `WITH d AS (
        INSERT INTO devices (id, name, token_hash, public_channel, bus_id, tracks, actions, group_name)
        VALUES (?, ?, ?, ?, ?, ?::jsonb, ?::jsonb, ?)
        RETURNING ${COLUMNS.join(', ')}
-     ), e AS (
-       INSERT INTO outbox (event_id, channel, device_id, type, body)
-       SELECT ?, ?, d.id, ?, ?::jsonb FROM d
-     )
+     ), e AS (${INSERT_EVENTS})
      SELECT * FROM d`;
 
 /**
@@ -174,12 +172,9 @@ export async function insertDeviceWithEvent(
       JSON.stringify(d.tracks),
       JSON.stringify(d.actions),
       d.group,
-      event.event.eventId,
-      event.channel,
-      event.event.type,
-      JSON.stringify(event.event),
+      JSON.stringify([event]),
     ])
-    .options({ name: 'insert-device-with-event-v3' });
+    .options({ name: 'insert-device-with-event-v4' });
   return (await withGroups(q, rows))[0]!;
 }
 

@@ -8,15 +8,18 @@ import type { Queryable } from './knex';
  */
 export async function appendEvents(q: Queryable, events: readonly OutgoingEvent[]): Promise<void> {
   if (events.length === 0) return;
-  // One parameter whatever the number of events: batches of thousands stay one cheap statement.
-  await q.raw(
-    `INSERT INTO outbox (event_id, channel, device_id, type, body)
+  await q.raw(INSERT_EVENTS, [JSON.stringify(events)]);
+}
+
+/**
+ * The one statement that writes events, from a JSON array of them: one parameter whatever their
+ * number, so batches of thousands stay one cheap statement (and a CTE of another statement can use
+ * it: a registration writes its device and event at once).
+ */
+export const INSERT_EVENTS = `INSERT INTO outbox (event_id, channel, device_id, type, body)
      SELECT (e->'event'->>'eventId')::uuid, e->>'channel', (e->'event'->>'deviceId')::uuid, e->'event'->>'type', e->'event'
        FROM jsonb_array_elements(?::jsonb) AS e
-     ON CONFLICT (event_id) DO NOTHING`,
-    [JSON.stringify(events)],
-  );
-}
+     ON CONFLICT (event_id) DO NOTHING`;
 
 export interface PendingEvent {
   readonly id: string;
