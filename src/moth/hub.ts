@@ -36,11 +36,12 @@ export interface HubOptions {
   readonly maxUnsentBytes?: number;
 }
 
-type Role = 'pub' | 'sub' | 'meb';
+/** Which Moth endpoint a member joined by: publisher, subscriber, or both (meb). */
+type Endpoint = 'pub' | 'sub' | 'meb';
 
 interface Member {
   readonly ws: WebSocket;
-  readonly role: Role;
+  readonly role: Endpoint;
   readonly bundle: boolean;
   readonly track: TrackState;
   /** Sequence number of the last slot this reader looked at. */
@@ -98,7 +99,7 @@ export interface HubStats {
 }
 
 interface Accepted {
-  readonly role: Role;
+  readonly role: Endpoint;
   readonly channelId: string;
   readonly key: string | undefined;
   readonly trackId: string;
@@ -193,7 +194,7 @@ export class MothHub {
 
   private accept(req: IncomingMessage): Accepted | null {
     const url = new URL(req.url ?? '/', 'http://hub');
-    const role = /^\/pang\/ws\/(pub|sub|meb)$/.exec(url.pathname)?.[1] as Role | undefined;
+    const role = /^\/pang\/ws\/(pub|sub|meb)$/.exec(url.pathname)?.[1] as Endpoint | undefined;
     if (!role) return null;
     const q = url.searchParams;
     const channel = q.get('channel');
