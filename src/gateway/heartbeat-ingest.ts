@@ -1,10 +1,11 @@
 import { timingSafeEqual } from 'node:crypto';
 import { rememberingTokenHash, tokenHash } from '../domain/credentials';
-import { expectedProof, proofMatches } from '../domain/proofs';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import { decodeInbound, type Inbound } from '../moth/codec';
 import type { CachedToken, HeardBatch, HeartbeatInput, Liveness } from '../redis/liveness';
+import { createProofKeys, type Decoded } from './proof-keys';
+import { createTokenDirectory } from './token-directory';
 
 export interface HeartbeatIngestDeps {
   readonly liveness: Pick<Liveness, 'recordHeartbeats' | 'cacheTokens' | 'forgetDevice'>;
@@ -51,25 +52,12 @@ const MAX_BATCHES_IN_FLIGHT = 32;
  */
 const WRITERS = 3;
 
-/** How long a token hash that matched no device is refused without asking Postgres again. */
-const NEGATIVE_TTL_MS = 30_000;
-const NEGATIVE_MAX = 100_000;
-/**
- * Token hash -> device, for heartbeats on the shared bus (which names no device). Revocation does not
- * depend on it: the shard's cache in Redis holds the tombstone, and a refusal evicts the entry here.
- */
-const SHARED_CACHE_MAX = 100_000;
 /**
  * Tokens whose hash the shared bus remembers: a robot heard there every round costs a lookup, not a
  * hash. Only tokens every member of that bus reads anyway; every check (revocation, refusal, the
  * round) still runs on the hash.
  */
 const SHARED_HASHES_MAX = 100_000;
-/** Device -> its current token hash, the key its proofs are checked under (evicted oldest first). */
-const PROOF_KEYS_MAX = 100_000;
-/** v2 frames held while their devices' keys are looked up (a burst after a start), per device and in all. */
-const AWAITING_PER_DEVICE = 16;
-const AWAITING_DEVICES_MAX = 20_000;
 const CONNECT_CONCURRENCY = 16;
 /**
  * Frames taken in one turn of the event loop beyond which every session pauses until the next turn.
@@ -95,27 +83,6 @@ interface Arrived {
   readonly text: boolean;
   /** Heartbeats of the same device, token and round that came while this one was being written. */
   repeats: number;
-}
-
-/** A heartbeat frame (a copy) and what it says: a token's hash, or a verified proof and its key. */
-interface Decoded {
-  readonly frame: Buffer;
-  readonly tokenHash: string;
-  readonly round: number | undefined;
-  readonly proven: boolean;
-  /** The device a proof named (a shared-bus proof says whose it is). */
-  readonly deviceId?: string;
-}
-
-/** A v2 proof as decoded. */
-type Proof = Extract<Inbound, { kind: 'proof' }>;
-
-/** A v2 frame waiting for its device's key from Postgres. */
-interface AwaitingKey {
-  readonly frame: Buffer;
-  readonly msg: Proof;
-  readonly busDevice: string | undefined;
-  readonly heardRound: number;
 }
 
 /** What a device's memory of the round holds: a token's hash, or a proof's key marked as such. */
@@ -149,15 +116,16 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
   let paused = false;
   let turnFrames = 0;
   const nextTurn = () => (turnFrames = 0);
-  const negative = new Map<string, number>();
-  const sharedCache = new Map<string, string>();
+  const count = (result: string, n = 1) => deps.metrics.heartbeats.inc({ result }, n);
+  const tokens = createTokenDirectory(deps);
   const sharedHash = rememberingTokenHash(SHARED_HASHES_MAX);
-  const proofKeys = new Map<string, string>();
+  const proofs = createProofKeys({
+    ...deps,
+    count,
+    accept: (heard, bus, round) => accept(heard, bus, round),
+  });
   /** Devices already reported for a token sent in a text frame (until their token changes). */
   const exposed = new Set<string>();
-  let awaitingKeys = new Map<string, AwaitingKey[]>();
-  let keyLookup: Promise<void> | undefined;
-  const count = (result: string, n = 1) => deps.metrics.heartbeats.inc({ result }, n);
   /** Device -> the token hash Redis accepted from it in `recordedRound`, the round open now. */
   let recorded = new Map<string, string>();
   /** Device -> its heartbeat of `recordedRound` on its way to Redis: repeats wait for its answer. */
@@ -209,9 +177,8 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
   /** A heartbeat whose credential is read: counted from memory, or queued for Redis. */
   function accept(heard: Decoded, deviceId: string | undefined, heardRound: number, text = false): void {
     const { tokenHash: hash, round, proven } = heard;
-    const refusedUntil = negative.size === 0 ? undefined : negative.get(hash);
-    if (refusedUntil !== undefined && refusedUntil > Date.now()) return count('unknown_token');
-    const device = deviceId ?? heard.deviceId ?? sharedCache.get(hash);
+    if (tokens.refused(hash)) return count('unknown_token');
+    const device = deviceId ?? heard.deviceId ?? tokens.deviceOf(hash);
     const staleEcho = round !== undefined && round < heardRound;
     // The memory is of the round open now; a proof that waited for its key may be of the one before.
     // A token in a text frame always goes to Redis: only an accepted one is reported as exposed.
@@ -252,7 +219,12 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     const last = deviceId === undefined ? undefined : lastFrames.get(deviceId);
     if (last && last.frame.length === frame.length && timingSafeEqual(last.frame, frame)) return last;
     const msg = decodeInbound(frame);
-    if (msg.kind === 'proof') return readProof(frame, msg, deviceId, heardRound);
+    if (msg.kind === 'proof') {
+      const decoded = proofs.read(frame, msg, deviceId, heardRound);
+      if (decoded && deviceId !== undefined && heardRound === recordedRound)
+        lastFrames.set(deviceId, { ...decoded, frame: Buffer.from(frame) });
+      return decoded;
+    }
     if (msg.kind === 'goodbye') {
       count('goodbye');
       deps.goodbye?.(msg, deviceId);
@@ -269,82 +241,11 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     return decoded;
   }
 
-  /**
-   * A v2 proof: for the round it was heard in, under the key of the device it names (which must be the
-   * bus's device). Its key may first have to come from Postgres: the frame then waits for it.
-   */
-  function readProof(
-    frame: Buffer,
-    msg: Proof,
-    deviceId: string | undefined,
-    heardRound: number,
-  ): Decoded | undefined {
-    if (deviceId !== undefined && msg.deviceId !== deviceId) return void count('misplaced');
-    // As for an echoed round: a proof for an older round keeps nobody alive (and its nonce is gone).
-    if (msg.round < heardRound) return void count('stale');
-    // Refused before its key is looked up: no proof for another round, or one without a nonce, holds.
-    if (msg.round !== heardRound || deps.roundNonce?.(heardRound) === undefined)
-      return void count('bad_proof');
-    const key = proofKeys.get(msg.deviceId);
-    if (key === undefined) return void awaitKey(frame, msg, deviceId, heardRound);
-    const decoded = verified(frame, msg, key, heardRound);
-    if (decoded && deviceId !== undefined && heardRound === recordedRound)
-      lastFrames.set(deviceId, { ...decoded, frame: Buffer.from(frame) });
-    return decoded;
-  }
-
-  /** The heartbeat a proof stands for when it holds under `key` for the round heard; else counted. */
-  function verified(frame: Buffer, msg: Proof, key: string, heardRound: number): Decoded | undefined {
-    const nonce = msg.round === heardRound ? deps.roundNonce?.(heardRound) : undefined;
-    if (nonce === undefined || !proofMatches(msg.proof, expectedProof(key, msg.round, nonce)))
-      return void count('bad_proof');
-    return { frame, tokenHash: key, round: undefined, proven: true, deviceId: msg.deviceId };
-  }
-
-  function awaitKey(frame: Buffer, msg: Proof, busDevice: string | undefined, heardRound: number) {
-    let list = awaitingKeys.get(msg.deviceId);
-    if (!list) {
-      if (awaitingKeys.size >= AWAITING_DEVICES_MAX || !deps.lookupKeys) return count('unknown_token');
-      awaitingKeys.set(msg.deviceId, (list = []));
-    }
-    if (list.length >= AWAITING_PER_DEVICE) return count('unknown_token');
-    list.push({ frame: Buffer.from(frame), msg, busDevice, heardRound });
-    keyLookup ??= lookupKeys();
-  }
-
-  /** Looks up the keys frames wait for (those of one turn in one query), then reads those frames. */
-  async function lookupKeys(): Promise<void> {
-    await new Promise((resolve) => setImmediate(resolve));
-    const waiting = awaitingKeys;
-    awaitingKeys = new Map();
-    const revocationsBefore = revocations;
-    const found = new Map<string, string>();
-    try {
-      for (const f of await deps.lookupKeys!([...waiting.keys()])) found.set(f.deviceId, f.tokenHash);
-    } catch (err) {
-      deps.logger.error({ err: (err as Error).message }, 'proof key lookup failed');
-    }
-    // A key read while a token was being revoked may be the old one: used once, not kept.
-    if (revocations === revocationsBefore)
-      for (const [id, key] of found) {
-        if (proofKeys.size >= PROOF_KEYS_MAX) proofKeys.delete(proofKeys.keys().next().value!);
-        proofKeys.set(id, key);
-      }
-    for (const [id, list] of waiting) {
-      const key = found.get(id);
-      for (const w of list) {
-        const decoded =
-          key === undefined ? void count('unknown_token') : verified(w.frame, w.msg, key, w.heardRound);
-        if (decoded) accept(decoded, w.busDevice, w.heardRound);
-      }
-    }
-    keyLookup = awaitingKeys.size > 0 ? lookupKeys() : undefined;
-  }
-
   /** Starts writing the current batch; resolves when every batch started so far is written. */
   function flush(): Promise<void> {
     // Frames waiting for their keys are part of what has been taken.
-    if (keyLookup) return keyLookup.then(flush);
+    const lookup = proofs.pending();
+    if (lookup) return lookup.then(flush);
     clearTimeout(timer);
     timer = undefined;
     if (batch.length === 0) return Promise.all(writers).then(() => {});
@@ -399,7 +300,7 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     if (misplaced) count('misplaced', misplaced);
     if (downgrades) count('downgrade', downgrades);
     noteCredentials(items, outcome);
-    if (refused.size > 0) for (const i of refused) sharedCache.delete(i.tokenHash);
+    if (refused.size > 0) for (const i of refused) tokens.forget(i.tokenHash);
     if (revocations === revocationsBefore) remember(items, refused);
     if (deps.heardOn) reportBuses(items, arrived, refused);
     await connectAll(outcome.fresh);
@@ -411,7 +312,7 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
    */
   async function placeUnknown(o: Outcome): Promise<void> {
     const unknownItems = o.unknownItems;
-    const resolved = await resolveUnknown([...new Set(unknownItems.map((i) => i.tokenHash))]);
+    const resolved = await tokens.resolve([...new Set(unknownItems.map((i) => i.tokenHash))]);
     const foreign = unknownItems.filter((i) => (resolved.get(i.tokenHash) ?? i.deviceId) !== i.deviceId);
     const retry = unknownItems.filter((i) => resolved.get(i.tokenHash) === i.deviceId);
     o.unknown -= retry.length + foreign.length;
@@ -470,41 +371,20 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
 
   /** Names the device of each shared-bus heartbeat from its token (cache, then Postgres). */
   async function placeShared(arrived: Arrived[]): Promise<Placed[]> {
-    const missing = arrived.filter((a) => a.deviceId === undefined && !sharedCache.has(a.tokenHash));
+    const missing = arrived.filter(
+      (a) => a.deviceId === undefined && tokens.deviceOf(a.tokenHash) === undefined,
+    );
     if (missing.length > 0) {
       const hashes = [...new Set(missing.map((a) => a.tokenHash))];
-      const known = await resolveUnknown(hashes);
+      const known = await tokens.resolve(hashes);
       for (const h of hashes) if (!known.has(h)) count('unknown_token');
     }
     const out: Placed[] = [];
     for (const a of arrived) {
-      a.deviceId ??= sharedCache.get(a.tokenHash);
+      a.deviceId ??= tokens.deviceOf(a.tokenHash);
       if (a.deviceId !== undefined) out.push(a as Placed);
     }
     return out;
-  }
-
-  /** Resolves token hashes from Postgres (caching them in Redis): hash -> device. */
-  async function resolveUnknown(hashes: string[]): Promise<Map<string, string>> {
-    try {
-      const found = await deps.lookupTokens(hashes);
-      await deps.liveness.cacheTokens(found);
-      const known = new Map(found.map((f) => [f.tokenHash, f.deviceId]));
-      for (const f of found) {
-        if (sharedCache.size >= SHARED_CACHE_MAX) sharedCache.delete(sharedCache.keys().next().value!);
-        sharedCache.set(f.tokenHash, f.deviceId);
-      }
-      const until = Date.now() + NEGATIVE_TTL_MS;
-      for (const h of hashes) {
-        if (known.has(h)) continue;
-        if (negative.size >= NEGATIVE_MAX) negative.delete(negative.keys().next().value!);
-        negative.set(h, until);
-      }
-      return known;
-    } catch (err) {
-      deps.logger.error({ err: (err as Error).message }, 'token lookup failed');
-      return new Map();
-    }
   }
 
   async function connectAll(fresh: { deviceId: string; round: number }[]) {
@@ -537,8 +417,8 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
       recorded.delete(deviceId);
       // Later heartbeats go to Redis on their own, rather than count as one written before.
       pending.delete(deviceId);
-      sharedCache.delete(revokedHash);
-      proofKeys.delete(deviceId);
+      tokens.forget(revokedHash);
+      proofs.forget(deviceId);
       exposed.delete(deviceId);
     },
     /** Forgets what this round heard of a device (it said goodbye): its next heartbeat goes to Redis. */
@@ -551,8 +431,8 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     forgetTokens(): void {
       revocations++;
       forgetRound();
-      sharedCache.clear();
-      proofKeys.clear();
+      tokens.clear();
+      proofs.clear();
     },
     async close(): Promise<void> {
       clearInterval(tallyTimer);

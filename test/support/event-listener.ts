@@ -12,6 +12,7 @@ export type PlatformEventSeen = {
 export async function listenForEvents(config: Pick<Config, 'channels' | 'MOTH_URL'>) {
   const events: PlatformEventSeen[] = [];
   let socket: WebSocket | undefined;
+  let connectedAt = 0;
   async function connect(): Promise<void> {
     const key = config.channels.clientKey;
     const ws = new WebSocket(`${config.MOTH_URL}${config.channels.clientEvents}${key ? `&key=${key}` : ''}`);
@@ -25,12 +26,15 @@ export async function listenForEvents(config: Pick<Config, 'channels' | 'MOTH_UR
     const ping = setInterval(() => ws.readyState === WebSocket.OPEN && ws.ping(), 10_000);
     ws.once('close', () => clearInterval(ping));
     socket = ws;
+    connectedAt = Date.now();
   }
   await connect();
   return {
     events,
     /** Connects again (after the hub restarted); rejects while the hub is down. */
     connect,
+    /** When it last joined the channel (epoch ms): what was sent before, it cannot have heard. */
+    connectedAt: () => connectedAt,
     eventsOf: (deviceId: string, type?: string) =>
       events.filter((e) => e.deviceId === deviceId && (type === undefined || e.type === type)),
     close: () => socket?.terminate(),

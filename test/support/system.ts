@@ -74,6 +74,7 @@ export async function startTestSystem(opts: SystemOptions = {}) {
     logs,
     events: listener.events,
     eventsOf: listener.eventsOf,
+    listenerJoinedAt: listener.connectedAt,
     ...roles,
     tgdm: stack.tgdm,
     mantis: stack.mantis,
