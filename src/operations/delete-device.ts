@@ -21,6 +21,7 @@ export function createDeleteDevice(deps: {
     const disconnected = await deps.db.transaction(async (trx) => {
       const device = await lockLiveDevice(trx, id);
       if (!device) throw deviceNotFound();
+      const hash = (await tokenHashOf(trx, id))!;
       const ended =
         device.status === 'CONNECTED'
           ? await disconnectDevices(
@@ -39,7 +40,7 @@ export function createDeleteDevice(deps: {
           : [];
       await markDeviceDeleted(trx, id);
       await appendEvents(trx, [clientEvent('DEVICE_DELETED', id, { name: device.name })]);
-      await deps.liveness.forgetToken(id, (await tokenHashOf(trx, id))!);
+      await deps.liveness.forgetToken(id, hash);
       return ended;
     });
     // Committed: the rest is best effort (a stale index entry is harmless, the sweeper enqueues effects).

@@ -15,6 +15,7 @@ import { createDisconnectBatch } from '../../src/operations/disconnect-batch';
 import { createRedis, redisKeys, type RedisClient } from '../../src/redis/connection';
 import { createLiveness } from '../../src/redis/liveness';
 import { createAttemptLimiter } from '../../src/redis/rate-limit';
+import { shardOf } from '../../src/domain/shards';
 import { createTestDatabase, uniquePrefix } from '../support/database';
 import { insertDevices } from '../support/rows';
 
@@ -31,6 +32,7 @@ let database: Awaited<ReturnType<typeof createTestDatabase>>;
 let db: Db;
 let redis: RedisClient;
 let ops: ApiOperations;
+let keys: ReturnType<typeof redisKeys>;
 const tgdm = createTgdmSimulator();
 const mantis = createMantisSimulator();
 const handedOff: SessionEffects[] = [];
@@ -41,7 +43,7 @@ beforeAll(async () => {
   database = await createTestDatabase();
   db = database.db;
   redis = createRedis(inject('redisUrl'), 'producer');
-  const keys = redisKeys(uniquePrefix());
+  keys = redisKeys(uniquePrefix());
   ops = createApiOperations({
     db,
     tgdm: createTgdm(await tgdm.start(), 2000),
@@ -125,6 +127,10 @@ describe('deleting a device', () => {
       deleted_at: null,
     });
     expect(await typesOf(stays.id)).toEqual(['DEVICE_CONNECTED']);
+    // Its token is revoked in the heartbeat cache (a tombstone); the other device's is untouched.
+    const cached = (id: string) => redis.hget(keys.liveness.shard(shardOf(id, 4)).tokens, `h-${id}`);
+    expect(await cached(gone.id)).toBe('-');
+    expect(await cached(stays.id)).toBeNull();
     await expect(ops.deleteDevice(gone.id)).rejects.toMatchObject({ code: 'DEVICE_NOT_FOUND' });
   });
 });
@@ -133,6 +139,7 @@ describe('rotating tokens', () => {
   it('one device: a new hash and DEVICE_TOKEN_ROTATED; the others keep theirs', async () => {
     const [a, b] = await insertDevices(db, 2);
     const token = await ops.rotateTokens.one(a!);
+    expect(await redis.hget(keys.liveness.shard(shardOf(a!, 4)).tokens, `h-${a}`)).toBe('-');
     expect((await db('devices').where({ id: a }).first<{ token_hash: string }>()).token_hash).toBe(
       tokenHash(token),
     );

@@ -6,7 +6,7 @@ import { forbidden } from '../../domain/errors';
 import { groupNameSchema, resolvePolicy } from '../../domain/policy';
 import type { ApiOperations } from '../../operations';
 import { deviceNotFound } from '../../operations/device-errors';
-import type { Device, Maintenance } from '../../operations/queries';
+import type { Device, EffectRow, Maintenance, SessionView } from '../../operations/queries';
 import type { Authenticator } from '../auth';
 import { readJson } from '../body';
 import { booleanQuery, limitQuery, parseInput } from '../validate';
@@ -146,7 +146,7 @@ export function deviceIdParam(raw: string | undefined): string {
 }
 export { deviceNotFound };
 
-const presentSession = (s: Awaited<ReturnType<ApiOperations['queries']['sessionsWithEffects']>>[number]) => ({
+const presentSession = (s: SessionView & { effects: readonly EffectRow[] }) => ({
   id: s.id,
   startedAt: s.startedAt.toISOString(),
   startedRound: s.startedRound,
