@@ -26,7 +26,7 @@ import { createGatewayRegistry, createRounds } from '../../src/redis/rounds';
 import { createShardLeases } from '../../src/redis/shard-leases';
 import type { Role } from './role';
 import {
-  createServices,
+  openServices,
   replicaId,
   startRoleOps,
   type BackedConfig,
@@ -55,13 +55,7 @@ const REPUBLISH_WINDOW_SECONDS = 3;
 export async function startGateway(config: GatewayConfig, logger: Logger, options: OpsOptions = {}) {
   const id = replicaId('gateway');
   const log = logger.child({ gateway: id });
-  const services = createServices(config, 'gateway');
-  try {
-    await services.checkShardCount();
-  } catch (err) {
-    await services.close();
-    throw err;
-  }
+  const services = await openServices(config, 'gateway');
   const parts = buildGateway(id, config, services, log, options);
   const { buses, opener, ownership, ingest, publisher, clientChannel, syncDirectory, metrics } = parts;
 

@@ -42,6 +42,21 @@ export interface Services {
   close(): Promise<void>;
 }
 
+/**
+ * The services of a role that is starting: created, then checked to agree with the others on the
+ * shard count; closed again (and the error thrown) when they do not.
+ */
+export async function openServices(config: BackedConfig, name: string, poolMax?: number): Promise<Services> {
+  const services = createServices(config, name, poolMax);
+  try {
+    await services.checkShardCount();
+  } catch (err) {
+    await services.close();
+    throw err;
+  }
+  return services;
+}
+
 export function createServices(config: BackedConfig, name: string, poolMax = 10): Services {
   const db = createDb(config.DATABASE_URL, poolMax);
   const target = { url: config.REDIS_URL, cluster: config.REDIS_CLUSTER };

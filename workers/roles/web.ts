@@ -8,7 +8,7 @@ import { createTgdm } from '../../src/integrations/tgdm';
 import type { Logger } from '../../src/logger';
 import { addScrapeGauges, createMetrics, type Metrics } from '../../src/metrics';
 import type { Role } from './role';
-import { createServices, type BackedConfig, type Services } from './services';
+import { openServices, type BackedConfig, type Services } from './services';
 
 export type WebConfig = BackedConfig & {
   ADMIN_TOKEN: string;
@@ -64,13 +64,7 @@ export async function startWeb(
   logger: Logger,
   options: RoleOptions = {},
 ): Promise<Role & { port: number; server: Server }> {
-  const services = createServices(config, 'web', 20);
-  try {
-    await services.checkShardCount();
-  } catch (err) {
-    await services.close();
-    throw err;
-  }
+  const services = await openServices(config, 'web', 20);
   const { app } = buildWebApp(config, services, logger, options);
   const { server, port } = await listen(app, config.HOST, config.PORT, config);
   logger.info({ port, tls: Boolean(config.TLS_CERT_FILE) }, 'web listening');

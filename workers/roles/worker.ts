@@ -27,7 +27,7 @@ import { countDevicesByStatus } from '../../src/db/fleet';
 import { effectQueueName, QUEUES } from '../../src/queues/names';
 import { createRounds } from '../../src/redis/rounds';
 import type { Role } from './role';
-import { createServices, startRoleOps, type BackedConfig, type OpsOptions } from './services';
+import { openServices, startRoleOps, type BackedConfig, type OpsOptions } from './services';
 
 /** Rounds evaluated at once (a slow evaluation never holds up the next round's). */
 const EVALUATIONS_AT_ONCE = 2;
@@ -38,13 +38,7 @@ export type WorkerConfig = BackedConfig & { TGDM_URL: string; MANTIS_URL: string
 
 /** The `worker` role: round evaluation, the effect jobs and the effect sweeper. Run any number. */
 export async function startWorker(config: WorkerConfig, logger: Logger, options: OpsOptions = {}) {
-  const services = createServices(config, 'worker');
-  try {
-    await services.checkShardCount();
-  } catch (err) {
-    await services.close();
-    throw err;
-  }
+  const services = await openServices(config, 'worker');
   const { db } = services;
   const metrics = options.metrics ?? createMetrics('worker', true);
   const rounds = createRounds(services.redis, services.keys, config.SHARDS);
