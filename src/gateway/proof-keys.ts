@@ -1,6 +1,7 @@
 import { expectedProof, proofMatches } from '../domain/proofs';
 import type { Logger } from '../logger';
 import type { Inbound } from '../moth/codec';
+import { setBounded } from './bounded-map';
 
 /** Device -> its current token hash, the key its proofs are checked under (evicted oldest first). */
 const KEYS_MAX = 100_000;
@@ -83,11 +84,7 @@ export function createProofKeys(deps: ProofKeysDeps) {
     } catch (err) {
       deps.logger.error({ err: (err as Error).message }, 'proof key lookup failed');
     }
-    if (revocations === revocationsBefore)
-      for (const [id, key] of found) {
-        if (keys.size >= KEYS_MAX) keys.delete(keys.keys().next().value!);
-        keys.set(id, key);
-      }
+    if (revocations === revocationsBefore) for (const [id, key] of found) setBounded(keys, KEYS_MAX, id, key);
     for (const [id, list] of waiting) {
       const key = found.get(id);
       for (const w of list) {

@@ -1,5 +1,6 @@
 import type { Logger } from '../logger';
 import type { CachedToken, Liveness } from '../redis/liveness';
+import { setBounded } from './bounded-map';
 
 /** How long a token hash that matched no device is refused without asking Postgres again. */
 const NEGATIVE_TTL_MS = 30_000;
@@ -22,10 +23,6 @@ export function createTokenDirectory(deps: {
 }) {
   const known = new Map<string, string>();
   const negative = new Map<string, number>();
-  const bounded = <V>(map: Map<string, V>, max: number, key: string, value: V) => {
-    if (map.size >= max) map.delete(map.keys().next().value!);
-    map.set(key, value);
-  };
   return {
     deviceOf: (hash: string) => known.get(hash),
     /** Matched nobody a moment ago: refused without a lookup. */
@@ -39,9 +36,9 @@ export function createTokenDirectory(deps: {
         const found = await deps.lookupTokens(hashes);
         await deps.liveness.cacheTokens(found);
         const resolved = new Map(found.map((f) => [f.tokenHash, f.deviceId]));
-        for (const f of found) bounded(known, KNOWN_MAX, f.tokenHash, f.deviceId);
+        for (const f of found) setBounded(known, KNOWN_MAX, f.tokenHash, f.deviceId);
         const until = Date.now() + NEGATIVE_TTL_MS;
-        for (const h of hashes) if (!resolved.has(h)) bounded(negative, NEGATIVE_MAX, h, until);
+        for (const h of hashes) if (!resolved.has(h)) setBounded(negative, NEGATIVE_MAX, h, until);
         return resolved;
       } catch (err) {
         deps.logger.error({ err: (err as Error).message }, 'token lookup failed');
