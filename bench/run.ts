@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Worker } from 'bullmq';
 import { createDispatchEffects, type DispatchEffectsData } from '../jobs/dispatch-effects';
-import { createConnectDevice } from '../src/operations/connect-device';
+import { createConnectDevices } from '../src/operations/connect-device';
 import { createEvaluateRound } from '../src/operations/evaluate-round';
 import { loadConfig } from '../src/config';
 import { hashSecret, newToken, tokenHash } from '../src/domain/credentials';
@@ -429,7 +429,7 @@ async function recordingRate(db: Db, devices: { id: string; token: string }[], p
     logger: silent,
     openRound: () => round,
     lookupTokens: (hashes) => findDeviceIdsByTokenHashes(db, hashes),
-    connect: () => Promise.resolve(false),
+    connect: () => {},
   });
   const frames = devices.map((d) => frameOf(d.token));
   const ids = devices.map((d) => d.id);
@@ -498,7 +498,7 @@ async function evaluation() {
     liveness,
     rounds,
     settings: () => settings.current(),
-    connectDevice: createConnectDevice({ db, settings: () => settings.current() }),
+    connectDevices: createConnectDevices({ db, settings: () => settings.current() }),
     handOffEffects: (done) => queues.dispatchEffects(done),
     metrics: createMetrics('bench'),
     logger: silent,
@@ -651,7 +651,7 @@ async function evaluationWithPolicies(
     liveness,
     rounds,
     settings: () => parts.settings.current(),
-    connectDevice: createConnectDevice({ db, settings: () => parts.settings.current() }),
+    connectDevices: createConnectDevices({ db, settings: () => parts.settings.current() }),
     handOffEffects: (done) => parts.queues.dispatchEffects(done),
     metrics: createMetrics('bench-policies'),
     logger: silent,
@@ -1095,7 +1095,7 @@ async function memory() {
     logger: silent,
     openRound: () => 1,
     lookupTokens: async () => [],
-    connect: async () => true,
+    connect: () => {},
   });
   const settle = async () => {
     for (let i = 0; i < 3; i++) {

@@ -31,78 +31,153 @@ export const flapPolicy = (s: {
 });
 
 /**
- * Marks the device flapping when it failed more than the threshold within the window (with a
- * DEVICE_FLAPPING event, once per episode); answers whether it is flapping now.
+ * Marks flapping the devices among `deviceIds` that failed (MISSED_HEARTBEATS disconnects) more than
+ * the threshold within the window, with a DEVICE_FLAPPING event once per episode; answers which of
+ * them are flapping now.
  */
-async function noteFlapping(q: Queryable, deviceId: string, flap: FlapPolicy, at: Date): Promise<boolean> {
-  const { rows } = await q.raw<{ rows: { failures: string; since: Date | null }[] }>(
-    `SELECT (SELECT count(*) FROM connection_sessions
-              WHERE device_id = ? AND end_reason = 'MISSED_HEARTBEATS'
-                AND ended_at > ?::timestamptz - make_interval(secs => ?)) AS failures,
-            (SELECT flapping_since FROM devices WHERE id = ?) AS since`,
-    [deviceId, at, flap.windowSeconds, deviceId],
+async function noteFlapping(
+  q: Queryable,
+  deviceIds: readonly string[],
+  flap: FlapPolicy,
+  at: Date,
+): Promise<Set<string>> {
+  const { rows } = await q.raw<{ rows: { id: string; failures: string; since: Date | null }[] }>(
+    `SELECT d.id, d.flapping_since AS since,
+            (SELECT count(*) FROM connection_sessions s
+              WHERE s.device_id = d.id AND s.end_reason = 'MISSED_HEARTBEATS'
+                AND s.ended_at > ?::timestamptz - make_interval(secs => ?)) AS failures
+       FROM devices d WHERE d.id = ANY(?::uuid[])`,
+    [at, flap.windowSeconds, deviceIds as string[]],
   );
-  const failures = Number(rows[0]!.failures);
-  if (rows[0]!.since !== null) return true;
-  if (failures <= flap.threshold) return false;
-  await q('devices').where({ id: deviceId }).update({ flapping_since: at });
-  await appendEvents(q, [
-    clientEvent(
-      'DEVICE_FLAPPING',
-      deviceId,
-      { failures, windowSeconds: flap.windowSeconds, holdSeconds: flap.holdSeconds },
-      at,
+  const flapping = new Set(rows.filter((r) => r.since !== null).map((r) => r.id));
+  const starting = rows.filter((r) => r.since === null && Number(r.failures) > flap.threshold);
+  if (starting.length === 0) return flapping;
+  await q('devices')
+    .whereIn(
+      'id',
+      starting.map((r) => r.id),
+    )
+    .update({ flapping_since: at });
+  await appendEvents(
+    q,
+    starting.map((r) =>
+      clientEvent(
+        'DEVICE_FLAPPING',
+        r.id,
+        { failures: Number(r.failures), windowSeconds: flap.windowSeconds, holdSeconds: flap.holdSeconds },
+        at,
+      ),
     ),
-  ]);
-  return true;
+  );
+  for (const r of starting) flapping.add(r.id);
+  return flapping;
+}
+
+/** A device heard (a first or recovered heartbeat) in a round. */
+export interface Heard {
+  readonly deviceId: string;
+  readonly round: number;
+}
+
+export interface ConnectOptions {
+  readonly automaticRecording: boolean;
+  readonly flap: FlapPolicy;
+  readonly heardAt?: Date;
 }
 
 /**
- * DISCONNECTED -> CONNECTED as one compare-and-set, with its session row, its DEVICE_CONNECTED event
- * and its effect rows in the same transaction. Returns null when the device was not disconnected
- * (already connected, deleted, unknown): racing callers produce exactly one transition.
+ * DISCONNECTED -> CONNECTED for one device: `connectDevices` with one. Null when it was not
+ * disconnected (already connected, deleted, unknown).
  */
 export async function connectDevice(
   db: Db,
   deviceId: string,
   round: number,
-  options: { automaticRecording: boolean; flap: FlapPolicy; heardAt?: Date },
+  options: ConnectOptions,
 ): Promise<SessionEffects | null> {
+  return (await connectDevices(db, [{ deviceId, round }], options))[0] ?? null;
+}
+
+/**
+ * DISCONNECTED -> CONNECTED for many devices in one transaction, each a compare-and-set (rows locked
+ * in id order, as the disconnects lock them), with their session rows, DEVICE_CONNECTED events and
+ * effect rows. Devices that were not disconnected (already connected, deleted, unknown) are left
+ * out: racing callers (two gateways, a gateway and the evaluation) produce exactly one transition.
+ */
+export async function connectDevices(
+  db: Db,
+  heard: readonly Heard[],
+  options: ConnectOptions,
+): Promise<SessionEffects[]> {
+  const unique = [...new Map(heard.map((h) => [h.deviceId, h])).values()];
+  if (unique.length === 0) return [];
+  const heardAt = options.heardAt ?? new Date();
   return db.transaction(async (trx) => {
-    const sessionId = randomUUID();
-    const heardAt = options.heardAt ?? new Date();
-    const [row] = await trx('devices')
-      .update({
-        status: 'CONNECTED',
-        status_version: trx.raw('status_version + 1'),
-        current_session_id: sessionId,
-        connected_round: round,
-        connected_at: heardAt,
-        last_heartbeat_at: heardAt,
-        updated_at: trx.fn.now(),
-      })
-      .where({ id: deviceId, status: 'DISCONNECTED' })
-      .whereNull('deleted_at')
-      .returning<{ id: string }[]>('id');
-    if (!row) return null;
-    await trx('connection_sessions').insert({
-      id: sessionId,
-      device_id: deviceId,
-      started_at: heardAt,
-      started_round: round,
-      last_round_heard: round,
-    });
-    const effects = options.automaticRecording ? [...CONNECT_EFFECTS] : [];
-    await appendEvents(trx, [clientEvent('DEVICE_CONNECTED', deviceId, { sessionId, round }, heardAt)]);
+    const input = unique.map((h) => ({ id: h.deviceId, round: h.round, session_id: randomUUID() }));
+    const { rows } = await trx.raw<{ rows: { id: string; session_id: string; round: string }[] }>(
+      `WITH v AS (
+         SELECT * FROM jsonb_to_recordset(?::jsonb) AS v(id uuid, round bigint, session_id uuid) ORDER BY id
+       ), target AS (
+         SELECT d.id, v.round, v.session_id
+           FROM v CROSS JOIN LATERAL (
+             SELECT d.id FROM devices d
+              WHERE d.id = v.id AND d.status = 'DISCONNECTED' AND d.deleted_at IS NULL
+                FOR UPDATE
+           ) d
+       )
+       UPDATE devices d
+          SET status = 'CONNECTED', status_version = d.status_version + 1,
+              current_session_id = target.session_id, connected_round = target.round,
+              connected_at = ?, last_heartbeat_at = ?, updated_at = now()
+         FROM target
+        WHERE d.id = target.id
+       RETURNING d.id, target.session_id, target.round`,
+      [JSON.stringify(input), heardAt, heardAt],
+    );
+    if (rows.length === 0) return [];
+    await trx('connection_sessions').insert(
+      rows.map((r) => ({
+        id: r.session_id,
+        device_id: r.id,
+        started_at: heardAt,
+        started_round: r.round,
+        last_round_heard: r.round,
+      })),
+    );
+    await appendEvents(
+      trx,
+      rows.map((r) =>
+        clientEvent('DEVICE_CONNECTED', r.id, { sessionId: r.session_id, round: Number(r.round) }, heardAt),
+      ),
+    );
     // A flapping device's recording waits for it to stay connected the hold time (should the session
     // end first, the effect finds it over and starts nothing).
-    const flapping = await noteFlapping(trx, deviceId, options.flap, heardAt);
-    const notBefore = flapping ? heardAt.getTime() + options.flap.holdSeconds * 1000 : undefined;
+    const flapping = await noteFlapping(
+      trx,
+      rows.map((r) => r.id),
+      options.flap,
+      heardAt,
+    );
+    const held = heardAt.getTime() + options.flap.holdSeconds * 1000;
+    const effects = options.automaticRecording ? [...CONNECT_EFFECTS] : [];
+    const sessions = rows.map((r) => ({
+      deviceId: r.id,
+      sessionId: r.session_id,
+      effects,
+      ...(flapping.has(r.id) && { notBefore: held }),
+    }));
     await insertEffects(
       trx,
-      effects.map((kind) => ({ sessionId, deviceId, kind, notBefore })),
+      sessions.flatMap((s) =>
+        effects.map((kind) => ({
+          sessionId: s.sessionId,
+          deviceId: s.deviceId,
+          kind,
+          notBefore: s.notBefore,
+        })),
+      ),
     );
-    return { deviceId, sessionId, effects, ...(notBefore !== undefined && { notBefore }) };
+    return sessions;
   });
 }
 

@@ -28,8 +28,11 @@ export interface HeartbeatIngestDeps {
   readonly requireProofs?: (entries: readonly { deviceId: string; tokenHash: string }[]) => void;
   /** A GOODBYE heard on the bus of `deviceId` (undefined: the shared bus), to be checked and acted on. */
   readonly goodbye?: (message: Goodbye, deviceId: string | undefined) => void;
-  /** Makes a device CONNECTED (first or recovered heartbeat); resolves false when it already was. */
-  readonly connect: (deviceId: string, round: number) => Promise<boolean>;
+  /**
+   * Takes devices absent from the connected index (a first or recovered heartbeat) to be connected.
+   * It must not make the heartbeat's path wait: a fleet arriving at once would stall the writes.
+   */
+  readonly connect: (fresh: readonly { deviceId: string; round: number }[]) => void;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly maxBatch?: number;
@@ -58,7 +61,6 @@ const WRITERS = 3;
  * round) still runs on the hash.
  */
 const SHARED_HASHES_MAX = 100_000;
-const CONNECT_CONCURRENCY = 16;
 /**
  * Frames taken in one turn of the event loop beyond which every session pauses until the next turn.
  * Most frames end in memory, so nothing else would stop a flood (a babbling robot, a burst after an
@@ -303,7 +305,7 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     if (refused.size > 0) for (const i of refused) tokens.forget(i.tokenHash);
     if (revocations === revocationsBefore) remember(items, refused);
     if (deps.heardOn) reportBuses(items, arrived, refused);
-    await connectAll(outcome.fresh);
+    if (outcome.fresh.length > 0) deps.connect(outcome.fresh);
   }
 
   /**
@@ -385,23 +387,6 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
       if (a.deviceId !== undefined) out.push(a as Placed);
     }
     return out;
-  }
-
-  async function connectAll(fresh: { deviceId: string; round: number }[]) {
-    for (let i = 0; i < fresh.length; i += CONNECT_CONCURRENCY) {
-      await Promise.all(
-        fresh.slice(i, i + CONNECT_CONCURRENCY).map(async ({ deviceId, round }) => {
-          try {
-            if (await deps.connect(deviceId, round)) deps.metrics.transitions.inc({ to: 'CONNECTED' });
-          } catch (err) {
-            // Out of the index again, so the next heartbeat retries the transition.
-            deps.logger.error({ err: (err as Error).message, deviceId }, 'connect transition failed');
-            recorded.delete(deviceId);
-            await deps.liveness.forgetDevice(deviceId).catch(() => {});
-          }
-        }),
-      );
-    }
   }
 
   return {

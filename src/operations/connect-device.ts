@@ -1,21 +1,31 @@
 import type { SessionEffects } from '../domain/effects';
 import type { SettingValues } from '../domain/settings';
 import type { Db } from '../db/knex';
-import { connectDevice, flapPolicy } from '../db/transitions';
+import { connectDevices, flapPolicy, type Heard } from '../db/transitions';
 
 /**
- * A disconnected device heard in round n is connected: one compare-and-set with its session,
- * DEVICE_CONNECTED and its connect effects (held while it flaps). Null when it was not disconnected,
- * so racing callers (two gateways, a gateway and the evaluation) connect it once.
+ * Disconnected devices heard (a first or recovered heartbeat) are connected, many in one transaction:
+ * each a compare-and-set with its session, DEVICE_CONNECTED and its connect effects (held while it
+ * flaps). Devices that were not disconnected are left out, so racing callers (two gateways, a gateway
+ * and the evaluation) connect each once.
  */
-export function createConnectDevice(deps: { db: Db; settings: () => Promise<SettingValues> }) {
-  return async (deviceId: string, round: number): Promise<SessionEffects | null> => {
+export function createConnectDevices(deps: { db: Db; settings: () => Promise<SettingValues> }) {
+  return async (heard: readonly Heard[]): Promise<SessionEffects[]> => {
+    if (heard.length === 0) return [];
     const settings = await deps.settings();
-    return connectDevice(deps.db, deviceId, round, {
+    return connectDevices(deps.db, heard, {
       automaticRecording: settings['recording.automatic'],
       flap: flapPolicy(settings),
     });
   };
 }
 
+/** One device: null when it was not disconnected. */
+export function createConnectDevice(deps: { db: Db; settings: () => Promise<SettingValues> }) {
+  const connect = createConnectDevices(deps);
+  return async (deviceId: string, round: number): Promise<SessionEffects | null> =>
+    (await connect([{ deviceId, round }]))[0] ?? null;
+}
+
+export type ConnectDevices = ReturnType<typeof createConnectDevices>;
 export type ConnectDevice = ReturnType<typeof createConnectDevice>;

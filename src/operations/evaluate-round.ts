@@ -8,7 +8,7 @@ import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import type { Claimed, Judge, Liveness } from '../redis/liveness';
 import type { Rounds } from '../redis/rounds';
-import type { ConnectDevice } from './connect-device';
+import type { ConnectDevices } from './connect-device';
 import { createDisconnectBatch } from './disconnect-batch';
 import { createHoldOnMassSilence } from './hold-on-mass-silence';
 
@@ -17,7 +17,7 @@ export interface EvaluateRoundDeps {
   readonly liveness: Liveness;
   readonly rounds: Rounds;
   readonly settings: () => Promise<SettingValues>;
-  readonly connectDevice: ConnectDevice;
+  readonly connectDevices: ConnectDevices;
   /**
    * Hands the effects of committed transitions to the effect queues. The worker passes the
    * dispatch queue here, so a mass disconnect waits for a few small adds, not one per effect.
@@ -66,11 +66,9 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
   /** A heartbeat that came after the claim re-entered the index: that device gets a new session. */
   async function reconnectHeardAgain(claimed: readonly Claimed[]): Promise<SessionEffects[]> {
     const heardAgain = await deps.liveness.indexedMany(claimed.map((c) => c.deviceId));
-    const sessions: SessionEffects[] = [];
-    for (const [deviceId, heardIn] of heardAgain) {
-      const session = await deps.connectDevice(deviceId, heardIn);
-      if (session) sessions.push(session);
-    }
+    const sessions = await deps.connectDevices(
+      [...heardAgain].map(([deviceId, round]) => ({ deviceId, round })),
+    );
     deps.metrics.transitions.inc({ to: 'CONNECTED' }, sessions.length);
     return sessions;
   }

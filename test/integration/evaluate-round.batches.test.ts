@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createConnectDevice } from '../../src/operations/connect-device';
+import { createConnectDevices } from '../../src/operations/connect-device';
 import { createEvaluateRound } from '../../src/operations/evaluate-round';
 import type { Db } from '../../src/db/knex';
 import { disconnectDevices } from '../../src/db/transitions';
@@ -52,7 +52,7 @@ async function evaluationOf(silent: string[], options: { batchSize: number; para
     liveness,
     rounds,
     settings,
-    connectDevice: createConnectDevice({ db, settings }),
+    connectDevices: createConnectDevices({ db, settings }),
     handOffEffects: async (effects) => {
       handOffs.push([...effects]);
     },

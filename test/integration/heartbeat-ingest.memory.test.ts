@@ -1,6 +1,10 @@
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
+import type { Heard } from '../../src/db/transitions';
+import type { SessionEffects } from '../../src/domain/effects';
 import { newToken, tokenHash } from '../../src/domain/credentials';
 import { shardOf } from '../../src/domain/shards';
+import { createConnector } from '../../src/gateway/connector';
 import { createHeartbeatIngest, type HeartbeatIngest } from '../../src/gateway/heartbeat-ingest';
 import { followRevocations } from '../../src/gateway/revocations';
 import { createLogger } from '../../src/logger';
@@ -33,7 +37,7 @@ const frame = (token: string, round?: number) =>
 function gateway(
   keys: ReturnType<typeof redisKeys>,
   round: { n: number },
-  connect = async () => false,
+  connect: (heard: readonly Heard[]) => Promise<SessionEffects[]> = async () => [],
   duringWrite?: () => void,
   /** Postgres as the shared bus asks it: token hash -> device. */
   devices: Map<string, string> = new Map(),
@@ -56,9 +60,22 @@ function gateway(
     openRound: () => round.n,
     lookupTokens: async (hashes: readonly string[]) =>
       hashes.filter((h) => devices.has(h)).map((h) => ({ tokenHash: h, deviceId: devices.get(h)! })),
-    connect,
+    connect: (fresh) => connector.add(fresh),
   });
-  return { ingest, written, metrics, liveness };
+  // As the gateway wires it: a failed connect forgets its devices, so their next heartbeat retries.
+  const connector = createConnector({
+    connect,
+    handOff: async () => {},
+    failed: (ids) => {
+      for (const id of ids) {
+        ingest.forgetDevice(id);
+        void liveness.forgetDevice(id);
+      }
+    },
+    metrics,
+    logger: createLogger('silent'),
+  });
+  return { ingest, written, metrics, liveness, connector };
 }
 
 async function counted(metrics: Metrics, result: string): Promise<number> {
@@ -184,18 +201,50 @@ describe('heartbeat ingestion: once per round in Redis', () => {
   it('a failed connect leaves memory too, so the next heartbeat of the round tries again', async () => {
     const keys = redisKeys(uniquePrefix());
     let attempts = 0;
-    const g = gateway(keys, { n: 4 }, async () => {
+    const g = gateway(keys, { n: 4 }, async (heard) => {
       attempts++;
       if (attempts === 1) throw new Error('Postgres away');
-      return true;
+      return heard.map((h) => ({ deviceId: h.deviceId, sessionId: randomUUID(), effects: [] }));
     });
     const token = newToken();
     const id = `d-${uniquePrefix()}`;
     await g.liveness.cacheTokens([{ tokenHash: tokenHash(token), deviceId: id }]);
     await send(g.ingest, frame(token), id);
+    await g.connector.idle();
+    await vi.waitFor(async () => expect(await heardRound(keys, id)).toBe(0));
     await send(g.ingest, frame(token), id);
+    await g.connector.idle();
     expect(attempts).toBe(2);
     expect(await heardRound(keys, id)).toBe(4);
+  });
+
+  it('records heartbeats without waiting for the connects they start', async () => {
+    const keys = redisKeys(uniquePrefix());
+    let release!: () => void;
+    const connecting = new Promise<void>((r) => (release = r));
+    const asked: string[] = [];
+    const g = gateway(keys, { n: 6 }, async (heard) => {
+      asked.push(...heard.map((h) => h.deviceId));
+      await connecting;
+      return [];
+    });
+    const robots = await Promise.all(
+      Array.from({ length: 3 }, async (_, i) => {
+        const token = newToken();
+        const id = `d-${i}-${uniquePrefix()}`;
+        await g.liveness.cacheTokens([{ tokenHash: tokenHash(token), deviceId: id }]);
+        return { id, token };
+      }),
+    );
+    await send(g.ingest, frame(robots[0]!.token), robots[0]!.id);
+    // The first connect hangs: the next heartbeats are written all the same, and their devices wait
+    // for the next batch together.
+    for (const r of robots.slice(1)) await send(g.ingest, frame(r.token), r.id);
+    for (const r of robots) expect(await heardRound(keys, r.id)).toBe(6);
+    expect(g.connector.backlog()).toBe(3);
+    release();
+    await g.connector.idle();
+    expect(asked.sort()).toEqual(robots.map((r) => r.id).sort());
   });
 });
 

@@ -3,6 +3,7 @@ import { createIssueRoundJob } from '../../jobs/issue-round';
 import { createEventSigner } from '../../src/db/signing-keys';
 import { republishRecent } from '../../src/db/outbox';
 import type { PlatformEvent } from '../../src/domain/events';
+import { createConnector } from '../../src/gateway/connector';
 import { createDeviceBuses } from '../../src/gateway/device-buses';
 import { createDeviceDirectory } from '../../src/gateway/device-directory';
 import { createGoodbyes } from '../../src/gateway/goodbyes';
@@ -18,7 +19,7 @@ import type { Logger } from '../../src/logger';
 import { createMetrics } from '../../src/metrics';
 import { MothClient } from '../../src/moth/client';
 import type { HealthcheckMessage } from '../../src/moth/codec';
-import { createConnectDevice } from '../../src/operations/connect-device';
+import { createConnectDevices } from '../../src/operations/connect-device';
 import { createIssueRound } from '../../src/operations/issue-round';
 import { QUEUES } from '../../src/queues/names';
 import { createRedis } from '../../src/redis/connection';
@@ -57,7 +58,8 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
   const log = logger.child({ gateway: id });
   const services = await openServices(config, 'gateway');
   const parts = buildGateway(id, config, services, log, options);
-  const { buses, opener, ownership, ingest, publisher, clientChannel, syncDirectory, metrics } = parts;
+  const { buses, opener, ownership, ingest, connector, publisher, clientChannel, syncDirectory, metrics } =
+    parts;
 
   const subscriber = await followRounds(config, services, opener, ingest, log);
   const watchScheduler = createSchedulerWatch({
@@ -116,6 +118,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
       await ownership.pause();
       await roundWorker.close();
       await ingest.close();
+      await connector.idle();
       await publisher.stop();
       // Handing over at once: the buses closed first (so no two gateways hear one device), then the
       // leases released, not left to expire.
@@ -196,6 +199,7 @@ function buildGateway(
     opener,
     ownership,
     ingest: hearing.ingest,
+    connector: hearing.connector,
     publisher,
     clientChannel,
     syncDirectory,
@@ -311,11 +315,25 @@ function buildHearing(
 ) {
   const { db, liveness, settings } = services;
   const { buses, opener, metrics, log } = parts;
-  const connectDevice = createConnectDevice({ db, settings: () => settings.current() });
   async function handOff(sessions: Parameters<Services['enqueueEffects']>[0]) {
     await services.enqueueEffects(sessions);
     parts.publisher.nudge();
   }
+  const connector = createConnector({
+    connect: createConnectDevices({ db, settings: () => settings.current() }),
+    handOff,
+    // Out of the index again, so the next heartbeat of each tries the transition again.
+    failed: (deviceIds) => {
+      for (const id of deviceIds) {
+        ingest.forgetDevice(id);
+        liveness
+          .forgetDevice(id)
+          .catch((err: Error) => log.warn({ err: err.message, deviceId: id }, 'could not forget a device'));
+      }
+    },
+    metrics,
+    logger: log,
+  });
   const ingest = createHeartbeatIngest({
     ...createHeartbeatRecords({ db, liveness, directory: buses.directory, logger: log }),
     liveness,
@@ -326,11 +344,7 @@ function buildHearing(
     goodbye: (message, deviceId) => void goodbyes(message, deviceId),
     onWriteFailure: parts.broke,
     onBackpressure: (behind) => (behind ? buses.pause() : buses.resume()),
-    connect: async (deviceId, round) => {
-      const connected = await connectDevice(deviceId, round);
-      if (connected) await handOff([connected]);
-      return connected !== null;
-    },
+    connect: (fresh) => connector.add(fresh),
   });
   const goodbyes = createGoodbyes({
     db,
@@ -344,7 +358,7 @@ function buildHearing(
     },
     disconnected: handOff,
   });
-  return { ingest };
+  return { ingest, connector };
 }
 
 /**

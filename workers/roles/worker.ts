@@ -13,7 +13,7 @@ import { selectStalePending } from '../../src/db/effects';
 import { createDb } from '../../src/db/knex';
 import { effectProcessor, type EffectDefinition } from '../../src/effects/run-effect';
 import { abortSessionTask } from '../../src/operations/abort-session-task';
-import { createConnectDevice } from '../../src/operations/connect-device';
+import { createConnectDevices } from '../../src/operations/connect-device';
 import { createDeliverWebhook } from '../../src/operations/deliver-webhook';
 import { createEvaluateRound } from '../../src/operations/evaluate-round';
 import { createStartRecording as startRecordingOperation } from '../../src/operations/start-recording';
@@ -62,7 +62,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
       liveness: services.liveness,
       rounds,
       settings,
-      connectDevice: createConnectDevice({ db: evaluationDb, settings }),
+      connectDevices: createConnectDevices({ db: evaluationDb, settings }),
       handOffEffects: (done) => services.queues.dispatchEffects(done),
       parallelBatches: PARALLEL_BATCHES,
       metrics,

@@ -1,0 +1,87 @@
+import type { SessionEffects } from '../domain/effects';
+import type { Heard } from '../db/transitions';
+import type { Logger } from '../logger';
+import type { Metrics } from '../metrics';
+
+export interface ConnectorDeps {
+  /** Connects many devices in one transaction; answers the sessions it began. */
+  readonly connect: (heard: readonly Heard[]) => Promise<SessionEffects[]>;
+  /** Hands the effects of committed sessions to their queues (the sweeper takes what this loses). */
+  readonly handOff: (sessions: readonly SessionEffects[]) => Promise<void>;
+  /** A batch could not be connected: its devices are forgotten, so their next heartbeat tries again. */
+  readonly failed: (deviceIds: readonly string[]) => void;
+  readonly metrics: Pick<Metrics, 'transitions'>;
+  readonly logger: Logger;
+  /** Devices per transaction. */
+  readonly batchMax?: number;
+  /** Transactions at once (each a connection of the pool). */
+  readonly parallel?: number;
+}
+
+/**
+ * The first heartbeats of devices, connected in batches off the heartbeat's path: the ingest hands
+ * them over and goes on recording. While batches are in flight the next ones gather, so a fleet that
+ * arrives at once is connected in a few transactions per round, not one per robot. Each device waits
+ * here once (a second hand-over before its turn keeps the first round it was heard in).
+ */
+export function createConnector(deps: ConnectorDeps) {
+  const batchMax = deps.batchMax ?? 500;
+  const parallel = deps.parallel ?? 2;
+  const waiting = new Map<string, number>();
+  let running = 0;
+  let inFlight = 0;
+  const idleWaiters: (() => void)[] = [];
+
+  function add(heard: readonly Heard[]): void {
+    for (const h of heard) if (!waiting.has(h.deviceId)) waiting.set(h.deviceId, h.round);
+    pump();
+  }
+
+  function pump(): void {
+    while (running < parallel && waiting.size > 0) {
+      const batch: Heard[] = [];
+      for (const [deviceId, round] of waiting) {
+        batch.push({ deviceId, round });
+        waiting.delete(deviceId);
+        if (batch.length === batchMax) break;
+      }
+      running++;
+      inFlight += batch.length;
+      void connectBatch(batch).finally(() => {
+        running--;
+        inFlight -= batch.length;
+        pump();
+        if (running === 0 && waiting.size === 0) for (const resolve of idleWaiters.splice(0)) resolve();
+      });
+    }
+  }
+
+  async function connectBatch(batch: readonly Heard[]): Promise<void> {
+    let sessions: SessionEffects[];
+    try {
+      sessions = await deps.connect(batch);
+    } catch (err) {
+      deps.logger.error({ err: (err as Error).message, devices: batch.length }, 'connect batch failed');
+      deps.failed(batch.map((h) => h.deviceId));
+      return;
+    }
+    deps.metrics.transitions.inc({ to: 'CONNECTED' }, sessions.length);
+    if (sessions.length === 0) return;
+    await deps.handOff(sessions).catch((err: Error) => {
+      deps.logger.warn({ err: err.message }, 'connect effects not enqueued; the sweeper will');
+    });
+  }
+
+  return {
+    add,
+    /** Devices waiting or being connected. */
+    backlog: () => waiting.size + inFlight,
+    /** Resolves when every device handed over so far is connected (or failed). */
+    idle(): Promise<void> {
+      if (running === 0 && waiting.size === 0) return Promise.resolve();
+      return new Promise((resolve) => idleWaiters.push(resolve));
+    },
+  };
+}
+
+export type Connector = ReturnType<typeof createConnector>;
