@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { Worker } from 'bullmq';
 import { createDispatchEffects, type DispatchEffectsData } from '../jobs/dispatch-effects';
 import { createConnectDevices } from '../src/operations/connect-device';
+import { createConfirmRound } from '../src/operations/confirm-round';
 import { createEvaluateRound } from '../src/operations/evaluate-round';
 import { loadConfig } from '../src/config';
 import { hashSecret, newToken, tokenHash } from '../src/domain/credentials';
@@ -499,6 +500,14 @@ async function evaluation() {
     rounds,
     settings: () => settings.current(),
     connectDevices: createConnectDevices({ db, settings: () => settings.current() }),
+    // Rounds closed by hand: nothing to confirm.
+    confirmRound: createConfirmRound({
+      rounds,
+      leases: createShardLeases(redis, keys),
+      shards: SHARDS,
+      metrics: createMetrics('bench-confirm'),
+      logger: silent,
+    }),
     handOffEffects: (done) => queues.dispatchEffects(done),
     metrics: createMetrics('bench'),
     logger: silent,
@@ -652,6 +661,13 @@ async function evaluationWithPolicies(
     rounds,
     settings: () => parts.settings.current(),
     connectDevices: createConnectDevices({ db, settings: () => parts.settings.current() }),
+    confirmRound: createConfirmRound({
+      rounds,
+      leases: createShardLeases(redis, keys),
+      shards: SHARDS,
+      metrics: createMetrics('bench-confirm'),
+      logger: silent,
+    }),
     handOffEffects: (done) => parts.queues.dispatchEffects(done),
     metrics: createMetrics('bench-policies'),
     logger: silent,

@@ -17,6 +17,17 @@ export function createMetrics(role: string, withDefaults = false) {
       labelNames: ['outcome'],
       registers,
     }),
+    selfSuspicions: new Counter({
+      name: 'rollcall_gateway_self_suspicions_total',
+      help: 'Times this gateway found itself behind its buses (loop: its event loop late; backpressure: reading paused; write: heartbeats written late); its rounds then are void, never a miss',
+      labelNames: ['reason'],
+      registers,
+    }),
+    shardRoundsVoidedLate: new Counter({
+      name: 'rollcall_shard_rounds_voided_late_total',
+      help: 'Shard-rounds valid at their close but void at their evaluation: the gateway holding the shard could not vouch it had read and written its buses through the round',
+      registers,
+    }),
     heartbeats: new Counter({
       name: 'rollcall_heartbeats_total',
       help: 'Frames received on the device channel, by result',

@@ -58,7 +58,11 @@ function isAlive(pid: number): boolean {
 
 /** Stops a process and its children (SIGSTOP) for ms: a stall, as a busy or swapping host has. */
 export async function stallProcess(pidFile: string, ms: number): Promise<void> {
-  const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+  await stallPid(Number(readFileSync(pidFile, 'utf8').split('\n')[0]), ms);
+}
+
+/** Stops process `pid` and its children (SIGSTOP) for ms. */
+export async function stallPid(pid: number, ms: number): Promise<void> {
   // pgrep exits 1 when there are none.
   const children = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
     .stdout.split('\n')

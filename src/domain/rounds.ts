@@ -12,7 +12,18 @@ export interface Holding {
   readonly expires: number;
   /** For the shared bus: how many devices are still heard on it. */
   readonly users: number;
+  /**
+   * Up to when the owner vouches it has read its buses and written what they carried (its event loop
+   * on time, reading not paused, writes done): null when it could not at its last renewal.
+   */
+  readonly caughtUp: number | null;
 }
+
+/**
+ * How far behind its clock a gateway may read its buses before it stops vouching for them: a frame
+ * in a socket is read within this margin (a later one flags the gateway, whose rounds are then void).
+ */
+export const CAUGHT_UP_MARGIN_MS = 250;
 
 export interface RoundClose {
   readonly shards: number;
@@ -25,18 +36,25 @@ export interface RoundClose {
   readonly now: number;
   /** The id under which the shared bus of earlier versions is held, when it is in use. */
   readonly sharedBus?: number;
+  /**
+   * When the round closed, once the owners have had time to vouch for it: each must then have caught
+   * up to it (a gateway that fell behind blames itself, not its robots).
+   */
+  readonly closedAt?: number;
 }
 
 /**
  * Whether the server could have heard every device of a shard throughout a round: the gateway that
  * opened it there (within half an interval of its issue) still holds the shard, and has held every
- * session of it since before it opened the round. Otherwise the round is void for that shard: a miss
- * for nobody (a handover, a gateway killed, a Moth session lost).
+ * session of it since before it opened the round (without falling behind its buses since), and, once
+ * the round is closed, has caught up with them past its close. Otherwise the round is void for that
+ * shard: a miss for nobody (a handover, a gateway killed, a Moth session lost, a starved gateway).
  */
 function heardThroughout(shard: number, c: RoundClose): boolean {
   const o = c.opened.get(shard);
   const h = c.holds.get(shard);
   if (!o || !h || h.owner !== o.gateway || h.expires < c.now || h.since === null) return false;
+  if (c.closedAt !== undefined && (h.caughtUp === null || h.caughtUp < c.closedAt)) return false;
   return h.since <= o.at && o.at - c.issuedAt <= c.intervalMs / 2;
 }
 

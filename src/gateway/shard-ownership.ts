@@ -14,15 +14,17 @@ export interface ShardOwnershipDeps {
   readonly buses: DeviceBuses;
   readonly metrics: Metrics;
   readonly logger: Logger;
-  /** When recording heartbeats last failed: a shard's sessions count as open from then at most. */
+  /** When this gateway was last behind its buses: a shard's sessions count as open from then at most. */
   readonly brokenAt: () => number;
   readonly broke: () => void;
+  /** Up to when this gateway has read and written its buses (null: it cannot vouch). */
+  readonly vouch: () => Promise<number | null>;
 }
 
 /**
  * Which shards this gateway holds: those it should own among the live gateways (rendezvous
- * hashing), their leases renewed with since when all their sessions have been open, the others
- * released. Calls at once share one renewal; a failure is logged and marks the writes broken.
+ * hashing), their leases renewed with since when all their sessions have been open (and it has not
+ * been behind them) and up to when it has read and written them, the others released. Calls at once share one renewal; a failure is logged and marks the writes broken.
  */
 export function createShardOwnership(deps: ShardOwnershipDeps) {
   const { id, buses, metrics } = deps;
@@ -30,6 +32,8 @@ export function createShardOwnership(deps: ShardOwnershipDeps) {
   let stopped = false;
 
   async function renew(): Promise<void> {
+    // First: a slow write found here makes the leases below say so.
+    const caughtUp = await deps.vouch();
     await deps.gateways.report(id);
     const live = await deps.gateways.live();
     if (!live.includes(id)) live.push(id);
@@ -45,7 +49,7 @@ export function createShardOwnership(deps: ShardOwnershipDeps) {
       };
     });
     const release = buses.held().filter((s) => !desired.has(s));
-    const granted = await deps.leases.renew(id, wanted, release);
+    const granted = await deps.leases.renew(id, wanted, release, Date.now(), caughtUp);
     buses.hold(granted);
     metrics.shardsHeld.set([...granted].filter((s) => s !== SHARED_BUS).length);
     const open = buses.openSessionCount();

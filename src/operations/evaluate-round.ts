@@ -8,6 +8,7 @@ import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import type { Claimed, Judge, Liveness } from '../redis/liveness';
 import type { Rounds } from '../redis/rounds';
+import type { ConfirmRound } from './confirm-round';
 import type { ConnectDevices } from './connect-device';
 import { createDisconnectBatch } from './disconnect-batch';
 import { createHoldOnMassSilence } from './hold-on-mass-silence';
@@ -18,6 +19,8 @@ export interface EvaluateRoundDeps {
   readonly rounds: Rounds;
   readonly settings: () => Promise<SettingValues>;
   readonly connectDevices: ConnectDevices;
+  /** The shards the round stays valid for, once their gateways vouched they kept up through it. */
+  readonly confirmRound: ConfirmRound;
   /**
    * Hands the effects of committed transitions to the effect queues. The worker passes the
    * dispatch queue here, so a mass disconnect waits for a few small adds, not one per effect.
@@ -77,8 +80,10 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
     const meta = await deps.rounds.meta(n);
     const outcome = meta?.outcome ?? 'unknown';
     if (outcome !== 'valid') return { round: n, outcome, disconnected: 0, reconnected: 0 };
+    const valid = await deps.confirmRound(meta!);
+    if (valid.length === 0) return { round: n, outcome: 'void', disconnected: 0, reconnected: 0 };
     const settings = await deps.settings();
-    if (await holdOnMassSilence(n, meta!.validShards, settings))
+    if (await holdOnMassSilence(n, valid, settings))
       return { round: n, outcome: 'held', disconnected: 0, reconnected: 0 };
     const serverMax = settings['device.healthcheckMaxConsecutiveMisses'];
     const strictest = await strictestAllowance(deps.db, serverMax);

@@ -66,7 +66,7 @@ export function createIssueRound(deps: IssueRoundDeps) {
           })
         : [];
       previous = valid.length > 0 ? 'valid' : 'void';
-      await deps.rounds.close(round - 1, valid);
+      await deps.rounds.close(round - 1, valid, t);
       deps.metrics.rounds.inc({ outcome: previous });
       if (valid.length < deps.shards)
         deps.logger.warn(

@@ -33,6 +33,8 @@ export interface RoundMeta {
   readonly outcome: 'valid' | 'void' | 'held' | null;
   /** The shards it was valid for (empty unless `valid`). */
   readonly validShards: readonly number[];
+  /** When it was closed by the issue of the next (absent: closed otherwise, as by an older version). */
+  readonly closedAt: number | undefined;
 }
 
 /** The keys of round numbering and per-round facts. */
@@ -157,6 +159,7 @@ export function createRounds(
         broadcast: h.broadcast === '1',
         outcome: (h.outcome as RoundMeta['outcome']) ?? null,
         validShards: h.validShards ? h.validShards.split(',').filter(Boolean).map(Number) : [],
+        closedAt: h.closedAt ? Number(h.closedAt) : undefined,
       };
     },
 
@@ -164,9 +167,10 @@ export function createRounds(
      * Records how round n ended, per shard: only the shards it was valid for enter their index of
      * valid rounds, which miss counting uses, so a round void for a shard (or held) is a miss for
      * nobody there. Each shard keeps as many of its last valid rounds as the most lenient policy may
-     * allow a device to miss, and one more (VALID_ROUNDS_KEPT).
+     * allow a device to miss, and one more (VALID_ROUNDS_KEPT). `closedAt`: when the next round was
+     * issued (its evaluation then confirms the shards against it).
      */
-    async close(round: number, validShards: readonly number[] | 'held'): Promise<void> {
+    async close(round: number, validShards: readonly number[] | 'held', closedAt?: number): Promise<void> {
       const valid = new Set(validShards === 'held' ? [] : validShards);
       const outcome = validShards === 'held' ? 'held' : valid.size > 0 ? 'valid' : 'void';
       await Promise.all(
@@ -182,6 +186,7 @@ export function createRounds(
         }),
       );
       await redis.hset(keys.rounds.meta(round), 'outcome', outcome, 'validShards', [...valid].join(','));
+      if (closedAt !== undefined) await redis.hset(keys.rounds.meta(round), 'closedAt', String(closedAt));
     },
   };
 }

@@ -13,6 +13,8 @@ export interface ShardHold {
   readonly expires: number;
   /** For the shared bus: how many devices are still heard on it. */
   readonly users: number;
+  /** Up to when the owner has read its buses and written what they carried (null: it cannot vouch). */
+  readonly caughtUp: number | null;
 }
 
 declare module 'ioredis' {
@@ -39,14 +41,25 @@ export function createShardLeases(redis: RedisClient, keys: Pick<RedisKeys, 'lea
   redis.defineCommand('rollcallLease', { numberOfKeys: 1, lua: script('lease') });
   return {
     ttlMs,
-    /** Releases `release`, takes or renews `wanted`; resolves with the shards granted. */
+    /**
+     * Releases `release`, takes or renews `wanted`; resolves with the shards granted. `caughtUp`: up
+     * to when this gateway has read its buses and written what they carried (null: it cannot vouch).
+     */
     async renew(
       gateway: string,
       wanted: readonly LeaseWish[],
       release: readonly number[],
       now = Date.now(),
+      caughtUp: number | null = null,
     ): Promise<Set<number>> {
-      const args = [gateway, String(now), String(ttlMs), String(release.length), ...release.map(String)];
+      const args = [
+        gateway,
+        String(now),
+        String(ttlMs),
+        caughtUp === null ? '' : String(caughtUp),
+        String(release.length),
+        ...release.map(String),
+      ];
       for (const w of wanted)
         args.push(String(w.shard), w.since === null ? '' : String(w.since), String(w.users ?? 0));
       const granted = await redis.rollcallLease(keys.leases.holders, ...args);
@@ -58,12 +71,13 @@ export function createShardLeases(redis: RedisClient, keys: Pick<RedisKeys, 'lea
       const raw = await redis.hgetall(keys.leases.holders);
       const out = new Map<number, ShardHold>();
       for (const [shard, value] of Object.entries(raw)) {
-        const [owner, since, expires, users] = value.split('|');
+        const [owner, since, expires, users, caughtUp] = value.split('|');
         out.set(Number(shard), {
           owner: owner!,
           since: since ? Number(since) : null,
           expires: Number(expires),
           users: Number(users ?? 0),
+          caughtUp: caughtUp ? Number(caughtUp) : null,
         });
       }
       return out;

@@ -10,7 +10,7 @@ import { hashSecret } from '../../src/domain/credentials';
 import { createDb, migrateLatest } from '../../src/db/knex';
 import { storeSecretHash, writeSettings } from '../../src/db/settings';
 import { startEmbeddedPostgres, type RunningService } from '../../src/dev/embedded-postgres';
-import { stallProcess } from '../../src/dev/processes';
+import { stallPid, stallProcess } from '../../src/dev/processes';
 import type { SettingValues } from '../../src/domain/settings';
 import { startEmbeddedRedis } from '../../src/dev/embedded-redis';
 import { SimulatedDevice } from '../../src/dev/simulated-device';
@@ -368,6 +368,21 @@ describe('fault injection', () => {
       silence();
       await sleep(1000);
       await stallProcess(join(pgDir, 'data', 'postmaster.pid'), 3000);
+    });
+  });
+
+  it('a gateway starved of CPU: stopped 700 ms of every second for 8 s', async () => {
+    // Its robots answer, but their answers wait unread in its sockets past the rounds' close: the
+    // gateway must blame itself (its rounds void for its shards), never its robots. The brake is off,
+    // so it cannot hide a round every robot of the shard missed.
+    const settings = { 'device.massSilenceMinDevices': 10_000_000 };
+    await scenario('gateway starved 8 s', { gateways: 2, settings }, async (run, silence) => {
+      silence();
+      const pid = run.gateways[0]!.child.pid!;
+      for (let i = 0; i < 8; i++) {
+        await stallPid(pid, 700);
+        await sleep(300);
+      }
     });
   });
 

@@ -41,7 +41,7 @@ async function ledger(ids: readonly string[]) {
             (SELECT count(*) FROM outbox o WHERE o.device_id = d.id AND o.type = 'DEVICE_DISCONNECTED') AS disconnected,
             (SELECT count(*) FROM effects e WHERE e.device_id = d.id AND e.kind = 'start-recording') AS effects
        FROM devices d WHERE d.id = ANY(?::uuid[])`,
-    [ids],
+    [ids as string[]],
   );
   return rows;
 }

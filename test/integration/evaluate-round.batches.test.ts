@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createConfirmRound } from '../../src/operations/confirm-round';
 import { createConnectDevices } from '../../src/operations/connect-device';
 import { createEvaluateRound } from '../../src/operations/evaluate-round';
 import type { Db } from '../../src/db/knex';
@@ -11,6 +12,7 @@ import { createMetrics } from '../../src/metrics';
 import { createRedis, redisKeys, type RedisClient } from '../../src/redis/connection';
 import { createLiveness } from '../../src/redis/liveness';
 import { createRounds } from '../../src/redis/rounds';
+import { createShardLeases } from '../../src/redis/shard-leases';
 import { createTestDatabase, uniquePrefix } from '../support/database';
 import { connectedDevices } from '../support/rows';
 
@@ -53,6 +55,14 @@ async function evaluationOf(silent: string[], options: { batchSize: number; para
     rounds,
     settings,
     connectDevices: createConnectDevices({ db, settings }),
+    // The rounds were closed by hand, not by an issue: nothing waits for a gateway to vouch.
+    confirmRound: createConfirmRound({
+      rounds,
+      leases: createShardLeases(redis, keys),
+      shards: SHARDS,
+      metrics: createMetrics('test'),
+      logger: createLogger('silent'),
+    }),
     handOffEffects: async (effects) => {
       handOffs.push([...effects]);
     },

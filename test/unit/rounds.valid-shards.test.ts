@@ -12,11 +12,12 @@ const base = {
 };
 const opened = (entries: [number, Opening][]) => new Map(entries);
 const holds = (entries: [number, Holding][]) => new Map(entries);
-const hold = (owner: string, since: number | null, users = 0): Holding => ({
+const hold = (owner: string, since: number | null, users = 0, caughtUp: number | null = null): Holding => ({
   owner,
   since,
   expires: issuedAt + 4000,
   users,
+  caughtUp,
 });
 
 describe('which shards a closing round is valid for', () => {
@@ -29,6 +30,20 @@ describe('which shards a closing round is valid for', () => {
       [3, hold('a', null)], // a session is down now
     ]);
     expect(validShards({ ...base, opened: o, holds: h })).toEqual([0]);
+  });
+
+  it('once closed, valid only where the owner vouched it had read its buses past the close', () => {
+    const closedAt = issuedAt + 2000;
+    const o = opened([0, 1, 2, 3].map((s) => [s, { gateway: 'a', at: issuedAt + 20 }]));
+    const h = holds([
+      [0, hold('a', issuedAt - 5000, 0, closedAt + 10)],
+      [1, hold('a', issuedAt - 5000, 0, closedAt - 10)], // caught up only to before the close
+      [2, hold('a', issuedAt - 5000, 0, null)], // could not vouch (behind, or writes too slow)
+      [3, hold('a', closedAt - 100, 0, closedAt + 10)], // fell behind during the round
+    ]);
+    expect(validShards({ ...base, opened: o, holds: h, closedAt })).toEqual([0]);
+    // At the close itself (no closedAt yet) the vouching is not asked for.
+    expect(validShards({ ...base, opened: o, holds: h })).toEqual([0, 1, 2]);
   });
 
   it('void where nobody opened it, where it opened late, or where the lease expired', () => {

@@ -14,11 +14,13 @@ import { followRevocations } from '../../src/gateway/revocations';
 import { createLivenessRecovery } from '../../src/gateway/recover-liveness';
 import { createRoundOpener } from '../../src/gateway/round-opener';
 import { createSchedulerWatch } from '../../src/gateway/scheduler-watch';
+import { createSelfWatch } from '../../src/gateway/self-watch';
 import { createShardOwnership } from '../../src/gateway/shard-ownership';
 import type { Logger } from '../../src/logger';
 import { createMetrics } from '../../src/metrics';
 import { MothClient } from '../../src/moth/client';
 import type { HealthcheckMessage } from '../../src/moth/codec';
+import { CAUGHT_UP_MARGIN_MS } from '../../src/domain/rounds';
 import { createConnectDevices } from '../../src/operations/connect-device';
 import { createIssueRound } from '../../src/operations/issue-round';
 import { QUEUES } from '../../src/queues/names';
@@ -61,7 +63,16 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
   const { buses, opener, ownership, ingest, connector, publisher, clientChannel, syncDirectory, metrics } =
     parts;
 
-  const subscriber = await followRounds(config, services, opener, ingest, log);
+  // Vouched for soon after each round opens, so the evaluation of the round before need not wait
+  // for the next periodic renewal to learn whether this gateway kept up through its close.
+  const vouchAfterOpening = {
+    open(message: HealthcheckMessage): Promise<void> {
+      setTimeout(() => void ownership.renew(), CAUGHT_UP_MARGIN_MS + 50).unref();
+      return opener.open(message);
+    },
+  };
+  parts.selfWatch.start();
+  const subscriber = await followRounds(config, services, vouchAfterOpening, ingest, log);
   const watchScheduler = createSchedulerWatch({
     redis: services.redis,
     schedulerKey: services.keys.rounds.schedulerEvery,
@@ -119,6 +130,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
       await roundWorker.close();
       await ingest.close();
       await connector.idle();
+      parts.selfWatch.stop();
       await publisher.stop();
       // Handing over at once: the buses closed first (so no two gateways hear one device), then the
       // leases released, not left to expire.
@@ -150,9 +162,10 @@ function buildGateway(
     pingSeconds: config.MOTH_PING_SECONDS,
     logger: log,
   };
-  /** When recording heartbeats last failed: no shard counts as heard before then. */
-  let brokenAt = 0;
-  const broke = () => void (brokenAt = Date.now());
+  // When this gateway falls behind its buses (or fails to write what it heard), no shard counts as
+  // heard before then: the rounds concerned are void, never a miss for their robots.
+  const selfWatch = createSelfWatch({ metrics, logger: log, flush: () => hearing.ingest.flush() });
+  const broke = () => selfWatch.suspect('failure');
 
   const buses = createDeviceBuses({
     shards: config.SHARDS,
@@ -181,8 +194,9 @@ function buildGateway(
     buses,
     metrics,
     logger: log,
-    brokenAt: () => brokenAt,
+    brokenAt: selfWatch.brokenAt,
     broke,
+    vouch: selfWatch.vouch,
   });
   const { clientChannel, publisher } = buildPublishing(config, services, {
     moth,
@@ -191,7 +205,7 @@ function buildGateway(
     metrics,
     log,
   });
-  const hearing = buildHearing(services, { buses, opener, publisher, metrics, log, broke });
+  const hearing = buildHearing(services, { buses, opener, publisher, selfWatch, metrics, log, broke });
   const issueRound = buildIssueRound(id, config, services, { rounds, leases, intervalSeconds, metrics, log });
   return {
     metrics,
@@ -206,6 +220,7 @@ function buildGateway(
     issueRound,
     intervalSeconds,
     broke,
+    selfWatch,
   };
 }
 
@@ -308,6 +323,7 @@ function buildHearing(
     buses: Buses;
     opener: ReturnType<typeof createRoundOpener>;
     publisher: ReturnType<typeof createOutboxPublisher>;
+    selfWatch: ReturnType<typeof createSelfWatch>;
     metrics: ReturnType<typeof createMetrics>;
     log: Logger;
     broke: () => void;
@@ -343,7 +359,11 @@ function buildHearing(
     roundNonce: opener.nonce,
     goodbye: (message, deviceId) => void goodbyes(message, deviceId),
     onWriteFailure: parts.broke,
-    onBackpressure: (behind) => (behind ? buses.pause() : buses.resume()),
+    onBackpressure: (behind) => {
+      parts.selfWatch.behind(behind);
+      if (behind) buses.pause();
+      else buses.resume();
+    },
     connect: (fresh) => connector.add(fresh),
   });
   const goodbyes = createGoodbyes({

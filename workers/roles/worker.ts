@@ -13,6 +13,7 @@ import { selectStalePending } from '../../src/db/effects';
 import { createDb } from '../../src/db/knex';
 import { effectProcessor, type EffectDefinition } from '../../src/effects/run-effect';
 import { abortSessionTask } from '../../src/operations/abort-session-task';
+import { createConfirmRound } from '../../src/operations/confirm-round';
 import { createConnectDevices } from '../../src/operations/connect-device';
 import { createDeliverWebhook } from '../../src/operations/deliver-webhook';
 import { createEvaluateRound } from '../../src/operations/evaluate-round';
@@ -26,6 +27,7 @@ import { addScrapeGauges, createMetrics } from '../../src/metrics';
 import { countDevicesByStatus } from '../../src/db/fleet';
 import { effectQueueName, QUEUES } from '../../src/queues/names';
 import { createRounds } from '../../src/redis/rounds';
+import { createShardLeases } from '../../src/redis/shard-leases';
 import type { Role } from './role';
 import { openServices, startRoleOps, type BackedConfig, type OpsOptions } from './services';
 
@@ -63,6 +65,13 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
       rounds,
       settings,
       connectDevices: createConnectDevices({ db: evaluationDb, settings }),
+      confirmRound: createConfirmRound({
+        rounds,
+        leases: createShardLeases(services.redis, services.keys),
+        shards: config.SHARDS,
+        metrics,
+        logger,
+      }),
       handOffEffects: (done) => services.queues.dispatchEffects(done),
       parallelBatches: PARALLEL_BATCHES,
       metrics,
