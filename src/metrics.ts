@@ -28,6 +28,11 @@ export function createMetrics(role: string, withDefaults = false) {
       help: 'Shard-rounds valid at their close but void at their evaluation: the gateway holding the shard could not vouch it had read and written its buses through the round',
       registers,
     }),
+    liveWatchersCut: new Counter({
+      name: 'rollcall_live_watchers_cut_total',
+      help: 'Live-stream (SSE) watchers cut off for not reading fast enough; they resume from their last id',
+      registers,
+    }),
     heartbeats: new Counter({
       name: 'rollcall_heartbeats_total',
       help: 'Frames received on the device channel, by result',

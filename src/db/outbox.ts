@@ -1,5 +1,6 @@
 import type { OutgoingEvent, PlatformEvent, EventChannel } from '../domain/events';
-import type { Queryable } from './knex';
+import type { Db, Queryable } from './knex';
+import { notifyAtCommit, STREAMS_NUMBERED } from './notifications';
 
 /**
  * Appends events; call inside the transaction of the state change that caused them. An event whose
@@ -21,59 +22,107 @@ export const INSERT_EVENTS = `INSERT INTO outbox (event_id, channel, device_id, 
        FROM jsonb_array_elements(?::jsonb) AS e
      ON CONFLICT (event_id) DO NOTHING`;
 
-export interface PendingEvent {
-  readonly id: string;
-  readonly channel: EventChannel;
-  readonly body: PlatformEvent;
-  /** Its stream and number there, once first published (a re-send keeps them). */
-  readonly stream: string | null;
-  readonly seq: string | null;
-}
-
 /** The stream an event belongs to: the client channel's, or the commands of one robot. */
-export const streamOf = (e: Pick<PendingEvent, 'channel' | 'body'>) =>
+export const streamOf = (e: { channel: EventChannel; body: Pick<PlatformEvent, 'deviceId'> }) =>
   e.channel === 'client' ? 'client' : `device:${e.body.deviceId ?? ''}`;
 
-/** The oldest unpublished events, in commit order. */
-export async function selectUnpublished(q: Queryable, limit: number): Promise<PendingEvent[]> {
-  return q('outbox')
-    .select<PendingEvent[]>('id', 'channel', 'body', 'stream', 'seq')
+/** Only one process numbers at a time (a transaction-scoped advisory lock): numbers stay contiguous. */
+const SEQUENCER_LOCK = 0x726f6c6d; // "rolm"
+
+/**
+ * Numbers the oldest events not yet numbered (up to `limit`, in commit order): each gets the next
+ * number of its stream. One transaction under the sequencer's lock; answers how many it numbered
+ * (0 when another process holds the lock).
+ */
+export async function numberPending(db: Db, limit: number): Promise<number> {
+  return db.transaction(async (trx) => {
+    const { rows: lock } = await trx.raw<{ rows: { locked: boolean }[] }>(
+      'SELECT pg_try_advisory_xact_lock(?) AS locked',
+      [SEQUENCER_LOCK],
+    );
+    if (!lock[0]?.locked) return 0;
+    const pending = await trx('outbox')
+      .select<{ id: string; channel: EventChannel; device_id: string | null }[]>('id', 'channel', 'device_id')
+      .whereNull('seq')
+      .orderBy('id')
+      .limit(limit);
+    if (pending.length === 0) return 0;
+    const streams = pending.map((e) => streamOf({ channel: e.channel, body: { deviceId: e.device_id } }));
+    const { rows: counters } = await trx.raw<{ rows: { stream: string; last_seq: string }[] }>(
+      `SELECT stream, last_seq FROM event_streams WHERE stream = ANY(?::text[])`,
+      [[...new Set(streams)]],
+    );
+    const last = new Map(counters.map((r) => [r.stream, Number(r.last_seq)]));
+    const seqs = streams.map((stream) => {
+      const seq = (last.get(stream) ?? 0) + 1;
+      last.set(stream, seq);
+      return seq;
+    });
+    await trx.raw(
+      `UPDATE outbox o SET stream = v.stream, seq = v.seq, numbered_at = clock_timestamp()
+         FROM (SELECT unnest(?::bigint[]) AS id, unnest(?::text[]) AS stream, unnest(?::bigint[]) AS seq) v
+        WHERE o.id = v.id`,
+      [pending.map((e) => e.id), streams, seqs],
+    );
+    await trx.raw(
+      `INSERT INTO event_streams (stream, last_seq)
+       SELECT unnest(?::text[]), unnest(?::bigint[])
+       ON CONFLICT (stream) DO UPDATE SET last_seq = GREATEST(event_streams.last_seq, EXCLUDED.last_seq)`,
+      [[...last.keys()], [...last.values()]],
+    );
+    await notifyAtCommit(trx, STREAMS_NUMBERED);
+    return pending.length;
+  });
+}
+
+/** A numbered event not yet taken by Moth. */
+export interface UnpublishedEvent {
+  readonly id: string;
+  readonly channel: EventChannel;
+  readonly stream: string;
+  readonly seq: number;
+  readonly body: PlatformEvent;
+}
+
+/** The client stream's numbered events not yet on Moth, in order. */
+export async function unpublishedClientEvents(q: Queryable, limit: number): Promise<UnpublishedEvent[]> {
+  const rows = await q('outbox')
+    .select<UnpublishedEvent[]>('id', 'channel', 'stream', 'seq', 'body')
+    .where({ stream: 'client' })
     .whereNull('published_at')
-    .orderBy('id')
+    .whereNotNull('seq')
+    .orderBy('seq')
     .limit(limit);
+  return rows.map((r) => ({ ...r, seq: Number(r.seq) }));
 }
 
-/** The last number given in each of these streams (0 for a new one). */
-export async function lastSeqs(q: Queryable, streams: readonly string[]): Promise<Map<string, number>> {
-  const rows = await q('event_streams')
-    .whereIn('stream', streams as string[])
-    .select<{ stream: string; last_seq: string }[]>('stream', 'last_seq');
-  return new Map(rows.map((r) => [r.stream, Number(r.last_seq)]));
-}
-
-/** Marks events published with their stream numbers, and moves each stream's counter on. */
-export async function markPublished(
+/**
+ * Robots' command streams with numbered events not yet on Moth: the first `perStream` of each, in
+ * order, leaving out the streams in `resting` (their robot's bus failed a moment ago), so a stream
+ * that cannot be sent never holds up another.
+ */
+export async function unpublishedCommands(
   q: Queryable,
-  sent: readonly { id: string; stream: string; seq: number }[],
-): Promise<void> {
-  if (sent.length === 0) return;
-  await q.raw(
-    `UPDATE outbox o SET published_at = now(), stream = v.stream, seq = v.seq
-       FROM (SELECT unnest(?::bigint[]) AS id, unnest(?::text[]) AS stream, unnest(?::bigint[]) AS seq) v
-      WHERE o.id = v.id`,
-    [sent.map((e) => e.id), sent.map((e) => e.stream), sent.map((e) => e.seq)],
+  options: { perStream: number; limit: number; resting: readonly string[] },
+): Promise<UnpublishedEvent[]> {
+  const { rows } = await q.raw<{ rows: UnpublishedEvent[] }>(
+    `SELECT id, channel, stream, seq, body FROM (
+       SELECT id, channel, stream, seq, body, row_number() OVER (PARTITION BY stream ORDER BY seq) AS k
+         FROM outbox
+        WHERE published_at IS NULL AND seq IS NOT NULL AND stream <> 'client' AND stream <> ALL(?::text[])
+     ) e WHERE k <= ? ORDER BY stream, seq LIMIT ?`,
+    [options.resting as string[], options.perStream, options.limit],
   );
-  const last = new Map<string, number>();
-  for (const e of sent) last.set(e.stream, Math.max(last.get(e.stream) ?? 0, e.seq));
-  await q.raw(
-    `INSERT INTO event_streams (stream, last_seq)
-     SELECT unnest(?::text[]), unnest(?::bigint[])
-     ON CONFLICT (stream) DO UPDATE SET last_seq = GREATEST(event_streams.last_seq, EXCLUDED.last_seq)`,
-    [[...last.keys()], [...last.values()]],
-  );
+  return rows.map((r) => ({ ...r, seq: Number(r.seq) }));
 }
 
-/** A stream's published events after number `after`, in order, as they were sent. */
+/** Marks events taken by Moth. */
+export async function markPublished(q: Queryable, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await q.raw(`UPDATE outbox SET published_at = now() WHERE id = ANY(?::bigint[])`, [ids as string[]]);
+}
+
+/** A stream's events after number `after`, in order (numbered at commit: on Moth or not yet). */
 export async function readStream(
   q: Queryable,
   stream: string,

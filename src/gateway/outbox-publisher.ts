@@ -1,12 +1,22 @@
 import type { EventChannel, PlatformEvent } from '../domain/events';
-import type { Db } from '../db/knex';
-import { lastSeqs, markPublished, selectUnpublished, streamOf } from '../db/outbox';
+import type { Db, Queryable } from '../db/knex';
+import { listenFor, STREAMS_NUMBERED } from '../db/notifications';
+import {
+  markPublished,
+  unpublishedClientEvents,
+  unpublishedCommands,
+  type UnpublishedEvent,
+} from '../db/outbox';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
+import { createLoop } from '../streams/loop';
 
 export interface OutboxPublisherDeps {
   readonly db: Db;
-  readonly send: (channel: EventChannel, body: unknown) => Promise<void>;
+  /** Sends on the client channel (paced there for what Moth carries without loss). */
+  readonly sendClient: (body: unknown) => Promise<void>;
+  /** Sends a command on its robot's bus. */
+  readonly sendCommand: (body: unknown) => Promise<void>;
   /** Signs each event as sent (`kid`, `sig`). */
   readonly sign: (event: PlatformEvent & { seq: number }) => Promise<unknown>;
   readonly metrics: Metrics;
@@ -15,96 +25,140 @@ export interface OutboxPublisherDeps {
   readonly batchSize?: number;
 }
 
-/** Any number of gateways may run a publisher; one advisory lock lets one publish at a time, in order. */
-const OUTBOX_LOCK = 0x726f6c6c; // "roll"
+/** Any number of gateways may run the publishers; a lock per kind of stream lets one publish it at a time. */
+const CLIENT_LOCK = 0x726f6c6c; // "roll"
+const COMMANDS_LOCK = 0x726f6c63; // "rolc"
+/** A robot's stream whose bus failed waits this long before it is tried again (doubling, to the max). */
+const COMMAND_RETRY_MS = 500;
+const COMMAND_RETRY_MAX_MS = 30_000;
+/** Robots' streams sent at once, and events of each per pass. */
+const COMMAND_STREAMS_AT_ONCE = 32;
+const COMMANDS_PER_STREAM = 20;
 
 /**
- * Publishes the outbox to Moth in commit order (so per device in order), at least once: an event is
- * marked published only after Moth took it; a failure (Moth down) leaves it for the next pass.
+ * Publishes the numbered streams on Moth, at least once, each stream in order and on its own: the
+ * client stream on the client channel, paced for what Moth carries; each robot's commands on its own
+ * bus, independently, so a TASK_ABORTED never waits behind client events, and a robot whose bus is
+ * down holds only its own stream. An event is marked published only after Moth took it; the feed
+ * and the live streams do not wait for this (they read the numbered streams).
  */
 export function createOutboxPublisher(deps: OutboxPublisherDeps) {
   const pollMs = deps.pollMs ?? 100;
   const batchSize = deps.batchSize ?? 200;
-  let stopped = true;
-  let loop: Promise<void> = Promise.resolve();
-  let wake: (() => void) | undefined;
-  let failures = 0;
+  /** Robot stream -> when it may be tried again, and how many times it failed in a row. */
+  const resting = new Map<string, { until: number; failures: number }>();
 
-  /** One pass; resolves with the number of events published, rejects when Moth refused one. */
-  async function publishOnce(): Promise<number> {
-    const { sent, error } = await deps.db.transaction(async (trx) => {
+  /** Runs `publish` under the lock of its kind of stream; marks what Moth took, even when one failed. */
+  async function underLock(
+    lock: number,
+    publish: (q: Queryable, sent: string[]) => Promise<number>,
+  ): Promise<number> {
+    const { read, failure } = await deps.db.transaction(async (trx) => {
       const { rows } = await trx.raw<{ rows: { locked: boolean }[] }>(
         'SELECT pg_try_advisory_xact_lock(?) AS locked',
-        [OUTBOX_LOCK],
+        [lock],
       );
-      if (!rows[0]?.locked) return { sent: 0, error: undefined };
-      const pending = await selectUnpublished(trx, batchSize);
-      // Numbered as first sent, under the lock: contiguous per stream. A re-send keeps its number.
-      const last = await lastSeqs(trx, [...new Set(pending.map(streamOf))]);
-      const sent: { id: string; stream: string; seq: number }[] = [];
+      const ids: string[] = [];
+      if (!rows[0]?.locked) return { read: 0, failure: undefined };
+      let read = 0;
       let failure: unknown;
-      for (const e of pending) {
-        const stream = e.stream ?? streamOf(e);
-        const seq = e.seq !== null ? Number(e.seq) : (last.get(stream) ?? 0) + 1;
-        try {
-          await deps.send(e.channel, await deps.sign({ ...e.body, seq }));
-        } catch (err) {
-          failure = err;
-          break;
-        }
-        if (e.seq === null) last.set(stream, seq);
-        sent.push({ id: e.id, stream, seq });
-        deps.metrics.eventsPublished.inc({ channel: e.channel });
+      try {
+        read = await publish(trx, ids);
+      } catch (err) {
+        failure = err;
       }
-      // What Moth took is marked (and committed) even when a later one failed.
-      await markPublished(trx, sent);
-      return { sent: sent.length, error: failure };
+      await markPublished(trx, ids);
+      return { read, failure };
     });
-    if (error) throw error instanceof Error ? error : new Error('Moth refused an event');
-    return sent;
+    if (failure) throw failure instanceof Error ? failure : new Error('Moth refused an event');
+    return read;
   }
 
-  async function run() {
-    while (!stopped) {
-      let published = 0;
-      try {
-        published = await publishOnce();
-        failures = 0;
-      } catch (err) {
-        failures++;
-        if (failures === 1 || failures % 50 === 0) {
-          deps.logger.warn({ err: (err as Error).message, failures }, 'outbox publish failed; will retry');
-        }
-      }
-      if (stopped) break;
-      if (published >= batchSize) continue;
-      const delay = failures > 0 ? Math.min(5000, pollMs * 2 ** Math.min(failures, 6)) : pollMs;
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, delay);
-        wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      wake = undefined;
-    }
+  async function send(channel: EventChannel, e: UnpublishedEvent): Promise<void> {
+    const signed = await deps.sign({ ...e.body, seq: e.seq });
+    await (channel === 'client' ? deps.sendClient(signed) : deps.sendCommand(signed));
+    deps.metrics.eventsPublished.inc({ channel });
   }
+
+  /** One pass over the client stream; true when a whole batch went (more may wait). */
+  async function publishClient(): Promise<boolean> {
+    const n = await underLock(CLIENT_LOCK, async (q, sent) => {
+      const pending = await unpublishedClientEvents(q, batchSize);
+      for (const e of pending) {
+        await send('client', e);
+        sent.push(e.id);
+      }
+      return pending.length;
+    });
+    return n >= batchSize;
+  }
+
+  /** One pass over the robots' streams, side by side; a stream that fails rests, the others go on. */
+  async function publishCommands(): Promise<boolean> {
+    const now = Date.now();
+    for (const [stream, r] of resting) if (r.until <= now) resting.delete(stream);
+    const limit = batchSize * COMMANDS_PER_STREAM;
+    const n = await underLock(COMMANDS_LOCK, async (q, sent) => {
+      const pending = await unpublishedCommands(q, {
+        perStream: COMMANDS_PER_STREAM,
+        limit,
+        resting: [...resting.keys()],
+      });
+      const streams = new Map<string, UnpublishedEvent[]>();
+      for (const e of pending) streams.set(e.stream, [...(streams.get(e.stream) ?? []), e]);
+      const queue = [...streams.values()];
+      const sendStream = async (events: UnpublishedEvent[]) => {
+        for (const e of events) {
+          try {
+            await send('device', e);
+          } catch (err) {
+            const failures = (resting.get(e.stream)?.failures ?? 0) + 1;
+            const wait = Math.min(COMMAND_RETRY_MAX_MS, COMMAND_RETRY_MS * 2 ** (failures - 1));
+            resting.set(e.stream, { until: Date.now() + wait, failures });
+            deps.logger.warn({ stream: e.stream, err: (err as Error).message, failures }, 'command not sent');
+            return;
+          }
+          sent.push(e.id);
+        }
+        resting.delete(events[0]!.stream);
+      };
+      await Promise.all(
+        Array.from({ length: Math.min(COMMAND_STREAMS_AT_ONCE, queue.length) }, async () => {
+          for (let next = queue.shift(); next; next = queue.shift()) await sendStream(next);
+        }),
+      );
+      return pending.length;
+    });
+    return n >= limit;
+  }
+
+  const loops = [
+    createLoop({ name: 'client event publishing', pass: publishClient, pollMs, logger: deps.logger }),
+    createLoop({ name: 'command publishing', pass: publishCommands, pollMs, logger: deps.logger }),
+  ];
+  let listening: { close(): Promise<void> } | undefined;
+  const nudge = () => loops.forEach((l) => l.wake());
 
   return {
-    publishOnce,
+    /** One pass of each, side by side, as their loops run (tests); rejects if either failed. */
+    async publishOnce(): Promise<void> {
+      const failed = (await Promise.allSettled([publishClient(), publishCommands()])).find(
+        (r) => r.status === 'rejected',
+      );
+      if (failed) throw failed.reason;
+    },
     start(): void {
-      if (!stopped) return;
-      stopped = false;
-      loop = run();
+      for (const l of loops) l.start();
+      listening ??= listenFor(deps.db, STREAMS_NUMBERED, nudge, (err) =>
+        deps.logger.warn({ err: err.message }, 'lost the numbering notifications; polling meanwhile'),
+      );
     },
     /** Publishes right away instead of at the next poll. */
-    nudge(): void {
-      wake?.();
-    },
+    nudge,
     async stop(): Promise<void> {
-      stopped = true;
-      wake?.();
-      await loop;
+      await listening?.close();
+      listening = undefined;
+      await Promise.all(loops.map((l) => l.stop()));
     },
   };
 }

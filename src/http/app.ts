@@ -24,6 +24,8 @@ import { settingsRoutes } from './routes/settings';
 import { taskRoutes } from './routes/tasks';
 import { mediaRoutes } from './routes/media';
 import { eventRoutes } from './routes/events';
+import { listenFor, STREAMS_NUMBERED } from '../db/notifications';
+import { createLiveFeed } from '../streams/live-feed';
 import { uptimeRoutes } from './routes/uptime';
 import { webhookRoutes } from './routes/webhooks';
 import { createEventSigner } from '../db/signing-keys';
@@ -50,6 +52,8 @@ export interface AppDeps {
   readonly dashboardQueues: readonly Queue[];
   /** Counts a refused credential (`rollcall_auth_failures_total`). */
   readonly countAuthFailure: (surface: AuthSurface) => void;
+  /** Counts a live-stream watcher cut off for being too slow. */
+  readonly countWatcherCut?: () => void;
 }
 
 /** Ten wrong secrets in a minute from one address block it for the rest of that minute. */
@@ -58,7 +62,7 @@ export const BAD_SECRET_LIMIT = { max: 10, windowSeconds: 60 } as const;
 export const BAD_CREDENTIAL_LIMIT = { max: 10, windowSeconds: 60 } as const;
 
 /** Builds the Koa application. It never listens: `server.ts` does, tests use `app.callback()`. */
-export function createApp(deps: AppDeps): Koa {
+export function createApp(deps: AppDeps) {
   // Behind TRUST_PROXY_HOPS trusted proxies, the client is the entry the outermost one appended to
   // X-Forwarded-For (that many from the right): entries further left are whatever the client sent.
   const app = new Koa({ proxy: deps.config.TRUST_PROXY, maxIpsCount: deps.config.TRUST_PROXY_HOPS });
@@ -131,6 +135,19 @@ export function createApp(deps: AppDeps): Koa {
     badSecrets,
     registrationSecret: () => deps.settings.registrationSecret(),
   });
+  const live = createLiveFeed({
+    read: (stream, after, limit) => ops.queries.eventStream(stream, after, limit),
+    sign: (event) => signer.sign(event),
+    listen: (wake) =>
+      listenFor(deps.db, STREAMS_NUMBERED, wake, (err) =>
+        deps.logger.warn(
+          { err: err.message },
+          'live feed lost the numbering notifications; polling meanwhile',
+        ),
+      ),
+    logger: deps.logger,
+    onCut: () => deps.countWatcherCut?.(),
+  });
   const routers = [
     deviceRoutes({
       config: deps.config,
@@ -150,7 +167,7 @@ export function createApp(deps: AppDeps): Koa {
       lastHeardAt: (ids) => deps.liveness.lastHeardMany(ids),
       sharedBus: deps.config.MOTH_SHARED_BUS,
     }),
-    eventRoutes({ auth, ops, sign: (event) => signer.sign(event) }),
+    eventRoutes({ auth, ops, sign: (event) => signer.sign(event), live }),
     uptimeRoutes({ auth, ops }),
     webhookRoutes({ auth, ops }),
     opsRoutes(deps.metricsRegistry, deps.readiness),
@@ -161,6 +178,8 @@ export function createApp(deps: AppDeps): Koa {
     app.use(router.allowedMethods({ throw: true }));
   }
   return Object.assign(app, {
+    /** The live streams' watchers: cut off (to resume elsewhere) before the server closes. */
+    liveFeed: live,
     /** Every method and path the routers serve (the OpenAPI test checks each is described). */
     routeTable: routers.flatMap((r) =>
       r.stack.flatMap((layer) =>

@@ -8,7 +8,7 @@ import { fleetQuery, historyQuery } from './admin';
 import { deviceListQuery, maintenanceBody, rotateTokensBody } from './routes/devices';
 import { startRecordingBody, startStreamBody } from './routes/media';
 import { emptyReportBody } from './routes/tasks';
-import { feedQuery } from './routes/events';
+import { feedQuery, streamQuery } from './routes/events';
 import { uptimeQueryFields } from './routes/uptime';
 import { devicePatchBody, groupPutBody } from './routes/groups';
 import { webhookBody } from '../domain/webhooks';
@@ -25,7 +25,7 @@ interface RouteDoc {
   readonly query?: z.ZodObject;
   readonly body?: z.ZodType;
   /** Status -> schema (JSON), null (no body) or a media type for non-JSON answers. */
-  readonly ok: [number, z.ZodType | null | 'text/html' | 'text/plain'];
+  readonly ok: [number, z.ZodType | null | 'text/html' | 'text/plain' | 'text/event-stream'];
   /** Error statuses this route answers with the standard error body. */
   readonly errors: number[];
 }
@@ -347,6 +347,25 @@ export const ROUTES: readonly RouteDoc[] = [
     query: feedQuery,
     ok: [200, out.eventFeedResponse],
     errors: [400, 401],
+  },
+  {
+    method: 'get',
+    path: '/events/stream',
+    summary:
+      'The client events live, as Server-Sent Events (id: seq; data: the signed event); resumes after Last-Event-ID or ?after=; a watcher too slow to read is cut off and resumes',
+    auth: 'operator',
+    query: streamQuery,
+    ok: [200, 'text/event-stream'],
+    errors: [400, 401],
+  },
+  {
+    method: 'get',
+    path: '/devices/{id}/commands/stream',
+    summary: "A robot's task commands live, as Server-Sent Events, resuming like /events/stream",
+    auth: 'operator-or-device',
+    query: streamQuery,
+    ok: [200, 'text/event-stream'],
+    errors: [400, 401, 403],
   },
   {
     method: 'get',

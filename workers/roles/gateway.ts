@@ -27,6 +27,7 @@ import { QUEUES } from '../../src/queues/names';
 import { createRedis } from '../../src/redis/connection';
 import { createGatewayRegistry, createRounds } from '../../src/redis/rounds';
 import { createShardLeases } from '../../src/redis/shard-leases';
+import { createSequencer } from '../../src/streams/sequencer';
 import type { Role } from './role';
 import {
   openServices,
@@ -100,6 +101,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
   });
   roundWorker.on('error', (err) => log.warn({ err: err.message }, 'round worker error'));
   clientChannel.start();
+  parts.sequencer.start();
   publisher.start();
   await services.scheduler.ensure(await parts.intervalSeconds(), true);
   const ops = await startRoleOps(config, options, metrics, {
@@ -131,6 +133,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
       await ingest.close();
       await connector.idle();
       parts.selfWatch.stop();
+      await parts.sequencer.stop();
       await publisher.stop();
       // Handing over at once: the buses closed first (so no two gateways hear one device), then the
       // leases released, not left to expire.
@@ -198,7 +201,7 @@ function buildGateway(
     broke,
     vouch: selfWatch.vouch,
   });
-  const { clientChannel, publisher } = buildPublishing(config, services, {
+  const { clientChannel, publisher, sequencer } = buildPublishing(config, services, {
     moth,
     buses,
     syncDirectory,
@@ -221,6 +224,7 @@ function buildGateway(
     intervalSeconds,
     broke,
     selfWatch,
+    sequencer,
   };
 }
 
@@ -293,7 +297,8 @@ function buildPublishing(
     db,
     metrics: parts.metrics,
     logger: log,
-    send: (channel, body) => (channel === 'client' ? clientChannel.send(body) : sendToDevice(body)),
+    sendClient: (body) => clientChannel.send(body),
+    sendCommand: sendToDevice,
     sign: (event) => signer.sign(event),
   });
   /** A command goes to its robot's bus (and the shared one while the robot is still heard there). */
@@ -310,7 +315,7 @@ function buildPublishing(
       log.warn({ err: err.message }, 'could not mark recent events for re-sending'),
     );
   });
-  return { clientChannel, publisher };
+  return { clientChannel, publisher, sequencer: createSequencer({ db, logger: log }) };
 }
 
 /**

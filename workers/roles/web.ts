@@ -1,4 +1,5 @@
 import type { Server } from 'node:http';
+import { ensureSigningKey } from '../../src/bootstrap';
 import { countDevicesByStatus } from '../../src/db/fleet';
 import { createApp } from '../../src/http/app';
 import type { ReadinessChecks } from '../../src/http/ops';
@@ -54,6 +55,7 @@ export function buildWebApp(
     readiness: { ...services.readiness, ...options.readiness },
     dashboardQueues: services.queues.all(),
     countAuthFailure: (surface) => metrics.authFailures.inc({ surface }),
+    countWatcherCut: () => metrics.liveWatchersCut.inc(),
   });
   return { app, metrics };
 }
@@ -66,12 +68,15 @@ export async function startWeb(
 ): Promise<Role & { port: number; server: Server }> {
   const services = await openServices(config, 'web', 20);
   const { app } = buildWebApp(config, services, logger, options);
+  await ensureSigningKey(services.db);
   const { server, port } = await listen(app, config.HOST, config.PORT, config);
   logger.info({ port, tls: Boolean(config.TLS_CERT_FILE) }, 'web listening');
   return {
     port,
     server,
     async stop() {
+      // Live streams never end on their own: cut them off (their clients resume elsewhere) first.
+      await app.liveFeed.close();
       await closeServer(server);
       await services.close();
     },

@@ -28,6 +28,7 @@ import { countDevicesByStatus } from '../../src/db/fleet';
 import { effectQueueName, QUEUES } from '../../src/queues/names';
 import { createRounds } from '../../src/redis/rounds';
 import { createShardLeases } from '../../src/redis/shard-leases';
+import { createSequencer } from '../../src/streams/sequencer';
 import type { Role } from './role';
 import { openServices, startRoleOps, type BackedConfig, type OpsOptions } from './services';
 
@@ -166,6 +167,9 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
         services.queues.all().map(async (q) => ({ queue: q.name, counts: await q.getJobCounts() })),
       ),
   });
+  // Events are numbered at commit by any worker or gateway (one at a time).
+  const sequencer = createSequencer({ db, logger });
+  sequencer.start();
   const ops = await startRoleOps(config, options, metrics, services.readiness);
   logger.info({ opsPort: ops?.port }, 'worker started');
   const role: Role & { metrics: typeof metrics; opsPort: number | undefined } = {
@@ -174,6 +178,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
     async stop() {
       await ops?.stop();
       await Promise.all(workers.map((w) => w.close()));
+      await sequencer.stop();
       await evaluationDb.destroy();
       await services.close();
     },

@@ -18,6 +18,7 @@ import * as deviceGroups from './20261201000016_device_groups';
 import * as flapping from './20261201000017_flapping';
 import * as webhooks from './20261201000018_webhooks';
 import * as sessionHeartbeats from './20261201000019_session_heartbeats';
+import * as numberedAtCommit from './20261203000020_numbered_at_commit';
 
 // Listed statically (not read from a folder) so migrations load the same way under tsx, vitest
 // and the knex CLI, with no loader for .ts files needed at run time.
@@ -41,6 +42,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261201000017_flapping': flapping,
   '20261201000018_webhooks': webhooks,
   '20261201000019_session_heartbeats': sessionHeartbeats,
+  '20261203000020_numbered_at_commit': numberedAtCommit,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

@@ -1,11 +1,16 @@
 import Router from '@koa/router';
+import type { Context } from 'koa';
 import { z } from 'zod';
 import { forbidden } from '../../domain/errors';
 import type { PlatformEvent } from '../../domain/events';
 import type { ApiOperations } from '../../operations';
+import type { LiveFeed } from '../../streams/live-feed';
 import type { Authenticator } from '../auth';
 import { parseInput } from '../validate';
 import { deviceIdParam } from './devices';
+
+export const streamQuery = z.strictObject({ after: z.coerce.number().int().min(0).optional() });
+const lastEventId = z.coerce.number().int().min(0);
 
 export const feedQuery = z.strictObject({
   after: z.coerce.number().int().min(0).default(0),
@@ -13,13 +18,15 @@ export const feedQuery = z.strictObject({
 });
 
 /**
- * The outbox as durable, ordered feeds: what was sent on Moth, numbered per stream (`seq`), signed as
- * sent. A client that sees a number skipped on Moth fetches from the last one it has.
+ * The outbox as durable, ordered feeds, numbered per stream (`seq`) at commit and signed as sent on
+ * Moth: pages to fetch (a client that sees a number skipped on Moth fetches from the last one it
+ * has), and the same live, as Server-Sent Events.
  */
 export function eventRoutes(deps: {
   auth: Authenticator;
   ops: Pick<ApiOperations, 'queries' | 'configure'>;
   sign: (event: PlatformEvent & { seq: number }) => Promise<unknown>;
+  live: Pick<LiveFeed, 'watch'>;
 }): Router {
   const router = new Router();
   const page = async (stream: string, query: unknown) => {
@@ -33,17 +40,52 @@ export function eventRoutes(deps: {
     };
   };
 
+  /**
+   * A stream live, as Server-Sent Events, resuming exactly after `Last-Event-ID` (what a browser's
+   * EventSource sends when it reconnects) or `?after=`.
+   */
+  const live = (ctx: Context, stream: string) => {
+    const header = ctx.get('Last-Event-ID');
+    const after =
+      header !== '' ? parseInput(lastEventId, header) : (parseInput(streamQuery, ctx.query).after ?? 0);
+    ctx.req.socket.setTimeout(0);
+    ctx.req.socket.setNoDelay(true);
+    ctx.respond = false;
+    ctx.res.writeHead(200, {
+      'Content-Type': 'text/event-stream; charset=utf-8',
+      'Cache-Control': 'no-cache, no-transform',
+      // nginx would otherwise buffer the stream.
+      'X-Accel-Buffering': 'no',
+    });
+    ctx.res.write('retry: 2000\n\n');
+    deps.live.watch(stream, after, ctx.res);
+  };
+
+  router.get('/events/stream', async (ctx) => {
+    await deps.auth.operator(ctx);
+    live(ctx, 'client');
+  });
+
+  router.get('/devices/:id/commands/stream', async (ctx) => {
+    live(ctx, `device:${await ownCommands(ctx)}`);
+  });
+
   router.get('/events', async (ctx) => {
     await deps.auth.operator(ctx);
     ctx.body = await page('client', ctx.query);
   });
 
-  router.get('/devices/:id/commands', async (ctx) => {
+  /** The device whose commands are asked for: an operator reads any, a device only its own. */
+  async function ownCommands(ctx: Context & { params: Record<string, string> }): Promise<string> {
     const caller = await deps.auth.caller(ctx);
     const id = deviceIdParam(ctx.params.id);
     if (caller.kind === 'device' && caller.deviceId !== id)
       throw forbidden('a device may read only its own commands');
-    ctx.body = await page(`device:${id}`, ctx.query);
+    return id;
+  }
+
+  router.get('/devices/:id/commands', async (ctx) => {
+    ctx.body = await page(`device:${await ownCommands(ctx)}`, ctx.query);
   });
 
   // A new key signs from now on (every process takes it within a minute); the old ones stay published.

@@ -1,0 +1,64 @@
+import pg from 'pg';
+import type { Db, Queryable } from './knex';
+
+/** Sent at the commit of every transaction that wrote events (a trigger on the outbox). */
+export const OUTBOX_WRITTEN = 'rollcall_outbox';
+/** Sent at the commit of every numbering: the streams have new events. */
+export const STREAMS_NUMBERED = 'rollcall_numbered';
+
+/** Notifies `channel` at the commit of the transaction `q` belongs to. */
+export async function notifyAtCommit(q: Queryable, channel: string): Promise<void> {
+  await q.raw(`SELECT pg_notify(?, '')`, [channel]);
+}
+
+/**
+ * Calls `wake` at each notification on `channel`, from a connection of its own (Postgres delivers a
+ * NOTIFY at its transaction's commit). A lost connection is told to `failed` and opened again a second
+ * later; the caller polls as well, so a notification lost meanwhile only costs its poll period.
+ */
+export function listenFor(
+  db: Db,
+  channel: string,
+  wake: () => void,
+  failed: (err: Error) => void,
+): { close(): Promise<void> } {
+  const connection = (db.client as { config: { connection: string | pg.ClientConfig } }).config.connection;
+  let client: pg.Client | undefined;
+  let closed = false;
+  let retry: NodeJS.Timeout | undefined;
+  const reopen = (err: Error) => {
+    failed(err);
+    const lost = client;
+    client = undefined;
+    lost?.end().catch(() => {
+      // Already broken: nothing left to close.
+    });
+    if (!closed) retry = setTimeout(() => void open(), 1000);
+  };
+  async function open(): Promise<void> {
+    const c = new pg.Client(typeof connection === 'string' ? { connectionString: connection } : connection);
+    client = c;
+    c.on('notification', (n) => {
+      if (n.channel === channel) wake();
+    });
+    c.on('error', reopen);
+    try {
+      await c.connect();
+      await c.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+      // What was notified before this connection listened is picked up now.
+      wake();
+    } catch (err) {
+      if (client === c) reopen(err as Error);
+    }
+  }
+  void open();
+  return {
+    async close() {
+      closed = true;
+      clearTimeout(retry);
+      await client?.end().catch(() => {
+        // Already broken: nothing left to close.
+      });
+    },
+  };
+}

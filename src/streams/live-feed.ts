@@ -1,0 +1,150 @@
+import type { ServerResponse } from 'node:http';
+import type { PlatformEvent } from '../domain/events';
+import type { Logger } from '../logger';
+import { createLoop } from './loop';
+
+export interface LiveFeedDeps {
+  /** A stream's events after a number, in order. */
+  readonly read: (
+    stream: string,
+    after: number,
+    limit: number,
+  ) => Promise<{ seq: number; body: PlatformEvent }[]>;
+  /** Signs an event as the feed serves it. */
+  readonly sign: (event: PlatformEvent & { seq: number }) => Promise<unknown>;
+  /** Wakes the feed when streams have new events (a Postgres notification); answers how to stop. */
+  readonly listen: (wake: () => void) => { close(): Promise<void> };
+  readonly logger: Logger;
+  readonly onCut?: () => void;
+  /** The poll behind the notifications. */
+  readonly pollMs?: number;
+  /** A watcher with more than this buffered, unread, is cut off (it resumes from its last id). */
+  readonly maxBufferedBytes?: number;
+  /** Comment lines this often keep proxies from closing a quiet stream. */
+  readonly keepAliveMs?: number;
+}
+
+interface Watcher {
+  readonly stream: string;
+  /** The last number sent to it. */
+  cursor: number;
+  readonly res: ServerResponse;
+  /** Catching up on its own, or live (served by the feed's shared reads). */
+  mode: 'catching up' | 'live';
+}
+
+const PAGE = 500;
+
+/**
+ * Live streams of the numbered events as Server-Sent Events, for any number of watchers on one web
+ * process: each new watcher catches up on its own from where it resumes, then joins the live set,
+ * whose streams are read once per wake (a commit's notification, or the poll) and written to every
+ * watcher of each, a batch at a time. A watcher too slow to take what it is sent (more than
+ * `maxBufferedBytes` still waiting in its socket when the next batch comes) is cut off, so it never
+ * holds more than that and a batch, nor anyone else up; it resumes from its last id. Runs only
+ * while someone watches.
+ */
+export function createLiveFeed(deps: LiveFeedDeps) {
+  const maxBuffered = deps.maxBufferedBytes ?? 1 << 20;
+  const watchers = new Set<Watcher>();
+  let listening: { close(): Promise<void> } | undefined;
+  let keepAlive: NodeJS.Timeout | undefined;
+  const loop = createLoop({ name: 'live feed', pass, pollMs: deps.pollMs ?? 250, logger: deps.logger });
+
+  /**
+   * Whether the watcher can take more: false (and it is cut off) when it is gone, or when more than
+   * the bound still waits in its socket from what it was sent before (it did not read meanwhile).
+   */
+  function keepsUp(w: Watcher): boolean {
+    if (w.res.destroyed) return false;
+    if (w.res.writableLength <= maxBuffered) return true;
+    deps.onCut?.();
+    w.res.destroy();
+    return false;
+  }
+
+  /** Writes a batch of events to a watcher that keeps up (those it already has are left out). */
+  function send(w: Watcher, events: readonly { seq: number; signed: unknown }[]): boolean {
+    if (!keepsUp(w)) return false;
+    let text = '';
+    for (const e of events)
+      if (e.seq > w.cursor) text += `id: ${e.seq}\ndata: ${JSON.stringify(e.signed)}\n\n`;
+    if (text === '') return true;
+    w.res.write(text);
+    w.cursor = events.at(-1)!.seq;
+    return true;
+  }
+
+  const signAll = (rows: { seq: number; body: PlatformEvent }[]) =>
+    Promise.all(rows.map(async (r) => ({ seq: r.seq, signed: await deps.sign({ ...r.body, seq: r.seq }) })));
+
+  /** One read per stream watched live, written to each of its watchers; true when more wait. */
+  async function pass(): Promise<boolean> {
+    const streams = new Map<string, Watcher[]>();
+    for (const w of watchers)
+      if (w.mode === 'live') streams.set(w.stream, [...(streams.get(w.stream) ?? []), w]);
+    let more = false;
+    for (const [stream, list] of streams) {
+      const from = Math.min(...list.map((w) => w.cursor));
+      const events = await signAll(await deps.read(stream, from, PAGE));
+      more ||= events.length === PAGE;
+      for (const w of list) send(w, events);
+    }
+    return more;
+  }
+
+  async function catchUp(w: Watcher): Promise<void> {
+    for (;;) {
+      const events = await signAll(await deps.read(w.stream, w.cursor, PAGE));
+      if (!send(w, events)) return;
+      if (events.length < PAGE) break;
+    }
+    w.mode = 'live';
+    // What was numbered while it caught up comes with the next pass.
+    loop.wake();
+  }
+
+  function start(): void {
+    loop.start();
+    listening ??= deps.listen(() => loop.wake());
+    keepAlive ??= setInterval(() => {
+      for (const w of watchers) if (!w.res.destroyed) w.res.write(': keep-alive\n\n');
+    }, deps.keepAliveMs ?? 15_000);
+  }
+
+  async function stopIfIdle(): Promise<void> {
+    if (watchers.size > 0) return;
+    clearInterval(keepAlive);
+    keepAlive = undefined;
+    const l = listening;
+    listening = undefined;
+    await l?.close();
+    await loop.stop();
+  }
+
+  return {
+    /** Streams `stream` after number `after` to `res` (already answered 200, text/event-stream). */
+    watch(stream: string, after: number, res: ServerResponse): void {
+      const w: Watcher = { stream, cursor: after, res, mode: 'catching up' };
+      watchers.add(w);
+      res.on('close', () => {
+        watchers.delete(w);
+        void stopIfIdle();
+      });
+      start();
+      catchUp(w).catch((err: Error) => {
+        deps.logger.warn({ err: err.message, stream }, 'live feed watcher failed; cut off');
+        res.destroy();
+      });
+    },
+    watchers: () => watchers.size,
+    /** Cuts every watcher off (they resume elsewhere) and stops. */
+    async close(): Promise<void> {
+      for (const w of watchers) w.res.destroy();
+      watchers.clear();
+      await stopIfIdle();
+    },
+  };
+}
+
+export type LiveFeed = ReturnType<typeof createLiveFeed>;

@@ -1,0 +1,43 @@
+import type { Db } from '../db/knex';
+import { listenFor, OUTBOX_WRITTEN } from '../db/notifications';
+import { numberPending } from '../db/outbox';
+import type { Logger } from '../logger';
+import { createLoop } from './loop';
+
+/** Events numbered per transaction. */
+const BATCH = 2000;
+/** The poll behind the notifications (a notification lost with its connection costs this much). */
+const POLL_MS = 250;
+
+/**
+ * Numbers every event within moments of its commit, whether Moth is up or not: woken by the outbox's
+ * notification at each commit, it gives each new event the next number of its stream (one process
+ * at a time, under a lock, so the numbers stay contiguous). Every reader (the feed, the live streams,
+ * Moth publication, webhooks) then works from the numbered streams, none waiting for another. Runs
+ * in every gateway and worker.
+ */
+export function createSequencer(deps: { db: Db; logger: Logger }) {
+  const loop = createLoop({
+    name: 'event numbering',
+    pass: async () => (await numberPending(deps.db, BATCH)) >= BATCH,
+    pollMs: POLL_MS,
+    logger: deps.logger,
+  });
+  let listening: { close(): Promise<void> } | undefined;
+  return {
+    start(): void {
+      loop.start();
+      listening ??= listenFor(
+        deps.db,
+        OUTBOX_WRITTEN,
+        () => loop.wake(),
+        (err) => deps.logger.warn({ err: err.message }, 'lost the outbox notifications; polling meanwhile'),
+      );
+    },
+    async stop(): Promise<void> {
+      await listening?.close();
+      listening = undefined;
+      await loop.stop();
+    },
+  };
+}

@@ -1,0 +1,116 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appendEvents, readStream } from '../../src/db/outbox';
+import { clientEvent, type OutgoingEvent, type PlatformEvent } from '../../src/domain/events';
+import { createOutboxPublisher } from '../../src/gateway/outbox-publisher';
+import { createLogger } from '../../src/logger';
+import { createMetrics } from '../../src/metrics';
+import { createSequencer } from '../../src/streams/sequencer';
+import { createTestDatabase } from '../support/database';
+
+// Events are numbered at commit, whatever Moth does; then each stream is published on its own: the
+// client stream, and each robot's commands, so nothing waits behind a stream that cannot be sent.
+
+let database: Awaited<ReturnType<typeof createTestDatabase>>;
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
+afterAll(async () => database.drop());
+
+const command = (deviceId: string, taskId: string): OutgoingEvent => ({
+  channel: 'device',
+  event: {
+    type: 'TASK_ABORTED',
+    eventId: randomUUID(),
+    occurredAt: new Date().toISOString(),
+    deviceId,
+    taskId,
+  },
+});
+const logger = createLogger('silent');
+
+describe('events numbered at commit', () => {
+  it('numbers each event in its stream within moments of its commit, with nothing on Moth', async () => {
+    const sequencer = createSequencer({ db: database.db, logger });
+    sequencer.start();
+    try {
+      const device = randomUUID();
+      // Give the sequencer's listener time to join: from then on a commit's NOTIFY wakes it.
+      await new Promise((r) => setTimeout(r, 300));
+      const latencies: number[] = [];
+      for (let i = 1; i <= 5; i++) {
+        const committed = Date.now();
+        await appendEvents(database.db, [clientEvent('DEVICE_CONNECTED', device), command(device, `t${i}`)]);
+        while ((await readStream(database.db, 'client', i - 1, 10)).length === 0)
+          await new Promise((r) => setTimeout(r, 2));
+        latencies.push(Date.now() - committed);
+        // Commits land at every phase of the sequencer's 250 ms poll.
+        await new Promise((r) => setTimeout(r, 50 + 37 * i));
+      }
+      // Woken by each commit, not found by its poll.
+      expect(Math.max(...latencies)).toBeLessThan(100);
+      const client = await readStream(database.db, 'client', 0, 10);
+      expect(client.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+      const commands = await readStream(database.db, `device:${device}`, 0, 10);
+      expect(commands.map((e) => [e.seq, e.body.type])).toEqual(
+        [1, 2, 3, 4, 5].map((n) => [n, 'TASK_ABORTED']),
+      );
+      expect(await database.db('outbox').whereNotNull('published_at').count({ n: '*' })).toEqual([
+        { n: '0' },
+      ]);
+    } finally {
+      await sequencer.stop();
+    }
+  });
+});
+
+describe('each stream published on its own', () => {
+  it('a robot whose bus fails holds only its own stream; client events down hold no command', async () => {
+    const [a, b] = [randomUUID(), randomUUID()];
+    await appendEvents(database.db, [
+      ...Array.from({ length: 5 }, () => clientEvent('DEVICE_CONNECTED', b)),
+      ...Array.from({ length: 3 }, (_, i) => command(a, `a${i}`)),
+      ...Array.from({ length: 3 }, (_, i) => command(b, `b${i}`)),
+    ]);
+    const sequencer = createSequencer({ db: database.db, logger });
+    sequencer.start();
+    const sent: PlatformEvent[] = [];
+    let aDown = true;
+    const publisher = createOutboxPublisher({
+      db: database.db,
+      metrics: createMetrics('test'),
+      logger,
+      sign: async (e) => e,
+      // The client channel is down the whole time.
+      sendClient: () => Promise.reject(new Error('Moth session is not open')),
+      sendCommand: async (body) => {
+        const e = body as PlatformEvent;
+        if (e.deviceId === a && aDown) throw new Error("a's bus refused");
+        sent.push(e);
+      },
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      await publisher.publishOnce().catch(() => {});
+      const taskIds = () =>
+        sent
+          .filter((e) => e.deviceId === a || e.deviceId === b)
+          .map((e) => (e as unknown as { taskId: string }).taskId);
+      expect(taskIds()).toEqual(['b0', 'b1', 'b2']);
+      // a's bus is back: its stream goes after its rest, in order; the client stream still waits.
+      aDown = false;
+      await new Promise((r) => setTimeout(r, 600));
+      await publisher.publishOnce().catch(() => {});
+      expect(taskIds()).toEqual(['b0', 'b1', 'b2', 'a0', 'a1', 'a2']);
+      const unpublished = await database
+        .db('outbox')
+        .whereIn('device_id', [a, b])
+        .whereNull('published_at')
+        .pluck('stream');
+      expect(unpublished).toEqual(['client', 'client', 'client', 'client', 'client']);
+    } finally {
+      await publisher.stop();
+      await sequencer.stop();
+    }
+  });
+});
