@@ -81,7 +81,9 @@ const envSchema = z.object({
   /** Webhook deliveries: attempts, first backoff (doubling), and how often new events are fanned out. */
   WEBHOOK_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(10),
   WEBHOOK_BACKOFF_MS: z.coerce.number().int().min(10).max(600_000).default(2000),
-  WEBHOOK_FANOUT_MS: z.coerce.number().int().min(100).max(60_000).default(1000),
+  WEBHOOK_FANOUT_MS: z.coerce.number().int().min(50).max(60_000).default(250),
+  /** Pending deliveries one webhook may have; past that its oldest are skipped. */
+  WEBHOOK_MAX_BACKLOG: z.coerce.number().int().min(10).max(1_000_000).default(1000),
 });
 
 export type Env = z.infer<typeof envSchema>;

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { PlatformEvent } from '../domain/events';
-import { dueAt, wants, type Webhook, type WebhookSpec } from '../domain/webhooks';
+import { coolDownMs, dueAt, wants, type Webhook, type WebhookSpec } from '../domain/webhooks';
 import type { Db, Queryable } from './knex';
 
 interface WebhookRow {
@@ -12,6 +12,8 @@ interface WebhookRow {
   expected_disconnects: boolean;
   secret: string;
   created_at: Date;
+  consecutive_failures: number;
+  circuit_open_until: Date | null;
 }
 
 const toWebhook = (r: WebhookRow): Webhook => ({
@@ -23,6 +25,8 @@ const toWebhook = (r: WebhookRow): Webhook => ({
   expectedDisconnects: r.expected_disconnects,
   secret: r.secret,
   createdAt: r.created_at,
+  consecutiveFailures: r.consecutive_failures,
+  circuitOpenUntil: r.circuit_open_until,
 });
 
 export type DeliveryStatus = 'PENDING' | 'DELIVERED' | 'FAILED' | 'SKIPPED';
@@ -119,7 +123,11 @@ export async function deliveriesOf(q: Queryable, webhookId: string, limit: numbe
  * lock: a crash or a second worker fans out nothing twice and skips nothing. Returns the new
  * deliveries (to enqueue) and whether more events wait.
  */
-export async function fanOut(db: Db, limit: number): Promise<{ created: Delivery[]; more: boolean }> {
+export async function fanOut(
+  db: Db,
+  limit: number,
+  maxBacklog: number,
+): Promise<{ created: Delivery[]; more: boolean }> {
   return db.transaction(async (trx) => {
     const cursor = await trx('webhook_fanout')
       .where({ id: 1 })
@@ -164,11 +172,60 @@ export async function fanOut(db: Db, limit: number): Promise<{ created: Delivery
             .onConflict(['webhook_id', 'event_id'])
             .ignore()
             .returning('*')) as DeliveryRow[]);
+    await trimBacklogs(trx, [...new Set(created.map((d) => d.webhook_id))], maxBacklog);
     await trx('webhook_fanout')
       .where({ id: 1 })
       .update({ last_seq: Number(events.at(-1)!.seq) });
     return { created: created.map(toDelivery), more: events.length === limit };
   });
+}
+
+/**
+ * A receiver's answer to an attempt, on its circuit: a success closes it; a failure counts, and past
+ * the threshold opens it for its cool-down.
+ */
+export async function noteReceiverOutcome(q: Queryable, webhookId: string, ok: boolean): Promise<void> {
+  if (ok) {
+    await q('webhooks')
+      .where({ id: webhookId })
+      .whereNot({ consecutive_failures: 0 })
+      .update({ consecutive_failures: 0, circuit_open_until: null });
+    return;
+  }
+  const [row] = await q('webhooks')
+    .where({ id: webhookId })
+    .increment('consecutive_failures', 1)
+    .returning<{ consecutive_failures: number }[]>('consecutive_failures');
+  const coolDown = row && coolDownMs(row.consecutive_failures);
+  if (coolDown)
+    await q('webhooks')
+      .where({ id: webhookId })
+      .update({ circuit_open_until: q.raw(`now() + make_interval(secs => ?)`, [coolDown / 1000]) });
+}
+
+/** Pending deliveries of a webhook (its backlog). */
+export async function pendingDeliveries(q: Queryable, webhookId: string): Promise<number> {
+  const [row] = await q('webhook_deliveries')
+    .where({ webhook_id: webhookId, status: 'PENDING' })
+    .count<{ n: string }[]>('* as n');
+  return Number(row?.n ?? 0);
+}
+
+/**
+ * Keeps each webhook's backlog at most `max` pending deliveries: the oldest beyond are skipped (an
+ * alert matters less the older it is), and say so in their log.
+ */
+async function trimBacklogs(q: Queryable, webhookIds: readonly string[], max: number): Promise<void> {
+  if (webhookIds.length === 0) return;
+  await q.raw(
+    `UPDATE webhook_deliveries d SET status = 'SKIPPED', finished_at = now(), last_error = ?
+       FROM (SELECT id FROM (
+               SELECT id, row_number() OVER (PARTITION BY webhook_id ORDER BY created_at DESC, id) AS k
+                 FROM webhook_deliveries WHERE status = 'PENDING' AND webhook_id = ANY(?::uuid[])
+             ) p WHERE k > ?) old
+      WHERE d.id = old.id`,
+    [`backlog over ${max}: oldest skipped`, webhookIds as string[], max],
+  );
 }
 
 /** Pending deliveries due for a while whose job may have been lost (a crash between commit and add). */

@@ -29,7 +29,47 @@ export interface Webhook extends Omit<WebhookSpec, 'offlineForSeconds' | 'group'
   readonly group: string | null;
   readonly secret: string;
   readonly createdAt: Date;
+  /** Failed attempts in a row (any success sets it back to 0). */
+  readonly consecutiveFailures: number;
+  /** Until when its circuit is open (no attempt is made), or null. */
+  readonly circuitOpenUntil: Date | null;
 }
+
+/**
+ * A receiver's circuit: closed (deliveries go, up to PROVEN_SLOTS at once), open after
+ * CIRCUIT_THRESHOLD failures in a row (none go until its cool-down has passed: 5 s, doubling with each
+ * failure more, at most 5 min), then half-open (one attempt at a time: a success closes it, a
+ * failure opens it again, longer). A failing receiver thus holds at most one delivery slot, and only
+ * while it is tried; every other webhook goes on.
+ */
+export const CIRCUIT_THRESHOLD = 5;
+const COOL_DOWN_MS = 5000;
+const COOL_DOWN_MAX_MS = 5 * 60_000;
+/** Attempts to one receiver at once, per worker process, once it has answered; one before and while it fails. */
+export const PROVEN_SLOTS = 4;
+
+export type CircuitState = 'closed' | 'open' | 'half-open';
+
+export function circuitState(
+  w: Pick<Webhook, 'consecutiveFailures' | 'circuitOpenUntil'>,
+  now: number,
+): CircuitState {
+  if (w.consecutiveFailures < CIRCUIT_THRESHOLD) return 'closed';
+  return w.circuitOpenUntil !== null && w.circuitOpenUntil.getTime() > now ? 'open' : 'half-open';
+}
+
+/** How long the circuit stays open after `failures` in a row (null: it stays closed). */
+export function coolDownMs(failures: number): number | null {
+  if (failures < CIRCUIT_THRESHOLD) return null;
+  return Math.min(COOL_DOWN_MAX_MS, COOL_DOWN_MS * 2 ** (failures - CIRCUIT_THRESHOLD));
+}
+
+/**
+ * Attempts to a receiver at once (per worker process): PROVEN_SLOTS once it has answered and while it
+ * keeps answering, one otherwise (a new receiver, or one failing).
+ */
+export const slotsFor = (w: Pick<Webhook, 'consecutiveFailures'>, answered: boolean) =>
+  answered && w.consecutiveFailures === 0 ? PROVEN_SLOTS : 1;
 
 const EXPECTED_REASONS = new Set(['PLANNED', 'MAINTENANCE', 'DELETED']);
 

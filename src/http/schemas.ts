@@ -293,10 +293,17 @@ const webhookOut = z.object({
   group: z.string().nullable(),
   expectedDisconnects: z.boolean(),
   createdAt: isoDate,
+  /** The receiver's circuit: open after repeated failures (nothing is sent until `openUntil`). */
+  circuit: z.object({
+    state: z.enum(['closed', 'open', 'half-open']),
+    consecutiveFailures: z.number().int(),
+    openUntil: isoDate.nullable(),
+  }),
 });
 /** At creation only: with the secret deliveries are signed with. */
 export const webhookCreatedResponse = webhookOut.extend({ secret: z.string().min(32) });
-export const webhookResponse = webhookOut;
+/** One webhook, with its backlog: deliveries pending. */
+export const webhookResponse = webhookOut.extend({ pending: z.number().int() });
 export const webhooksResponse = z.object({ webhooks: z.array(webhookOut) });
 export const deliveriesResponse = z.object({
   deliveries: z.array(

@@ -8,7 +8,7 @@ import { listSessions } from '../db/sessions';
 import { publishedKeys } from '../db/signing-keys';
 import { findTask, listDeviceTasks } from '../db/tasks';
 import { historiesFor } from '../db/uptime';
-import { deliveriesOf, findWebhook, listWebhooks } from '../db/webhooks';
+import { deliveriesOf, findWebhook, pendingDeliveries, listWebhooks } from '../db/webhooks';
 
 export type { Device, Maintenance } from '../db/devices';
 export type { EffectRow } from '../db/effects';
@@ -41,6 +41,7 @@ export function createQueries(db: Db) {
     group: (name: string) => findGroup(db, name),
     groups: () => listGroups(db),
     webhook: (id: string) => findWebhook(db, id),
+    webhookBacklog: (id: string) => pendingDeliveries(db, id),
     webhooks: () => listWebhooks(db),
     deliveries: (webhookId: string, limit: number) => deliveriesOf(db, webhookId, limit),
     eventStream: (stream: string, after: number, limit: number) => readStream(db, stream, after, limit),

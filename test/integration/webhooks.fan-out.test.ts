@@ -40,12 +40,12 @@ describe('webhook fan-out', () => {
     await db('outbox').insert(
       [1, 2, 3, 4, 5].map((n) => event(n, n === 5 ? 'DEVICE_DELETED' : 'DEVICE_REGISTERED')),
     );
-    const [a, b] = await Promise.all([fanOut(db, 2), fanOut(db, 2)]);
-    const rest = await fanOut(db, 10);
+    const [a, b] = await Promise.all([fanOut(db, 2, 1000), fanOut(db, 2, 1000)]);
+    const rest = await fanOut(db, 10, 1000);
     expect(a.created.length + b.created.length + rest.created.length).toBe(5);
     // A repeat from the start (the cursor's move lost) adds nothing.
     await db('webhook_fanout').update({ last_seq: 0 });
-    expect((await fanOut(db, 10)).created).toEqual([]);
+    expect((await fanOut(db, 10, 1000)).created).toEqual([]);
     expect(Number((await db('webhook_deliveries').count<{ n: string }[]>('* as n'))[0]!.n)).toBe(5);
   });
 });

@@ -36,6 +36,8 @@ import { openServices, startRoleOps, type BackedConfig, type OpsOptions } from '
 const EVALUATIONS_AT_ONCE = 2;
 /** Disconnect transactions one evaluation runs side by side. */
 const PARALLEL_BATCHES = 2;
+/** Webhook deliveries under way at once (HTTP calls waiting on receivers, not on this process). */
+const WEBHOOK_SLOTS = 64;
 
 export type WorkerConfig = BackedConfig & { TGDM_URL: string; MANTIS_URL: string; MOTH_URL: string };
 
@@ -104,13 +106,17 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
 
   const webhookPolicy = { attempts: config.WEBHOOK_ATTEMPTS, backoffMs: config.WEBHOOK_BACKOFF_MS };
   const fanOutWebhooks = createFanOutWebhooks({
-    fanOut: () => fanOut(db, 500),
+    fanOut: () => fanOut(db, 500, config.WEBHOOK_MAX_BACKLOG),
     overdue: () => overduePending(db, 60_000, 500),
     enqueue: (deliveries) => services.queues.enqueueDeliveries(deliveries, webhookPolicy),
     logger,
   });
   const deliverWebhook = createDeliverWebhookJob({
-    deliverWebhook: createDeliverWebhook({ db, logger: logger.child({ part: 'webhooks' }) }),
+    deliverWebhook: createDeliverWebhook({
+      db,
+      logger: logger.child({ part: 'webhooks' }),
+      slots: WEBHOOK_SLOTS,
+    }),
   });
 
   const workers = [
@@ -141,10 +147,12 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
     ),
     new Worker(QUEUES.sweepEffects, () => sweep(), { ...opts, concurrency: 1 }),
     new Worker(QUEUES.fanOutWebhooks, () => fanOutWebhooks(), { ...opts, concurrency: 1 }),
-    // A slow receiver holds only its own deliveries' slots (each attempt times out after 5 s).
-    new Worker(QUEUES.deliverWebhook, (job) => deliverWebhook(job as Job<DeliverWebhookData>), {
+    // A receiver holds at most a few of these slots (one until it answers and while it fails, none
+    // while its circuit is open; each attempt times out after 5 s), and those not answering hold at
+    // most half: the rest always serve the receivers that answer.
+    new Worker(QUEUES.deliverWebhook, (job, token) => deliverWebhook(job as Job<DeliverWebhookData>, token), {
       ...opts,
-      concurrency: 16,
+      concurrency: WEBHOOK_SLOTS,
     }),
   ];
   for (const w of workers)

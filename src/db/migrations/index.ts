@@ -19,6 +19,7 @@ import * as flapping from './20261201000017_flapping';
 import * as webhooks from './20261201000018_webhooks';
 import * as sessionHeartbeats from './20261201000019_session_heartbeats';
 import * as numberedAtCommit from './20261203000020_numbered_at_commit';
+import * as webhookCircuits from './20261203000021_webhook_circuits';
 
 // Listed statically (not read from a folder) so migrations load the same way under tsx, vitest
 // and the knex CLI, with no loader for .ts files needed at run time.
@@ -43,6 +44,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261201000018_webhooks': webhooks,
   '20261201000019_session_heartbeats': sessionHeartbeats,
   '20261203000020_numbered_at_commit': numberedAtCommit,
+  '20261203000021_webhook_circuits': webhookCircuits,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

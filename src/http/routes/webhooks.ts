@@ -1,7 +1,7 @@
 import Router from '@koa/router';
 import { z } from 'zod';
 import { notFound } from '../../domain/errors';
-import { webhookBody, type Webhook } from '../../domain/webhooks';
+import { circuitState, webhookBody, type Webhook } from '../../domain/webhooks';
 import type { ApiOperations } from '../../operations';
 import type { Delivery } from '../../operations/queries';
 import type { Authenticator } from '../auth';
@@ -25,6 +25,11 @@ const presentWebhook = (w: Webhook) => ({
   group: w.group,
   expectedDisconnects: w.expectedDisconnects,
   createdAt: w.createdAt.toISOString(),
+  circuit: {
+    state: circuitState(w, Date.now()),
+    consecutiveFailures: w.consecutiveFailures,
+    openUntil: w.circuitOpenUntil?.toISOString() ?? null,
+  },
 });
 
 const presentDelivery = (d: Delivery) => ({
@@ -69,7 +74,7 @@ export function webhookRoutes(deps: {
     await auth.operator(ctx);
     const webhook = await queries.webhook(webhookParam(ctx.params.id));
     if (!webhook) throw webhookNotFound();
-    ctx.body = presentWebhook(webhook);
+    ctx.body = { ...presentWebhook(webhook), pending: await queries.webhookBacklog(webhook.id) };
   });
 
   router.delete('/webhooks/:id', async (ctx) => {
