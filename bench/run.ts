@@ -1,4 +1,5 @@
-// `npm run bench [-- --quick] [-- --out FILE] [-- --only a,b]`: measures on this machine and prints
+// `npm run bench [-- --quick] [-- --out FILE] [-- --only a,b]` (sections: memory, ingestion, evaluation,
+// registration, detection, gateways, peers, storm): measures on this machine and prints
 // each figure beside its target. A missed target is reported, not hidden.
 import autocannon from 'autocannon';
 import { stallProcess } from '../src/dev/processes';
@@ -38,6 +39,7 @@ import { shardOf } from '../src/domain/shards';
 import { startGateway } from '../workers/roles/gateway';
 import { startWorker } from '../workers/roles/worker';
 import { createSettingsService } from '../src/settings-service';
+import { storm } from './storm';
 import { jsonLine, percentile, runTs, sleep, stopChildren } from './support';
 import {
   createPgLastSeenTable,
@@ -1379,6 +1381,20 @@ const sections: [string, () => Promise<void>][] = [
   ['detection', detection],
   ['gateways', gatewaysScaling],
   ['peers', peers],
+  [
+    'storm',
+    () =>
+      storm({
+        robots: SIZES.busFleet,
+        dir,
+        baseEnv,
+        sectionDatabase,
+        insertDevices,
+        busesOf,
+        report,
+        json,
+      }),
+  ],
 ];
 const startedAt = performance.now();
 process.stdout.write(

@@ -1,4 +1,4 @@
-export { jsonLine, runTs, stopChildren } from '../src/dev/child-process';
+export { jsonLine, parseLog, runTs, stopChildren } from '../src/dev/child-process';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

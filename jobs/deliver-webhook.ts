@@ -2,25 +2,22 @@ import { DelayedError, type Job } from 'bullmq';
 import type { DeliverWebhook } from '../src/operations/deliver-webhook';
 
 export interface DeliverWebhookData {
-  readonly deliveryId: string;
+  readonly webhookId: string;
 }
 
-type DeliveryJob = Pick<Job<DeliverWebhookData>, 'data' | 'attemptsMade' | 'opts'> &
+type PumpJob = Pick<Job<DeliverWebhookData>, 'data'> &
   Partial<Pick<Job<DeliverWebhookData>, 'moveToDelayed'>>;
 
 /**
- * Sends one webhook delivery; a failure throws, so BullMQ retries it with backoff. A delivery its
- * receiver cannot take now (circuit open, slots taken) goes back to the delayed set (BullMQ's
- * DelayedError: no attempt is spent, no slot held).
+ * Runs one webhook's pump (src/operations/deliver-webhook.ts): delivers what is due; a receiver to try
+ * again later puts the job back in the delayed set until then (BullMQ's DelayedError: the job keeps
+ * its id, so new deliveries of that webhook wait for it rather than start another).
  */
 export function createDeliverWebhookJob(deps: { deliverWebhook: DeliverWebhook }) {
-  return async (job: DeliveryJob, token?: string): Promise<string> => {
-    const outcome = await deps.deliverWebhook(
-      job.data.deliveryId,
-      job.attemptsMade + 1 >= (job.opts.attempts ?? 1),
-    );
-    if (typeof outcome === 'string') return outcome;
-    await job.moveToDelayed!(outcome.at, token);
-    throw new DelayedError(outcome.notYet);
+  return async (job: PumpJob, token?: string): Promise<string> => {
+    const outcome = await deps.deliverWebhook(job.data.webhookId);
+    if ('idle' in outcome) return 'nothing due';
+    await job.moveToDelayed!(outcome.retryAt, token);
+    throw new DelayedError(outcome.why);
   };
 }

@@ -1,30 +1,26 @@
 import type { Logger } from '../src/logger';
 
 /**
- * Turns the client events published since the last run into webhook deliveries and enqueues them
- * (each due when its event is, or its offline time later); also re-enqueues pending deliveries long
- * overdue, whose job was lost between the commit and the add. Job ids are the delivery ids, so a
- * repeat adds nothing twice.
+ * Turns the client events numbered since the last run into webhook deliveries, then starts the pump
+ * of every webhook with deliveries due (a pump already queued, running or resting is left as it is:
+ * its job id is the webhook's). Delayed deliveries (a webhook's offline time) are picked up by the run
+ * in which they come due.
  */
-export function createFanOutWebhooks<Delivery>(deps: {
-  fanOut: () => Promise<{ created: Delivery[]; more: boolean }>;
-  overdue: () => Promise<Delivery[]>;
-  enqueue: (deliveries: readonly Delivery[]) => Promise<void>;
+export function createFanOutWebhooks(deps: {
+  fanOut: () => Promise<{ created: unknown[]; more: boolean }>;
+  withDueDeliveries: () => Promise<string[]>;
+  startPumps: (webhookIds: readonly string[]) => Promise<void>;
   logger: Logger;
 }) {
-  return async (): Promise<{ fannedOut: number; requeued: number }> => {
+  return async (): Promise<{ fannedOut: number; pumps: number }> => {
     let fannedOut = 0;
     for (let more = true; more;) {
       const batch = await deps.fanOut();
-      if (batch.created.length > 0) await deps.enqueue(batch.created);
       fannedOut += batch.created.length;
       more = batch.more;
     }
-    const overdue = await deps.overdue();
-    if (overdue.length > 0) {
-      await deps.enqueue(overdue);
-      deps.logger.info({ deliveries: overdue.length }, 'overdue webhook deliveries re-enqueued');
-    }
-    return { fannedOut, requeued: overdue.length };
+    const due = await deps.withDueDeliveries();
+    if (due.length > 0) await deps.startPumps(due);
+    return { fannedOut, pumps: due.length };
   };
 }

@@ -17,8 +17,9 @@ export async function appendEvents(q: Queryable, events: readonly OutgoingEvent[
  * number, so batches of thousands stay one cheap statement (and a CTE of another statement can use
  * it: a registration writes its device and event at once).
  */
-export const INSERT_EVENTS = `INSERT INTO outbox (event_id, channel, device_id, type, body)
-     SELECT (e->'event'->>'eventId')::uuid, e->>'channel', (e->'event'->>'deviceId')::uuid, e->'event'->>'type', e->'event'
+export const INSERT_EVENTS = `INSERT INTO outbox (event_id, channel, device_id, type, body, created_at)
+     SELECT (e->'event'->>'eventId')::uuid, e->>'channel', (e->'event'->>'deviceId')::uuid, e->'event'->>'type', e->'event',
+            clock_timestamp()
        FROM jsonb_array_elements(?::jsonb) AS e
      ON CONFLICT (event_id) DO NOTHING`;
 

@@ -228,19 +228,33 @@ async function trimBacklogs(q: Queryable, webhookIds: readonly string[], max: nu
   );
 }
 
-/** Pending deliveries due for a while whose job may have been lost (a crash between commit and add). */
-export async function overduePending(q: Queryable, olderThanMs: number, limit: number): Promise<Delivery[]> {
+/** The webhooks with deliveries due now: each needs its pump running. */
+export async function webhooksWithDueDeliveries(q: Queryable, limit: number): Promise<string[]> {
+  const { rows } = await q.raw<{ rows: { webhook_id: string }[] }>(
+    `SELECT DISTINCT webhook_id FROM webhook_deliveries WHERE status = 'PENDING' AND due_at <= now() LIMIT ?`,
+    [limit],
+  );
+  return rows.map((r) => r.webhook_id);
+}
+
+/** A webhook's deliveries due now, oldest first. */
+export async function dueDeliveries(q: Queryable, webhookId: string, limit: number): Promise<Delivery[]> {
   const rows = (await q('webhook_deliveries')
-    .where({ status: 'PENDING' })
-    .where('due_at', '<', q.raw(`now() - make_interval(secs => ?)`, [olderThanMs / 1000]))
-    .orderBy('due_at')
+    .where({ webhook_id: webhookId, status: 'PENDING' })
+    .where('due_at', '<=', q.fn.now())
+    .orderBy([
+      { column: 'due_at', order: 'asc' },
+      { column: 'created_at', order: 'asc' },
+    ])
     .limit(limit)) as DeliveryRow[];
   return rows.map(toDelivery);
 }
 
-export async function findDelivery(q: Queryable, id: string): Promise<Delivery | undefined> {
-  const row = (await q('webhook_deliveries').where({ id }).first()) as DeliveryRow | undefined;
-  return row && toDelivery(row);
+/** Ends every pending delivery of a webhook without sending it. */
+export async function skipPending(q: Queryable, webhookId: string, why: string): Promise<void> {
+  await q('webhook_deliveries')
+    .where({ webhook_id: webhookId, status: 'PENDING' })
+    .update({ status: 'SKIPPED', last_error: why, finished_at: q.fn.now() });
 }
 
 /** Records one attempt; with a final status, the delivery is over. */

@@ -15,6 +15,8 @@ export interface SimulatedDeviceOptions {
   readonly textFrames?: boolean;
   /** Keep every message received in `received` (default true; a large fleet may not want to). */
   readonly keepReceived?: boolean;
+  /** Called with every JSON message received (a task command, a HEALTHCHECK, ...). */
+  readonly onMessage?: (msg: Record<string, unknown>) => void;
   /**
    * Protocol v2: answer each HEALTHCHECK with a proof for its round and nonce instead of the token
    * (`deviceId` is then required). Default v1, as deployed robots.
@@ -126,6 +128,7 @@ export class SimulatedDevice {
     const msg = parsed as Record<string, unknown>;
     if (typeof msg.token === 'string' && msg.token !== this.options.token) this.foreignTokens++;
     if (this.options.keepReceived !== false) this.received.push(msg);
+    this.options.onMessage?.(msg);
     if (msg.type === 'HEALTHCHECK' && typeof msg.round === 'number') {
       this.healthchecksAt.set(msg.round, Date.now());
       if (typeof msg.nonce === 'string') this.lastHealthcheck = { round: msg.round, nonce: msg.nonce };

@@ -39,8 +39,7 @@ export interface Webhook extends Omit<WebhookSpec, 'offlineForSeconds' | 'group'
  * A receiver's circuit: closed (deliveries go, up to PROVEN_SLOTS at once), open after
  * CIRCUIT_THRESHOLD failures in a row (none go until its cool-down has passed: 5 s, doubling with each
  * failure more, at most 5 min), then half-open (one attempt at a time: a success closes it, a
- * failure opens it again, longer). A failing receiver thus holds at most one delivery slot, and only
- * while it is tried; every other webhook goes on.
+ * failure opens it again, longer). Nothing is sent to a receiver whose circuit is open.
  */
 export const CIRCUIT_THRESHOLD = 5;
 const COOL_DOWN_MS = 5000;

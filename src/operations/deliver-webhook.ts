@@ -1,60 +1,80 @@
 import type { Db } from '../db/knex';
 import {
-  findDelivery,
+  dueDeliveries,
   findWebhook,
   noteReceiverOutcome,
   reconnectedSince,
   recordDeliveryAttempt,
   skipDelivery,
+  skipPending,
+  type Delivery,
 } from '../db/webhooks';
 import { circuitState, signDelivery, slotsFor, type Webhook } from '../domain/webhooks';
 import type { Logger } from '../logger';
 
 const TIMEOUT_MS = 5000;
-/** A delivery whose receiver has every slot taken is tried again this much later... */
-const BUSY_RETRY_MS = 200;
-/** ...or, when the receiver's oldest attempt has waited longer than this, once that one times out. */
-const SLOW_MS = 1000;
+/** One run of a pump delivers at most this long, then gives its slot to the next webhook's pump. */
+const RUN_MS = 10_000;
+/** A failing receiver is tried again after the backoff, doubling with each failure in a row, at most this. */
+const BACKOFF_MAX_MS = 5 * 60_000;
 
-/** A delivery not attempted now: its receiver's circuit is open, or its slots are taken. */
-export interface NotYet {
-  readonly notYet: string;
-  /** When to look again (epoch ms). */
-  readonly at: number;
-}
+/** What a pump's run ended with: nothing due any more, or a receiver to try again later. */
+export type PumpOutcome = { readonly idle: true } | { readonly retryAt: number; readonly why: string };
 
 /**
- * Sends one delivery: its event as the body, signed with a timestamp. A non-2xx answer or no answer
- * throws, so BullMQ retries with exponential backoff; the last attempt marks it FAILED. Each receiver
- * delays only its own deliveries: while its circuit is open (it failed CIRCUIT_THRESHOLD times in a
- * row) nothing is sent to it, and it has a few slots at once (one while it fails); a delivery that
- * finds either answers "not yet", holding no slot of the worker and spending no attempt. A disconnect
- * held for the webhook's offline time is sent only if the device has not come back meanwhile. At
- * least once: a crash after the receiver's 2xx sends it again, with the same X-Rollcall-Delivery.
+ * Delivers one webhook's due deliveries, oldest first, a few at once (one until its receiver has
+ * answered, and while it fails): the webhook's pump. Each webhook has one pump (one job), so a
+ * receiver that is down, slow or never answers delays only its own deliveries and holds at most one
+ * of the worker's slots, for at most one attempt's timeout. A failure ends the run: the pump is tried
+ * again after a backoff (doubling) or, once its circuit opened (CIRCUIT_THRESHOLD failures in a row),
+ * after the circuit's cool-down. Each body is signed with a timestamp; a delivery that failed its
+ * last attempt is FAILED; a disconnect held for the webhook's offline time is sent only if the
+ * device has not come back meanwhile. At least once: a crash after the receiver's 2xx sends it
+ * again, with the same X-Rollcall-Delivery.
  */
 export function createDeliverWebhook(deps: {
   db: Db;
   logger: Logger;
-  /** Deliveries this process runs at once (its worker's concurrency). */
-  slots: number;
+  /** Attempts per delivery. */
+  attempts: number;
+  /** The first backoff after a failure. */
+  backoffMs: number;
   now?: () => number;
 }) {
   const now = deps.now ?? Date.now;
-  /** When each attempt under way in this process began, per webhook (oldest first). */
-  const inFlight = new Map<string, number[]>();
   /** Webhooks whose receiver answered 2xx in this process (and has not failed since). */
   const answered = new Set<string>();
-  /** Attempts under way to receivers not (or no longer) answering: at most half the slots. */
-  let unproven = 0;
-  /** `last`: this is the last attempt, so a failure marks the delivery FAILED. */
-  return async (deliveryId: string, last: boolean): Promise<string | NotYet> => {
-    const delivery = await findDelivery(deps.db, deliveryId);
-    if (!delivery || delivery.status !== 'PENDING') return `already ${delivery?.status ?? 'gone'}`;
-    const webhook = await findWebhook(deps.db, delivery.webhookId);
-    if (!webhook) {
-      await skipDelivery(deps.db, delivery.id, 'the webhook was deleted');
-      return 'skipped';
+
+  return async (webhookId: string): Promise<PumpOutcome> => {
+    const started = now();
+    for (;;) {
+      const webhook = await findWebhook(deps.db, webhookId);
+      if (!webhook) {
+        await skipPending(deps.db, webhookId, 'the webhook was deleted');
+        return { idle: true };
+      }
+      const wait = restUntil(webhook);
+      if (wait) return wait;
+      const proven = answered.has(webhook.id) && webhook.consecutiveFailures === 0;
+      const due = await dueDeliveries(deps.db, webhook.id, slotsFor(webhook, proven));
+      if (due.length === 0) return { idle: true };
+      const sent = await Promise.all(due.map((d) => attempt(webhook, d)));
+      if (!sent.every(Boolean)) return restUntil((await findWebhook(deps.db, webhookId)) ?? webhook, true)!;
+      if (now() - started > RUN_MS) return { retryAt: now(), why: 'its turn is over' };
     }
+  };
+
+  /** When a receiver that failed may be tried again: after its circuit's cool-down, or its backoff. */
+  function restUntil(w: Webhook, justFailed = false): PumpOutcome | undefined {
+    if (circuitState(w, now()) === 'open')
+      return { retryAt: w.circuitOpenUntil!.getTime(), why: 'circuit open' };
+    if (!justFailed) return undefined;
+    const backoff = Math.min(BACKOFF_MAX_MS, deps.backoffMs * 2 ** Math.max(0, w.consecutiveFailures - 1));
+    return { retryAt: now() + backoff * (0.8 + 0.4 * Math.random()), why: 'receiver failed' };
+  }
+
+  /** One attempt at one delivery; answers whether it is over (sent or skipped). */
+  async function attempt(webhook: Webhook, delivery: Delivery): Promise<boolean> {
     if (
       delivery.eventType === 'DEVICE_DISCONNECTED' &&
       webhook.offlineForSeconds !== null &&
@@ -62,49 +82,8 @@ export function createDeliverWebhook(deps: {
       (await reconnectedSince(deps.db, delivery.deviceId, new Date(delivery.body.occurredAt)))
     ) {
       await skipDelivery(deps.db, delivery.id, `came back within ${webhook.offlineForSeconds} s`);
-      return 'skipped';
+      return true;
     }
-    const proven = answered.has(webhook.id) && webhook.consecutiveFailures === 0;
-    const wait = notYet(webhook, proven);
-    if (wait) return wait;
-    const started = now();
-    inFlight.set(webhook.id, [...(inFlight.get(webhook.id) ?? []), started]);
-    if (!proven) unproven++;
-    try {
-      return await attempt(webhook, delivery, last);
-    } finally {
-      if (!proven) unproven--;
-      const rest = inFlight.get(webhook.id)!.filter((t) => t !== started);
-      if (rest.length === 0) inFlight.delete(webhook.id);
-      else inFlight.set(webhook.id, rest);
-    }
-  };
-
-  /**
-   * Why a delivery is not attempted now, if it is not: its receiver's circuit is open, its slots are
-   * taken, or (a receiver that has not answered yet, or fails) half the process's slots already wait
-   * on such receivers: the other half always serve the receivers that answer.
-   */
-  function notYet(webhook: Webhook, proven: boolean): NotYet | undefined {
-    const t = now();
-    const under = inFlight.get(webhook.id) ?? [];
-    // A receiver slow to answer frees its slot only when it answers or times out: look again then,
-    // rather than every moment (its waiting deliveries would crowd the queue).
-    const slow = under.length > 0 && t - under[0]! > SLOW_MS;
-    const freeAt = slow ? under[0]! + TIMEOUT_MS : t + BUSY_RETRY_MS;
-    const later = (why: string) => ({ notYet: why, at: freeAt + Math.random() * BUSY_RETRY_MS });
-    if (circuitState(webhook, t) === 'open')
-      return { notYet: 'circuit open', at: webhook.circuitOpenUntil!.getTime() + Math.random() * 500 };
-    if (under.length >= slotsFor(webhook, proven)) return later('receiver busy');
-    if (!proven && unproven >= deps.slots / 2) return later('slots for unproven receivers taken');
-    return undefined;
-  }
-
-  async function attempt(
-    webhook: Webhook,
-    delivery: NonNullable<Awaited<ReturnType<typeof findDelivery>>>,
-    last: boolean,
-  ): Promise<string> {
     const body = JSON.stringify(delivery.body);
     const timestamp = Math.floor(now() / 1000);
     let statusCode: number | null = null;
@@ -128,6 +107,7 @@ export function createDeliverWebhook(deps: {
       if (res.status < 200 || res.status >= 300) throw new Error(`answered ${res.status}`);
     } catch (err) {
       const message = (err as Error).message;
+      const last = delivery.attempts + 1 >= deps.attempts;
       answered.delete(webhook.id);
       await noteReceiverOutcome(deps.db, webhook.id, false);
       await recordDeliveryAttempt(deps.db, delivery.id, {
@@ -139,12 +119,12 @@ export function createDeliverWebhook(deps: {
         { webhookId: webhook.id, deliveryId: delivery.id, statusCode, err: message, last },
         last ? 'webhook delivery failed for good' : 'webhook delivery will retry',
       );
-      throw err;
+      return false;
     }
     answered.add(webhook.id);
     await noteReceiverOutcome(deps.db, webhook.id, true);
     await recordDeliveryAttempt(deps.db, delivery.id, { statusCode, error: null, final: 'DELIVERED' });
-    return 'delivered';
+    return true;
   }
 }
 

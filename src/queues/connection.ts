@@ -62,20 +62,16 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
     all: (): Queue[] => [...all],
 
     /** One job per webhook delivery, due when it is; its id is the delivery's, so a repeat is a no-op. */
-    async enqueueDeliveries(
-      deliveries: readonly { id: string; dueAt: Date }[],
-      policy: EffectRetryPolicy,
-    ): Promise<void> {
-      const now = Date.now();
+    /**
+     * Starts each webhook's pump, unless its job is already there (queued, running, or resting until
+     * its receiver may be tried again): the job id is the webhook's.
+     */
+    async startPumps(webhookIds: readonly string[]): Promise<void> {
       await deliverWebhook.addBulk(
-        deliveries.map((d) => ({
+        webhookIds.map((webhookId) => ({
           name: QUEUES.deliverWebhook,
-          data: { deliveryId: d.id },
-          opts: {
-            ...effectJobOptions(policy),
-            jobId: `webhook-${d.id}`,
-            ...(d.dueAt.getTime() > now && { delay: d.dueAt.getTime() - now }),
-          },
+          data: { webhookId },
+          opts: { jobId: `pump-${webhookId}`, removeOnComplete: true, removeOnFail: true, attempts: 3 },
         })),
       );
     },

@@ -64,19 +64,24 @@ export function createLiveFeed(deps: LiveFeedDeps) {
   }
 
   /** Writes a batch of events to a watcher that keeps up (those it already has are left out). */
-  function send(w: Watcher, events: readonly { seq: number; signed: unknown }[]): boolean {
+  function send(w: Watcher, events: readonly { seq: number; frame: string }[]): boolean {
     if (!keepsUp(w)) return false;
     let text = '';
-    for (const e of events)
-      if (e.seq > w.cursor) text += `id: ${e.seq}\ndata: ${JSON.stringify(e.signed)}\n\n`;
+    for (const e of events) if (e.seq > w.cursor) text += e.frame;
     if (text === '') return true;
     w.res.write(text);
     w.cursor = events.at(-1)!.seq;
     return true;
   }
 
-  const signAll = (rows: { seq: number; body: PlatformEvent }[]) =>
-    Promise.all(rows.map(async (r) => ({ seq: r.seq, signed: await deps.sign({ ...r.body, seq: r.seq }) })));
+  /** Each event signed and framed once, whoever it is written to. */
+  const frames = (rows: { seq: number; body: PlatformEvent }[]) =>
+    Promise.all(
+      rows.map(async (r) => ({
+        seq: r.seq,
+        frame: `id: ${r.seq}\ndata: ${JSON.stringify(await deps.sign({ ...r.body, seq: r.seq }))}\n\n`,
+      })),
+    );
 
   /** One read per stream watched live, written to each of its watchers; true when more wait. */
   async function pass(): Promise<boolean> {
@@ -86,7 +91,7 @@ export function createLiveFeed(deps: LiveFeedDeps) {
     let more = false;
     for (const [stream, list] of streams) {
       const from = Math.min(...list.map((w) => w.cursor));
-      const events = await signAll(await deps.read(stream, from, PAGE));
+      const events = await frames(await deps.read(stream, from, PAGE));
       more ||= events.length === PAGE;
       for (const w of list) send(w, events);
     }
@@ -95,7 +100,7 @@ export function createLiveFeed(deps: LiveFeedDeps) {
 
   async function catchUp(w: Watcher): Promise<void> {
     for (;;) {
-      const events = await signAll(await deps.read(w.stream, w.cursor, PAGE));
+      const events = await frames(await deps.read(w.stream, w.cursor, PAGE));
       if (!send(w, events)) return;
       if (events.length < PAGE) break;
     }

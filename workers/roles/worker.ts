@@ -8,7 +8,7 @@ import { createStopRecording } from '../../jobs/stop-recording';
 import { createSweepEffects } from '../../jobs/sweep-effects';
 import { createDeliverWebhookJob, type DeliverWebhookData } from '../../jobs/deliver-webhook';
 import { createFanOutWebhooks } from '../../jobs/fan-out-webhooks';
-import { fanOut, overduePending } from '../../src/db/webhooks';
+import { fanOut, webhooksWithDueDeliveries } from '../../src/db/webhooks';
 import { selectStalePending } from '../../src/db/effects';
 import { createDb } from '../../src/db/knex';
 import { effectProcessor, type EffectDefinition } from '../../src/effects/run-effect';
@@ -36,7 +36,7 @@ import { openServices, startRoleOps, type BackedConfig, type OpsOptions } from '
 const EVALUATIONS_AT_ONCE = 2;
 /** Disconnect transactions one evaluation runs side by side. */
 const PARALLEL_BATCHES = 2;
-/** Webhook deliveries under way at once (HTTP calls waiting on receivers, not on this process). */
+/** Webhook pumps run at once (each waits on its receiver, not on this process). */
 const WEBHOOK_SLOTS = 64;
 
 export type WorkerConfig = BackedConfig & { TGDM_URL: string; MANTIS_URL: string; MOTH_URL: string };
@@ -104,18 +104,18 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
     logger,
   });
 
-  const webhookPolicy = { attempts: config.WEBHOOK_ATTEMPTS, backoffMs: config.WEBHOOK_BACKOFF_MS };
   const fanOutWebhooks = createFanOutWebhooks({
     fanOut: () => fanOut(db, 500, config.WEBHOOK_MAX_BACKLOG),
-    overdue: () => overduePending(db, 60_000, 500),
-    enqueue: (deliveries) => services.queues.enqueueDeliveries(deliveries, webhookPolicy),
+    withDueDeliveries: () => webhooksWithDueDeliveries(db, 10_000),
+    startPumps: (ids) => services.queues.startPumps(ids),
     logger,
   });
   const deliverWebhook = createDeliverWebhookJob({
     deliverWebhook: createDeliverWebhook({
       db,
       logger: logger.child({ part: 'webhooks' }),
-      slots: WEBHOOK_SLOTS,
+      attempts: config.WEBHOOK_ATTEMPTS,
+      backoffMs: config.WEBHOOK_BACKOFF_MS,
     }),
   });
 
@@ -147,9 +147,8 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
     ),
     new Worker(QUEUES.sweepEffects, () => sweep(), { ...opts, concurrency: 1 }),
     new Worker(QUEUES.fanOutWebhooks, () => fanOutWebhooks(), { ...opts, concurrency: 1 }),
-    // A receiver holds at most a few of these slots (one until it answers and while it fails, none
-    // while its circuit is open; each attempt times out after 5 s), and those not answering hold at
-    // most half: the rest always serve the receivers that answer.
+    // One pump per webhook: a receiver holds at most one of these slots (while it is tried: each
+    // attempt times out after 5 s; none while it rests after a failure or its circuit is open).
     new Worker(QUEUES.deliverWebhook, (job, token) => deliverWebhook(job as Job<DeliverWebhookData>, token), {
       ...opts,
       concurrency: WEBHOOK_SLOTS,
