@@ -120,14 +120,14 @@ export async function deliveriesOf(q: Queryable, webhookId: string, limit: numbe
 /**
  * Reads the client events published since the fan-out's cursor (in stream order), writes one
  * delivery per webhook that wants each, and moves the cursor, in one transaction under the cursor's
- * lock: a crash or a second worker fans out nothing twice and skips nothing. Returns the new
- * deliveries (to enqueue) and whether more events wait.
+ * lock: a crash or a second worker fans out nothing twice and skips nothing. Returns how many it
+ * wrote, the webhooks with some of them due now (their pumps to start) and whether more events wait.
  */
 export async function fanOut(
   db: Db,
   limit: number,
   maxBacklog: number,
-): Promise<{ created: Delivery[]; more: boolean }> {
+): Promise<{ created: number; due: string[]; more: boolean }> {
   return db.transaction(async (trx) => {
     const cursor = await trx('webhook_fanout')
       .where({ id: 1 })
@@ -139,7 +139,7 @@ export async function fanOut(
       .orderBy('seq')
       .limit(limit)
       .select<{ seq: string; body: PlatformEvent; device_id: string | null }[]>('seq', 'body', 'device_id');
-    if (events.length === 0) return { created: [], more: false };
+    if (events.length === 0) return { created: 0, due: [], more: false };
     const hooks = await listWebhooks(trx);
     const ids = [...new Set(events.map((e) => e.device_id).filter((d): d is string => d !== null))];
     const groups = new Map(
@@ -160,23 +160,32 @@ export async function fanOut(
           event_id: e.body.eventId,
           event_type: e.body.type,
           device_id: e.device_id,
-          body: JSON.stringify(e.body),
+          body: e.body,
           due_at: dueAt(w, e.body),
         })),
     );
-    const created =
+    // One parameter whatever the number of rows (thousands of events times every webhook).
+    const { rows: created } =
       rows.length === 0
-        ? []
-        : ((await trx('webhook_deliveries')
-            .insert(rows)
-            .onConflict(['webhook_id', 'event_id'])
-            .ignore()
-            .returning('*')) as DeliveryRow[]);
+        ? { rows: [] }
+        : await trx.raw<{ rows: { webhook_id: string; due: boolean }[] }>(
+            `INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, device_id, body, due_at)
+             SELECT id, webhook_id, event_id, event_type, device_id, body, due_at
+               FROM jsonb_to_recordset(?::jsonb) AS d(id uuid, webhook_id uuid, event_id uuid, event_type text,
+                                                       device_id uuid, body jsonb, due_at timestamptz)
+             ON CONFLICT (webhook_id, event_id) DO NOTHING
+             RETURNING webhook_id, due_at <= now() AS due`,
+            [JSON.stringify(rows)],
+          );
     await trimBacklogs(trx, [...new Set(created.map((d) => d.webhook_id))], maxBacklog);
     await trx('webhook_fanout')
       .where({ id: 1 })
       .update({ last_seq: Number(events.at(-1)!.seq) });
-    return { created: created.map(toDelivery), more: events.length === limit };
+    return {
+      created: created.length,
+      due: [...new Set(created.filter((d) => d.due).map((d) => d.webhook_id))],
+      more: events.length === limit,
+    };
   });
 }
 

@@ -42,10 +42,11 @@ describe('webhook fan-out', () => {
     );
     const [a, b] = await Promise.all([fanOut(db, 2, 1000), fanOut(db, 2, 1000)]);
     const rest = await fanOut(db, 10, 1000);
-    expect(a.created.length + b.created.length + rest.created.length).toBe(5);
+    expect(a.created + b.created + rest.created).toBe(5);
+    expect([...a.due, ...b.due, ...rest.due].length).toBeGreaterThan(0);
     // A repeat from the start (the cursor's move lost) adds nothing.
     await db('webhook_fanout').update({ last_seq: 0 });
-    expect((await fanOut(db, 10, 1000)).created).toEqual([]);
+    expect((await fanOut(db, 10, 1000)).created).toBe(0);
     expect(Number((await db('webhook_deliveries').count<{ n: string }[]>('* as n'))[0]!.n)).toBe(5);
   });
 });
