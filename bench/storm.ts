@@ -381,10 +381,17 @@ async function sseWatcher(url: string, timedArrivals: boolean) {
         const text = tail + chunk.toString();
         const cut = text.lastIndexOf('\n');
         tail = text.slice(cut + 1);
+        const whole = text.slice(0, cut + 1);
+        if (!arrivals) {
+          // Counted, not parsed: 190 watchers reading as fast as they can must not load this process.
+          for (let i = whole.indexOf('\nid: '); i >= 0; i = whole.indexOf('\nid: ', i + 5)) received++;
+          if (whole.startsWith('id: ')) received++;
+          return;
+        }
         const now = Date.now();
-        for (const m of text.slice(0, cut + 1).matchAll(/^id: (\d+)$/gm)) {
+        for (const m of whole.matchAll(/^id: (\d+)$/gm)) {
           received++;
-          arrivals?.set(Number(m[1]), now);
+          arrivals.set(Number(m[1]), now);
         }
       });
       res.on('error', () => {});

@@ -282,6 +282,22 @@ export async function recordDeliveryAttempt(
     });
 }
 
+/** Records deliveries their receiver took (2xx), many in one statement. */
+export async function recordDelivered(
+  q: Queryable,
+  delivered: readonly { id: string; statusCode: number }[],
+): Promise<void> {
+  if (delivered.length === 0) return;
+  await q.raw(
+    `UPDATE webhook_deliveries d
+        SET attempts = d.attempts + 1, last_status_code = v.code, last_error = NULL,
+            status = 'DELIVERED', finished_at = now()
+       FROM (SELECT unnest(?::uuid[]) AS id, unnest(?::int[]) AS code) v
+      WHERE d.id = v.id AND d.status = 'PENDING'`,
+    [delivered.map((d) => d.id), delivered.map((d) => d.statusCode)],
+  );
+}
+
 /** Ends a delivery without sending it (its webhook is gone, or the device came back in time). */
 export async function skipDelivery(q: Queryable, id: string, why: string): Promise<void> {
   await q('webhook_deliveries')

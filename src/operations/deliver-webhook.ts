@@ -4,6 +4,7 @@ import {
   findWebhook,
   noteReceiverOutcome,
   reconnectedSince,
+  recordDelivered,
   recordDeliveryAttempt,
   skipDelivery,
   skipPending,
@@ -17,6 +18,8 @@ const TIMEOUT_MS = 5000;
 const RUN_MS = 10_000;
 /** A failing receiver is tried again after the backoff, doubling with each failure in a row, at most this. */
 const BACKOFF_MAX_MS = 5 * 60_000;
+/** Due deliveries read at once; they go a few at a time, and what they did is written together. */
+const READ_AHEAD = 100;
 
 /** What a pump's run ended with: nothing due any more, or a receiver to try again later. */
 export type PumpOutcome = { readonly idle: true } | { readonly retryAt: number; readonly why: string };
@@ -56,13 +59,39 @@ export function createDeliverWebhook(deps: {
       const wait = restUntil(webhook);
       if (wait) return wait;
       const proven = answered.has(webhook.id) && webhook.consecutiveFailures === 0;
-      const due = await dueDeliveries(deps.db, webhook.id, slotsFor(webhook, proven));
+      const due = await dueDeliveries(deps.db, webhook.id, proven ? READ_AHEAD : 1);
       if (due.length === 0) return { idle: true };
-      const sent = await Promise.all(due.map((d) => attempt(webhook, d)));
-      if (!sent.every(Boolean)) return restUntil((await findWebhook(deps.db, webhookId)) ?? webhook, true)!;
+      if (!(await deliverAll(webhook, due, slotsFor(webhook, proven))))
+        return restUntil((await findWebhook(deps.db, webhookId)) ?? webhook, true)!;
       if (now() - started > RUN_MS) return { retryAt: now(), why: 'its turn is over' };
     }
   };
+
+  /**
+   * Sends `due` in order, `slots` at once, none more after a failure; writes what the receiver took
+   * in one statement. Answers whether every one is over (sent or skipped).
+   */
+  async function deliverAll(webhook: Webhook, due: readonly Delivery[], slots: number): Promise<boolean> {
+    const taken: { id: string; statusCode: number }[] = [];
+    let failed = false;
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: Math.min(slots, due.length) }, async () => {
+        while (!failed && next < due.length) {
+          const outcome = await attempt(webhook, due[next++]!);
+          if (outcome === 'failed') failed = true;
+          else if (typeof outcome === 'number') taken.push({ id: due[next - 1]!.id, statusCode: outcome });
+        }
+      }),
+    );
+    await recordDelivered(deps.db, taken);
+    // A failure in the batch counts as the receiver's latest word: its circuit is not closed again.
+    if (taken.length > 0 && !failed) {
+      answered.add(webhook.id);
+      await noteReceiverOutcome(deps.db, webhook.id, true);
+    }
+    return !failed;
+  }
 
   /** When a receiver that failed may be tried again: after its circuit's cool-down, or its backoff. */
   function restUntil(w: Webhook, justFailed = false): PumpOutcome | undefined {
@@ -73,8 +102,8 @@ export function createDeliverWebhook(deps: {
     return { retryAt: now() + backoff * (0.8 + 0.4 * Math.random()), why: 'receiver failed' };
   }
 
-  /** One attempt at one delivery; answers whether it is over (sent or skipped). */
-  async function attempt(webhook: Webhook, delivery: Delivery): Promise<boolean> {
+  /** One attempt at one delivery: the receiver's 2xx status, skipped, or failed (recorded here). */
+  async function attempt(webhook: Webhook, delivery: Delivery): Promise<number | 'skipped' | 'failed'> {
     if (
       delivery.eventType === 'DEVICE_DISCONNECTED' &&
       webhook.offlineForSeconds !== null &&
@@ -82,7 +111,7 @@ export function createDeliverWebhook(deps: {
       (await reconnectedSince(deps.db, delivery.deviceId, new Date(delivery.body.occurredAt)))
     ) {
       await skipDelivery(deps.db, delivery.id, `came back within ${webhook.offlineForSeconds} s`);
-      return true;
+      return 'skipped';
     }
     const body = JSON.stringify(delivery.body);
     const timestamp = Math.floor(now() / 1000);
@@ -119,12 +148,9 @@ export function createDeliverWebhook(deps: {
         { webhookId: webhook.id, deliveryId: delivery.id, statusCode, err: message, last },
         last ? 'webhook delivery failed for good' : 'webhook delivery will retry',
       );
-      return false;
+      return 'failed';
     }
-    answered.add(webhook.id);
-    await noteReceiverOutcome(deps.db, webhook.id, true);
-    await recordDeliveryAttempt(deps.db, delivery.id, { statusCode, error: null, final: 'DELIVERED' });
-    return true;
+    return statusCode;
   }
 }
 
