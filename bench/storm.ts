@@ -10,6 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { loadConfig } from '../src/config';
+import type { Knex } from 'knex';
 import type { Db } from '../src/db/knex';
 import { writeSettings } from '../src/db/settings';
 import { createMantisSimulator, createTgdmSimulator } from '../src/integrations/simulator';
@@ -223,7 +224,7 @@ async function stormRun(ctx: StormContext, busyCores: boolean) {
     // Tasks aborted by their robots a second into the storm: each TASK_ABORTED goes to its robot.
     await sleep(1000);
     await Promise.all(tasks.map((t) => call('POST', `/tasks/${t.id}/abort`, {}, t.token)));
-    const count = async (q: ReturnType<Db>) => Number((await q.count<{ n: string }[]>('* as n'))[0]!.n);
+    const count = async (q: Knex.QueryBuilder) => Number((await q.count<{ n: string }[]>('* as n'))[0]!.n);
     const connected = () => count(db('devices').where({ status: 'CONNECTED' }));
     while ((await connected()) < ctx.robots && Date.now() - lastOpened < 180_000) await sleep(200);
     const allConnectedAt = Date.now();
@@ -283,29 +284,30 @@ async function gather(r: {
   selfSuspicions: number;
 }) {
   const { db } = r;
-  const firstSession = (await db('connection_sessions')
-    .select('device_id')
-    .min({ at: 'started_at' })
-    .groupBy('device_id')) as { device_id: string; at: Date }[];
+  const { rows: firstSession } = await db.raw<{ rows: { device_id: string; at: Date }[] }>(
+    'SELECT device_id, min(started_at) AS at FROM connection_sessions GROUP BY device_id',
+  );
   const connectMs = firstSession
     .filter((s) => r.opened[s.device_id] !== undefined)
     .map((s) => +s.at - r.opened[s.device_id]!);
   const firstOpened = Math.min(...Object.values(r.opened));
   const lastConnected = Math.max(...firstSession.map((s) => +s.at));
   // What was committed in the last two seconds may still be on its way: it is left out.
-  const events = (await db('outbox')
+  const events = await db('outbox')
     .where('created_at', '>=', r.stormStart)
     .where('created_at', '<', new Date(Date.now() - 2000))
-    .select('event_id', 'channel', 'type', 'seq', 'body', 'created_at', 'numbered_at', 'published_at')) as {
-    event_id: string;
-    channel: string;
-    type: string;
-    seq: string | null;
-    body: { taskId?: string };
-    created_at: Date;
-    numbered_at: Date | null;
-    published_at: Date | null;
-  }[];
+    .select<
+      {
+        event_id: string;
+        channel: string;
+        type: string;
+        seq: string | null;
+        body: { taskId?: string };
+        created_at: Date;
+        numbered_at: Date | null;
+        published_at: Date | null;
+      }[]
+    >('event_id', 'channel', 'type', 'seq', 'body', 'created_at', 'numbered_at', 'published_at');
   const client = events.filter((e) => e.channel === 'client');
   const since = (e: { created_at: Date }, at: number | undefined) =>
     at === undefined ? [] : [at - +e.created_at];

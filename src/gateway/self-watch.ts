@@ -78,7 +78,7 @@ export function createSelfWatch(deps: SelfWatchDeps) {
      * before now written (within the bound), the loop never late past the margin. Null when it
      * cannot vouch (behind, or the writes too slow).
      */
-    async vouch(): Promise<number | null> {
+    vouch: async (): Promise<number | null> => {
       const startedAt = Date.now();
       let bound: NodeJS.Timeout | undefined;
       const written = await Promise.race([

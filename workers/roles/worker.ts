@@ -105,7 +105,8 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
   });
 
   const fanOutWebhooks = createFanOutWebhooks({
-    fanOut: () => fanOut(db, 500, config.WEBHOOK_MAX_BACKLOG),
+    // Small passes: the pumps of the first events start while the rest is still being fanned out.
+    fanOut: () => fanOut(db, 100, config.WEBHOOK_MAX_BACKLOG),
     withDueDeliveries: () => webhooksWithDueDeliveries(db, 10_000),
     startPumps: (ids) => services.queues.startPumps(ids),
     logger,
