@@ -89,6 +89,8 @@ export async function createWebhook(q: Queryable, spec: WebhookSpec): Promise<We
       group_name: spec.group ?? null,
       expected_disconnects: spec.expectedDisconnects,
       secret: randomBytes(32).toString('base64url'),
+      // From the events numbered after it exists, not the stream's history.
+      fanout_seq: q.raw(`coalesce((SELECT last_seq FROM event_streams WHERE stream = 'client'), 0)`),
     })
     .returning<WebhookRow[]>('*');
   return toWebhook(row!);
@@ -117,76 +119,85 @@ export async function deliveriesOf(q: Queryable, webhookId: string, limit: numbe
   return rows.map(toDelivery);
 }
 
+/** The webhooks to fan out to, those whose receiver answers first (fewest failures in a row). */
+export async function webhooksToFanOut(q: Queryable): Promise<string[]> {
+  return q('webhooks')
+    .whereNull('deleted_at')
+    .orderBy([{ column: 'consecutive_failures' }, { column: 'fanout_seq' }])
+    .pluck('id');
+}
+
 /**
- * Reads the client events published since the fan-out's cursor (in stream order), writes one
- * delivery per webhook that wants each, and moves the cursor, in one transaction under the cursor's
- * lock: a crash or a second worker fans out nothing twice and skips nothing. Returns how many it
- * wrote, the webhooks with some of them due now (their pumps to start) and whether more events wait.
+ * Reads the client events numbered since one webhook's cursor (in stream order), writes a delivery
+ * for each it wants, and moves its cursor, in one transaction under the webhook's row lock (another
+ * worker fanning out to it meanwhile skips it): a crash or a second worker fans out nothing twice and
+ * skips nothing. Each webhook has its own cursor, so one whose receiver fails is fanned out to after
+ * the others, and never holds them up. Returns how many it wrote, whether any is due now (the pump to
+ * start) and whether more events wait.
  */
-export async function fanOut(
+export async function fanOutTo(
   db: Db,
+  webhookId: string,
   limit: number,
   maxBacklog: number,
-): Promise<{ created: number; due: string[]; more: boolean }> {
+): Promise<{ created: number; due: boolean; more: boolean }> {
   return db.transaction(async (trx) => {
-    const cursor = await trx('webhook_fanout')
-      .where({ id: 1 })
+    const row = (await trx('webhooks')
+      .where({ id: webhookId })
+      .whereNull('deleted_at')
       .forUpdate()
-      .first<{ last_seq: string }>('last_seq');
+      .skipLocked()
+      .first()) as (WebhookRow & { fanout_seq: string }) | undefined;
+    if (!row) return { created: 0, due: false, more: false };
+    const webhook = toWebhook(row);
     const events = await trx('outbox')
       .where({ stream: 'client' })
-      .where('seq', '>', Number(cursor.last_seq))
+      .where('seq', '>', Number(row.fanout_seq))
       .orderBy('seq')
       .limit(limit)
       .select<{ seq: string; body: PlatformEvent; device_id: string | null }[]>('seq', 'body', 'device_id');
-    if (events.length === 0) return { created: 0, due: [], more: false };
-    const hooks = await listWebhooks(trx);
-    const ids = [...new Set(events.map((e) => e.device_id).filter((d): d is string => d !== null))];
-    const groups = new Map(
-      ids.length === 0
-        ? []
-        : (
-            await trx('devices')
-              .whereIn('id', ids)
-              .select<{ id: string; group_name: string | null }[]>('id', 'group_name')
-          ).map((d) => [d.id, d.group_name]),
-    );
-    const rows = events.flatMap((e) =>
-      hooks
-        .filter((w) => wants(w, e.body, e.device_id === null ? null : (groups.get(e.device_id) ?? null)))
-        .map((w) => ({
-          id: randomUUID(),
-          webhook_id: w.id,
-          event_id: e.body.eventId,
-          event_type: e.body.type,
-          device_id: e.device_id,
-          body: e.body,
-          due_at: dueAt(w, e.body),
-        })),
-    );
-    // One parameter whatever the number of rows (thousands of events times every webhook).
+    if (events.length === 0) return { created: 0, due: false, more: false };
+    const groups = webhook.group === null ? new Map<string, string | null>() : await groupsOf(trx, events);
+    const rows = events
+      .filter((e) => wants(webhook, e.body, e.device_id === null ? null : (groups.get(e.device_id) ?? null)))
+      .map((e) => ({
+        id: randomUUID(),
+        webhook_id: webhook.id,
+        event_id: e.body.eventId,
+        event_type: e.body.type,
+        device_id: e.device_id,
+        body: e.body,
+        due_at: dueAt(webhook, e.body),
+      }));
+    // One parameter whatever the number of rows.
     const { rows: created } =
       rows.length === 0
         ? { rows: [] }
-        : await trx.raw<{ rows: { webhook_id: string; due: boolean }[] }>(
+        : await trx.raw<{ rows: { due: boolean }[] }>(
             `INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, device_id, body, due_at)
              SELECT id, webhook_id, event_id, event_type, device_id, body, due_at
                FROM jsonb_to_recordset(?::jsonb) AS d(id uuid, webhook_id uuid, event_id uuid, event_type text,
                                                        device_id uuid, body jsonb, due_at timestamptz)
              ON CONFLICT (webhook_id, event_id) DO NOTHING
-             RETURNING webhook_id, due_at <= now() AS due`,
+             RETURNING due_at <= now() AS due`,
             [JSON.stringify(rows)],
           );
-    await trimBacklogs(trx, [...new Set(created.map((d) => d.webhook_id))], maxBacklog);
-    await trx('webhook_fanout')
-      .where({ id: 1 })
-      .update({ last_seq: Number(events.at(-1)!.seq) });
-    return {
-      created: created.length,
-      due: [...new Set(created.filter((d) => d.due).map((d) => d.webhook_id))],
-      more: events.length === limit,
-    };
+    if (created.length > 0) await trimBacklog(trx, webhook.id, maxBacklog);
+    await trx('webhooks')
+      .where({ id: webhook.id })
+      .update({ fanout_seq: Number(events.at(-1)!.seq) });
+    return { created: created.length, due: created.some((d) => d.due), more: events.length === limit };
   });
+}
+
+/** The group of each device of these events. */
+async function groupsOf(q: Queryable, events: readonly { device_id: string | null }[]) {
+  const ids = [...new Set(events.map((e) => e.device_id).filter((d): d is string => d !== null))];
+  if (ids.length === 0) return new Map<string, string | null>();
+  const rows = await q('devices')
+    .whereIn('id', ids)
+    .select<{ id: string; group_name: string | null }[]>('id', 'group_name');
+  return new Map(rows.map((d) => [d.id, d.group_name]));
 }
 
 /**
@@ -221,19 +232,15 @@ export async function pendingDeliveries(q: Queryable, webhookId: string): Promis
 }
 
 /**
- * Keeps each webhook's backlog at most `max` pending deliveries: the oldest beyond are skipped (an
- * alert matters less the older it is), and say so in their log.
+ * Keeps a webhook's backlog at most `max` pending deliveries: the oldest beyond are skipped (an alert
+ * matters less the older it is), and say so in their log.
  */
-async function trimBacklogs(q: Queryable, webhookIds: readonly string[], max: number): Promise<void> {
-  if (webhookIds.length === 0) return;
+async function trimBacklog(q: Queryable, webhookId: string, max: number): Promise<void> {
   await q.raw(
-    `UPDATE webhook_deliveries d SET status = 'SKIPPED', finished_at = now(), last_error = ?
-       FROM (SELECT id FROM (
-               SELECT id, row_number() OVER (PARTITION BY webhook_id ORDER BY created_at DESC, id) AS k
-                 FROM webhook_deliveries WHERE status = 'PENDING' AND webhook_id = ANY(?::uuid[])
-             ) p WHERE k > ?) old
-      WHERE d.id = old.id`,
-    [`backlog over ${max}: oldest skipped`, webhookIds as string[], max],
+    `UPDATE webhook_deliveries SET status = 'SKIPPED', finished_at = now(), last_error = ?
+      WHERE id IN (SELECT id FROM webhook_deliveries WHERE webhook_id = ? AND status = 'PENDING'
+                    ORDER BY created_at DESC, id OFFSET ?)`,
+    [`backlog over ${max}: oldest skipped`, webhookId, max],
   );
 }
 

@@ -153,8 +153,6 @@ export function createOutboxPublisher(deps: OutboxPublisherDeps) {
         deps.logger.warn({ err: err.message }, 'lost the numbering notifications; polling meanwhile'),
       );
     },
-    /** Publishes right away instead of at the next poll. */
-    nudge,
     async stop(): Promise<void> {
       await listening?.close();
       listening = undefined;

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createWebhook, fanOut } from '../../src/db/webhooks';
+import { createWebhook, fanOutTo, webhooksToFanOut } from '../../src/db/webhooks';
 import { createTestDatabase } from '../support/database';
 
-// The fan-out reads the client stream once: two workers at once, or a run repeated after a crash
-// that lost the cursor's move, write one delivery per webhook and event.
+// The fan-out reads the client stream once per webhook: two workers at once, or a run repeated after
+// a crash that lost a cursor's move, write one delivery per webhook and event; a webhook starts from
+// the events numbered after it exists.
 
 let database: Awaited<ReturnType<typeof createTestDatabase>>;
 beforeAll(async () => {
@@ -15,12 +16,12 @@ afterAll(async () => database.drop());
 describe('webhook fan-out', () => {
   it('writes each delivery once, whoever runs it and however often', async () => {
     const db = database.db;
-    await createWebhook(db, {
+    const a = await createWebhook(db, {
       url: 'http://127.0.0.1:9/a',
       events: ['DEVICE_REGISTERED'],
       expectedDisconnects: false,
     });
-    await createWebhook(db, {
+    const b = await createWebhook(db, {
       url: 'http://127.0.0.1:9/b',
       events: ['DEVICE_DELETED'],
       expectedDisconnects: false,
@@ -40,13 +41,33 @@ describe('webhook fan-out', () => {
     await db('outbox').insert(
       [1, 2, 3, 4, 5].map((n) => event(n, n === 5 ? 'DEVICE_DELETED' : 'DEVICE_REGISTERED')),
     );
-    const [a, b] = await Promise.all([fanOut(db, 2, 1000), fanOut(db, 2, 1000)]);
-    const rest = await fanOut(db, 10, 1000);
-    expect(a.created + b.created + rest.created).toBe(5);
-    expect([...a.due, ...b.due, ...rest.due].length).toBeGreaterThan(0);
-    // A repeat from the start (the cursor's move lost) adds nothing.
-    await db('webhook_fanout').update({ last_seq: 0 });
-    expect((await fanOut(db, 10, 1000)).created).toBe(0);
-    expect(Number((await db('webhook_deliveries').count<{ n: string }[]>('* as n'))[0]!.n)).toBe(5);
+    const ids = await webhooksToFanOut(db);
+    expect(ids.sort()).toEqual([a.id, b.id].sort());
+    // Two workers at once, in passes of two events.
+    const run = async () => {
+      let created = 0;
+      for (const id of ids)
+        for (let more = true; more;) {
+          const r = await fanOutTo(db, id, 2, 1000);
+          created += r.created;
+          more = r.more;
+        }
+      return created;
+    };
+    const [one, two] = await Promise.all([run(), run()]);
+    expect(one + two).toBe(5);
+    // A repeat from the start (the cursors' moves lost) adds nothing.
+    await db('webhooks').update({ fanout_seq: 0 });
+    expect(await run()).toBe(0);
+    const count = async () => Number((await db('webhook_deliveries').count<{ n: string }[]>('* as n'))[0]!.n);
+    expect(await count()).toBe(5);
+    // A webhook created now hears only what comes next.
+    await db('event_streams').insert({ stream: 'client', last_seq: 5 });
+    const late = await createWebhook(db, {
+      url: 'http://127.0.0.1:9/c',
+      events: ['DEVICE_REGISTERED'],
+      expectedDisconnects: false,
+    });
+    expect((await fanOutTo(db, late.id, 10, 1000)).created).toBe(0);
   });
 });

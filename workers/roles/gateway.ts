@@ -208,7 +208,7 @@ function buildGateway(
     metrics,
     log,
   });
-  const hearing = buildHearing(services, { buses, opener, publisher, selfWatch, metrics, log, broke });
+  const hearing = buildHearing(services, { buses, opener, selfWatch, metrics, log, broke });
   const issueRound = buildIssueRound(id, config, services, { rounds, leases, intervalSeconds, metrics, log });
   return {
     metrics,
@@ -327,7 +327,6 @@ function buildHearing(
   parts: {
     buses: Buses;
     opener: ReturnType<typeof createRoundOpener>;
-    publisher: ReturnType<typeof createOutboxPublisher>;
     selfWatch: ReturnType<typeof createSelfWatch>;
     metrics: ReturnType<typeof createMetrics>;
     log: Logger;
@@ -336,10 +335,8 @@ function buildHearing(
 ) {
   const { db, liveness, settings } = services;
   const { buses, opener, metrics, log } = parts;
-  async function handOff(sessions: Parameters<Services['enqueueEffects']>[0]) {
-    await services.enqueueEffects(sessions);
-    parts.publisher.nudge();
-  }
+  // Their events need no nudge: their commit notifies the sequencer, whose numbering wakes the publisher.
+  const handOff = (sessions: Parameters<Services['enqueueEffects']>[0]) => services.enqueueEffects(sessions);
   const connector = createConnector({
     connect: createConnectDevices({ db, settings: () => settings.current() }),
     handOff,

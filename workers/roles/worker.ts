@@ -8,7 +8,7 @@ import { createStopRecording } from '../../jobs/stop-recording';
 import { createSweepEffects } from '../../jobs/sweep-effects';
 import { createDeliverWebhookJob, type DeliverWebhookData } from '../../jobs/deliver-webhook';
 import { createFanOutWebhooks } from '../../jobs/fan-out-webhooks';
-import { fanOut, webhooksWithDueDeliveries } from '../../src/db/webhooks';
+import { fanOutTo, webhooksToFanOut, webhooksWithDueDeliveries } from '../../src/db/webhooks';
 import { selectStalePending } from '../../src/db/effects';
 import { createDb } from '../../src/db/knex';
 import { effectProcessor, type EffectDefinition } from '../../src/effects/run-effect';
@@ -105,8 +105,8 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
   });
 
   const fanOutWebhooks = createFanOutWebhooks({
-    // Small passes: the pumps of the first events start while the rest is still being fanned out.
-    fanOut: () => fanOut(db, 100, config.WEBHOOK_MAX_BACKLOG),
+    webhooks: () => webhooksToFanOut(db),
+    fanOutTo: (id) => fanOutTo(db, id, 500, config.WEBHOOK_MAX_BACKLOG),
     withDueDeliveries: () => webhooksWithDueDeliveries(db, 10_000),
     startPumps: (ids) => services.queues.startPumps(ids),
     logger,
