@@ -94,6 +94,8 @@ function reportStorm(ctx: StormContext, quiet: StormResult, busy: StormResult) {
   latency('SSE watcher', quiet.sse, 1000);
   latency('Moth listener', quiet.moth, null);
   latency('healthy webhook', quiet.webhook, 2000);
+  latency('  its delivery recorded by the worker', quiet.webhookRecorded, null);
+  latency('  its delivery row written (fan-out)', quiet.fanOutMs, null);
   latency("robot's TASK_ABORTED", quiet.aborted, 1000);
   ctx.report({
     name: '  events never obtainable',
@@ -323,6 +325,27 @@ async function gather(r: {
     feed: stats(client.filter((e) => e.numbered_at).map((e) => +e.numbered_at! - +e.created_at)),
     sse: stats(client.flatMap((e) => timed.flatMap((w) => since(e, w.arrivals!.get(Number(e.seq)))))),
     moth: stats(client.flatMap((e) => since(e, r.listener.arrivals.get(e.event_id)))),
+    // The same, as the worker saw it: when the delivery was recorded as taken.
+    webhookRecorded: stats(
+      (
+        await db.raw<{ rows: { ms: number }[] }>(
+          `SELECT extract(epoch FROM d.finished_at - o.created_at) * 1000 AS ms
+             FROM webhook_deliveries d JOIN outbox o ON o.event_id = d.event_id
+            WHERE d.status = 'DELIVERED' AND o.created_at >= ?`,
+          [r.stormStart],
+        )
+      ).rows.map((x) => Number(x.ms)),
+    ),
+    fanOutMs: stats(
+      (
+        await db.raw<{ rows: { ms: number }[] }>(
+          `SELECT extract(epoch FROM d.created_at - o.created_at) * 1000 AS ms
+             FROM webhook_deliveries d JOIN outbox o ON o.event_id = d.event_id
+            WHERE d.status = 'DELIVERED' AND o.created_at >= ?`,
+          [r.stormStart],
+        )
+      ).rows.map((x) => Number(x.ms)),
+    ),
     webhook: stats(
       client
         .filter((e) => e.type === 'DEVICE_CONNECTED')

@@ -111,10 +111,19 @@ export async function deleteWebhook(q: Queryable, id: string): Promise<boolean> 
   return (await q('webhooks').where({ id }).whereNull('deleted_at').update({ deleted_at: q.fn.now() })) > 0;
 }
 
+/**
+ * Deliveries with their event's body: a delivery row holds only its event's id (its body is the
+ * outbox's, never copied for every webhook; rows of older versions still hold a copy).
+ */
+const withBody = (q: Queryable) =>
+  q('webhook_deliveries as d')
+    .leftJoin('outbox as o', 'o.event_id', 'd.event_id')
+    .select('d.*', q.raw('coalesce(d.body, o.body) AS body'));
+
 export async function deliveriesOf(q: Queryable, webhookId: string, limit: number): Promise<Delivery[]> {
-  const rows = (await q('webhook_deliveries')
-    .where({ webhook_id: webhookId })
-    .orderBy('created_at', 'desc')
+  const rows = (await withBody(q)
+    .where('d.webhook_id', webhookId)
+    .orderBy('d.created_at', 'desc')
     .limit(limit)) as DeliveryRow[];
   return rows.map(toDelivery);
 }
@@ -161,26 +170,23 @@ export async function fanOutTo(
     const rows = events
       .filter((e) => wants(webhook, e.body, e.device_id === null ? null : (groups.get(e.device_id) ?? null)))
       .map((e) => ({
-        id: randomUUID(),
-        webhook_id: webhook.id,
         event_id: e.body.eventId,
         event_type: e.body.type,
         device_id: e.device_id,
-        body: e.body,
         due_at: dueAt(webhook, e.body),
       }));
-    // One parameter whatever the number of rows.
+    // One parameter whatever the number of rows; the body stays in the outbox.
     const { rows: created } =
       rows.length === 0
         ? { rows: [] }
         : await trx.raw<{ rows: { due: boolean }[] }>(
-            `INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, device_id, body, due_at)
-             SELECT id, webhook_id, event_id, event_type, device_id, body, due_at
-               FROM jsonb_to_recordset(?::jsonb) AS d(id uuid, webhook_id uuid, event_id uuid, event_type text,
-                                                       device_id uuid, body jsonb, due_at timestamptz)
+            `INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, device_id, due_at)
+             SELECT gen_random_uuid(), ?, event_id, event_type, device_id, due_at
+               FROM jsonb_to_recordset(?::jsonb)
+                 AS d(event_id uuid, event_type text, device_id uuid, due_at timestamptz)
              ON CONFLICT (webhook_id, event_id) DO NOTHING
              RETURNING due_at <= now() AS due`,
-            [JSON.stringify(rows)],
+            [webhook.id, JSON.stringify(rows)],
           );
     if (created.length > 0) await trimBacklog(trx, webhook.id, maxBacklog);
     await trx('webhooks')
@@ -255,12 +261,12 @@ export async function webhooksWithDueDeliveries(q: Queryable, limit: number): Pr
 
 /** A webhook's deliveries due now, oldest first. */
 export async function dueDeliveries(q: Queryable, webhookId: string, limit: number): Promise<Delivery[]> {
-  const rows = (await q('webhook_deliveries')
-    .where({ webhook_id: webhookId, status: 'PENDING' })
-    .where('due_at', '<=', q.fn.now())
+  const rows = (await withBody(q)
+    .where({ 'd.webhook_id': webhookId, 'd.status': 'PENDING' })
+    .where('d.due_at', '<=', q.fn.now())
     .orderBy([
-      { column: 'due_at', order: 'asc' },
-      { column: 'created_at', order: 'asc' },
+      { column: 'd.due_at', order: 'asc' },
+      { column: 'd.created_at', order: 'asc' },
     ])
     .limit(limit)) as DeliveryRow[];
   return rows.map(toDelivery);

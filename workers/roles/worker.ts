@@ -43,7 +43,8 @@ export type WorkerConfig = BackedConfig & { TGDM_URL: string; MANTIS_URL: string
 
 /** The `worker` role: round evaluation, the effect jobs and the effect sweeper. Run any number. */
 export async function startWorker(config: WorkerConfig, logger: Logger, options: OpsOptions = {}) {
-  const services = await openServices(config, 'worker');
+  // Effects, webhook pumps, the fan-out and the sequencer share this pool (the evaluation has its own).
+  const services = await openServices(config, 'worker', 20);
   const { db } = services;
   const metrics = options.metrics ?? createMetrics('worker', true);
   const rounds = createRounds(services.redis, services.keys, config.SHARDS);

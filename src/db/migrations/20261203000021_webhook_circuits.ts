@@ -10,6 +10,8 @@ export async function up(knex: Knex): Promise<void> {
     t.bigInteger('fanout_seq').notNullable().defaultTo(0);
   });
   await knex.raw(`UPDATE webhooks SET fanout_seq = (SELECT last_seq FROM webhook_fanout WHERE id = 1)`);
+  // A delivery names its event; the body is read from the outbox, not copied for every webhook.
+  await knex.raw(`ALTER TABLE webhook_deliveries ALTER COLUMN body DROP NOT NULL`);
   await knex.schema.dropTable('webhook_fanout');
   await knex.raw(
     `CREATE INDEX webhook_deliveries_backlog ON webhook_deliveries (webhook_id, created_at) WHERE status = 'PENDING'`,
@@ -17,6 +19,10 @@ export async function up(knex: Knex): Promise<void> {
 }
 
 export async function down(knex: Knex): Promise<void> {
+  await knex.raw(
+    `UPDATE webhook_deliveries d SET body = o.body FROM outbox o WHERE o.event_id = d.event_id AND d.body IS NULL`,
+  );
+  await knex.raw(`ALTER TABLE webhook_deliveries ALTER COLUMN body SET NOT NULL`);
   await knex.raw('DROP INDEX webhook_deliveries_backlog');
   await knex.schema.createTable('webhook_fanout', (t) => {
     t.integer('id').primary();
