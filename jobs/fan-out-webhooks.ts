@@ -1,31 +1,18 @@
 import type { Logger } from '../src/logger';
 
 /**
- * Turns the client events numbered since each webhook's cursor into its deliveries, webhooks whose
- * receiver answers first, and starts the pump of each with deliveries due as soon as they are written;
- * then the pump of every webhook with deliveries due (a pump already queued, running or resting is
- * left as it is: its job id is the webhook's). Delayed deliveries (a webhook's offline time) are
- * picked up by the run in which they come due.
+ * Starts the pump of every webhook with work (client events past its cursor, or deliveries due): a
+ * pump already queued, running or resting after a failure is left as it is (its job id is the
+ * webhook's). Each pump fans out to its own webhook, so no receiver waits for another's fan-out.
  */
 export function createFanOutWebhooks(deps: {
-  webhooks: () => Promise<string[]>;
-  fanOutTo: (webhookId: string) => Promise<{ created: number; due: boolean; more: boolean }>;
-  withDueDeliveries: () => Promise<string[]>;
+  withWork: () => Promise<string[]>;
   startPumps: (webhookIds: readonly string[]) => Promise<void>;
   logger: Logger;
 }) {
-  return async (): Promise<{ fannedOut: number; pumps: number }> => {
-    let fannedOut = 0;
-    for (const id of await deps.webhooks()) {
-      for (let more = true; more;) {
-        const batch = await deps.fanOutTo(id);
-        if (batch.due) await deps.startPumps([id]);
-        fannedOut += batch.created;
-        more = batch.more;
-      }
-    }
-    const due = await deps.withDueDeliveries();
-    if (due.length > 0) await deps.startPumps(due);
-    return { fannedOut, pumps: due.length };
+  return async (): Promise<{ pumps: number }> => {
+    const ids = await deps.withWork();
+    if (ids.length > 0) await deps.startPumps(ids);
+    return { pumps: ids.length };
   };
 }

@@ -128,21 +128,13 @@ export async function deliveriesOf(q: Queryable, webhookId: string, limit: numbe
   return rows.map(toDelivery);
 }
 
-/** The webhooks to fan out to, those whose receiver answers first (fewest failures in a row). */
-export async function webhooksToFanOut(q: Queryable): Promise<string[]> {
-  return q('webhooks')
-    .whereNull('deleted_at')
-    .orderBy([{ column: 'consecutive_failures' }, { column: 'fanout_seq' }])
-    .pluck('id');
-}
-
 /**
  * Reads the client events numbered since one webhook's cursor (in stream order), writes a delivery
  * for each it wants, and moves its cursor, in one transaction under the webhook's row lock (another
  * worker fanning out to it meanwhile skips it): a crash or a second worker fans out nothing twice and
- * skips nothing. Each webhook has its own cursor, so one whose receiver fails is fanned out to after
- * the others, and never holds them up. Returns how many it wrote, whether any is due now (the pump to
- * start) and whether more events wait.
+ * skips nothing. Each webhook has its own cursor, moved by its own pump, so one whose receiver fails
+ * never holds up another's fan-out. Returns how many it wrote, whether any is due now and whether
+ * more events wait.
  */
 export async function fanOutTo(
   db: Db,
@@ -250,13 +242,20 @@ async function trimBacklog(q: Queryable, webhookId: string, max: number): Promis
   );
 }
 
-/** The webhooks with deliveries due now: each needs its pump running. */
-export async function webhooksWithDueDeliveries(q: Queryable, limit: number): Promise<string[]> {
-  const { rows } = await q.raw<{ rows: { webhook_id: string }[] }>(
-    `SELECT DISTINCT webhook_id FROM webhook_deliveries WHERE status = 'PENDING' AND due_at <= now() LIMIT ?`,
+/**
+ * The webhooks whose pump has work: client events numbered past its cursor, or deliveries due now.
+ */
+export async function webhooksWithWork(q: Queryable, limit: number): Promise<string[]> {
+  const { rows } = await q.raw<{ rows: { id: string }[] }>(
+    `SELECT id FROM webhooks w
+      WHERE deleted_at IS NULL
+        AND fanout_seq < coalesce((SELECT last_seq FROM event_streams WHERE stream = 'client'), 0)
+     UNION
+     SELECT DISTINCT webhook_id FROM webhook_deliveries WHERE status = 'PENDING' AND due_at <= now()
+     LIMIT ?`,
     [limit],
   );
-  return rows.map((r) => r.webhook_id);
+  return rows.map((r) => r.id);
 }
 
 /** A webhook's deliveries due now, oldest first. */

@@ -1,6 +1,7 @@
 import type { Db } from '../db/knex';
 import {
   dueDeliveries,
+  fanOutTo,
   findWebhook,
   noteReceiverOutcome,
   reconnectedSince,
@@ -20,13 +21,16 @@ const RUN_MS = 10_000;
 const BACKOFF_MAX_MS = 5 * 60_000;
 /** Due deliveries read at once; they go a few at a time, and what they did is written together. */
 const READ_AHEAD = 100;
+/** Events a pump fans out to its webhook at a time. */
+const FAN_OUT_BATCH = 500;
 
 /** What a pump's run ended with: nothing due any more, or a receiver to try again later. */
 export type PumpOutcome = { readonly idle: true } | { readonly retryAt: number; readonly why: string };
 
 /**
- * Delivers one webhook's due deliveries, oldest first, a few at once (one until its receiver has
- * answered, and while it fails): the webhook's pump. Each webhook has one pump (one job), so a
+ * One webhook's pump: fans out the client events numbered since its cursor into its deliveries, and
+ * delivers those due, oldest first, a few at once (one until its receiver has answered, and while it
+ * fails). Each webhook has one pump (one job), so a
  * receiver that is down, slow or never answers delays only its own deliveries and holds at most one
  * of the worker's slots, for at most one attempt's timeout. A failure ends the run: the pump is tried
  * again after a backoff (doubling) or, once its circuit opened (CIRCUIT_THRESHOLD failures in a row),
@@ -42,6 +46,8 @@ export function createDeliverWebhook(deps: {
   attempts: number;
   /** The first backoff after a failure. */
   backoffMs: number;
+  /** Pending deliveries a webhook may have (the oldest beyond are skipped). */
+  maxBacklog: number;
   now?: () => number;
 }) {
   const now = deps.now ?? Date.now;
@@ -58,9 +64,15 @@ export function createDeliverWebhook(deps: {
       }
       const wait = restUntil(webhook);
       if (wait) return wait;
+      // Its own fan-out: the events numbered since its cursor become its deliveries (a resting
+      // receiver's wait in the stream meanwhile, not as rows).
+      const fanned = await fanOutTo(deps.db, webhook.id, FAN_OUT_BATCH, deps.maxBacklog);
       const proven = answered.has(webhook.id) && webhook.consecutiveFailures === 0;
       const due = await dueDeliveries(deps.db, webhook.id, proven ? READ_AHEAD : 1);
-      if (due.length === 0) return { idle: true };
+      if (due.length === 0) {
+        if (fanned.more) continue;
+        return { idle: true };
+      }
       if (!(await deliverAll(webhook, due, slotsFor(webhook, proven))))
         return restUntil((await findWebhook(deps.db, webhookId)) ?? webhook, true)!;
       if (now() - started > RUN_MS) return { retryAt: now(), why: 'its turn is over' };

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createWebhook, fanOutTo, webhooksToFanOut } from '../../src/db/webhooks';
+import { createWebhook, fanOutTo, webhooksWithWork } from '../../src/db/webhooks';
 import { createTestDatabase } from '../support/database';
 
 // The fan-out reads the client stream once per webhook: two workers at once, or a run repeated after
@@ -41,7 +41,9 @@ describe('webhook fan-out', () => {
     await db('outbox').insert(
       [1, 2, 3, 4, 5].map((n) => event(n, n === 5 ? 'DEVICE_DELETED' : 'DEVICE_REGISTERED')),
     );
-    const ids = await webhooksToFanOut(db);
+    await db('event_streams').insert({ stream: 'client', last_seq: 5 });
+    // Both have work: events past their cursors.
+    const ids = await webhooksWithWork(db, 100);
     expect(ids.sort()).toEqual([a.id, b.id].sort());
     // Two workers at once, in passes of two events.
     const run = async () => {
@@ -61,8 +63,11 @@ describe('webhook fan-out', () => {
     expect(await run()).toBe(0);
     const count = async () => Number((await db('webhook_deliveries').count<{ n: string }[]>('* as n'))[0]!.n);
     expect(await count()).toBe(5);
+    // Fanned out, and nothing due yet (the deliveries are due: their pumps are what is asked for).
+    expect((await webhooksWithWork(db, 100)).sort()).toEqual([a.id, b.id].sort());
+    await db('webhook_deliveries').update({ status: 'DELIVERED' });
+    expect(await webhooksWithWork(db, 100)).toEqual([]);
     // A webhook created now hears only what comes next.
-    await db('event_streams').insert({ stream: 'client', last_seq: 5 });
     const late = await createWebhook(db, {
       url: 'http://127.0.0.1:9/c',
       events: ['DEVICE_REGISTERED'],

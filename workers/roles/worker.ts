@@ -8,7 +8,7 @@ import { createStopRecording } from '../../jobs/stop-recording';
 import { createSweepEffects } from '../../jobs/sweep-effects';
 import { createDeliverWebhookJob, type DeliverWebhookData } from '../../jobs/deliver-webhook';
 import { createFanOutWebhooks } from '../../jobs/fan-out-webhooks';
-import { fanOutTo, webhooksToFanOut, webhooksWithDueDeliveries } from '../../src/db/webhooks';
+import { webhooksWithWork } from '../../src/db/webhooks';
 import { selectStalePending } from '../../src/db/effects';
 import { createDb } from '../../src/db/knex';
 import { effectProcessor, type EffectDefinition } from '../../src/effects/run-effect';
@@ -106,9 +106,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
   });
 
   const fanOutWebhooks = createFanOutWebhooks({
-    webhooks: () => webhooksToFanOut(db),
-    fanOutTo: (id) => fanOutTo(db, id, 500, config.WEBHOOK_MAX_BACKLOG),
-    withDueDeliveries: () => webhooksWithDueDeliveries(db, 10_000),
+    withWork: () => webhooksWithWork(db, 10_000),
     startPumps: (ids) => services.queues.startPumps(ids),
     logger,
   });
@@ -118,6 +116,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
       logger: logger.child({ part: 'webhooks' }),
       attempts: config.WEBHOOK_ATTEMPTS,
       backoffMs: config.WEBHOOK_BACKOFF_MS,
+      maxBacklog: config.WEBHOOK_MAX_BACKLOG,
     }),
   });
 
