@@ -45,7 +45,7 @@ export const CIRCUIT_THRESHOLD = 5;
 const COOL_DOWN_MS = 5000;
 const COOL_DOWN_MAX_MS = 5 * 60_000;
 /** Attempts to one receiver at once, per worker process, once it has answered; one before and while it fails. */
-export const PROVEN_SLOTS = 4;
+export const PROVEN_SLOTS = 16;
 
 export type CircuitState = 'closed' | 'open' | 'half-open';
 
