@@ -56,7 +56,7 @@ const ROUNDS_AFTER = 6;
 const stats = (values: number[]) => ({
   p50: Math.round(percentile(values, 50)),
   p99: Math.round(percentile(values, 99)),
-  max: Math.round(Math.max(...values)),
+  max: Math.round(values.reduce((m, v) => Math.max(m, v), -Infinity)),
   n: values.length,
 });
 
@@ -222,7 +222,7 @@ async function stormRun(ctx: StormContext, busyCores: boolean) {
         opened: Record<string, number>;
       }
     ).opened;
-    const lastOpened = Math.max(...Object.values(opened));
+    const lastOpened = Object.values(opened).reduce((m, v) => Math.max(m, v), 0);
     // Tasks aborted by their robots a second into the storm: each TASK_ABORTED goes to its robot.
     await sleep(1000);
     await Promise.all(tasks.map((t) => call('POST', `/tasks/${t.id}/abort`, {}, t.token)));
@@ -292,8 +292,8 @@ async function gather(r: {
   const connectMs = firstSession
     .filter((s) => r.opened[s.device_id] !== undefined)
     .map((s) => +s.at - r.opened[s.device_id]!);
-  const firstOpened = Math.min(...Object.values(r.opened));
-  const lastConnected = Math.max(...firstSession.map((s) => +s.at));
+  const firstOpened = Object.values(r.opened).reduce((m, v) => Math.min(m, v), Infinity);
+  const lastConnected = firstSession.reduce((m, s) => Math.max(m, +s.at), 0);
   // What was committed in the last two seconds may still be on its way: it is left out.
   const events = await db('outbox')
     .where('created_at', '>=', r.stormStart)
