@@ -83,7 +83,7 @@ const envSchema = z.object({
   WEBHOOK_BACKOFF_MS: z.coerce.number().int().min(10).max(600_000).default(2000),
   WEBHOOK_FANOUT_MS: z.coerce.number().int().min(50).max(60_000).default(250),
   /** Pending deliveries one webhook may have; past that its oldest are skipped. */
-  WEBHOOK_MAX_BACKLOG: z.coerce.number().int().min(10).max(1_000_000).default(1000),
+  WEBHOOK_MAX_BACKLOG: z.coerce.number().int().min(10).max(1_000_000).default(10_000),
 });
 
 export type Env = z.infer<typeof envSchema>;

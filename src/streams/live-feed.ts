@@ -63,25 +63,41 @@ export function createLiveFeed(deps: LiveFeedDeps) {
     return false;
   }
 
-  /** Writes a batch of events to a watcher that keeps up (those it already has are left out). */
-  function send(w: Watcher, events: readonly { seq: number; frame: string }[]): boolean {
+  /** A batch of events, each signed and framed once, and the whole batch encoded once. */
+  interface Batch {
+    readonly events: readonly { seq: number; frame: string }[];
+    readonly whole: Buffer;
+  }
+
+  /**
+   * Writes a batch to a watcher that keeps up: the same bytes to every watcher that has none of it
+   * (the usual case), only what it lacks to one that has some.
+   */
+  function send(w: Watcher, batch: Batch): boolean {
     if (!keepsUp(w)) return false;
-    let text = '';
-    for (const e of events) if (e.seq > w.cursor) text += e.frame;
-    if (text === '') return true;
-    w.res.write(text);
+    const { events } = batch;
+    if (events.length === 0 || events.at(-1)!.seq <= w.cursor) return true;
+    if (events[0]!.seq > w.cursor) w.res.write(batch.whole);
+    else
+      w.res.write(
+        events
+          .filter((e) => e.seq > w.cursor)
+          .map((e) => e.frame)
+          .join(''),
+      );
     w.cursor = events.at(-1)!.seq;
     return true;
   }
 
-  /** Each event signed and framed once, whoever it is written to. */
-  const frames = (rows: { seq: number; body: PlatformEvent }[]) =>
-    Promise.all(
+  const frames = async (rows: { seq: number; body: PlatformEvent }[]): Promise<Batch> => {
+    const events = await Promise.all(
       rows.map(async (r) => ({
         seq: r.seq,
         frame: `id: ${r.seq}\ndata: ${JSON.stringify(await deps.sign({ ...r.body, seq: r.seq }))}\n\n`,
       })),
     );
+    return { events, whole: Buffer.from(events.map((e) => e.frame).join('')) };
+  };
 
   /** One read per stream watched live, written to each of its watchers; true when more wait. */
   async function pass(): Promise<boolean> {
@@ -90,19 +106,19 @@ export function createLiveFeed(deps: LiveFeedDeps) {
       if (w.mode === 'live') streams.set(w.stream, [...(streams.get(w.stream) ?? []), w]);
     let more = false;
     for (const [stream, list] of streams) {
-      const from = Math.min(...list.map((w) => w.cursor));
-      const events = await frames(await deps.read(stream, from, PAGE));
-      more ||= events.length === PAGE;
-      for (const w of list) send(w, events);
+      const from = list.reduce((m, w) => Math.min(m, w.cursor), Infinity);
+      const batch = await frames(await deps.read(stream, from, PAGE));
+      more ||= batch.events.length === PAGE;
+      for (const w of list) send(w, batch);
     }
     return more;
   }
 
   async function catchUp(w: Watcher): Promise<void> {
     for (;;) {
-      const events = await frames(await deps.read(w.stream, w.cursor, PAGE));
-      if (!send(w, events)) return;
-      if (events.length < PAGE) break;
+      const batch = await frames(await deps.read(w.stream, w.cursor, PAGE));
+      if (!send(w, batch)) return;
+      if (batch.events.length < PAGE) break;
     }
     w.mode = 'live';
     // What was numbered while it caught up comes with the next pass.
