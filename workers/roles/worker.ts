@@ -30,7 +30,7 @@ import { createRounds } from '../../src/redis/rounds';
 import { createShardLeases } from '../../src/redis/shard-leases';
 import { createSequencer } from '../../src/streams/sequencer';
 import type { Role } from './role';
-import { openServices, startRoleOps, type BackedConfig, type OpsOptions } from './services';
+import { openServices, startRoleOps, type BackedConfig, type OpsOptions, type Services } from './services';
 
 /** Rounds evaluated at once (a slow evaluation never holds up the next round's). */
 const EVALUATIONS_AT_ONCE = 2;
@@ -105,20 +105,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
     logger,
   });
 
-  const fanOutWebhooks = createFanOutWebhooks({
-    withWork: () => webhooksWithWork(db, 10_000),
-    startPumps: (ids) => services.queues.startPumps(ids),
-    logger,
-  });
-  const deliverWebhook = createDeliverWebhookJob({
-    deliverWebhook: createDeliverWebhook({
-      db,
-      logger: logger.child({ part: 'webhooks' }),
-      attempts: config.WEBHOOK_ATTEMPTS,
-      backoffMs: config.WEBHOOK_BACKOFF_MS,
-      maxBacklog: config.WEBHOOK_MAX_BACKLOG,
-    }),
-  });
+  const { fanOutWebhooks, deliverWebhook } = buildWebhooks(config, services, logger);
 
   const workers = [
     new Worker(QUEUES.evaluateRound, (job) => evaluate(job.data as EvaluateRoundData), {
@@ -192,4 +179,25 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
     },
   };
   return role;
+}
+
+/** The webhook jobs: starting the pumps of webhooks with work, and the pumps themselves. */
+function buildWebhooks(config: WorkerConfig, services: Services, logger: Logger) {
+  const { db } = services;
+  return {
+    fanOutWebhooks: createFanOutWebhooks({
+      withWork: () => webhooksWithWork(db, 10_000),
+      startPumps: (ids) => services.queues.startPumps(ids),
+      logger,
+    }),
+    deliverWebhook: createDeliverWebhookJob({
+      deliverWebhook: createDeliverWebhook({
+        db,
+        logger: logger.child({ part: 'webhooks' }),
+        attempts: config.WEBHOOK_ATTEMPTS,
+        backoffMs: config.WEBHOOK_BACKOFF_MS,
+        maxBacklog: config.WEBHOOK_MAX_BACKLOG,
+      }),
+    }),
+  };
 }
