@@ -90,9 +90,10 @@ export function createDeliverWebhook(deps: {
     await Promise.all(
       Array.from({ length: Math.min(slots, due.length) }, async () => {
         while (!failed && next < due.length) {
-          const outcome = await attempt(webhook, due[next++]!);
+          const delivery = due[next++]!;
+          const outcome = await attempt(webhook, delivery);
           if (outcome === 'failed') failed = true;
-          else if (typeof outcome === 'number') taken.push({ id: due[next - 1]!.id, statusCode: outcome });
+          else if (typeof outcome === 'number') taken.push({ id: delivery.id, statusCode: outcome });
         }
       }),
     );

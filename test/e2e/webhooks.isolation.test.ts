@@ -80,6 +80,22 @@ describe('webhooks that cannot hold each other up', () => {
     expect(dead.requests()).toBeGreaterThan(0);
   });
 
+  it('a burst to a live receiver: each event sent once, many at a time, every delivery recorded', async () => {
+    const live = await receiver('ok');
+    receivers.push(live);
+    const id = await subscribe(live.url);
+    const regs = await Promise.all(Array.from({ length: 60 }, () => s.register()));
+    await waitFor(() => live.arrived.length >= 60, 20_000, 'the burst at the receiver');
+    await new Promise((r) => setTimeout(r, 1000));
+    // Once each: a delivery recorded for another would be sent again.
+    expect(live.arrived.map((a) => a.deviceId).sort()).toEqual(regs.map((r) => r.id).sort());
+    const log = (
+      await request(s.callback).get(`/webhooks/${id}/deliveries`).query({ limit: 100 }).set(s.admin)
+    ).body as { deliveries: { deviceId: string; status: string; attempts: number }[] };
+    expect(log.deliveries).toHaveLength(60);
+    expect(log.deliveries.every((d) => d.status === 'DELIVERED' && d.attempts === 1)).toBe(true);
+  });
+
   it("a receiver failing at once opens its circuit, shown on the webhook; nothing is sent while it's open", async () => {
     const failing = await receiver('fail');
     receivers.push(failing);

@@ -45,9 +45,10 @@ export function eventRoutes(deps: {
    * EventSource sends when it reconnects) or `?after=`.
    */
   const live = (ctx: Context, stream: string) => {
+    const query = parseInput(streamQuery, ctx.query);
     const header = ctx.get('Last-Event-ID');
-    const after =
-      header !== '' ? parseInput(lastEventId, header) : (parseInput(streamQuery, ctx.query).after ?? 0);
+    // A reconnecting EventSource sends the last id it had: that wins over the first request's `after`.
+    const after = header !== '' ? parseInput(lastEventId, header) : (query.after ?? 0);
     ctx.req.socket.setTimeout(0);
     ctx.req.socket.setNoDelay(true);
     ctx.respond = false;
