@@ -40,7 +40,7 @@ import { startGateway } from '../workers/roles/gateway';
 import { startWorker } from '../workers/roles/worker';
 import { createSettingsService } from '../src/settings-service';
 import { storm } from './storm';
-import { jsonLine, percentile, runTs, sleep, stopChildren } from './support';
+import { jsonLine, percentile, runTs, sleep, stopChildren, type Figure } from './support';
 import {
   createPgLastSeenTable,
   decide,
@@ -94,14 +94,6 @@ const SIZES = quick
       busRounds: 20,
     };
 
-interface Figure {
-  name: string;
-  value: number;
-  unit: string;
-  target: string;
-  met: boolean | null;
-  note?: string;
-}
 const figures: Figure[] = [];
 const cores = cpus().length;
 /** The load average at the start: figures taken on a busy machine say little about this code. */
@@ -204,6 +196,16 @@ function announceRounds(keys: ReturnType<typeof redisKeys>) {
   }, ROUND_EVERY_MS);
   return () => clearInterval(timer);
 }
+
+/** The confirmation of rounds the bench closes by hand (none names its close: nothing to confirm). */
+const confirmByHand = (rounds: ReturnType<typeof createRounds>, keys: ReturnType<typeof redisKeys>) =>
+  createConfirmRound({
+    rounds,
+    leases: createShardLeases(redis, keys),
+    shards: SHARDS,
+    metrics: createMetrics('bench-confirm'),
+    logger: silent,
+  });
 
 /** Live devices of a section database, with their bus ids. */
 async function busesOf(db: Db): Promise<Map<string, string>> {
@@ -502,14 +504,7 @@ async function evaluation() {
     rounds,
     settings: () => settings.current(),
     connectDevices: createConnectDevices({ db, settings: () => settings.current() }),
-    // Rounds closed by hand: nothing to confirm.
-    confirmRound: createConfirmRound({
-      rounds,
-      leases: createShardLeases(redis, keys),
-      shards: SHARDS,
-      metrics: createMetrics('bench-confirm'),
-      logger: silent,
-    }),
+    confirmRound: confirmByHand(rounds, keys),
     handOffEffects: (done) => queues.dispatchEffects(done),
     metrics: createMetrics('bench'),
     logger: silent,
@@ -663,13 +658,7 @@ async function evaluationWithPolicies(
     rounds,
     settings: () => parts.settings.current(),
     connectDevices: createConnectDevices({ db, settings: () => parts.settings.current() }),
-    confirmRound: createConfirmRound({
-      rounds,
-      leases: createShardLeases(redis, keys),
-      shards: SHARDS,
-      metrics: createMetrics('bench-confirm'),
-      logger: silent,
-    }),
+    confirmRound: confirmByHand(rounds, keys),
     handOffEffects: (done) => parts.queues.dispatchEffects(done),
     metrics: createMetrics('bench-policies'),
     logger: silent,

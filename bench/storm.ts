@@ -16,16 +16,7 @@ import { writeSettings } from '../src/db/settings';
 import { createMantisSimulator, createTgdmSimulator } from '../src/integrations/simulator';
 import { MothClient } from '../src/moth/client';
 import { createLogger } from '../src/logger';
-import { jsonLine, parseLog, percentile, runTs, sleep } from './support';
-
-export interface StormFigure {
-  name: string;
-  value: number;
-  unit: string;
-  target: string;
-  met: boolean | null;
-  note?: string;
-}
+import { jsonLine, parseLog, percentile, runTs, sleep, type Figure } from './support';
 
 export interface StormContext {
   readonly robots: number;
@@ -39,7 +30,7 @@ export interface StormContext {
     prefix: string,
   ) => Promise<{ id: string; token: string }[]>;
   readonly busesOf: (db: Db) => Promise<Map<string, string>>;
-  readonly report: (f: StormFigure) => void;
+  readonly report: (f: Figure) => void;
   readonly json: Record<string, unknown>;
 }
 
@@ -325,27 +316,9 @@ async function gather(r: {
     feed: stats(client.filter((e) => e.numbered_at).map((e) => +e.numbered_at! - +e.created_at)),
     sse: stats(client.flatMap((e) => timed.flatMap((w) => since(e, w.arrivals!.get(Number(e.seq)))))),
     moth: stats(client.flatMap((e) => since(e, r.listener.arrivals.get(e.event_id)))),
-    // The same, as the worker saw it: when the delivery was recorded as taken.
-    webhookRecorded: stats(
-      (
-        await db.raw<{ rows: { ms: number }[] }>(
-          `SELECT extract(epoch FROM d.finished_at - o.created_at) * 1000 AS ms
-             FROM webhook_deliveries d JOIN outbox o ON o.event_id = d.event_id
-            WHERE d.status = 'DELIVERED' AND o.created_at >= ?`,
-          [r.stormStart],
-        )
-      ).rows.map((x) => Number(x.ms)),
-    ),
-    fanOutMs: stats(
-      (
-        await db.raw<{ rows: { ms: number }[] }>(
-          `SELECT extract(epoch FROM d.created_at - o.created_at) * 1000 AS ms
-             FROM webhook_deliveries d JOIN outbox o ON o.event_id = d.event_id
-            WHERE d.status = 'DELIVERED' AND o.created_at >= ?`,
-          [r.stormStart],
-        )
-      ).rows.map((x) => Number(x.ms)),
-    ),
+    // The same, as the worker saw it: when the delivery was recorded as taken, and when written.
+    webhookRecorded: stats(await sinceCommit(db, 'finished_at', r.stormStart)),
+    fanOutMs: stats(await sinceCommit(db, 'created_at', r.stormStart)),
     webhook: stats(
       client
         .filter((e) => e.type === 'DEVICE_CONNECTED')
@@ -367,6 +340,17 @@ async function gather(r: {
     falseDisconnects: events.filter((e) => e.type === 'DEVICE_DISCONNECTED').length,
     selfSuspicions: r.selfSuspicions,
   };
+}
+
+/** For each delivered webhook delivery of the storm: its `column` (a time) less its event's commit, in ms. */
+async function sinceCommit(db: Db, column: 'finished_at' | 'created_at', since: Date): Promise<number[]> {
+  const { rows } = await db.raw<{ rows: { ms: number }[] }>(
+    `SELECT extract(epoch FROM d.?? - o.created_at) * 1000 AS ms
+       FROM webhook_deliveries d JOIN outbox o ON o.event_id = d.event_id
+      WHERE d.status = 'DELIVERED' AND o.created_at >= ?`,
+    [column, since],
+  );
+  return rows.map((x) => Number(x.ms));
 }
 
 /** A listener on the client channel: when each event (by id) first arrived. */

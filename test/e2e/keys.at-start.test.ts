@@ -1,9 +1,8 @@
-import { describe, expect, inject, it } from 'vitest';
-import { loadConfig } from '../../src/config';
+import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/logger';
 import { startWeb } from '../../workers/roles/web';
-import { ADMIN_TOKEN } from '../support/app';
-import { createTestDatabase, uniquePrefix } from '../support/database';
+import { webTestConfig } from '../support/app';
+import { createTestDatabase } from '../support/database';
 
 // A client caches the key set (max-age 60 s): were it empty at its first look, it could verify nothing
 // for a minute. The key exists before the web role serves anything.
@@ -13,15 +12,7 @@ describe('the event key set at start', () => {
     const database = await createTestDatabase();
     expect(await database.db('signing_keys').count({ n: '*' })).toEqual([{ n: '0' }]);
     const web = await startWeb(
-      {
-        ...loadConfig({ NODE_ENV: 'test', QUEUE_PREFIX: uniquePrefix(), PORT: '0', HOST: '127.0.0.1' }),
-        DATABASE_URL: database.url,
-        REDIS_URL: inject('redisUrl'),
-        ADMIN_TOKEN,
-        MOTH_URL: 'ws://127.0.0.1:9',
-        TGDM_URL: 'http://127.0.0.1:9',
-        MANTIS_URL: 'http://127.0.0.1:9',
-      },
+      webTestConfig(database.url, { PORT: '0', HOST: '127.0.0.1' }),
       createLogger('silent'),
     );
     try {

@@ -20,12 +20,11 @@ export class LogCapture extends Writable {
   }
 }
 
-/** The web role's app over a fresh database and its own Redis key prefix (no port is opened). */
-export async function createTestApp(env: Record<string, string> = {}) {
-  const database = await createTestDatabase();
-  const config = {
+/** The web role's configuration over a test database and its own Redis key prefix. */
+export function webTestConfig(databaseUrl: string, env: Record<string, string> = {}) {
+  return {
     ...loadConfig({ NODE_ENV: 'test', QUEUE_PREFIX: uniquePrefix(), ...env }),
-    DATABASE_URL: database.url,
+    DATABASE_URL: databaseUrl,
     REDIS_URL: inject('redisUrl'),
     ADMIN_TOKEN,
     // Nothing listens there: these tests do not reach Moth, TGDM or Mantis.
@@ -33,6 +32,12 @@ export async function createTestApp(env: Record<string, string> = {}) {
     TGDM_URL: 'http://127.0.0.1:9',
     MANTIS_URL: 'http://127.0.0.1:9',
   };
+}
+
+/** The web role's app over a fresh database and its own Redis key prefix (no port is opened). */
+export async function createTestApp(env: Record<string, string> = {}) {
+  const database = await createTestDatabase();
+  const config = webTestConfig(database.url, env);
   const logs = new LogCapture();
   const logger = createLogger('debug', 'test', logs);
   const services = createServices(config, 'web');
