@@ -174,8 +174,8 @@ async function stormRun(ctx: StormContext, busyCores: boolean) {
     return (await res.json()) as Record<string, unknown>;
   };
 
-  const healthy = await receiver(false);
-  const dead = await receiver(true);
+  const healthy = await healthyReceiver();
+  const dead = await deadReceiver();
   for (let i = 0; i < DEAD_WEBHOOKS; i++)
     await call('POST', '/webhooks', { url: dead.url, events: ['DEVICE_CONNECTED'] });
   await call('POST', '/webhooks', { url: healthy.url, events: ['DEVICE_CONNECTED'] });
@@ -225,7 +225,7 @@ async function stormRun(ctx: StormContext, busyCores: boolean) {
     // Everything numbered, on Moth and at the healthy receiver (bounded: what is missing is counted).
     const settled = async () =>
       (await count(db('outbox').whereNull('published_at'))) === 0 &&
-      healthy.arrived.size >= (await count(db('outbox').where({ type: 'DEVICE_CONNECTED' })));
+      healthy.arrived().size >= (await count(db('outbox').where({ type: 'DEVICE_CONNECTED' })));
     for (let t = Date.now(); !(await settled()) && Date.now() - t < 60_000;) await sleep(500);
     await sleep(1000);
     for (const h of hogs) h.kill('SIGKILL');
@@ -272,7 +272,7 @@ async function gather(r: {
   stormStart: Date;
   listener: ReturnType<typeof mothListener>;
   watchers: Awaited<ReturnType<typeof sseWatcher>>[];
-  healthy: Awaited<ReturnType<typeof receiver>>;
+  healthy: Awaited<ReturnType<typeof healthyReceiver>>;
   abortedAt: Record<string, number>;
   selfSuspicions: number;
 }) {
@@ -322,7 +322,7 @@ async function gather(r: {
     webhook: stats(
       client
         .filter((e) => e.type === 'DEVICE_CONNECTED')
-        .flatMap((e) => since(e, r.healthy.arrived.get(e.event_id))),
+        .flatMap((e) => since(e, r.healthy.arrived().get(e.event_id))),
     ),
     aborted: stats(
       events
@@ -412,27 +412,38 @@ async function sseWatcher(url: string, timedArrivals: boolean) {
   return { arrivals, count: () => received, close: () => req.destroy() };
 }
 
-/** A webhook receiver: healthy (answers 200 at once, noting when each event arrived) or dead (never answers). */
-async function receiver(dead: boolean) {
-  const arrived = new Map<string, number>();
-  const server: Server = createServer((req, res) => {
-    if (dead) return; // accepts, reads nothing, never answers
-    let body = '';
-    req.on('data', (c: Buffer) => (body += c.toString()));
-    req.on('end', () => {
-      const id = /"eventId":"([^"]+)"/.exec(body)?.[1];
-      if (id && !arrived.has(id)) arrived.set(id, Date.now());
-      res.writeHead(200).end();
-    });
-  });
+/** A receiver that accepts each request, reads nothing and never answers. */
+async function deadReceiver() {
+  const server: Server = createServer(() => {});
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
-    arrived,
     async close() {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
     },
+  };
+}
+
+/** The healthy receiver (bench/receiver.ts, a process of its own): when each event arrived there. */
+async function healthyReceiver() {
+  const child = runTs('bench/receiver.ts', {});
+  const url = await child.waitLine((l) => l.startsWith('http://'));
+  const arrived = new Map<string, number>();
+  let read = 0;
+  return {
+    url,
+    /** What arrived so far, from the lines it printed. */
+    arrived(): Map<string, number> {
+      for (; read < child.lines.length; read++) {
+        const line = child.lines[read]!;
+        if (!line.startsWith('{"arrived"')) continue;
+        const batch = (JSON.parse(line) as { arrived: Record<string, number> }).arrived;
+        for (const [id, at] of Object.entries(batch)) if (!arrived.has(id)) arrived.set(id, at);
+      }
+      return arrived;
+    },
+    close: () => child.stop(),
   };
 }
 

@@ -103,7 +103,14 @@ describe('hostile HTTP input', () => {
           }
           if (authorization !== undefined) req = req.set('Authorization', authorization);
           if (body) req = req.set('Content-Type', body.type).send(body.data);
-          const res = await req;
+          // A live stream answered 200 stays open: its head is all there is to judge (an error ends it).
+          const res =
+            route.ok[1] === 'text/event-stream'
+              ? await req.timeout({ deadline: 1000 }).catch((err: { timeout?: number }) => {
+                  if (err.timeout === undefined) throw err;
+                  return { status: 200, text: '(a live stream, open)' };
+                })
+              : await req;
           requests++;
           expect(
             res.status,

@@ -114,6 +114,7 @@ export async function startTestSystem(opts: SystemOptions = {}) {
     async close() {
       await fleet.close();
       listener.close();
+      await app.liveFeed.close();
       await roles.stopAll();
       await stack.stop();
       await webServices.close();
