@@ -1,5 +1,3 @@
-import type { Logger } from '../src/logger';
-
 /**
  * Starts the pump of every webhook with work (client events past its cursor, or deliveries due): a
  * pump already queued, running or resting after a failure is left as it is (its job id is the
@@ -8,7 +6,6 @@ import type { Logger } from '../src/logger';
 export function createFanOutWebhooks(deps: {
   withWork: () => Promise<string[]>;
   startPumps: (webhookIds: readonly string[]) => Promise<void>;
-  logger: Logger;
 }) {
   return async (): Promise<{ pumps: number }> => {
     const ids = await deps.withWork();

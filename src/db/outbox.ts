@@ -24,8 +24,8 @@ export const INSERT_EVENTS = `INSERT INTO outbox (event_id, channel, device_id, 
      ON CONFLICT (event_id) DO NOTHING`;
 
 /** The stream an event belongs to: the client channel's, or the commands of one robot. */
-export const streamOf = (e: { channel: EventChannel; body: Pick<PlatformEvent, 'deviceId'> }) =>
-  e.channel === 'client' ? 'client' : `device:${e.body.deviceId ?? ''}`;
+const streamOf = (channel: EventChannel, deviceId: string | null) =>
+  channel === 'client' ? 'client' : `device:${deviceId ?? ''}`;
 
 /** Only one process numbers at a time (a transaction-scoped advisory lock): numbers stay contiguous. */
 const SEQUENCER_LOCK = 0x726f6c6d; // "rolm"
@@ -48,7 +48,7 @@ export async function numberPending(db: Db, limit: number): Promise<number> {
       .orderBy('id')
       .limit(limit);
     if (pending.length === 0) return 0;
-    const streams = pending.map((e) => streamOf({ channel: e.channel, body: { deviceId: e.device_id } }));
+    const streams = pending.map((e) => streamOf(e.channel, e.device_id));
     const { rows: counters } = await trx.raw<{ rows: { stream: string; last_seq: string }[] }>(
       `SELECT stream, last_seq FROM event_streams WHERE stream = ANY(?::text[])`,
       [[...new Set(streams)]],

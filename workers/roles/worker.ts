@@ -188,7 +188,6 @@ function buildWebhooks(config: WorkerConfig, services: Services, logger: Logger)
     fanOutWebhooks: createFanOutWebhooks({
       withWork: () => webhooksWithWork(db, 10_000),
       startPumps: (ids) => services.queues.startPumps(ids),
-      logger,
     }),
     deliverWebhook: createDeliverWebhookJob({
       deliverWebhook: createDeliverWebhook({
