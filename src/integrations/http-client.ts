@@ -1,3 +1,5 @@
+import { post, type Answer } from './http-post';
+
 /** An error from TGDM or Mantis, classified for retrying. */
 export class IntegrationError extends Error {
   override name = 'IntegrationError';
@@ -26,25 +28,22 @@ export async function postJson(
   timeoutMs: number,
   headers: Record<string, string> = {},
 ): Promise<JsonResponse> {
-  let res: Response;
+  let res: Answer;
   try {
-    res = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...headers },
-      body: JSON.stringify(body ?? {}),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
+    res = await post(
+      url,
+      JSON.stringify(body ?? {}),
+      { 'content-type': 'application/json', ...headers },
+      timeoutMs,
+    );
   } catch (err) {
-    const reason =
-      (err as Error).name === 'TimeoutError' ? `timed out after ${timeoutMs} ms` : (err as Error).message;
-    throw new IntegrationError(`${new URL(url).host}: ${reason}`, false);
+    throw new IntegrationError(`${new URL(url).host}: ${(err as Error).message}`, false);
   }
-  const text = await res.text().catch(() => '');
   let parsed: unknown = null;
   try {
-    parsed = text ? JSON.parse(text) : null;
+    parsed = res.text ? JSON.parse(res.text) : null;
   } catch {
-    parsed = text;
+    parsed = res.text;
   }
   if (res.status >= 500)
     throw new IntegrationError(`${new URL(url).pathname}: HTTP ${res.status}`, false, res.status);
