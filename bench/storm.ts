@@ -171,14 +171,16 @@ async function stormRun(ctx: StormContext, busyCores: boolean) {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
-    return (await res.json()) as Record<string, unknown>;
+    return res.status === 204 ? {} : ((await res.json()) as Record<string, unknown>);
   };
 
   const healthy = await healthyReceiver();
   const dead = await deadReceiver();
-  for (let i = 0; i < DEAD_WEBHOOKS; i++)
-    await call('POST', '/webhooks', { url: dead.url, events: ['DEVICE_CONNECTED'] });
-  await call('POST', '/webhooks', { url: healthy.url, events: ['DEVICE_CONNECTED'] });
+  const events = ['DEVICE_CONNECTED', 'DEVICE_DELETED'];
+  for (let i = 0; i < DEAD_WEBHOOKS; i++) await call('POST', '/webhooks', { url: dead.url, events });
+  await call('POST', '/webhooks', { url: healthy.url, events });
+  const [spare] = await ctx.insertDevices(db, 1, false, 'storm-spare');
+  await webhooksInService(() => call('DELETE', `/devices/${spare!.id}`), healthy);
   const tasks: { id: string; deviceId: string; token: string }[] = [];
   for (const d of devices.slice(0, TASKS)) {
     const task = await call('POST', `/devices/${d.id}/tasks`, { action: 'PATROL' });
@@ -426,6 +428,21 @@ async function deadReceiver() {
 }
 
 /** The healthy receiver (bench/receiver.ts, a process of its own): when each event arrived there. */
+/**
+ * Webhooks in service before the storm, as a fleet's are: each gets one event (a device deleted); the
+ * healthy receiver answers it, the dead ones' first attempt times out (5 s).
+ */
+async function webhooksInService(
+  deleteSpare: () => Promise<unknown>,
+  healthy: { arrived(): Map<string, number> },
+) {
+  await deleteSpare();
+  const deadline = Date.now() + 30_000;
+  while (healthy.arrived().size === 0 && Date.now() < deadline) await sleep(100);
+  if (healthy.arrived().size === 0) throw new Error('the healthy receiver never heard the warm-up event');
+  await sleep(6000);
+}
+
 async function healthyReceiver() {
   const child = runTs('bench/receiver.ts', {});
   const url = await child.waitLine((l) => l.startsWith('http://'));

@@ -6,17 +6,35 @@ export type Tx = Knex.Transaction;
 /** Either the pool or an open transaction: every query function takes one of these. */
 export type Queryable = Knex | Knex.Transaction;
 
-export function knexConfig(databaseUrl: string, poolMax = 10): Knex.Config {
+export interface PoolOptions {
+  /**
+   * Commits return before their WAL reaches the disk (`synchronous_commit = off`): a crash of the
+   * database loses the last few hundred milliseconds of commits, never consistency. Only for work
+   * that a lost commit merely repeats (at-least-once bookkeeping).
+   */
+  readonly asyncCommit?: boolean;
+}
+
+export function knexConfig(databaseUrl: string, poolMax = 10, options: PoolOptions = {}): Knex.Config {
   return {
     client: 'pg',
     connection: databaseUrl,
-    pool: { min: 0, max: poolMax },
+    pool: {
+      min: 0,
+      max: poolMax,
+      ...(options.asyncCommit && {
+        afterCreate: (
+          conn: { query: (sql: string, done: (err?: Error) => void) => void },
+          done: (err?: Error) => void,
+        ) => conn.query('SET synchronous_commit = off', done),
+      }),
+    },
     migrations: { migrationSource, tableName: 'knex_migrations' },
   };
 }
 
-export function createDb(databaseUrl: string, poolMax?: number): Db {
-  return knexFactory(knexConfig(databaseUrl, poolMax));
+export function createDb(databaseUrl: string, poolMax?: number, options?: PoolOptions): Db {
+  return knexFactory(knexConfig(databaseUrl, poolMax, options));
 }
 
 /** Applies every pending migration; safe to run from several processes at once (knex takes a lock). */

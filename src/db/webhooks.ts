@@ -129,19 +129,18 @@ export async function deliveriesOf(q: Queryable, webhookId: string, limit: numbe
 }
 
 /**
- * Reads the client events numbered since one webhook's cursor (in stream order), writes a delivery
- * for each it wants, and moves its cursor, in one transaction under the webhook's row lock (another
- * worker fanning out to it meanwhile skips it): a crash or a second worker fans out nothing twice and
- * skips nothing. Each webhook has its own cursor, moved by its own pump, so one whose receiver fails
- * never holds up another's fan-out. Returns how many it wrote, whether any is due now and whether
- * more events wait.
+ * Reads the client events numbered since one webhook's cursor (in stream order, `limit` at most),
+ * writes a delivery for each it wants (`maxDeliveries` at most: the cursor then stops after the last
+ * written), and moves its cursor, in one transaction under the webhook's row lock (another worker
+ * fanning out to it meanwhile skips it): a crash or a second worker fans out nothing twice and skips
+ * nothing. Each webhook has its own cursor, moved by its own pump, so one whose receiver fails never
+ * holds up another's fan-out. Returns how many it wrote and whether more events wait.
  */
 export async function fanOutTo(
   db: Db,
   webhookId: string,
-  limit: number,
-  maxBacklog: number,
-): Promise<{ created: number; due: boolean; more: boolean }> {
+  limits: { readonly events: number; readonly deliveries: number; readonly backlog: number },
+): Promise<{ created: number; more: boolean }> {
   return db.transaction(async (trx) => {
     const row = (await trx('webhooks')
       .where({ id: webhookId })
@@ -149,42 +148,44 @@ export async function fanOutTo(
       .forUpdate()
       .skipLocked()
       .first()) as (WebhookRow & { fanout_seq: string }) | undefined;
-    if (!row) return { created: 0, due: false, more: false };
+    if (!row) return { created: 0, more: false };
     const webhook = toWebhook(row);
     const events = await trx('outbox')
       .where({ stream: 'client' })
       .where('seq', '>', Number(row.fanout_seq))
       .orderBy('seq')
-      .limit(limit)
+      .limit(limits.events)
       .select<{ seq: string; body: PlatformEvent; device_id: string | null }[]>('seq', 'body', 'device_id');
-    if (events.length === 0) return { created: 0, due: false, more: false };
+    if (events.length === 0) return { created: 0, more: false };
     const groups = webhook.group === null ? new Map<string, string | null>() : await groupsOf(trx, events);
-    const rows = events
+    const wanted = events
       .filter((e) => wants(webhook, e.body, e.device_id === null ? null : (groups.get(e.device_id) ?? null)))
-      .map((e) => ({
-        event_id: e.body.eventId,
-        event_type: e.body.type,
-        device_id: e.device_id,
-        due_at: dueAt(webhook, e.body),
-      }));
+      .slice(0, limits.deliveries + 1);
+    const capped = wanted.length > limits.deliveries;
+    const rows = wanted.slice(0, limits.deliveries).map((e) => ({
+      event_id: e.body.eventId,
+      event_type: e.body.type,
+      device_id: e.device_id,
+      due_at: dueAt(webhook, e.body),
+    }));
     // One parameter whatever the number of rows; the body stays in the outbox.
-    const { rows: created } =
+    const { rowCount } =
       rows.length === 0
-        ? { rows: [] }
-        : await trx.raw<{ rows: { due: boolean }[] }>(
+        ? { rowCount: 0 }
+        : await trx.raw<{ rowCount: number }>(
             `INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, device_id, due_at)
              SELECT gen_random_uuid(), ?, event_id, event_type, device_id, due_at
                FROM jsonb_to_recordset(?::jsonb)
                  AS d(event_id uuid, event_type text, device_id uuid, due_at timestamptz)
-             ON CONFLICT (webhook_id, event_id) DO NOTHING
-             RETURNING due_at <= now() AS due`,
+             ON CONFLICT (webhook_id, event_id) DO NOTHING`,
             [webhook.id, JSON.stringify(rows)],
           );
-    if (created.length > 0) await trimBacklog(trx, webhook.id, maxBacklog);
+    if (rowCount > 0) await trimBacklog(trx, webhook.id, limits.backlog);
+    const last = capped ? wanted[limits.deliveries - 1]! : events.at(-1)!;
     await trx('webhooks')
       .where({ id: webhook.id })
-      .update({ fanout_seq: Number(events.at(-1)!.seq) });
-    return { created: created.length, due: created.some((d) => d.due), more: events.length === limit };
+      .update({ fanout_seq: Number(last.seq) });
+    return { created: rowCount, more: capped || events.length === limits.events };
   });
 }
 
@@ -221,12 +222,20 @@ export async function noteReceiverOutcome(q: Queryable, webhookId: string, ok: b
       .update({ circuit_open_until: q.raw(`now() + make_interval(secs => ?)`, [coolDown / 1000]) });
 }
 
-/** Pending deliveries of a webhook (its backlog). */
+/**
+ * A webhook's backlog: its pending deliveries, and the events of its types numbered past its cursor
+ * (a receiver not answering has its news wait in the stream; its group is applied at fan-out).
+ */
 export async function pendingDeliveries(q: Queryable, webhookId: string): Promise<number> {
-  const [row] = await q('webhook_deliveries')
-    .where({ webhook_id: webhookId, status: 'PENDING' })
-    .count<{ n: string }[]>('* as n');
-  return Number(row?.n ?? 0);
+  const { rows } = await q.raw<{ rows: { n: string }[] }>(
+    `SELECT (SELECT count(*) FROM webhook_deliveries WHERE webhook_id = w.id AND status = 'PENDING')
+          + (SELECT count(*) FROM outbox o
+              WHERE o.stream = 'client' AND o.seq > w.fanout_seq
+                AND o.type IN (SELECT jsonb_array_elements_text(w.events))) AS n
+       FROM webhooks w WHERE w.id = ?`,
+    [webhookId],
+  );
+  return Number(rows[0]?.n ?? 0);
 }
 
 /**
@@ -258,11 +267,17 @@ export async function webhooksWithWork(q: Queryable, limit: number): Promise<str
   return rows.map((r) => r.id);
 }
 
-/** A webhook's deliveries due now, oldest first. */
-export async function dueDeliveries(q: Queryable, webhookId: string, limit: number): Promise<Delivery[]> {
+/** A webhook's deliveries due now, oldest first, but those of `except` (already on their way). */
+export async function dueDeliveries(
+  q: Queryable,
+  webhookId: string,
+  limit: number,
+  except: readonly string[] = [],
+): Promise<Delivery[]> {
   const rows = (await withBody(q)
     .where({ 'd.webhook_id': webhookId, 'd.status': 'PENDING' })
     .where('d.due_at', '<=', q.fn.now())
+    .whereRaw('NOT (d.id = ANY(?::uuid[]))', [[...except]])
     .orderBy([
       { column: 'd.due_at', order: 'asc' },
       { column: 'd.created_at', order: 'asc' },

@@ -44,7 +44,7 @@ export interface Webhook extends Omit<WebhookSpec, 'offlineForSeconds' | 'group'
 export const CIRCUIT_THRESHOLD = 5;
 const COOL_DOWN_MS = 5000;
 const COOL_DOWN_MAX_MS = 5 * 60_000;
-/** Attempts to one receiver at once, per worker process, once it has answered; one before and while it fails. */
+/** Attempts to one receiver at once, per pump, once it has answered in the run; one before. */
 export const PROVEN_SLOTS = 16;
 
 export type CircuitState = 'closed' | 'open' | 'half-open';
@@ -62,13 +62,6 @@ export function coolDownMs(failures: number): number | null {
   if (failures < CIRCUIT_THRESHOLD) return null;
   return Math.min(COOL_DOWN_MAX_MS, COOL_DOWN_MS * 2 ** (failures - CIRCUIT_THRESHOLD));
 }
-
-/**
- * Attempts to a receiver at once (per worker process): PROVEN_SLOTS once it has answered and while it
- * keeps answering, one otherwise (a new receiver, or one failing).
- */
-export const slotsFor = (w: Pick<Webhook, 'consecutiveFailures'>, answered: boolean) =>
-  answered && w.consecutiveFailures === 0 ? PROVEN_SLOTS : 1;
 
 const EXPECTED_REASONS = new Set(['PLANNED', 'MAINTENANCE', 'DELETED']);
 

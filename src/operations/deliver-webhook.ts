@@ -11,7 +11,8 @@ import {
   skipPending,
   type Delivery,
 } from '../db/webhooks';
-import { circuitState, signDelivery, slotsFor, type Webhook } from '../domain/webhooks';
+import { PROVEN_SLOTS, circuitState, signDelivery, type Webhook } from '../domain/webhooks';
+import { post } from '../integrations/http-post';
 import type { Logger } from '../logger';
 
 const TIMEOUT_MS = 5000;
@@ -19,20 +20,20 @@ const TIMEOUT_MS = 5000;
 const RUN_MS = 10_000;
 /** A failing receiver is tried again after the backoff, doubling with each failure in a row, at most this. */
 const BACKOFF_MAX_MS = 5 * 60_000;
-/** Due deliveries read at once; they go a few at a time, and what they did is written together. */
-const READ_AHEAD = 100;
-/** Events a pump fans out to its webhook at a time. */
-const FAN_OUT_BATCH = 500;
+/** Due deliveries read ahead at once, once the receiver answered (read again when half are gone). */
+const READ_AHEAD = 500;
+/** Events of the stream a pump reads at a time for its own fan-out. */
+const FAN_OUT_EVENTS = 500;
 
 /** What a pump's run ended with: nothing due any more, or a receiver to try again later. */
 export type PumpOutcome = { readonly idle: true } | { readonly retryAt: number; readonly why: string };
 
 /**
  * One webhook's pump: fans out the client events numbered since its cursor into its deliveries, and
- * delivers those due, oldest first, a few at once (one until its receiver has answered, and while it
- * fails). Each webhook has one pump (one job), so a
- * receiver that is down, slow or never answers delays only its own deliveries and holds at most one
- * of the worker's slots, for at most one attempt's timeout. A failure ends the run: the pump is tried
+ * delivers those due, oldest first, many at once once its receiver answers (one before). Each webhook
+ * has one pump (one job), so a receiver that is down, slow or never answers delays only its own
+ * deliveries: it holds at most one of the worker's slots, for at most one attempt's timeout, and its
+ * reads and records go through a pool of their own. A failure ends the run: the pump is tried
  * again after a backoff (doubling) or, once its circuit opened (CIRCUIT_THRESHOLD failures in a row),
  * after the circuit's cool-down. Each body is signed with a timestamp; a delivery that failed its
  * last attempt is FAILED; a disconnect held for the webhook's offline time is sent only if the
@@ -40,7 +41,13 @@ export type PumpOutcome = { readonly idle: true } | { readonly retryAt: number; 
  * again, with the same X-Rollcall-Delivery.
  */
 export function createDeliverWebhook(deps: {
+  /** The pool of receivers that answered in this process and have not failed since. */
   db: Db;
+  /**
+   * The pool of the others (new, failing or dead): however many of them there are, their reads and
+   * records never queue ahead of an answering receiver's.
+   */
+  untriedDb: Db;
   logger: Logger;
   /** Attempts per delivery. */
   attempts: number;
@@ -51,59 +58,108 @@ export function createDeliverWebhook(deps: {
   now?: () => number;
 }) {
   const now = deps.now ?? Date.now;
-  /** Webhooks whose receiver answered 2xx in this process (and has not failed since). */
-  const answered = new Set<string>();
+  /** Webhooks whose receiver answered in this process and has not failed since. */
+  const answering = new Set<string>();
+  const poolOf = (webhookId: string) => (answering.has(webhookId) ? deps.db : deps.untriedDb);
 
   return async (webhookId: string): Promise<PumpOutcome> => {
-    const started = now();
-    for (;;) {
-      const webhook = await findWebhook(deps.db, webhookId);
-      if (!webhook) {
-        await skipPending(deps.db, webhookId, 'the webhook was deleted');
-        return { idle: true };
-      }
-      const wait = restUntil(webhook);
-      if (wait) return wait;
-      // Its own fan-out: the events numbered since its cursor become its deliveries (a resting
-      // receiver's wait in the stream meanwhile, not as rows).
-      const fanned = await fanOutTo(deps.db, webhook.id, FAN_OUT_BATCH, deps.maxBacklog);
-      const proven = answered.has(webhook.id) && webhook.consecutiveFailures === 0;
-      const due = await dueDeliveries(deps.db, webhook.id, proven ? READ_AHEAD : 1);
-      if (due.length === 0) {
-        if (fanned.more) continue;
-        return { idle: true };
-      }
-      if (!(await deliverAll(webhook, due, slotsFor(webhook, proven))))
-        return restUntil((await findWebhook(deps.db, webhookId)) ?? webhook, true)!;
-      if (now() - started > RUN_MS) return { retryAt: now(), why: 'its turn is over' };
+    const webhook = await findWebhook(poolOf(webhookId), webhookId);
+    if (!webhook) {
+      await skipPending(poolOf(webhookId), webhookId, 'the webhook was deleted');
+      return { idle: true };
     }
+    const wait = restUntil(webhook);
+    if (wait) return wait;
+    const run = await deliverRun(webhook, now() + RUN_MS);
+    if (run === 'failed')
+      return restUntil((await findWebhook(poolOf(webhookId), webhookId)) ?? webhook, true)!;
+    return run === 'more' ? { retryAt: now(), why: 'its turn is over' } : { idle: true };
   };
 
   /**
-   * Sends `due` in order, `slots` at once, none more after a failure; writes what the receiver took
-   * in one statement. Answers whether every one is over (sent or skipped).
+   * One run of a pump, a pipeline: the next deliveries are read (its own fan-out first) while earlier
+   * ones are on their way, so the receiver never waits on the database. One sender starts, with one
+   * delivery; the receiver's first answer brings PROVEN_SLOTS senders in all, each taking the oldest
+   * due delivery next, and reads of READ_AHEAD. What the receiver took is recorded with the next
+   * read, many in one statement. It ends when nothing is due, at the first failure (no more are sent;
+   * those on their way finish), or at `until` ('more': the pump gives its slot to the next webhook's).
    */
-  async function deliverAll(webhook: Webhook, due: readonly Delivery[], slots: number): Promise<boolean> {
-    const taken: { id: string; statusCode: number }[] = [];
+  async function deliverRun(webhook: Webhook, until: number): Promise<'idle' | 'failed' | 'more'> {
+    const queue: Delivery[] = [];
+    /** Read and not yet recorded: not read again meanwhile. */
+    const claimed = new Set<string>();
+    let taken: { id: string; statusCode: number }[] = [];
     let failed = false;
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: Math.min(slots, due.length) }, async () => {
-        while (!failed && next < due.length) {
-          const delivery = due[next++]!;
-          const outcome = await attempt(webhook, delivery);
-          if (outcome === 'failed') failed = true;
-          else if (typeof outcome === 'number') taken.push({ id: delivery.id, statusCode: outcome });
-        }
-      }),
-    );
-    await recordDelivered(deps.db, taken);
-    // A failure in the batch counts as the receiver's latest word: its circuit is not closed again.
-    if (taken.length > 0 && !failed) {
-      answered.add(webhook.id);
-      await noteReceiverOutcome(deps.db, webhook.id, true);
-    }
-    return !failed;
+    let answered = false;
+    let drained = false;
+    let reading: Promise<void> | undefined;
+    /** A read that failed ends the run (once what is on its way is over and recorded). */
+    let readError: Error | undefined;
+    const senders: Promise<void>[] = [];
+
+    const flush = async () => {
+      const batch = taken;
+      taken = [];
+      await recordDelivered(poolOf(webhook.id), batch);
+      for (const d of batch) claimed.delete(d.id);
+      // A failure meanwhile is the receiver's latest word: its circuit is not closed again.
+      if (batch.length > 0 && !failed) await noteReceiverOutcome(poolOf(webhook.id), webhook.id, true);
+    };
+    const read = async () => {
+      await flush();
+      const pool = poolOf(webhook.id);
+      // Until its receiver answers, a pump writes a delivery only when it has none due to try: the
+      // news of a receiver that is down waits in the stream, not as rows written for nothing while a
+      // storm loads the database.
+      let due = answered ? [] : await dueDeliveries(pool, webhook.id, 1, [...claimed]);
+      let more = false;
+      if (due.length === 0) {
+        const wanted = answered ? READ_AHEAD : 1;
+        more = (
+          await fanOutTo(pool, webhook.id, {
+            events: FAN_OUT_EVENTS,
+            deliveries: wanted,
+            backlog: deps.maxBacklog,
+          })
+        ).more;
+        due = await dueDeliveries(pool, webhook.id, wanted, [...claimed]);
+      }
+      for (const d of due) claimed.add(d.id);
+      queue.push(...due);
+      drained = due.length === 0 && !more;
+    };
+    const startReading = () => {
+      reading ??= read()
+        .catch((err: unknown) => void (readError = err instanceof Error ? err : new Error(String(err))))
+        .finally(() => (reading = undefined));
+    };
+    const next = async (): Promise<Delivery | undefined> => {
+      while (!failed && readError === undefined && now() < until) {
+        if (queue.length <= (answered ? READ_AHEAD / 2 : 0) && !drained) startReading();
+        if (queue.length > 0) return queue.shift();
+        if (!reading) return undefined;
+        await reading;
+      }
+      return undefined;
+    };
+    const sender = async () => {
+      for (let d = await next(); d; d = await next()) {
+        const outcome = await attempt(webhook, d, () => (failed = true));
+        if (typeof outcome === 'number') {
+          taken.push({ id: d.id, statusCode: outcome });
+          answered = true;
+          if (!failed) answering.add(webhook.id);
+        } else claimed.delete(d.id);
+        while (answered && !failed && senders.length < PROVEN_SLOTS) senders.push(sender());
+      }
+    };
+    senders.push(sender());
+    for (let i = 0; i < senders.length; i++) await senders[i];
+    await reading;
+    await flush();
+    if (readError !== undefined) throw readError;
+    if (failed) return 'failed';
+    return queue.length > 0 || !drained ? 'more' : 'idle';
   }
 
   /** When a receiver that failed may be tried again: after its circuit's cool-down, or its backoff. */
@@ -115,24 +171,32 @@ export function createDeliverWebhook(deps: {
     return { retryAt: now() + backoff * (0.8 + 0.4 * Math.random()), why: 'receiver failed' };
   }
 
-  /** One attempt at one delivery: the receiver's 2xx status, skipped, or failed (recorded here). */
-  async function attempt(webhook: Webhook, delivery: Delivery): Promise<number | 'skipped' | 'failed'> {
+  /**
+   * One attempt at one delivery: the receiver's 2xx status, skipped, or failed (`onFailure` is told
+   * at once, before the failure is recorded here).
+   */
+  async function attempt(
+    webhook: Webhook,
+    delivery: Delivery,
+    onFailure: () => void,
+  ): Promise<number | 'skipped' | 'failed'> {
     if (
       delivery.eventType === 'DEVICE_DISCONNECTED' &&
       webhook.offlineForSeconds !== null &&
       delivery.deviceId !== null &&
-      (await reconnectedSince(deps.db, delivery.deviceId, new Date(delivery.body.occurredAt)))
+      (await reconnectedSince(poolOf(webhook.id), delivery.deviceId, new Date(delivery.body.occurredAt)))
     ) {
-      await skipDelivery(deps.db, delivery.id, `came back within ${webhook.offlineForSeconds} s`);
+      await skipDelivery(poolOf(webhook.id), delivery.id, `came back within ${webhook.offlineForSeconds} s`);
       return 'skipped';
     }
     const body = JSON.stringify(delivery.body);
     const timestamp = Math.floor(now() / 1000);
     let statusCode: number | null = null;
     try {
-      const res = await fetch(webhook.url, {
-        method: 'POST',
-        headers: {
+      const res = await post(
+        webhook.url,
+        body,
+        {
           'content-type': 'application/json',
           'user-agent': 'rollcall-webhooks',
           'x-rollcall-delivery': delivery.id,
@@ -140,19 +204,17 @@ export function createDeliverWebhook(deps: {
           'x-rollcall-timestamp': String(timestamp),
           'x-rollcall-signature': signDelivery(webhook.secret, timestamp, body),
         },
-        body,
-        redirect: 'manual',
-        signal: AbortSignal.timeout(TIMEOUT_MS),
-      });
+        TIMEOUT_MS,
+      );
       statusCode = res.status;
-      await res.body?.cancel();
       if (res.status < 200 || res.status >= 300) throw new Error(`answered ${res.status}`);
     } catch (err) {
       const message = (err as Error).message;
       const last = delivery.attempts + 1 >= deps.attempts;
-      answered.delete(webhook.id);
-      await noteReceiverOutcome(deps.db, webhook.id, false);
-      await recordDeliveryAttempt(deps.db, delivery.id, {
+      onFailure();
+      answering.delete(webhook.id);
+      await noteReceiverOutcome(deps.untriedDb, webhook.id, false);
+      await recordDeliveryAttempt(deps.untriedDb, delivery.id, {
         statusCode,
         error: message,
         ...(last && { final: 'FAILED' as const }),

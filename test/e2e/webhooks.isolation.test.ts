@@ -6,7 +6,7 @@ import { startTestSystem, waitFor, type TestSystem } from '../support/system';
 
 // Receivers that fail in several ways must delay only their own deliveries: one that accepts and
 // never answers, one that answers 500 at once. A healthy receiver beside them gets every event on
-// time, and a failing one's circuit opens and shows.
+// time, and a failing one's circuit opens and shows, its news waiting in the stream, not as rows.
 
 /** A local receiver: `mode` says how it answers. Records when each body arrived. */
 async function receiver(mode: 'ok' | 'hang' | 'fail') {
@@ -110,7 +110,13 @@ describe('webhooks that cannot hold each other up', () => {
     const open = await circuit();
     expect(open.circuit.consecutiveFailures).toBeGreaterThanOrEqual(5);
     expect(Date.parse(open.circuit.openUntil!)).toBeGreaterThan(Date.now());
-    expect(open.pending).toBeGreaterThan(0);
+    // Its news waits in the stream: one delivery written, the one it is tried with; all 8 pending.
+    expect(open.pending).toBe(8);
+    const log = (await request(s.callback).get(`/webhooks/${id}/deliveries`).set(s.admin)).body as {
+      deliveries: { status: string; attempts: number }[];
+    };
+    expect(log.deliveries).toHaveLength(1);
+    expect(log.deliveries[0]!.attempts).toBeGreaterThanOrEqual(5);
     // While open (5 s at first), no attempt reaches it.
     const before = failing.requests();
     await new Promise((r) =>

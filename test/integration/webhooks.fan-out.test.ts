@@ -50,7 +50,7 @@ describe('webhook fan-out', () => {
       let created = 0;
       for (const id of ids)
         for (let more = true; more;) {
-          const r = await fanOutTo(db, id, 2, 1000);
+          const r = await fanOutTo(db, id, { events: 2, deliveries: 1000, backlog: 1000 });
           created += r.created;
           more = r.more;
         }
@@ -73,6 +73,6 @@ describe('webhook fan-out', () => {
       events: ['DEVICE_REGISTERED'],
       expectedDisconnects: false,
     });
-    expect((await fanOutTo(db, late.id, 10, 1000)).created).toBe(0);
+    expect((await fanOutTo(db, late.id, { events: 10, deliveries: 1000, backlog: 1000 })).created).toBe(0);
   });
 });

@@ -10,7 +10,7 @@ import { createDeliverWebhookJob, type DeliverWebhookData } from '../../jobs/del
 import { createFanOutWebhooks } from '../../jobs/fan-out-webhooks';
 import { webhooksWithWork } from '../../src/db/webhooks';
 import { selectStalePending } from '../../src/db/effects';
-import { createDb } from '../../src/db/knex';
+import { createDb, type Db } from '../../src/db/knex';
 import { effectProcessor, type EffectDefinition } from '../../src/effects/run-effect';
 import { abortSessionTask } from '../../src/operations/abort-session-task';
 import { createConfirmRound } from '../../src/operations/confirm-round';
@@ -38,12 +38,17 @@ const EVALUATIONS_AT_ONCE = 2;
 const PARALLEL_BATCHES = 2;
 /** Webhook pumps run at once (each waits on its receiver, not on this process). */
 const WEBHOOK_SLOTS = 64;
+/**
+ * Connections of the webhooks' own pools (a pump holds one only while it reads or records): one for
+ * receivers that answer, one for the others (new, failing or dead).
+ */
+const WEBHOOK_CONNECTIONS = { answering: 8, untried: 4 };
 
 export type WorkerConfig = BackedConfig & { TGDM_URL: string; MANTIS_URL: string; MOTH_URL: string };
 
 /** The `worker` role: round evaluation, the effect jobs and the effect sweeper. Run any number. */
 export async function startWorker(config: WorkerConfig, logger: Logger, options: OpsOptions = {}) {
-  // Effects, webhook pumps, the fan-out and the sequencer share this pool (the evaluation has its own).
+  // Effects and the sequencer share this pool (the evaluation and the webhooks have their own).
   const services = await openServices(config, 'worker', 20);
   const { db } = services;
   const metrics = options.metrics ?? createMetrics('worker', true);
@@ -105,7 +110,14 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
     logger,
   });
 
-  const { fanOutWebhooks, deliverWebhook } = buildWebhooks(config, services, logger);
+  // A fleet's storm of effects holding the shared pool must not hold up a healthy receiver's news,
+  // nor 30 dead receivers' bookkeeping. Their commits are bookkeeping a lost commit merely repeats (a
+  // fan-out redone, a delivery sent again with its id): they need not wait for the disk.
+  const webhookPools = {
+    answering: createDb(config.DATABASE_URL, WEBHOOK_CONNECTIONS.answering, { asyncCommit: true }),
+    untried: createDb(config.DATABASE_URL, WEBHOOK_CONNECTIONS.untried, { asyncCommit: true }),
+  };
+  const { fanOutWebhooks, deliverWebhook } = buildWebhooks(config, webhookPools, services, logger);
 
   const workers = [
     new Worker(QUEUES.evaluateRound, (job) => evaluate(job.data as EvaluateRoundData), {
@@ -175,6 +187,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
       await Promise.all(workers.map((w) => w.close()));
       await sequencer.stop();
       await evaluationDb.destroy();
+      await Promise.all([webhookPools.answering.destroy(), webhookPools.untried.destroy()]);
       await services.close();
     },
   };
@@ -182,16 +195,21 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
 }
 
 /** The webhook jobs: starting the pumps of webhooks with work, and the pumps themselves. */
-function buildWebhooks(config: WorkerConfig, services: Services, logger: Logger) {
-  const { db } = services;
+function buildWebhooks(
+  config: WorkerConfig,
+  pools: { answering: Db; untried: Db },
+  services: Services,
+  logger: Logger,
+) {
   return {
     fanOutWebhooks: createFanOutWebhooks({
-      withWork: () => webhooksWithWork(db, 10_000),
+      withWork: () => webhooksWithWork(pools.answering, 10_000),
       startPumps: (ids) => services.queues.startPumps(ids),
     }),
     deliverWebhook: createDeliverWebhookJob({
       deliverWebhook: createDeliverWebhook({
-        db,
+        db: pools.answering,
+        untriedDb: pools.untried,
         logger: logger.child({ part: 'webhooks' }),
         attempts: config.WEBHOOK_ATTEMPTS,
         backoffMs: config.WEBHOOK_BACKOFF_MS,
