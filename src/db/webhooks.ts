@@ -129,9 +129,9 @@ export async function deliveriesOf(q: Queryable, webhookId: string, limit: numbe
 }
 
 /**
- * Reads the client events numbered since one webhook's cursor (in stream order, `limit` at most),
- * writes a delivery for each it wants (`maxDeliveries` at most: the cursor then stops after the last
- * written), and moves its cursor, in one transaction under the webhook's row lock (another worker
+ * Reads the client events numbered since one webhook's cursor (in stream order, `limits.events` at
+ * most), writes a delivery for each it wants (`limits.deliveries` at most: the cursor then stops after
+ * the last written; past `limits.backlog` pending, the oldest are skipped), and moves its cursor, in one transaction under the webhook's row lock (another worker
  * fanning out to it meanwhile skips it): a crash or a second worker fans out nothing twice and skips
  * nothing. Each webhook has its own cursor, moved by its own pump, so one whose receiver fails never
  * holds up another's fan-out. Returns how many it wrote and whether more events wait.
