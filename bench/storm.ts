@@ -153,6 +153,8 @@ async function stormRun(ctx: StormContext, busyCores: boolean) {
     OPS_PORT: '0',
     HOST: '127.0.0.1',
     LOG_LEVEL: 'info',
+    // The bench's receivers run on this machine.
+    WEBHOOK_ALLOW_HOSTS: '127.0.0.1',
   };
   const config = loadConfig({ ...env, LOG_LEVEL: 'silent' });
   const worker = runTs('workers/worker.ts', env);

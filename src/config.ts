@@ -1,3 +1,4 @@
+import { createDestinationPolicy } from './domain/destinations';
 import { z } from 'zod';
 
 const optionalUrl = z
@@ -84,6 +85,21 @@ const envSchema = z.object({
   WEBHOOK_FANOUT_MS: z.coerce.number().int().min(50).max(60_000).default(250),
   /** Pending deliveries one webhook may have; past that its oldest are skipped. */
   WEBHOOK_MAX_BACKLOG: z.coerce.number().int().min(10).max(1_000_000).default(10_000),
+  /**
+   * Where webhooks may reach besides public addresses: hosts, addresses and CIDRs, comma-separated
+   * (e.g. `127.0.0.1,10.0.0.0/8,hooks.plant.local`). Loopback, private, link-local (metadata) and
+   * other special addresses are refused otherwise.
+   */
+  WEBHOOK_ALLOW_HOSTS: z
+    .string()
+    .default('')
+    .superRefine((list, ctx) => {
+      try {
+        createDestinationPolicy(list);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      }
+    }),
 });
 
 export type Env = z.infer<typeof envSchema>;

@@ -3,6 +3,7 @@ import Koa from 'koa';
 import type { Registry } from 'prom-client';
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config';
+import { createDestinationPolicy } from '../domain/destinations';
 import type { Db } from '../db/knex';
 import { findDeviceIdByTokenHash } from '../db/devices';
 import type { Logger } from '../logger';
@@ -134,6 +135,7 @@ export function createApp(deps: AppDeps) {
     ...deps,
     badSecrets,
     registrationSecret: () => deps.settings.registrationSecret(),
+    webhookDestinations: createDestinationPolicy(deps.config.WEBHOOK_ALLOW_HOSTS),
   });
   const live = createLiveFeed({
     read: (stream, after, limit) => ops.queries.eventStream(stream, after, limit),

@@ -1,4 +1,6 @@
 import type { PolicyFields } from '../domain/policy';
+import { refusalOfUrl, type DestinationPolicy } from '../domain/destinations';
+import { AppError } from '../domain/errors';
 import type { WebhookSpec } from '../domain/webhooks';
 import { setMaintenance, updateDevicePolicy, type Maintenance } from '../db/devices';
 import type { Db } from '../db/knex';
@@ -12,7 +14,7 @@ import { createWebhook, deleteWebhook } from '../db/webhooks';
  * read it as they go, so a change applies from the next round (or delivery). A false answer means
  * nothing by that name or id exists.
  */
-export function createConfigure(db: Db) {
+export function createConfigure(db: Db, webhookDestinations: DestinationPolicy) {
   return {
     devicePolicy: (id: string, change: { group?: string | null; policy: Partial<PolicyFields> }) =>
       updateDevicePolicy(db, id, change),
@@ -20,7 +22,12 @@ export function createConfigure(db: Db) {
     groupPolicy: (name: string, policy: PolicyFields) => putGroupPolicy(db, name, policy),
     deleteGroup: (name: string) => deleteGroup(db, name),
     groupMaintenance: (name: string, window: Maintenance | null) => setGroupMaintenance(db, name, window),
-    createWebhook: (spec: WebhookSpec) => createWebhook(db, spec),
+    /** A URL at an address webhooks may not reach is refused here (a name, when resolved, at each delivery). */
+    createWebhook: (spec: WebhookSpec) => {
+      const refusal = refusalOfUrl(webhookDestinations, spec.url);
+      if (refusal) throw new AppError(400, 'WEBHOOK_URL_REFUSED', refusal);
+      return createWebhook(db, spec);
+    },
     deleteWebhook: (id: string) => deleteWebhook(db, id),
     rotateSigningKey: () => rotateSigningKey(db),
   };

@@ -12,6 +12,7 @@ import {
   type Delivery,
 } from '../db/webhooks';
 import { PROVEN_SLOTS, circuitState, signDelivery, type Webhook } from '../domain/webhooks';
+import type { DestinationPolicy } from '../domain/destinations';
 import { post } from '../integrations/http-post';
 import type { Logger } from '../logger';
 
@@ -48,6 +49,8 @@ export function createDeliverWebhook(deps: {
    * records never queue ahead of an answering receiver's.
    */
   untriedDb: Db;
+  /** Where the receivers may be (an address it refuses is never connected to). */
+  destinations: DestinationPolicy;
   logger: Logger;
   /** Attempts per delivery. */
   attempts: number;
@@ -205,6 +208,7 @@ export function createDeliverWebhook(deps: {
           'x-rollcall-signature': signDelivery(webhook.secret, timestamp, body),
         },
         TIMEOUT_MS,
+        deps.destinations,
       );
       statusCode = res.status;
       if (res.status < 200 || res.status >= 300) throw new Error(`answered ${res.status}`);

@@ -1,3 +1,4 @@
+import type { DestinationPolicy } from '../domain/destinations';
 import type { SecretHash } from '../domain/credentials';
 import type { SessionEffects } from '../domain/effects';
 import type { Db } from '../db/knex';
@@ -26,6 +27,8 @@ export interface ApiOperationDeps {
   readonly registrationSecret: () => Promise<SecretHash | undefined>;
   readonly badSecrets: AttemptLimiter;
   readonly countAuthFailure: (surface: 'registration') => void;
+  /** Where webhooks may reach. */
+  readonly webhookDestinations: DestinationPolicy;
   /** Enqueues the effects a disconnect wrote (may be a no-op before the effect workers exist). */
   readonly enqueueEffects: (d: readonly SessionEffects[]) => Promise<void>;
 }
@@ -34,7 +37,7 @@ export interface ApiOperationDeps {
 export function createApiOperations(deps: ApiOperationDeps) {
   return {
     queries: createQueries(deps.db),
-    configure: createConfigure(deps.db),
+    configure: createConfigure(deps.db, deps.webhookDestinations),
     registerDevice: createRegisterDevice(deps),
     deleteDevice: createDeleteDevice(deps),
     rotateTokens: createRotateTokens(deps),

@@ -1,3 +1,4 @@
+import { createDestinationPolicy } from '../../src/domain/destinations';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { hashSecret, tokenHash } from '../../src/domain/credentials';
 import type { SessionEffects } from '../../src/domain/effects';
@@ -53,6 +54,7 @@ beforeAll(async () => {
     registrationSecret: async () => hashSecret(SECRET),
     badSecrets: createAttemptLimiter(redis, keys.rateLimits.badSecret, 3, 60),
     countAuthFailure: () => {},
+    webhookDestinations: createDestinationPolicy('127.0.0.1'),
     enqueueEffects: async (s) => void handedOff.push(...s),
   });
 });

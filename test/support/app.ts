@@ -23,7 +23,12 @@ export class LogCapture extends Writable {
 /** The web role's configuration over a test database and its own Redis key prefix. */
 export function webTestConfig(databaseUrl: string, env: Record<string, string> = {}) {
   return {
-    ...loadConfig({ NODE_ENV: 'test', QUEUE_PREFIX: uniquePrefix(), ...env }),
+    ...loadConfig({
+      NODE_ENV: 'test',
+      QUEUE_PREFIX: uniquePrefix(),
+      WEBHOOK_ALLOW_HOSTS: '127.0.0.1',
+      ...env,
+    }),
     DATABASE_URL: databaseUrl,
     REDIS_URL: inject('redisUrl'),
     ADMIN_TOKEN,

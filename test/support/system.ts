@@ -41,7 +41,12 @@ export async function startTestSystem(opts: SystemOptions = {}) {
   const database = await createTestDatabase();
   const stack = await startMothStack(opts.hub);
   const config = {
-    ...loadConfig({ NODE_ENV: 'test', QUEUE_PREFIX: uniquePrefix(), ...opts.env }),
+    ...loadConfig({
+      NODE_ENV: 'test',
+      QUEUE_PREFIX: uniquePrefix(),
+      WEBHOOK_ALLOW_HOSTS: '127.0.0.1',
+      ...opts.env,
+    }),
     DATABASE_URL: database.url,
     REDIS_URL: opts.redisUrl ?? inject('redisUrl'),
     ...stack.urls,

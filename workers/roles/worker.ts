@@ -11,6 +11,7 @@ import { createFanOutWebhooks } from '../../jobs/fan-out-webhooks';
 import { webhooksWithWork } from '../../src/db/webhooks';
 import { selectStalePending } from '../../src/db/effects';
 import { createDb, type Db } from '../../src/db/knex';
+import { createDestinationPolicy } from '../../src/domain/destinations';
 import { effectProcessor, type EffectDefinition } from '../../src/effects/run-effect';
 import { abortSessionTask } from '../../src/operations/abort-session-task';
 import { createConfirmRound } from '../../src/operations/confirm-round';
@@ -210,6 +211,7 @@ function buildWebhooks(
       deliverWebhook: createDeliverWebhook({
         db: pools.answering,
         untriedDb: pools.untried,
+        destinations: createDestinationPolicy(config.WEBHOOK_ALLOW_HOSTS),
         logger: logger.child({ part: 'webhooks' }),
         attempts: config.WEBHOOK_ATTEMPTS,
         backoffMs: config.WEBHOOK_BACKOFF_MS,
