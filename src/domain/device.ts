@@ -29,12 +29,23 @@ const trackName = z
 export const trackSchema = z.strictObject({ name: trackName, type: z.enum(TRACK_TYPES) });
 export type Track = z.infer<typeof trackSchema>;
 
+/**
+ * Characters that change how a name reads without being seen: controls, format characters
+ * (bidirectional overrides and isolates such as U+202E, zero-width spaces and joiners, the BOM) and
+ * line or paragraph separators. A name with one could render as another device's on an operator's
+ * screen. (Track and group names are ASCII letters, digits and ".", "_", "-" already.)
+ */
+const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
+
 export const registrationSchema = z.strictObject({
   name: z
     .string()
     .min(1)
     .max(100)
-    .refine((s) => s.trim() === s && !/\p{Cc}/u.test(s), 'no leading/trailing spaces or control characters'),
+    .refine(
+      (s) => s.trim() === s && !INVISIBLE.test(s),
+      'no leading/trailing spaces, control characters, bidirectional controls or zero-width characters',
+    ),
   secretKey: z.string().min(1).max(1024),
   tracks: z
     .array(trackSchema)
@@ -52,7 +63,8 @@ export const registrationSchema = z.strictObject({
       z
         .string()
         .max(100)
-        .refine((s) => s.trim().length > 0, 'must be a non-empty string'),
+        .refine((s) => s.trim().length > 0, 'must be a non-empty string')
+        .refine((s) => !INVISIBLE.test(s), 'no control, bidirectional or zero-width characters'),
     )
     .max(100)
     .refine((a) => new Set(a).size === a.length, 'actions must be unique'),

@@ -93,6 +93,14 @@ describe('POST /devices', () => {
     ['missing name', registration({ name: undefined }), 'name'],
     ['empty name', registration({ name: '' }), 'name'],
     ['name over 100 characters', registration({ name: 'x'.repeat(101) }), 'name'],
+    // Names that would read as another device's on the fleet page.
+    ['right-to-left override in the name', registration({ name: 'robot-\u202e10-tobor' }), 'name'],
+    ['isolate in the name', registration({ name: 'robot-\u2066a\u2069' }), 'name'],
+    ['zero-width space in the name', registration({ name: 'robot\u200b-1' }), 'name'],
+    ['zero-width joiner in the name', registration({ name: 'robot\u200d-1' }), 'name'],
+    ['byte order mark in the name', registration({ name: 'robot\ufeff-1' }), 'name'],
+    ['line separator in the name', registration({ name: 'robot\u2028-1' }), 'name'],
+    ['right-to-left mark in an action', registration({ actions: ['MOVE\u200f'] }), 'actions.0'],
     ['unknown track type', registration({ tracks: [{ name: 'a', type: 'THERMAL' }] }), 'tracks.0.type'],
     [
       'duplicate track names',
@@ -115,6 +123,11 @@ describe('POST /devices', () => {
     const error = (res.body as { error: { code: string; details: { issues: { field: string }[] } } }).error;
     expect(error.code).toBe('VALIDATION_FAILED');
     expect(error.details.issues.map((i) => i.field)).toContain(field);
+  });
+
+  it('accepts names in any script, and emoji', async () => {
+    for (const name of ['ロボット-3', 'Schweißroboter Nord', 'روبوت ٧', 'rover 🚜'])
+      expect((await post(registration({ name }))).status, name).toBe(201);
   });
 
   it('400 MALFORMED_JSON when the body does not parse', async () => {
