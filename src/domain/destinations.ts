@@ -43,16 +43,17 @@ export function createDestinationPolicy(allowList: string) {
     .map((e) => e.trim())
     .filter(Boolean)) {
     const [address, bits] = entry.split('/');
-    const kind = isIP(bare(address!));
+    const ip = bare(address!);
+    const kind = isIP(ip);
     if (kind === 0) {
       if (bits !== undefined) throw new Error(`WEBHOOK_ALLOW_HOSTS: ${entry} is not a CIDR`);
       allowedHosts.add(entry.toLowerCase());
-    } else if (bits === undefined) allowed.addAddress(bare(address!), family(bare(address!)));
+    } else if (bits === undefined) allowed.addAddress(ip, family(ip));
     else {
       const prefix = Number(bits);
       if (!Number.isInteger(prefix) || prefix < 0 || prefix > (kind === 6 ? 128 : 32))
         throw new Error(`WEBHOOK_ALLOW_HOSTS: ${entry} is not a CIDR`);
-      allowed.addSubnet(bare(address!), prefix, family(bare(address!)));
+      allowed.addSubnet(ip, prefix, family(ip));
     }
   }
   const refused = REFUSED.map(([network, prefix, kind, why]) => {
