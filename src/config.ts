@@ -1,3 +1,4 @@
+import { parseProxyAddresses } from './domain/proxies';
 import { createDestinationPolicy } from './domain/destinations';
 import { z } from 'zod';
 
@@ -43,6 +44,20 @@ const envSchema = z.object({
     .enum(['true', 'false'])
     .default('false')
     .transform((v) => v === 'true'),
+  /**
+   * With TRUST_PROXY: the proxies' own addresses (addresses and CIDRs, comma-separated); X-Forwarded-*
+   * from any other connection is ignored (default: a proxy on this host).
+   */
+  TRUST_PROXY_ADDRESSES: z
+    .string()
+    .default('127.0.0.1,::1')
+    .superRefine((list, ctx) => {
+      try {
+        parseProxyAddresses(list);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      }
+    }),
   /** With TRUST_PROXY: how many proxies in front append to X-Forwarded-For (the client is that many from the right). */
   TRUST_PROXY_HOPS: z.coerce.number().int().min(1).max(10).default(1),
   MOTH_URL: optionalUrl,

@@ -4,6 +4,8 @@ import type { Registry } from 'prom-client';
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config';
 import { createDestinationPolicy } from '../domain/destinations';
+import { parseProxyAddresses } from '../domain/proxies';
+import { forwardedOnlyFrom } from './forwarded';
 import type { Db } from '../db/knex';
 import { findDeviceIdByTokenHash } from '../db/devices';
 import type { Logger } from '../logger';
@@ -93,6 +95,8 @@ export function createApp(deps: AppDeps) {
     deps.logger.error({ err, requestId: ctx?.state.requestId as unknown }, 'request failed');
   });
 
+  if (deps.config.TRUST_PROXY)
+    app.use(forwardedOnlyFrom(parseProxyAddresses(deps.config.TRUST_PROXY_ADDRESSES)));
   app.use(async (ctx, next) => {
     const started = performance.now();
     const requestId = randomUUID();

@@ -1,3 +1,5 @@
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { admin, ADMIN_TOKEN, createTestApp, registration } from '../support/app';
@@ -112,6 +114,49 @@ describe('behind a trusted proxy', () => {
     for (let i = 0; i < 15; i++) await get('/devices', `${victim}, 203.0.113.71`, bearer(`wrong-${i}`));
     expectBlocked(await get('/devices', `${victim}, 203.0.113.71`, admin));
     expect((await get('/devices', victim, admin)).status).toBe(200);
+  });
+
+  it('a client that is not the trusted proxy is taken at its own address, whatever it forwards', async () => {
+    // The proxy connects from 127.0.0.2; a client reaching the service directly, from 127.0.0.1.
+    const app = await createTestApp({ TRUST_PROXY: 'true', TRUST_PROXY_ADDRESSES: '127.0.0.2' });
+    const server = createServer(app.callback);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    const send = (from: string, forwardedFor: string, token: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = httpRequest(
+          {
+            host: '127.0.0.1',
+            port,
+            path: '/devices',
+            localAddress: from,
+            headers: {
+              'x-forwarded-for': forwardedFor,
+              ...bearer(token),
+            },
+          },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode!);
+          },
+        );
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      const operator = '192.0.2.50';
+      const statuses: number[] = [];
+      // Naming the operator's address, and a new address each time: counted at its own.
+      for (let i = 0; i < 11; i++)
+        statuses.push(await send('127.0.0.1', i % 2 ? operator : `198.51.100.${i}`, `wrong-${i}`));
+      expect(statuses).toEqual([...Array<number>(10).fill(401), 429]);
+      // The operator, through the proxy, is not locked out.
+      expect(await send('127.0.0.2', operator, ADMIN_TOKEN)).toBe(200);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+      await app.close();
+    }
   });
 
   it('with TRUST_PROXY_HOPS=2, counts the entry the outer proxy appended', async () => {

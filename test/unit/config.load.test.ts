@@ -36,6 +36,10 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ TLS_CERT_FILE: 'only-one.pem' })).toThrow(/TLS_CERT_FILE and TLS_KEY_FILE/);
     // Short credentials could be guessed: the process refuses to start with them.
     expect(() => loadConfig({ ADMIN_TOKEN: 'x'.repeat(31) })).toThrow(/ADMIN_TOKEN: at least 32 characters/);
+    expect(() => loadConfig({ TRUST_PROXY_ADDRESSES: 'proxy.local' })).toThrow(/TRUST_PROXY_ADDRESSES/);
+    expect(loadConfig({ TRUST_PROXY_ADDRESSES: '10.0.0.0/8, ::1' }).TRUST_PROXY_ADDRESSES).toBe(
+      '10.0.0.0/8, ::1',
+    );
     expect(loadConfig({ ADMIN_TOKEN: 'x'.repeat(32) }).ADMIN_TOKEN).toBe('x'.repeat(32));
     expect(() => loadConfig({ DEVICE_SECRET_KEY: 'x'.repeat(15) })).toThrow(
       /DEVICE_SECRET_KEY: at least 16 characters/,
