@@ -1,4 +1,4 @@
-import { parseProxyAddresses } from './domain/proxies';
+import { parseProxyAddresses } from './domain/addresses';
 import { createDestinationPolicy } from './domain/destinations';
 import { z } from 'zod';
 
@@ -13,6 +13,15 @@ const optionalSecret = z
   .transform((v) => (v === '' ? undefined : v))
   .optional();
 const port = z.coerce.number().int().min(0).max(65535);
+
+/** A setting that `parse` must accept (its error, naming the setting, refuses the configuration). */
+const parsedBy = (parse: (value: string) => unknown) => (value: string, ctx: z.RefinementCtx) => {
+  try {
+    parse(value);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  }
+};
 
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -48,16 +57,7 @@ const envSchema = z.object({
    * With TRUST_PROXY: the proxies' own addresses (addresses and CIDRs, comma-separated); X-Forwarded-*
    * from any other connection is ignored (default: a proxy on this host).
    */
-  TRUST_PROXY_ADDRESSES: z
-    .string()
-    .default('127.0.0.1,::1')
-    .superRefine((list, ctx) => {
-      try {
-        parseProxyAddresses(list);
-      } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message });
-      }
-    }),
+  TRUST_PROXY_ADDRESSES: z.string().default('127.0.0.1,::1').superRefine(parsedBy(parseProxyAddresses)),
   /** With TRUST_PROXY: how many proxies in front append to X-Forwarded-For (the client is that many from the right). */
   TRUST_PROXY_HOPS: z.coerce.number().int().min(1).max(10).default(1),
   MOTH_URL: optionalUrl,
@@ -105,16 +105,7 @@ const envSchema = z.object({
    * (e.g. `127.0.0.1,10.0.0.0/8,hooks.plant.local`). Loopback, private, link-local (metadata) and
    * other special addresses are refused otherwise.
    */
-  WEBHOOK_ALLOW_HOSTS: z
-    .string()
-    .default('')
-    .superRefine((list, ctx) => {
-      try {
-        createDestinationPolicy(list);
-      } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message });
-      }
-    }),
+  WEBHOOK_ALLOW_HOSTS: z.string().default('').superRefine(parsedBy(createDestinationPolicy)),
 });
 
 export type Env = z.infer<typeof envSchema>;

@@ -1,4 +1,5 @@
 import { BlockList, isIP } from 'node:net';
+import { addressFamily as family, bareHost as bare, parseAddressList } from './addresses';
 
 /**
  * Where a webhook may not reach (RFC 6890 special-purpose ranges): the service's own host and
@@ -25,10 +26,6 @@ const REFUSED: readonly (readonly [string, number, 'ipv4' | 'ipv6', string])[] =
   ['ff00::', 8, 'ipv6', 'a multicast address'],
 ];
 
-/** Strips the brackets of an IPv6 URL host. */
-const bare = (host: string) => host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
-const family = (address: string) => (isIP(address) === 6 ? 'ipv6' : 'ipv4');
-
 /**
  * Which addresses a webhook may reach: any but the refused ranges, unless allowed by name or by
  * range (`WEBHOOK_ALLOW_HOSTS`: hosts, addresses and CIDRs, comma-separated, for receivers on the
@@ -36,26 +33,9 @@ const family = (address: string) => (isIP(address) === 6 ? 'ipv6' : 'ipv4');
  * elsewhere later, DNS rebinding, is checked again).
  */
 export function createDestinationPolicy(allowList: string) {
-  const allowedHosts = new Set<string>();
-  const allowed = new BlockList();
-  for (const entry of allowList
-    .split(',')
-    .map((e) => e.trim())
-    .filter(Boolean)) {
-    const [address, bits] = entry.split('/');
-    const ip = bare(address!);
-    const kind = isIP(ip);
-    if (kind === 0) {
-      if (bits !== undefined) throw new Error(`WEBHOOK_ALLOW_HOSTS: ${entry} is not a CIDR`);
-      allowedHosts.add(entry.toLowerCase());
-    } else if (bits === undefined) allowed.addAddress(ip, family(ip));
-    else {
-      const prefix = Number(bits);
-      if (!Number.isInteger(prefix) || prefix < 0 || prefix > (kind === 6 ? 128 : 32))
-        throw new Error(`WEBHOOK_ALLOW_HOSTS: ${entry} is not a CIDR`);
-      allowed.addSubnet(ip, prefix, family(ip));
-    }
-  }
+  const { ranges: allowed, names: allowedHosts } = parseAddressList('WEBHOOK_ALLOW_HOSTS', allowList, {
+    names: true,
+  });
   const refused = REFUSED.map(([network, prefix, kind, why]) => {
     const range = new BlockList();
     range.addSubnet(network, prefix, kind);

@@ -4,7 +4,7 @@ import type { Registry } from 'prom-client';
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config';
 import { createDestinationPolicy } from '../domain/destinations';
-import { parseProxyAddresses } from '../domain/proxies';
+import { parseProxyAddresses } from '../domain/addresses';
 import { forwardedOnlyFrom } from './forwarded';
 import type { Db } from '../db/knex';
 import { findDeviceIdByTokenHash } from '../db/devices';

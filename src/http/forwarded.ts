@@ -1,7 +1,7 @@
 import type { BlockList } from 'node:net';
 import { isIP } from 'node:net';
 import type { Middleware } from 'koa';
-import { addressFamily } from '../domain/proxies';
+import { addressFamily } from '../domain/addresses';
 
 /** An IPv4 peer on a dual-stack socket shows as `::ffff:a.b.c.d`. */
 const unmapped = (ip: string) => ip.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i, '$1');
