@@ -18,7 +18,8 @@ import { toBuffer } from './frames';
  * - the first joiner of an instant channel sets its key, later joiners must match;
  * - a text frame is the track's MIME, replayed to later joiners; one starting with `REXT` (an
  *   extended command, one kind of which crashes the real server) is dropped and counted;
- * - a member that stops reading is dropped once its unsent data passes a bound;
+ * - a reader whose unsent data is past a bound (Moth: its kernel socket buffers are full) loses the
+ *   frames meant for it and stays joined: a slow reader, or one sent a huge frame, is never dropped;
  * - every refusal and error is a dropped TCP connection (the client sees 1006).
  */
 export interface HubOptions {
@@ -32,7 +33,7 @@ export interface HubOptions {
   readonly maxBehind?: number;
   /** Poll period of every reader, ms (Moth Lite: 1). */
   readonly pollMs?: number;
-  /** Unsent bytes a member may hold before it is dropped (Moth Lite: what kernel buffers take). */
+  /** Unsent bytes past which a reader loses its frames (Moth Lite: what kernel buffers take). */
   readonly maxUnsentBytes?: number;
 }
 
@@ -92,8 +93,8 @@ export interface HubStats {
   rejected: number;
   /** `REXT` text frames dropped. */
   extendedDropped: number;
-  /** Members dropped for not reading. */
-  slowDropped: number;
+  /** Frames lost to a reader whose unsent data was past the bound. */
+  lostUnsent: number;
   /** Members dropped at their idle timeout. */
   idleDropped: number;
 }
@@ -128,7 +129,7 @@ export class MothHub {
     lostBehind: 0,
     rejected: 0,
     extendedDropped: 0,
-    slowDropped: 0,
+    lostUnsent: 0,
     idleDropped: 0,
   };
 
@@ -360,12 +361,12 @@ export class MothHub {
   private send(to: Member, frame: Frame) {
     const ws = to.ws;
     if (ws.readyState !== ws.OPEN) return;
+    if (ws.bufferedAmount > this.maxUnsentBytes) {
+      this.stats.lostUnsent++;
+      return;
+    }
     ws.send(frame.data, { binary: frame.binary });
     this.stats.relayed++;
     if (to.role === 'sub') to.keepAlive();
-    if (ws.bufferedAmount > this.maxUnsentBytes) {
-      this.stats.slowDropped++;
-      ws.terminate();
-    }
   }
 }
