@@ -31,6 +31,7 @@ import { SimulatedDevice } from '../src/dev/simulated-device';
 import { bullConnection, createQueues } from '../src/queues/connection';
 import { QUEUES } from '../src/queues/names';
 import { createRedis, redisKeys, type RedisClient } from '../src/redis/connection';
+import { createBusLossStore } from '../src/redis/bus-losses';
 import { createLiveness } from '../src/redis/liveness';
 import { createRounds } from '../src/redis/rounds';
 import { createShardLeases } from '../src/redis/shard-leases';
@@ -501,6 +502,7 @@ async function evaluation() {
   const evaluate = createEvaluateRound({
     db,
     liveness,
+    busLosses: createBusLossStore(redis, keys, SHARDS),
     rounds,
     settings: () => settings.current(),
     connectDevices: createConnectDevices({ db, settings: () => settings.current() }),
@@ -655,6 +657,7 @@ async function evaluationWithPolicies(
   const evaluate = parts.evaluate({
     db,
     liveness,
+    busLosses: createBusLossStore(redis, keys, SHARDS),
     rounds,
     settings: () => parts.settings.current(),
     connectDevices: createConnectDevices({ db, settings: () => parts.settings.current() }),

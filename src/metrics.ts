@@ -61,6 +61,16 @@ export function createMetrics(role: string, withDefaults = false) {
       labelNames: ['state'],
       registers,
     }),
+    busesLost: new Counter({
+      name: 'rollcall_gateway_buses_lost_total',
+      help: "Device buses whose session this gateway lost (rounds then are void for that bus's devices alone)",
+      registers,
+    }),
+    busesUnstable: new Counter({
+      name: 'rollcall_buses_unstable_total',
+      help: 'Device buses marked unstable: lost 3 times within 10 minutes (DEVICE_BUS_UNSTABLE)',
+      registers,
+    }),
     disconnects: new Counter({
       name: 'rollcall_disconnects_total',
       help: 'Sessions ended by the gateway and worker roles, by reason (MISSED_HEARTBEATS: failures; PLANNED: a GOODBYE)',

@@ -25,6 +25,8 @@ export interface Device {
   readonly group: string | null;
   /** Since when it has been flapping (losing and regaining its link), while it is. */
   readonly flappingSince: Date | null;
+  /** Since when the gateway has kept losing its bus (see src/domain/bus-losses.ts), while it does. */
+  readonly busUnstableSince: Date | null;
   /** The health-check policy it sets itself (null fields: its group's or the server's). */
   readonly policy: PolicyFields;
   /** Its group's policy, when the group has one. */
@@ -54,6 +56,7 @@ interface DeviceRow {
   maintenance_stops_recordings: boolean | null;
   group_name: string | null;
   flapping_since: Date | null;
+  bus_unstable_since: Date | null;
   max_misses: number | null;
   interval_multiple: number | null;
   tracks: Track[];
@@ -81,6 +84,7 @@ const COLUMNS = [
   'maintenance_stops_recordings',
   'group_name',
   'flapping_since',
+  'bus_unstable_since',
   'max_misses',
   'interval_multiple',
   'tracks',
@@ -107,6 +111,7 @@ function toDevice(r: DeviceRow): Device {
     maintenance: openWindow(r),
     group: r.group_name,
     flappingSince: r.flapping_since,
+    busUnstableSince: r.bus_unstable_since,
     policy: policyOfRow(r),
     groupPolicy: null,
     tracks: r.tracks,

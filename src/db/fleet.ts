@@ -21,6 +21,8 @@ export interface FleetRow {
   /** The end of its open maintenance window (its own or its group's), if any. */
   readonly maintenanceUntil: Date | null;
   readonly flappingSince: Date | null;
+  /** Since when the gateway has kept losing its bus, while it does. */
+  readonly busUnstableSince: Date | null;
   /** Its sessions that overlap the last `sinceMs` (the page's 24 h), oldest first. */
   readonly sessions: FleetSession[];
 }
@@ -102,6 +104,7 @@ export async function fleetPage(
       'd.heard_on_bus',
       'd.token_exposed_at',
       'd.flapping_since',
+      'd.bus_unstable_since',
       q.raw(
         `CASE WHEN d.maintenance_until > now() THEN d.maintenance_until
               WHEN g.maintenance_until > now() THEN g.maintenance_until END AS maintenance_until`,
@@ -128,6 +131,7 @@ export async function fleetPage(
     heard_on_bus: 'own' | 'shared' | null;
     token_exposed_at: Date | null;
     flapping_since: Date | null;
+    bus_unstable_since: Date | null;
     maintenance_until: Date | null;
   }[];
   const devices = rows.slice(0, page.limit);
@@ -150,6 +154,7 @@ export async function fleetPage(
       tokenExposed: d.token_exposed_at !== null,
       maintenanceUntil: d.maintenance_until,
       flappingSince: d.flapping_since,
+      busUnstableSince: d.bus_unstable_since,
       sessions: sessions.get(d.id) ?? [],
     })),
   };

@@ -18,6 +18,8 @@ export const EVENT_TYPES = [
   'HEALTHCHECK_ROUND_HELD',
   'DEVICE_FLAPPING',
   'DEVICE_FLAPPING_ENDED',
+  'DEVICE_BUS_UNSTABLE',
+  'DEVICE_BUS_STABLE',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

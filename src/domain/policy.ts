@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { missedValidRounds } from './rounds';
+import { missedExcusing, type BusLoss } from './bus-losses';
 
 /**
  * A health-check policy as a device or a group sets it: either field may be left to the level below
@@ -76,17 +76,18 @@ export function restingAt(round: number, multiples: ReadonlyMap<string, number>)
 
 /**
  * The candidates of round n that are stale: silent for more valid rounds than their own allowance
- * (`allowed`, from roundsAllowed).
+ * (`allowed`, from roundsAllowed), rounds in which the gateway lost their bus excused (a bounded few).
  */
 export function staleAmong(
   n: number,
   candidates: readonly { deviceId: string; lastRound: number }[],
   validRounds: readonly number[],
   allowed: (deviceId: string) => number,
+  lossesOf: (deviceId: string) => readonly BusLoss[] = () => [],
 ): { deviceId: string; lastRound: number; missedRounds: number }[] {
   const out: { deviceId: string; lastRound: number; missedRounds: number }[] = [];
   for (const c of candidates) {
-    const missedRounds = missedValidRounds(c.lastRound, n, validRounds);
+    const missedRounds = missedExcusing(c.lastRound, n, validRounds, lossesOf(c.deviceId));
     if (missedRounds > allowed(c.deviceId)) out.push({ ...c, missedRounds });
   }
   return out;

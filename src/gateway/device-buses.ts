@@ -23,20 +23,31 @@ export interface DeviceBusesDeps {
    */
   /** A frame heard on a device's bus (undefined: the shared one); `text` when it came as a text frame. */
   readonly onFrame: (data: Buffer, deviceId: string | undefined, text: boolean) => boolean | void;
-  /** A held session dropped: the shard's round may be void, report it at once. */
-  readonly onSessionLost: () => void;
+  /**
+   * A bus session changed: `lost` (it dropped, or did not open within its grace: the devices it carries
+   * could not be heard), `restored` (open again after a loss), `opened` (this gateway's first open of a
+   * device's bus), `closed` (this gateway let it go: shard handed over, device gone).
+   */
+  readonly onBus: (change: BusChange, deviceIds: readonly string[]) => void;
   /** Sessions opened at once when a shard is taken (the rest wait their turn). */
   readonly openConcurrency?: number;
 }
 
+export type BusChange = 'lost' | 'restored' | 'opened' | 'closed';
+
 interface Session {
   readonly client: MothClient;
   readonly shard: number;
+  readonly createdAt: number;
   /**
-   * Since when it has been open without a break, as round validity counts it: null while down; 0 for a
-   * device added to a shard already held, until its first open (it was connected nowhere before).
+   * A device new to a shard already held: it was connected nowhere before, so its first open never
+   * holds the shard's rounds.
    */
-  countedSince: number | null;
+  readonly fresh: boolean;
+  /** When it first opened (null: not yet). */
+  firstOpenAt: number | null;
+  /** While lost: the devices it was lost for (its own, or those heard on the shared bus then). */
+  lostFor: string[] | null;
   /** Stopped: if still waiting its turn to open, it never will. */
   closed: boolean;
   readonly start: () => void;
@@ -44,6 +55,13 @@ interface Session {
 
 /** A text frame this soon after a session opened is Moth's replay of the track's MIME, not news. */
 const REPLAY_WINDOW_MS = 250;
+
+/**
+ * A shard taken over counts as held once all its sessions opened, or this long after they were
+ * created: one that has not opened by then is lost for its device alone (a bus a squatter holds, a
+ * robot's track Moth refuses) and no longer holds the whole shard's rounds void.
+ */
+const OPEN_GRACE_MS = 5000;
 
 /**
  * The device buses a gateway holds: one Moth session per device of the shards it owns (plus the shared
@@ -67,6 +85,9 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
   const openQueue: Session[] = [];
   let opening = 0;
   let paused = false;
+  /** More than half of the buses were down at the last look; when that last ended. */
+  let blind = false;
+  let sightAt = 0;
   const openConcurrency = deps.openConcurrency ?? 200;
   /**
    * The turn's share of frames is spent: every session stops reading for the rest of this turn of the
@@ -90,7 +111,7 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
     });
   }
 
-  function openSession(path: string, shard: number, deviceId: string | undefined, counted: number | null) {
+  function openSession(path: string, shard: number, deviceId: string | undefined, fresh: boolean) {
     const label = deviceId === undefined ? 'shared device bus' : `bus of device ${deviceId}`;
     const client = new MothClient({ ...deps.moth, path, label, quiet: deviceId !== undefined });
     let openedAt = 0;
@@ -104,7 +125,10 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
     const session: Session = {
       client,
       shard,
-      countedSince: counted,
+      createdAt: Date.now(),
+      fresh,
+      firstOpenAt: null,
+      lostFor: null,
       closed: false,
       start: () => {
         starting = true;
@@ -114,18 +138,28 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
         setTimeout(settle, 5000).unref();
       },
     };
+    const carried = () => (deviceId === undefined ? sharedUserIds() : [deviceId]);
+    const lose = () => {
+      if (session.closed || session.lostFor) return;
+      session.lostFor = carried();
+      deps.onBus('lost', session.lostFor);
+    };
+    if (!fresh)
+      setTimeout(() => {
+        if (session.firstOpenAt === null) lose();
+      }, OPEN_GRACE_MS).unref();
     client.on('open', () => {
       openedAt = Date.now();
       if (paused) client.pause();
-      // A device new to a shard already held was connected nowhere before: its first open counts from
-      // the start. Any later reopen counts from then.
-      session.countedSince = session.countedSince === 0 ? 0 : openedAt;
+      if (session.firstOpenAt === null) {
+        session.firstOpenAt = openedAt;
+        if (deviceId !== undefined) deps.onBus('opened', [deviceId]);
+      }
+      if (session.lostFor) deps.onBus('restored', session.lostFor);
+      session.lostFor = null;
       settle();
     });
-    client.on('close', () => {
-      session.countedSince = null;
-      deps.onSessionLost();
-    });
+    client.on('close', lose);
     client.on('message', (data, isBinary) => {
       if (!isBinary && Date.now() - openedAt < REPLAY_WINDOW_MS) return;
       if (deps.onFrame(data, deviceId, !isBinary) === false) yieldTurn(client);
@@ -136,6 +170,12 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
     return session;
   }
 
+  function sharedUserIds(): string[] {
+    const out: string[] = [];
+    for (const e of directory.values()) if (e.heardOnBus === 'shared') out.push(e.deviceId);
+    return out;
+  }
+
   function pump() {
     while (opening < openConcurrency && openQueue.length > 0) {
       const next = openQueue.shift()!;
@@ -143,16 +183,14 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
     }
   }
 
-  function closeSession(session: Session) {
+  function closeSession(session: Session, deviceId?: string) {
     session.closed = true;
     void session.client.stop();
+    if (deviceId !== undefined) deps.onBus('closed', [deviceId]);
   }
 
-  function openDevice(entry: Known, counted: number | null) {
-    sessions.set(
-      entry.deviceId,
-      openSession(deps.busPath(entry.busId), entry.shard, entry.deviceId, counted),
-    );
+  function openDevice(entry: Known, fresh: boolean) {
+    sessions.set(entry.deviceId, openSession(deps.busPath(entry.busId), entry.shard, entry.deviceId, fresh));
   }
 
   return {
@@ -166,13 +204,13 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
         let known = directory.get(e.deviceId);
         if (known) known.heardOnBus = e.heardOnBus;
         else known = know(e);
-        if (!sessions.has(e.deviceId) && held.has(known.shard)) openDevice(known, 0);
+        if (!sessions.has(e.deviceId) && held.has(known.shard)) openDevice(known, true);
       }
       for (const id of directory.keys()) {
         if (seen.has(id)) continue;
         directory.delete(id);
         const s = sessions.get(id);
-        if (s) closeSession(s);
+        if (s) closeSession(s, id);
         sessions.delete(id);
       }
     },
@@ -182,7 +220,7 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
       for (const e of entries) {
         if (directory.has(e.deviceId)) continue;
         const known = know(e);
-        if (held.has(known.shard)) openDevice(known, 0);
+        if (held.has(known.shard)) openDevice(known, true);
       }
     },
 
@@ -199,18 +237,18 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
         }
         for (const [id, session] of sessions) {
           if (session.shard !== s) continue;
-          closeSession(session);
+          closeSession(session, id);
           sessions.delete(id);
         }
       }
       const taken = [...shards].filter((s) => !held.has(s));
       for (const s of taken) held.set(s, now);
       if (taken.includes(SHARED_BUS) && deps.sharedBusPath) {
-        shared = openSession(deps.sharedBusPath, SHARED_BUS, undefined, null);
+        shared = openSession(deps.sharedBusPath, SHARED_BUS, undefined, false);
       }
       const takenSet = new Set(taken);
       for (const e of directory.values())
-        if (takenSet.has(e.shard) && !sessions.has(e.deviceId)) openDevice(e, null);
+        if (takenSet.has(e.shard) && !sessions.has(e.deviceId)) openDevice(e, false);
     },
 
     /** The shards held now. */
@@ -219,32 +257,40 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
     },
 
     /**
-     * Per held shard (and the shared bus), since when every session of it has been open without a
-     * break; null while one is down. One pass over the sessions.
+     * Per held shard (and the shared bus), since when it counts as held: from when it was taken and
+     * every session taken with it had opened (or had its grace), null until then. A session lost later
+     * voids rounds for its own devices only (`onBus`), a bounded few, never for the shard; but while more
+     * than half of them are down the fault is ours or Moth's (a Moth restart, this gateway's network),
+     * not the robots': no shard counts as held until that ends, however long it lasts.
      */
     heldSince(): Map<number, number | null> {
-      const out = new Map<number, number | null>(held);
-      for (const s of sessions.values()) {
-        const since = out.get(s.shard);
-        if (since === undefined || since === null) continue;
-        out.set(s.shard, s.countedSince === null ? null : Math.max(since, s.countedSince));
+      const now = Date.now();
+      const all = [...sessions.values(), ...(shared ? [shared] : [])];
+      if (all.filter((s) => s.lostFor).length * 2 > all.length) {
+        blind = true;
+        return new Map([...held.keys()].map((shard) => [shard, null]));
       }
-      const sharedSince = out.get(SHARED_BUS);
-      if (sharedSince !== undefined)
-        out.set(
-          SHARED_BUS,
-          shared?.countedSince == null || sharedSince === null
-            ? null
-            : Math.max(sharedSince, shared.countedSince),
-        );
+      if (blind) sightAt = now;
+      blind = false;
+      const out = new Map<number, number | null>(
+        [...held].map(([shard, t]) => [shard, Math.max(t, sightAt)]),
+      );
+      for (const s of all) {
+        const since = out.get(s.shard);
+        if (since === undefined || since === null || s.fresh) continue;
+        if (s.firstOpenAt === null && now - s.createdAt < OPEN_GRACE_MS) {
+          out.set(s.shard, null);
+          continue;
+        }
+        // From its first open, or from the end of its grace when it had not opened by then.
+        out.set(s.shard, Math.max(since, Math.min(s.firstOpenAt ?? Infinity, s.createdAt + OPEN_GRACE_MS)));
+      }
       return out;
     },
 
     /** How many devices of the directory were last heard on the shared bus. */
     sharedUsers(): number {
-      let n = 0;
-      for (const e of directory.values()) if (e.heardOnBus === 'shared') n++;
-      return n;
+      return sharedUserIds().length;
     },
 
     /**

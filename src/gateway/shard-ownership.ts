@@ -19,6 +19,8 @@ export interface ShardOwnershipDeps {
   readonly broke: () => void;
   /** Up to when this gateway has read and written its buses (null: it cannot vouch). */
   readonly vouch: () => Promise<number | null>;
+  /** Writes the rounds in which buses were lost, so the rounds vouched for below excuse them. */
+  readonly reportBusLosses: () => Promise<void>;
 }
 
 /**
@@ -34,6 +36,7 @@ export function createShardOwnership(deps: ShardOwnershipDeps) {
   async function renew(): Promise<void> {
     // First: a slow write found here makes the leases below say so.
     const caughtUp = await deps.vouch();
+    await deps.reportBusLosses();
     await deps.gateways.report(id);
     const live = await deps.gateways.live();
     if (!live.includes(id)) live.push(id);

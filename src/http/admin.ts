@@ -242,6 +242,7 @@ export function fleetRoutes(deps: {
           tokenExposed: d.tokenExposed,
           maintenanceUntil: d.maintenanceUntil?.toISOString() ?? null,
           flappingSince: d.flappingSince?.toISOString() ?? null,
+          busUnstableSince: d.busUnstableSince?.toISOString() ?? null,
           uptimePercent24h: day.connectedPercent,
           sessions24h: d.sessions.map((s) => ({
             startedAt: s.startedAt.toISOString(),

@@ -62,6 +62,8 @@ export const deviceResponse = z.object({
   maintenance: maintenanceOut.nullable(),
   /** While it keeps losing and regaining its link: its connect effects wait a hold time. */
   flapping: z.object({ since: isoDate }).nullable(),
+  /** While the gateway keeps losing its bus session (3 times in 10 minutes): rounds lost then are excused, a bounded few. */
+  busUnstable: z.object({ since: isoDate }).nullable(),
   group: z.string().nullable(),
 });
 
@@ -216,6 +218,7 @@ export const fleetResponse = z.object({
       tokenExposed: z.boolean(),
       maintenanceUntil: nullableDate,
       flappingSince: nullableDate,
+      busUnstableSince: nullableDate,
       uptimePercent24h: z.number(),
       /** Its sessions overlapping the last 24 h, oldest first. */
       sessions24h: z.array(fleetSession),

@@ -4,9 +4,12 @@ import type { SettingValues } from '../domain/settings';
 import type { Db } from '../db/knex';
 import { allowancesOf, strictestAllowance } from '../db/policies';
 import { endStableFlapping } from '../db/transitions';
+import { endStableBuses } from '../db/unstable-buses';
+import { UNSTABLE_WINDOW_MS } from '../domain/bus-losses';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import type { Claimed, Judge, Liveness } from '../redis/liveness';
+import type { BusLossStore } from '../redis/bus-losses';
 import type { Rounds } from '../redis/rounds';
 import type { ConfirmRound } from './confirm-round';
 import type { ConnectDevices } from './connect-device';
@@ -16,6 +19,8 @@ import { createHoldOnMassSilence } from './hold-on-mass-silence';
 export interface EvaluateRoundDeps {
   readonly db: Db;
   readonly liveness: Liveness;
+  /** The rounds in which the gateways lost a device's bus: excused for it alone, a bounded few. */
+  readonly busLosses: Pick<BusLossStore, 'of'>;
   readonly rounds: Rounds;
   readonly settings: () => Promise<SettingValues>;
   readonly connectDevices: ConnectDevices;
@@ -59,10 +64,19 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
     (n: number, serverMax: number, strictest: number): Judge =>
     async (pages) => {
       const ids = pages.flatMap((p) => p.candidates.map((c) => c.deviceId));
-      const allowed = await allowancesOf(deps.db, ids, serverMax);
+      const [allowed, losses] = await Promise.all([
+        allowancesOf(deps.db, ids, serverMax),
+        ids.length > 0 ? deps.busLosses.of(ids) : new Map<string, never[]>(),
+      ]);
       // A device with no row (removed by hand) has no policy left: it goes at the strictest.
       return pages.map((p) =>
-        staleAmong(n, p.candidates, p.validRounds, (id) => allowed.get(id) ?? strictest),
+        staleAmong(
+          n,
+          p.candidates,
+          p.validRounds,
+          (id) => allowed.get(id) ?? strictest,
+          (id) => losses.get(id) ?? [],
+        ),
       );
     };
 
@@ -129,6 +143,8 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
     }
     // A flapping device that has not failed for the window is stable again.
     await endStableFlapping(deps.db, settings['device.flapWindowSeconds']);
+    // So is a bus not lost for as long.
+    await endStableBuses(deps.db, UNSTABLE_WINDOW_MS / 1000);
     return { round: n, outcome, disconnected, reconnected };
   };
 }

@@ -107,7 +107,7 @@ declare module 'ioredis' {
 const INGEST_CHUNK = 1000;
 
 /** Groups items by a key, keeping their order within each group. */
-function groupBy<T, K>(items: readonly T[], key: (item: T) => K): Map<K, T[]> {
+export function groupBy<T, K>(items: readonly T[], key: (item: T) => K): Map<K, T[]> {
   const out = new Map<K, T[]>();
   for (const item of items) {
     const k = key(item);
@@ -129,6 +129,8 @@ export const livenessKeys = (space: KeySpace) => ({
     lastSeen: space.shard(s, 'last-seen'),
     /** The last rounds valid for this shard (written as each round closes). */
     validRounds: space.shard(s, 'rounds:valid'),
+    /** Device -> the rounds in which the gateway lost its bus (src/domain/bus-losses.ts). */
+    busLosses: space.shard(s, 'bus-losses'),
     /** Devices claimed as stale by the evaluation of round n, until it disconnects them. */
     claimed: (n: number) => space.shard(s, `claimed:${n}`),
   }),

@@ -75,6 +75,10 @@ afterAll(async () => {
 
 interface Run {
   hub: MothHub;
+  readonly mothUrl: string;
+  /** Moth paths (key included) of a healthy robot's bus and of the client channel. */
+  robotBus(): string;
+  readonly clientChannel: string;
   stopHub(): Promise<void>;
   startHub(): Promise<void>;
   startGateway(): Child;
@@ -131,6 +135,7 @@ async function scenario(
     ...options.settings,
   });
   const services = createServices(config, 'web', 4);
+  const devices: { id: string; device: SimulatedDevice; dying: boolean; path: string }[] = [];
   const { app } = buildWebApp(config, services, createLogger('silent'));
   const http = app.callback();
 
@@ -138,6 +143,9 @@ async function scenario(
     get hub() {
       return hub;
     },
+    mothUrl,
+    robotBus: () => devices.find((d) => !d.dying)!.path,
+    clientChannel: config.channels.clientEvents,
     async stopHub() {
       await hub.stop();
     },
@@ -181,7 +189,6 @@ async function scenario(
   };
   listen();
 
-  const devices: { id: string; device: SimulatedDevice; dying: boolean }[] = [];
   try {
     for (let i = 0; i < HEALTHY + DYING; i++) {
       const res = await request(http)
@@ -200,7 +207,7 @@ async function scenario(
         replyDelayMs: () => 20 + Math.random() * 300,
       });
       await device.connect();
-      devices.push({ id: reg.id, device, dying: i >= HEALTHY });
+      devices.push({ id: reg.id, device, dying: i >= HEALTHY, path: reg.channels.deviceManagement });
     }
     const keepConnected = setInterval(() => {
       for (const d of devices) if (!d.device.connected && !d.dying) void d.device.connect().catch(() => {});
@@ -393,6 +400,31 @@ describe('fault injection', () => {
       await run.stopHub();
       await sleep(3000);
       await run.startHub();
+    });
+  });
+
+  it('a rogue member on a robot bus and on the client channel through a detection window', async () => {
+    await scenario('rogue member on a bus and the channel', {}, async (run, silence) => {
+      const rogues = [run.robotBus(), run.clientChannel].map(
+        (path) => new WebSocket(`${run.mothUrl}${path}`),
+      );
+      await Promise.all(rogues.map((ws) => new Promise((resolve) => ws.once('open', resolve))));
+      // A 16 MiB text frame (Moth replays it to every later joiner), then floods of garbage and 1 MiB frames.
+      for (const ws of rogues) ws.send('x'.repeat(16 * 1024 * 1024 - 64));
+      const flood = setInterval(() => {
+        for (const ws of rogues) {
+          for (let i = 0; i < 20; i++) ws.send(randomBytes(64), { binary: true });
+          ws.send(Buffer.alloc(1024 * 1024, 0x7b), { binary: true });
+        }
+      }, 200);
+      try {
+        await sleep(2000);
+        silence();
+        await sleep(8000);
+      } finally {
+        clearInterval(flood);
+        for (const ws of rogues) ws.terminate();
+      }
     });
   });
 

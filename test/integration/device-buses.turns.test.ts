@@ -59,7 +59,7 @@ describe('device buses: reading thousands of busy sessions', () => {
           turnFrames++;
           return taken <= budget;
         },
-        onSessionLost: () => {},
+        onBus: () => {},
       });
       cleanup.push(() => buses.stop());
       const devices = Array.from({ length: 100 }, () => ({

@@ -10,6 +10,7 @@ import { resolveSettings } from '../../src/domain/settings';
 import { createLogger } from '../../src/logger';
 import { createMetrics } from '../../src/metrics';
 import { createRedis, redisKeys, type RedisClient } from '../../src/redis/connection';
+import { createBusLossStore } from '../../src/redis/bus-losses';
 import { createLiveness } from '../../src/redis/liveness';
 import { createRounds } from '../../src/redis/rounds';
 import { createShardLeases } from '../../src/redis/shard-leases';
@@ -52,6 +53,7 @@ async function evaluationOf(silent: string[], options: { batchSize: number; para
   const evaluate = createEvaluateRound({
     db,
     liveness,
+    busLosses: createBusLossStore(redis, keys, SHARDS),
     rounds,
     settings,
     connectDevices: createConnectDevices({ db, settings }),

@@ -193,6 +193,7 @@ async function gatewayOfOneShard() {
     brokenAt: watch.brokenAt,
     broke: () => watch.suspect('failure'),
     vouch: watch.vouch,
+    reportBusLosses: async () => {},
   });
   const confirm = createConfirmRound({ rounds, leases, shards: 1, metrics, logger, waitMs: 1000 });
   const devices = await Promise.all(

@@ -17,6 +17,7 @@ import { createTestDatabase, uniquePrefix } from './database';
 import { listenForEvents, type PlatformEventSeen } from './event-listener';
 import { createFleet } from './fleet';
 import { startMothStack } from './moth-stack';
+import { startWsProxy } from './ws-proxy';
 
 export interface SystemOptions {
   readonly intervalSeconds?: number;
@@ -28,6 +29,8 @@ export interface SystemOptions {
   readonly automaticRecording?: boolean;
   readonly env?: Record<string, string>;
   readonly settings?: Partial<SettingValues>;
+  /** The gateways reach Moth through a proxy that can cut one session (`mothProxy.cut`); robots do not. */
+  readonly mothProxy?: boolean;
 }
 
 export type { PlatformEventSeen };
@@ -65,7 +68,8 @@ export async function startTestSystem(opts: SystemOptions = {}) {
   const webServices = createServices(config, 'web');
   const { app } = buildWebApp(config, webServices, logger);
   const callback = app.callback();
-  const roles = await startRoles(config, logger, opts);
+  const mothProxy = opts.mothProxy ? await startWsProxy(config.MOTH_URL) : undefined;
+  const roles = await startRoles(mothProxy ? { ...config, MOTH_URL: mothProxy.url } : config, logger, opts);
   const listener = await listenForEvents(config);
   const fleet = createFleet(callback, config.MOTH_URL);
 
@@ -83,6 +87,7 @@ export async function startTestSystem(opts: SystemOptions = {}) {
     ...roles,
     tgdm: stack.tgdm,
     mantis: stack.mantis,
+    mothProxy,
     get hub() {
       return stack.hub;
     },
@@ -121,6 +126,7 @@ export async function startTestSystem(opts: SystemOptions = {}) {
       listener.close();
       await app.liveFeed.close();
       await roles.stopAll();
+      await mothProxy?.close();
       await stack.stop();
       await webServices.close();
       await database.drop();

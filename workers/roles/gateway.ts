@@ -3,6 +3,9 @@ import { createIssueRoundJob } from '../../jobs/issue-round';
 import { createEventSigner } from '../../src/db/signing-keys';
 import { republishRecent } from '../../src/db/outbox';
 import type { PlatformEvent } from '../../src/domain/events';
+import { markBusesUnstable } from '../../src/db/unstable-buses';
+import { createBusLossLog } from '../../src/gateway/bus-loss-log';
+import { createBusLossReports } from '../../src/gateway/bus-loss-reports';
 import { createConnector } from '../../src/gateway/connector';
 import { createDeviceBuses } from '../../src/gateway/device-buses';
 import { createDeviceDirectory } from '../../src/gateway/device-directory';
@@ -176,8 +179,13 @@ function buildGateway(
     sharedBusPath: config.MOTH_SHARED_BUS ? config.channels.sharedDeviceBus : undefined,
     moth: { ...moth, key: config.channels.deviceKey },
     onFrame: (data, deviceId, text) => hearing.ingest.push(data, deviceId, text),
-    onSessionLost: () => void ownership.renew(),
+    onBus: (change, deviceIds) => {
+      busLosses.log.apply(change, deviceIds);
+      if (change === 'lost') metrics.busesLost.inc(deviceIds.length);
+    },
   });
+  // A lost bus voids rounds for its own devices alone, a bounded few (src/domain/bus-losses.ts).
+  const busLosses = buildBusLosses(services, { round: () => opener.openRound(), metrics, log });
   const syncDirectory = createDeviceDirectory({ db, buses });
   const opener = createRoundOpener({
     id,
@@ -200,6 +208,7 @@ function buildGateway(
     brokenAt: selfWatch.brokenAt,
     broke,
     vouch: selfWatch.vouch,
+    reportBusLosses: busLosses.report,
   });
   const { clientChannel, publisher, sequencer } = buildPublishing(config, services, {
     moth,
@@ -226,6 +235,22 @@ function buildGateway(
     selfWatch,
     sequencer,
   };
+}
+
+/** What the gateway learns of the buses it lost, and its reports of them. */
+function buildBusLosses(
+  services: Services,
+  parts: { round: () => number; metrics: ReturnType<typeof createMetrics>; log: Logger },
+) {
+  const lossLog = createBusLossLog({ round: parts.round });
+  const report = createBusLossReports({
+    log: lossLog,
+    store: services.busLosses,
+    markUnstable: (ids, fields) => markBusesUnstable(services.db, ids, fields),
+    metrics: parts.metrics,
+    logger: parts.log,
+  });
+  return { log: lossLog, report };
 }
 
 /** Round issuing (any gateway runs the scheduler's ticks): each closes the round before it. */

@@ -7,6 +7,7 @@ import type { Metrics } from '../../src/metrics';
 import { createDb, type Db } from '../../src/db/knex';
 import type { SessionEffects } from '../../src/domain/effects';
 import { createRedis, redisKeys, type RedisClient, type RedisKeys } from '../../src/redis/connection';
+import { createBusLossStore, type BusLossStore } from '../../src/redis/bus-losses';
 import { createLiveness, type Liveness } from '../../src/redis/liveness';
 import type { ConnectionOptions } from 'bullmq';
 import { bullConnection, createQueues, type Queues } from '../../src/queues/connection';
@@ -22,6 +23,7 @@ export interface Services {
   readonly redis: RedisClient;
   readonly keys: RedisKeys;
   readonly liveness: Liveness;
+  readonly busLosses: BusLossStore;
   readonly queues: Queues;
   readonly scheduler: RoundScheduler;
   readonly settings: SettingsService;
@@ -82,6 +84,7 @@ export function createServices(config: BackedConfig, name: string, poolMax = 10)
     redis,
     keys,
     liveness: createLiveness(redis, keys, config.SHARDS),
+    busLosses: createBusLossStore(redis, keys, config.SHARDS),
     queues,
     scheduler,
     settings,

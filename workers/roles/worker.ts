@@ -72,6 +72,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
     evaluateRound: createEvaluateRound({
       db: evaluationDb,
       liveness: services.liveness,
+      busLosses: services.busLosses,
       rounds,
       settings,
       connectDevices: createConnectDevices({ db: evaluationDb, settings }),

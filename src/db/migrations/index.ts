@@ -20,6 +20,7 @@ import * as webhooks from './20261201000018_webhooks';
 import * as sessionHeartbeats from './20261201000019_session_heartbeats';
 import * as numberedAtCommit from './20261203000020_numbered_at_commit';
 import * as webhookCircuits from './20261203000021_webhook_circuits';
+import * as unstableBuses from './20261204000022_unstable_buses';
 
 // Listed statically (not read from a folder) so migrations load the same way under tsx, vitest
 // and the knex CLI, with no loader for .ts files needed at run time.
@@ -45,6 +46,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261201000019_session_heartbeats': sessionHeartbeats,
   '20261203000020_numbered_at_commit': numberedAtCommit,
   '20261203000021_webhook_circuits': webhookCircuits,
+  '20261204000022_unstable_buses': unstableBuses,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

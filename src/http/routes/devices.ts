@@ -77,6 +77,7 @@ function presentHearing(d: Device, sharedBus: boolean) {
     tokenExposed: d.tokenExposedAt !== null,
     maintenance: presentWindow(d.maintenance),
     flapping: d.flappingSince && { since: d.flappingSince.toISOString() },
+    busUnstable: d.busUnstableSince && { since: d.busUnstableSince.toISOString() },
   };
 }
 
