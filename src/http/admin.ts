@@ -34,7 +34,6 @@ export function operatorPageAuth(adminToken: string, guard: CredentialGuard): Mi
       const presented = presentedPassword(ctx.get('authorization'));
       if (presented === undefined) throw refused();
       if (!constantTimeEqual(presented, adminToken)) await guard.refuse(ctx, 'pages', refused());
-      await guard.admit(ctx);
       ctx.state.operatorAdmitted = true;
     }
     await next();

@@ -1,7 +1,7 @@
 import type { Context } from 'koa';
 import type { Caller } from '../domain/caller';
 import { constantTimeEqual, tokenHash } from '../domain/credentials';
-import { tooManyAttempts, unauthorized, type AppError } from '../domain/errors';
+import { forbidden, tooManyAttempts, unauthorized, type AppError } from '../domain/errors';
 import type { AttemptLimiter } from '../redis/rate-limit';
 
 export type { Caller };
@@ -19,15 +19,16 @@ const OPERATOR_OR_DEVICE = /^(Bearer|Device)$/i;
 const MAX_BAD_CREDENTIALS_MESSAGE = 'too many wrong credentials from this address';
 
 /**
- * Wrong operator credentials, limited per address across every web replica: after the limit, the
- * address hears 429 for the rest of the window, even with the right admin token (so a guess that
- * comes in while blocked cannot be told from a wrong one). Device tokens are never refused for it:
- * they are 256 random bits, and a robot must not lose its API because a neighbour behind the same
- * address guessed.
+ * Wrong operator credentials, limited per address across every web replica: after the limit, a wrong
+ * one from the address hears 429 for the rest of the window. A lockout only protects: the right admin
+ * token is never refused for it (an operator behind the same address as a guesser, or a NAT full of
+ * robots with stale tokens, keeps working), nor is a device token (256 random bits: a robot must not
+ * lose its API because a neighbour guessed), and a valid device token on an operator route is no
+ * guess (403, not counted). The price: a guess that is right is answered as right, blocked or not, so
+ * the admin token's own strength (at least 32 characters; 32 random bytes recommended) is what stands
+ * against guessing; the limit stops a flood early and counts it.
  */
 export interface CredentialGuard {
-  /** Before the admin token is accepted: 429 while the address is blocked. */
-  admit(ctx: Context): Promise<void>;
   /** A presented credential was wrong: counted; 429 once beyond the limit, else `error`. */
   refuse(ctx: Context, surface: AuthSurface, error: AppError): Promise<never>;
 }
@@ -37,10 +38,6 @@ export function createCredentialGuard(
   countFailure: (surface: AuthSurface) => void,
 ): CredentialGuard {
   return {
-    async admit(ctx) {
-      const wait = await limiter.blockedFor(ctx.request.ip);
-      if (wait > 0) throw tooManyAttempts(MAX_BAD_CREDENTIALS_MESSAGE, wait);
-    },
     async refuse(ctx, surface, error) {
       countFailure(surface);
       const wait = await limiter.fail(ctx.request.ip);
@@ -67,16 +64,15 @@ export function createAuthenticator(
       const token = bearerToken(ctx);
       // No credential at all is not a guess: only a presented one is counted.
       if (token === undefined) throw unauthorized();
-      if (!isAdmin(token)) await guard.refuse(ctx, 'api', unauthorized());
-      await guard.admit(ctx);
+      if (isAdmin(token)) return;
+      if (await deviceIdByTokenHash(tokenHash(token)))
+        throw forbidden('a device token does not open operator routes');
+      await guard.refuse(ctx, 'api', unauthorized());
     },
     async caller(ctx) {
       const token = bearerToken(ctx, OPERATOR_OR_DEVICE);
       if (!token) throw unauthorized();
-      if (isAdmin(token)) {
-        await guard.admit(ctx);
-        return { kind: 'operator' };
-      }
+      if (isAdmin(token)) return { kind: 'operator' };
       // Looked up by hash: the token itself is never stored, and a DB index lookup leaks no timing
       // about the token beyond what its hash reveals.
       const deviceId = await deviceIdByTokenHash(tokenHash(token));
