@@ -123,19 +123,30 @@ export async function markPublished(q: Queryable, ids: readonly string[]): Promi
   await q.raw(`UPDATE outbox SET published_at = now() WHERE id = ANY(?::bigint[])`, [ids as string[]]);
 }
 
-/** A stream's events after number `after`, in order (numbered at commit: on Moth or not yet). */
+/** The JSON a page of a stream may carry: it ends before the event that would pass it (one at least). */
+export const STREAM_PAGE_BYTES = 1024 * 1024;
+
+/**
+ * A stream's events after number `after`, in order (numbered at commit: on Moth or not yet): at most
+ * `limit` of them and STREAM_PAGE_BYTES of their JSON, so a page of large task payloads costs a reader
+ * (and this process) no more than one of small events.
+ */
 export async function readStream(
   q: Queryable,
   stream: string,
   after: number,
   limit: number,
 ): Promise<{ seq: number; body: PlatformEvent }[]> {
-  const rows = await q('outbox')
-    .where({ stream })
-    .where('seq', '>', after)
-    .orderBy('seq')
-    .limit(limit)
-    .select<{ seq: string; body: PlatformEvent }[]>('seq', 'body');
+  const { rows } = await q.raw<{ rows: { seq: string; body: PlatformEvent }[] }>(
+    `SELECT seq, body FROM (
+       SELECT seq, body, row_number() OVER w AS n, sum(octet_length(body::text)) OVER w AS upto
+         FROM (SELECT seq, body FROM outbox WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?) page
+       WINDOW w AS (ORDER BY seq)
+     ) sized
+     WHERE n = 1 OR upto <= ?
+     ORDER BY seq`,
+    [stream, after, limit, STREAM_PAGE_BYTES],
+  );
   return rows.map((r) => ({ seq: Number(r.seq), body: r.body }));
 }
 
