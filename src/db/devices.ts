@@ -223,6 +223,12 @@ export async function findTokenHashesOfDevices(
   return rows.map((r) => ({ deviceId: r.id, tokenHash: r.token_hash }));
 }
 
+/** How many devices are registered (not deleted). */
+export async function countLiveDevices(q: Queryable): Promise<number> {
+  const [row] = await q('devices').whereNull('deleted_at').count<{ n: string }[]>({ n: '*' });
+  return Number(row?.n ?? 0);
+}
+
 /** Records that these devices' current tokens were heard in a text frame (kept until the token changes). */
 export async function markTokenExposed(q: Queryable, deviceIds: readonly string[]): Promise<void> {
   if (deviceIds.length === 0) return;

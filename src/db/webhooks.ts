@@ -96,6 +96,12 @@ export async function createWebhook(q: Queryable, spec: WebhookSpec): Promise<We
   return toWebhook(row!);
 }
 
+/** How many webhooks there are (not deleted). */
+export async function countWebhooks(q: Queryable): Promise<number> {
+  const [row] = await q('webhooks').whereNull('deleted_at').count<{ n: string }[]>({ n: '*' });
+  return Number(row?.n ?? 0);
+}
+
 export async function listWebhooks(q: Queryable): Promise<Webhook[]> {
   const rows = (await q('webhooks').whereNull('deleted_at').orderBy('created_at')) as WebhookRow[];
   return rows.map(toWebhook);

@@ -14,6 +14,10 @@ export const SETTING_SCHEMAS = {
   'device.flapWindowSeconds': z.number().int().min(5).max(86_400),
   'device.flapHoldSeconds': z.number().int().min(0).max(3600),
   'recording.automatic': z.boolean(),
+  /** Registered devices at most (a registration past it: 409 DEVICE_LIMIT_REACHED). */
+  'device.maxDevices': z.number().int().min(1).max(10_000_000),
+  /** Webhooks at most (one past it: 409 WEBHOOK_LIMIT_REACHED). */
+  'webhook.maxWebhooks': z.number().int().min(1).max(10_000),
 } as const;
 
 export type SettingKey = keyof typeof SETTING_SCHEMAS;
@@ -29,6 +33,8 @@ export const SETTING_DEFAULTS: Readonly<SettingValues> = Object.freeze({
   'device.flapWindowSeconds': 600,
   'device.flapHoldSeconds': 60,
   'recording.automatic': true,
+  'device.maxDevices': 100_000,
+  'webhook.maxWebhooks': 100,
 });
 
 export const SETTING_KEYS = Object.keys(SETTING_DEFAULTS) as SettingKey[];
@@ -58,9 +64,11 @@ export function presentSettings(values: SettingValues, secretKeyConfigured: bool
       flapThreshold: values['device.flapThreshold'],
       flapWindowSeconds: values['device.flapWindowSeconds'],
       flapHoldSeconds: values['device.flapHoldSeconds'],
+      maxDevices: values['device.maxDevices'],
       secretKeyConfigured,
     },
     recording: { automatic: values['recording.automatic'] },
+    webhook: { maxWebhooks: values['webhook.maxWebhooks'] },
   };
 }
 
@@ -78,6 +86,7 @@ export const settingsPatchSchema = z.strictObject({
       flapThreshold: resettable(SETTING_SCHEMAS['device.flapThreshold']),
       flapWindowSeconds: resettable(SETTING_SCHEMAS['device.flapWindowSeconds']),
       flapHoldSeconds: resettable(SETTING_SCHEMAS['device.flapHoldSeconds']),
+      maxDevices: resettable(SETTING_SCHEMAS['device.maxDevices']),
       secretKey: z
         .string()
         .min(SECRET_KEY_MIN_LENGTH, `at least ${SECRET_KEY_MIN_LENGTH} characters`)
@@ -89,6 +98,10 @@ export const settingsPatchSchema = z.strictObject({
     .optional(),
   recording: z
     .strictObject({ automatic: resettable(SETTING_SCHEMAS['recording.automatic']) })
+    .nullable()
+    .optional(),
+  webhook: z
+    .strictObject({ maxWebhooks: resettable(SETTING_SCHEMAS['webhook.maxWebhooks']) })
     .nullable()
     .optional(),
 });
@@ -113,6 +126,7 @@ export function planSettingsChange(patch: SettingsPatch): SettingsChange {
   };
   section('device', patch.device);
   section('recording', patch.recording);
+  section('webhook', patch.webhook);
   const secretKey = patch.device?.secretKey;
   return secretKey === undefined ? { values } : { values, secretKey };
 }

@@ -139,6 +139,7 @@ export function createApp(deps: AppDeps) {
     ...deps,
     badSecrets,
     registrationSecret: () => deps.settings.registrationSecret(),
+    settings: () => deps.settings.current(),
     webhookDestinations: createDestinationPolicy(deps.config.WEBHOOK_ALLOW_HOSTS),
   });
   const live = createLiveFeed({

@@ -138,9 +138,14 @@ export const settingsResponse = z.object({
     massSilenceRatio: z.number(),
     massSilenceMinDevices: z.number().int(),
     massSilenceMaxHeldRounds: z.number().int(),
+    flapThreshold: z.number().int(),
+    flapWindowSeconds: z.number().int(),
+    flapHoldSeconds: z.number().int(),
+    maxDevices: z.number().int(),
     secretKeyConfigured: z.boolean(),
   }),
   recording: z.object({ automatic: z.boolean() }),
+  webhook: z.object({ maxWebhooks: z.number().int() }),
 });
 
 export const taskResponse = z.object({

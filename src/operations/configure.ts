@@ -1,12 +1,13 @@
 import type { PolicyFields } from '../domain/policy';
 import { refusalOfUrl, type DestinationPolicy } from '../domain/destinations';
-import { AppError } from '../domain/errors';
+import { AppError, conflict } from '../domain/errors';
 import type { WebhookSpec } from '../domain/webhooks';
 import { setMaintenance, updateDevicePolicy, type Maintenance } from '../db/devices';
 import type { Db } from '../db/knex';
 import { deleteGroup, putGroupPolicy, setGroupMaintenance } from '../db/policies';
 import { rotateSigningKey } from '../db/signing-keys';
-import { createWebhook, deleteWebhook } from '../db/webhooks';
+import { countWebhooks, createWebhook, deleteWebhook } from '../db/webhooks';
+import type { SettingValues } from '../domain/settings';
 
 /**
  * An operator's configuration: health-check policies, groups, maintenance windows, webhooks and the
@@ -14,7 +15,11 @@ import { createWebhook, deleteWebhook } from '../db/webhooks';
  * read it as they go, so a change applies from the next round (or delivery). A false answer means
  * nothing by that name or id exists.
  */
-export function createConfigure(db: Db, webhookDestinations: DestinationPolicy) {
+export function createConfigure(
+  db: Db,
+  webhookDestinations: DestinationPolicy,
+  settings: () => Promise<SettingValues>,
+) {
   return {
     devicePolicy: (id: string, change: { group?: string | null; policy: Partial<PolicyFields> }) =>
       updateDevicePolicy(db, id, change),
@@ -23,9 +28,14 @@ export function createConfigure(db: Db, webhookDestinations: DestinationPolicy) 
     deleteGroup: (name: string) => deleteGroup(db, name),
     groupMaintenance: (name: string, window: Maintenance | null) => setGroupMaintenance(db, name, window),
     /** A URL at an address webhooks may not reach is refused here (a name, when resolved, at each delivery). */
-    createWebhook: (spec: WebhookSpec) => {
+    createWebhook: async (spec: WebhookSpec) => {
       const refusal = refusalOfUrl(webhookDestinations, spec.url);
       if (refusal) throw new AppError(400, 'WEBHOOK_URL_REFUSED', refusal);
+      const limit = (await settings())['webhook.maxWebhooks'];
+      if ((await countWebhooks(db)) >= limit)
+        throw conflict('WEBHOOK_LIMIT_REACHED', `at most ${limit} webhooks (setting webhook.maxWebhooks)`, {
+          limit,
+        });
       return createWebhook(db, spec);
     },
     deleteWebhook: (id: string) => deleteWebhook(db, id),

@@ -1,6 +1,7 @@
 import type { DestinationPolicy } from '../domain/destinations';
 import type { SecretHash } from '../domain/credentials';
 import type { SessionEffects } from '../domain/effects';
+import type { SettingValues } from '../domain/settings';
 import type { Db } from '../db/knex';
 import type { Mantis } from '../integrations/mantis';
 import type { Tgdm } from '../integrations/tgdm';
@@ -25,6 +26,8 @@ export interface ApiOperationDeps {
   readonly mothUrl: string;
   readonly liveness: TokenCache & { forgetDevice(deviceId: string): Promise<void> };
   readonly registrationSecret: () => Promise<SecretHash | undefined>;
+  /** The runtime settings (the caps on devices and webhooks among them). */
+  readonly settings: () => Promise<SettingValues>;
   readonly badSecrets: AttemptLimiter;
   readonly countAuthFailure: (surface: 'registration') => void;
   /** Where webhooks may reach. */
@@ -37,7 +40,7 @@ export interface ApiOperationDeps {
 export function createApiOperations(deps: ApiOperationDeps) {
   return {
     queries: createQueries(deps.db),
-    configure: createConfigure(deps.db, deps.webhookDestinations),
+    configure: createConfigure(deps.db, deps.webhookDestinations, deps.settings),
     registerDevice: createRegisterDevice(deps),
     deleteDevice: createDeleteDevice(deps),
     rotateTokens: createRotateTokens(deps),

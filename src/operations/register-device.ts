@@ -10,7 +10,8 @@ import {
 import type { Registration } from '../domain/device';
 import { AppError, conflict, tooManyAttempts } from '../domain/errors';
 import { clientEvent } from '../domain/events';
-import { insertDeviceWithEvent, type Device } from '../db/devices';
+import { countLiveDevices, insertDeviceWithEvent, type Device } from '../db/devices';
+import type { SettingValues } from '../domain/settings';
 import { isUniqueViolation, type Db } from '../db/knex';
 import type { AttemptLimiter } from '../redis/rate-limit';
 
@@ -20,6 +21,7 @@ export interface RegisterDeviceDeps {
   readonly registrationSecret: () => Promise<SecretHash | undefined>;
   readonly badSecrets: AttemptLimiter;
   readonly countAuthFailure: (surface: 'registration') => void;
+  readonly settings: () => Promise<SettingValues>;
 }
 
 const MAX_BAD_SECRETS_MESSAGE = 'too many registrations with a wrong secret from this address';
@@ -47,6 +49,12 @@ export function createRegisterDevice(deps: RegisterDeviceDeps) {
 
   return async (body: Registration, address: string): Promise<{ device: Device; token: string }> => {
     await checkSecret(body.secretKey, address);
+    // A soft cap: registrations in flight at once may pass it by as many.
+    const limit = (await deps.settings())['device.maxDevices'];
+    if ((await countLiveDevices(deps.db)) >= limit)
+      throw conflict('DEVICE_LIMIT_REACHED', `at most ${limit} devices (setting device.maxDevices)`, {
+        limit,
+      });
     const token = newToken();
     const id = randomUUID();
     try {

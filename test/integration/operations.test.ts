@@ -52,6 +52,7 @@ beforeAll(async () => {
     mothUrl: 'ws://moth.test',
     liveness: createLiveness(redis, keys, 4),
     registrationSecret: async () => hashSecret(SECRET),
+    settings: async () => settings,
     badSecrets: createAttemptLimiter(redis, keys.rateLimits.badSecret, 3, 60),
     countAuthFailure: () => {},
     webhookDestinations: createDestinationPolicy('127.0.0.1'),

@@ -29,7 +29,10 @@ describe('the unstable-bus mark', () => {
       .update({ bus_lost_at: db.raw(`now() - interval '11 minutes'`) });
     expect(await endStableBuses(db, 600)).toBe(1);
     expect(await eventsOf('DEVICE_BUS_STABLE')).toEqual([a]);
-    const marks = await db('devices').whereIn('id', [a!, b!]).orderBy('id').select('id', 'bus_unstable_since');
+    const marks = await db('devices')
+      .whereIn('id', [a!, b!])
+      .orderBy('id')
+      .select('id', 'bus_unstable_since');
     expect(marks.find((m: { id: string }) => m.id === a)).toMatchObject({ bus_unstable_since: null });
     expect(marks.find((m: { id: string }) => m.id === b)).not.toMatchObject({ bus_unstable_since: null });
     expect(await endStableBuses(db, 600)).toBe(0);

@@ -16,7 +16,12 @@ const rounds = (from: number, to: number) => Array.from({ length: to - from + 1 
 describe('rounds a lost bus excuses', () => {
   it('without a loss, the misses are the valid rounds since the last heard', () => {
     const valid = [3, 4, 6, 7, 9];
-    for (const [last, n] of [[2, 9], [4, 7], [9, 9], [10, 9]] as const)
+    for (const [last, n] of [
+      [2, 9],
+      [4, 7],
+      [9, 9],
+      [10, 9],
+    ] as const)
       expect(missedExcusing(last, n, valid, [])).toBe(missedValidRounds(last, n, valid));
   });
 
