@@ -1,6 +1,6 @@
 import { createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { signEvent, type PublicJwk, type SigningKey } from '../domain/signatures';
-import type { Queryable } from './knex';
+import type { Db, Queryable } from './knex';
 
 interface KeyRow {
   kid: string;
@@ -47,11 +47,18 @@ export async function currentSigningKey(q: Queryable): Promise<SigningKey> {
   };
 }
 
-/** Every key whose signatures still verify: in use, or retired within RETIRED_KEY_PUBLISHED_DAYS. */
+/**
+ * Every key whose signatures still verify: in use, or retired within RETIRED_KEY_PUBLISHED_DAYS, and
+ * never revoked.
+ */
 export async function publishedKeys(q: Queryable): Promise<PublicJwk[]> {
   const rows = await q('signing_keys')
-    .whereNull('retired_at')
-    .orWhere('retired_at', '>', q.raw(`now() - make_interval(days => ?)`, [RETIRED_KEY_PUBLISHED_DAYS]))
+    .whereNull('revoked_at')
+    .where((w) =>
+      w
+        .whereNull('retired_at')
+        .orWhere('retired_at', '>', q.raw(`now() - make_interval(days => ?)`, [RETIRED_KEY_PUBLISHED_DAYS])),
+    )
     .orderBy('created_at')
     .select<Pick<KeyRow, 'kid' | 'public_x'>[]>('kid', 'public_x');
   return rows.map((r) => ({
@@ -69,6 +76,20 @@ export async function rotateSigningKey(q: Queryable): Promise<string> {
   const kid = await addSigningKey(q);
   await q('signing_keys').whereNot({ kid }).whereNull('retired_at').update({ retired_at: q.fn.now() });
   return kid;
+}
+
+/**
+ * Revokes a key: unpublished at once (what it signed no longer verifies) and never used again; when it
+ * was the key in use, a new one is put in use first. False when there is no such key.
+ */
+export async function revokeSigningKey(db: Db, kid: string): Promise<boolean> {
+  return db.transaction(async (trx) => {
+    const row = await trx('signing_keys').where({ kid }).forUpdate().first<KeyRow | undefined>();
+    if (!row) return false;
+    if (row.retired_at === null) await rotateSigningKey(trx);
+    await trx('signing_keys').where({ kid }).update({ revoked_at: trx.fn.now() });
+    return true;
+  });
 }
 
 /** Signs events with the key in use, read again at most every `refreshMs` (a rotation reaches every process). */

@@ -385,6 +385,15 @@ export const ROUTES: readonly RouteDoc[] = [
     errors: [401],
   },
   {
+    method: 'post',
+    path: '/signing-keys/{kid}/revoke',
+    summary:
+      'Revoke an event signing key: unpublished at once, never used again (the key in use is replaced first)',
+    auth: 'operator',
+    ok: [200, out.signingKeysResponse],
+    errors: [400, 401, 404],
+  },
+  {
     method: 'get',
     path: '/.well-known/rollcall-keys',
     summary: 'The public keys events are signed with (JWKS, Ed25519)',

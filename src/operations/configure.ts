@@ -5,7 +5,7 @@ import type { WebhookSpec } from '../domain/webhooks';
 import { setMaintenance, updateDevicePolicy, type Maintenance } from '../db/devices';
 import type { Db } from '../db/knex';
 import { deleteGroup, putGroupPolicy, setGroupMaintenance } from '../db/policies';
-import { rotateSigningKey } from '../db/signing-keys';
+import { revokeSigningKey, rotateSigningKey } from '../db/signing-keys';
 import { countWebhooks, createWebhook, deleteWebhook } from '../db/webhooks';
 import type { SettingValues } from '../domain/settings';
 
@@ -40,6 +40,11 @@ export function createConfigure(
     },
     deleteWebhook: (id: string) => deleteWebhook(db, id),
     rotateSigningKey: () => rotateSigningKey(db),
+    /** 404 SIGNING_KEY_NOT_FOUND when there is no such key. */
+    revokeSigningKey: async (kid: string) => {
+      if (!(await revokeSigningKey(db, kid)))
+        throw new AppError(404, 'SIGNING_KEY_NOT_FOUND', `no signing key ${kid}`);
+    },
   };
 }
 

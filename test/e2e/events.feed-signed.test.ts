@@ -177,4 +177,27 @@ describe('events: numbered, signed, and a feed to fetch what Moth lost', () => {
     const old = signEvent({ type: 'X', eventId: 'e' }, before);
     expect(verifyEvent(old, await publishedKeys(s.db))).toBe(true);
   });
+
+  it('a revoked key is unpublished at once and never signs again; the key in use is replaced first', async () => {
+    const inUse = await currentSigningKey(s.db);
+    const older = (await publishedKeys(s.db)).map((k) => k.kid).filter((k) => k !== inUse.kid);
+    const signed = signEvent({ type: 'X', eventId: 'r' }, inUse);
+    expect(verifyEvent(signed, await keysOf(s))).toBe(true);
+
+    expect((await request(s.callback).post(`/signing-keys/${inUse.kid}/revoke`)).status).toBe(401);
+    const res = await request(s.callback).post(`/signing-keys/${inUse.kid}/revoke`).set(s.admin);
+    expect(res.status).toBe(200);
+    const published = (res.body as { keys: PublicJwk[] }).keys.map((k) => k.kid);
+    expect(published).not.toContain(inUse.kid);
+    expect(published).toEqual(expect.arrayContaining(older));
+    expect(verifyEvent(signed, await keysOf(s))).toBe(false);
+    const next = await currentSigningKey(s.db);
+    expect(next.kid).not.toBe(inUse.kid);
+    expect(published).toContain(next.kid);
+
+    const missing = await request(s.callback).post('/signing-keys/no-such-key/revoke').set(s.admin);
+    expect(missing.status).toBe(404);
+    expect(missing.body).toMatchObject({ error: { code: 'SIGNING_KEY_NOT_FOUND' } });
+    expect((await request(s.callback).post('/signing-keys/a%20b/revoke').set(s.admin)).status).toBe(400);
+  });
 });

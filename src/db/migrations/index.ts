@@ -21,6 +21,7 @@ import * as sessionHeartbeats from './20261201000019_session_heartbeats';
 import * as numberedAtCommit from './20261203000020_numbered_at_commit';
 import * as webhookCircuits from './20261203000021_webhook_circuits';
 import * as unstableBuses from './20261204000022_unstable_buses';
+import * as signingKeyRevocation from './20261204000023_signing_key_revocation';
 
 // Listed statically (not read from a folder) so migrations load the same way under tsx, vitest
 // and the knex CLI, with no loader for .ts files needed at run time.
@@ -47,6 +48,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261203000020_numbered_at_commit': numberedAtCommit,
   '20261203000021_webhook_circuits': webhookCircuits,
   '20261204000022_unstable_buses': unstableBuses,
+  '20261204000023_signing_key_revocation': signingKeyRevocation,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

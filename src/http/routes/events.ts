@@ -11,6 +11,7 @@ import { deviceIdParam } from './devices';
 
 export const streamQuery = z.strictObject({ after: z.coerce.number().int().min(0).optional() });
 const lastEventId = z.coerce.number().int().min(0);
+const kidParam = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, 'a key id');
 
 export const feedQuery = z.strictObject({
   after: z.coerce.number().int().min(0).default(0),
@@ -94,6 +95,14 @@ export function eventRoutes(deps: {
     await deps.auth.operator(ctx);
     const kid = await deps.ops.configure.rotateSigningKey();
     ctx.body = { kid, keys: await deps.ops.queries.signingKeys() };
+  });
+
+  // A key revoked is unpublished at once (what it signed no longer verifies) and never used again; the
+  // key in use is replaced first. Every process signs with the new one within a minute.
+  router.post('/signing-keys/:kid/revoke', async (ctx) => {
+    await deps.auth.operator(ctx);
+    await deps.ops.configure.revokeSigningKey(parseInput(kidParam, ctx.params.kid));
+    ctx.body = { keys: await deps.ops.queries.signingKeys() };
   });
 
   router.get('/.well-known/rollcall-keys', async (ctx) => {
