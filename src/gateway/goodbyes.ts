@@ -6,6 +6,7 @@ import { tokenHash } from '../domain/credentials';
 import { expectedProof, proofMatches } from '../domain/proofs';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
+import { setBounded } from './bounded-map';
 import type { Goodbye } from './heartbeat-ingest';
 
 export interface GoodbyeDeps {
@@ -31,20 +32,27 @@ export function createGoodbyes(deps: GoodbyeDeps) {
     return undefined;
   };
 
-  async function deviceOf(message: Goodbye, busDevice: string | undefined): Promise<string | undefined> {
+  /** Goodbye proofs taken (device:round): each counts once. */
+  const taken = new Map<string, true>();
+
+  /** Whose goodbye it is, and the round it was said in; undefined when refused. */
+  async function deviceOf(
+    message: Goodbye,
+    busDevice: string | undefined,
+  ): Promise<{ deviceId: string; round: number } | undefined> {
     if ('token' in message) {
       const [found] = await findDeviceIdsByTokenHashes(deps.db, [tokenHash(message.token)]);
       if (!found) return refuse('unknown_token');
       if (busDevice !== undefined && found.deviceId !== busDevice) return refuse('misplaced');
       // A device that speaks v2 says goodbye with a proof too.
       if (found.proofsOnly) return refuse('downgrade');
-      return found.deviceId;
+      return { deviceId: found.deviceId, round: deps.openRound() };
     }
     const { deviceId, round, proof } = message.proof;
     if (busDevice !== undefined && deviceId !== busDevice) return refuse('misplaced');
     // The open round or the one before: a robot that says goodbye as a new round opens is not
-    // refused for it (and left to be counted a failure after its misses). A goodbye replayed in the
-    // next round can only end again a session of a robot that had just said goodbye itself.
+    // refused for it (and left to be counted a failure after its misses). Replayed, it is refused
+    // here, and (on another gateway, after a handover) ends no session begun after its round.
     const open = deps.openRound();
     const nonce = round === open || round === open - 1 ? deps.roundNonce(round) : undefined;
     const [key] = await findTokenHashesOfDevices(deps.db, [deviceId]);
@@ -54,16 +62,20 @@ export function createGoodbyes(deps: GoodbyeDeps) {
       !proofMatches(proof, expectedProof(key.tokenHash, round, nonce, 'goodbye'))
     )
       return refuse('bad_proof');
-    return deviceId;
+    if (taken.has(`${deviceId}:${round}`)) return refuse('replayed');
+    setBounded(taken, 10_000, `${deviceId}:${round}`, true);
+    return { deviceId, round };
   }
 
   return async function goodbye(message: Goodbye, busDevice: string | undefined): Promise<void> {
     try {
-      const deviceId = await deviceOf(message, busDevice);
-      if (deviceId === undefined) return;
+      const said = await deviceOf(message, busDevice);
+      if (said === undefined) return;
+      const { deviceId, round } = said;
+      // Only a session begun by the round it was said in: never one the robot began after leaving.
       const ended = await disconnectDevices(
         deps.db,
-        [{ deviceId, beforeRound: null, missedRounds: 0, lastRoundHeard: null, lastHeartbeatAt: null }],
+        [{ deviceId, beforeRound: round + 1, missedRounds: 0, lastRoundHeard: null, lastHeartbeatAt: null }],
         'PLANNED',
       );
       await deps.forget(deviceId);

@@ -82,6 +82,15 @@ describe('GOODBYE: a planned disconnect', () => {
       v2.device.goodbye();
       await s.waitStatus(v2.id, 'DISCONNECTED', 1500);
       expect(await lastSession(s, v2.id)).toMatchObject({ endReason: 'PLANNED' });
+
+      // Back in the next round; its goodbye, heard on its bus and replayed, counts no more.
+      const goodbye = listener.received.filter((m) => m.type === 'GOODBYE').at(-1)!;
+      v2.device.silent = false;
+      await s.waitStatus(v2.id, 'CONNECTED', 5000);
+      listener.sendRaw(Buffer.from(JSON.stringify(goodbye)));
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(await s.status(v2.id)).toBe('CONNECTED');
+      expect(await lastSession(s, v2.id)).toMatchObject({ endReason: null, endedAt: null });
     } finally {
       await listener.close();
     }
