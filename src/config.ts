@@ -1,6 +1,7 @@
 import { parseProxyAddresses } from './domain/addresses';
 import { createDestinationPolicy } from './domain/destinations';
 import { z } from 'zod';
+import { parseSecretsKey } from './domain/sealed';
 
 const optionalUrl = z
   .string()
@@ -44,6 +45,16 @@ const envSchema = z.object({
   ADMIN_TOKEN: optionalSecret.pipe(z.string().min(32, 'at least 32 characters').optional()),
   /** The first registration secret: at least 16 characters (`npm start` generates one when unset). */
   DEVICE_SECRET_KEY: optionalSecret.pipe(z.string().min(16, 'at least 16 characters').optional()),
+  /**
+   * Seals event signing keys and webhook secrets at rest (AES-256-GCM): 32 bytes in base64
+   * (`openssl rand -base64 32`); `npm start` generates one and keeps it in DATA_DIR.
+   */
+  SECRETS_KEY: optionalSecret.pipe(
+    z
+      .string()
+      .superRefine(parsedBy((v) => parseSecretsKey(v)))
+      .optional(),
+  ),
   /** HTTPS for the web role when both are set (registration carries a secret). */
   TLS_CERT_FILE: z.string().optional(),
   TLS_KEY_FILE: z.string().optional(),

@@ -9,6 +9,7 @@ import { MissingDependencyError } from '../src/dev/embedded-redis';
 const isDataDirBusy = (err: unknown): err is Error =>
   err instanceof Error && err.message.startsWith('DATA_DIR ');
 import { mothChannelKeys } from '../src/dev/moth-keys';
+import { secretsKey } from '../src/dev/secrets-key';
 import { startEmbeddedStack } from '../src/dev/stack';
 import { createLogger } from '../src/logger';
 import { onShutdownSignal, stopAll, type Role } from './roles/role';
@@ -27,7 +28,12 @@ const roles: Role[] = [];
 
 async function main() {
   // One key per Moth channel, generated on the first start unless given (see mothChannelKeys).
-  const config = loadConfig({ ...process.env, ...mothChannelKeys(process.env, loadConfig().DATA_DIR) });
+  const dataDir = loadConfig().DATA_DIR;
+  const config = loadConfig({
+    ...process.env,
+    ...mothChannelKeys(process.env, dataDir),
+    ...secretsKey(process.env, dataDir),
+  });
   const logger = createLogger(config.LOG_LEVEL, 'rollcall');
   onShutdownSignal(async () => {
     logger.info('stopping');

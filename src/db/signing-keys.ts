@@ -1,6 +1,10 @@
 import { createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { signEvent, type PublicJwk, type SigningKey } from '../domain/signatures';
 import type { Db, Queryable } from './knex';
+import { seal, unseal } from './sealing';
+
+/** The sealed column of a private key (bound into its seal). */
+const PRIVATE_KEY = 'signing_keys.private_key';
 
 interface KeyRow {
   kid: string;
@@ -19,7 +23,7 @@ export async function addSigningKey(q: Queryable): Promise<string> {
   const kid = randomBytes(8).toString('base64url');
   await q('signing_keys').insert({
     kid,
-    private_key: privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64'),
+    private_key: seal(privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64'), PRIVATE_KEY),
     public_x: publicKey.export({ format: 'jwk' }).x!,
   });
   return kid;
@@ -40,7 +44,7 @@ export async function currentSigningKey(q: Queryable): Promise<SigningKey> {
   return {
     kid: row!.kid,
     privateKey: createPrivateKey({
-      key: Buffer.from(row!.private_key, 'base64'),
+      key: Buffer.from(unseal(row!.private_key, PRIVATE_KEY), 'base64'),
       format: 'der',
       type: 'pkcs8',
     }),

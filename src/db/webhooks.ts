@@ -2,6 +2,10 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { PlatformEvent } from '../domain/events';
 import { coolDownMs, dueAt, wants, type Webhook, type WebhookSpec } from '../domain/webhooks';
 import type { Db, Queryable } from './knex';
+import { seal, unseal } from './sealing';
+
+/** The sealed column of a webhook's secret (bound into its seal). */
+const SECRET = 'webhooks.secret';
 
 interface WebhookRow {
   id: string;
@@ -23,7 +27,7 @@ const toWebhook = (r: WebhookRow): Webhook => ({
   offlineForSeconds: r.offline_for_seconds,
   group: r.group_name,
   expectedDisconnects: r.expected_disconnects,
-  secret: r.secret,
+  secret: unseal(r.secret, SECRET),
   createdAt: r.created_at,
   consecutiveFailures: r.consecutive_failures,
   circuitOpenUntil: r.circuit_open_until,
@@ -88,7 +92,7 @@ export async function createWebhook(q: Queryable, spec: WebhookSpec): Promise<We
       offline_for_seconds: spec.offlineForSeconds ?? null,
       group_name: spec.group ?? null,
       expected_disconnects: spec.expectedDisconnects,
-      secret: randomBytes(32).toString('base64url'),
+      secret: seal(randomBytes(32).toString('base64url'), SECRET),
       // From the events numbered after it exists, not the stream's history.
       fanout_seq: q.raw(`coalesce((SELECT last_seq FROM event_streams WHERE stream = 'client'), 0)`),
     })

@@ -20,6 +20,9 @@ export class LogCapture extends Writable {
   }
 }
 
+/** Seals signing keys and webhook secrets in every test, as a deployment should. */
+export const SECRETS_KEY = Buffer.alloc(32, 7).toString('base64');
+
 /** The web role's configuration over a test database and its own Redis key prefix. */
 export function webTestConfig(databaseUrl: string, env: Record<string, string> = {}) {
   return {
@@ -27,6 +30,7 @@ export function webTestConfig(databaseUrl: string, env: Record<string, string> =
       NODE_ENV: 'test',
       QUEUE_PREFIX: uniquePrefix(),
       WEBHOOK_ALLOW_HOSTS: '127.0.0.1',
+      SECRETS_KEY,
       ...env,
     }),
     DATABASE_URL: databaseUrl,

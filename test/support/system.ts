@@ -12,7 +12,7 @@ import type { HubOptions } from '../../src/moth/hub';
 import { startGateway } from '../../workers/roles/gateway';
 import { createServices } from '../../workers/roles/services';
 import { startWorker } from '../../workers/roles/worker';
-import { ADMIN_TOKEN, LogCapture, SECRET } from './app';
+import { ADMIN_TOKEN, LogCapture, SECRET, SECRETS_KEY } from './app';
 import { createTestDatabase, uniquePrefix } from './database';
 import { listenForEvents, type PlatformEventSeen } from './event-listener';
 import { createFleet } from './fleet';
@@ -48,6 +48,7 @@ export async function startTestSystem(opts: SystemOptions = {}) {
       NODE_ENV: 'test',
       QUEUE_PREFIX: uniquePrefix(),
       WEBHOOK_ALLOW_HOSTS: '127.0.0.1',
+      SECRETS_KEY,
       ...opts.env,
     }),
     DATABASE_URL: database.url,

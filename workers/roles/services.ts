@@ -13,6 +13,7 @@ import type { ConnectionOptions } from 'bullmq';
 import { bullConnection, createQueues, type Queues } from '../../src/queues/connection';
 import { createRoundScheduler, type RoundScheduler } from '../../src/queues/round-scheduler';
 import { createSettingsService, type SettingsService } from '../../src/settings-service';
+import { useSecretsKey } from '../../src/db/sealing';
 
 export type BackedConfig = Config & { DATABASE_URL: string; REDIS_URL: string };
 
@@ -60,6 +61,7 @@ export async function openServices(config: BackedConfig, name: string, poolMax?:
 }
 
 export function createServices(config: BackedConfig, name: string, poolMax = 10): Services {
+  useSecretsKey(config.SECRETS_KEY);
   const db = createDb(config.DATABASE_URL, poolMax);
   const target = { url: config.REDIS_URL, cluster: config.REDIS_CLUSTER };
   const redis = createRedis(target, 'producer', `rollcall-${name}`);

@@ -10,6 +10,7 @@ import type { Logger } from '../../src/logger';
 import { addScrapeGauges, createMetrics, type Metrics } from '../../src/metrics';
 import type { Role } from './role';
 import { openServices, type BackedConfig, type Services } from './services';
+import { sealStoredSecrets } from '../../src/db/sealing';
 
 export type WebConfig = BackedConfig & {
   ADMIN_TOKEN: string;
@@ -69,6 +70,11 @@ export async function startWeb(
   const services = await openServices(config, 'web', 20);
   const { app } = buildWebApp(config, services, logger, options);
   await ensureSigningKey(services.db);
+  // Secrets stored before SECRETS_KEY was set are sealed now; without one they stay as they are.
+  const sealed = await sealStoredSecrets(services.db);
+  if (sealed > 0) logger.info({ sealed }, 'secrets stored in the clear sealed with SECRETS_KEY');
+  if (!config.SECRETS_KEY)
+    logger.warn('SECRETS_KEY is not set: signing keys and webhook secrets are stored in the clear');
   const { server, port } = await listen(app, config.HOST, config.PORT, config);
   logger.info({ port, tls: Boolean(config.TLS_CERT_FILE) }, 'web listening');
   return {
