@@ -539,8 +539,10 @@ export function openApiDocument(version: string) {
             ? { description: 'OK', content: { [body]: { schema: { type: 'string' } } } }
             : { description: 'OK', content: { 'application/json': { schema: schema(body, 'output') } } },
     };
-    // Every authenticated route answers 429 to an address that presented too many wrong credentials.
-    const errors = r.auth === 'none' ? r.errors : [...new Set([...r.errors, 429])].sort((a, b) => a - b);
+    // Every authenticated route answers 429 to an address that presented too many wrong credentials,
+    // and an operator route 403 to a device's token.
+    const implied = r.auth === 'none' ? [] : r.auth === 'operator' ? [403, 429] : [429];
+    const errors = [...new Set([...r.errors, ...implied])].sort((a, b) => a - b);
     for (const e of errors) {
       responses[e] = {
         description: ERROR_TEXT[e] ?? 'Error',

@@ -36,12 +36,12 @@ describe('operator authentication', () => {
     expect(wrong.status).toBe(401);
   });
 
-  it('a device token is not an operator token', async () => {
+  it('a device token is not an operator token (403: a right credential for other routes, no guess)', async () => {
     const d = await register();
     const res = await request(t.callback)
       .get('/devices')
       .set({ Authorization: `Bearer ${d.token}` });
-    expect(res.status).toBe(401);
+    expect(res.status).toBe(403);
   });
 });
 

@@ -119,7 +119,7 @@ describe('POST /devices/tokens/rotate', () => {
       expect(res.status, JSON.stringify(body)).toBe(400);
       expect((res.body as { error: { code: string } }).error.code).toBe('VALIDATION_FAILED');
     }
-    expect((await rotate({ all: true }, { Authorization: `Bearer ${d.token}` })).status).toBe(401);
+    expect((await rotate({ all: true }, { Authorization: `Bearer ${d.token}` })).status).toBe(403);
     expect(await status(d.id, d.token)).toBe(200);
   });
 });

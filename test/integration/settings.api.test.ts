@@ -31,9 +31,11 @@ describe('/server-settings', () => {
         flapThreshold: 3,
         flapWindowSeconds: 600,
         flapHoldSeconds: 60,
+        maxDevices: 100_000,
         secretKeyConfigured: true,
       },
       recording: { automatic: true },
+      webhook: { maxWebhooks: 100 },
     });
     expect(JSON.stringify(res.body)).not.toContain(SECRET);
   });
