@@ -36,6 +36,16 @@ export const unauthorized = (message = 'missing or invalid bearer token') =>
   new AppError(401, 'UNAUTHORIZED', message, undefined, { 'WWW-Authenticate': 'Bearer' });
 
 /** 429 with Retry-After: an address that failed too often waits out its window. */
+/** A caller past its rate: what it asks is not done; it may ask again after the window. */
+export const tooManyRequests = (message: string, retryAfterSeconds: number) =>
+  new AppError(
+    429,
+    'TOO_MANY_REQUESTS',
+    message,
+    { retryAfterSeconds },
+    { 'Retry-After': String(retryAfterSeconds) },
+  );
+
 export const tooManyAttempts = (message: string, retryAfterSeconds: number) =>
   new AppError(
     429,

@@ -63,6 +63,8 @@ export interface AppDeps {
 export const BAD_SECRET_LIMIT = { max: 10, windowSeconds: 60 } as const;
 /** The same for wrong operator credentials (admin token, Basic password), counted apart. */
 export const BAD_CREDENTIAL_LIMIT = { max: 10, windowSeconds: 60 } as const;
+/** Requests a device may make with its own token (its routes, tasks, commands feed) per window. */
+export const DEVICE_REQUEST_LIMIT = { max: 300, windowSeconds: 60 } as const;
 
 /** Builds the Koa application. It never listens: `server.ts` does, tests use `app.callback()`. */
 export function createApp(deps: AppDeps) {
@@ -79,10 +81,18 @@ export function createApp(deps: AppDeps) {
     ),
     deps.countAuthFailure,
   );
+  // The same fixed-window counter, counting every request a device makes rather than failures.
+  const deviceRequests = createAttemptLimiter(
+    deps.redis,
+    keys.rateLimits.deviceRequests,
+    DEVICE_REQUEST_LIMIT.max,
+    DEVICE_REQUEST_LIMIT.windowSeconds,
+  );
   const auth = createAuthenticator(
     deps.config.ADMIN_TOKEN,
     (hash) => findDeviceIdByTokenHash(deps.db, hash),
     guard,
+    (deviceId) => deviceRequests.fail(deviceId),
   );
   const badSecrets = createAttemptLimiter(
     deps.redis,

@@ -1,7 +1,7 @@
 import type { Context } from 'koa';
 import type { Caller } from '../domain/caller';
 import { constantTimeEqual, tokenHash } from '../domain/credentials';
-import { forbidden, tooManyAttempts, unauthorized, type AppError } from '../domain/errors';
+import { forbidden, tooManyAttempts, tooManyRequests, unauthorized, type AppError } from '../domain/errors';
 import type { AttemptLimiter } from '../redis/rate-limit';
 
 export type { Caller };
@@ -57,6 +57,8 @@ export function createAuthenticator(
   adminToken: string,
   deviceIdByTokenHash: (hash: string) => Promise<string | undefined>,
   guard: CredentialGuard,
+  /** Counts a device's request: 0 within its rate, else the seconds until it may ask again. */
+  deviceRequest: (deviceId: string) => Promise<number> = async () => 0,
 ): Authenticator {
   const isAdmin = (token: string) => constantTimeEqual(token, adminToken);
   return {
@@ -77,6 +79,9 @@ export function createAuthenticator(
       // about the token beyond what its hash reveals.
       const deviceId = await deviceIdByTokenHash(tokenHash(token));
       if (!deviceId) return guard.refuse(ctx, 'api', unauthorized());
+      // Per device, not per address: robots behind one NAT do not share a rate.
+      const wait = await deviceRequest(deviceId);
+      if (wait > 0) throw tooManyRequests('too many requests from this device', wait);
       return { kind: 'device', deviceId };
     },
   };

@@ -2,10 +2,14 @@ import type { RedisClient as Redis } from './connection';
 import type { KeySpace } from './key-space';
 import { script } from './scripts';
 
-/** Wrong credentials counted per address: registration secrets, and operator tokens apart. */
+/**
+ * Wrong credentials counted per address: registration secrets, and operator tokens apart; and every
+ * request a device makes with its own token, per device.
+ */
 export const rateLimitKeys = (space: KeySpace) => ({
   badSecret: (address: string) => space.fleet(`rate:bad-secret:${address}`),
   badCredential: (address: string) => space.fleet(`rate:bad-credential:${address}`),
+  deviceRequests: (deviceId: string) => space.fleet(`rate:device:${deviceId}`),
 });
 
 export interface AttemptLimiter {
