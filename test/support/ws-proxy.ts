@@ -30,11 +30,14 @@ export async function startWsProxy(target: string) {
       c.path = /^GET (\S+)/.exec(first.toString('latin1'))?.[1] ?? '';
       client.pause();
       const until = Math.max(0, ...[...held].filter(([matches]) => matches(c.path)).map(([, t]) => t));
-      setTimeout(() => {
-        upstream.write(first);
-        client.pipe(upstream);
-        upstream.pipe(client);
-      }, until - Date.now());
+      setTimeout(
+        () => {
+          upstream.write(first);
+          client.pipe(upstream);
+          upstream.pipe(client);
+        },
+        Math.max(0, until - Date.now()),
+      );
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
