@@ -62,8 +62,9 @@ export function createGoodbyes(deps: GoodbyeDeps) {
       !proofMatches(proof, expectedProof(key.tokenHash, round, nonce, 'goodbye'))
     )
       return refuse('bad_proof');
-    if (taken.has(`${deviceId}:${round}`)) return refuse('replayed');
-    setBounded(taken, 10_000, `${deviceId}:${round}`, true);
+    const said = `${deviceId}:${round}`;
+    if (taken.has(said)) return refuse('replayed');
+    setBounded(taken, 10_000, said, true);
     return { deviceId, round };
   }
 

@@ -29,6 +29,8 @@ const MAX_BAD_CREDENTIALS_MESSAGE = 'too many wrong credentials from this addres
  * against guessing; the limit stops a flood early and counts it.
  */
 export interface CredentialGuard {
+  /** Whether the address is past its limit (a wrong credential from it hears 429). */
+  blocked(ctx: Context): Promise<boolean>;
   /** A presented credential was wrong: counted; 429 once beyond the limit, else `error`. */
   refuse(ctx: Context, surface: AuthSurface, error: AppError): Promise<never>;
 }
@@ -38,6 +40,9 @@ export function createCredentialGuard(
   countFailure: (surface: AuthSurface) => void,
 ): CredentialGuard {
   return {
+    async blocked(ctx) {
+      return (await limiter.blockedFor(ctx.request.ip)) > 0;
+    },
     async refuse(ctx, surface, error) {
       countFailure(surface);
       const wait = await limiter.fail(ctx.request.ip);
@@ -67,7 +72,8 @@ export function createAuthenticator(
       // No credential at all is not a guess: only a presented one is counted.
       if (token === undefined) throw unauthorized();
       if (isAdmin(token)) return;
-      if (await deviceIdByTokenHash(tokenHash(token)))
+      // A flood of wrong tokens from a blocked address is answered without a lookup.
+      if (!(await guard.blocked(ctx)) && (await deviceIdByTokenHash(tokenHash(token))))
         throw forbidden('a device token does not open operator routes');
       await guard.refuse(ctx, 'api', unauthorized());
     },

@@ -66,7 +66,7 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
       const ids = pages.flatMap((p) => p.candidates.map((c) => c.deviceId));
       const [allowed, losses] = await Promise.all([
         allowancesOf(deps.db, ids, serverMax),
-        ids.length > 0 ? deps.busLosses.of(ids) : new Map<string, never[]>(),
+        deps.busLosses.of(ids),
       ]);
       // A device with no row (removed by hand) has no policy left: it goes at the strictest.
       return pages.map((p) =>

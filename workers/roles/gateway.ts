@@ -173,6 +173,8 @@ function buildGateway(
   const selfWatch = createSelfWatch({ metrics, logger: log, flush: () => hearing.ingest.flush() });
   const broke = () => selfWatch.suspect('failure');
 
+  // A lost bus voids rounds for its own devices alone, a bounded few (src/domain/bus-losses.ts).
+  const busLosses = buildBusLosses(services, { round: () => opener.openRound(), metrics, log });
   const buses = createDeviceBuses({
     shards: config.SHARDS,
     busPath: config.channels.deviceBus,
@@ -184,8 +186,6 @@ function buildGateway(
       if (change === 'lost') metrics.busesLost.inc(deviceIds.length);
     },
   });
-  // A lost bus voids rounds for its own devices alone, a bounded few (src/domain/bus-losses.ts).
-  const busLosses = buildBusLosses(services, { round: () => opener.openRound(), metrics, log });
   const syncDirectory = createDeviceDirectory({ db, buses });
   const opener = createRoundOpener({
     id,
