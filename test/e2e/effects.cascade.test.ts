@@ -144,10 +144,17 @@ describe('disconnect effects', () => {
       15_000,
       'recording stopped after recovery',
     );
-    const sessions = (await request(s.callback).get(`/devices/${r.id}/sessions`).set(s.admin)).body as {
-      sessions: { effects: { kind: string; status: string; attempts: number; lastError: string | null }[] }[];
-    };
-    const stop = sessions.sessions[0]!.effects.find((e) => e.kind === 'stop-recording')!;
+    // The recording's row commits before its effect is marked done: read the effect once it is.
+    const stopEffect = async () =>
+      (
+        (await request(s.callback).get(`/devices/${r.id}/sessions`).set(s.admin)).body as {
+          sessions: {
+            effects: { kind: string; status: string; attempts: number; lastError: string | null }[];
+          }[];
+        }
+      ).sessions[0]!.effects.find((e) => e.kind === 'stop-recording')!;
+    await waitFor(async () => (await stopEffect()).status === 'DONE', 5000, 'stop-recording marked done');
+    const stop = await stopEffect();
     expect(stop.status).toBe('DONE');
     expect(stop.attempts).toBeGreaterThan(1);
     expect(stop.lastError).toMatch(/503/);
