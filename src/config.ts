@@ -2,6 +2,7 @@ import { parseProxyAddresses } from './domain/addresses';
 import { createDestinationPolicy } from './domain/destinations';
 import { z } from 'zod';
 import { parseSecretsKey } from './domain/sealed';
+import { isRegisteredChannelId } from './domain/channel-ids';
 
 const optionalUrl = z
   .string()
@@ -79,6 +80,11 @@ const envSchema = z.object({
   MOTH_DEVICE_KEY: optionalSecret,
   /** The client-events channel's key: for the clients that read events, never given to robots. */
   MOTH_CLIENT_KEY: optionalSecret,
+  /**
+   * The two channels: a registered channel's 20-character id (created through Moth's management API
+   * with its key: nobody can take it or change its key) or an instant channel's name (created by its
+   * first joiner, who sets its key: see the README's security model).
+   */
   MOTH_DEVICE_CHANNEL: z.string().min(1).default('device-management'),
   MOTH_CLIENT_CHANNEL: z.string().min(1).default('client-events'),
   /**
@@ -172,7 +178,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   });
 }
 
+/** A channel named by a registered channel's id is joined by it; any other name is an instant channel. */
 function busChannelPath(name: string, track: string, key?: string): string {
-  const q = new URLSearchParams({ channel: 'instant', name, source: 'base', track, ...(key ? { key } : {}) });
+  const channel: Record<string, string> = isRegisteredChannelId(name)
+    ? { channel: name }
+    : { channel: 'instant', name };
+  const q = new URLSearchParams({ ...channel, source: 'base', track, ...(key ? { key } : {}) });
   return `/pang/ws/meb?${q.toString()}`;
 }

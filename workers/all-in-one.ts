@@ -8,7 +8,7 @@ import { MissingDependencyError } from '../src/dev/embedded-redis';
 
 const isDataDirBusy = (err: unknown): err is Error =>
   err instanceof Error && err.message.startsWith('DATA_DIR ');
-import { mothChannelKeys } from '../src/dev/moth-keys';
+import { embeddedMothChannels, mothChannelKeys } from '../src/dev/moth-keys';
 import { secretsKey } from '../src/dev/secrets-key';
 import { startEmbeddedStack } from '../src/dev/stack';
 import { createLogger } from '../src/logger';
@@ -17,6 +17,7 @@ import { startWeb } from './roles/web';
 import { startGateway } from './roles/gateway';
 import { startWorker } from './roles/worker';
 import { ThreadedMothHub } from '../src/moth/hub-thread';
+import { isRegisteredChannelId } from '../src/domain/channel-ids';
 import { createMetrics } from '../src/metrics';
 import {
   createMantisSimulator,
@@ -27,11 +28,13 @@ import {
 const roles: Role[] = [];
 
 async function main() {
-  // One key per Moth channel, generated on the first start unless given (see mothChannelKeys).
+  // One key per Moth channel and, on the embedded hub, registered channels: generated on the first
+  // start unless given (see mothChannelKeys and embeddedMothChannels).
   const dataDir = loadConfig().DATA_DIR;
   const config = loadConfig({
     ...process.env,
     ...mothChannelKeys(process.env, dataDir),
+    ...embeddedMothChannels(process.env, dataDir),
     ...secretsKey(process.env, dataDir),
   });
   const logger = createLogger(config.LOG_LEVEL, 'rollcall');
@@ -63,6 +66,7 @@ async function main() {
       port: full.MOTH_PORT,
       host: '0.0.0.0',
       ...(full.MOTH_KEY ? { key: full.MOTH_KEY } : {}),
+      channels: registeredChannels(full),
     });
     await hub.start();
     roles.push(hub);
@@ -122,6 +126,15 @@ async function main() {
     '',
   ];
   process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** The configured channels that are registered ones, each with its key, for the embedded hub. */
+function registeredChannels(c: ReturnType<typeof loadConfig>): Record<string, string | undefined> {
+  const channels = [
+    [c.MOTH_DEVICE_CHANNEL, c.channels.deviceKey],
+    [c.MOTH_CLIENT_CHANNEL, c.channels.clientKey],
+  ] as const;
+  return Object.fromEntries(channels.filter(([id]) => isRegisteredChannelId(id)));
 }
 
 main().catch(async (err: unknown) => {

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
+import { isRegisteredChannelId, newChannelId } from '../domain/channel-ids';
 
 const stored = z.object({ MOTH_DEVICE_KEY: z.string().min(16), MOTH_CLIENT_KEY: z.string().min(16) });
 
@@ -29,5 +30,32 @@ export function mothChannelKeys(env: NodeJS.ProcessEnv, dataDir: string): Record
   return {
     MOTH_DEVICE_KEY: given.MOTH_DEVICE_KEY ?? keys.MOTH_DEVICE_KEY,
     MOTH_CLIENT_KEY: given.MOTH_CLIENT_KEY ?? keys.MOTH_CLIENT_KEY,
+  };
+}
+
+const storedIds = z.object({ MOTH_DEVICE_CHANNEL: z.string(), MOTH_CLIENT_CHANNEL: z.string() });
+
+/**
+ * `npm start`'s channels on the embedded hub: registered channels (see the README's security model),
+ * their ids generated on the first start and kept in DATA_DIR (robots hold the device channel's in
+ * their bus path). A channel given in the environment, or a Moth of one's own (MOTH_URL), is left as
+ * configured: on a real Moth the channels are registered through its management API.
+ */
+export function embeddedMothChannels(env: NodeJS.ProcessEnv, dataDir: string): Record<string, string> {
+  if (env.MOTH_URL) return {};
+  const file = join(resolve(dataDir), 'moth-channels.json');
+  let ids = existsSync(file) ? storedIds.safeParse(JSON.parse(readFileSync(file, 'utf8'))).data : undefined;
+  if (
+    !ids ||
+    !isRegisteredChannelId(ids.MOTH_DEVICE_CHANNEL) ||
+    !isRegisteredChannelId(ids.MOTH_CLIENT_CHANNEL)
+  ) {
+    ids = { MOTH_DEVICE_CHANNEL: newChannelId(), MOTH_CLIENT_CHANNEL: newChannelId() };
+    mkdirSync(resolve(dataDir), { recursive: true });
+    writeFileSync(file, JSON.stringify(ids), { mode: 0o600 });
+  }
+  return {
+    MOTH_DEVICE_CHANNEL: env.MOTH_DEVICE_CHANNEL || ids.MOTH_DEVICE_CHANNEL,
+    MOTH_CLIENT_CHANNEL: env.MOTH_CLIENT_CHANNEL || ids.MOTH_CLIENT_CHANNEL,
   };
 }

@@ -147,6 +147,10 @@ export function createOutboxPublisher(deps: OutboxPublisherDeps) {
       );
       if (failed) throw failed.reason;
     },
+    /** The client channel is back: its stream goes out now rather than after the backoff. */
+    clientChannelOpen(): void {
+      loops[0]!.retryNow();
+    },
     start(): void {
       for (const l of loops) l.start();
       listening ??= listenFor(deps.db, STREAMS_NUMBERED, nudge, (err) =>

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { isRegisteredChannelId } from '../domain/channel-ids';
 import { toBuffer } from './frames';
 
 /**
@@ -15,7 +16,9 @@ import { toBuffer } from './frames';
  *   `style=multi` lets several pubs share a track, a second pub without it is dropped;
  * - keepalive: pings keep only meb sessions alive; a pub that sends no data, or a sub that receives
  *   none, is dropped at `timeout` (default 30 s) however often it pings; pongs are never sent;
- * - the first joiner of an instant channel sets its key, later joiners must match;
+ * - the first joiner of an instant channel sets its key, later joiners must match; a registered
+ *   channel (created through Moth's management API, named by a 20-character xid) exists without
+ *   members and keeps the key it was created with, and an id that is not registered is refused;
  * - a text frame is the track's MIME, replayed to later joiners; one starting with `REXT` (an
  *   extended command, one kind of which crashes the real server) is dropped and counted;
  * - a reader whose unsent data is past a bound (Moth: its kernel socket buffers are full) loses the
@@ -27,6 +30,11 @@ export interface HubOptions {
   readonly host?: string;
   /** When set, every channel is registered with this key: every connection must carry `key=<this>`. */
   readonly key?: string;
+  /**
+   * Registered channels, id (a 20-character xid) to key (undefined: open), as Moth's management API
+   * creates them: they outlive their members and a hub restart, and no joiner sets or changes the key.
+   */
+  readonly channels?: Readonly<Record<string, string | undefined>>;
   /** Slots of a track's ring (Moth Lite: 20). */
   readonly ringSlots?: number;
   /** A reader more than this many slots behind jumps to the newest (Moth Lite: 2). */
@@ -82,7 +90,6 @@ interface TrackState {
   mime?: Frame;
 }
 
-const XID = /^[0-9a-v]{20}$/;
 const EXTENDED_COMMAND = Buffer.from('REXT');
 
 export interface HubStats {
@@ -110,6 +117,7 @@ interface Accepted {
 
 export class MothHub {
   private readonly channels = new Map<string, ChannelState>();
+  private readonly registered = new Map<string, ChannelState>();
   private readonly tracks = new Map<string, TrackState>();
   /** Tracks with slots some reader has not looked at yet. */
   private readonly pending = new Set<TrackState>();
@@ -140,6 +148,11 @@ export class MothHub {
     this.maxUnsentBytes = options.maxUnsentBytes ?? 4 * 1024 * 1024;
     if (this.ringSlots < 1 || this.maxBehind < 1 || this.pollMs <= 0)
       throw new Error('ringSlots, maxBehind and pollMs must be positive');
+    for (const [id, key] of Object.entries(options.channels ?? {})) {
+      if (!isRegisteredChannelId(id))
+        throw new Error(`a registered channel's id is a 20-character xid: ${id}`);
+      this.registered.set(`xid:${id}`, { id: `xid:${id}`, key, members: 0 });
+    }
   }
 
   /** Listens; resolves with the `ws://` base URL. */
@@ -185,7 +198,8 @@ export class MothHub {
 
   /** Number of members on a channel's track (for tests). */
   members(channelName: string, source = 'base', track = 'base'): number {
-    return this.tracks.get(`instant:${channelName}/${source}/${track}`)?.members.size ?? 0;
+    const channel = isRegisteredChannelId(channelName) ? `xid:${channelName}` : `instant:${channelName}`;
+    return this.tracks.get(`${channel}/${source}/${track}`)?.members.size ?? 0;
   }
 
   /** Number of open sessions, all channels together. */
@@ -205,7 +219,7 @@ export class MothHub {
       // A meb without a name is accepted (measured); pub and sub need one.
       if (!name && role !== 'meb') return null;
       channelId = `instant:${name ?? ''}`;
-    } else if (channel && XID.test(channel)) {
+    } else if (channel && this.registered.has(`xid:${channel}`)) {
       channelId = `xid:${channel}`;
     } else return null;
     const key = q.get('key') ?? undefined;
@@ -222,16 +236,16 @@ export class MothHub {
     return { role, channelId, key, trackId, bundle: q.get('mode') === 'bundle', timeoutMs: timeout * 1000 };
   }
 
-  /** The channel's key check: its creator set the key; a keyless creator left it open. */
+  /** The channel's key check: its registration or its creator set the key; keyless leaves it open. */
   private admit(a: Accepted): boolean {
-    const channel = this.channels.get(a.channelId);
+    const channel = this.registered.get(a.channelId) ?? this.channels.get(a.channelId);
     return !channel || channel.key === undefined || channel.key === a.key;
   }
 
   private join(ws: WebSocket, a: Accepted) {
     let channel = this.channels.get(a.channelId);
     if (!channel) {
-      channel = { id: a.channelId, key: a.key, members: 0 };
+      channel = this.registered.get(a.channelId) ?? { id: a.channelId, key: a.key, members: 0 };
       this.channels.set(a.channelId, channel);
     }
     channel.members++;

@@ -78,6 +78,11 @@ export function createLoop(options: LoopOptions) {
       woken = true;
       if (failures === 0) wakeWait?.();
     },
+    /** Runs a pass now even while backing off: what it failed on is back (a session reopened). */
+    retryNow(): void {
+      woken = true;
+      wakeWait?.();
+    },
     async stop(): Promise<void> {
       mode = 'stopped';
       wakeWait?.();

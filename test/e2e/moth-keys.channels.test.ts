@@ -1,7 +1,8 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { mothChannelKeys } from '../../src/dev/moth-keys';
+import { isRegisteredChannelId } from '../../src/domain/channel-ids';
+import { embeddedMothChannels, mothChannelKeys } from '../../src/dev/moth-keys';
 import { startTestSystem, waitFor, type TestSystem } from '../support/system';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -76,5 +77,19 @@ describe('a Moth key per channel', () => {
       MOTH_CLIENT_KEY: 'given-client-key-0123',
     });
     expect(mothChannelKeys({ MOTH_KEY: 'one-key-for-both-0123' }, dir)).toEqual({});
+  });
+
+  it("npm start registers both channels on the embedded hub once and keeps their ids; a Moth of one's own is left as configured", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'channels-'));
+    const first = embeddedMothChannels({}, dir);
+    expect(isRegisteredChannelId(first.MOTH_DEVICE_CHANNEL!)).toBe(true);
+    expect(isRegisteredChannelId(first.MOTH_CLIENT_CHANNEL!)).toBe(true);
+    expect(first.MOTH_CLIENT_CHANNEL).not.toBe(first.MOTH_DEVICE_CHANNEL);
+    expect(embeddedMothChannels({}, dir)).toEqual(first);
+    expect(embeddedMothChannels({ MOTH_CLIENT_CHANNEL: 'events' }, dir)).toEqual({
+      MOTH_DEVICE_CHANNEL: first.MOTH_DEVICE_CHANNEL,
+      MOTH_CLIENT_CHANNEL: 'events',
+    });
+    expect(embeddedMothChannels({ MOTH_URL: 'ws://moth:8276' }, dir)).toEqual({});
   });
 });

@@ -168,6 +168,29 @@ describe('embedded Moth hub', () => {
     expect(fresh.ws.readyState).toBe(WebSocket.OPEN);
   });
 
+  it('a registered channel keeps its key: no squatter, no re-keying once empty; an unregistered id is refused', async () => {
+    const id = 'c0ffee00c0ffee00abcd';
+    const base = await hub({ channels: { [id]: 'k3y' } });
+    const registered = (track: string, key?: string) =>
+      `/pang/ws/meb?channel=${id}&source=base&track=${track}${key ? `&key=${key}` : ''}`;
+    // A squatter first, with a key of its own or none: refused, though nobody has joined yet.
+    for (const squatter of [registered('t', 'mine'), registered('t')])
+      expect(await (await join(base, squatter)).closed).toBe(1006);
+    const holder = await join(base, registered('t', 'k3y'));
+    const other = await join(base, registered('t', 'k3y'));
+    holder.ws.send(Buffer.alloc(16 * 1024 * 1024), { binary: true });
+    holder.ws.close();
+    other.ws.close();
+    await Promise.all([holder.closed, other.closed]);
+    await sleep(50);
+    // Empty now: the holder comes back with a key of its own and is refused; the right key still opens it.
+    expect(await (await join(base, registered('t', 'mine'))).closed).toBe(1006);
+    const back = await join(base, registered('other', 'k3y'));
+    await sleep(30);
+    expect(back.ws.readyState).toBe(WebSocket.OPEN);
+    expect(await (await join(base, '/pang/ws/meb?channel=00000000000000000000&track=t')).closed).toBe(1006);
+  });
+
   it('a registered key (hub option) is required on every channel', async () => {
     const base = await hub({ key: 'k3y' });
     const p = await join(base, meb('a'));

@@ -13,10 +13,18 @@ export async function listenForEvents(config: Pick<Config, 'channels' | 'MOTH_UR
   const events: PlatformEventSeen[] = [];
   let socket: WebSocket | undefined;
   let connectedAt = 0;
+  let junk = 0;
   async function connect(): Promise<void> {
     const key = config.channels.clientKey;
     const ws = new WebSocket(`${config.MOTH_URL}${config.channels.clientEvents}${key ? `&key=${key}` : ''}`);
-    ws.on('message', (d) => events.push(JSON.parse((d as Buffer).toString('utf8')) as PlatformEventSeen));
+    // A member of the channel may send anything: what is not an event is skipped, as a client must.
+    ws.on('message', (d) => {
+      try {
+        events.push(JSON.parse((d as Buffer).toString('utf8')) as PlatformEventSeen);
+      } catch {
+        junk++;
+      }
+    });
     ws.on('error', () => {});
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
@@ -35,6 +43,8 @@ export async function listenForEvents(config: Pick<Config, 'channels' | 'MOTH_UR
     connect,
     /** When it last joined the channel (epoch ms): what was sent before, it cannot have heard. */
     connectedAt: () => connectedAt,
+    /** Frames heard that were not JSON. */
+    junk: () => junk,
     eventsOf: (deviceId: string, type?: string) =>
       events.filter((e) => e.deviceId === deviceId && (type === undefined || e.type === type)),
     close: () => socket?.terminate(),

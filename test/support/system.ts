@@ -85,6 +85,9 @@ export async function startTestSystem(opts: SystemOptions = {}) {
     events: listener.events,
     eventsOf: listener.eventsOf,
     listenerJoinedAt: listener.connectedAt,
+    /** The event listener leaves the client channel, or joins it again. */
+    stopListening: () => listener.close(),
+    listenAgain: () => listener.connect(),
     ...roles,
     tgdm: stack.tgdm,
     mantis: stack.mantis,
@@ -96,9 +99,10 @@ export async function startTestSystem(opts: SystemOptions = {}) {
     register: fleet.register,
     device: fleet.device,
     stopHub: () => stack.stopHub(),
-    /** Starts the hub again on the same port, and the event listener with it. */
-    async startHub() {
+    /** Starts the hub again on the same port, and the event listener with it (after `first`, if given). */
+    async startHub(first?: () => Promise<unknown>) {
       await stack.startHub();
+      await first?.();
       await waitFor(
         () =>
           listener.connect().then(

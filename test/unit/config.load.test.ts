@@ -20,6 +20,17 @@ describe('loadConfig', () => {
     );
     expect(Object.isFrozen(c)).toBe(true);
   });
+  it("a registered channel's id is joined by id; any other name is an instant channel", () => {
+    const c = loadConfig({ MOTH_DEVICE_CHANNEL: 'c0ffee00c0ffee00abcd', MOTH_DEVICE_KEY: 'k'.repeat(16) });
+    expect(c.channels.deviceBusForRobot('bus1')).toBe(
+      `/pang/ws/meb?channel=c0ffee00c0ffee00abcd&source=base&track=bus1&key=${'k'.repeat(16)}`,
+    );
+    // Not an id (upper case, 19 characters): a name.
+    for (const name of ['C0FFEE00C0FFEE00ABCD', 'c0ffee00c0ffee00abc'])
+      expect(loadConfig({ MOTH_CLIENT_CHANNEL: name }).channels.clientEvents).toBe(
+        `/pang/ws/meb?channel=instant&name=${name}&source=base&track=base`,
+      );
+  });
   it('on a Redis Cluster, QUEUE_PREFIX must be a hash tag', () => {
     expect(() => loadConfig({ REDIS_CLUSTER: 'true' })).toThrow(/QUEUE_PREFIX: must be a hash tag/);
     expect(loadConfig({ REDIS_CLUSTER: 'true', QUEUE_PREFIX: '{rollcall}' }).REDIS_CLUSTER).toBe(true);

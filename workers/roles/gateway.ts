@@ -13,6 +13,7 @@ import { createGoodbyes } from '../../src/gateway/goodbyes';
 import { createHeartbeatIngest } from '../../src/gateway/heartbeat-ingest';
 import { createHeartbeatRecords } from '../../src/gateway/heartbeat-records';
 import { createOutboxPublisher } from '../../src/gateway/outbox-publisher';
+import { isRegisteredChannelId } from '../../src/domain/channel-ids';
 import { followRevocations } from '../../src/gateway/revocations';
 import { createLivenessRecovery } from '../../src/gateway/recover-liveness';
 import { createRoundOpener } from '../../src/gateway/round-opener';
@@ -116,6 +117,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     },
   });
   log.info({ moth: config.MOTH_URL, opsPort: ops?.port, shards: buses.held().length }, 'gateway started');
+  warnOfInstantChannels(config, log);
 
   return {
     id,
@@ -292,6 +294,18 @@ function buildIssueRound(
   });
 }
 
+/** An instant channel is keyed by its first joiner: a squatter can take it (README, security model). */
+function warnOfInstantChannels(config: GatewayConfig, log: Logger) {
+  const instant = [config.MOTH_DEVICE_CHANNEL, config.MOTH_CLIENT_CHANNEL].filter(
+    (c) => !isRegisteredChannelId(c),
+  );
+  if (instant.length > 0)
+    log.warn(
+      { channels: instant },
+      'instant Moth channels: whoever joins one first sets its key; register them with Moth and give their ids',
+    );
+}
+
 type Moth = { url: string; frameGapMs: number; pingSeconds: number; logger: Logger };
 type Buses = ReturnType<typeof createDeviceBuses>;
 
@@ -340,6 +354,7 @@ function buildPublishing(
       log.warn({ err: err.message }, 'could not mark recent events for re-sending'),
     );
   });
+  clientChannel.on('open', () => publisher.clientChannelOpen());
   return { clientChannel, publisher, sequencer: createSequencer({ db, logger: log }) };
 }
 
