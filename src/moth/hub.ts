@@ -1,8 +1,9 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { isRegisteredChannelId } from '../domain/channel-ids';
+import { DEFAULT_HUB_LIMITS, HubBudget, type BudgetStats, type HubLimits } from './hub-budget';
 import { toBuffer } from './frames';
 
 /**
@@ -24,6 +25,9 @@ import { toBuffer } from './frames';
  * - a reader whose unsent data is past a bound (Moth: its kernel socket buffers are full) loses the
  *   frames meant for it and stays joined: a slow reader, or one sent a huge frame, is never dropped;
  * - every refusal and error is a dropped TCP connection (the client sees 1006).
+ *
+ * Its own protections, where Moth Lite's were not measured (`limits`): sessions per address, and the
+ * bytes of unfinished frames per address and in all (see HubBudget).
  */
 export interface HubOptions {
   readonly port?: number;
@@ -43,6 +47,8 @@ export interface HubOptions {
   readonly pollMs?: number;
   /** Unsent bytes past which a reader loses its frames (Moth Lite: what kernel buffers take). */
   readonly maxUnsentBytes?: number;
+  /** Sessions per address and bytes of unfinished frames (defaults: DEFAULT_HUB_LIMITS). */
+  readonly limits?: Partial<HubLimits>;
 }
 
 /** Which Moth endpoint a member joined by: publisher, subscriber, or both (meb). */
@@ -92,7 +98,7 @@ interface TrackState {
 
 const EXTENDED_COMMAND = Buffer.from('REXT');
 
-export interface HubStats {
+export interface HubStats extends BudgetStats {
   /** Frames handed to a member's socket. */
   relayed: number;
   /** Frames a reader skipped because it was too far behind (lost as on Moth Lite). */
@@ -132,7 +138,8 @@ export class MothHub {
   private readonly maxBehind: number;
   private readonly pollMs: number;
   private readonly maxUnsentBytes: number;
-  readonly stats: HubStats = {
+  private readonly budget: HubBudget;
+  private readonly counts = {
     relayed: 0,
     lostBehind: 0,
     rejected: 0,
@@ -141,11 +148,21 @@ export class MothHub {
     idleDropped: 0,
   };
 
+  get stats(): Readonly<HubStats> {
+    return { ...this.counts, ...this.budget.stats };
+  }
+
+  /** Bytes of unfinished frames the hub holds right now. */
+  get partialBytes(): number {
+    return this.budget.partialBytes;
+  }
+
   constructor(private readonly options: HubOptions = {}) {
     this.ringSlots = options.ringSlots ?? 20;
     this.maxBehind = options.maxBehind ?? 2;
     this.pollMs = options.pollMs ?? 1;
     this.maxUnsentBytes = options.maxUnsentBytes ?? 4 * 1024 * 1024;
+    this.budget = new HubBudget({ ...DEFAULT_HUB_LIMITS, ...options.limits });
     if (this.ringSlots < 1 || this.maxBehind < 1 || this.pollMs <= 0)
       throw new Error('ringSlots, maxBehind and pollMs must be positive');
     for (const [id, key] of Object.entries(options.channels ?? {})) {
@@ -164,9 +181,13 @@ export class MothHub {
     server.on('upgrade', (req, socket, head) => {
       const accepted = this.accept(req);
       this.wss.handleUpgrade(req, socket, head, (ws) => {
-        if (accepted && this.admit(accepted)) return this.join(ws, accepted);
+        const budget = this.budget.admit(socket as Socket);
+        if (budget && accepted && this.admit(accepted)) {
+          for (const frame of ['message', 'ping', 'pong'] as const) ws.on(frame, budget.frameDone);
+          return this.join(ws, accepted);
+        }
         // Moth says nothing: it drops the TCP connection (the client sees 1006).
-        this.stats.rejected++;
+        this.counts.rejected++;
         ws.terminate();
       });
     });
@@ -259,7 +280,7 @@ export class MothHub {
     const keepAlive = () => {
       clearTimeout(idle);
       idle = setTimeout(() => {
-        this.stats.idleDropped++;
+        this.counts.idleDropped++;
         ws.terminate();
       }, a.timeoutMs);
     };
@@ -284,7 +305,7 @@ export class MothHub {
       const frame = { data: toBuffer(data), binary: isBinary };
       if (!isBinary) {
         if (frame.data.subarray(0, EXTENDED_COMMAND.length).equals(EXTENDED_COMMAND)) {
-          this.stats.extendedDropped++;
+          this.counts.extendedDropped++;
           return;
         }
         if (member.role !== 'sub') track.mime = frame;
@@ -345,7 +366,7 @@ export class MothHub {
       while (j + 1 < ring.length && this.pollAfter(ring[j + 1]!.at, m.phase) === pollAt) j++;
       const found = j - i + 1 + overwritten;
       if (found > this.maxBehind) {
-        this.stats.lostBehind += found - 1;
+        this.counts.lostBehind += found - 1;
         this.relay(m, ring[j]!);
       } else for (let k = i; k <= j; k++) this.relay(m, ring[k]!);
       overwritten = 0;
@@ -376,11 +397,11 @@ export class MothHub {
     const ws = to.ws;
     if (ws.readyState !== ws.OPEN) return;
     if (ws.bufferedAmount > this.maxUnsentBytes) {
-      this.stats.lostUnsent++;
+      this.counts.lostUnsent++;
       return;
     }
     ws.send(frame.data, { binary: frame.binary });
-    this.stats.relayed++;
+    this.counts.relayed++;
     if (to.role === 'sub') to.keepAlive();
   }
 }

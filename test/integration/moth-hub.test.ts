@@ -1,3 +1,4 @@
+import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { waitFor } from '../../src/dev/processes';
@@ -44,6 +45,37 @@ async function join(base: string, path: string): Promise<Peer> {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A raw WebSocket client that opens a session on `path`, announces one binary frame of `announced`
+ * bytes and sends only `sent` of them: a frame that never ends.
+ */
+async function unfinishedFrame(
+  base: string,
+  path: string,
+  sizes: { announced: number; sent: number },
+  from = '127.0.0.1',
+): Promise<Socket> {
+  const { announced, sent } = sizes;
+  const { hostname, port } = new URL(base);
+  const socket = connect({ port: Number(port), host: hostname, localAddress: from });
+  socket.on('error', () => {});
+  await new Promise<void>((resolve) => socket.once('connect', resolve));
+  socket.write(
+    `GET ${path} HTTP/1.1\r\nHost: hub\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+  );
+  await new Promise<void>((resolve) => socket.once('data', () => resolve()));
+  const header = Buffer.alloc(14);
+  header[0] = 0x82; // FIN, binary
+  header[1] = 0x80 | 127; // masked, 64-bit length
+  header.writeBigUInt64BE(BigInt(announced), 2);
+  // mask key: zeros
+  socket.write(header);
+  for (let left = sent; left > 0; left -= 1024 * 1024)
+    socket.write(Buffer.alloc(Math.min(left, 1024 * 1024)));
+  return socket;
+}
 const meb = (name: string, track = 'base') =>
   `/pang/ws/meb?channel=instant&name=${name}&source=base&track=${track}`;
 
@@ -189,6 +221,46 @@ describe('embedded Moth hub', () => {
     await sleep(30);
     expect(back.ws.readyState).toBe(WebSocket.OPEN);
     expect(await (await join(base, '/pang/ws/meb?channel=00000000000000000000&track=t')).closed).toBe(1006);
+  });
+
+  it('caps the sessions one address holds', async () => {
+    const base = await hub({ limits: { sessionsPerAddress: 3 } });
+    const held = [await join(base, meb('a')), await join(base, meb('b')), await join(base, meb('c'))];
+    expect(await (await join(base, meb('d'))).closed).toBe(1006);
+    held[0]!.ws.close();
+    await held[0]!.closed;
+    await sleep(30);
+    const next = await join(base, meb('d'));
+    await sleep(30);
+    expect(next.ws.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it('caps the bytes of frames that never end, per address and in all, and gives them back', async () => {
+    const MiB = 1024 * 1024;
+    const h = new MothHub({ limits: { partialBytesPerAddress: 8 * MiB, partialBytes: 12 * MiB } });
+    hubs.push(h);
+    const base = await h.start();
+    const reader = await join(base, meb('x'));
+    const frame = { announced: 15 * MiB, sent: 5 * MiB };
+    const dropped = (socket: Socket) => new Promise((resolve) => socket.once('close', resolve));
+    const first = await unfinishedFrame(base, meb('x'), frame);
+    await waitFor(() => h.partialBytes >= 5 * MiB, 2000, 'the first unfinished frame held');
+    // Past its address's budget.
+    await dropped(await unfinishedFrame(base, meb('x'), frame));
+    expect(h.stats.droppedPartial).toBe(1);
+    // Another address, within both budgets; a third, past the budget of all.
+    const other = await unfinishedFrame(base, meb('x'), frame, '127.0.0.2');
+    await waitFor(() => h.partialBytes >= 10 * MiB, 2000, 'the second address held');
+    await dropped(await unfinishedFrame(base, meb('x'), frame, '127.0.0.3'));
+    expect(h.stats.droppedPartial).toBe(2);
+    expect(h.partialBytes).toBeLessThanOrEqual(10 * MiB + 64 * 1024);
+    // Frames that end are not held: a member still sends and is heard.
+    const sender = await join(base, meb('x'));
+    sender.ws.send(Buffer.alloc(MiB), { binary: true });
+    await waitFor(() => reader.frames.length === 1, 2000, 'a whole frame relayed');
+    first.destroy();
+    other.destroy();
+    await waitFor(() => h.partialBytes === 0, 2000, 'every byte given back');
   });
 
   it('a registered key (hub option) is required on every channel', async () => {
