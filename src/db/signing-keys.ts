@@ -29,18 +29,20 @@ export async function addSigningKey(q: Queryable): Promise<string> {
   return kid;
 }
 
+/** The newest key not retired: the one in use. */
+const newestKey = (q: Queryable) =>
+  q('signing_keys')
+    .whereNull('retired_at')
+    .orderBy([
+      { column: 'created_at', order: 'desc' },
+      { column: 'kid', order: 'desc' },
+    ])
+    .first<KeyRow | undefined>();
+
 /** The key in use: the newest not retired (one is created on first use). */
 export async function currentSigningKey(q: Queryable): Promise<SigningKey> {
-  const newest = () =>
-    q('signing_keys')
-      .whereNull('retired_at')
-      .orderBy([
-        { column: 'created_at', order: 'desc' },
-        { column: 'kid', order: 'desc' },
-      ])
-      .first<KeyRow | undefined>();
   // Two processes starting at once may both add one: both are published, the newest wins.
-  const row = (await newest()) ?? (await addSigningKey(q), await newest());
+  const row = (await newestKey(q)) ?? (await addSigningKey(q), await newestKey(q));
   return {
     kid: row!.kid,
     privateKey: createPrivateKey({
@@ -96,17 +98,27 @@ export async function revokeSigningKey(db: Db, kid: string): Promise<boolean> {
   });
 }
 
-/** Signs events with the key in use, read again at most every `refreshMs` (a rotation reaches every process). */
-export function createEventSigner(q: Queryable, refreshMs = 60_000) {
-  let cached: { key: Promise<SigningKey>; at: number } | undefined;
+/**
+ * Signs events with the key in use. Which key that is is asked again at most every `checkMs` (one
+ * small read a second while events are signed), so a rotation or a revocation reaches every process
+ * within that; the key itself is loaded only when it changed.
+ */
+export function createEventSigner(q: Queryable, checkMs = 1000) {
+  let current: SigningKey | undefined;
+  let check: { at: number; key: Promise<SigningKey> } | undefined;
+  const inUse = async (): Promise<SigningKey> => {
+    const newest = await newestKey(q);
+    if (!current || current.kid !== newest?.kid) current = await currentSigningKey(q);
+    return current;
+  };
   const key = () => {
-    if (!cached || Date.now() - cached.at > refreshMs) {
-      const loading = currentSigningKey(q);
-      cached = { key: loading, at: Date.now() };
+    if (!check || Date.now() - check.at > checkMs) {
+      const loading = inUse();
+      check = { at: Date.now(), key: loading };
       // A failed read is not kept: the next event asks again.
-      loading.catch(() => (cached = undefined));
+      loading.catch(() => (check = undefined));
     }
-    return cached.key;
+    return check.key;
   };
   return {
     async sign<T extends object>(event: T) {

@@ -35,6 +35,20 @@ export interface PlatformEvent {
   readonly [field: string]: unknown;
 }
 
+/**
+ * An event as it is served, signed: its body with its place, the stream it belongs to (`client`, or
+ * `device:<id>` for a robot's commands) and its number there. The signature covers both, so a
+ * client event cannot pass for a command on a robot's bus, nor a command for another robot's.
+ */
+export type NumberedEvent = PlatformEvent & { readonly stream: string; readonly seq: number };
+
+/** Places an event in its stream. */
+export const numbered = (body: PlatformEvent, stream: string, seq: number): NumberedEvent => ({
+  ...body,
+  stream,
+  seq,
+});
+
 export interface OutgoingEvent {
   readonly channel: EventChannel;
   readonly event: PlatformEvent;

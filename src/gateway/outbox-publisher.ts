@@ -1,4 +1,4 @@
-import type { EventChannel, PlatformEvent } from '../domain/events';
+import { numbered, type EventChannel, type NumberedEvent } from '../domain/events';
 import type { Db, Queryable } from '../db/knex';
 import { listenFor, STREAMS_NUMBERED } from '../db/notifications';
 import {
@@ -18,7 +18,7 @@ export interface OutboxPublisherDeps {
   /** Sends a command on its robot's bus. */
   readonly sendCommand: (body: unknown) => Promise<void>;
   /** Signs each event as sent (`kid`, `sig`). */
-  readonly sign: (event: PlatformEvent & { seq: number }) => Promise<unknown>;
+  readonly sign: (event: NumberedEvent) => Promise<unknown>;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly pollMs?: number;
@@ -75,7 +75,7 @@ export function createOutboxPublisher(deps: OutboxPublisherDeps) {
   }
 
   async function send(channel: EventChannel, e: UnpublishedEvent): Promise<void> {
-    const signed = await deps.sign({ ...e.body, seq: e.seq });
+    const signed = await deps.sign(numbered(e.body, e.stream, e.seq));
     await (channel === 'client' ? deps.sendClient(signed) : deps.sendCommand(signed));
     deps.metrics.eventsPublished.inc({ channel });
   }

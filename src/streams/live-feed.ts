@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import type { PlatformEvent } from '../domain/events';
+import { numbered, type NumberedEvent, type PlatformEvent } from '../domain/events';
 import type { Logger } from '../logger';
 import { createLoop } from './loop';
 
@@ -11,7 +11,7 @@ export interface LiveFeedDeps {
     limit: number,
   ) => Promise<{ seq: number; body: PlatformEvent }[]>;
   /** Signs an event as the feed serves it. */
-  readonly sign: (event: PlatformEvent & { seq: number }) => Promise<unknown>;
+  readonly sign: (event: NumberedEvent) => Promise<unknown>;
   /** Wakes the feed when streams have new events (a Postgres notification); answers how to stop. */
   readonly listen: (wake: () => void) => { close(): Promise<void> };
   readonly logger: Logger;
@@ -89,11 +89,11 @@ export function createLiveFeed(deps: LiveFeedDeps) {
     return true;
   }
 
-  const frames = async (rows: { seq: number; body: PlatformEvent }[]): Promise<Batch> => {
+  const frames = async (stream: string, rows: { seq: number; body: PlatformEvent }[]): Promise<Batch> => {
     const events = await Promise.all(
       rows.map(async (r) => ({
         seq: r.seq,
-        frame: `id: ${r.seq}\ndata: ${JSON.stringify(await deps.sign({ ...r.body, seq: r.seq }))}\n\n`,
+        frame: `id: ${r.seq}\ndata: ${JSON.stringify(await deps.sign(numbered(r.body, stream, r.seq)))}\n\n`,
       })),
     );
     return { events, whole: Buffer.from(events.map((e) => e.frame).join('')) };
@@ -107,7 +107,7 @@ export function createLiveFeed(deps: LiveFeedDeps) {
     let more = false;
     for (const [stream, list] of streams) {
       const from = list.reduce((m, w) => Math.min(m, w.cursor), Infinity);
-      const batch = await frames(await deps.read(stream, from, PAGE));
+      const batch = await frames(stream, await deps.read(stream, from, PAGE));
       more ||= batch.events.length === PAGE;
       for (const w of list) send(w, batch);
     }
@@ -116,7 +116,7 @@ export function createLiveFeed(deps: LiveFeedDeps) {
 
   async function catchUp(w: Watcher): Promise<void> {
     for (;;) {
-      const batch = await frames(await deps.read(w.stream, w.cursor, PAGE));
+      const batch = await frames(w.stream, await deps.read(w.stream, w.cursor, PAGE));
       if (!send(w, batch)) return;
       if (batch.events.length < PAGE) break;
     }

@@ -13,7 +13,7 @@ import { startTestSystem, waitFor, type PlatformEventSeen, type TestSystem } fro
 // Every event sent on Moth is numbered in its stream and signed; the feed serves the same events, so
 // a client that lost frames on Moth (it has no acknowledgements) fetches what it missed and checks it.
 
-type Signed = PlatformEventSeen & { seq: number; kid: string; sig: string };
+type Signed = PlatformEventSeen & { stream: string; seq: number; kid: string; sig: string };
 const keysOf = async (s: TestSystem) =>
   ((await request(s.callback).get('/.well-known/rollcall-keys')).body as { keys: PublicJwk[] }).keys;
 
@@ -134,10 +134,16 @@ describe('events: numbered, signed, and a feed to fetch what Moth lost', () => {
     await waitFor(() => d.device.received.some((m) => m.type === 'TASK_REGISTERED'), 5000, 'the command');
     const keys = await keysOf(s);
     const onBus = d.device.received.find((m) => m.type === 'TASK_REGISTERED')!;
-    expect(onBus.seq).toBe(1);
+    expect(onBus).toMatchObject({ stream: `device:${d.id}`, seq: 1, deviceId: d.id });
     expect(verifyEvent(onBus, keys)).toBe(true);
+    // The stream is signed: a command does not pass for another stream's, nor a client event for a command.
+    expect(verifyEvent({ ...onBus, stream: 'client' }, keys)).toBe(false);
     const own = await wholeFeed(s, `/devices/${d.id}/commands`, { Authorization: `Bearer ${d.reg.token}` });
-    expect(own.map((e) => [e.type, e.seq, e.eventId])).toEqual([['TASK_REGISTERED', 1, onBus.eventId]]);
+    expect(own.map((e) => [e.type, e.stream, e.seq, e.eventId])).toEqual([
+      ['TASK_REGISTERED', `device:${d.id}`, 1, onBus.eventId],
+    ]);
+    const clientEvents = await wholeFeed(s, '/events', s.admin);
+    expect(new Set(clientEvents.map((e) => e.stream))).toEqual(new Set(['client']));
     const foreign = await request(s.callback)
       .get(`/devices/${d.id}/commands`)
       .set({ Authorization: `Bearer ${other.token}` });
@@ -179,6 +185,10 @@ describe('events: numbered, signed, and a feed to fetch what Moth lost', () => {
   });
 
   it('a revoked key is unpublished at once and never signs again; the key in use is replaced first', async () => {
+    // Both signers (the gateway's on Moth, the web role's for the feed) hold the key in use.
+    const earlier = await s.device();
+    await waitFor(() => s.eventsOf(earlier.id, 'DEVICE_REGISTERED').length > 0, 5000, 'an event on Moth');
+    await wholeFeed(s, '/events', s.admin);
     const inUse = await currentSigningKey(s.db);
     const older = (await publishedKeys(s.db)).map((k) => k.kid).filter((k) => k !== inUse.kid);
     const signed = signEvent({ type: 'X', eventId: 'r' }, inUse);
@@ -194,6 +204,16 @@ describe('events: numbered, signed, and a feed to fetch what Moth lost', () => {
     const next = await currentSigningKey(s.db);
     expect(next.kid).not.toBe(inUse.kid);
     expect(published).toContain(next.kid);
+    // Every process signs with the new key within a second: the gateway on Moth, the web role's feed.
+    await new Promise((r) => setTimeout(r, 1100));
+    const d = await s.device();
+    await waitFor(() => s.eventsOf(d.id, 'DEVICE_REGISTERED').length > 0, 5000, 'the event on Moth');
+    const onMoth = s.eventsOf(d.id, 'DEVICE_REGISTERED')[0] as Signed;
+    const inFeed = (await wholeFeed(s, '/events', s.admin)).find((e) => e.eventId === onMoth.eventId)!;
+    for (const e of [onMoth, inFeed]) {
+      expect(e.kid).toBe(next.kid);
+      expect(verifyEvent(e, await keysOf(s))).toBe(true);
+    }
 
     const missing = await request(s.callback).post('/signing-keys/no-such-key/revoke').set(s.admin);
     expect(missing.status).toBe(404);

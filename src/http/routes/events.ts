@@ -2,7 +2,7 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import { z } from 'zod';
 import { forbidden } from '../../domain/errors';
-import type { PlatformEvent } from '../../domain/events';
+import { numbered, type NumberedEvent } from '../../domain/events';
 import type { ApiOperations } from '../../operations';
 import type { LiveFeed } from '../../streams/live-feed';
 import type { Authenticator } from '../auth';
@@ -26,7 +26,7 @@ export const feedQuery = z.strictObject({
 export function eventRoutes(deps: {
   auth: Authenticator;
   ops: Pick<ApiOperations, 'queries' | 'configure'>;
-  sign: (event: PlatformEvent & { seq: number }) => Promise<unknown>;
+  sign: (event: NumberedEvent) => Promise<unknown>;
   live: Pick<LiveFeed, 'watch'>;
 }): Router {
   const router = new Router();
@@ -35,7 +35,7 @@ export function eventRoutes(deps: {
     const rows = await deps.ops.queries.eventStream(stream, q.after, q.limit);
     return {
       stream,
-      events: await Promise.all(rows.map((r) => deps.sign({ ...r.body, seq: r.seq }))),
+      events: await Promise.all(rows.map((r) => deps.sign(numbered(r.body, stream, r.seq)))),
       // Where to ask from next (the last number given, or `after` when there was nothing new).
       last: rows.at(-1)?.seq ?? q.after,
     };
