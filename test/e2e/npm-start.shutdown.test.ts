@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,7 +28,73 @@ function processesUsing(dir: string): string[] {
     });
 }
 
+/** Every process below `pid`, by parent links in /proc. */
+function descendants(pid: number): number[] {
+  const parents = new Map<number, number>();
+  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      // "pid (comm) state ppid ...": comm may hold spaces, so read after its closing parenthesis.
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      parents.set(Number(p), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const below = (of: number): number[] =>
+    [...parents].filter(([, parent]) => parent === of).flatMap(([child]) => [child, ...below(child)]);
+  return below(pid);
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 describe('npm start', () => {
+  it.each(['SIGTERM', 'SIGINT'] as const)(
+    'stops everything it started when only its PID gets %s, as a supervisor sends it',
+    async (signal) => {
+      const dir = mkdtempSync(join(tmpdir(), 'rollcall-npm-start-'));
+      chmodSync(dir, 0o755);
+      const npm = spawn('npm', ['start'], {
+        env: {
+          ...process.env,
+          DATA_DIR: dir,
+          PORT: String(await freePort()),
+          MOTH_PORT: String(await freePort()),
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      npm.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      npm.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      let started: number[] = [];
+      try {
+        await waitFor(() => out.includes('rollcall is up'), 90_000, 'the banner');
+        started = descendants(npm.pid!);
+        // The service, its Postgres and its Redis, at least.
+        expect(started.length).toBeGreaterThanOrEqual(3);
+        expect(processesUsing(dir).length).toBeGreaterThan(0);
+        const at = Date.now();
+        process.kill(npm.pid!, signal);
+        await waitFor(() => [npm.pid!, ...started].every((p) => !alive(p)), 10_000, 'every process gone');
+        expect(Date.now() - at).toBeLessThan(10_000);
+        expect(processesUsing(dir)).toEqual([]);
+        expect(out).toMatch(/"msg":"stopping"/);
+      } finally {
+        // What a failed stop left behind (orphans no longer descend from npm).
+        for (const p of [npm.pid!, ...descendants(npm.pid!), ...started])
+          if (alive(p)) process.kill(p, 'SIGKILL');
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+    120_000,
+  );
+
   it('on SIGTERM drains every role (an effect in flight finishes) before it stops its Postgres and Redis, then exits 0', async () => {
     const port = await freePort();
     const mothPort = await freePort();
