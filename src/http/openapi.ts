@@ -502,14 +502,35 @@ const SECURITY: Record<Auth, object[]> = {
 const schema = (s: z.ZodType, io: 'input' | 'output') =>
   z.toJSONSchema(s, { target: 'draft-2020-12', io, unrepresentable: 'any' });
 
+/**
+ * A route's operationId, from its method and path (what SDK generators name their methods by):
+ * `GET /devices/{id}/sessions` is `getDevicesByIdSessions`. Unique, as method and path are.
+ */
+export function operationIdOf(r: Pick<RouteDoc, 'method' | 'path'>): string {
+  const words = r.path
+    .split('/')
+    .filter(Boolean)
+    .flatMap((segment) => {
+      const param = /^\{(\w+)\}$/.exec(segment)?.[1];
+      return param ? ['by', param] : segment.split(/[^A-Za-z0-9]+/).filter(Boolean);
+    });
+  return [r.method, ...words.map((w) => w[0]!.toUpperCase() + w.slice(1))].join('');
+}
+
 /** Builds the OpenAPI 3.1 document. */
 export function openApiDocument(version: string) {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const r of ROUTES) {
-    const op: Record<string, unknown> = { summary: r.summary, security: SECURITY[r.auth] };
+    const op: Record<string, unknown> = {
+      operationId: operationIdOf(r),
+      summary: r.summary,
+      security: SECURITY[r.auth],
+    };
     const parameters: unknown[] = [];
     if (r.path.includes('{id}'))
       parameters.push({ name: 'id', in: 'path', required: true, schema: { type: 'string', format: 'uuid' } });
+    if (r.path.includes('{kid}'))
+      parameters.push({ name: 'kid', in: 'path', required: true, schema: { type: 'string' } });
     if (r.path.includes('{file}'))
       parameters.push({ name: 'file', in: 'path', required: true, schema: { type: 'string' } });
     if (r.path.includes('{name}'))
@@ -564,6 +585,8 @@ export function openApiDocument(version: string) {
       version,
       description: 'Device registration and connection management for robot fleets (CoBiz-compatible).',
     },
+    // Relative: the server that serves this document.
+    servers: [{ url: '/', description: 'this rollcall web process' }],
     paths,
     components: {
       schemas: { Error: schema(out.errorResponse, 'output') },
