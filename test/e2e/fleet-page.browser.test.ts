@@ -132,6 +132,23 @@ describe.skipIf(!runnable)('fleet page in a real browser', () => {
     await context.close();
   });
 
+  it('opened with the credentials in its URL, it loads; a request that fails is said on the page', async () => {
+    await s.device({}, { name: 'amr-url' });
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const { host } = new URL(base);
+    await page.goto(`http://ops:${s.config.ADMIN_TOKEN}@${host}/admin`);
+    await page.waitForFunction(() => document.querySelectorAll('#devices tr[data-status]').length > 0);
+    expect(await page.isHidden('#problem')).toBe(true);
+
+    await page.route('**/admin/fleet.json*', (route) => route.fulfill({ status: 503, body: '{}' }));
+    await page.waitForSelector('#problem:not([hidden])', { timeout: 8000 });
+    expect(await page.textContent('#problem')).toContain('could not load the fleet (HTTP 503)');
+    await page.unroute('**/admin/fleet.json*');
+    await page.waitForSelector('#problem[hidden]', { state: 'attached', timeout: 8000 });
+    await context.close();
+  });
+
   it('with 10,000 devices: renders within 3 s, pages, searches and filters, and charts the history', async () => {
     // The page reads Postgres only. A gateway would open a Moth session per seeded robot: 20,000
     // sockets in this one test process, past its limit of open files.
