@@ -113,7 +113,8 @@ export function createMetrics(role: string, withDefaults = false) {
 export type Metrics = ReturnType<typeof createMetrics>;
 
 /**
- * Gauges read at scrape time: devices by status (Postgres) and jobs by queue and state (BullMQ).
+ * Gauges read at scrape time: devices by status, the events' lag and the webhooks' circuits
+ * (Postgres), and jobs by queue and state (BullMQ).
  * Added once per registry, by whichever role holds the data sources.
  */
 export function addScrapeGauges(
@@ -121,6 +122,8 @@ export function addScrapeGauges(
   sources: {
     deviceCounts: () => Promise<Record<string, number>>;
     queueCounts: () => Promise<{ queue: string; counts: Record<string, number> }[]>;
+    eventLag: () => Promise<{ numbering: number; moth: number }>;
+    webhookCircuits: () => Promise<Record<'closed' | 'open' | 'half-open', number>>;
   },
 ): void {
   const registers = [metrics.registry];
@@ -134,6 +137,26 @@ export function addScrapeGauges(
       this.reset();
       const counts = await sources.deviceCounts();
       for (const status of ['CONNECTED', 'DISCONNECTED']) this.set({ status }, counts[status] ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'rollcall_event_lag_seconds',
+    help: 'Age of the oldest event waiting, by stage (numbering: not yet numbered; moth: a client event numbered but not yet on Moth); 0 when none waits',
+    labelNames: ['stage'],
+    registers,
+    async collect() {
+      const lag = await sources.eventLag();
+      this.set({ stage: 'numbering' }, lag.numbering);
+      this.set({ stage: 'moth' }, lag.moth);
+    },
+  });
+  new Gauge({
+    name: 'rollcall_webhooks',
+    help: 'Webhooks by circuit state (open: nothing is sent until its cool-down ends)',
+    labelNames: ['circuit'],
+    registers,
+    async collect() {
+      for (const [circuit, n] of Object.entries(await sources.webhookCircuits())) this.set({ circuit }, n);
     },
   });
   new Gauge({

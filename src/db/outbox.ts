@@ -161,3 +161,19 @@ export async function republishRecent(q: Queryable, channel: EventChannel, secon
     .where('published_at', '>', q.raw(`now() - make_interval(secs => ?)`, [seconds]))
     .update({ published_at: null });
 }
+
+/**
+ * How far behind the events are, in seconds (0: nothing waits): the oldest not yet numbered (the
+ * sequencer is stuck), and the oldest client event numbered but not yet on Moth (the client channel
+ * is down or slow).
+ */
+export async function eventLag(q: Queryable): Promise<{ numbering: number; moth: number }> {
+  const { rows } = await q.raw<{ rows: { numbering: string; moth: string }[] }>(
+    `SELECT coalesce((SELECT extract(epoch FROM clock_timestamp() - created_at) FROM outbox
+                       WHERE seq IS NULL ORDER BY id LIMIT 1), 0) AS numbering,
+            coalesce((SELECT extract(epoch FROM clock_timestamp() - numbered_at) FROM outbox
+                       WHERE stream = 'client' AND published_at IS NULL AND seq IS NOT NULL
+                       ORDER BY seq LIMIT 1), 0) AS moth`,
+  );
+  return { numbering: Number(rows[0]!.numbering), moth: Number(rows[0]!.moth) };
+}

@@ -3,7 +3,11 @@ import { randomBytes } from 'node:crypto';
 import { ConfigError, type Config } from '../../src/config';
 import type { ReadinessChecks } from '../../src/http/ops';
 import { startOpsServer } from '../../src/http/ops-server';
-import type { Metrics } from '../../src/metrics';
+import { addScrapeGauges, type Metrics } from '../../src/metrics';
+import { countDevicesByStatus } from '../../src/db/fleet';
+import { eventLag } from '../../src/db/outbox';
+import { listWebhooks } from '../../src/db/webhooks';
+import { circuitState } from '../../src/domain/webhooks';
 import { createDb, type Db } from '../../src/db/knex';
 import type { SessionEffects } from '../../src/domain/effects';
 import { createRedis, redisKeys, type RedisClient, type RedisKeys } from '../../src/redis/connection';
@@ -118,6 +122,24 @@ export function createServices(config: BackedConfig, name: string, poolMax = 10)
 }
 
 /** A process-unique name for this replica, as it appears in Redis and logs. */
+/** The gauges read at scrape time (devices, event lag, webhook circuits, queues), from this role's services. */
+export function addServiceGauges(metrics: Metrics, services: Pick<Services, 'db' | 'queues'>): void {
+  addScrapeGauges(metrics, {
+    deviceCounts: () => countDevicesByStatus(services.db),
+    queueCounts: () =>
+      Promise.all(
+        services.queues.all().map(async (q) => ({ queue: q.name, counts: await q.getJobCounts() })),
+      ),
+    eventLag: () => eventLag(services.db),
+    webhookCircuits: async () => {
+      const counts = { closed: 0, open: 0, 'half-open': 0 };
+      const now = Date.now();
+      for (const w of await listWebhooks(services.db)) counts[circuitState(w, now)]++;
+      return counts;
+    },
+  });
+}
+
 export const replicaId = (role: string) =>
   `${role}-${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 

@@ -1,15 +1,14 @@
 import type { Server } from 'node:http';
 import { ensureSigningKey } from '../../src/bootstrap';
-import { countDevicesByStatus } from '../../src/db/fleet';
 import { createApp } from '../../src/http/app';
 import type { ReadinessChecks } from '../../src/http/ops';
 import { closeServer, listen } from '../../src/http/server';
 import { createMantis } from '../../src/integrations/mantis';
 import { createTgdm } from '../../src/integrations/tgdm';
 import type { Logger } from '../../src/logger';
-import { addScrapeGauges, createMetrics, type Metrics } from '../../src/metrics';
+import { createMetrics, type Metrics } from '../../src/metrics';
 import type { Role } from './role';
-import { openServices, type BackedConfig, type Services } from './services';
+import { addServiceGauges, openServices, type BackedConfig, type Services } from './services';
 import { sealStoredSecrets } from '../../src/db/sealing';
 
 export type WebConfig = BackedConfig & {
@@ -34,13 +33,7 @@ export function buildWebApp(
   options: RoleOptions = {},
 ) {
   const metrics = options.metrics ?? createMetrics('web', true);
-  addScrapeGauges(metrics, {
-    deviceCounts: () => countDevicesByStatus(services.db),
-    queueCounts: () =>
-      Promise.all(
-        services.queues.all().map(async (q) => ({ queue: q.name, counts: await q.getJobCounts() })),
-      ),
-  });
+  addServiceGauges(metrics, services);
   const app = createApp({
     config,
     db: services.db,

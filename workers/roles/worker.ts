@@ -24,14 +24,20 @@ import { createStopRecording as stopRecordingOperation } from '../../src/operati
 import { createMantis } from '../../src/integrations/mantis';
 import { createTgdm } from '../../src/integrations/tgdm';
 import type { Logger } from '../../src/logger';
-import { addScrapeGauges, createMetrics } from '../../src/metrics';
-import { countDevicesByStatus } from '../../src/db/fleet';
+import { createMetrics } from '../../src/metrics';
 import { effectQueueName, QUEUES } from '../../src/queues/names';
 import { createRounds } from '../../src/redis/rounds';
 import { createShardLeases } from '../../src/redis/shard-leases';
 import { createSequencer } from '../../src/streams/sequencer';
 import type { Role } from './role';
-import { openServices, startRoleOps, type BackedConfig, type OpsOptions, type Services } from './services';
+import {
+  addServiceGauges,
+  openServices,
+  startRoleOps,
+  type BackedConfig,
+  type OpsOptions,
+  type Services,
+} from './services';
 
 /** Rounds evaluated at once (a slow evaluation never holds up the next round's). */
 const EVALUATIONS_AT_ONCE = 2;
@@ -169,13 +175,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
     { every: config.SWEEP_INTERVAL_SECONDS * 1000 },
     { name: QUEUES.sweepEffects, opts: { removeOnComplete: 10, removeOnFail: 100 } },
   );
-  addScrapeGauges(metrics, {
-    deviceCounts: () => countDevicesByStatus(db),
-    queueCounts: () =>
-      Promise.all(
-        services.queues.all().map(async (q) => ({ queue: q.name, counts: await q.getJobCounts() })),
-      ),
-  });
+  addServiceGauges(metrics, services);
   // Events are numbered at commit by any worker or gateway (one at a time).
   const sequencer = createSequencer({ db, logger });
   sequencer.start();
