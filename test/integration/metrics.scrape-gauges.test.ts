@@ -21,10 +21,10 @@ afterAll(async () => database.drop());
 async function scrape() {
   const metrics = createMetrics('test', false);
   addServiceGauges(metrics, { db: database.db, queues: { all: () => [] } as never });
-  const values = async (name: string) =>
+  const values = async (name: string): Promise<Record<string, number>> =>
     Object.fromEntries(
       (await metrics.registry.getSingleMetric(name)!.get()).values.map((v) => [
-        Object.values(v.labels)[0],
+        String(Object.values(v.labels)[0]),
         v.value,
       ]),
     );
