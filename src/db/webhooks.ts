@@ -1,6 +1,13 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { PlatformEvent } from '../domain/events';
-import { coolDownMs, dueAt, wants, type Webhook, type WebhookSpec } from '../domain/webhooks';
+import {
+  coolDownMs,
+  dueAt,
+  newWebhookSecret,
+  wants,
+  type Webhook,
+  type WebhookSpec,
+} from '../domain/webhooks';
 import type { Db, Queryable } from './knex';
 import { seal, unseal } from './sealing';
 
@@ -92,7 +99,7 @@ export async function createWebhook(q: Queryable, spec: WebhookSpec): Promise<We
       offline_for_seconds: spec.offlineForSeconds ?? null,
       group_name: spec.group ?? null,
       expected_disconnects: spec.expectedDisconnects,
-      secret: seal(randomBytes(32).toString('base64url'), SECRET),
+      secret: seal(newWebhookSecret(), SECRET),
       // From the events numbered after it exists, not the stream's history.
       fanout_seq: q.raw(`coalesce((SELECT last_seq FROM event_streams WHERE stream = 'client'), 0)`),
     })

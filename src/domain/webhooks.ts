@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { EVENT_TYPES, type PlatformEvent } from './events';
 import { groupNameSchema } from './policy';
@@ -93,4 +93,20 @@ export function dueAt(w: Webhook, e: PlatformEvent): Date {
  */
 export function signDelivery(secret: string, timestamp: number, body: string): string {
   return `sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
+}
+
+/** A new webhook's secret, in the Standard Webhooks form: `whsec_` and the base64 of 32 random bytes. */
+export const newWebhookSecret = (): string => `whsec_${randomBytes(32).toString('base64')}`;
+
+/**
+ * The Standard Webhooks signature (standardwebhooks.com, with verifiers in many languages), sent as
+ * `webhook-signature` beside `webhook-id` (the delivery's id, the same on every attempt) and
+ * `webhook-timestamp`: `v1,` and the base64 of HMAC-SHA-256 over `<id>.<timestamp>.<body>`, keyed by
+ * the secret's bytes (the base64 after `whsec_`; a secret from before that form, base64url, decoded).
+ */
+export function standardSignature(secret: string, id: string, timestamp: number, body: string): string {
+  const key = secret.startsWith('whsec_')
+    ? Buffer.from(secret.slice('whsec_'.length), 'base64')
+    : Buffer.from(secret, 'base64url');
+  return `v1,${createHmac('sha256', key).update(`${id}.${timestamp}.${body}`).digest('base64')}`;
 }

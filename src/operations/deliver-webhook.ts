@@ -11,7 +11,13 @@ import {
   skipPending,
   type Delivery,
 } from '../db/webhooks';
-import { PROVEN_SLOTS, circuitState, signDelivery, type Webhook } from '../domain/webhooks';
+import {
+  PROVEN_SLOTS,
+  circuitState,
+  signDelivery,
+  standardSignature,
+  type Webhook,
+} from '../domain/webhooks';
 import type { DestinationPolicy } from '../domain/destinations';
 import { post } from '../integrations/http-post';
 import type { Logger } from '../logger';
@@ -202,6 +208,10 @@ export function createDeliverWebhook(deps: {
         {
           'content-type': 'application/json',
           'user-agent': 'rollcall-webhooks',
+          'webhook-id': delivery.id,
+          'webhook-timestamp': String(timestamp),
+          'webhook-signature': standardSignature(webhook.secret, delivery.id, timestamp, body),
+          // The headers of earlier versions, kept while receivers move (README: deprecated).
           'x-rollcall-delivery': delivery.id,
           'x-rollcall-event': delivery.eventType,
           'x-rollcall-timestamp': String(timestamp),

@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import request from 'supertest';
+import { Webhook as StandardWebhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestSystem, waitFor, type TestSystem } from '../support/system';
 
@@ -89,6 +90,18 @@ describe('webhooks', () => {
     expect(Math.abs(Date.now() / 1000 - timestamp)).toBeLessThan(30);
     const expected = `sha256=${createHmac('sha256', all.secret).update(`${timestamp}.${got.body}`).digest('hex')}`;
     expect(got.headers['x-rollcall-signature']).toBe(expected);
+    // The Standard Webhooks headers, checked by that project's own verifier.
+    expect(all.secret).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/);
+    expect(got.headers['webhook-id']).toBe(got.headers['x-rollcall-delivery']);
+    const headers = { 'webhook-id': '', 'webhook-timestamp': '', 'webhook-signature': '' };
+    for (const h of Object.keys(headers) as (keyof typeof headers)[]) headers[h] = String(got.headers[h]);
+    expect(new StandardWebhook(all.secret).verify(got.body, headers)).toEqual(JSON.parse(got.body));
+    expect(() =>
+      new StandardWebhook(all.secret).verify(
+        got.body.replace('DEVICE_CONNECTED', 'DEVICE_DISCONNECTED'),
+        headers,
+      ),
+    ).toThrow();
     expect(JSON.parse(got.body)).toMatchObject({ type: 'DEVICE_CONNECTED', deviceId: d.id });
     await waitFor(
       async () => (await deliveries(all.id)).some((x) => x.status === 'DELIVERED'),

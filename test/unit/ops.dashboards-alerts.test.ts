@@ -30,7 +30,7 @@ async function exported(): Promise<Set<string>> {
     webhookCircuits: async () => ({ closed: 0, open: 0, 'half-open': 0 }),
   });
   const names = (await metrics.registry.getMetricsAsJSON()).flatMap((m) =>
-    m.type === 'histogram' ? [`${m.name}_bucket`, `${m.name}_sum`, `${m.name}_count`] : [m.name],
+    String(m.type) === 'histogram' ? [`${m.name}_bucket`, `${m.name}_sum`, `${m.name}_count`] : [m.name],
   );
   return new Set(names);
 }
