@@ -40,6 +40,8 @@ export class SimulatedDevice {
   readonly healthchecksAt = new Map<number, number>();
   lastHeartbeatAt: number | null = null;
   readonly received: Record<string, unknown>[] = [];
+  /** Called with every frame as it came (a signature is checked over these bytes). */
+  onRawFrame?: (frame: Buffer) => void;
   private ws?: WebSocket;
   private lastHealthcheck: { round: number; nonce: string } | undefined;
   private closed = false;
@@ -118,6 +120,7 @@ export class SimulatedDevice {
   }
 
   private onFrame(data: Buffer) {
+    this.onRawFrame?.(data);
     let parsed: unknown;
     try {
       parsed = JSON.parse(data.toString('utf8'));

@@ -6,6 +6,7 @@ import { decodeInbound, type Inbound } from '../moth/codec';
 import type { CachedToken, HeardBatch, HeartbeatInput, Liveness } from '../redis/liveness';
 import { createProofKeys, type Decoded } from './proof-keys';
 import { createTokenDirectory } from './token-directory';
+import type { Refusal } from './refusal-notices';
 
 export interface HeartbeatIngestDeps {
   readonly liveness: Pick<Liveness, 'recordHeartbeats' | 'cacheTokens' | 'forgetDevice'>;
@@ -33,6 +34,8 @@ export interface HeartbeatIngestDeps {
    * It must not make the heartbeat's path wait: a fleet arriving at once would stall the writes.
    */
   readonly connect: (fresh: readonly { deviceId: string; round: number }[]) => void;
+  /** Heartbeats refused on devices' own buses, and why (the device may be told: refusal-notices.ts). */
+  readonly refused?: (refusals: readonly Refusal[]) => void;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly maxBatch?: number;
@@ -179,7 +182,10 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
   /** A heartbeat whose credential is read: counted from memory, or queued for Redis. */
   function accept(heard: Decoded, deviceId: string | undefined, heardRound: number, text = false): void {
     const { tokenHash: hash, round, proven } = heard;
-    if (tokens.refused(hash)) return count('unknown_token');
+    if (tokens.refused(hash)) {
+      if (deviceId !== undefined) deps.refused?.([{ deviceId, code: 'UNKNOWN_TOKEN' }]);
+      return count('unknown_token');
+    }
     const device = deviceId ?? heard.deviceId ?? tokens.deviceOf(hash);
     const staleEcho = round !== undefined && round < heardRound;
     // The memory is of the round open now; a proof that waited for its key may be of the one before.
@@ -302,6 +308,7 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     if (misplaced) count('misplaced', misplaced);
     if (downgrades) count('downgrade', downgrades);
     noteCredentials(items, outcome);
+    if (refused.size > 0) deps.refused?.(refusalsOf(outcome));
     if (refused.size > 0) for (const i of refused) tokens.forget(i.tokenHash);
     if (revocations === revocationsBefore) remember(items, refused);
     if (deps.heardOn) reportBuses(items, arrived, refused);
@@ -429,6 +436,17 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
 export type HeartbeatIngest = ReturnType<typeof createHeartbeatIngest>;
 
 /** What Redis made of a batch, as counted so far. `refused` holds every heartbeat that did not count. */
+/** Why each heartbeat refused on its device's own bus was (the shared bus names no device to tell). */
+function refusalsOf(o: Outcome): Refusal[] {
+  // The outcome's inputs are the heartbeats as they arrived.
+  return [...o.refused]
+    .filter((i) => !(i as Arrived).shared)
+    .map((i) => ({
+      deviceId: i.deviceId,
+      code: o.downgraded.has(i) ? 'DOWNGRADE' : o.misplacedOnes.has(i) ? 'WRONG_BUS' : 'UNKNOWN_TOKEN',
+    }));
+}
+
 interface Outcome {
   heard: number;
   stale: number;

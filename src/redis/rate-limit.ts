@@ -10,7 +10,17 @@ export const rateLimitKeys = (space: KeySpace) => ({
   badSecret: (address: string) => space.fleet(`rate:bad-secret:${address}`),
   badCredential: (address: string) => space.fleet(`rate:bad-credential:${address}`),
   deviceRequests: (deviceId: string) => space.fleet(`rate:device:${deviceId}`),
+  refusalNotice: (deviceId: string) => space.fleet(`rate:refusal-notice:${deviceId}`),
 });
+
+/**
+ * Once per window per id, whichever process asks first (SET NX with an expiry): true for the one
+ * that may act.
+ */
+export function createOncePer(redis: Redis, keyOf: (id: string) => string, windowMs: number) {
+  return async (id: string): Promise<boolean> =>
+    (await redis.set(keyOf(id), '1', 'PX', windowMs, 'NX')) === 'OK';
+}
 
 export interface AttemptLimiter {
   /** Seconds until this address may try again, or 0 when it is not blocked. */

@@ -242,11 +242,19 @@ describe('a gateway that fell behind its buses', () => {
     expect(await g.closeAndConfirm(6)).toEqual([]);
     expect(await suspicions(g.metrics, 'backpressure')).toBe(1);
     g.fastWrites();
-    // Round 7: caught up again, valid again (its opening came after the resume).
+    // Caught up again: the next rounds are valid again (their opening came after the resume). On a
+    // machine loaded by other test files the gateway's event loop may run late for a round, which it
+    // rightly counts against itself: the first of four rounds that it did not must be valid.
     await new Promise((r) => setTimeout(r, 50));
-    await g.playRound(7, 10);
-    await g.ownership.renew();
-    expect(await g.closeAndConfirm(7)).toEqual([0]);
-    expect(await g.metrics.shardRoundsVoidedLate.get()).toMatchObject({ values: [{ value: 1 }] });
+    let valid: readonly number[] = [];
+    for (let n = 7; n <= 10 && valid.length === 0; n++) {
+      const lateLoops = await suspicions(g.metrics, 'loop');
+      await g.playRound(n, 10);
+      await g.ownership.renew();
+      valid = await g.closeAndConfirm(n);
+      if ((await suspicions(g.metrics, 'loop')) === lateLoops) expect(valid).toEqual([0]);
+    }
+    expect(valid).toEqual([0]);
+    expect((await g.metrics.shardRoundsVoidedLate.get()).values[0]!.value).toBeGreaterThanOrEqual(1);
   });
 });

@@ -13,6 +13,10 @@ import { createGoodbyes } from '../../src/gateway/goodbyes';
 import { createHeartbeatIngest } from '../../src/gateway/heartbeat-ingest';
 import { createHeartbeatRecords } from '../../src/gateway/heartbeat-records';
 import { createOutboxPublisher } from '../../src/gateway/outbox-publisher';
+import { createRefusalNotices, REFUSAL_NOTICE_WINDOW_MS } from '../../src/gateway/refusal-notices';
+import { createOncePer } from '../../src/redis/rate-limit';
+import { appendEvents } from '../../src/db/outbox';
+import { clientEvent } from '../../src/domain/events';
 import { isRegisteredChannelId } from '../../src/domain/channel-ids';
 import { followRevocations } from '../../src/gateway/revocations';
 import { createLivenessRecovery } from '../../src/gateway/recover-liveness';
@@ -212,14 +216,21 @@ function buildGateway(
     vouch: selfWatch.vouch,
     reportBusLosses: busLosses.report,
   });
-  const { clientChannel, publisher, sequencer } = buildPublishing(config, services, {
+  const { clientChannel, publisher, signer, sequencer } = buildPublishing(config, services, {
     moth,
     buses,
     syncDirectory,
     metrics,
     log,
   });
-  const hearing = buildHearing(services, { buses, opener, selfWatch, metrics, log, broke });
+  const notices = createRefusalNotices({
+    claim: createOncePer(redis, keys.rateLimits.refusalNotice, REFUSAL_NOTICE_WINDOW_MS),
+    sign: (body) => signer.sign(body),
+    sendToDevice: (deviceId, body) => buses.sendToDevice(deviceId, body),
+    record: (r) => appendEvents(db, [clientEvent('DEVICE_AUTH_FAILED', r.deviceId, { code: r.code })]),
+    logger: log,
+  });
+  const hearing = buildHearing(services, { buses, opener, selfWatch, metrics, log, broke, notices });
   const issueRound = buildIssueRound(id, config, services, { rounds, leases, intervalSeconds, metrics, log });
   return {
     metrics,
@@ -355,7 +366,7 @@ function buildPublishing(
     );
   });
   clientChannel.on('open', () => publisher.clientChannelOpen());
-  return { clientChannel, publisher, sequencer: createSequencer({ db, logger: log }) };
+  return { clientChannel, publisher, signer, sequencer: createSequencer({ db, logger: log }) };
 }
 
 /**
@@ -371,6 +382,7 @@ function buildHearing(
     metrics: ReturnType<typeof createMetrics>;
     log: Logger;
     broke: () => void;
+    notices: ReturnType<typeof createRefusalNotices>;
   },
 ) {
   const { db, liveness, settings } = services;
@@ -407,6 +419,7 @@ function buildHearing(
       else buses.resume();
     },
     connect: (fresh) => connector.add(fresh),
+    refused: (refusals) => parts.notices.refused(refusals),
   });
   const goodbyes = createGoodbyes({
     db,
