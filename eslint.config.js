@@ -13,7 +13,8 @@ const notStores = (who) => ({
 });
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.data/**', '.scratch/**'] },
+  // docs/examples is plain JavaScript for robot builders, run as written by test/e2e/quickstart.robot.test.ts.
+  { ignores: ['node_modules/**', '.data/**', '.scratch/**', 'docs/**'] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },

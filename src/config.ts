@@ -25,7 +25,7 @@ const parsedBy = (parse: (value: string) => unknown) => (value: string, ctx: z.R
   }
 };
 
-const envSchema = z.object({
+export const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   HOST: z.string().default('0.0.0.0'),
@@ -83,7 +83,7 @@ const envSchema = z.object({
   /**
    * The two channels: a registered channel's 20-character id (created through Moth's management API
    * with its key: nobody can take it or change its key) or an instant channel's name (created by its
-   * first joiner, who sets its key: see the README's security model).
+   * first joiner, who sets its key: see docs/security.md).
    */
   MOTH_DEVICE_CHANNEL: z.string().min(1).default('device-management'),
   MOTH_CLIENT_CHANNEL: z.string().min(1).default('client-events'),

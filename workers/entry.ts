@@ -16,7 +16,7 @@ export function runRole<C extends Config>(
     config = loadConfig();
     const missing = required.filter((k) => !config[k]);
     if (missing.length > 0)
-      throw new ConfigError(`the ${name} role needs ${missing.join(', ')} (see README, "Configuration")`);
+      throw new ConfigError(`the ${name} role needs ${missing.join(', ')} (see docs/configuration.md)`);
   } catch (err) {
     process.stderr.write(`rollcall ${name} cannot start: ${(err as Error).message}\n`);
     process.exit(1);

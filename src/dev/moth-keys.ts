@@ -36,7 +36,7 @@ export function mothChannelKeys(env: NodeJS.ProcessEnv, dataDir: string): Record
 const storedIds = z.object({ MOTH_DEVICE_CHANNEL: z.string(), MOTH_CLIENT_CHANNEL: z.string() });
 
 /**
- * `npm start`'s channels on the embedded hub: registered channels (see the README's security model),
+ * `npm start`'s channels on the embedded hub: registered channels (see docs/security.md),
  * their ids generated on the first start and kept in DATA_DIR (robots hold the device channel's in
  * their bus path). A channel given in the environment, or a Moth of one's own (MOTH_URL), is left as
  * configured: on a real Moth the channels are registered through its management API.

@@ -8,7 +8,7 @@ import { toBuffer } from './frames';
 
 /**
  * A Moth-compatible hub for development and tests that loses, drops and refuses where TeamGRIT's Moth
- * Lite does (measured on v1.1.7.5; see the README's Moth section):
+ * Lite does (measured on v1.1.7.5; see docs/moth.md):
  *
  * - one ring of 20 slots per (channel, source, track), shared by every sender on it; each reader polls
  *   it every 1 ms and, when more than 2 slots behind, jumps to the newest slot and loses the rest;

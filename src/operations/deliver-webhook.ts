@@ -211,7 +211,7 @@ export function createDeliverWebhook(deps: {
           'webhook-id': delivery.id,
           'webhook-timestamp': String(timestamp),
           'webhook-signature': standardSignature(webhook.secret, delivery.id, timestamp, body),
-          // The headers of earlier versions, kept while receivers move (README: deprecated).
+          // The headers of earlier versions, kept while receivers move (docs/webhooks.md: deprecated).
           'x-rollcall-delivery': delivery.id,
           'x-rollcall-event': delivery.eventType,
           'x-rollcall-timestamp': String(timestamp),

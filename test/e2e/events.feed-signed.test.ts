@@ -69,8 +69,8 @@ describe('events: numbered, signed, and a feed to fetch what Moth lost', () => {
     for (const r of regs) expect(have.has(r.id)).toBe(true);
   });
 
-  it("the README's check, run as written, takes real events and refuses altered ones", async () => {
-    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  it('the check in docs/moth.md, run as written, takes real events and refuses altered ones', async () => {
+    const readme = readFileSync(new URL('../../docs/moth.md', import.meta.url), 'utf8');
     const code = /Checking a frame in Node:\s*```js\n([\s\S]*?)```/.exec(readme)?.[1];
     expect(code).toBeDefined();
     // As a client would use it: a module of its own.

@@ -305,7 +305,7 @@ function buildIssueRound(
   });
 }
 
-/** An instant channel is keyed by its first joiner: a squatter can take it (README, security model). */
+/** An instant channel is keyed by its first joiner: a squatter can take it (docs/security.md). */
 function warnOfInstantChannels(config: GatewayConfig, log: Logger) {
   const instant = [config.MOTH_DEVICE_CHANNEL, config.MOTH_CLIENT_CHANNEL].filter(
     (c) => !isRegisteredChannelId(c),

@@ -108,7 +108,7 @@ export function createServices(config: BackedConfig, name: string, poolMax = 10)
       const stored = Number(await redis.get(keys.liveness.shardCount));
       if (stored !== config.SHARDS)
         throw new ConfigError(
-          `invalid environment:\n  SHARDS: ${config.SHARDS}, but this deployment's Redis state is kept in ${stored} shards (set SHARDS=${stored}, or rebuild the liveness state: see the README)`,
+          `invalid environment:\n  SHARDS: ${config.SHARDS}, but this deployment's Redis state is kept in ${stored} shards (set SHARDS=${stored}, or rebuild the liveness state: see docs/scaling.md)`,
         );
     },
     bullConnection: connectionFor,

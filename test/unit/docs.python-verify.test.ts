@@ -4,19 +4,19 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { signEvent, type PublicJwk } from '../../src/domain/signatures';
 
-// The README's Python check of a signed event, run as written against events signed as the service
+// The Python check in docs/moth.md of a signed event, run as written against events signed as the service
 // signs them (when python3 has the `cryptography` package; CI's machine does).
 
 const python = spawnSync('python3', ['-c', 'import cryptography']).status === 0;
-if (!python) console.warn('README Python check skipped: python3 with cryptography is missing');
+if (!python) console.warn('Python check of docs/moth.md skipped: python3 with cryptography is missing');
 
 const readmePython = () => {
-  const block = /```python\n([\s\S]*?)```/.exec(readFileSync('README.md', 'utf8'));
-  // The README indents it as part of a list item.
+  const block = /```python\n([\s\S]*?)```/.exec(readFileSync('docs/moth.md', 'utf8'));
+  // The doc indents it as part of a list item.
   return block![1]!.replace(/^ {2}/gm, '');
 };
 
-describe.skipIf(!python)("the README's Python verification", () => {
+describe.skipIf(!python)('the Python verification in docs/moth.md', () => {
   it('accepts what the service signs and refuses an altered event', () => {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519');
     const jwk: PublicJwk = {
