@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { newChannelId } from '../../src/domain/channel-ids';
+import { stays, withKey } from '../support/moth-session';
 import { startTestSystem, waitFor, type TestSystem } from '../support/system';
 
 // rollcall's channels are registered ones (Moth creates them through its management API, with their
@@ -12,22 +13,6 @@ const DEVICE_CHANNEL = newChannelId();
 const CLIENT_CHANNEL = newChannelId();
 const DEVICE_KEY = 'device-channel-key-0123456789';
 const CLIENT_KEY = 'client-channel-key-0123456789';
-
-/** Whether Moth keeps a session on this URL (it drops a refused one right after the handshake). */
-async function stays(url: string): Promise<boolean> {
-  const ws = new WebSocket(url);
-  ws.on('error', () => {});
-  const closed = new Promise<boolean>((resolve) => ws.once('close', () => resolve(false)));
-  const result = await Promise.race([closed, new Promise<boolean>((r) => setTimeout(() => r(true), 500))]);
-  ws.terminate();
-  return result;
-}
-
-const withKey = (path: string, key: string) => {
-  const url = new URL(path, 'ws://x');
-  url.searchParams.set('key', key);
-  return `${url.pathname}${url.search}`;
-};
 
 describe("rollcall's channels are registered Moth channels", () => {
   let s: TestSystem;

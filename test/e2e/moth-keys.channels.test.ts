@@ -1,8 +1,8 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
 import { isRegisteredChannelId } from '../../src/domain/channel-ids';
 import { embeddedMothChannels, mothChannelKeys } from '../../src/dev/moth-keys';
+import { stays, withKey } from '../support/moth-session';
 import { startTestSystem, waitFor, type TestSystem } from '../support/system';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,23 +13,6 @@ import { join } from 'node:path';
 
 const DEVICE_KEY = 'device-channel-key-0123456789';
 const CLIENT_KEY = 'client-channel-key-0123456789';
-
-/** Whether Moth keeps a session on this path (it drops a refused one right after the handshake). */
-async function stays(url: string): Promise<boolean> {
-  const ws = new WebSocket(url);
-  ws.on('error', () => {});
-  const closed = new Promise<boolean>((resolve) => ws.once('close', () => resolve(false)));
-  const result = await Promise.race([closed, new Promise<boolean>((r) => setTimeout(() => r(true), 500))]);
-  ws.terminate();
-  return result;
-}
-
-const withKey = (path: string, key: string | undefined) => {
-  const url = new URL(path, 'ws://x');
-  if (key === undefined) url.searchParams.delete('key');
-  else url.searchParams.set('key', key);
-  return `${url.pathname}${url.search}`;
-};
 
 describe('a Moth key per channel', () => {
   let s: TestSystem;
