@@ -1,3 +1,4 @@
+import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { roundsReceived, startTestSystem, waitFor, type TestSystem } from '../support/system';
 
@@ -17,34 +18,51 @@ beforeAll(async () => {
 afterAll(async () => s.close());
 
 const held = () => s.events.filter((e) => e.type === 'HEALTHCHECK_ROUND_HELD');
+/** The held rounds as the feed has them (every one, where Moth may lose a frame). */
+async function heldInFeed(): Promise<{ type: string; deviceId: string | null }[]> {
+  const res = await request(s.callback).get('/events?limit=1000').set(s.admin);
+  const { events } = res.body as { events: { type: string; deviceId: string | null }[] };
+  return events.filter((e) => e.type === 'HEALTHCHECK_ROUND_HELD');
+}
 
 describe('mass-silence brake', () => {
   it('a short site-wide glitch disconnects nobody; the held rounds are published', async () => {
     const fleet = await Promise.all(Array.from({ length: 16 }, () => s.device()));
     for (const d of fleet) await s.waitStatus(d.id, 'CONNECTED', 8000);
     const watcher = fleet[15]!.device;
-    const before = held().length;
     const glitching = fleet.slice(0, 12);
     try {
-      // Two rounds without an answer from 12 of 16 devices: without the brake, all 12 would go.
-      const from = roundsReceived(watcher).at(-1)!.round;
-      for (const d of glitching) d.device.silent = true;
-      await waitFor(() => roundsReceived(watcher).at(-1)!.round >= from + 2, 8000, 'two rounds of glitch');
-      for (const d of glitching) d.device.silent = false;
-      await waitFor(() => roundsReceived(watcher).at(-1)!.round >= from + 6, 8000, 'rounds after the glitch');
-      for (const d of fleet) {
-        expect(await s.status(d.id)).toBe('CONNECTED');
-        expect(s.eventsOf(d.id, 'DEVICE_DISCONNECTED')).toHaveLength(0);
+      // Two rounds without an answer from 12 of 16 devices: without the brake, all 12 would go. On a
+      // machine loaded by other test files a gateway may rightly void such a round against itself
+      // (its loop ran late): then nobody is judged and nothing is held, so the glitch is tried
+      // again, up to three times; none may ever disconnect anyone.
+      let heldNow = 0;
+      for (let attempt = 0; attempt < 3 && heldNow === 0; attempt++) {
+        const before = (await heldInFeed()).length;
+        const from = roundsReceived(watcher).at(-1)!.round;
+        for (const d of glitching) d.device.silent = true;
+        await waitFor(() => roundsReceived(watcher).at(-1)!.round >= from + 2, 8000, 'two rounds of glitch');
+        for (const d of glitching) d.device.silent = false;
+        await waitFor(
+          () => roundsReceived(watcher).at(-1)!.round >= from + 6,
+          8000,
+          'rounds after the glitch',
+        );
+        for (const d of fleet) {
+          expect(await s.status(d.id)).toBe('CONNECTED');
+          expect(s.eventsOf(d.id, 'DEVICE_DISCONNECTED')).toHaveLength(0);
+        }
+        heldNow = (await heldInFeed()).length - before;
       }
-      expect(held().length - before).toBeGreaterThanOrEqual(1);
-      expect(held().length - before).toBeLessThanOrEqual(3);
-      expect(held()[0]).toMatchObject({ deviceId: null });
+      expect(heldNow).toBeGreaterThanOrEqual(1);
+      expect(heldNow).toBeLessThanOrEqual(3);
+      expect((await heldInFeed())[0]).toMatchObject({ deviceId: null });
       const metrics = await s.workers[0]!.metrics.registry.getSingleMetricAsString('rollcall_rounds_total');
       expect(metrics).toMatch(/outcome="held"[^\n]* [1-9]/);
     } finally {
       for (const d of fleet) await d.device.close();
     }
-  }, 60_000);
+  }, 90_000);
 
   it('a real outage still disconnects everybody, after at most the held rounds more', async () => {
     const fleet = await Promise.all(Array.from({ length: 12 }, () => s.device()));
