@@ -26,6 +26,8 @@ export interface LiveFeedDeps {
 
 interface Watcher {
   readonly stream: string;
+  /** Who watches (one robot, or one operator address): what its cap counts. */
+  readonly caller: string;
   /** The last number sent to it. */
   cursor: number;
   readonly res: ServerResponse;
@@ -47,6 +49,7 @@ const PAGE = 500;
 export function createLiveFeed(deps: LiveFeedDeps) {
   const maxBuffered = deps.maxBufferedBytes ?? 1 << 20;
   const watchers = new Set<Watcher>();
+  const perCaller = new Map<string, number>();
   let listening: { close(): Promise<void> } | undefined;
   let keepAlive: NodeJS.Timeout | undefined;
   const loop = createLoop({ name: 'live feed', pass, pollMs: deps.pollMs ?? 250, logger: deps.logger });
@@ -145,11 +148,15 @@ export function createLiveFeed(deps: LiveFeedDeps) {
 
   return {
     /** Streams `stream` after number `after` to `res` (already answered 200, text/event-stream). */
-    watch(stream: string, after: number, res: ServerResponse): void {
-      const w: Watcher = { stream, cursor: after, res, mode: 'catching up' };
+    watch(stream: string, after: number, res: ServerResponse, caller: string): void {
+      const w: Watcher = { stream, caller, cursor: after, res, mode: 'catching up' };
       watchers.add(w);
+      perCaller.set(caller, (perCaller.get(caller) ?? 0) + 1);
       res.on('close', () => {
         watchers.delete(w);
+        const left = perCaller.get(caller)! - 1;
+        if (left === 0) perCaller.delete(caller);
+        else perCaller.set(caller, left);
         void stopIfIdle();
       });
       start();
@@ -159,6 +166,8 @@ export function createLiveFeed(deps: LiveFeedDeps) {
       });
     },
     watchers: () => watchers.size,
+    /** How many streams this caller watches now. */
+    watchedBy: (caller: string) => perCaller.get(caller) ?? 0,
     /** Cuts every watcher off (they resume elsewhere) and stops. */
     async close(): Promise<void> {
       for (const w of watchers) w.res.destroy();

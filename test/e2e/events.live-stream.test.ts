@@ -110,6 +110,31 @@ describe('events live, numbered at commit', () => {
     expect(watch.events[0]!).toMatchObject({ id: 1, data: { type: 'TASK_REGISTERED', deviceId: robot.id } });
   });
 
+  it('a robot holds at most 4 live streams at once; the fifth hears 429 until one closes', async () => {
+    const robot = await s.register();
+    const url = `${base}/devices/${robot.id}/commands/stream`;
+    const auth = { Authorization: `Bearer ${robot.token}` };
+    const open = [];
+    for (let i = 0; i < 4; i++) open.push(await readSse(url, auth));
+    expect(open.map((w) => w.status)).toEqual([200, 200, 200, 200]);
+    const fifth = await fetch(url, { headers: auth });
+    expect(fifth.status).toBe(429);
+    expect(((await fifth.json()) as { error: { code: string } }).error.code).toBe('TOO_MANY_REQUESTS');
+    expect(fifth.headers.get('retry-after')).toBe('5');
+    // Another robot, and an operator reading this robot's commands, are not counted against it.
+    const other = await s.register();
+    const theirs = await readSse(`${base}/devices/${other.id}/commands/stream`, {
+      Authorization: `Bearer ${other.token}`,
+    });
+    const operator = await readSse(url, s.admin);
+    expect([theirs.status, operator.status]).toEqual([200, 200]);
+    open.pop()!.close();
+    await waitFor(async () => s.app.liveFeed.watchedBy(`device:${robot.id}`) === 3, 5000, 'one closed');
+    const again = await readSse(url, auth);
+    expect(again.status).toBe(200);
+    for (const w of [...open, theirs, operator, again]) w.close();
+  });
+
   it('serves 200 watchers at once, each within a second of the commit', async () => {
     const after = await lastSeq();
     const watchers = await Promise.all(

@@ -39,7 +39,7 @@ beforeAll(async () => {
     const after = Number(req.headers['last-event-id'] ?? 0);
     res.writeHead(200, { 'Content-Type': 'text/event-stream' });
     res.write('retry: 2000\n\n');
-    feed.watch('client', after, res);
+    feed.watch('client', after, res, 'test');
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   port = (server.address() as AddressInfo).port;

@@ -1,7 +1,7 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { z } from 'zod';
-import { forbidden } from '../../domain/errors';
+import { forbidden, tooManyRequests } from '../../domain/errors';
 import { numbered, type NumberedEvent } from '../../domain/events';
 import type { ApiOperations } from '../../operations';
 import type { LiveFeed } from '../../streams/live-feed';
@@ -12,6 +12,13 @@ import { deviceIdParam } from './devices';
 export const streamQuery = z.strictObject({ after: z.coerce.number().int().min(0).optional() });
 const lastEventId = z.coerce.number().int().min(0);
 const kidParam = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, 'a key id');
+
+/**
+ * Live streams one caller may hold at once: a robot its own commands a few times over (a restart
+ * overlapping the old connection), an operator address the watchers of a control room and more.
+ */
+const LIVE_STREAMS_PER_DEVICE = 4;
+const LIVE_STREAMS_PER_ADDRESS = 1000;
 
 export const feedQuery = z.strictObject({
   after: z.coerce.number().int().min(0).default(0),
@@ -27,7 +34,7 @@ export function eventRoutes(deps: {
   auth: Authenticator;
   ops: Pick<ApiOperations, 'queries' | 'configure'>;
   sign: (event: NumberedEvent) => Promise<unknown>;
-  live: Pick<LiveFeed, 'watch'>;
+  live: Pick<LiveFeed, 'watch' | 'watchedBy'>;
 }): Router {
   const router = new Router();
   const page = async (stream: string, query: unknown) => {
@@ -45,8 +52,11 @@ export function eventRoutes(deps: {
    * A stream live, as Server-Sent Events, resuming exactly after `Last-Event-ID` (what a browser's
    * EventSource sends when it reconnects) or `?after=`.
    */
-  const live = (ctx: Context, stream: string) => {
+  const live = (ctx: Context, stream: string, caller: { key: string; max: number }) => {
     const query = parseInput(streamQuery, ctx.query);
+    // Checked and counted in the same turn: two requests at once cannot both take the last place.
+    if (deps.live.watchedBy(caller.key) >= caller.max)
+      throw tooManyRequests(`at most ${caller.max} live streams at once here; close one first`, 5);
     const header = ctx.get('Last-Event-ID');
     // A reconnecting EventSource sends the last id it had: that wins over the first request's `after`.
     const after = header !== '' ? parseInput(lastEventId, header) : (query.after ?? 0);
@@ -60,16 +70,23 @@ export function eventRoutes(deps: {
       'X-Accel-Buffering': 'no',
     });
     ctx.res.write('retry: 2000\n\n');
-    deps.live.watch(stream, after, ctx.res);
+    deps.live.watch(stream, after, ctx.res, caller.key);
   };
 
   router.get('/events/stream', async (ctx) => {
     await deps.auth.operator(ctx);
-    live(ctx, 'client');
+    live(ctx, 'client', { key: `operator:${ctx.request.ip}`, max: LIVE_STREAMS_PER_ADDRESS });
   });
 
   router.get('/devices/:id/commands/stream', async (ctx) => {
-    live(ctx, `device:${await ownCommands(ctx)}`);
+    const { id, byDevice } = await ownCommands(ctx);
+    live(
+      ctx,
+      `device:${id}`,
+      byDevice
+        ? { key: `device:${id}`, max: LIVE_STREAMS_PER_DEVICE }
+        : { key: `operator:${ctx.request.ip}`, max: LIVE_STREAMS_PER_ADDRESS },
+    );
   });
 
   router.get('/events', async (ctx) => {
@@ -78,19 +95,21 @@ export function eventRoutes(deps: {
   });
 
   /** The device whose commands are asked for: an operator reads any, a device only its own. */
-  async function ownCommands(ctx: Context & { params: Record<string, string> }): Promise<string> {
+  async function ownCommands(
+    ctx: Context & { params: Record<string, string> },
+  ): Promise<{ id: string; byDevice: boolean }> {
     const caller = await deps.auth.caller(ctx);
     const id = deviceIdParam(ctx.params.id);
     if (caller.kind === 'device' && caller.deviceId !== id)
       throw forbidden('a device may read only its own commands');
-    return id;
+    return { id, byDevice: caller.kind === 'device' };
   }
 
   router.get('/devices/:id/commands', async (ctx) => {
-    ctx.body = await page(`device:${await ownCommands(ctx)}`, ctx.query);
+    ctx.body = await page(`device:${(await ownCommands(ctx)).id}`, ctx.query);
   });
 
-  // A new key signs from now on (every process takes it within a minute); the old ones stay published.
+  // A new key signs from now on (every process takes it within a second); the old ones stay published.
   router.post('/signing-keys/rotate', async (ctx) => {
     await deps.auth.operator(ctx);
     const kid = await deps.ops.configure.rotateSigningKey();
