@@ -39,18 +39,21 @@ const newestKey = (q: Queryable) =>
     ])
     .first<KeyRow | undefined>();
 
+/** A stored key, opened. */
+const signingKeyOf = (row: KeyRow): SigningKey => ({
+  kid: row.kid,
+  privateKey: createPrivateKey({
+    key: Buffer.from(unseal(row.private_key, PRIVATE_KEY), 'base64'),
+    format: 'der',
+    type: 'pkcs8',
+  }),
+});
+
 /** The key in use: the newest not retired (one is created on first use). */
 export async function currentSigningKey(q: Queryable): Promise<SigningKey> {
   // Two processes starting at once may both add one: both are published, the newest wins.
   const row = (await newestKey(q)) ?? (await addSigningKey(q), await newestKey(q));
-  return {
-    kid: row!.kid,
-    privateKey: createPrivateKey({
-      key: Buffer.from(unseal(row!.private_key, PRIVATE_KEY), 'base64'),
-      format: 'der',
-      type: 'pkcs8',
-    }),
-  };
+  return signingKeyOf(row!);
 }
 
 /**
@@ -108,7 +111,9 @@ export function createEventSigner(q: Queryable, checkMs = 1000) {
   let check: { at: number; key: Promise<SigningKey> } | undefined;
   const inUse = async (): Promise<SigningKey> => {
     const newest = await newestKey(q);
-    if (!current || current.kid !== newest?.kid) current = await currentSigningKey(q);
+    // The row just read is opened when the key changed; none yet: the first one is created.
+    if (!newest) current = await currentSigningKey(q);
+    else if (current?.kid !== newest.kid) current = signingKeyOf(newest);
     return current;
   };
   const key = () => {
