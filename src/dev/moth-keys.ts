@@ -7,6 +7,20 @@ import { isRegisteredChannelId, newChannelId } from '../domain/channel-ids';
 const stored = z.object({ MOTH_DEVICE_KEY: z.string().min(16), MOTH_CLIENT_KEY: z.string().min(16) });
 
 /**
+ * What `npm start` generates once and keeps in DATA_DIR (`name`, JSON, readable by its owner only):
+ * what is stored there when it reads as `schema`, else `generate()`, stored for the next start.
+ */
+function keptInDataDir<T>(dataDir: string, name: string, schema: z.ZodType<T>, generate: () => T): T {
+  const file = join(resolve(dataDir), name);
+  const kept = existsSync(file) ? schema.safeParse(JSON.parse(readFileSync(file, 'utf8'))).data : undefined;
+  if (kept) return kept;
+  const fresh = generate();
+  mkdirSync(resolve(dataDir), { recursive: true });
+  writeFileSync(file, JSON.stringify(fresh), { mode: 0o600 });
+  return fresh;
+}
+
+/**
  * `npm start`'s Moth channel keys, one per channel: the ones given, else the ones generated on the
  * first start and kept in DATA_DIR (robots hold the device key in their bus path, so it must survive
  * restarts). With only MOTH_KEY given (earlier versions), nothing is generated: it keys both.
@@ -17,23 +31,18 @@ export function mothChannelKeys(env: NodeJS.ProcessEnv, dataDir: string): Record
     MOTH_CLIENT_KEY: env.MOTH_CLIENT_KEY || undefined,
   };
   if (env.MOTH_KEY || (given.MOTH_DEVICE_KEY && given.MOTH_CLIENT_KEY)) return {};
-  const file = join(resolve(dataDir), 'moth-keys.json');
-  let keys = existsSync(file) ? stored.safeParse(JSON.parse(readFileSync(file, 'utf8'))).data : undefined;
-  if (!keys) {
-    keys = {
-      MOTH_DEVICE_KEY: randomBytes(24).toString('base64url'),
-      MOTH_CLIENT_KEY: randomBytes(24).toString('base64url'),
-    };
-    mkdirSync(resolve(dataDir), { recursive: true });
-    writeFileSync(file, JSON.stringify(keys), { mode: 0o600 });
-  }
+  const keys = keptInDataDir(dataDir, 'moth-keys.json', stored, () => ({
+    MOTH_DEVICE_KEY: randomBytes(24).toString('base64url'),
+    MOTH_CLIENT_KEY: randomBytes(24).toString('base64url'),
+  }));
   return {
     MOTH_DEVICE_KEY: given.MOTH_DEVICE_KEY ?? keys.MOTH_DEVICE_KEY,
     MOTH_CLIENT_KEY: given.MOTH_CLIENT_KEY ?? keys.MOTH_CLIENT_KEY,
   };
 }
 
-const storedIds = z.object({ MOTH_DEVICE_CHANNEL: z.string(), MOTH_CLIENT_CHANNEL: z.string() });
+const channelId = z.string().refine(isRegisteredChannelId);
+const storedIds = z.object({ MOTH_DEVICE_CHANNEL: channelId, MOTH_CLIENT_CHANNEL: channelId });
 
 /**
  * `npm start`'s channels on the embedded hub: registered channels (see docs/security.md),
@@ -43,17 +52,10 @@ const storedIds = z.object({ MOTH_DEVICE_CHANNEL: z.string(), MOTH_CLIENT_CHANNE
  */
 export function embeddedMothChannels(env: NodeJS.ProcessEnv, dataDir: string): Record<string, string> {
   if (env.MOTH_URL) return {};
-  const file = join(resolve(dataDir), 'moth-channels.json');
-  let ids = existsSync(file) ? storedIds.safeParse(JSON.parse(readFileSync(file, 'utf8'))).data : undefined;
-  if (
-    !ids ||
-    !isRegisteredChannelId(ids.MOTH_DEVICE_CHANNEL) ||
-    !isRegisteredChannelId(ids.MOTH_CLIENT_CHANNEL)
-  ) {
-    ids = { MOTH_DEVICE_CHANNEL: newChannelId(), MOTH_CLIENT_CHANNEL: newChannelId() };
-    mkdirSync(resolve(dataDir), { recursive: true });
-    writeFileSync(file, JSON.stringify(ids), { mode: 0o600 });
-  }
+  const ids = keptInDataDir(dataDir, 'moth-channels.json', storedIds, () => ({
+    MOTH_DEVICE_CHANNEL: newChannelId(),
+    MOTH_CLIENT_CHANNEL: newChannelId(),
+  }));
   return {
     MOTH_DEVICE_CHANNEL: env.MOTH_DEVICE_CHANNEL || ids.MOTH_DEVICE_CHANNEL,
     MOTH_CLIENT_CHANNEL: env.MOTH_CLIENT_CHANNEL || ids.MOTH_CLIENT_CHANNEL,
