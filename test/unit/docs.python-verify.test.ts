@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { signEvent, type PublicJwk } from '../../src/domain/signatures';
+import { signEvent } from '../../src/domain/signatures';
+import { testSigningKey } from '../support/signing-key';
 
 // The Python check in docs/moth.md of a signed event, run as written against events signed as the service
 // signs them (when python3 has the `cryptography` package; CI's machine does).
@@ -18,15 +18,7 @@ const readmePython = () => {
 
 describe.skipIf(!python)('the Python verification in docs/moth.md', () => {
   it('accepts what the service signs and refuses an altered event', () => {
-    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-    const jwk: PublicJwk = {
-      kty: 'OKP',
-      crv: 'Ed25519',
-      x: publicKey.export({ format: 'jwk' }).x!,
-      kid: 'k1',
-      alg: 'EdDSA',
-      use: 'sig',
-    };
+    const { key, jwk } = testSigningKey();
     const event = signEvent(
       {
         type: 'TASK_REGISTERED',
@@ -38,7 +30,7 @@ describe.skipIf(!python)('the Python verification in docs/moth.md', () => {
         stream: 'device:a1b2c3d4-0000-4000-8000-000000000001',
         seq: 12,
       },
-      { kid: 'k1', privateKey },
+      key,
     );
     const script = `${readmePython()}
 import sys

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { addScrapeGauges, createMetrics } from '../../src/metrics';
+import { exportedMetricNames } from '../support/metric-names';
 
 // The shipped Grafana dashboard and Prometheus alert rules: valid for promtool, the rules firing when
 // they should (promtool test rules), and every rollcall metric they read one the service exports.
@@ -20,20 +20,7 @@ const dashboard = JSON.parse(readFileSync('ops/grafana/rollcall.json', 'utf8')) 
 const dashboardExprs = dashboard.panels.flatMap((p) => p.targets.map((t) => t.expr));
 
 /** Every metric name the service's roles export, histograms with their series. */
-async function exported(): Promise<Set<string>> {
-  const metrics = createMetrics('test', false);
-  const none = async () => ({});
-  addScrapeGauges(metrics, {
-    deviceCounts: none,
-    queueCounts: async () => [],
-    eventLag: async () => ({ numbering: 0, moth: 0 }),
-    webhookCircuits: async () => ({ closed: 0, open: 0, 'half-open': 0 }),
-  });
-  const names = (await metrics.registry.getMetricsAsJSON()).flatMap((m) =>
-    String(m.type) === 'histogram' ? [`${m.name}_bucket`, `${m.name}_sum`, `${m.name}_count`] : [m.name],
-  );
-  return new Set(names);
-}
+const exported = async () => new Set(await exportedMetricNames({ histogramSeries: true }));
 
 const namesIn = (text: string) => [...new Set(text.match(/\brollcall_[a-z_]+\b/g) ?? [])];
 

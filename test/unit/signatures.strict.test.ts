@@ -1,19 +1,9 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { signEvent, verifyEvent, verifySignedFrame, type PublicJwk } from '../../src/domain/signatures';
+import { testSigningKey } from '../support/signing-key';
 
-const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-const key = { kid: 'k1', privateKey };
-const keys: PublicJwk[] = [
-  {
-    kty: 'OKP',
-    crv: 'Ed25519',
-    x: publicKey.export({ format: 'jwk' }).x!,
-    kid: 'k1',
-    alg: 'EdDSA',
-    use: 'sig',
-  },
-];
+const { key, jwk } = testSigningKey();
+const keys: PublicJwk[] = [jwk];
 const command = signEvent(
   {
     type: 'TASK_REGISTERED',
