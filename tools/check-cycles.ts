@@ -1,11 +1,11 @@
-// Fails when relative imports form a cycle in src/, jobs/ or workers/: between files, or between
+// Fails when relative imports form a cycle in src/, jobs/, workers/ or packages/: between files, or between
 // folders (src/<folder>, jobs, workers), where a cycle of files can hide.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 
 // The project to check (a test points it at a fixture).
 const base = resolve(process.argv[2] ?? '.');
-const roots = ['src', 'jobs', 'workers'].map((r) => join(base, r)).filter((r) => existsSync(r));
+const roots = ['src', 'jobs', 'workers', 'packages'].map((r) => join(base, r)).filter((r) => existsSync(r));
 const files = roots.flatMap(function walk(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
     const path = join(dir, name);

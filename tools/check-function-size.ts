@@ -8,7 +8,7 @@ import ts from 'typescript';
 
 const MAX_LINES = 60;
 const base = resolve(process.argv[2] ?? '.');
-const files = ['src', 'jobs', 'workers']
+const files = ['src', 'jobs', 'workers', 'packages']
   .filter((root) => existsSync(join(base, root)))
   .flatMap(function walk(dir: string): string[] {
     const path = join(base, dir);

@@ -1,29 +1,27 @@
-// A robot on its own bus: answers each HEALTHCHECK with its token and hears its commands.
-// MOTH_URL=ws://localhost:8276 BUS_PATH=<channels.deviceManagement> TOKEN=<token> node robot.mjs
-import WebSocket from 'ws';
+// A whole robot on the robot SDK: registers once (its credentials kept in amr-1.json), answers each
+// HEALTHCHECK on its own bus, takes each task command once, comes back by itself when Moth drops it.
+import { Robot, fileCursor, loadOrRegister } from '@rollcall/robot';
 
-const { MOTH_URL, BUS_PATH, TOKEN } = process.env;
+const api = process.env.ROLLCALL_API ?? 'http://localhost:3000';
+const credentials = await loadOrRegister('./amr-1.json', {
+  api,
+  secret: process.env.DEVICE_SECRET_KEY,
+  name: 'amr-1',
+  actions: ['PATROL'],
+});
+const moth = process.env.MOTH_URL ?? 'ws://localhost:8276';
+const robot = new Robot({ api, moth, credentials, commandsCursor: fileCursor('./amr-1.seq') });
 
-function join() {
-  const ws = new WebSocket(new URL(BUS_PATH, MOTH_URL));
-  ws.on('open', () => console.log('on my bus'));
-  ws.on('message', (data) => {
-    let msg;
-    try {
-      msg = JSON.parse(data.toString('utf8'));
-    } catch {
-      return; // not for us
-    }
-    // JSON goes as a binary frame: Moth keeps a text frame and replays it to every later joiner.
-    if (msg.type === 'HEALTHCHECK') ws.send(Buffer.from(JSON.stringify({ type: 'HEARTBEAT', token: TOKEN })));
-    else console.log(msg.type, msg.code ?? msg.task_id ?? '');
-  });
-  // Pings keep the session past Moth's 30 s idle timeout; Moth drops a session without a word.
-  const ping = setInterval(() => ws.readyState === WebSocket.OPEN && ws.ping(), 10_000);
-  ws.on('error', () => {});
-  ws.on('close', () => {
-    clearInterval(ping);
-    setTimeout(join, 1000);
-  });
-}
-join();
+robot.on('open', () => console.log('on my bus'));
+robot.on('refused', (r) => console.error('refused:', r.code)); // e.g. UNKNOWN_TOKEN after a rotation
+robot.on('command', (c) => {
+  console.log(c.type, c.action_name, c.task_id);
+  if (c.type === 'TASK_REGISTERED')
+    robot
+      .report(c.task_id, 'start')
+      .then(() => robot.report(c.task_id, 'complete'))
+      .catch(console.error);
+});
+robot.start();
+// Ctrl-C: a planned goodbye, disconnected at once (PLANNED) instead of after its missed rounds.
+process.once('SIGINT', () => robot.goodbye().then(() => process.exit(0)));

@@ -1,4 +1,4 @@
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /**
  * Protocol v2 liveness proofs. Each HEALTHCHECK carries a fresh nonce for its round; a v2 device
@@ -8,18 +8,9 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
  *
  * The key is the token's SHA-256 (the server never holds the token itself, only that hash), so a
  * proof says "I hold the token, now, for this round": heard by anyone, it is good for no other round
- * and is no credential on HTTP.
+ * and is no credential on HTTP. The robot's side is the robot SDK's own (`@rollcall/robot`).
  */
-export function heartbeatProof(
-  token: string,
-  round: number,
-  nonce: string,
-  purpose: Purpose = 'heartbeat',
-): string {
-  return createHmac('sha256', createHash('sha256').update(token).digest())
-    .update(proofMessage(round, nonce, purpose))
-    .digest('base64url');
-}
+export { proof as heartbeatProof } from '@rollcall/robot/proofs';
 
 /**
  * What a proof is for. A goodbye proof signs `"GOODBYE.<round>.<nonce>"`, so a heartbeat proof heard

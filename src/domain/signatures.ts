@@ -1,22 +1,13 @@
+import { canonicalJson, hasDuplicateKey } from '@rollcall/client/signatures';
 import { createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+
+export { canonicalJson };
 
 /**
  * Signed events. Every event sent on the client channel or to a robot (and every event of the feed)
  * carries `kid` (the signing key's id) and `sig`: base64url Ed25519 over the event's canonical JSON
  * without those two fields. The public keys are at `GET /.well-known/rollcall-keys` (a JWKS).
  */
-
-/** JSON with object keys sorted at every level: the same bytes for the same value, however written. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
 
 /** What is signed: the event without its signature fields. */
 function signedBytes(event: Record<string, unknown>): Buffer {
@@ -75,32 +66,4 @@ export function verifySignedFrame(
   if (event === null || typeof event !== 'object' || Array.isArray(event) || hasDuplicateKey(text))
     return null;
   return verifyEvent(event as Record<string, unknown>, keys) ? (event as Record<string, unknown>) : null;
-}
-
-/** Whether valid JSON names a key twice in one object, at any level. */
-function hasDuplicateKey(json: string): boolean {
-  // Per open object its keys so far (null for an array); `last`: the last structural character.
-  const open: (Set<string> | null)[] = [];
-  let last = '';
-  for (let i = 0; i < json.length; i++) {
-    const c = json[i]!;
-    if (c === '"') {
-      let end = i + 1;
-      while (json[end] !== '"') end += json[end] === '\\' ? 2 : 1;
-      const keys = open.at(-1);
-      if (keys && (last === '{' || last === ',')) {
-        const key = JSON.parse(json.slice(i, end + 1)) as string;
-        if (keys.has(key)) return true;
-        keys.add(key);
-      }
-      i = end;
-      last = '"';
-    } else if ('{}[],:'.includes(c)) {
-      if (c === '{') open.push(new Set());
-      else if (c === '[') open.push(null);
-      else if (c === '}' || c === ']') open.pop();
-      last = c;
-    }
-  }
-  return false;
 }

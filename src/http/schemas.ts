@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DEVICE_STATUSES, TRACK_TYPES } from '../domain/device';
+import { EVENT_TYPES } from '../domain/events';
 import { TASK_STATUSES } from '../domain/task';
 
 // The shapes of our responses. The OpenAPI document is generated from these (and from the request
@@ -250,10 +251,11 @@ export const readyResponse = z.object({
 
 /** An event as sent on Moth and served by the feeds: flat, numbered in its stream, signed. */
 export const signedEvent = z.looseObject({
-  type: z.string(),
+  type: z.enum(EVENT_TYPES),
   eventId: z.uuid(),
   occurredAt: isoDate,
   deviceId: z.uuid().nullable(),
+  stream: z.string(),
   seq: z.number().int().min(1),
   kid: z.string(),
   sig: z.string(),

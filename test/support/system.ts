@@ -1,3 +1,5 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { inject } from 'vitest';
 import { loadConfig } from '../../src/config';
@@ -73,6 +75,7 @@ export async function startTestSystem(opts: SystemOptions = {}) {
   const roles = await startRoles(mothProxy ? { ...config, MOTH_URL: mothProxy.url } : config, logger, opts);
   const listener = await listenForEvents(config);
   const fleet = createFleet(callback, config.MOTH_URL);
+  let server: Server | undefined;
 
   const system = {
     config,
@@ -119,6 +122,12 @@ export async function startTestSystem(opts: SystemOptions = {}) {
       await new Promise((r) => setTimeout(r, downMs));
       await system.startHub();
     },
+    /** The HTTP app on a port of its own (once): its base URL, for clients that speak real HTTP. */
+    async serve(): Promise<string> {
+      server ??= app.listen(0, '127.0.0.1');
+      if (!server.listening) await new Promise((r) => server!.once('listening', r));
+      return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    },
     async status(id: string): Promise<string> {
       const row = await database.db('devices').where({ id }).first<{ status: string } | undefined>('status');
       return row?.status ?? 'MISSING';
@@ -127,6 +136,8 @@ export async function startTestSystem(opts: SystemOptions = {}) {
       await waitFor(async () => (await system.status(id)) === status, timeoutMs, `device ${id} ${status}`);
     },
     async close() {
+      server?.closeAllConnections();
+      await new Promise((r) => (server ? server.close(r) : r(undefined)));
       await fleet.close();
       listener.close();
       await app.liveFeed.close();
