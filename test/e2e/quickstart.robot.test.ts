@@ -33,8 +33,8 @@ describe("the README's quickstart", () => {
     });
     children.push(child);
     const out = { text: '' };
-    child.stdout!.on('data', (d: Buffer) => (out.text += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (out.text += d.toString()));
+    child.stdout.on('data', (d: Buffer) => (out.text += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out.text += d.toString()));
     return { child, out };
   }
 
