@@ -1,13 +1,12 @@
-// The device fleet simulator: `npm run fleet -- --devices N [options]`. Registers N devices (or reuses
-// the tokens saved in --tokens), joins the device-management channel given by the registration
-// response (each its own bus, one socket per robot), and answers each HEALTHCHECK with
-// {"type":"HEARTBEAT","token"} (or, with --protocol v2, a proof) in a binary frame within
-// --answer-within ms, as deployed robots do. Some
-// devices can be silent, flapping or slow. Counts the tokens of other robots any robot could read.
+// The device fleet simulator: `npm run fleet -- --devices N [options]`. Every simulated robot is a
+// robot of the robot SDK (`@rollcall/robot`): registered (or its saved credentials reused from
+// --tokens), on its own bus (one socket per robot), answering each HEALTHCHECK within --answer-within
+// ms, back by itself when Moth drops it. Some devices can be silent, flapping, slow or say goodbye.
+// Counts the tokens of other robots any robot could read.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { SimulatedDevice } from '../src/dev/simulated-device';
+import { register, Robot, type Credentials } from '@rollcall/robot';
 import { groupNameSchema } from '../src/domain/policy';
 
 const HELP = `usage: npm run fleet -- [options]
@@ -103,36 +102,20 @@ if (!opts.success) {
 const o = opts.data;
 const mothUrl = o.moth ?? `ws://${new URL(o.api).hostname}:8276`;
 
-interface Saved {
-  name: string;
-  id: string;
-  token: string;
-  channel: string;
-}
+type Saved = Credentials & { readonly name: string };
 type Kind = 'healthy' | 'silent' | 'flapping' | 'slow' | 'goodbye';
 
-async function register(name: string, index: number): Promise<Saved> {
+async function registered(name: string, index: number): Promise<Saved> {
   if (!o.secret) throw new Error('a registration secret is needed: --secret or DEVICE_SECRET_KEY');
-  const res = await fetch(`${o.api}/devices`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      name,
-      secretKey: o.secret,
-      tracks: [{ name: 'front', type: 'VIDEO' }],
-      actions: ['PATROL'],
-      ...(o.groups.length > 0 && { group: o.groups[index % o.groups.length] }),
-    }),
+  const credentials = await register({
+    api: o.api,
+    secret: o.secret,
+    name,
+    tracks: [{ name: 'front', type: 'VIDEO' }],
+    actions: ['PATROL'],
+    ...(o.groups.length > 0 && { group: o.groups[index % o.groups.length] }),
   });
-  const body = (await res.json()) as {
-    id: string;
-    token: string;
-    channels: { deviceManagement: string };
-    error?: { code: string };
-  };
-  if (res.status !== 201)
-    throw new Error(`registration of ${name} failed: ${res.status} ${body.error?.code ?? ''}`);
-  return { name, id: body.id, token: body.token, channel: body.channels.deviceManagement };
+  return { name, ...credentials };
 }
 
 async function loadFleet(): Promise<Saved[]> {
@@ -144,7 +127,7 @@ async function loadFleet(): Promise<Saved[]> {
       { length: Math.min(20, o.devices - i) },
       (_, k) => `${o.prefix}-${String(i + k).padStart(5, '0')}`,
     );
-    fleet.push(...(await Promise.all(batch.map((name, k) => register(name, i + k)))));
+    fleet.push(...(await Promise.all(batch.map((name, k) => registered(name, i + k)))));
     process.stdout.write(`\rregistered ${fleet.length}/${o.devices}`);
   }
   if (o.tokens)
@@ -185,24 +168,35 @@ async function main() {
             : 'healthy',
   );
   let interval = 5;
+  const heard = fleet.map(() => 0);
+  let foreign = 0;
   const devices = fleet.map((d, i) => {
     const kind = kinds[i]!;
     const delay =
       kind === 'slow'
         ? () => interval * 1000 * (0.85 + Math.random() * 0.3)
         : () => Math.random() * o.answerWithinMs;
-    return new SimulatedDevice({
-      mothUrl,
-      channelPath: d.channel,
-      token: d.token,
-      deviceId: d.id,
+    const robot = new Robot({
+      api: o.api,
+      moth: mothUrl,
+      credentials: d,
       protocol: o.protocol,
-      replyDelayMs: delay,
+      answerDelayMs: delay,
     });
+    robot.on('healthcheck', () => heard[i]!++);
+    robot.on('frame', (m) => {
+      if (m.type === 'HEALTHCHECK' && typeof m.intervalSeconds === 'number') interval = m.intervalSeconds;
+      if (typeof m.token === 'string' && m.token !== d.token) foreign++;
+    });
+    return robot;
   });
   // One socket per robot, each on the bus its registration named, as deployed robots join.
   for (let i = 0; i < devices.length; i += 200)
-    await Promise.all(devices.slice(i, i + 200).map((d) => d.connect()));
+    await Promise.all(
+      devices
+        .slice(i, i + 200)
+        .map((d) => new Promise<void>((resolve) => (d.once('open', resolve), d.start()))),
+    );
   process.stdout.write(`\r${devices.length} devices joined their own buses on ${mothUrl}\n`);
 
   const started = Date.now();
@@ -210,7 +204,7 @@ async function main() {
   if (o.silent > 0) {
     timers.push(
       setTimeout(
-        () => devices.forEach((d, i) => kinds[i] === 'silent' && (d.silent = true)),
+        () => devices.forEach((d, i) => kinds[i] === 'silent' && (d.muted = true)),
         o.silentAfter * 1000,
       ),
     );
@@ -218,7 +212,7 @@ async function main() {
   if (o.goodbye > 0) {
     timers.push(
       setTimeout(
-        () => devices.forEach((d, i) => kinds[i] === 'goodbye' && d.goodbye()),
+        () => devices.forEach((d, i) => kinds[i] === 'goodbye' && void d.goodbye()),
         o.silentAfter * 1000,
       ),
     );
@@ -226,23 +220,16 @@ async function main() {
   if (o.flapping > 0) {
     timers.push(
       setInterval(
-        () => devices.forEach((d, i) => kinds[i] === 'flapping' && (d.silent = !d.silent)),
+        () => devices.forEach((d, i) => kinds[i] === 'flapping' && (d.muted = !d.muted)),
         o.flapSeconds * 1000,
       ),
     );
   }
   const line = async () => {
-    const rounds = Math.max(
-      0,
-      ...devices.map((d) => d.received.filter((m) => m.type === 'HEALTHCHECK').length),
-    );
-    const last = devices[0]?.received.filter((m) => m.type === 'HEALTHCHECK').at(-1);
-    if (typeof last?.intervalSeconds === 'number') interval = last.intervalSeconds;
-    const answering = devices.filter((d) => !d.silent && d.connected).length;
+    const answering = devices.filter((d) => !d.muted && d.open).length;
     const beats = devices.reduce((n, d) => n + d.heartbeatsSent, 0);
-    const foreign = devices.reduce((n, d) => n + d.foreignTokens, 0);
     const secs = Math.round((Date.now() - started) / 1000);
-    return `${secs}s | devices ${devices.length} | answering ${answering} | silent ${devices.length - answering} | rounds ${rounds} | heartbeats ${beats} | foreign tokens seen ${foreign}${await serverCounts()}`;
+    return `${secs}s | devices ${devices.length} | answering ${answering} | silent ${devices.length - answering} | rounds ${Math.max(0, ...heard)} | heartbeats ${beats} | foreign tokens seen ${foreign}${await serverCounts()}`;
   };
   const display = setInterval(
     () => void line().then((l) => process.stdout.write(`\r${l.padEnd(120)}`)),
@@ -253,7 +240,7 @@ async function main() {
     clearInterval(display);
     timers.forEach((t) => clearTimeout(t));
     const summary = await line();
-    await Promise.all(devices.map((d) => d.close()));
+    await Promise.all(devices.map((d) => d.stop()));
     const byKind = (k: Kind) => kinds.filter((x) => x === k).length;
     process.stdout.write(
       `\n\nsummary\n  ${summary}\n  healthy ${byKind('healthy')}, silent ${byKind('silent')}, flapping ${byKind('flapping')}, slow ${byKind('slow')}, goodbye ${byKind('goodbye')}\n` +
