@@ -150,6 +150,12 @@ export async function readStream(
   return rows.map((r) => ({ seq: Number(r.seq), body: r.body }));
 }
 
+/** The number of a stream's last event (0 before its first). */
+export async function lastNumber(q: Queryable, stream: string): Promise<number> {
+  const row = await q('event_streams').where({ stream }).first<{ last_seq: string } | undefined>('last_seq');
+  return Number(row?.last_seq ?? 0);
+}
+
 /**
  * Marks the events published on `channel` in the last `seconds` as unpublished again. Moth has no
  * acknowledgements: frames written just before a session dropped may never have been relayed, so they

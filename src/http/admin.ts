@@ -5,6 +5,7 @@ import Router from '@koa/router';
 import type { Queue } from 'bullmq';
 import type { Middleware } from 'koa';
 import { createHash } from 'node:crypto';
+import { build } from 'esbuild';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { z } from 'zod';
@@ -15,6 +16,7 @@ import { uptime } from '../domain/uptime';
 import { DETECTION_BUCKETS } from '../metrics';
 import { AppError } from '../domain/errors';
 import { connectedOverTime, detectionDelays, fleetPage, fleetSummary, type FleetSession } from '../db/fleet';
+import { lastNumber } from '../db/outbox';
 import type { Db } from '../db/knex';
 import type { CredentialGuard } from './auth';
 import { booleanQuery, parseInput } from './validate';
@@ -172,11 +174,34 @@ export const fleetQuery = z.strictObject({
 });
 export const historyQuery = z.strictObject({ range: z.enum(['hour', 'day']).default('hour') });
 
-// The charting library, from the installed package (never a CDN).
-const fromPackage = (file: string) => readFileSync(createRequire(import.meta.url).resolve(file), 'utf8');
-const ASSETS: Record<string, { type: string; body: string }> = {
+// The charting library, from the installed package (never a CDN); the event client, bundled from its
+// package for the browser (as `window.Rollcall`) at its first request.
+const resolvePackage = (file: string) => createRequire(import.meta.url).resolve(file);
+const fromPackage = (file: string) => {
+  let body: string | undefined;
+  return async () => (body ??= readFileSync(resolvePackage(file), 'utf8'));
+};
+let clientBundle: Promise<string> | undefined;
+const eventClientForBrowsers = () =>
+  (clientBundle ??= build({
+    entryPoints: [resolvePackage('@rollcall/client')],
+    bundle: true,
+    write: false,
+    format: 'iife',
+    globalName: 'Rollcall',
+    target: 'es2022',
+    minify: true,
+  }).then(
+    (r) => r.outputFiles[0]!.text,
+    (err: unknown) => {
+      clientBundle = undefined;
+      throw err;
+    },
+  ));
+const ASSETS: Record<string, { type: string; body: () => Promise<string> }> = {
   'uplot.js': { type: 'application/javascript', body: fromPackage('uplot/dist/uPlot.iife.min.js') },
   'uplot.css': { type: 'text/css', body: fromPackage('uplot/dist/uPlot.min.css') },
+  'rollcall-client.js': { type: 'application/javascript', body: eventClientForBrowsers },
 };
 
 /**
@@ -199,26 +224,29 @@ export function fleetRoutes(deps: {
     ctx.set({ 'Cache-Control': 'no-store', 'Content-Security-Policy': FLEET_CSP });
     ctx.body = FLEET_HTML;
   });
-  router.get('/admin/assets/:file', deps.pageAuth, (ctx) => {
-    const asset = ASSETS[ctx.params.file ?? ''];
+  router.get('/admin/assets/:file', deps.pageAuth, async (ctx) => {
+    const asset = Object.hasOwn(ASSETS, ctx.params.file ?? '') ? ASSETS[ctx.params.file!] : undefined;
     if (!asset) throw new AppError(404, 'NOT_FOUND', 'no such asset');
+    ctx.body = await asset.body();
     ctx.type = asset.type;
     ctx.set('Cache-Control', 'private, max-age=3600');
-    ctx.body = asset.body;
   });
   router.get('/admin/fleet.json', deps.pageAuth, async (ctx) => {
     const { after, limit, q: search, ...filter } = parseInput(fleetQuery, ctx.query);
     const now = Date.now();
-    const [summary, page, intervalSeconds] = await Promise.all([
+    const [summary, page, intervalSeconds, lastEventSeq] = await Promise.all([
       fleetSummary(deps.db),
       fleetPage(deps.db, { ...filter, search }, { afterName: after, limit, sinceMs: DAY_MS }),
       deps.intervalSeconds(),
+      lastNumber(deps.db, 'client'),
     ]);
     const heard = await deps.lastHeardAt(page.devices.map((d) => d.id));
     ctx.set('Cache-Control', 'no-store');
     ctx.body = {
       generatedAt: new Date(now).toISOString(),
       intervalSeconds,
+      /** The number of the last client event: where the page's live events start. */
+      lastEventSeq,
       ...summary,
       nextAfter: page.more ? page.devices.at(-1)!.name : null,
       devices: page.devices.map((d) => {

@@ -184,7 +184,7 @@ export function createApp(deps: AppDeps) {
       lastHeardAt: (ids) => deps.liveness.lastHeardMany(ids),
       sharedBus: deps.config.MOTH_SHARED_BUS,
     }),
-    eventRoutes({ auth, ops, sign: (event) => signer.sign(event), live }),
+    eventRoutes({ auth, ops, sign: (event) => signer.sign(event), live, pageAuth }),
     uptimeRoutes({ auth, ops }),
     webhookRoutes({ auth, ops }),
     opsRoutes(deps.metricsRegistry, deps.readiness),

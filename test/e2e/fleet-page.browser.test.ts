@@ -149,6 +149,31 @@ describe.skipIf(!runnable)('fleet page in a real browser', () => {
     await context.close();
   });
 
+  it('shows the latest events live, through the event client, each once and in order, verified', async () => {
+    const context = await browser.newContext({
+      httpCredentials: { username: 'ops', password: s.config.ADMIN_TOKEN },
+    });
+    const page = await context.newPage();
+    await page.goto(`${base}/admin`);
+    await page.waitForFunction(() => document.querySelector('#news-state')?.textContent === 'live');
+    await s.register({ name: 'amr-news-1' });
+    await s.register({ name: 'amr-news-2' });
+    await page.waitForFunction(
+      () =>
+        document.querySelector('#news li span:last-child')?.textContent === 'DEVICE_REGISTERED amr-news-2',
+      undefined,
+      { timeout: 5000 },
+    );
+    const seqs = await page.$$eval('#news li', (lis) =>
+      lis.map((li) => Number((li as HTMLElement).dataset.seq)),
+    );
+    // Newest first, without a gap or a repeat.
+    expect(seqs).toEqual(seqs.map((_, i) => seqs[0]! - i));
+    // Served from 127.0.0.1, a secure context: the page checked every signature.
+    expect(await page.evaluate(() => window.isSecureContext)).toBe(true);
+    await context.close();
+  });
+
   it('with 10,000 devices: renders within 3 s, pages, searches and filters, and charts the history', async () => {
     // The page reads Postgres only. A gateway would open a Moth session per seeded robot: 20,000
     // sockets in this one test process, past its limit of open files.

@@ -1,5 +1,5 @@
 import Router from '@koa/router';
-import type { Context } from 'koa';
+import type { Context, Middleware } from 'koa';
 import { z } from 'zod';
 import { forbidden, tooManyRequests } from '../../domain/errors';
 import { numbered, type NumberedEvent } from '../../domain/events';
@@ -35,6 +35,8 @@ export function eventRoutes(deps: {
   ops: Pick<ApiOperations, 'queries' | 'configure'>;
   sign: (event: NumberedEvent) => Promise<unknown>;
   live: Pick<LiveFeed, 'watch' | 'watchedBy'>;
+  /** Operator auth of the pages (HTTP Basic): the fleet page reads the client events with it. */
+  pageAuth: Middleware;
 }): Router {
   const router = new Router();
   const page = async (stream: string, query: unknown) => {
@@ -76,6 +78,13 @@ export function eventRoutes(deps: {
   router.get('/events/stream', async (ctx) => {
     await deps.auth.operator(ctx);
     live(ctx, 'client', { key: `operator:${ctx.request.ip}`, max: LIVE_STREAMS_PER_ADDRESS });
+  });
+  // The same for the fleet page, signed in by HTTP Basic (a browser sends no Bearer token by itself).
+  router.get('/admin/events/stream', deps.pageAuth, (ctx) => {
+    live(ctx, 'client', { key: `operator:${ctx.request.ip}`, max: LIVE_STREAMS_PER_ADDRESS });
+  });
+  router.get('/admin/events', deps.pageAuth, async (ctx) => {
+    ctx.body = await page('client', ctx.query);
   });
 
   router.get('/devices/:id/commands/stream', async (ctx) => {
