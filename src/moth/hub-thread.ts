@@ -29,7 +29,7 @@ export class ThreadedMothHub {
       if (reply.ok) w?.resolve(reply.value);
       else w?.reject(new Error(reply.error));
     });
-    this.worker.on('error', (err) => {
+    this.worker.on('error', (err: Error) => {
       for (const w of this.waiting.values()) w.reject(err);
       this.waiting.clear();
     });
