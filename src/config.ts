@@ -105,6 +105,8 @@ export const envSchema = z.object({
   MANTIS_URL: optionalUrl,
   /** Base URL of Moth as TGDM and Mantis reach it (recording and analysis input URIs). */
   MOTH_PUBLIC_URL: optionalUrl,
+  /** Base URL of Moth as robots reach it, given them at registration (default MOTH_PUBLIC_URL, then MOTH_URL). */
+  MOTH_ROBOT_URL: optionalUrl,
   HTTP_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(5000),
   EFFECT_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(12),
   EFFECT_BACKOFF_MS: z.coerce.number().int().min(10).max(600_000).default(1000),
@@ -135,6 +137,8 @@ export interface Config extends Env {
     readonly deviceBus: (busId: string) => string;
     /** The same path as its robot joins it: with the channel's key when it has one. */
     readonly deviceBusForRobot: (busId: string) => string;
+    /** Moth's base URL as robots reach it. */
+    readonly mothForRobots: string | undefined;
     /** Each channel's Moth key (the gateway, first to join, sets it). */
     readonly deviceKey: string | undefined;
     readonly clientKey: string | undefined;
@@ -170,6 +174,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     channels: Object.freeze({
       deviceBus: (busId: string) => busChannelPath(e.MOTH_DEVICE_CHANNEL, busId),
       deviceBusForRobot: (busId: string) => busChannelPath(e.MOTH_DEVICE_CHANNEL, busId, deviceKey),
+      mothForRobots: e.MOTH_ROBOT_URL ?? e.MOTH_PUBLIC_URL ?? e.MOTH_URL,
       deviceKey,
       clientKey: e.MOTH_CLIENT_KEY ?? e.MOTH_KEY,
       sharedDeviceBus: busChannelPath(e.MOTH_DEVICE_CHANNEL, 'base'),

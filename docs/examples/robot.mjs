@@ -9,8 +9,8 @@ const credentials = await loadOrRegister('./amr-1.json', {
   name: 'amr-1',
   actions: ['PATROL'],
 });
-const moth = process.env.MOTH_URL ?? 'ws://localhost:8276';
-const robot = new Robot({ api, moth, credentials, commandsCursor: fileCursor('./amr-1.seq') });
+// Moth's address comes with the registration (`channels.moth`); `moth: 'ws://...'` overrides it.
+const robot = new Robot({ api, credentials, commandsCursor: fileCursor('./amr-1.seq') });
 
 robot.on('open', () => console.log('on my bus'));
 robot.on('refused', (r) => console.error('refused:', r.code)); // e.g. UNKNOWN_TOKEN after a rotation

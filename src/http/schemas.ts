@@ -39,7 +39,10 @@ export const registrationResponse = z.object({
   tracks: z.array(trackOut),
   actions: z.array(z.string()),
   createdAt: isoDate,
-  channels: z.object({ deviceManagement: z.string().startsWith('/pang/ws/meb?') }),
+  channels: z.object({
+    moth: z.string().optional(),
+    deviceManagement: z.string().startsWith('/pang/ws/meb?'),
+  }),
 });
 
 export const deviceResponse = z.object({
@@ -78,7 +81,10 @@ const policyFields = z.object({
 
 /** One device as itself or the operator sees it: with the path of its own bus. */
 export const deviceDetailResponse = deviceResponse.extend({
-  channels: z.object({ deviceManagement: z.string().startsWith('/pang/ws/meb?') }),
+  channels: z.object({
+    moth: z.string().optional(),
+    deviceManagement: z.string().startsWith('/pang/ws/meb?'),
+  }),
   healthcheck: effectivePolicy,
 });
 

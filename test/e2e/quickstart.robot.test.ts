@@ -43,7 +43,6 @@ describe("the README's quickstart", () => {
     const watcher = run('watch.mjs', { ROLLCALL_API: api, ADMIN_TOKEN: s.config.ADMIN_TOKEN });
     const robot = run('robot.mjs', {
       ROLLCALL_API: api,
-      MOTH_URL: s.config.MOTH_URL,
       DEVICE_SECRET_KEY: SECRET,
     });
 

@@ -52,6 +52,8 @@ export async function startTestSystem(opts: SystemOptions = {}) {
       WEBHOOK_ALLOW_HOSTS: '127.0.0.1',
       SECRETS_KEY,
       ...opts.env,
+      // In the environment too: what is derived from it (the Moth URL given to robots) names them.
+      ...stack.urls,
     }),
     DATABASE_URL: database.url,
     REDIS_URL: opts.redisUrl ?? inject('redisUrl'),

@@ -6,6 +6,8 @@ export interface Credentials {
   readonly token: string;
   /** `channels.deviceManagement` of its registration: the path (and query) of its bus. */
   readonly busPath: string;
+  /** `channels.moth` of its registration: Moth's base URL as robots reach it, when the service says. */
+  readonly moth?: string;
 }
 
 export interface Registration {
@@ -53,8 +55,13 @@ export async function register(r: Registration): Promise<Credentials> {
     }),
   });
   if (res.status !== 201) throw await refusal(res);
-  const body = (await res.json()) as { id: string; token: string; channels: { deviceManagement: string } };
-  return { id: body.id, token: body.token, busPath: body.channels.deviceManagement };
+  const body = (await res.json()) as {
+    id: string;
+    token: string;
+    channels: { deviceManagement: string; moth?: string };
+  };
+  const { deviceManagement: busPath, moth } = body.channels;
+  return { id: body.id, token: body.token, busPath, ...(moth ? { moth } : {}) };
 }
 
 /**

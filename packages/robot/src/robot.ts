@@ -14,8 +14,8 @@ import { proof } from './proofs.ts';
 export interface RobotOptions {
   /** rollcall's base URL (task reports, the commands feed, the signing keys). */
   readonly api: string;
-  /** Moth's base URL, e.g. `ws://moth.plant.example:8276`. */
-  readonly moth: string;
+  /** Moth's base URL, e.g. `ws://moth.plant.example:8276` (default: the one its registration gave). */
+  readonly moth?: string;
   readonly credentials: Credentials;
   /** `v1` sends the token in each heartbeat (as deployed robots do); `v2` a proof per round. */
   readonly protocol?: 'v1' | 'v2';
@@ -86,6 +86,8 @@ export class Robot extends EventEmitter<RobotEvents> {
 
   constructor(options: RobotOptions) {
     super();
+    if (!(options.moth ?? options.credentials.moth))
+      throw new TypeError('no Moth URL: give `moth`, or register with a service that names it');
     this.#o = options;
     this.#keys = new KeySet({ api: options.api });
     const { id } = options.credentials;
@@ -175,7 +177,7 @@ export class Robot extends EventEmitter<RobotEvents> {
   }
 
   #join(): void {
-    const ws = new WebSocket(new URL(this.#o.credentials.busPath, this.#o.moth));
+    const ws = new WebSocket(new URL(this.#o.credentials.busPath, this.#o.moth ?? this.#o.credentials.moth));
     this.#ws = ws;
     let openedAt: number | undefined;
     let ping: ReturnType<typeof setInterval> | undefined;

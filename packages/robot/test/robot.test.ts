@@ -60,6 +60,8 @@ describe('a robot built on the SDK', () => {
       name: 'x',
     });
     expect(again.id).toBe(r.id);
+    // Where Moth is comes with the registration (this test's robots join through a proxy instead).
+    expect(again.moth).toBe(s.config.MOTH_URL);
     expect(statSync(join(dir, 'amr-keeps.json')).mode & 0o777).toBe(0o600);
     r.start();
     await s.waitStatus(r.id, 'CONNECTED', 10_000);

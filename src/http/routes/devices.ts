@@ -58,7 +58,7 @@ function presentTracks(d: Pick<Device, 'publicChannel' | 'tracks'>) {
 /** The device's own view adds its bus (a secret of the device's as much as its token). */
 function presentDeviceBus(d: Device, channels: Config['channels'], sharedBus: boolean) {
   return {
-    channels: { deviceManagement: channels.deviceBusForRobot(d.busId) },
+    channels: { moth: channels.mothForRobots, deviceManagement: channels.deviceBusForRobot(d.busId) },
     ...presentHearing(d, sharedBus),
   };
 }
@@ -182,7 +182,10 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
       tracks: presentTracks(device),
       actions: device.actions,
       createdAt: device.createdAt.toISOString(),
-      channels: { deviceManagement: config.channels.deviceBusForRobot(device.busId) },
+      channels: {
+        moth: config.channels.mothForRobots,
+        deviceManagement: config.channels.deviceBusForRobot(device.busId),
+      },
     };
   });
 
