@@ -2,6 +2,7 @@ import { parseProxyAddresses } from './domain/addresses';
 import { createDestinationPolicy } from './domain/destinations';
 import { z } from 'zod';
 import { parseSecretsKey } from './domain/sealed';
+import { operatorTokens } from './domain/operators';
 import { isRegisteredChannelId } from './domain/channel-ids';
 
 const optionalUrl = z
@@ -44,6 +45,14 @@ export const envSchema = z.object({
     .default('rollcall'),
   /** Guessable when short: at least 32 characters (`npm start` generates one when unset). */
   ADMIN_TOKEN: optionalSecret.pipe(z.string().min(32, 'at least 32 characters').optional()),
+  /**
+   * More operator tokens, one per person or tool so the audit log says who: `label=token` pairs,
+   * comma-separated (each token at least 32 characters). ADMIN_TOKEN is the one labelled `admin`.
+   */
+  ADMIN_TOKENS: z
+    .string()
+    .default('')
+    .superRefine(parsedBy((v) => operatorTokens(undefined, v))),
   /** The first registration secret: at least 16 characters (`npm start` generates one when unset). */
   DEVICE_SECRET_KEY: optionalSecret.pipe(z.string().min(16, 'at least 16 characters').optional()),
   /**

@@ -6,7 +6,9 @@ import {
   type SettingValues,
   type SettingsPatch,
 } from './domain/settings';
+import { recordAudit, type AuditEntry } from './db/audit';
 import type { Db } from './db/knex';
+import type { Actor } from './domain/operators';
 import { readSecretHash, readStoredSettings, storeSecretHash, writeSettings } from './db/settings';
 
 export interface SettingsService {
@@ -14,8 +16,8 @@ export interface SettingsService {
   current(): Promise<SettingValues>;
   /** The public shape of `/server-settings`. */
   present(): Promise<ReturnType<typeof presentSettings>>;
-  /** Applies a validated merge patch in one transaction, then tells the listeners. */
-  apply(patch: SettingsPatch): Promise<void>;
+  /** Applies a validated merge patch in one transaction with its audit row, then tells the listeners. */
+  apply(patch: SettingsPatch, actor: Actor): Promise<void>;
   /**
    * The stored registration secret (its salted hash), read at most once per SECRET_CACHE_MS: every
    * registration needs it. A change made through this process applies at once; one made elsewhere
@@ -26,6 +28,16 @@ export interface SettingsService {
 
 /** How long a replica may keep using the registration secret it read. */
 export const SECRET_CACHE_MS = 1000;
+
+/** The settings that changed, before and after; the registration secret only as changed, never its value. */
+function settingsChanged(before: SettingValues, after: SettingValues, secretChanged: boolean): AuditEntry {
+  const keys = (Object.keys(after) as (keyof SettingValues)[]).filter(
+    (k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]),
+  );
+  const pick = (values: SettingValues) => Object.fromEntries(keys.map((k) => [k, values[k]]));
+  const secret = secretChanged ? { 'device.secretKey': '(changed)' } : {};
+  return { action: 'settings.changed', before: pick(before), after: { ...pick(after), ...secret } };
+}
 
 export function createSettingsService(
   db: Db,
@@ -39,11 +51,14 @@ export function createSettingsService(
       const [values, secret] = await Promise.all([current(), readSecretHash(db)]);
       return presentSettings(values, secret !== undefined);
     },
-    async apply(patch) {
+    async apply(patch, actor) {
       const change = planSettingsChange(patch);
       await db.transaction(async (trx) => {
+        const before = resolveSettings(await readStoredSettings(trx));
         await writeSettings(trx, change.values);
         if (change.secretKey !== undefined) await storeSecretHash(trx, hashSecret(change.secretKey));
+        const after = resolveSettings(await readStoredSettings(trx));
+        await recordAudit(trx, actor, [settingsChanged(before, after, change.secretKey !== undefined)]);
       });
       if (change.secretKey !== undefined) secret = undefined;
       await onChange(await current());

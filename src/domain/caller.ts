@@ -1,2 +1,4 @@
+import type { Actor } from './operators';
+
 /** Who makes a request: an operator, or one device with its token. */
-export type Caller = { kind: 'operator' } | { kind: 'device'; deviceId: string };
+export type Caller = ({ kind: 'operator' } & Actor) | { kind: 'device'; deviceId: string };

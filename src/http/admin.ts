@@ -9,7 +9,7 @@ import { build } from 'esbuild';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { z } from 'zod';
-import { constantTimeEqual } from '../domain/credentials';
+import { operatorLabel, type OperatorToken } from '../domain/operators';
 import { DEVICE_STATUSES } from '../domain/device';
 import { groupNameSchema } from '../domain/policy';
 import { uptime } from '../domain/uptime';
@@ -18,7 +18,7 @@ import { AppError } from '../domain/errors';
 import { connectedOverTime, detectionDelays, fleetPage, fleetSummary, type FleetSession } from '../db/fleet';
 import { lastNumber } from '../db/outbox';
 import type { Db } from '../db/knex';
-import type { CredentialGuard } from './auth';
+import { asOperatorTokens, type CredentialGuard } from './auth';
 import { booleanQuery, parseInput } from './validate';
 
 /**
@@ -26,7 +26,11 @@ import { booleanQuery, parseInput } from './validate';
  * ask for it). A Bearer admin token is accepted too. Wrong ones are limited as on the API. Once a
  * request is admitted, the route's own check passes it on without asking Redis again.
  */
-export function operatorPageAuth(adminToken: string, guard: CredentialGuard): Middleware {
+export function operatorPageAuth(
+  operatorTokens: string | readonly OperatorToken[],
+  guard: CredentialGuard,
+): Middleware {
+  const operators = asOperatorTokens(operatorTokens);
   const refused = () =>
     new AppError(401, 'UNAUTHORIZED', 'operator credentials required', undefined, {
       'WWW-Authenticate': 'Basic realm="rollcall", charset="UTF-8"',
@@ -35,8 +39,10 @@ export function operatorPageAuth(adminToken: string, guard: CredentialGuard): Mi
     if (ctx.state.operatorAdmitted !== true) {
       const presented = presentedPassword(ctx.get('authorization'));
       if (presented === undefined) throw refused();
-      if (!constantTimeEqual(presented, adminToken)) await guard.refuse(ctx, 'pages', refused());
+      const label = operatorLabel(operators, presented);
+      if (label === undefined) await guard.refuse(ctx, 'pages', refused());
       ctx.state.operatorAdmitted = true;
+      ctx.state.operator = label;
     }
     await next();
   };

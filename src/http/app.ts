@@ -16,6 +16,7 @@ import { createAttemptLimiter } from '../redis/rate-limit';
 import type { SettingsService } from '../settings-service';
 import type { SessionEffects } from '../domain/effects';
 import { createApiOperations } from '../operations';
+import { operatorTokens } from '../domain/operators';
 import { createAuthenticator, createCredentialGuard, type AuthSurface } from './auth';
 import { errorHandler } from './errors';
 import { fleetRoutes, isOperatorPath, operatorPageAuth, queueDashboard, sameOriginWrites } from './admin';
@@ -26,6 +27,7 @@ import { groupRoutes } from './routes/groups';
 import { settingsRoutes } from './routes/settings';
 import { taskRoutes } from './routes/tasks';
 import { mediaRoutes } from './routes/media';
+import { auditRoutes } from './routes/audit';
 import { eventRoutes } from './routes/events';
 import { listenFor, STREAMS_NUMBERED } from '../db/notifications';
 import { createLiveFeed } from '../streams/live-feed';
@@ -88,8 +90,9 @@ export function createApp(deps: AppDeps) {
     DEVICE_REQUEST_LIMIT.max,
     DEVICE_REQUEST_LIMIT.windowSeconds,
   );
+  const operators = operatorTokens(deps.config.ADMIN_TOKEN, deps.config.ADMIN_TOKENS);
   const auth = createAuthenticator(
-    deps.config.ADMIN_TOKEN,
+    operators,
     (hash) => findDeviceIdByTokenHash(deps.db, hash),
     guard,
     (deviceId) => deviceRequests.fail(deviceId),
@@ -132,7 +135,7 @@ export function createApp(deps: AppDeps) {
   app.use(errorHandler());
   // Operator pages: Basic auth (a browser can ask), on each route that serves one; any other spelling
   // of their paths asks for it too, before a router that matches case-insensitively sees it.
-  const pageAuth = operatorPageAuth(deps.config.ADMIN_TOKEN, guard);
+  const pageAuth = operatorPageAuth(operators, guard);
   const signer = createEventSigner(deps.db);
   app.use(async (ctx, next) => {
     if (!isOperatorPath(ctx.path)) await next();
@@ -187,6 +190,7 @@ export function createApp(deps: AppDeps) {
     eventRoutes({ auth, ops, sign: (event) => signer.sign(event), live, pageAuth }),
     uptimeRoutes({ auth, ops }),
     webhookRoutes({ auth, ops }),
+    auditRoutes({ auth, ops }),
     opsRoutes(deps.metricsRegistry, deps.readiness),
     openApiRoutes('1'),
   ];

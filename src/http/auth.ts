@@ -1,6 +1,7 @@
 import type { Context } from 'koa';
 import type { Caller } from '../domain/caller';
-import { constantTimeEqual, tokenHash } from '../domain/credentials';
+import { tokenHash } from '../domain/credentials';
+import { operatorLabel, type Actor, type OperatorToken } from '../domain/operators';
 import { forbidden, tooManyAttempts, tooManyRequests, unauthorized, type AppError } from '../domain/errors';
 import type { AttemptLimiter } from '../redis/rate-limit';
 
@@ -52,35 +53,41 @@ export function createCredentialGuard(
 }
 
 export interface Authenticator {
-  /** The operator (admin token) or a device (its own token); 401 otherwise. */
+  /** The operator (an operator token) or a device (its own token); 401 otherwise. */
   caller(ctx: Context): Promise<Caller>;
-  /** The operator only; 401 otherwise. */
-  operator(ctx: Context): Promise<void>;
+  /** An operator only, as the audit log names them (their token's label, their address); 401 otherwise. */
+  operator(ctx: Context): Promise<Actor>;
 }
 
+/** The operator tokens, or the one admin token (labelled `admin`). */
+export const asOperatorTokens = (tokens: string | readonly OperatorToken[]): readonly OperatorToken[] =>
+  typeof tokens === 'string' ? [{ label: 'admin', token: tokens }] : tokens;
+
 export function createAuthenticator(
-  adminToken: string,
+  operatorTokens: string | readonly OperatorToken[],
   deviceIdByTokenHash: (hash: string) => Promise<string | undefined>,
   guard: CredentialGuard,
   /** Counts a device's request: 0 within its rate, else the seconds until it may ask again. */
   deviceRequest: (deviceId: string) => Promise<number> = async () => 0,
 ): Authenticator {
-  const isAdmin = (token: string) => constantTimeEqual(token, adminToken);
+  const operators = asOperatorTokens(operatorTokens);
   return {
     async operator(ctx) {
       const token = bearerToken(ctx);
       // No credential at all is not a guess: only a presented one is counted.
       if (token === undefined) throw unauthorized();
-      if (isAdmin(token)) return;
+      const label = operatorLabel(operators, token);
+      if (label !== undefined) return { label, address: ctx.request.ip };
       // A flood of wrong tokens from a blocked address is answered without a lookup.
       if (!(await guard.blocked(ctx)) && (await deviceIdByTokenHash(tokenHash(token))))
         throw forbidden('a device token does not open operator routes');
-      await guard.refuse(ctx, 'api', unauthorized());
+      return guard.refuse(ctx, 'api', unauthorized());
     },
     async caller(ctx) {
       const token = bearerToken(ctx, OPERATOR_OR_DEVICE);
       if (!token) throw unauthorized();
-      if (isAdmin(token)) return { kind: 'operator' };
+      const label = operatorLabel(operators, token);
+      if (label !== undefined) return { kind: 'operator', label, address: ctx.request.ip };
       // Looked up by hash: the token itself is never stored, and a DB index lookup leaks no timing
       // about the token beyond what its hash reveals.
       const deviceId = await deviceIdByTokenHash(tokenHash(token));

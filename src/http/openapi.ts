@@ -8,6 +8,7 @@ import { fleetQuery, historyQuery } from './admin';
 import { deviceListQuery, maintenanceBody, rotateTokensBody } from './routes/devices';
 import { startRecordingBody, startStreamBody } from './routes/media';
 import { emptyReportBody } from './routes/tasks';
+import { auditQuery } from './routes/audit';
 import { feedQuery, streamQuery } from './routes/events';
 import { uptimeQueryFields } from './routes/uptime';
 import { devicePatchBody, groupPutBody } from './routes/groups';
@@ -296,6 +297,24 @@ export const ROUTES: readonly RouteDoc[] = [
   },
   {
     method: 'get',
+    path: '/admin/events',
+    summary: 'The client events, as GET /events, for the fleet page (HTTP Basic)',
+    auth: 'basic',
+    query: feedQuery,
+    ok: [200, out.eventFeedResponse],
+    errors: [400, 401],
+  },
+  {
+    method: 'get',
+    path: '/admin/events/stream',
+    summary: 'The client events live, as GET /events/stream, for the fleet page (HTTP Basic)',
+    auth: 'basic',
+    query: streamQuery,
+    ok: [200, 'text/event-stream'],
+    errors: [400, 401],
+  },
+  {
+    method: 'get',
     path: '/admin/history.json',
     summary:
       'Connected devices over the last hour or day, and the detection-delay histogram of the last 24 h',
@@ -451,6 +470,16 @@ export const ROUTES: readonly RouteDoc[] = [
     query: limitQuery,
     ok: [200, out.deliveriesResponse],
     errors: [400, 401, 404],
+  },
+  {
+    method: 'get',
+    path: '/audit',
+    summary:
+      "What operators changed, in order: who (their token's label), what, to what, when, from where, before and after; never a secret",
+    auth: 'operator',
+    query: auditQuery,
+    ok: [200, out.auditResponse],
+    errors: [400, 401],
   },
   {
     method: 'get',

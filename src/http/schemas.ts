@@ -208,6 +208,7 @@ const fleetSession = z.object({
 export const fleetResponse = z.object({
   generatedAt: isoDate,
   intervalSeconds: z.number().int(),
+  lastEventSeq: z.number().int(),
   counts: z.object({
     CONNECTED: z.number().int(),
     DISCONNECTED: z.number().int(),
@@ -321,6 +322,21 @@ export const webhookCreatedResponse = webhookOut.extend({ secret: z.string().min
 /** One webhook, with its backlog: deliveries pending. */
 export const webhookResponse = webhookOut.extend({ pending: z.number().int() });
 export const webhooksResponse = z.object({ webhooks: z.array(webhookOut) });
+export const auditResponse = z.object({
+  entries: z.array(
+    z.object({
+      id: z.number().int(),
+      at: isoDate,
+      actor: z.string(),
+      address: z.string(),
+      action: z.string(),
+      target: z.string().nullable(),
+      before: z.unknown(),
+      after: z.unknown(),
+    }),
+  ),
+  last: z.number().int(),
+});
 export const deliveriesResponse = z.object({
   deliveries: z.array(
     z.object({

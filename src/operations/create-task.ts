@@ -2,13 +2,16 @@ import { randomUUID } from 'node:crypto';
 import { validationFailed } from '../domain/errors';
 import { taskEvents } from '../domain/task-events';
 import type { Device } from '../db/devices';
+import { recordAudit } from '../db/audit';
 import type { Db } from '../db/knex';
+import type { Actor } from '../domain/operators';
 import { appendEvents } from '../db/outbox';
 import { insertTask, type Task } from '../db/tasks';
 
 /** An operator gives a device a task: one of the actions it registered; TASK_REGISTERED goes with it. */
 export function createCreateTask(deps: { db: Db }) {
   return async (
+    actor: Actor,
     device: Device,
     body: { action: string; payload: Record<string, unknown> },
   ): Promise<Task> => {
@@ -20,6 +23,9 @@ export function createCreateTask(deps: { db: Db }) {
     return deps.db.transaction(async (trx) => {
       const created = await insertTask(trx, { id: randomUUID(), deviceId: device.id, ...body });
       await appendEvents(trx, taskEvents(created, device.name));
+      await recordAudit(trx, actor, [
+        { action: 'task.created', target: device.id, after: { taskId: created.id, action: body.action } },
+      ]);
       return created;
     });
   };

@@ -1,7 +1,9 @@
 import { clientEvent } from '../domain/events';
 import type { SessionEffects } from '../domain/effects';
 import { lockLiveDevice, markDeviceDeleted, tokenHashOf } from '../db/devices';
+import { recordAudit } from '../db/audit';
 import type { Db } from '../db/knex';
+import type { Actor } from '../domain/operators';
 import { appendEvents } from '../db/outbox';
 import { disconnectDevices } from '../db/transitions';
 import { deviceNotFound } from './device-errors';
@@ -17,7 +19,7 @@ export function createDeleteDevice(deps: {
   liveness: TokenCache & { forgetDevice(deviceId: string): Promise<void> };
   enqueueEffects: (d: readonly SessionEffects[]) => Promise<void>;
 }) {
-  return async (id: string): Promise<void> => {
+  return async (actor: Actor, id: string): Promise<void> => {
     const disconnected = await deps.db.transaction(async (trx) => {
       const device = await lockLiveDevice(trx, id);
       if (!device) throw deviceNotFound();
@@ -40,6 +42,9 @@ export function createDeleteDevice(deps: {
           : [];
       await markDeviceDeleted(trx, id);
       await appendEvents(trx, [clientEvent('DEVICE_DELETED', id, { name: device.name })]);
+      await recordAudit(trx, actor, [
+        { action: 'device.deleted', target: id, before: { name: device.name, status: device.status } },
+      ]);
       await deps.liveness.forgetToken(id, hash);
       return ended;
     });

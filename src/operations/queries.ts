@@ -1,3 +1,4 @@
+import { readAudit } from '../db/audit';
 import { deviceExisted, findLiveDevice, listDevices, type DevicePageQuery } from '../db/devices';
 import { effectsOfSessions } from '../db/effects';
 import type { Db } from '../db/knex';
@@ -46,6 +47,7 @@ export function createQueries(db: Db) {
     deliveries: (webhookId: string, limit: number) => deliveriesOf(db, webhookId, limit),
     eventStream: (stream: string, after: number, limit: number) => readStream(db, stream, after, limit),
     signingKeys: () => publishedKeys(db),
+    audit: (page: Parameters<typeof readAudit>[1]) => readAudit(db, page),
     histories: (from: Date, to: Date, scope: Parameters<typeof historiesFor>[3]) =>
       historiesFor(db, from, to, scope),
   };

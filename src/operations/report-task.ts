@@ -1,6 +1,7 @@
 import type { Caller } from '../domain/caller';
 import { AppError, conflict, forbidden, notFound } from '../domain/errors';
 import { nextStatus, type TaskReport } from '../domain/task';
+import { recordAudit } from '../db/audit';
 import type { Db } from '../db/knex';
 import { lockTask, type Task } from '../db/tasks';
 import { moveTask } from './move-task';
@@ -42,6 +43,14 @@ export function createReportTask(deps: { db: Db }) {
         ...(extra.failPoint !== undefined ? { failPoint: extra.failPoint } : {}),
       });
       if (!moved) throw new AppError(409, 'INVALID_TASK_TRANSITION', 'the task changed meanwhile');
+      if (caller.kind === 'operator')
+        await recordAudit(trx, caller, [
+          {
+            action: 'task.aborted',
+            target: current.deviceId,
+            before: { taskId: id, status: current.status },
+          },
+        ]);
       return moved;
     });
 }

@@ -20,6 +20,8 @@ import { shardOf } from '../../src/domain/shards';
 import { createTestDatabase, uniquePrefix } from '../support/database';
 import { insertDevices } from '../support/rows';
 
+const operator = { label: 'admin', address: '127.0.0.1' };
+
 // Each operation against real Postgres, Redis and the TGDM and Mantis simulators over HTTP: what it
 // changed, and what it left as it was.
 
@@ -118,7 +120,7 @@ describe('registering a device', () => {
 describe('deleting a device', () => {
   it('ends a connected session as DELETED with its effects; the other device is left alone', async () => {
     const [gone, stays] = [await connectedDevice(), await connectedDevice()];
-    await ops.deleteDevice(gone.id);
+    await ops.deleteDevice(operator, gone.id);
     const session = await db('connection_sessions')
       .where({ id: gone.sessionId })
       .first<{ end_reason: string }>();
@@ -134,14 +136,14 @@ describe('deleting a device', () => {
     const cached = (id: string) => redis.hget(keys.liveness.shard(shardOf(id, 4)).tokens, `h-${id}`);
     expect(await cached(gone.id)).toBe('-');
     expect(await cached(stays.id)).toBeNull();
-    await expect(ops.deleteDevice(gone.id)).rejects.toMatchObject({ code: 'DEVICE_NOT_FOUND' });
+    await expect(ops.deleteDevice(operator, gone.id)).rejects.toMatchObject({ code: 'DEVICE_NOT_FOUND' });
   });
 });
 
 describe('rotating tokens', () => {
   it('one device: a new hash and DEVICE_TOKEN_ROTATED; the others keep theirs', async () => {
     const [a, b] = await insertDevices(db, 2);
-    const token = await ops.rotateTokens.one(a!);
+    const token = await ops.rotateTokens.one(operator, a!);
     expect(await redis.hget(keys.liveness.shard(shardOf(a!, 4)).tokens, `h-${a}`)).toBe('-');
     expect((await db('devices').where({ id: a }).first<{ token_hash: string }>()).token_hash).toBe(
       tokenHash(token),
@@ -153,7 +155,7 @@ describe('rotating tokens', () => {
 
   it('by ids: exactly those, each token in the answer', async () => {
     const [a, b, c] = await insertDevices(db, 3);
-    const rotated = await ops.rotateTokens.many({ ids: [a!, b!] });
+    const rotated = await ops.rotateTokens.many(operator, { ids: [a!, b!] });
     expect(rotated.map((r) => r.id).sort()).toEqual([a, b].sort());
     for (const r of rotated)
       expect((await db('devices').where({ id: r.id }).first<{ token_hash: string }>()).token_hash).toBe(
@@ -167,7 +169,7 @@ describe('tasks', () => {
   it('created for a registered action with TASK_REGISTERED to clients and to the robot; refused otherwise', async () => {
     const d = await connectedDevice(['PATROL']);
     const device = (await ops.queries.liveDevice(d.id))!;
-    const task = await ops.createTask(device, { action: 'PATROL', payload: { lap: 1 } });
+    const task = await ops.createTask(operator, device, { action: 'PATROL', payload: { lap: 1 } });
     expect(task.status).toBe('PENDING');
     const events = await eventsOf(d.id);
     expect(
@@ -176,7 +178,7 @@ describe('tasks', () => {
         .map((e) => e.channel)
         .sort(),
     ).toEqual(['client', 'device']);
-    await expect(ops.createTask(device, { action: 'FLY', payload: {} })).rejects.toMatchObject({
+    await expect(ops.createTask(operator, device, { action: 'FLY', payload: {} })).rejects.toMatchObject({
       status: 400,
     });
     expect(await db('tasks').where({ device_id: d.id })).toHaveLength(1);
@@ -185,7 +187,7 @@ describe('tasks', () => {
   it('reported by the executing device only; an operator may only abort', async () => {
     const d = await connectedDevice(['PATROL']);
     const other = await connectedDevice(['PATROL']);
-    const task = await ops.createTask((await ops.queries.liveDevice(d.id))!, {
+    const task = await ops.createTask(operator, (await ops.queries.liveDevice(d.id))!, {
       action: 'PATROL',
       payload: {},
     });
@@ -194,7 +196,7 @@ describe('tasks', () => {
     ).rejects.toMatchObject({
       status: 403,
     });
-    await expect(ops.reportTask({ kind: 'operator' }, task.id, 'start')).rejects.toMatchObject({
+    await expect(ops.reportTask({ kind: 'operator', ...operator }, task.id, 'start')).rejects.toMatchObject({
       status: 403,
     });
     expect((await ops.queries.task(task.id))!.status).toBe('PENDING');
@@ -203,7 +205,7 @@ describe('tasks', () => {
     await expect(ops.reportTask({ kind: 'device', deviceId: d.id }, task.id, 'start')).rejects.toMatchObject({
       code: 'INVALID_TASK_TRANSITION',
     });
-    const aborted = await ops.reportTask({ kind: 'operator' }, task.id, 'abort');
+    const aborted = await ops.reportTask({ kind: 'operator', ...operator }, task.id, 'abort');
     expect(aborted).toMatchObject({ status: 'ABORTED', reason: 'OPERATOR_ABORT' });
     expect(await typesOf(other.id)).toEqual(['DEVICE_CONNECTED']);
   });
@@ -211,11 +213,11 @@ describe('tasks', () => {
   it("a session's abort takes the latest IN_PROGRESS task; a PENDING one and a newer session's are left", async () => {
     const d = await connectedDevice(['PATROL']);
     const device = (await ops.queries.liveDevice(d.id))!;
-    const pending = await ops.createTask(device, { action: 'PATROL', payload: {} });
-    const running = await ops.createTask(device, { action: 'PATROL', payload: {} });
+    const pending = await ops.createTask(operator, device, { action: 'PATROL', payload: {} });
+    const running = await ops.createTask(operator, device, { action: 'PATROL', payload: {} });
     await ops.reportTask({ kind: 'device', deviceId: d.id }, running.id, 'start');
     const ended = await endSession(d.id);
-    const later = await ops.createTask(device, { action: 'PATROL', payload: {} });
+    const later = await ops.createTask(operator, device, { action: 'PATROL', payload: {} });
     await db.transaction((trx) => abortSessionTask(trx, ended.sessionId, d.id));
     expect((await ops.queries.task(running.id))!).toMatchObject({
       status: 'ABORTED',
@@ -325,7 +327,7 @@ describe('connecting and disconnecting', () => {
   it('a batch: silent devices end as MISSED_HEARTBEATS, one in maintenance as MAINTENANCE; a disconnected one is left', async () => {
     const [silent, resting] = [await connectedDevice(), await connectedDevice()];
     const [idle] = await insertDevices(db, 1);
-    await ops.configure.deviceMaintenance(resting.id, {
+    await ops.configure.deviceMaintenance(operator, resting.id, {
       until: new Date(Date.now() + 60_000),
       reason: 'battery swap',
       stopsRecordings: true,

@@ -102,7 +102,7 @@ describe('operator pages, however spelled', () => {
     const styles = [...fleet.text.matchAll(/<style>([\s\S]*?)<\/style>/g)].map((m) => m[1]!);
     expect(policy.get('style-src')).toEqual(["'self'", ...styles.map(sha)]);
     for (const tag of fleet.text.match(/<script[^>]*>/g) ?? [])
-      expect(tag).toMatch(/^<script>$|^<script src="\/admin\/assets\/uplot\.js">$/);
+      expect(tag).toMatch(/^<script>$|^<script src="\/admin\/assets\/(uplot|rollcall-client)\.js">$/);
     // A style attribute would be refused by that policy: the page has none.
     expect(fleet.text).not.toMatch(/\sstyle=/);
 

@@ -137,7 +137,7 @@ describe('/server-settings', () => {
     expect(await register(SECRET)).toBe(201); // this replica now holds the secret it read
     const next = 'set-by-another-replica-0123';
     const otherReplica = createSettingsService(t.db, async () => {});
-    await otherReplica.apply({ device: { secretKey: next } });
+    await otherReplica.apply({ device: { secretKey: next } }, { label: 'admin', address: '127.0.0.1' });
     // One attempt each once the period is over: polling with a wrong secret would trip the rate limit.
     await new Promise((r) => setTimeout(r, SECRET_CACHE_MS + 50));
     expect(await register(next)).toBe(201);

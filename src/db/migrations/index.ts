@@ -22,6 +22,7 @@ import * as numberedAtCommit from './20261203000020_numbered_at_commit';
 import * as webhookCircuits from './20261203000021_webhook_circuits';
 import * as unstableBuses from './20261204000022_unstable_buses';
 import * as signingKeyRevocation from './20261204000023_signing_key_revocation';
+import * as auditLog from './20261204000024_audit_log';
 
 // Listed statically (not read from a folder) so migrations load the same way under tsx, vitest
 // and the knex CLI, with no loader for .ts files needed at run time.
@@ -49,6 +50,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261203000021_webhook_circuits': webhookCircuits,
   '20261204000022_unstable_buses': unstableBuses,
   '20261204000023_signing_key_revocation': signingKeyRevocation,
+  '20261204000024_audit_log': auditLog,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

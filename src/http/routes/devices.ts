@@ -229,17 +229,17 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
   });
 
   router.delete('/devices/:id', async (ctx) => {
-    await auth.operator(ctx);
-    await ops.deleteDevice(deviceIdParam(ctx.params.id));
+    const actor = await auth.operator(ctx);
+    await ops.deleteDevice(actor, deviceIdParam(ctx.params.id));
     ctx.status = 204;
   });
 
   // Every old token stops working at once, as for one device; the new ones are in this answer only.
   router.post('/devices/tokens/rotate', async (ctx) => {
-    await auth.operator(ctx);
+    const actor = await auth.operator(ctx);
     // `all` only says that no filter is meant.
     const { ids, status, usesSharedBus } = parseInput(rotateTokensBody, await readJson(ctx));
-    const rotated = await ops.rotateTokens.many({ ids, status, usesSharedBus });
+    const rotated = await ops.rotateTokens.many(actor, { ids, status, usesSharedBus });
     ctx.set('Cache-Control', 'no-store');
     ctx.body = { count: rotated.length, rotated };
   });
@@ -247,23 +247,24 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
   // Maintenance: a device that goes silent meanwhile is disconnected as MAINTENANCE, with no effect but
   // stopping its recordings (if asked), and left out of the mass-silence ratio. Ends on its own.
   router.post('/devices/:id/maintenance', async (ctx) => {
-    await auth.operator(ctx);
+    const actor = await auth.operator(ctx);
     const id = deviceIdParam(ctx.params.id);
     const window = maintenanceWindow(parseInput(maintenanceBody, await readJson(ctx)));
-    if (!(await ops.configure.deviceMaintenance(id, window))) throw deviceNotFound();
+    if (!(await ops.configure.deviceMaintenance(actor, id, window))) throw deviceNotFound();
     ctx.body = { id, maintenance: presentWindow(window) };
   });
 
   router.delete('/devices/:id/maintenance', async (ctx) => {
-    await auth.operator(ctx);
-    if (!(await ops.configure.deviceMaintenance(deviceIdParam(ctx.params.id), null))) throw deviceNotFound();
+    const actor = await auth.operator(ctx);
+    if (!(await ops.configure.deviceMaintenance(actor, deviceIdParam(ctx.params.id), null)))
+      throw deviceNotFound();
     ctx.status = 204;
   });
 
   router.post('/devices/:id/token', async (ctx) => {
-    await auth.operator(ctx);
+    const actor = await auth.operator(ctx);
     const id = deviceIdParam(ctx.params.id);
-    const token = await ops.rotateTokens.one(id);
+    const token = await ops.rotateTokens.one(actor, id);
     ctx.set('Cache-Control', 'no-store');
     ctx.body = { id, token };
   });

@@ -120,16 +120,15 @@ export function eventRoutes(deps: {
 
   // A new key signs from now on (every process takes it within a second); the old ones stay published.
   router.post('/signing-keys/rotate', async (ctx) => {
-    await deps.auth.operator(ctx);
-    const kid = await deps.ops.configure.rotateSigningKey();
+    const kid = await deps.ops.configure.rotateSigningKey(await deps.auth.operator(ctx));
     ctx.body = { kid, keys: await deps.ops.queries.signingKeys() };
   });
 
   // A key revoked is unpublished at once (what it signed no longer verifies) and never used again; the
   // key in use is replaced first. Every process signs with the new one within a minute.
   router.post('/signing-keys/:kid/revoke', async (ctx) => {
-    await deps.auth.operator(ctx);
-    await deps.ops.configure.revokeSigningKey(parseInput(kidParam, ctx.params.kid));
+    const actor = await deps.auth.operator(ctx);
+    await deps.ops.configure.revokeSigningKey(actor, parseInput(kidParam, ctx.params.kid));
     ctx.body = { keys: await deps.ops.queries.signingKeys() };
   });
 

@@ -57,10 +57,10 @@ export function groupRoutes(deps: {
   const router = new Router();
 
   router.patch('/devices/:id', async (ctx) => {
-    await auth.operator(ctx);
+    const actor = await auth.operator(ctx);
     const id = deviceIdParam(ctx.params.id);
     const body = parseInput(devicePatchBody, await readJson(ctx));
-    if (!(await configure.devicePolicy(id, { group: body.group, policy: body.healthcheck ?? {} })))
+    if (!(await configure.devicePolicy(actor, id, { group: body.group, policy: body.healthcheck ?? {} })))
       throw deviceNotFound();
     const device = (await queries.liveDevice(id))!;
     ctx.body = {
@@ -83,32 +83,32 @@ export function groupRoutes(deps: {
   });
 
   router.put('/device-groups/:name', async (ctx) => {
-    await auth.operator(ctx);
+    const actor = await auth.operator(ctx);
     const name = groupParam(ctx.params.name);
     const body = parseInput(groupPutBody, await readJson(ctx));
-    await configure.groupPolicy(name, fields(body.healthcheck));
+    await configure.groupPolicy(actor, name, fields(body.healthcheck));
     ctx.body = presentGroup((await queries.group(name))!);
   });
 
   router.delete('/device-groups/:name', async (ctx) => {
-    await auth.operator(ctx);
-    if (!(await configure.deleteGroup(groupParam(ctx.params.name)))) throw groupNotFound();
+    const actor = await auth.operator(ctx);
+    if (!(await configure.deleteGroup(actor, groupParam(ctx.params.name)))) throw groupNotFound();
     ctx.status = 204;
   });
 
   // A window over every device of the group (a device's own window, if open, comes first).
   router.post('/device-groups/:name/maintenance', async (ctx) => {
-    await auth.operator(ctx);
+    const actor = await auth.operator(ctx);
     const name = groupParam(ctx.params.name);
     const body = parseInput(maintenanceBody, await readJson(ctx));
     const window = maintenanceWindow(body);
-    if (!(await configure.groupMaintenance(name, window))) throw groupNotFound();
+    if (!(await configure.groupMaintenance(actor, name, window))) throw groupNotFound();
     ctx.body = { name, maintenance: presentWindow(window) };
   });
 
   router.delete('/device-groups/:name/maintenance', async (ctx) => {
-    await auth.operator(ctx);
-    if (!(await configure.groupMaintenance(groupParam(ctx.params.name), null))) throw groupNotFound();
+    const actor = await auth.operator(ctx);
+    if (!(await configure.groupMaintenance(actor, groupParam(ctx.params.name), null))) throw groupNotFound();
     ctx.status = 204;
   });
 

@@ -12,9 +12,9 @@ export function settingsRoutes(deps: { auth: Authenticator; settings: SettingsSe
     ctx.body = await deps.settings.present();
   });
   router.patch('/server-settings', async (ctx) => {
-    await deps.auth.operator(ctx);
+    const actor = await deps.auth.operator(ctx);
     const patch = parseInput(settingsPatchSchema, await readJson(ctx));
-    await deps.settings.apply(patch);
+    await deps.settings.apply(patch, actor);
     ctx.body = await deps.settings.present();
   });
   return router;

@@ -51,12 +51,12 @@ export function taskRoutes(deps: {
   const router = new Router();
 
   router.post('/devices/:id/tasks', async (ctx) => {
-    await auth.operator(ctx);
+    const actor = await auth.operator(ctx);
     const deviceId = deviceIdParam(ctx.params.id);
     const body = parseInput(createTaskSchema, await readJson(ctx));
     const device = await ops.queries.liveDevice(deviceId);
     if (!device) throw deviceNotFound();
-    const task = await ops.createTask(device, body);
+    const task = await ops.createTask(actor, device, body);
     ctx.status = 201;
     ctx.set('Location', `/tasks/${task.id}`);
     ctx.body = presentTask(task);

@@ -56,8 +56,8 @@ export function webhookRoutes(deps: {
   const router = new Router();
 
   router.post('/webhooks', async (ctx) => {
-    await auth.operator(ctx);
-    const webhook = await configure.createWebhook(parseInput(webhookBody, await readJson(ctx)));
+    const actor = await auth.operator(ctx);
+    const webhook = await configure.createWebhook(actor, parseInput(webhookBody, await readJson(ctx)));
     ctx.status = 201;
     ctx.set('Location', `/webhooks/${webhook.id}`);
     ctx.set('Cache-Control', 'no-store');
@@ -78,8 +78,8 @@ export function webhookRoutes(deps: {
   });
 
   router.delete('/webhooks/:id', async (ctx) => {
-    await auth.operator(ctx);
-    if (!(await configure.deleteWebhook(webhookParam(ctx.params.id)))) throw webhookNotFound();
+    const actor = await auth.operator(ctx);
+    if (!(await configure.deleteWebhook(actor, webhookParam(ctx.params.id)))) throw webhookNotFound();
     ctx.status = 204;
   });
 
