@@ -191,7 +191,8 @@ export async function connectedOverTime(
   from: Date,
   to: Date,
   points: number,
-): Promise<{ at: number[]; connected: number[] }> {
+): Promise<{ at: number[]; connected: (number | null)[] }> {
+  const known = await firstKnown(q);
   const { rows } = await q.raw<{ rows: { started_at: Date; ended_at: Date | null }[] }>(
     `SELECT started_at, ended_at FROM connection_sessions
       WHERE started_at < ? AND (ended_at IS NULL OR ended_at > ?)`,
@@ -204,15 +205,25 @@ export async function connectedOverTime(
     .filter((r) => r.ended_at !== null)
     .map((r) => r.ended_at!.getTime())
     .sort((a, b) => a - b);
-  const connected: number[] = [];
+  const connected: (number | null)[] = [];
   let s = 0;
   let e = 0;
   for (const t of at) {
     while (s < starts.length && starts[s]! <= t) s++;
     while (e < ends.length && ends[e]! <= t) e++;
-    connected.push(s - e);
+    // Before anything was known (the service's first start, its first device), there is no data.
+    connected.push(t < known ? null : s - e);
   }
   return { at, connected };
+}
+
+/** When the history begins (epoch ms): the service's first migration, or an older device (imported). */
+async function firstKnown(q: Queryable): Promise<number> {
+  const { rows } = await q.raw<{ rows: { first: Date | null }[] }>(
+    `SELECT least((SELECT min(migration_time) FROM knex_migrations),
+                  (SELECT min(created_at) FROM devices)) AS first`,
+  );
+  return rows[0]?.first?.getTime() ?? Date.now();
 }
 
 /**

@@ -277,6 +277,7 @@ export function fleetRoutes(deps: {
           flappingSince: d.flappingSince?.toISOString() ?? null,
           busUnstableSince: d.busUnstableSince?.toISOString() ?? null,
           uptimePercent24h: day.connectedPercent,
+          createdAt: d.createdAt.toISOString(),
           sessions24h: d.sessions.map((s) => ({
             startedAt: s.startedAt.toISOString(),
             endedAt: s.endedAt?.toISOString() ?? null,

@@ -233,6 +233,7 @@ export const fleetResponse = z.object({
       flappingSince: nullableDate,
       busUnstableSince: nullableDate,
       uptimePercent24h: z.number(),
+      createdAt: isoDate,
       /** Its sessions overlapping the last 24 h, oldest first. */
       sessions24h: z.array(fleetSession),
     }),
@@ -243,9 +244,9 @@ export const historyResponse = z.object({
   range: z.enum(['hour', 'day']),
   from: isoDate,
   to: isoDate,
-  /** Sample times (epoch ms) and the devices connected at each. */
+  /** Sample times (epoch ms) and the devices connected at each (null: before the history begins). */
   at: z.array(z.number().int()),
-  connected: z.array(z.number().int()),
+  connected: z.array(z.number().int().nullable()),
   /** Detection delays of the last 24 h by bucket (upper bound in seconds; null: above the last). */
   detection: z.array(z.object({ le: z.number().nullable(), count: z.number().int() })),
 });

@@ -112,6 +112,17 @@ describe.skipIf(!runnable)('fleet page in a real browser', () => {
     expect(await charlie.locator('.status').textContent()).toBe('DISCONNECTED');
     // Its session bar of the last 24 h ends in the colour of a failure.
     expect(await charlie.locator('.sessions .bars span.MISSED_HEARTBEATS').count()).toBe(1);
+    // A robot registered a minute ago: its bars span its life, not a pixel of the day.
+    const alpha = page.locator('#devices tr', { hasText: 'amr-alpha' });
+    const width = await alpha
+      .locator('.sessions .bars span.open')
+      .evaluate((el) => parseFloat((el as HTMLElement).style.width));
+    expect(width).toBeGreaterThan(50);
+    // When it was last heard, as a person reads it.
+    expect(await alpha.locator('td.heard').textContent()).toMatch(/^\d+ s ago$/);
+    // Before the service existed there is no data, said so: never a flat zero.
+    await page.waitForFunction(() => document.body.dataset.historyLoaded === 'true');
+    expect(await page.textContent('#chart-note')).toMatch(/^no data before /);
 
     await page.selectOption('#status', 'CONNECTED');
     await page.waitForFunction(() => document.querySelectorAll('#devices tr[data-status]').length === 2);

@@ -60,8 +60,9 @@ describe('the event client on Moth, where frames are lost', () => {
     await s.register({ name: 'first' });
     await waitFor(() => applied.length === 1, 5000, 'the client on the channel');
     await Promise.all(Array.from({ length: 150 }, (_, i) => s.register({ name: `burst-${i}` })));
+    // Numbered moments after their commit: wait for the feed to have every one.
+    await waitFor(async () => (await feedEvents(s)).length === 151, 10_000, 'the burst numbered');
     const feed = await feedEvents(s);
-    expect(feed.length).toBeGreaterThanOrEqual(151);
     await waitFor(() => client.last === feed.at(-1)!.seq, 10_000, 'the client caught up');
     await client.stop();
 
@@ -142,7 +143,13 @@ describe('the event client on the SSE stream', () => {
     });
     a.start();
     for (let i = 0; i < 5; i++) await s.register({ name: `before-${i}` });
-    await waitFor(async () => a.last === (await feedEvents(s)).at(-1)!.seq, 10_000, 'first client caught up');
+    // Events are numbered moments after their commit: wait for the feed to have them all first.
+    const numbered = async (n: number) => {
+      await waitFor(async () => (await feedEvents(s)).length === n, 10_000, `${n} events numbered`);
+      return feedEvents(s);
+    };
+    const before = await numbered(5);
+    await waitFor(() => a.last === before.at(-1)!.seq, 10_000, 'first client caught up');
     await a.stop();
 
     for (let i = 0; i < 5; i++) await s.register({ name: `while-away-${i}` });
@@ -155,7 +162,7 @@ describe('the event client on the SSE stream', () => {
     });
     b.start();
     await s.register({ name: 'after-restart' });
-    const feed = await feedEvents(s);
+    const feed = await numbered(11);
     await waitFor(() => b.last === feed.at(-1)!.seq, 10_000, 'second client caught up');
     await b.stop();
 
