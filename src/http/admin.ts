@@ -22,7 +22,7 @@ import { asOperatorTokens, type CredentialGuard } from './auth';
 import { booleanQuery, parseInput } from './validate';
 
 /**
- * HTTP Basic auth for the operator pages: any user name, the admin token as password (a browser can
+ * HTTP Basic auth for the operator pages: any user name, an operator token as password (a browser can
  * ask for it). A Bearer admin token is accepted too. Wrong ones are limited as on the API. Once a
  * request is admitted, the route's own check passes it on without asking Redis again.
  */
@@ -39,10 +39,8 @@ export function operatorPageAuth(
     if (ctx.state.operatorAdmitted !== true) {
       const presented = presentedPassword(ctx.get('authorization'));
       if (presented === undefined) throw refused();
-      const label = operatorLabel(operators, presented);
-      if (label === undefined) await guard.refuse(ctx, 'pages', refused());
+      if (operatorLabel(operators, presented) === undefined) await guard.refuse(ctx, 'pages', refused());
       ctx.state.operatorAdmitted = true;
-      ctx.state.operator = label;
     }
     await next();
   };
