@@ -146,6 +146,39 @@ describe('a robot built on the SDK', () => {
     expect(refusals[0]!.code).toBe('UNKNOWN_TOKEN');
   });
 
+  it('acts on nothing the service did not sign: a forged command or refusal on its bus is dropped', async () => {
+    const r = await robot('amr-forged');
+    const taken: Command[] = [];
+    const refusals: Refusal[] = [];
+    r.on('command', (c) => void taken.push(c));
+    r.on('refused', (x) => void refusals.push(x));
+    r.start();
+    await s.waitStatus(r.id, 'CONNECTED', 10_000);
+    const keys = (await request(s.callback).get('/.well-known/rollcall-keys')).body as {
+      keys: { kid: string }[];
+    };
+    const signed = { kid: keys.keys[0]!.kid, sig: 'A'.repeat(86), occurredAt: new Date().toISOString() };
+    const forgeries = [
+      { type: 'TASK_ABORTED', deviceId: r.id, stream: `device:${r.id}`, seq: 1, task_id: 'x', ...signed },
+      { type: 'REFUSED', code: 'UNKNOWN_TOKEN', deviceId: r.id, ...signed },
+    ];
+    // A member of its bus (it holds the device channel's key) sends them.
+    const rogue = new WebSocket(new URL(r.credentials.busPath, s.config.MOTH_URL));
+    await new Promise((res) => rogue.once('open', res));
+    await waitFor(
+      () => {
+        for (const f of forgeries) rogue.send(Buffer.from(JSON.stringify(f)));
+        return r.commandCounts.refused > 0;
+      },
+      5000,
+      'the forged command heard and refused',
+    );
+    await new Promise((res) => setTimeout(res, 300));
+    rogue.close();
+    expect(taken).toEqual([]);
+    expect(refusals).toEqual([]);
+  });
+
   it('comes back on its bus by itself after Moth restarts', async () => {
     const r = await robot('amr-returns');
     let opened = 0;
