@@ -39,8 +39,11 @@ export function operatorPageAuth(
     if (ctx.state.operatorAdmitted !== true) {
       const presented = presentedPassword(ctx.get('authorization'));
       if (presented === undefined) throw refused();
-      if (operatorLabel(operators, presented) === undefined) await guard.refuse(ctx, 'pages', refused());
+      const label = operatorLabel(operators, presented);
+      if (label === undefined) await guard.refuse(ctx, 'pages', refused());
       ctx.state.operatorAdmitted = true;
+      // Who acts, for the audit log of the pages' changes.
+      ctx.state.operator = label;
     }
     await next();
   };

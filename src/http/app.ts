@@ -28,6 +28,7 @@ import { settingsRoutes } from './routes/settings';
 import { taskRoutes } from './routes/tasks';
 import { mediaRoutes } from './routes/media';
 import { auditRoutes } from './routes/audit';
+import { devicePageRoutes } from './routes/device-page';
 import { eventRoutes } from './routes/events';
 import { listenFor, STREAMS_NUMBERED } from '../db/notifications';
 import { createLiveFeed } from '../streams/live-feed';
@@ -191,6 +192,13 @@ export function createApp(deps: AppDeps) {
     uptimeRoutes({ auth, ops }),
     webhookRoutes({ auth, ops }),
     auditRoutes({ auth, ops }),
+    devicePageRoutes({
+      pageAuth,
+      ops,
+      lastHeardAt: (id) => deps.liveness.lastHeardAt(id),
+      serverMaxMisses,
+      sharedBus: deps.config.MOTH_SHARED_BUS,
+    }),
     opsRoutes(deps.metricsRegistry, deps.readiness),
     openApiRoutes('1'),
   ];

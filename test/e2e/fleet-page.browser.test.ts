@@ -2,6 +2,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { chromium, type Browser } from 'playwright-core';
+import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeServer, listen } from '../../src/http/server';
 import { startTestSystem, waitFor, type TestSystem } from '../support/system';
@@ -183,6 +184,77 @@ describe.skipIf(!runnable)('fleet page in a real browser', () => {
     // Served from 127.0.0.1, a secure context: the page checked every signature.
     expect(await page.evaluate(() => window.isSecureContext)).toBe(true);
     await context.close();
+  });
+
+  it('a page per robot, opened from the fleet table: what it is and why, its history, and actions recorded in the audit log', async () => {
+    const { id, reg } = await s.device({}, { name: 'amr-page', actions: ['PATROL'] });
+    await s.waitStatus(id, 'CONNECTED', 5000);
+    await request(s.callback)
+      .post(`/devices/${id}/tasks`)
+      .set(s.admin)
+      .send({ action: 'PATROL' })
+      .expect(201);
+    const context = await browser.newContext({
+      httpCredentials: { username: 'ops', password: s.config.ADMIN_TOKEN },
+      viewport: { width: 1280, height: 900 },
+    });
+    const page = await context.newPage();
+    page.setDefaultTimeout(8000);
+    const errors: string[] = [];
+    page.on('pageerror', (e) => void errors.push(e.message));
+    page.on('console', (m) => void (m.type() === 'error' && errors.push(m.text())));
+    await page.goto(`${base}/admin?q=amr-page`);
+    await page.fill('#search', 'amr-page');
+    await page.click('#devices td.name a:text("amr-page")');
+    await page
+      .waitForFunction(() => document.body.dataset.loaded === 'true')
+      .catch((e: Error) => {
+        throw new Error(`${e.message}; page errors: ${errors.join(' | ')}; at ${page.url()}`);
+      });
+    expect(new URL(page.url()).pathname).toBe(`/admin/devices/${id}`);
+    expect(await page.textContent('#name')).toBe('amr-page');
+    expect(await page.textContent('#status')).toBe('CONNECTED');
+    expect(await page.textContent('#why')).toContain('connected since');
+    expect(await page.textContent('#policy')).toContain('maxConsecutiveMisses2from the server');
+    expect(await page.textContent('#sessions')).toContain('open');
+    expect(await page.textContent('#tasks')).toContain('PATROL');
+
+    await page.fill('#reason', 'new wheel');
+    await page.click('#open-maintenance');
+    await page.waitForFunction(() =>
+      document.querySelector('#why')?.textContent?.includes('in maintenance until'),
+    );
+    page.once('dialog', (d) => void d.accept());
+    await page.click('#rotate');
+    await page.waitForSelector('#action-result code');
+    const token = await page.textContent('#action-result code');
+    expect(token).toMatch(/^[A-Za-z0-9_-]{40,}$/);
+    // The task created above, the window and the token: newest first.
+    await page.waitForFunction(() => document.querySelectorAll('#audit tr').length === 3);
+    expect(await page.textContent('#audit')).toMatch(/admin.*device\.token_rotated/);
+    expect(await page.textContent('#audit')).toMatch(/admin.*device\.maintenance_opened.*new wheel/);
+    expect(await page.textContent('#audit tr:last-child')).toMatch(/admin.*task\.created/);
+    // The old token stops at once; the new one works.
+    await request(s.callback)
+      .get(`/devices/${id}`)
+      .set({ Authorization: `Bearer ${reg.token}` })
+      .expect(401);
+    await request(s.callback)
+      .get(`/devices/${id}`)
+      .set({ Authorization: `Bearer ${token!}` })
+      .expect(200);
+    mkdirSync('test/artifacts', { recursive: true });
+    await page.screenshot({ path: 'test/artifacts/device-page.png', fullPage: true });
+    await context.close();
+
+    // A cross-site form cannot use the browser's cached credentials to act on a robot.
+    const basic = `Basic ${Buffer.from(`ops:${s.config.ADMIN_TOKEN}`).toString('base64')}`;
+    const forged = await request(s.callback)
+      .post(`/admin/devices/${id}/token`)
+      .set({ Authorization: basic, Origin: 'http://evil.example', 'Sec-Fetch-Site': 'cross-site' })
+      .send({});
+    expect(forged.status).toBe(403);
+    expect((forged.body as { error: { code: string } }).error.code).toBe('CROSS_SITE_REQUEST');
   });
 
   it('with 10,000 devices: renders within 3 s, pages, searches and filters, and charts the history', async () => {

@@ -81,7 +81,7 @@ function presentHearing(d: Device, sharedBus: boolean) {
   };
 }
 
-function presentDevice(d: Device, lastHeardAt: Date | null, sharedBus: boolean) {
+export function presentDevice(d: Device, lastHeardAt: Date | null, sharedBus: boolean) {
   const last = [lastHeardAt, d.lastHeartbeatAt]
     .filter((x): x is Date => x !== null)
     .sort((a, b) => +b - +a)[0];
@@ -147,7 +147,7 @@ export function deviceIdParam(raw: string | undefined): string {
 }
 export { deviceNotFound };
 
-const presentSession = (s: SessionView & { effects: readonly EffectRow[] }) => ({
+export const presentSession = (s: SessionView & { effects: readonly EffectRow[] }) => ({
   id: s.id,
   startedAt: s.startedAt.toISOString(),
   startedRound: s.startedRound,

@@ -1,0 +1,106 @@
+import Router from '@koa/router';
+import type { Middleware } from 'koa';
+import { readFileSync } from 'node:fs';
+import { unauthorized } from '../../domain/errors';
+import { resolvePolicy } from '../../domain/policy';
+import type { Actor } from '../../domain/operators';
+import type { ApiOperations } from '../../operations';
+import { inlineHashes } from '../admin';
+import { readJson } from '../body';
+import { parseInput } from '../validate';
+import {
+  deviceIdParam,
+  deviceNotFound,
+  maintenanceBody,
+  maintenanceWindow,
+  presentDevice,
+  presentSession,
+  presentWindow,
+} from './devices';
+import { presentRecording, presentStream } from './media';
+import { presentTask } from './tasks';
+
+const PAGE_HTML = readFileSync(new URL('../device-page.html', import.meta.url), 'utf8');
+/** The page runs its own inline script and style (named by hash) and nothing else. */
+const PAGE_CSP = [
+  "default-src 'none'",
+  `script-src ${inlineHashes(PAGE_HTML, 'script')}`,
+  `style-src ${inlineHashes(PAGE_HTML, 'style')}`,
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+/**
+ * A page per robot (`/admin/devices/:id`, linked from the fleet page): what it is and why, its
+ * policy and where it comes from, its sessions with their effects, tasks, recordings, streams,
+ * maintenance and audit log; and an operator's actions on it (a new token, a maintenance window),
+ * each a same-origin write (a cross-site form cannot use the browser's Basic credentials) recorded
+ * in the audit log under the token's label.
+ */
+export function devicePageRoutes(deps: {
+  pageAuth: Middleware;
+  ops: ApiOperations;
+  lastHeardAt: (id: string) => Promise<Date | null>;
+  serverMaxMisses: () => Promise<number>;
+  sharedBus: boolean;
+}): Router {
+  const { ops } = deps;
+  const router = new Router();
+  /** The operator the page's auth admitted, by their token's label (never guessed). */
+  const actor = (ctx: { state: { operator?: string }; request: { ip: string } }): Actor => {
+    if (ctx.state.operator === undefined) throw unauthorized();
+    return { label: ctx.state.operator, address: ctx.request.ip };
+  };
+
+  router.get('/admin/devices/:id', deps.pageAuth, (ctx) => {
+    deviceIdParam(ctx.params.id);
+    ctx.type = 'html';
+    ctx.set({ 'Cache-Control': 'no-store', 'Content-Security-Policy': PAGE_CSP });
+    ctx.body = PAGE_HTML;
+  });
+
+  router.get('/admin/devices/:id/page.json', deps.pageAuth, async (ctx) => {
+    const id = deviceIdParam(ctx.params.id);
+    const device = await ops.queries.liveDevice(id);
+    if (!device) throw deviceNotFound();
+    const [heard, maxMisses, sessions, tasks, recordings, streams, audit] = await Promise.all([
+      deps.lastHeardAt(id),
+      deps.serverMaxMisses(),
+      ops.queries.sessionsWithEffects(id, 20),
+      ops.queries.tasks(id, 20),
+      ops.queries.recordings(id, 20),
+      ops.queries.analysisStreams(id, 20),
+      ops.queries.audit({ after: 0, limit: 100, target: id }),
+    ]);
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = {
+      device: {
+        ...presentDevice(device, heard, deps.sharedBus),
+        healthcheck: resolvePolicy(device.policy, device.groupPolicy, maxMisses),
+        maintenance: presentWindow(device.maintenance),
+      },
+      sessions: sessions.map(presentSession),
+      tasks: tasks.map(presentTask),
+      recordings: recordings.map(presentRecording),
+      streams: streams.map(presentStream),
+      audit,
+    };
+  });
+
+  router.post('/admin/devices/:id/token', deps.pageAuth, async (ctx) => {
+    const id = deviceIdParam(ctx.params.id);
+    const token = await ops.rotateTokens.one(actor(ctx), id);
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = { id, token };
+  });
+
+  router.post('/admin/devices/:id/maintenance', deps.pageAuth, async (ctx) => {
+    const id = deviceIdParam(ctx.params.id);
+    const window = maintenanceWindow(parseInput(maintenanceBody, await readJson(ctx)));
+    if (!(await ops.configure.deviceMaintenance(actor(ctx), id, window))) throw deviceNotFound();
+    ctx.body = { id, maintenance: presentWindow(window) };
+  });
+  return router;
+}
