@@ -11,7 +11,7 @@ import { groupNameSchema } from '../src/domain/policy';
 
 const HELP = `usage: npm run fleet -- [options]
   --api URL            rollcall API (default http://localhost:3000)
-  --moth URL           Moth base URL (default ws://<api host>:8276)
+  --moth URL           Moth base URL (default: the one registration names, else ws://<api host>:8276)
   --secret KEY         registration secret (default $DEVICE_SECRET_KEY)
   --admin-token TOKEN  to show server-side counts (default $ADMIN_TOKEN)
   --devices N          fleet size (default 10)
@@ -100,7 +100,8 @@ if (!opts.success) {
   process.exit(2);
 }
 const o = opts.data;
-const mothUrl = o.moth ?? `ws://${new URL(o.api).hostname}:8276`;
+/** Moth as robots reach it: given, or as the registration names it, or beside the API. */
+const mothOf = (d: Credentials) => o.moth ?? d.moth ?? `ws://${new URL(o.api).hostname}:8276`;
 
 type Saved = Credentials & { readonly name: string };
 type Kind = 'healthy' | 'silent' | 'flapping' | 'slow' | 'goodbye';
@@ -178,7 +179,7 @@ async function main() {
         : () => Math.random() * o.answerWithinMs;
     const robot = new Robot({
       api: o.api,
-      moth: mothUrl,
+      moth: mothOf(d),
       credentials: d,
       protocol: o.protocol,
       answerDelayMs: delay,
@@ -197,7 +198,9 @@ async function main() {
         .slice(i, i + 200)
         .map((d) => new Promise<void>((resolve) => (d.once('open', resolve), d.start()))),
     );
-  process.stdout.write(`\r${devices.length} devices joined their own buses on ${mothUrl}\n`);
+  process.stdout.write(
+    `\r${devices.length} devices joined their own buses on ${fleet[0] ? mothOf(fleet[0]) : 'Moth'}\n`,
+  );
 
   const started = Date.now();
   const timers: NodeJS.Timeout[] = [];

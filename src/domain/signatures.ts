@@ -1,4 +1,4 @@
-import { canonicalJson, hasDuplicateKey } from '@rollcall/client/signatures';
+import { canonicalJson, parseFrame } from '@rollcall/client/signatures';
 import { createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 
 export { canonicalJson };
@@ -55,15 +55,6 @@ export function verifySignedFrame(
   frame: string | Buffer,
   keys: readonly PublicJwk[],
 ): Record<string, unknown> | null {
-  let text: string;
-  let event: unknown;
-  try {
-    text = typeof frame === 'string' ? frame : new TextDecoder('utf-8', { fatal: true }).decode(frame);
-    event = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (event === null || typeof event !== 'object' || Array.isArray(event) || hasDuplicateKey(text))
-    return null;
-  return verifyEvent(event as Record<string, unknown>, keys) ? (event as Record<string, unknown>) : null;
+  const event = parseFrame(frame);
+  return event && verifyEvent(event, keys) ? event : null;
 }

@@ -60,7 +60,7 @@ export function parseFrame(frame: string | Uint8Array): Record<string, unknown> 
 }
 
 /** Whether valid JSON names a key twice in one object, at any level. */
-export function hasDuplicateKey(json: string): boolean {
+function hasDuplicateKey(json: string): boolean {
   // Per open object its keys so far (null for an array); `last`: the last structural character.
   const open: (Set<string> | null)[] = [];
   let last = '';
