@@ -16,11 +16,11 @@ const POLL_MS = 250;
  * Moth publication, webhooks) then works from the numbered streams, none waiting for another. Runs
  * in every gateway and worker.
  */
-export function createSequencer(deps: { db: Db; logger: Logger }) {
+export function createSequencer(deps: { db: Db; logger: Logger; pollMs?: number }) {
   const loop = createLoop({
     name: 'event numbering',
     pass: async () => (await numberPending(deps.db, BATCH)) >= BATCH,
-    pollMs: POLL_MS,
+    pollMs: deps.pollMs ?? POLL_MS,
     logger: deps.logger,
   });
   let listening: { close(): Promise<void> } | undefined;

@@ -31,7 +31,8 @@ const logger = createLogger('silent');
 
 describe('events numbered at commit', () => {
   it('numbers each event in its stream within moments of its commit, with nothing on Moth', async () => {
-    const sequencer = createSequencer({ db: database.db, logger });
+    // Its poll far behind (10 s): only the commit's notification can number an event within the bound.
+    const sequencer = createSequencer({ db: database.db, logger, pollMs: 10_000 });
     sequencer.start();
     try {
       const device = randomUUID();
@@ -44,11 +45,10 @@ describe('events numbered at commit', () => {
         while ((await readStream(database.db, 'client', i - 1, 10)).length === 0)
           await new Promise((r) => setTimeout(r, 2));
         latencies.push(Date.now() - committed);
-        // Commits land at every phase of the sequencer's 250 ms poll.
         await new Promise((r) => setTimeout(r, 50 + 37 * i));
       }
-      // Woken by each commit, not found by its poll.
-      expect(Math.max(...latencies)).toBeLessThan(100);
+      // Woken by each commit (typically within a few ms; the bound leaves room for a loaded machine).
+      expect(Math.max(...latencies)).toBeLessThan(1000);
       const client = await readStream(database.db, 'client', 0, 10);
       expect(client.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
       const commands = await readStream(database.db, `device:${device}`, 0, 10);
