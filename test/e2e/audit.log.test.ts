@@ -1,5 +1,6 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AuditRow } from '../../src/db/audit';
 import { SECRET } from '../support/app';
 import { startTestSystem, type TestSystem } from '../support/system';
 
@@ -8,17 +9,6 @@ import { startTestSystem, type TestSystem } from '../support/system';
 const ALICE = 'alice-token-'.padEnd(44, 'a');
 /** The registration secret the first test sets (and sets back). */
 const NEW_SECRET = 'a-new-registration-secret-0001';
-
-interface Entry {
-  id: number;
-  at: string;
-  actor: string;
-  address: string;
-  action: string;
-  target: string | null;
-  before: unknown;
-  after: unknown;
-}
 
 describe('the audit log', () => {
   let s: TestSystem;
@@ -30,7 +20,7 @@ describe('the audit log', () => {
 
   const audit = async (query = '') =>
     (await request(s.callback).get(`/audit?limit=1000${query}`).set(alice).expect(200)).body as {
-      entries: Entry[];
+      entries: AuditRow[];
       last: number;
     };
 
