@@ -106,6 +106,10 @@ export const envSchema = z.object({
     .transform((v) => v === 'true'),
   /** HEALTHCHECKs of one round go out across this spread, so a gateway never bursts them. */
   MOTH_HEALTHCHECK_SPREAD_MS: z.coerce.number().int().min(0).max(10_000).default(500),
+  /** Each gateway writes the link figures it measured this often (src/gateway/link-reports.ts). */
+  LINK_REPORT_SECONDS: z.coerce.number().min(0.5).max(300).default(10),
+  /** A robot's link is judged over the last this many rounds it was asked in (src/domain/link.ts). */
+  LINK_WINDOW_ROUNDS: z.coerce.number().int().min(10).max(1000).default(60),
   /** Devices fall into this many shards; live gateways divide the shards between them. */
   SHARDS: z.coerce.number().int().min(1).max(4096).default(64),
   MOTH_FRAME_GAP_MS: z.coerce.number().min(0).max(1000).default(5),

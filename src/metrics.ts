@@ -101,6 +101,18 @@ export function createMetrics(role: string, withDefaults = false) {
       buckets: [...DETECTION_BUCKETS],
       registers,
     }),
+    linkLatencySeconds: new Histogram({
+      name: 'rollcall_link_latency_seconds',
+      help: "From a HEALTHCHECK sent on a robot's bus to its answer (every robot of this gateway's shards)",
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    }),
+    linkChanges: new Counter({
+      name: 'rollcall_link_changes_total',
+      help: 'Robot links that changed state (degraded: DEVICE_LINK_DEGRADED; ok: DEVICE_LINK_RECOVERED)',
+      labelNames: ['to'],
+      registers,
+    }),
     effectSeconds: new Histogram({
       name: 'rollcall_effect_seconds',
       help: 'From the disconnect decision to the effect done',
@@ -121,6 +133,7 @@ export function addScrapeGauges(
   metrics: Metrics,
   sources: {
     deviceCounts: () => Promise<Record<string, number>>;
+    degradedLinks: () => Promise<number>;
     queueCounts: () => Promise<{ queue: string; counts: Record<string, number> }[]>;
     eventLag: () => Promise<{ numbering: number; moth: number }>;
     webhookCircuits: () => Promise<Record<'closed' | 'open' | 'half-open', number>>;
@@ -137,6 +150,14 @@ export function addScrapeGauges(
       this.reset();
       const counts = await sources.deviceCounts();
       for (const status of ['CONNECTED', 'DISCONNECTED']) this.set({ status }, counts[status] ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'rollcall_links_degraded',
+    help: 'Connected robots whose link is degraded (DEVICE_LINK_DEGRADED, not yet recovered)',
+    registers,
+    async collect() {
+      this.set(await sources.degradedLinks());
     },
   });
   new Gauge({

@@ -2,8 +2,17 @@ import type { DeviceStatus, Track } from '../domain/device';
 import type { OutgoingEvent } from '../domain/events';
 import type { PolicyFields } from '../domain/policy';
 import type { Queryable } from './knex';
+import { linksOf, type LinkView } from './links';
 import { INSERT_EVENTS } from './outbox';
-import { groupsNamed, openWindow, policyOfRow, windowColumns, type Maintenance } from './policies';
+import {
+  groupsNamed,
+  openWindow,
+  POLICY_COLUMNS,
+  policyColumns,
+  policyOfRow,
+  windowColumns,
+  type Maintenance,
+} from './policies';
 
 export type { Maintenance } from './policies';
 
@@ -27,6 +36,8 @@ export interface Device {
   readonly flappingSince: Date | null;
   /** Since when the gateway has kept losing its bus (see src/domain/bus-losses.ts), while it does. */
   readonly busUnstableSince: Date | null;
+  /** Its link as the gateway last measured it (null: never). */
+  readonly link: LinkView | null;
   /** The health-check policy it sets itself (null fields: its group's or the server's). */
   readonly policy: PolicyFields;
   /** Its group's policy, when the group has one. */
@@ -57,6 +68,8 @@ interface DeviceRow {
   group_name: string | null;
   flapping_since: Date | null;
   bus_unstable_since: Date | null;
+  link_max_p95_ms: number | null;
+  link_max_miss_share: number | null;
   max_misses: number | null;
   interval_multiple: number | null;
   tracks: Track[];
@@ -85,8 +98,7 @@ const COLUMNS = [
   'group_name',
   'flapping_since',
   'bus_unstable_since',
-  'max_misses',
-  'interval_multiple',
+  ...POLICY_COLUMNS,
   'tracks',
   'actions',
   'status',
@@ -113,6 +125,7 @@ function toDevice(r: DeviceRow): Device {
     flappingSince: r.flapping_since,
     busUnstableSince: r.bus_unstable_since,
     policy: policyOfRow(r),
+    link: null,
     groupPolicy: null,
     tracks: r.tracks,
     actions: r.actions,
@@ -126,13 +139,20 @@ function toDevice(r: DeviceRow): Device {
   };
 }
 
-/** Adds what devices take from their groups: the group's policy, and its window when they have none. */
+/**
+ * Adds what devices take from their groups (the group's policy, and its window when they have none)
+ * and their links as last measured.
+ */
 async function withGroups(q: Queryable, rows: readonly DeviceRow[]): Promise<Device[]> {
   const groups = await groupsNamed(q, [
     ...new Set(rows.map((r) => r.group_name).filter((g): g is string => g !== null)),
   ]);
+  const links = await linksOf(
+    q,
+    rows.map((r) => r.id),
+  );
   return rows.map((r) => {
-    const d = toDevice(r);
+    const d = { ...toDevice(r), link: links.get(r.id) ?? null };
     const g = d.group === null ? undefined : groups.get(d.group);
     if (!g) return d;
     const window = g.maintenance && { ...g.maintenance, group: g.name };
@@ -251,6 +271,8 @@ export interface DevicePageQuery {
   readonly status?: DeviceStatus;
   readonly group?: string;
   readonly flapping?: boolean;
+  /** Only devices whose link's p95 latency is above this (ms), or is degraded. */
+  readonly linkWorseThan?: number | 'degraded';
   readonly afterSeq?: number;
   readonly limit: number;
 }
@@ -270,6 +292,13 @@ export async function listDevices(
   if (p.flapping !== undefined)
     void (p.flapping ? query.whereNotNull('flapping_since') : query.whereNull('flapping_since'));
   if (p.afterSeq !== undefined) void query.where('seq', '>', p.afterSeq);
+  if (p.linkWorseThan !== undefined) {
+    const worse = q('device_links').select('device_id');
+    void (p.linkWorseThan === 'degraded'
+      ? worse.where({ state: 'degraded' })
+      : worse.where('p95_ms', '>', p.linkWorseThan));
+    void query.whereIn('id', worse);
+  }
   const rows = (await query) as DeviceRow[];
   return { devices: await withGroups(q, rows.slice(0, p.limit)), more: rows.length > p.limit };
 }
@@ -426,12 +455,7 @@ export async function updateDevicePolicy(
     .whereNull('deleted_at')
     .update({
       ...(change.group !== undefined && { group_name: change.group }),
-      ...(change.policy.maxConsecutiveMisses !== undefined && {
-        max_misses: change.policy.maxConsecutiveMisses,
-      }),
-      ...(change.policy.intervalMultiple !== undefined && {
-        interval_multiple: change.policy.intervalMultiple,
-      }),
+      ...Object.fromEntries(Object.entries(policyColumns(change.policy)).filter(([, v]) => v !== undefined)),
       updated_at: q.fn.now(),
     });
   return n > 0;

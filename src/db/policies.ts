@@ -18,20 +18,38 @@ export interface DeviceGroup {
   readonly members: number;
 }
 
-interface GroupRow {
+interface GroupRow extends PolicyRow {
   name: string;
-  max_misses: number | null;
-  interval_multiple: number | null;
   maintenance_until: Date | null;
   maintenance_reason: string | null;
   maintenance_stops_recordings: boolean | null;
   members?: string;
 }
 
-export const policyOfRow = (r: {
+/** A policy's columns, on a device or a group. */
+export interface PolicyRow {
   max_misses: number | null;
   interval_multiple: number | null;
-}): PolicyFields => ({ maxConsecutiveMisses: r.max_misses, intervalMultiple: r.interval_multiple });
+  link_max_p95_ms: number | null;
+  link_max_miss_share: number | null;
+}
+
+export const POLICY_COLUMNS = ['max_misses', 'interval_multiple', 'link_max_p95_ms', 'link_max_miss_share'];
+
+export const policyOfRow = (r: PolicyRow): PolicyFields => ({
+  maxConsecutiveMisses: r.max_misses,
+  intervalMultiple: r.interval_multiple,
+  linkMaxP95Ms: r.link_max_p95_ms,
+  linkMaxMissShare: r.link_max_miss_share,
+});
+
+/** A policy's columns from its fields (those left out are not written). */
+export const policyColumns = (p: Partial<PolicyFields>) => ({
+  max_misses: p.maxConsecutiveMisses,
+  interval_multiple: p.intervalMultiple,
+  link_max_p95_ms: p.linkMaxP95Ms,
+  link_max_miss_share: p.linkMaxMissShare,
+});
 
 /** A maintenance window from its columns, if it is still open. */
 export function openWindow(r: {
@@ -78,12 +96,10 @@ export async function listGroups(q: Queryable): Promise<DeviceGroup[]> {
 
 /** Sets a group's policy, creating the group if need be. */
 export async function putGroupPolicy(q: Queryable, name: string, policy: PolicyFields): Promise<void> {
-  await q.raw(
-    `INSERT INTO device_groups (name, max_misses, interval_multiple) VALUES (?, ?, ?)
-     ON CONFLICT (name) DO UPDATE SET max_misses = EXCLUDED.max_misses,
-       interval_multiple = EXCLUDED.interval_multiple, updated_at = now()`,
-    [name, policy.maxConsecutiveMisses, policy.intervalMultiple],
-  );
+  await q('device_groups')
+    .insert({ name, ...policyColumns(policy) })
+    .onConflict('name')
+    .merge([...POLICY_COLUMNS, 'updated_at']);
 }
 
 /** Removes a group's policy and window; its devices keep the name and fall back to the server's. */

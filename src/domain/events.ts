@@ -20,6 +20,8 @@ export const EVENT_TYPES = [
   'DEVICE_FLAPPING_ENDED',
   'DEVICE_BUS_UNSTABLE',
   'DEVICE_BUS_STABLE',
+  'DEVICE_LINK_DEGRADED',
+  'DEVICE_LINK_RECOVERED',
   'DEVICE_AUTH_FAILED',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];

@@ -8,23 +8,40 @@ import { missedExcusing, type BusLoss } from './bus-losses';
 export interface PolicyFields {
   readonly maxConsecutiveMisses: number | null;
   readonly intervalMultiple: number | null;
+  /** The p95 link latency (ms) past which its link is degraded (src/domain/link.ts). */
+  readonly linkMaxP95Ms: number | null;
+  /** The share of rounds missed past which its link is degraded. */
+  readonly linkMaxMissShare: number | null;
 }
 
 export type PolicySource = 'device' | 'group' | 'server';
 
 /** The policy in force for one device, each value with the level it came from. */
-export interface EffectivePolicy {
-  readonly maxConsecutiveMisses: { readonly value: number; readonly source: PolicySource };
-  readonly intervalMultiple: { readonly value: number; readonly source: PolicySource };
-}
+export type EffectivePolicy = {
+  readonly [K in keyof PolicyFields]: { readonly value: number; readonly source: PolicySource };
+};
+
+/** The server's settings under every device's and group's policy. */
+export type ServerPolicy = { readonly [K in keyof PolicyFields]: number };
 
 export const MAX_INTERVAL_MULTIPLE = 60;
 export const MAX_CONSECUTIVE_MISSES = 100;
+export const MAX_LINK_P95_MS = 60_000;
 
 /** The fields a device or group may set; null hands the value back to the level below. */
 export const policyFieldsSchema = z.strictObject({
   maxConsecutiveMisses: z.number().int().min(1).max(MAX_CONSECUTIVE_MISSES).nullable().optional(),
   intervalMultiple: z.number().int().min(1).max(MAX_INTERVAL_MULTIPLE).nullable().optional(),
+  linkMaxP95Ms: z.number().int().min(1).max(MAX_LINK_P95_MS).nullable().optional(),
+  linkMaxMissShare: z.number().gt(0).max(1).nullable().optional(),
+});
+
+/** The fields a validated body sets, every one left out as null. */
+export const fullPolicy = (p: Partial<PolicyFields>): PolicyFields => ({
+  maxConsecutiveMisses: p.maxConsecutiveMisses ?? null,
+  intervalMultiple: p.intervalMultiple ?? null,
+  linkMaxP95Ms: p.linkMaxP95Ms ?? null,
+  linkMaxMissShare: p.linkMaxMissShare ?? null,
 });
 
 /** Group names: short, printable, usable in a query string unescaped. */
@@ -35,17 +52,19 @@ export const groupNameSchema = z
 export function resolvePolicy(
   own: PolicyFields,
   group: PolicyFields | null,
-  serverMaxMisses: number,
+  server: ServerPolicy,
 ): EffectivePolicy {
-  const pick = (key: keyof PolicyFields, fallback: number) =>
+  const pick = (key: keyof PolicyFields) =>
     own[key] !== null
       ? { value: own[key], source: 'device' as const }
       : group && group[key] !== null
         ? { value: group[key], source: 'group' as const }
-        : { value: fallback, source: 'server' as const };
+        : { value: server[key], source: 'server' as const };
   return {
-    maxConsecutiveMisses: pick('maxConsecutiveMisses', serverMaxMisses),
-    intervalMultiple: pick('intervalMultiple', 1),
+    maxConsecutiveMisses: pick('maxConsecutiveMisses'),
+    intervalMultiple: pick('intervalMultiple'),
+    linkMaxP95Ms: pick('linkMaxP95Ms'),
+    linkMaxMissShare: pick('linkMaxMissShare'),
   };
 }
 

@@ -13,6 +13,9 @@ export const SETTING_SCHEMAS = {
   'device.flapThreshold': z.number().int().min(1).max(1000),
   'device.flapWindowSeconds': z.number().int().min(5).max(86_400),
   'device.flapHoldSeconds': z.number().int().min(0).max(3600),
+  'device.linkMaxP95Ms': z.number().int().min(1).max(60_000),
+  'device.linkMaxMissShare': z.number().gt(0).max(1),
+  'device.linkDegradedHoldSeconds': z.number().int().min(0).max(3600),
   'recording.automatic': z.boolean(),
   /** Registered devices at most (a registration past it: 409 DEVICE_LIMIT_REACHED). */
   'device.maxDevices': z.number().int().min(1).max(10_000_000),
@@ -32,6 +35,9 @@ export const SETTING_DEFAULTS: Readonly<SettingValues> = Object.freeze({
   'device.flapThreshold': 3,
   'device.flapWindowSeconds': 600,
   'device.flapHoldSeconds': 60,
+  'device.linkMaxP95Ms': 500,
+  'device.linkMaxMissShare': 0.2,
+  'device.linkDegradedHoldSeconds': 60,
   'recording.automatic': true,
   'device.maxDevices': 100_000,
   'webhook.maxWebhooks': 100,
@@ -64,6 +70,9 @@ export function presentSettings(values: SettingValues, secretKeyConfigured: bool
       flapThreshold: values['device.flapThreshold'],
       flapWindowSeconds: values['device.flapWindowSeconds'],
       flapHoldSeconds: values['device.flapHoldSeconds'],
+      linkMaxP95Ms: values['device.linkMaxP95Ms'],
+      linkMaxMissShare: values['device.linkMaxMissShare'],
+      linkDegradedHoldSeconds: values['device.linkDegradedHoldSeconds'],
       maxDevices: values['device.maxDevices'],
       secretKeyConfigured,
     },
@@ -86,6 +95,9 @@ export const settingsPatchSchema = z.strictObject({
       flapThreshold: resettable(SETTING_SCHEMAS['device.flapThreshold']),
       flapWindowSeconds: resettable(SETTING_SCHEMAS['device.flapWindowSeconds']),
       flapHoldSeconds: resettable(SETTING_SCHEMAS['device.flapHoldSeconds']),
+      linkMaxP95Ms: resettable(SETTING_SCHEMAS['device.linkMaxP95Ms']),
+      linkMaxMissShare: resettable(SETTING_SCHEMAS['device.linkMaxMissShare']),
+      linkDegradedHoldSeconds: resettable(SETTING_SCHEMAS['device.linkDegradedHoldSeconds']),
       maxDevices: resettable(SETTING_SCHEMAS['device.maxDevices']),
       secretKey: z
         .string()
@@ -130,3 +142,11 @@ export function planSettingsChange(patch: SettingsPatch): SettingsChange {
   const secretKey = patch.device?.secretKey;
   return secretKey === undefined ? { values } : { values, secretKey };
 }
+
+/** The server's level of every device's policy. */
+export const serverPolicy = (values: SettingValues) => ({
+  maxConsecutiveMisses: values['device.healthcheckMaxConsecutiveMisses'],
+  intervalMultiple: 1,
+  linkMaxP95Ms: values['device.linkMaxP95Ms'],
+  linkMaxMissShare: values['device.linkMaxMissShare'],
+});

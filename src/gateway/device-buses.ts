@@ -322,23 +322,28 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
     /**
      * Sends one message on every held bus, spread evenly over `spreadMs` so no burst leaves at once.
      * Resolves when the last has been handed to its session. Devices in `skipping` are left out (the
-     * shared bus never is: it carries many devices).
+     * shared bus never is: it carries many devices); `handed` is told each device's own bus as its
+     * message is handed to its session.
      */
     async sendToAll(
       message: unknown,
       spreadMs: number,
       skipping: ReadonlySet<string> = new Set(),
+      handed: (deviceId: string) => void = () => {},
     ): Promise<{ sent: number; failed: number }> {
-      const own = [...sessions].filter(([deviceId]) => !skipping.has(deviceId)).map(([, s]) => s);
-      const targets = [...(shared ? [shared] : []), ...own].filter((s) => s.client.isOpen);
+      const own = [...sessions].filter(([deviceId]) => !skipping.has(deviceId));
+      const all: [string | undefined, Session][] = shared ? [[undefined, shared], ...own] : own;
+      const targets = all.filter(([, s]) => s.client.isOpen);
       let sent = 0;
       let failed = 0;
       const payload = Buffer.from(JSON.stringify(message), 'utf8');
-      const send = (s: Session) =>
-        s.client.sendEncoded(payload).then(
+      const send = ([deviceId, s]: [string | undefined, Session]) => {
+        if (deviceId !== undefined) handed(deviceId);
+        return s.client.sendEncoded(payload).then(
           () => void sent++,
           () => void failed++,
         );
+      };
       const pending: Promise<void>[] = [];
       const stepMs = 5;
       const steps = Math.max(1, Math.ceil(spreadMs / stepMs));

@@ -34,6 +34,11 @@ export interface HeartbeatIngestDeps {
    * It must not make the heartbeat's path wait: a fleet arriving at once would stall the writes.
    */
   readonly connect: (fresh: readonly { deviceId: string; round: number }[]) => void;
+  /**
+   * Answers that counted for the round open now, heard on their device's own bus at `at`
+   * (`performance.now()`): the link meter's samples. Told after `connect`, for the same batch.
+   */
+  readonly answered?: (answers: readonly { deviceId: string; round: number; at: number }[]) => void;
   /** Heartbeats refused on devices' own buses, and why (the device may be told: refusal-notices.ts). */
   readonly refused?: (refusals: readonly Refusal[]) => void;
   readonly metrics: Metrics;
@@ -88,6 +93,8 @@ interface Arrived {
   readonly text: boolean;
   /** Heartbeats of the same device, token and round that came while this one was being written. */
   repeats: number;
+  /** When it was taken (`performance.now()`). */
+  readonly at: number;
 }
 
 /** What a device's memory of the round holds: a token's hash, or a proof's key marked as such. */
@@ -215,6 +222,7 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
       proven,
       text,
       repeats: 0,
+      at: performance.now(),
     };
     if (current && device !== undefined && !staleEcho) pending.set(device, item);
     batch.push(item);
@@ -313,6 +321,7 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     if (revocations === revocationsBefore) remember(items, refused);
     if (deps.heardOn) reportBuses(items, arrived, refused);
     if (outcome.fresh.length > 0) deps.connect(outcome.fresh);
+    if (deps.answered) deps.answered(answersOf(items, refused));
   }
 
   /**
@@ -503,4 +512,14 @@ function countRepeats(items: readonly Placed[], o: Outcome): void {
     else if (o.downgraded.has(i)) o.downgrades += i.repeats;
     else o.unknown += i.repeats;
   }
+}
+
+/** The heartbeats that counted for their round, as first heard on their own bus. */
+function answersOf(items: readonly Placed[], refused: ReadonlySet<HeartbeatInput>) {
+  const out: { deviceId: string; round: number; at: number }[] = [];
+  for (const i of items) {
+    if (i.shared || refused.has(i) || (i.round !== undefined && i.round < i.heardRound)) continue;
+    out.push({ deviceId: i.deviceId, round: i.heardRound, at: i.at });
+  }
+  return out;
 }

@@ -16,6 +16,8 @@ export interface RoundOpenerDeps {
   readonly logger: Logger;
   /** Recording the opening failed: this gateway's shards cannot count the round as heard. */
   readonly broke: () => void;
+  /** A robot's own bus was handed this round's HEALTHCHECK now (its link latency runs from here). */
+  readonly asked?: (deviceId: string, round: number) => void;
 }
 
 /**
@@ -53,7 +55,10 @@ export function createRoundOpener(deps: RoundOpenerDeps) {
     // waits for Postgres (a held one would cost the robot its answer), and a policy change applies
     // from the round after the read.
     const resting = new Set(restingAt(message.round, multiples));
-    const { failed } = await deps.buses.sendToAll(message, deps.spreadMs, resting);
+    const asked = deps.asked ?? (() => {});
+    const { failed } = await deps.buses.sendToAll(message, deps.spreadMs, resting, (id) =>
+      asked(id, message.round),
+    );
     void refreshMultiples();
     if (failed > 0) log.warn({ round: message.round, failed }, 'HEALTHCHECK not sent on some buses');
   }

@@ -25,6 +25,7 @@ import { openApiRoutes } from './openapi';
 import { deviceRoutes } from './routes/devices';
 import { groupRoutes } from './routes/groups';
 import { settingsRoutes } from './routes/settings';
+import { serverPolicy } from '../domain/settings';
 import { taskRoutes } from './routes/tasks';
 import { mediaRoutes } from './routes/media';
 import { auditRoutes } from './routes/audit';
@@ -147,8 +148,7 @@ export function createApp(deps: AppDeps) {
   });
   app.use(queueDashboard(deps.dashboardQueues, pageAuth));
 
-  const serverMaxMisses = async () =>
-    (await deps.settings.current())['device.healthcheckMaxConsecutiveMisses'];
+  const serverPolicyNow = async () => serverPolicy(await deps.settings.current());
   const ops = createApiOperations({
     ...deps,
     badSecrets,
@@ -175,9 +175,9 @@ export function createApp(deps: AppDeps) {
       auth,
       ops,
       lastHeardAt: (id) => deps.liveness.lastHeardAt(id),
-      serverMaxMisses,
+      serverPolicy: serverPolicyNow,
     }),
-    groupRoutes({ auth, ops, serverMaxMisses }),
+    groupRoutes({ auth, ops, serverPolicy: serverPolicyNow }),
     settingsRoutes({ auth, settings: deps.settings }),
     taskRoutes({ auth, ops }),
     mediaRoutes({ auth, ops }),
@@ -196,7 +196,7 @@ export function createApp(deps: AppDeps) {
       pageAuth,
       ops,
       lastHeardAt: (id) => deps.liveness.lastHeardAt(id),
-      serverMaxMisses,
+      serverPolicy: serverPolicyNow,
       sharedBus: deps.config.MOTH_SHARED_BUS,
     }),
     opsRoutes(deps.metricsRegistry, deps.readiness),

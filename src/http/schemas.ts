@@ -45,6 +45,22 @@ export const registrationResponse = z.object({
   }),
 });
 
+/** A robot's link as its health check measures it (null: never measured). */
+const linkOut = z.object({
+  /** `degraded` once its p95 latency or miss share stayed past its limits for the hold time. */
+  state: z.enum(['ok', 'degraded']),
+  since: isoDate,
+  /** Over its last 60 asked rounds: latency from the HEALTHCHECK sent on its bus to its answer. */
+  p50Ms: z.number().nullable(),
+  p95Ms: z.number().nullable(),
+  maxMs: z.number().nullable(),
+  jitterMs: z.number().nullable(),
+  /** Rounds it was asked in and did not answer, short of a disconnect, over the rounds asked. */
+  missShare: z.number(),
+  rounds: z.number().int(),
+  measuredAt: isoDate,
+});
+
 export const deviceResponse = z.object({
   id: z.uuid(),
   name: z.string(),
@@ -69,14 +85,22 @@ export const deviceResponse = z.object({
   /** While the gateway keeps losing its bus session (3 times in 10 minutes): rounds lost then are excused, a bounded few. */
   busUnstable: z.object({ since: isoDate }).nullable(),
   group: z.string().nullable(),
+  link: linkOut.nullable(),
 });
 
-const policyValue = z.object({ value: z.number().int(), source: z.enum(['device', 'group', 'server']) });
+const policyValue = z.object({ value: z.number(), source: z.enum(['device', 'group', 'server']) });
 /** The health-check policy in force, each value with the level it came from. */
-const effectivePolicy = z.object({ maxConsecutiveMisses: policyValue, intervalMultiple: policyValue });
+const effectivePolicy = z.object({
+  maxConsecutiveMisses: policyValue,
+  intervalMultiple: policyValue,
+  linkMaxP95Ms: policyValue,
+  linkMaxMissShare: policyValue,
+});
 const policyFields = z.object({
   maxConsecutiveMisses: z.number().int().nullable(),
   intervalMultiple: z.number().int().nullable(),
+  linkMaxP95Ms: z.number().int().nullable(),
+  linkMaxMissShare: z.number().nullable(),
 });
 
 /** One device as itself or the operator sees it: with the path of its own bus. */
@@ -148,6 +172,9 @@ export const settingsResponse = z.object({
     flapThreshold: z.number().int(),
     flapWindowSeconds: z.number().int(),
     flapHoldSeconds: z.number().int(),
+    linkMaxP95Ms: z.number().int(),
+    linkMaxMissShare: z.number(),
+    linkDegradedHoldSeconds: z.number().int(),
     maxDevices: z.number().int(),
     secretKeyConfigured: z.boolean(),
   }),

@@ -8,6 +8,7 @@ export async function exportedMetricNames(options: { histogramSeries?: boolean }
   const metrics = createMetrics('names', false);
   addScrapeGauges(metrics, {
     deviceCounts: async () => ({}),
+    degradedLinks: async () => 0,
     queueCounts: async () => [],
     eventLag: async () => ({ numbering: 0, moth: 0 }),
     webhookCircuits: async () => ({ closed: 0, open: 0, 'half-open': 0 }),

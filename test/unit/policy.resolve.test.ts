@@ -1,21 +1,27 @@
 import { describe, expect, it } from 'vitest';
-import { isDue, resolvePolicy, roundsAllowed, staleAmong } from '../../src/domain/policy';
+import { fullPolicy, isDue, resolvePolicy, roundsAllowed, staleAmong } from '../../src/domain/policy';
 import { missedValidRounds } from '../../src/domain/rounds';
 
-const none = { maxConsecutiveMisses: null, intervalMultiple: null };
+const none = fullPolicy({});
+const server = { maxConsecutiveMisses: 3, intervalMultiple: 1, linkMaxP95Ms: 500, linkMaxMissShare: 0.2 };
 
 describe('health-check policy', () => {
   it("takes each value from the device, else its group, else the server's", () => {
-    expect(resolvePolicy(none, null, 3)).toEqual({
+    expect(resolvePolicy(none, null, server)).toEqual({
       maxConsecutiveMisses: { value: 3, source: 'server' },
       intervalMultiple: { value: 1, source: 'server' },
+      linkMaxP95Ms: { value: 500, source: 'server' },
+      linkMaxMissShare: { value: 0.2, source: 'server' },
     });
-    const group = { maxConsecutiveMisses: 6, intervalMultiple: 2 };
-    expect(resolvePolicy({ maxConsecutiveMisses: 1, intervalMultiple: null }, group, 3)).toEqual({
+    const group = fullPolicy({ maxConsecutiveMisses: 6, intervalMultiple: 2, linkMaxP95Ms: 300 });
+    const own = fullPolicy({ maxConsecutiveMisses: 1, linkMaxMissShare: 0.5 });
+    expect(resolvePolicy(own, group, server)).toEqual({
       maxConsecutiveMisses: { value: 1, source: 'device' },
       intervalMultiple: { value: 2, source: 'group' },
+      linkMaxP95Ms: { value: 300, source: 'group' },
+      linkMaxMissShare: { value: 0.5, source: 'device' },
     });
-    expect(resolvePolicy(none, { maxConsecutiveMisses: null, intervalMultiple: 4 }, 3)).toEqual({
+    expect(resolvePolicy(none, fullPolicy({ intervalMultiple: 4 }), server)).toMatchObject({
       maxConsecutiveMisses: { value: 3, source: 'server' },
       intervalMultiple: { value: 4, source: 'group' },
     });

@@ -12,6 +12,8 @@ import { createDeviceDirectory } from '../../src/gateway/device-directory';
 import { createGoodbyes } from '../../src/gateway/goodbyes';
 import { createHeartbeatIngest } from '../../src/gateway/heartbeat-ingest';
 import { createHeartbeatRecords } from '../../src/gateway/heartbeat-records';
+import { createLinkMeter, type LinkMeter } from '../../src/gateway/link-meter';
+import { createLinkReports } from '../../src/gateway/link-reports';
 import { createOutboxPublisher } from '../../src/gateway/outbox-publisher';
 import { createRefusalNotices, REFUSAL_NOTICE_WINDOW_MS } from '../../src/gateway/refusal-notices';
 import { createOncePer } from '../../src/redis/rate-limit';
@@ -25,12 +27,13 @@ import { createSchedulerWatch } from '../../src/gateway/scheduler-watch';
 import { createSelfWatch } from '../../src/gateway/self-watch';
 import { createShardOwnership } from '../../src/gateway/shard-ownership';
 import type { Logger } from '../../src/logger';
-import { createMetrics } from '../../src/metrics';
+import { createMetrics, type Metrics } from '../../src/metrics';
 import { MothClient } from '../../src/moth/client';
 import type { HealthcheckMessage } from '../../src/moth/codec';
 import { CAUGHT_UP_MARGIN_MS } from '../../src/domain/rounds';
 import { createConnectDevices } from '../../src/operations/connect-device';
 import { createIssueRound } from '../../src/operations/issue-round';
+import { createPruneLinkBuckets, createRecordLinks } from '../../src/operations/record-links';
 import { QUEUES } from '../../src/queues/names';
 import { createRedis } from '../../src/redis/connection';
 import { createGatewayRegistry, createRounds } from '../../src/redis/rounds';
@@ -98,6 +101,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
   const directoryTimer = setInterval(() => {
     syncDirectory().catch((err: Error) => log.warn({ err: err.message }, 'device directory sync failed'));
   }, DIRECTORY_PERIOD_MS);
+  const linkTimer = setInterval(() => void parts.reportLinks(), config.LINK_REPORT_SECONDS * 1000);
 
   await syncDirectory(true);
   await ownership.renew();
@@ -137,6 +141,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
       await ops?.stop();
       clearInterval(timer);
       clearInterval(directoryTimer);
+      clearInterval(linkTimer);
       await ownership.pause();
       await roundWorker.close();
       await ingest.close();
@@ -178,6 +183,7 @@ function buildGateway(
   // heard before then: the rounds concerned are void, never a miss for their robots.
   const selfWatch = createSelfWatch({ metrics, logger: log, flush: () => hearing.ingest.flush() });
   const broke = () => selfWatch.suspect('failure');
+  const { meter, reportLinks } = buildLinks(config, services, metrics, log);
 
   // A lost bus voids rounds for its own devices alone, a bounded few (src/domain/bus-losses.ts).
   const busLosses = buildBusLosses(services, { round: () => opener.openRound(), metrics, log });
@@ -190,6 +196,7 @@ function buildGateway(
     onBus: (change, deviceIds) => {
       busLosses.log.apply(change, deviceIds);
       if (change === 'lost') metrics.busesLost.inc(deviceIds.length);
+      if (change === 'closed') meter.forget(deviceIds);
     },
   });
   const syncDirectory = createDeviceDirectory({ db, buses });
@@ -201,6 +208,7 @@ function buildGateway(
     spreadMs: config.MOTH_HEALTHCHECK_SPREAD_MS,
     logger: log,
     broke,
+    asked: (deviceId, round) => meter.asked(deviceId, round),
   });
   const ownership = createShardOwnership({
     id,
@@ -230,7 +238,8 @@ function buildGateway(
     record: (r) => appendEvents(db, [clientEvent('DEVICE_AUTH_FAILED', r.deviceId, { code: r.code })]),
     logger: log,
   });
-  const hearing = buildHearing(services, { buses, opener, selfWatch, metrics, log, broke, notices });
+  const hearing = buildHearing(services, { buses, opener, selfWatch, metrics, log, broke, notices, meter });
+
   const issueRound = buildIssueRound(id, config, services, { rounds, leases, intervalSeconds, metrics, log });
   return {
     metrics,
@@ -247,7 +256,24 @@ function buildGateway(
     broke,
     selfWatch,
     sequencer,
+    reportLinks,
   };
+}
+
+/** Each robot's link, measured on the buses this gateway holds, and its reports of them. */
+function buildLinks(config: GatewayConfig, services: Services, metrics: Metrics, log: Logger) {
+  const meter = createLinkMeter({
+    observe: (s) => metrics.linkLatencySeconds.observe(s),
+    windowRounds: config.LINK_WINDOW_ROUNDS,
+  });
+  const reportLinks = createLinkReports({
+    meter,
+    record: createRecordLinks({ db: services.db, settings: () => services.settings.current() }),
+    prune: createPruneLinkBuckets(services.db),
+    metrics,
+    logger: log,
+  });
+  return { meter, reportLinks };
 }
 
 /** What the gateway learns of the buses it lost, and its reports of them. */
@@ -383,6 +409,7 @@ function buildHearing(
     log: Logger;
     broke: () => void;
     notices: ReturnType<typeof createRefusalNotices>;
+    meter: LinkMeter;
   },
 ) {
   const { db, liveness, settings } = services;
@@ -418,7 +445,13 @@ function buildHearing(
       if (behind) buses.pause();
       else buses.resume();
     },
-    connect: (fresh) => connector.add(fresh),
+    connect: (fresh) => {
+      parts.meter.reconnected(fresh.map((f) => f.deviceId));
+      connector.add(fresh);
+    },
+    answered: (answers) => {
+      for (const a of answers) parts.meter.answered(a.deviceId, a.round, a.at);
+    },
     refused: (refusals) => parts.notices.refused(refusals),
   });
   const goodbyes = createGoodbyes({

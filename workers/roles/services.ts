@@ -5,6 +5,7 @@ import type { ReadinessChecks } from '../../src/http/ops';
 import { startOpsServer } from '../../src/http/ops-server';
 import { addScrapeGauges, type Metrics } from '../../src/metrics';
 import { countDevicesByStatus } from '../../src/db/fleet';
+import { countDegradedLinks } from '../../src/db/links';
 import { eventLag } from '../../src/db/outbox';
 import { listWebhooks } from '../../src/db/webhooks';
 import { circuitState } from '../../src/domain/webhooks';
@@ -126,6 +127,7 @@ export function createServices(config: BackedConfig, name: string, poolMax = 10)
 export function addServiceGauges(metrics: Metrics, services: Pick<Services, 'db' | 'queues'>): void {
   addScrapeGauges(metrics, {
     deviceCounts: () => countDevicesByStatus(services.db),
+    degradedLinks: () => countDegradedLinks(services.db),
     queueCounts: () =>
       Promise.all(
         services.queues.all().map(async (q) => ({ queue: q.name, counts: await q.getJobCounts() })),

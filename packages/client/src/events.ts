@@ -22,6 +22,8 @@ export const EVENT_TYPES = [
   'DEVICE_FLAPPING_ENDED',
   'DEVICE_BUS_UNSTABLE',
   'DEVICE_BUS_STABLE',
+  'DEVICE_LINK_DEGRADED',
+  'DEVICE_LINK_RECOVERED',
   'DEVICE_AUTH_FAILED',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
@@ -54,11 +56,21 @@ interface Fields {
   };
   DEVICE_DELETED: { readonly name: string };
   DEVICE_AUTH_FAILED: { readonly code: 'UNKNOWN_TOKEN' | 'WRONG_BUS' | 'DOWNGRADE' };
+  DEVICE_LINK_DEGRADED: LinkFields;
+  DEVICE_LINK_RECOVERED: LinkFields;
   TASK_REGISTERED: TaskFields;
   TASK_STARTED: TaskFields;
   TASK_COMPLETED: TaskFields;
   TASK_REJECTED: TaskFields;
   TASK_ABORTED: TaskFields;
+}
+
+/** A robot's link figures when its state changed, and the limits it was held to. */
+interface LinkFields {
+  readonly p95Ms: number | null;
+  readonly missShare: number;
+  readonly limits: { readonly maxP95Ms: number; readonly maxMissShare: number };
+  readonly rounds: number;
 }
 
 interface TaskFields {

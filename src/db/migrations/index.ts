@@ -23,6 +23,7 @@ import * as webhookCircuits from './20261203000021_webhook_circuits';
 import * as unstableBuses from './20261204000022_unstable_buses';
 import * as signingKeyRevocation from './20261204000023_signing_key_revocation';
 import * as auditLog from './20261204000024_audit_log';
+import * as linkQuality from './20261204000025_link_quality';
 
 // Listed statically (not read from a folder) so migrations load the same way under tsx, vitest
 // and the knex CLI, with no loader for .ts files needed at run time.
@@ -51,6 +52,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261204000022_unstable_buses': unstableBuses,
   '20261204000023_signing_key_revocation': signingKeyRevocation,
   '20261204000024_audit_log': auditLog,
+  '20261204000025_link_quality': linkQuality,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

@@ -2,7 +2,7 @@ import Router from '@koa/router';
 import type { Middleware } from 'koa';
 import { readFileSync } from 'node:fs';
 import { unauthorized } from '../../domain/errors';
-import { resolvePolicy } from '../../domain/policy';
+import { resolvePolicy, type ServerPolicy } from '../../domain/policy';
 import type { Actor } from '../../domain/operators';
 import type { ApiOperations } from '../../operations';
 import { inlineHashes } from '../admin';
@@ -43,7 +43,7 @@ export function devicePageRoutes(deps: {
   pageAuth: Middleware;
   ops: ApiOperations;
   lastHeardAt: (id: string) => Promise<Date | null>;
-  serverMaxMisses: () => Promise<number>;
+  serverPolicy: () => Promise<ServerPolicy>;
   sharedBus: boolean;
 }): Router {
   const { ops } = deps;
@@ -65,9 +65,9 @@ export function devicePageRoutes(deps: {
     const id = deviceIdParam(ctx.params.id);
     const device = await ops.queries.liveDevice(id);
     if (!device) throw deviceNotFound();
-    const [heard, maxMisses, sessions, tasks, recordings, streams, audit] = await Promise.all([
+    const [heard, server, sessions, tasks, recordings, streams, audit] = await Promise.all([
       deps.lastHeardAt(id),
-      deps.serverMaxMisses(),
+      deps.serverPolicy(),
       ops.queries.sessionsWithEffects(id, 20),
       ops.queries.tasks(id, 20),
       ops.queries.recordings(id, 20),
@@ -78,7 +78,7 @@ export function devicePageRoutes(deps: {
     ctx.body = {
       device: {
         ...presentDevice(device, heard, deps.sharedBus),
-        healthcheck: resolvePolicy(device.policy, device.groupPolicy, maxMisses),
+        healthcheck: resolvePolicy(device.policy, device.groupPolicy, server),
         maintenance: presentWindow(device.maintenance),
       },
       sessions: sessions.map(presentSession),

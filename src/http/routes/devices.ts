@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Config } from '../../config';
 import { DEVICE_STATUSES, registrationSchema, trackEndpoint } from '../../domain/device';
 import { forbidden } from '../../domain/errors';
-import { groupNameSchema, resolvePolicy } from '../../domain/policy';
+import { groupNameSchema, MAX_LINK_P95_MS, resolvePolicy, type ServerPolicy } from '../../domain/policy';
 import type { ApiOperations } from '../../operations';
 import { deviceNotFound } from '../../operations/device-errors';
 import type { Device, EffectRow, Maintenance, SessionView } from '../../operations/queries';
@@ -22,7 +22,7 @@ export interface DeviceRouteDeps {
   /** When the gateway heard the device last (Redis); absent, Postgres's last heartbeat is shown. */
   readonly lastHeardAt: (deviceId: string) => Promise<Date | null>;
   /** The server's `device.healthcheckMaxConsecutiveMisses` (what a device without a policy has). */
-  readonly serverMaxMisses: () => Promise<number>;
+  readonly serverPolicy: () => Promise<ServerPolicy>;
 }
 
 const uuid = z.uuid();
@@ -30,6 +30,10 @@ export const deviceListQuery = z.strictObject({
   status: z.enum(DEVICE_STATUSES).optional(),
   group: groupNameSchema.optional(),
   flapping: booleanQuery,
+  /** Devices whose link's p95 latency is above this many ms, or `degraded`. */
+  linkWorseThan: z
+    .union([z.literal('degraded'), z.coerce.number().int().min(0).max(MAX_LINK_P95_MS)])
+    .optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z
     .string()
@@ -98,6 +102,24 @@ export function presentDevice(d: Device, lastHeardAt: Date | null, sharedBus: bo
     currentSessionId: d.currentSessionId,
     group: d.group,
     ...presentHearing(d, sharedBus),
+    link: presentLink(d.link),
+  };
+}
+
+/** A link's figures, rounded to what a reader can use (0.1 ms, 0.1 %). */
+function presentLink(l: Device['link']) {
+  if (!l) return null;
+  const ms = (v: number | null) => (v === null ? null : Math.round(v * 10) / 10);
+  return {
+    state: l.state,
+    since: l.stateSince.toISOString(),
+    p50Ms: ms(l.p50Ms),
+    p95Ms: ms(l.p95Ms),
+    maxMs: ms(l.maxMs),
+    jitterMs: ms(l.jitterMs),
+    missShare: Math.round(l.missShare * 1000) / 1000,
+    rounds: l.answered + l.missed,
+    measuredAt: l.measuredAt.toISOString(),
   };
 }
 
@@ -196,6 +218,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
       status: query.status,
       group: query.group,
       flapping: query.flapping,
+      linkWorseThan: query.linkWorseThan,
       afterSeq: query.cursor,
       limit: query.limit,
     });
@@ -216,7 +239,7 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
       ...presentDevice(device, await deps.lastHeardAt(id), config.MOTH_SHARED_BUS),
       // The bus is shown to the device itself and to the operator, never in a list.
       ...presentDeviceBus(device, config.channels, config.MOTH_SHARED_BUS),
-      healthcheck: resolvePolicy(device.policy, device.groupPolicy, await deps.serverMaxMisses()),
+      healthcheck: resolvePolicy(device.policy, device.groupPolicy, await deps.serverPolicy()),
     };
   });
 

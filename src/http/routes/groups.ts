@@ -1,7 +1,13 @@
 import Router from '@koa/router';
 import { z } from 'zod';
 import { notFound } from '../../domain/errors';
-import { groupNameSchema, policyFieldsSchema, resolvePolicy, type PolicyFields } from '../../domain/policy';
+import {
+  fullPolicy,
+  groupNameSchema,
+  policyFieldsSchema,
+  resolvePolicy,
+  type ServerPolicy,
+} from '../../domain/policy';
 import type { ApiOperations } from '../../operations';
 import type { DeviceGroup } from '../../operations/queries';
 import type { Authenticator } from '../auth';
@@ -37,12 +43,6 @@ function presentGroup(g: DeviceGroup) {
   };
 }
 
-const fields = (p: { maxConsecutiveMisses?: number | null; intervalMultiple?: number | null }) =>
-  ({
-    maxConsecutiveMisses: p.maxConsecutiveMisses ?? null,
-    intervalMultiple: p.intervalMultiple ?? null,
-  }) satisfies PolicyFields;
-
 /**
  * Health-check policy per device and per group, and maintenance per group. Evaluation and the
  * gateways read policies from Postgres each round, so a change applies from the next round.
@@ -50,7 +50,7 @@ const fields = (p: { maxConsecutiveMisses?: number | null; intervalMultiple?: nu
 export function groupRoutes(deps: {
   auth: Authenticator;
   ops: Pick<ApiOperations, 'queries' | 'configure'>;
-  serverMaxMisses: () => Promise<number>;
+  serverPolicy: () => Promise<ServerPolicy>;
 }): Router {
   const { auth } = deps;
   const { queries, configure } = deps.ops;
@@ -66,7 +66,7 @@ export function groupRoutes(deps: {
     ctx.body = {
       id,
       group: device.group,
-      healthcheck: resolvePolicy(device.policy, device.groupPolicy, await deps.serverMaxMisses()),
+      healthcheck: resolvePolicy(device.policy, device.groupPolicy, await deps.serverPolicy()),
     };
   });
 
@@ -86,7 +86,7 @@ export function groupRoutes(deps: {
     const actor = await auth.operator(ctx);
     const name = groupParam(ctx.params.name);
     const body = parseInput(groupPutBody, await readJson(ctx));
-    await configure.groupPolicy(actor, name, fields(body.healthcheck));
+    await configure.groupPolicy(actor, name, fullPolicy(body.healthcheck));
     ctx.body = presentGroup((await queries.group(name))!);
   });
 

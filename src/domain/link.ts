@@ -1,0 +1,95 @@
+/**
+ * A robot's link quality, from its health check: the latency of each answer (from the HEALTHCHECK
+ * sent on its bus to its heartbeat) and the rounds it was asked in and did not answer, short of a
+ * disconnect. Judged over a sliding window of the rounds it was last asked in.
+ */
+
+/** The rounds a link is judged over: the last this many its robot was asked in. */
+export const LINK_WINDOW_ROUNDS = 60;
+/** A link is judged only once its window holds this many rounds (a few answers say nothing). */
+export const LINK_MIN_ROUNDS = 10;
+/** A degraded link recovers only once both figures are this share of their limit or less. */
+export const LINK_RECOVERY_RATIO = 0.8;
+/** A missed round in a window of samples (every other sample is a latency in ms). */
+export const MISSED = -1;
+
+export interface LinkStats {
+  /** Latency percentiles and maximum of the answered rounds, in ms (null: none answered). */
+  readonly p50Ms: number | null;
+  readonly p95Ms: number | null;
+  readonly maxMs: number | null;
+  /** Mean difference between consecutive answers' latencies, in ms (null: fewer than two). */
+  readonly jitterMs: number | null;
+  /** Missed rounds over asked rounds. */
+  readonly missShare: number;
+  readonly answered: number;
+  readonly missed: number;
+}
+
+/** The figures of a window of samples, oldest first (a latency in ms, or MISSED). */
+export function linkStats(samples: readonly number[]): LinkStats {
+  const answers = samples.filter((s) => s !== MISSED);
+  const missed = samples.length - answers.length;
+  const sorted = [...answers].sort((a, b) => a - b);
+  let jitter = 0;
+  for (let i = 1; i < answers.length; i++) jitter += Math.abs(answers[i]! - answers[i - 1]!);
+  return {
+    p50Ms: percentile(sorted, 0.5),
+    p95Ms: percentile(sorted, 0.95),
+    maxMs: sorted.at(-1) ?? null,
+    jitterMs: answers.length > 1 ? jitter / (answers.length - 1) : null,
+    missShare: samples.length === 0 ? 0 : missed / samples.length,
+    answered: answers.length,
+    missed,
+  };
+}
+
+/** Nearest-rank percentile of sorted values (null when there are none). */
+function percentile(sorted: readonly number[], q: number): number | null {
+  if (sorted.length === 0) return null;
+  return sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)]!;
+}
+
+/** The thresholds a link is held to (the robot's own, its group's or the server's). */
+export interface LinkLimits {
+  readonly maxP95Ms: number;
+  readonly maxMissShare: number;
+}
+
+export type LinkState = 'ok' | 'degraded';
+
+/** Where a link stands: its state and since when, and since when it has been crossing back or over. */
+export interface LinkMark {
+  readonly state: LinkState;
+  readonly stateSince: Date;
+  /** Since when its figures have been past the line that would change its state (null: they are not). */
+  readonly crossingSince: Date | null;
+}
+
+/**
+ * The next mark of a link given its latest figures. It degrades once its p95 latency or its miss share
+ * has been over its limit for `holdMs`, and recovers once both have been at LINK_RECOVERY_RATIO of
+ * their limits or under for `holdMs`: a link that hovers around a limit does not flap. A window too
+ * short to judge leaves the mark as it is.
+ */
+export function judgeLink(
+  mark: LinkMark,
+  stats: LinkStats,
+  limits: LinkLimits,
+  now: Date,
+  holdMs: number,
+): { mark: LinkMark; changed: boolean } {
+  if (stats.answered + stats.missed < LINK_MIN_ROUNDS) return { mark, changed: false };
+  const p95 = stats.p95Ms ?? Infinity;
+  const crossing =
+    mark.state === 'ok'
+      ? p95 > limits.maxP95Ms || stats.missShare > limits.maxMissShare
+      : p95 <= limits.maxP95Ms * LINK_RECOVERY_RATIO &&
+        stats.missShare <= limits.maxMissShare * LINK_RECOVERY_RATIO;
+  if (!crossing) return { mark: { ...mark, crossingSince: null }, changed: false };
+  const since = mark.crossingSince ?? now;
+  if (now.getTime() - since.getTime() < holdMs)
+    return { mark: { ...mark, crossingSince: since }, changed: false };
+  const state: LinkState = mark.state === 'ok' ? 'degraded' : 'ok';
+  return { mark: { state, stateSince: now, crossingSince: null }, changed: true };
+}
