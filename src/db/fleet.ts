@@ -1,5 +1,6 @@
 import type { DeviceStatus } from '../domain/device';
 import type { Queryable } from './knex';
+import type { Knex } from 'knex';
 
 export interface FleetSession {
   readonly startedAt: Date;
@@ -23,9 +24,18 @@ export interface FleetRow {
   readonly flappingSince: Date | null;
   /** Since when the gateway has kept losing its bus, while it does. */
   readonly busUnstableSince: Date | null;
+  /** Its link's p95 latency (ms, null: never measured) and state. */
+  readonly linkP95Ms: number | null;
+  readonly linkState: 'ok' | 'degraded' | null;
   /** Its sessions that overlap the last `sinceMs` (the page's 24 h), oldest first. */
   readonly sessions: FleetSession[];
 }
+
+/**
+ * Where a fleet page starts: after a name (by name), or after a link's p95 latency and a name (by link,
+ * the slowest first; -1 stands for a link never measured, last).
+ */
+export type FleetCursor = { readonly name: string; readonly p95Ms?: number };
 
 /** What the fleet page filters on; every given criterion must match. */
 export interface FleetFilter {
@@ -78,20 +88,48 @@ export async function fleetSummary(q: Queryable) {
 
 const likePattern = (s: string) => `%${s.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
+type FleetQuery = Knex.QueryBuilder;
+
+function filterFleet(query: FleetQuery, filter: FleetFilter): void {
+  if (filter.status) void query.where('d.status', filter.status);
+  if (filter.group !== undefined) void query.where('d.group_name', filter.group);
+  if (filter.flapping !== undefined)
+    void (filter.flapping ? query.whereNotNull('d.flapping_since') : query.whereNull('d.flapping_since'));
+  if (filter.maintenance !== undefined)
+    void query.whereRaw(
+      `${filter.maintenance ? '' : 'NOT '}coalesce(d.maintenance_until > now() OR g.maintenance_until > now(), false)`,
+    );
+  if (filter.search) void query.whereRaw(`d.name ILIKE ? ESCAPE '\\'`, [likePattern(filter.search)]);
+}
+
+/** By name, or the slowest links first (a link never measured counts as -1: last); then the keyset. */
+function orderFleet(query: FleetQuery, sort: 'name' | 'link', after: FleetCursor | undefined): void {
+  const p95 = 'coalesce(l.p95_ms, -1)';
+  if (sort === 'link') void query.orderByRaw(`${p95} DESC, d.name`);
+  else void query.orderBy('d.name');
+  if (after && sort === 'link')
+    void query.whereRaw(`(${p95} < ?::real OR (${p95} = ?::real AND d.name > ?))`, [
+      after.p95Ms ?? -1,
+      after.p95Ms ?? -1,
+      after.name,
+    ]);
+  else if (after) void query.where('d.name', '>', after.name);
+}
+
 /**
- * One page of the fleet in name order, after `afterName` (keyset paging: as fast on the last page
- * of 10,000 as on the first), each device with its sessions of the last `sinceMs`. Fetches one row
- * more to tell whether another page follows.
+ * One page of the fleet in name order, or by link (the slowest p95 first), after `after` (keyset
+ * paging: as fast on the last page of 10,000 as on the first), each device with its sessions of the
+ * last `sinceMs`. Fetches one row more to tell whether another page follows.
  */
 export async function fleetPage(
   q: Queryable,
   filter: FleetFilter,
-  page: { afterName?: string; limit: number; sinceMs: number },
+  page: { sort: 'name' | 'link'; after?: FleetCursor; limit: number; sinceMs: number },
 ): Promise<{ devices: FleetRow[]; more: boolean }> {
   const query = q('devices as d')
     .leftJoin('device_groups as g', 'g.name', 'd.group_name')
+    .leftJoin('device_links as l', 'l.device_id', 'd.id')
     .whereNull('d.deleted_at')
-    .orderBy('d.name')
     .limit(page.limit + 1)
     .select(
       'd.id',
@@ -105,21 +143,15 @@ export async function fleetPage(
       'd.token_exposed_at',
       'd.flapping_since',
       'd.bus_unstable_since',
+      'l.p95_ms',
+      'l.state as link_state',
       q.raw(
         `CASE WHEN d.maintenance_until > now() THEN d.maintenance_until
               WHEN g.maintenance_until > now() THEN g.maintenance_until END AS maintenance_until`,
       ),
     );
-  if (filter.status) void query.where('d.status', filter.status);
-  if (filter.group !== undefined) void query.where('d.group_name', filter.group);
-  if (filter.flapping !== undefined)
-    void (filter.flapping ? query.whereNotNull('d.flapping_since') : query.whereNull('d.flapping_since'));
-  if (filter.maintenance !== undefined)
-    void query.whereRaw(
-      `${filter.maintenance ? '' : 'NOT '}coalesce(d.maintenance_until > now() OR g.maintenance_until > now(), false)`,
-    );
-  if (filter.search) void query.whereRaw(`d.name ILIKE ? ESCAPE '\\'`, [likePattern(filter.search)]);
-  if (page.afterName !== undefined) void query.where('d.name', '>', page.afterName);
+  filterFleet(query, filter);
+  orderFleet(query, page.sort, page.after);
   const rows = (await query) as {
     id: string;
     name: string;
@@ -133,6 +165,8 @@ export async function fleetPage(
     flapping_since: Date | null;
     bus_unstable_since: Date | null;
     maintenance_until: Date | null;
+    p95_ms: number | null;
+    link_state: 'ok' | 'degraded' | null;
   }[];
   const devices = rows.slice(0, page.limit);
   const sessions = await sessionsSince(
@@ -155,6 +189,8 @@ export async function fleetPage(
       maintenanceUntil: d.maintenance_until,
       flappingSince: d.flapping_since,
       busUnstableSince: d.bus_unstable_since,
+      linkP95Ms: d.p95_ms,
+      linkState: d.link_state,
       sessions: sessions.get(d.id) ?? [],
     })),
   };

@@ -14,8 +14,16 @@ import { DEVICE_STATUSES } from '../domain/device';
 import { groupNameSchema } from '../domain/policy';
 import { uptime } from '../domain/uptime';
 import { DETECTION_BUCKETS } from '../metrics';
-import { AppError } from '../domain/errors';
-import { connectedOverTime, detectionDelays, fleetPage, fleetSummary, type FleetSession } from '../db/fleet';
+import { AppError, validationFailed } from '../domain/errors';
+import {
+  connectedOverTime,
+  detectionDelays,
+  fleetPage,
+  fleetSummary,
+  type FleetCursor,
+  type FleetRow,
+  type FleetSession,
+} from '../db/fleet';
 import { lastNumber } from '../db/outbox';
 import type { Db } from '../db/knex';
 import { asOperatorTokens, type CredentialGuard } from './auth';
@@ -175,8 +183,10 @@ export const fleetQuery = z.strictObject({
   flapping: booleanQuery,
   maintenance: booleanQuery,
   q: z.string().trim().max(100).optional(),
-  /** The last name of the previous page. */
-  after: z.string().max(100).optional(),
+  /** Names first (default), or the slowest links first. */
+  sort: z.enum(['name', 'link']).default('name'),
+  /** The previous page's `nextAfter`. */
+  after: z.string().max(120).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(100),
 });
 export const historyQuery = z.strictObject({ range: z.enum(['hour', 'day']).default('hour') });
@@ -239,11 +249,15 @@ export function fleetRoutes(deps: {
     ctx.set('Cache-Control', 'private, max-age=3600');
   });
   router.get('/admin/fleet.json', deps.pageAuth, async (ctx) => {
-    const { after, limit, q: search, ...filter } = parseInput(fleetQuery, ctx.query);
+    const { after, sort, limit, q: search, ...filter } = parseInput(fleetQuery, ctx.query);
     const now = Date.now();
     const [summary, page, intervalSeconds, lastEventSeq] = await Promise.all([
       fleetSummary(deps.db),
-      fleetPage(deps.db, { ...filter, search }, { afterName: after, limit, sinceMs: DAY_MS }),
+      fleetPage(
+        deps.db,
+        { ...filter, search },
+        { sort, after: after === undefined ? undefined : readCursor(sort, after), limit, sinceMs: DAY_MS },
+      ),
       deps.intervalSeconds(),
       lastNumber(deps.db, 'client'),
     ]);
@@ -255,7 +269,7 @@ export function fleetRoutes(deps: {
       /** The number of the last client event: where the page's live events start. */
       lastEventSeq,
       ...summary,
-      nextAfter: page.more ? page.devices.at(-1)!.name : null,
+      nextAfter: page.more ? writeCursor(sort, page.devices.at(-1)!) : null,
       devices: page.devices.map((d) => {
         const last = Math.max(heard.get(d.id) ?? 0, d.lastHeartbeatAt?.getTime() ?? 0);
         const day = uptime(d.sessions.map(toSpan), {
@@ -277,6 +291,8 @@ export function fleetRoutes(deps: {
           maintenanceUntil: d.maintenanceUntil?.toISOString() ?? null,
           flappingSince: d.flappingSince?.toISOString() ?? null,
           busUnstableSince: d.busUnstableSince?.toISOString() ?? null,
+          link:
+            d.linkP95Ms === null ? null : { p95Ms: Math.round(d.linkP95Ms * 10) / 10, state: d.linkState },
           uptimePercent24h: day.connectedPercent,
           createdAt: d.createdAt.toISOString(),
           sessions24h: d.sessions.map((s) => ({
@@ -300,6 +316,20 @@ export function fleetRoutes(deps: {
     ctx.body = { range, from: from.toISOString(), to: to.toISOString(), ...series, detection };
   });
   return router;
+}
+
+/** A page's cursor: the last name, or (by link) the last p95 latency and name, as `p95|name`. */
+function writeCursor(sort: 'name' | 'link', last: FleetRow): string {
+  return sort === 'name' ? last.name : `${last.linkP95Ms ?? -1}|${last.name}`;
+}
+
+function readCursor(sort: 'name' | 'link', after: string): FleetCursor {
+  if (sort === 'name') return { name: after };
+  const bar = after.indexOf('|');
+  const p95Ms = Number(after.slice(0, bar));
+  if (bar < 0 || !Number.isFinite(p95Ms))
+    throw validationFailed([{ field: 'after', message: 'not a cursor this page gave' }]);
+  return { p95Ms, name: after.slice(bar + 1) };
 }
 
 const toSpan = (s: FleetSession) => ({
