@@ -2,6 +2,7 @@ import { readAudit } from '../db/audit';
 import { deviceExisted, findLiveDevice, listDevices, type DevicePageQuery } from '../db/devices';
 import { effectsOfSessions } from '../db/effects';
 import type { Db } from '../db/knex';
+import { bucketsOf } from '../db/links';
 import { listDeviceRecordings, listDeviceStreams } from '../db/media';
 import { readStream } from '../db/outbox';
 import { findGroup, listGroups } from '../db/policies';
@@ -48,6 +49,8 @@ export function createQueries(db: Db) {
     eventStream: (stream: string, after: number, limit: number) => readStream(db, stream, after, limit),
     signingKeys: () => publishedKeys(db),
     audit: (page: Parameters<typeof readAudit>[1]) => readAudit(db, page),
+    /** A device's link chart buckets since `since`, oldest first. */
+    linkBuckets: (deviceId: string, since: Date) => bucketsOf(db, deviceId, since),
     histories: (from: Date, to: Date, scope: Parameters<typeof historiesFor>[3]) =>
       historiesFor(db, from, to, scope),
   };

@@ -45,7 +45,13 @@ async function seedFleet(s: TestSystem, n: number) {
             'MISSED_HEARTBEATS', now() - interval '1 minute' - interval '5 seconds' FROM n WHERE i % 10 = 3`,
     [n],
   );
-  await s.db.raw('ANALYZE devices; ANALYZE connection_sessions');
+  // Two in three measured: p95 0-996 ms, past 900 degraded.
+  await s.db.raw(
+    `INSERT INTO device_links (device_id, p50_ms, p95_ms, max_ms, answered, state)
+     SELECT id, (i % 997) / 2, i % 997, i % 997, 60, CASE WHEN i % 997 > 900 THEN 'degraded' ELSE 'ok' END
+       FROM (SELECT id, substr(name, 8)::int AS i FROM devices WHERE name LIKE 'seeded-%') n WHERE i % 3 <> 0`,
+  );
+  await s.db.raw('ANALYZE devices; ANALYZE connection_sessions; ANALYZE device_links');
 }
 
 describe.skipIf(!runnable)('fleet page in a real browser', () => {
@@ -243,6 +249,47 @@ describe.skipIf(!runnable)('fleet page in a real browser', () => {
       .get(`/devices/${id}`)
       .set({ Authorization: `Bearer ${token!}` })
       .expect(200);
+    // Its link: measured by the gateway within a report period (10 s), charted with the buckets of
+    // the day (two older ones seeded: 30 min ago with misses, 3 h ago).
+    const bucket = (minutesAgo: number) =>
+      new Date(Math.floor((Date.now() - minutesAgo * 60_000) / 300_000) * 300_000);
+    await s.db('link_buckets').insert([
+      {
+        device_id: id,
+        starts_at: bucket(30),
+        p50_ms: 80,
+        p95_ms: 200,
+        max_ms: 250,
+        answered: 140,
+        missed: 10,
+      },
+      {
+        device_id: id,
+        starts_at: bucket(180),
+        p50_ms: 90,
+        p95_ms: 400,
+        max_ms: 450,
+        answered: 150,
+        missed: 0,
+      },
+    ]);
+    await page.waitForFunction(
+      () => document.querySelector('#link-now')?.textContent?.includes('p95'),
+      undefined,
+      {
+        timeout: 20_000,
+      },
+    );
+    const points = () =>
+      page.$$eval('#link-chart polyline.series-p95Ms', (lines) =>
+        lines.reduce((n, l) => n + (l.getAttribute('points') ?? '').split(' ').length, 0),
+      );
+    const inHour = await points();
+    expect(inHour).toBeGreaterThanOrEqual(2);
+    expect(await page.locator('#link-chart line.missed').count()).toBe(1);
+    await page.click('#link-day');
+    expect(await points()).toBe(inHour + 1);
+    await page.click('#link-hour');
     mkdirSync('test/artifacts', { recursive: true });
     await page.screenshot({ path: 'test/artifacts/device-page.png', fullPage: true });
     await context.close();
@@ -315,6 +362,25 @@ describe.skipIf(!runnable)('fleet page in a real browser', () => {
     );
     expect(await page.locator('#devices tr[data-status]').count()).toBe(100);
     await page.screenshot({ path: 'test/artifacts/fleet-page-flapping.png', fullPage: false });
+    await page.uncheck('#flapping');
+
+    // The slowest links first, page after page; never measured, last.
+    const latencies = () =>
+      page.$$eval('#devices td.link', (tds) => tds.map((td) => parseInt(td.textContent ?? '', 10)));
+    await page.click('#sort-link');
+    await page.waitForFunction(() => document.querySelector('#devices td.link')?.textContent === '996 ms');
+    const firstPage = await latencies();
+    expect(firstPage).toEqual([...firstPage].sort((a, b) => b - a));
+    expect(await page.locator('#devices tr', { hasText: 'link degraded' }).count()).toBe(firstPage.length);
+    await page.click('#next');
+    await page.waitForFunction(
+      (last) => parseInt(document.querySelector('#devices td.link')?.textContent ?? '', 10) < last,
+      firstPage.at(-1)!,
+    );
+    const secondPage = await latencies();
+    expect(secondPage).toEqual([...secondPage].sort((a, b) => b - a));
+    expect(secondPage[0]).toBeLessThanOrEqual(firstPage.at(-1)!);
+    await page.screenshot({ path: 'test/artifacts/fleet-page-by-link.png', fullPage: false });
     await context.close();
   }, 120_000);
 

@@ -20,6 +20,7 @@ import {
 import { presentRecording, presentStream } from './media';
 import { presentTask } from './tasks';
 
+const DAY_MS = 86_400_000;
 const PAGE_HTML = readFileSync(new URL('../device-page.html', import.meta.url), 'utf8');
 /** The page runs its own inline script and style (named by hash) and nothing else. */
 const PAGE_CSP = [
@@ -65,7 +66,7 @@ export function devicePageRoutes(deps: {
     const id = deviceIdParam(ctx.params.id);
     const device = await ops.queries.liveDevice(id);
     if (!device) throw deviceNotFound();
-    const [heard, server, sessions, tasks, recordings, streams, audit] = await Promise.all([
+    const [heard, server, sessions, tasks, recordings, streams, audit, link] = await Promise.all([
       deps.lastHeardAt(id),
       deps.serverPolicy(),
       ops.queries.sessionsWithEffects(id, 20),
@@ -73,6 +74,7 @@ export function devicePageRoutes(deps: {
       ops.queries.recordings(id, 20),
       ops.queries.analysisStreams(id, 20),
       ops.queries.audit({ after: 0, limit: 100, target: id }),
+      ops.queries.linkBuckets(id, new Date(Date.now() - DAY_MS)),
     ]);
     ctx.set('Cache-Control', 'no-store');
     ctx.body = {
@@ -86,6 +88,14 @@ export function devicePageRoutes(deps: {
       recordings: recordings.map(presentRecording),
       streams: streams.map(presentStream),
       audit,
+      /** Its link per five minutes over the last day, oldest first (none: not measured then). */
+      linkHistory: link.map((b) => ({
+        startsAt: b.startsAt.toISOString(),
+        p50Ms: b.stats.p50Ms,
+        p95Ms: b.stats.p95Ms,
+        answered: b.stats.answered,
+        missed: b.stats.missed,
+      })),
     };
   });
 
