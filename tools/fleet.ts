@@ -19,6 +19,9 @@ const HELP = `usage: npm run fleet -- [options]
   --flapping K         K devices alternate answering and silence every --flap-seconds (default 0, 15)
   --slow K             K devices answer close to the end of each interval (default 0)
   --goodbye K          K devices say GOODBYE (a planned disconnect) after --silent-after seconds
+  --latency K:MS       K devices answer each HEALTHCHECK MS later (a slow link)
+  --loss K:SHARE       K devices leave that share of rounds unanswered, spread evenly (a lossy
+                       link; below 0.5 never two in a row, so never a disconnect)
   --answer-within MS   the others answer each HEALTHCHECK within MS, at random (default 10, as
                        TeamGRIT's robots do: their send loop polls every 10 ms)
   --protocol v1|v2     v1 sends the token in each heartbeat, as deployed robots (default); v2
@@ -43,6 +46,8 @@ const { values } = parseArgs({
     slow: { type: 'string', default: '0' },
     goodbye: { type: 'string', default: '0' },
     'answer-within': { type: 'string', default: '10' },
+    latency: { type: 'string', default: '0:0' },
+    loss: { type: 'string', default: '0:0' },
     protocol: { type: 'string', default: 'v1' },
     tokens: { type: 'string' },
     groups: { type: 'string' },
@@ -57,6 +62,15 @@ if (values.help) {
 }
 
 const count = z.coerce.number().int().min(0).max(100_000);
+/** `K:VALUE`: how many devices, and what of. */
+const share = (max: number) =>
+  z
+    .string()
+    .regex(/^\d+:\d+(\.\d+)?$/, 'K:VALUE, e.g. 5:300')
+    .transform((v) => v.split(':').map(Number))
+    .pipe(z.tuple([z.number().int().min(0).max(100_000), z.number().min(0).max(max)]))
+    .transform(([devices, of]) => ({ devices, of }));
+
 const opts = z
   .object({
     api: z.url(),
@@ -71,6 +85,8 @@ const opts = z
     slow: count,
     goodbye: count,
     answerWithinMs: z.coerce.number().min(0).max(3_600_000),
+    latency: share(3_600_000),
+    loss: share(1),
     protocol: z.enum(['v1', 'v2']),
     tokens: z.string().optional(),
     groups: z
@@ -82,8 +98,8 @@ const opts = z
     prefix: z.string().min(1).max(60),
   })
   .refine(
-    (o) => o.silent + o.flapping + o.slow + o.goodbye <= o.devices,
-    'silent + flapping + slow + goodbye must not exceed devices',
+    (o) => o.silent + o.flapping + o.slow + o.goodbye + o.latency.devices + o.loss.devices <= o.devices,
+    'silent + flapping + slow + goodbye + latency + loss devices must not exceed devices',
   )
   .safeParse({
     ...values,
@@ -104,7 +120,7 @@ const o = opts.data;
 const mothOf = (d: Credentials) => o.moth ?? d.moth ?? `ws://${new URL(o.api).hostname}:8276`;
 
 type Saved = Credentials & { readonly name: string };
-type Kind = 'healthy' | 'silent' | 'flapping' | 'slow' | 'goodbye';
+type Kind = 'healthy' | 'silent' | 'flapping' | 'slow' | 'goodbye' | 'latent' | 'lossy';
 
 async function registered(name: string, index: number): Promise<Saved> {
   if (!o.secret) throw new Error('a registration secret is needed: --secret or DEVICE_SECRET_KEY');
@@ -157,17 +173,16 @@ async function serverCounts(): Promise<string> {
 
 async function main() {
   const fleet = await loadFleet();
-  const kinds: Kind[] = fleet.map((_, i) =>
-    i < o.silent
-      ? 'silent'
-      : i < o.silent + o.flapping
-        ? 'flapping'
-        : i < o.silent + o.flapping + o.slow
-          ? 'slow'
-          : i < o.silent + o.flapping + o.slow + o.goodbye
-            ? 'goodbye'
-            : 'healthy',
-  );
+  const special: [Kind, number][] = [
+    ['silent', o.silent],
+    ['flapping', o.flapping],
+    ['slow', o.slow],
+    ['goodbye', o.goodbye],
+    ['latent', o.latency.devices],
+    ['lossy', o.loss.devices],
+  ];
+  const kinds: Kind[] = special.flatMap(([kind, n]) => Array<Kind>(n).fill(kind));
+  while (kinds.length < fleet.length) kinds.push('healthy');
   let interval = 5;
   const heard = fleet.map(() => 0);
   let foreign = 0;
@@ -176,7 +191,9 @@ async function main() {
     const delay =
       kind === 'slow'
         ? () => interval * 1000 * (0.85 + Math.random() * 0.3)
-        : () => Math.random() * o.answerWithinMs;
+        : kind === 'latent'
+          ? () => o.latency.of + Math.random() * o.answerWithinMs
+          : () => Math.random() * o.answerWithinMs;
     const robot = new Robot({
       api: o.api,
       moth: mothOf(d),
@@ -184,7 +201,14 @@ async function main() {
       protocol: o.protocol,
       answerDelayMs: delay,
     });
-    robot.on('healthcheck', () => heard[i]!++);
+    let lost = Math.random();
+    robot.on('healthcheck', () => {
+      heard[i]!++;
+      if (kind !== 'lossy') return;
+      lost += o.loss.of;
+      robot.muted = lost >= 1;
+      if (robot.muted) lost -= 1;
+    });
     robot.on('frame', (m) => {
       if (m.type === 'HEALTHCHECK' && typeof m.intervalSeconds === 'number') interval = m.intervalSeconds;
       if (typeof m.token === 'string' && m.token !== d.token) foreign++;
@@ -246,7 +270,7 @@ async function main() {
     await Promise.all(devices.map((d) => d.stop()));
     const byKind = (k: Kind) => kinds.filter((x) => x === k).length;
     process.stdout.write(
-      `\n\nsummary\n  ${summary}\n  healthy ${byKind('healthy')}, silent ${byKind('silent')}, flapping ${byKind('flapping')}, slow ${byKind('slow')}, goodbye ${byKind('goodbye')}\n` +
+      `\n\nsummary\n  ${summary}\n  healthy ${byKind('healthy')}, silent ${byKind('silent')}, flapping ${byKind('flapping')}, slow ${byKind('slow')}, goodbye ${byKind('goodbye')}, latency +${o.latency.of} ms ${byKind('latent')}, loss ${o.loss.of} ${byKind('lossy')}\n` +
         `  heartbeats per device: min ${Math.min(...devices.map((d) => d.heartbeatsSent))}, max ${Math.max(...devices.map((d) => d.heartbeatsSent))}\n`,
     );
     process.exit(0);

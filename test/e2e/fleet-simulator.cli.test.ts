@@ -12,7 +12,7 @@ let s: TestSystem;
 let server: Server;
 let api: string;
 beforeAll(async () => {
-  s = await startTestSystem({ intervalSeconds: 1, maxMisses: 1 });
+  s = await startTestSystem({ intervalSeconds: 1, maxMisses: 1, env: { LINK_REPORT_SECONDS: '1' } });
   const bound = await listen(s.app, '127.0.0.1', 0);
   server = bound.server;
   api = `http://127.0.0.1:${bound.port}`;
@@ -122,6 +122,45 @@ describe('fleet simulator CLI', () => {
     expect(planned).toHaveLength(1);
     expect(run.out).toContain('goodbye 1');
   }, 30_000);
+
+  it('simulates slow and lossy links: the service measures them as told', async () => {
+    const tokens = join(mkdtempSync(join(inject('runDir'), 'fleet-')), 'tokens.json');
+    const run = await fleet(
+      [
+        '--devices',
+        '3',
+        '--latency',
+        '1:300',
+        '--loss',
+        '1:0.4',
+        '--duration',
+        '14',
+        '--prefix',
+        'linksim',
+      ].concat(['--tokens', tokens]),
+    );
+    expect(run.code).toBe(0);
+    expect(run.out).toContain('latency +300 ms 1, loss 0.4 1');
+    const [latent, lossy, healthy] = (JSON.parse(readFileSync(tokens, 'utf8')) as { id: string }[]).map(
+      (d) => d.id,
+    );
+    const links = await s
+      .db('device_links')
+      .select<{ device_id: string; p50_ms: number; miss_share: number; answered: number }[]>();
+    const link = (id: string) => links.find((l) => l.device_id === id)!;
+    expect(link(latent!).p50_ms).toBeGreaterThanOrEqual(300);
+    expect(link(latent!).miss_share).toBe(0);
+    expect(link(healthy!).p50_ms).toBeLessThan(100);
+    expect(link(healthy!).miss_share).toBe(0);
+    // Two rounds in five unanswered, never two in a row: lossy, yet never disconnected for it.
+    expect(link(lossy!).answered).toBeGreaterThanOrEqual(5);
+    expect(link(lossy!).miss_share).toBeGreaterThan(0.25);
+    expect(link(lossy!).miss_share).toBeLessThan(0.55);
+    const failures = await s
+      .db('connection_sessions')
+      .where({ device_id: lossy!, end_reason: 'MISSED_HEARTBEATS' });
+    expect(failures).toEqual([]);
+  }, 40_000);
 
   it('refuses bad options with the usage', async () => {
     const run = await fleet(['--devices', '2', '--silent', '3']);
