@@ -26,26 +26,37 @@ export interface LinkStats {
   readonly missed: number;
 }
 
+let scratch = new Float64Array(LINK_WINDOW_ROUNDS);
+
 /** The figures of a window of samples, oldest first (a latency in ms, or MISSED). */
-export function linkStats(samples: readonly number[]): LinkStats {
-  const answers = samples.filter((s) => s !== MISSED);
-  const missed = samples.length - answers.length;
-  const sorted = [...answers].sort((a, b) => a - b);
+export function linkStats(samples: ArrayLike<number>): LinkStats {
+  // A typed array sorts numerically and natively: a gateway takes 10,000 windows at once, in one
+  // scratch array (grown when needed) rather than one each.
+  if (scratch.length < samples.length) scratch = new Float64Array(samples.length);
+  const answers = scratch;
+  let answered = 0;
   let jitter = 0;
-  for (let i = 1; i < answers.length; i++) jitter += Math.abs(answers[i]! - answers[i - 1]!);
+  for (let i = 0; i < samples.length; i++) {
+    const s = samples[i]!;
+    if (s === MISSED) continue;
+    if (answered > 0) jitter += Math.abs(s - answers[answered - 1]!);
+    answers[answered++] = s;
+  }
+  const sorted = answers.subarray(0, answered).sort();
+  const missed = samples.length - answered;
   return {
     p50Ms: percentile(sorted, 0.5),
     p95Ms: percentile(sorted, 0.95),
-    maxMs: sorted.at(-1) ?? null,
-    jitterMs: answers.length > 1 ? jitter / (answers.length - 1) : null,
+    maxMs: answered > 0 ? sorted[answered - 1]! : null,
+    jitterMs: answered > 1 ? jitter / (answered - 1) : null,
     missShare: samples.length === 0 ? 0 : missed / samples.length,
-    answered: answers.length,
+    answered,
     missed,
   };
 }
 
 /** Nearest-rank percentile of sorted values (null when there are none). */
-function percentile(sorted: readonly number[], q: number): number | null {
+function percentile(sorted: Float64Array, q: number): number | null {
   if (sorted.length === 0) return null;
   return sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)]!;
 }

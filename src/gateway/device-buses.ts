@@ -323,13 +323,13 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
      * Sends one message on every held bus, spread evenly over `spreadMs` so no burst leaves at once.
      * Resolves when the last has been handed to its session. Devices in `skipping` are left out (the
      * shared bus never is: it carries many devices); `handed` is told each device's own bus as its
-     * message is handed to its session.
+     * message is handed to its session (`at`: `performance.now()` of that step).
      */
     async sendToAll(
       message: unknown,
       spreadMs: number,
       skipping: ReadonlySet<string> = new Set(),
-      handed: (deviceId: string) => void = () => {},
+      handed: (deviceId: string, at: number) => void = () => {},
     ): Promise<{ sent: number; failed: number }> {
       const own = [...sessions].filter(([deviceId]) => !skipping.has(deviceId));
       const all: [string | undefined, Session][] = shared ? [[undefined, shared], ...own] : own;
@@ -337,8 +337,8 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
       let sent = 0;
       let failed = 0;
       const payload = Buffer.from(JSON.stringify(message), 'utf8');
-      const send = ([deviceId, s]: [string | undefined, Session]) => {
-        if (deviceId !== undefined) handed(deviceId);
+      const send = ([deviceId, s]: [string | undefined, Session], at: number) => {
+        if (deviceId !== undefined) handed(deviceId, at);
         return s.client.sendEncoded(payload).then(
           () => void sent++,
           () => void failed++,
@@ -350,7 +350,8 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
       const perStep = Math.ceil(targets.length / steps);
       for (let i = 0; i < targets.length; i += perStep) {
         if (i > 0) await new Promise((r) => setTimeout(r, stepMs));
-        for (const s of targets.slice(i, i + perStep)) pending.push(send(s));
+        const at = performance.now();
+        for (const s of targets.slice(i, i + perStep)) pending.push(send(s, at));
       }
       await Promise.all(pending);
       return { sent, failed };

@@ -1,20 +1,33 @@
 import { LINK_WINDOW_ROUNDS, linkStats, MISSED, type LinkStats } from '../domain/link';
 
-/** Chart buckets: a robot's answers are summed per this span. */
+/** Chart buckets: a robot's answers are counted per this span. */
 export const LINK_BUCKET_MS = 5 * 60_000;
+
+/**
+ * A chart bucket of one robot: its answers and misses in the span, the slowest answer, and its
+ * window's p50 and p95 as last taken in the span (a window of 60 rounds is about a bucket's span).
+ */
+export interface BucketFigures {
+  readonly startsAt: Date;
+  readonly stats: LinkStats;
+}
 
 /** What the meter learnt of one robot's link since it was last taken. */
 export interface LinkReport {
   readonly deviceId: string;
   /** Its sliding window. */
   readonly window: LinkStats;
-  /** Its buckets touched since (a bucket's answers so far; a closed one's in full). */
-  readonly buckets: readonly { readonly startsAt: Date; readonly stats: LinkStats }[];
+  /** Its buckets touched since (a closed one's figures in full, the open one's so far). */
+  readonly buckets: readonly BucketFigures[];
 }
 
 interface Bucket {
   readonly startsAt: number;
-  readonly samples: number[];
+  answered: number;
+  missed: number;
+  maxMs: number | null;
+  p50Ms: number | null;
+  p95Ms: number | null;
 }
 
 interface Memory {
@@ -24,8 +37,10 @@ interface Memory {
   answeredRound: number;
   /** Rounds it was asked in and did not answer since its last answer: misses, unless it reconnects. */
   silent: number;
-  /** Its last `windowRounds` samples (latency in ms, or MISSED), oldest first. */
-  readonly window: number[];
+  /** Its last samples (latency in ms, or MISSED): a ring, `filled` of them, the next at `head`. */
+  readonly window: Float32Array;
+  head: number;
+  filled: number;
   buckets: Bucket[];
   changed: boolean;
 }
@@ -34,8 +49,9 @@ interface Memory {
  * Measures each robot's link on the gateway that holds its bus: a HEALTHCHECK's send time on that bus
  * (`asked`) to the answer that counted for the round (`answered`), and the rounds it was asked in
  * and left silent. Silence is counted as misses only when the robot answers again in the same
- * session: a gap that ended in a reconnect (`reconnected`) was a disconnect, not a loss. Costs two map
- * look-ups per robot and round on the heartbeat's path; the figures are computed when taken.
+ * session: a gap that ended in a reconnect (`reconnected`) was a disconnect, not a loss. Costs a map
+ * look-up and a few stores per robot and round on the heartbeat's path; the figures are computed
+ * when taken (`npm run bench` measures both).
  */
 export function createLinkMeter(deps: {
   /** Each answer's latency, in seconds (the fleet-wide histogram). */
@@ -49,26 +65,45 @@ export function createLinkMeter(deps: {
   const memories = new Map<string, Memory>();
 
   const push = (m: Memory, sample: number, wallMs: number) => {
-    m.window.push(sample);
-    if (m.window.length > windowRounds) m.window.shift();
+    m.window[m.head] = sample;
+    m.head = (m.head + 1) % windowRounds;
+    if (m.filled < windowRounds) m.filled++;
     const startsAt = wallMs - (wallMs % LINK_BUCKET_MS);
     let bucket = m.buckets.at(-1);
-    if (bucket?.startsAt !== startsAt) m.buckets.push((bucket = { startsAt, samples: [] }));
-    bucket.samples.push(sample);
+    if (bucket?.startsAt !== startsAt) {
+      bucket = { startsAt, answered: 0, missed: 0, maxMs: null, p50Ms: null, p95Ms: null };
+      m.buckets.push(bucket);
+    }
+    if (sample === MISSED) bucket.missed++;
+    else {
+      bucket.answered++;
+      bucket.maxMs = Math.max(bucket.maxMs ?? 0, sample);
+    }
     m.changed = true;
+  };
+  /** The window's samples, oldest first (in a scratch array: read them before the next call). */
+  const ordered = new Float32Array(windowRounds);
+  const samples = (m: Memory) => {
+    if (m.filled < windowRounds) return m.window.subarray(0, m.filled);
+    ordered.set(m.window.subarray(m.head), 0);
+    ordered.set(m.window.subarray(0, m.head), windowRounds - m.head);
+    return ordered;
   };
 
   return {
-    /** The robot's bus was sent the HEALTHCHECK of `round` now. */
-    asked(deviceId: string, round: number): void {
+    /** The robot's bus was handed the HEALTHCHECK of `round` at `at` (default now). */
+    asked(deviceId: string, round: number, at = clock()): void {
       let m = memories.get(deviceId);
       if (!m) {
+        const window = new Float32Array(windowRounds);
         m = {
           askedRound: 0,
           askedAt: 0,
           answeredRound: 0,
           silent: 0,
-          window: [],
+          window,
+          head: 0,
+          filled: 0,
           buckets: [],
           changed: false,
         };
@@ -77,19 +112,21 @@ export function createLinkMeter(deps: {
       if (round <= m.askedRound) return;
       if (m.askedRound > m.answeredRound) m.silent++;
       m.askedRound = round;
-      m.askedAt = clock();
+      m.askedAt = at;
     },
 
-    /** The robot's answer counted for `round`, heard at `at` (the clock `asked` reads). */
-    answered(deviceId: string, round: number, at: number): void {
-      const m = memories.get(deviceId);
-      if (!m || m.askedRound !== round || m.answeredRound === round) return;
+    /** Answers that counted for their round, each heard at `at` (the clock `asked` reads). */
+    answered(answers: readonly { deviceId: string; round: number; at: number }[]): void {
       const wall = Date.now();
-      for (; m.silent > 0; m.silent--) push(m, MISSED, wall);
-      const latencyMs = Math.max(0, at - m.askedAt);
-      push(m, latencyMs, wall);
-      m.answeredRound = round;
-      deps.observe?.(latencyMs / 1000);
+      for (const { deviceId, round, at } of answers) {
+        const m = memories.get(deviceId);
+        if (!m || m.askedRound !== round || m.answeredRound === round) continue;
+        for (; m.silent > 0; m.silent--) push(m, MISSED, wall);
+        const latencyMs = Math.max(0, at - m.askedAt);
+        push(m, latencyMs, wall);
+        m.answeredRound = round;
+        deps.observe?.(latencyMs / 1000);
+      }
     },
 
     /** These robots were connected anew: their silence before was a disconnect, their window starts over. */
@@ -98,7 +135,7 @@ export function createLinkMeter(deps: {
         const m = memories.get(id);
         if (!m) continue;
         m.silent = 0;
-        m.window.length = 0;
+        m.head = m.filled = 0;
       }
     },
 
@@ -113,11 +150,11 @@ export function createLinkMeter(deps: {
       for (const [deviceId, m] of memories) {
         if (!m.changed) continue;
         m.changed = false;
-        out.push({
-          deviceId,
-          window: linkStats(m.window),
-          buckets: m.buckets.map((b) => ({ startsAt: new Date(b.startsAt), stats: linkStats(b.samples) })),
-        });
+        const window = linkStats(samples(m));
+        const open = m.buckets.at(-1)!;
+        open.p50Ms = window.p50Ms;
+        open.p95Ms = window.p95Ms;
+        out.push({ deviceId, window, buckets: m.buckets.map(figures) });
       }
       return out;
     },
@@ -139,5 +176,18 @@ export function createLinkMeter(deps: {
     },
   };
 }
+
+const figures = (b: Bucket): BucketFigures => ({
+  startsAt: new Date(b.startsAt),
+  stats: {
+    p50Ms: b.p50Ms,
+    p95Ms: b.p95Ms,
+    maxMs: b.maxMs,
+    jitterMs: null,
+    missShare: b.answered + b.missed === 0 ? 0 : b.missed / (b.answered + b.missed),
+    answered: b.answered,
+    missed: b.missed,
+  },
+});
 
 export type LinkMeter = ReturnType<typeof createLinkMeter>;

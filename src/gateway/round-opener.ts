@@ -17,7 +17,7 @@ export interface RoundOpenerDeps {
   /** Recording the opening failed: this gateway's shards cannot count the round as heard. */
   readonly broke: () => void;
   /** A robot's own bus was handed this round's HEALTHCHECK now (its link latency runs from here). */
-  readonly asked?: (deviceId: string, round: number) => void;
+  readonly asked?: (deviceId: string, round: number, at: number) => void;
 }
 
 /**
@@ -56,8 +56,8 @@ export function createRoundOpener(deps: RoundOpenerDeps) {
     // from the round after the read.
     const resting = new Set(restingAt(message.round, multiples));
     const asked = deps.asked ?? (() => {});
-    const { failed } = await deps.buses.sendToAll(message, deps.spreadMs, resting, (id) =>
-      asked(id, message.round),
+    const { failed } = await deps.buses.sendToAll(message, deps.spreadMs, resting, (id, at) =>
+      asked(id, message.round, at),
     );
     void refreshMultiples();
     if (failed > 0) log.warn({ round: message.round, failed }, 'HEALTHCHECK not sent on some buses');

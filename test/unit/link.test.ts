@@ -91,11 +91,11 @@ describe('the link meter', () => {
     meter.asked('a', 1);
     now = 40;
     meter.asked('b', 1);
-    meter.answered('a', 1, 50);
-    meter.answered('b', 1, 55);
+    meter.answered([{ deviceId: 'a', round: 1, at: 50 }]);
+    meter.answered([{ deviceId: 'b', round: 1, at: 55 }]);
     // A second answer for the round, or one for a round it was not asked in, is no sample.
-    meter.answered('a', 1, 90);
-    meter.answered('a', 2, 95);
+    meter.answered([{ deviceId: 'a', round: 1, at: 90 }]);
+    meter.answered([{ deviceId: 'a', round: 2, at: 95 }]);
     expect(observed).toEqual([0.05, 0.015]);
 
     // a: silent in rounds 2 and 3, answers round 4 -> two misses. b: the same, but reconnected.
@@ -104,8 +104,8 @@ describe('the link meter', () => {
       meter.asked('b', round);
     }
     meter.reconnected(['b']);
-    meter.answered('a', 4, now + 20);
-    meter.answered('b', 4, now + 30);
+    meter.answered([{ deviceId: 'a', round: 4, at: now + 20 }]);
+    meter.answered([{ deviceId: 'b', round: 4, at: now + 30 }]);
     const reports = new Map(meter.take().map((r) => [r.deviceId, r]));
     expect(reports.get('a')!.window).toMatchObject({ answered: 2, missed: 2, missShare: 0.5, p95Ms: 50 });
     expect(reports.get('b')!.window).toMatchObject({ answered: 1, missed: 0, p50Ms: 30 });
@@ -115,27 +115,30 @@ describe('the link meter', () => {
     expect(meter.take().map((r) => r.deviceId)).toEqual(['a']);
   });
 
-  it('sums answers per bucket, and keeps a closed bucket until it is written', () => {
+  it('counts answers per bucket, and keeps a closed bucket until it is written', () => {
     const meter = createLinkMeter({ now: () => 0 });
     const realNow = Date.now;
     try {
       let wall = 10 * LINK_BUCKET_MS + 1000;
       Date.now = () => wall;
       meter.asked('a', 1);
-      meter.answered('a', 1, 10);
+      meter.answered([{ deviceId: 'a', round: 1, at: 10 }]);
       wall += LINK_BUCKET_MS;
       meter.asked('a', 2);
-      meter.answered('a', 2, 30);
+      meter.answered([{ deviceId: 'a', round: 2, at: 30 }]);
       const [report] = meter.take();
-      expect(report!.buckets.map((b) => [b.startsAt.getTime(), b.stats.p50Ms])).toEqual([
-        [10 * LINK_BUCKET_MS, 10],
-        [11 * LINK_BUCKET_MS, 30],
+      // Each bucket counts its answers and keeps its slowest; the open one takes the window's p95.
+      expect(report!.buckets.map((b) => [b.startsAt.getTime(), b.stats.answered, b.stats.maxMs])).toEqual([
+        [10 * LINK_BUCKET_MS, 1, 10],
+        [11 * LINK_BUCKET_MS, 1, 30],
       ]);
+      expect(report!.buckets[1]!.stats.p95Ms).toBe(report!.window.p95Ms);
+      expect(report!.window.p95Ms).toBe(30);
       meter.retake([report!]);
       expect(meter.take()[0]!.buckets).toHaveLength(2);
       meter.written([report!]);
       meter.asked('a', 3);
-      meter.answered('a', 3, 20);
+      meter.answered([{ deviceId: 'a', round: 3, at: 20 }]);
       expect(meter.take()[0]!.buckets.map((b) => b.stats.answered)).toEqual([2]);
     } finally {
       Date.now = realNow;

@@ -208,7 +208,7 @@ function buildGateway(
     spreadMs: config.MOTH_HEALTHCHECK_SPREAD_MS,
     logger: log,
     broke,
-    asked: (deviceId, round) => meter.asked(deviceId, round),
+    asked: (deviceId, round, at) => meter.asked(deviceId, round, at),
   });
   const ownership = createShardOwnership({
     id,
@@ -449,9 +449,7 @@ function buildHearing(
       parts.meter.reconnected(fresh.map((f) => f.deviceId));
       connector.add(fresh);
     },
-    answered: (answers) => {
-      for (const a of answers) parts.meter.answered(a.deviceId, a.round, a.at);
-    },
+    answered: (answers) => parts.meter.answered(answers),
     refused: (refusals) => parts.notices.refused(refusals),
   });
   const goodbyes = createGoodbyes({
