@@ -29,7 +29,7 @@ describe('health-check policy', () => {
     const put = await request(s.callback)
       .put('/device-groups/slow-links')
       .set(s.admin)
-      .send({ healthcheck: { intervalMultiple: 2 } });
+      .send({ healthcheck: { intervalMultiple: 2, linkMaxP95Ms: 800 } });
     expect(put.status).toBe(200);
     const plain = await s.device();
     const patient = await s.device();
@@ -39,13 +39,20 @@ describe('health-check policy', () => {
         await request(s.callback)
           .patch(`/devices/${patient.id}`)
           .set(s.admin)
-          .send({ healthcheck: { maxConsecutiveMisses: 4 } })
+          .send({ healthcheck: { maxConsecutiveMisses: 4, linkMaxMissShare: 0.5 } })
       ).body,
-    ).toMatchObject({ healthcheck: { maxConsecutiveMisses: { value: 4, source: 'device' } } });
+    ).toMatchObject({
+      healthcheck: {
+        maxConsecutiveMisses: { value: 4, source: 'device' },
+        linkMaxMissShare: { value: 0.5, source: 'device' },
+      },
+    });
     for (const d of [plain, patient, slow]) await s.waitStatus(d.id, 'CONNECTED', 5000);
     expect((await detail(s, slow.id)).healthcheck).toEqual({
       maxConsecutiveMisses: { value: 2, source: 'server' },
       intervalMultiple: { value: 2, source: 'group' },
+      linkMaxP95Ms: { value: 800, source: 'group' },
+      linkMaxMissShare: { value: 0.2, source: 'server' },
     });
     expect((await detail(s, patient.id)).healthcheck.intervalMultiple).toEqual({
       value: 1,
@@ -134,6 +141,11 @@ describe('health-check policy', () => {
     const patch = (body: object) => request(s.callback).patch(`/devices/${d.id}`).set(s.admin).send(body);
     expect((await patch({ healthcheck: { maxConsecutiveMisses: 0 } })).status).toBe(400);
     expect((await patch({ healthcheck: { intervalMultiple: 61 } })).status).toBe(400);
+    expect((await patch({ healthcheck: { linkMaxP95Ms: 0 } })).status).toBe(400);
+    expect((await patch({ healthcheck: { linkMaxMissShare: 1.5 } })).status).toBe(400);
+    const worse = await request(s.callback).get('/devices?linkWorseThan=slow').set(s.admin);
+    expect(worse.status).toBe(400);
+    expect((worse.body as { error: { code: string } }).error.code).toBe('VALIDATION_FAILED');
     expect((await patch({})).status).toBe(400);
     expect((await patch({ group: 'no spaces' })).status).toBe(400);
     expect((await request(s.callback).post('/devices').send({ group: '../x' })).status).toBe(400);
