@@ -26,10 +26,14 @@ async function heldInFeed(): Promise<{ type: string; deviceId: string | null }[]
 
 describe('mass-silence brake', () => {
   it('a short site-wide glitch disconnects nobody; the held rounds are published', async () => {
-    const fleet = await Promise.all(Array.from({ length: 16 }, () => s.device()));
+    // Each answers as its HEALTHCHECK arrives: whether it is silent then decides the round alone (with
+    // a delayed answer, a robot silenced while its answer waited would miss one round more than the
+    // glitch, a valid one, and be rightly disconnected).
+    const fleet = await Promise.all(Array.from({ length: 16 }, () => s.device({ replyDelayMs: 0 })));
     for (const d of fleet) await s.waitStatus(d.id, 'CONNECTED', 8000);
     const watcher = fleet[15]!.device;
     const glitching = fleet.slice(0, 12);
+    const allHeard = (round: number) => glitching.every((d) => d.device.healthchecksAt.has(round));
     try {
       // Two rounds without an answer from 12 of 16 devices: without the brake, all 12 would go. On a
       // machine loaded by other test files a gateway may rightly void such a round against itself
@@ -38,9 +42,11 @@ describe('mass-silence brake', () => {
       let heldNow = 0;
       for (let attempt = 0; attempt < 3 && heldNow === 0; attempt++) {
         const before = (await heldInFeed()).length;
+        // Silent from the round after the one each has answered, for exactly two rounds each.
         const from = roundsReceived(watcher).at(-1)!.round;
+        await waitFor(() => allHeard(from), 3000, 'every glitching robot asked in the same round');
         for (const d of glitching) d.device.silent = true;
-        await waitFor(() => roundsReceived(watcher).at(-1)!.round >= from + 2, 8000, 'two rounds of glitch');
+        await waitFor(() => allHeard(from + 2), 8000, 'two rounds of glitch');
         for (const d of glitching) d.device.silent = false;
         await waitFor(
           () => roundsReceived(watcher).at(-1)!.round >= from + 6,
