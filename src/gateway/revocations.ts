@@ -19,6 +19,7 @@ export async function followRevocations(
       if (typeof deviceId !== 'string' || typeof tokenHash !== 'string') throw new Error('malformed');
       ingest.revoke(deviceId, tokenHash);
     } catch {
+      // A revocation we cannot read: every token held is checked again rather than guessed at.
       ingest.forgetTokens();
     }
   });

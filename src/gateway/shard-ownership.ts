@@ -72,8 +72,11 @@ export function createShardOwnership(deps: ShardOwnershipDeps) {
     },
     /** Hands `held` over at once rather than leaving the leases to expire (close their buses first). */
     async release(held: readonly number[]): Promise<void> {
-      await deps.leases.renew(id, [], held).catch(() => {});
-      await deps.gateways.remove(id).catch(() => {});
+      // Not handed over: the leases expire by themselves, three periods later.
+      const warn = (what: string) => (err: Error) =>
+        deps.logger.warn({ err: err.message }, `could not ${what}; it expires by itself`);
+      await deps.leases.renew(id, [], held).catch(warn('release the shard leases'));
+      await deps.gateways.remove(id).catch(warn('leave the gateway registry'));
     },
     /** Waits for a renewal under way, and renews no more. */
     async pause(): Promise<void> {

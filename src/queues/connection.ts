@@ -52,6 +52,7 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
     fanOutWebhooks,
     deliverWebhook,
   ];
+  // Connection errors: ioredis reconnects by itself, and each call that needs Redis fails and says so.
   for (const q of all) q.on('error', () => {});
   return {
     issueRound,

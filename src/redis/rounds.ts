@@ -220,6 +220,7 @@ export function createGatewayRegistry(
           try {
             return now - (JSON.parse(raw) as { at: number }).at <= staleAfterMs;
           } catch {
+            // Not a report any gateway writes: counted as no gateway.
             return false;
           }
         })

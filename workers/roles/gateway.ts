@@ -484,6 +484,7 @@ async function followRounds(
     'worker',
     'rollcall-gateway-rounds',
   );
+  // Reconnects by itself; a round missed meanwhile is found by `catchUp`, revocations by `forgetTokens`.
   subscriber.on('error', () => {});
   subscriber.on('message', (channel: string, raw: string) => {
     if (channel !== keys.rounds.announced) return;

@@ -74,7 +74,7 @@ export function createServices(config: BackedConfig, name: string, poolMax = 10)
   const connectionFor = (role: 'producer' | 'worker'): ConnectionOptions => {
     if (!config.REDIS_CLUSTER) return bullConnection(config.REDIS_URL, role);
     const client = createRedis(target, role, `rollcall-${name}-bull`);
-    client.on('error', () => {});
+    client.on('error', () => {}); // as `redis` below
     clusterClients.push(client);
     return client;
   };
