@@ -27,7 +27,8 @@ describe('link quality per robot', () => {
       maxMisses: 3,
       // 40 buses in 5 ms steps: the last HEALTHCHECK leaves ~200 ms after the first.
       env: { LINK_REPORT_SECONDS: '1', LINK_WINDOW_ROUNDS: '12', MOTH_HEALTHCHECK_SPREAD_MS: '1000' },
-      settings: { 'device.linkMaxP95Ms': 150, 'device.linkDegradedHoldSeconds': 2 },
+      // A limit well above what a loaded machine adds to a fast robot's answers (a CI runner: 100-300 ms).
+      settings: { 'device.linkMaxP95Ms': 400, 'device.linkDegradedHoldSeconds': 2 },
     });
   });
   afterAll(async () => s.close());
@@ -42,7 +43,7 @@ describe('link quality per robot', () => {
     ).events;
 
   it('measures each answer from the send on its own bus, finds the slow and lossy, degrades and recovers', async () => {
-    let slowDelay = 300;
+    let slowDelay = 700;
     const slow = await s.device({ replyDelayMs: () => slowDelay });
     const lossy = await s.device({ replyDelayMs: 10 });
     const fast: Awaited<ReturnType<TestSystem['device']>>[] = [];
@@ -68,11 +69,10 @@ describe('link quality per robot', () => {
     const p95s = (await Promise.all(fast.map((d) => linkOf(d.id))))
       .map((l) => l!.p95Ms!)
       .sort((a, b) => a - b);
-    expect(p95s[FLEET / 2]).toBeLessThan(100);
-    expect(p95s.at(-1)).toBeLessThan(250);
+    expect(p95s[FLEET / 2]).toBeLessThan(150);
     const slowLink = (await linkOf(slow.id))!;
-    expect(slowLink.p50Ms).toBeGreaterThanOrEqual(300);
-    expect(slowLink.p50Ms).toBeLessThan(400);
+    expect(slowLink.p50Ms).toBeGreaterThanOrEqual(700);
+    expect(slowLink.p50Ms).toBeLessThan(850);
     expect(slowLink.missShare).toBe(0);
     const lossyLink = (await linkOf(lossy.id))!;
     expect(lossyLink.missShare).toBeGreaterThan(0.2);
@@ -80,7 +80,7 @@ describe('link quality per robot', () => {
     expect(await s.status(lossy.id)).toBe('CONNECTED');
 
     // The slow one alone by latency; the slow and the lossy ones by state, once the hold is over.
-    const worse = await request(s.callback).get('/devices?linkWorseThan=200&limit=500').set(s.admin);
+    const worse = await request(s.callback).get('/devices?linkWorseThan=500&limit=500').set(s.admin);
     expect((worse.body as { devices: { id: string }[] }).devices.map((d) => d.id)).toEqual([slow.id]);
     await waitFor(
       async () =>
@@ -100,7 +100,7 @@ describe('link quality per robot', () => {
     const events = await feed();
     const slowDegraded = events.filter((e) => e.type === 'DEVICE_LINK_DEGRADED' && e.deviceId === slow.id);
     expect(slowDegraded).toHaveLength(1);
-    expect(slowDegraded[0]!.p95Ms).toBeGreaterThan(150);
+    expect(slowDegraded[0]!.p95Ms).toBeGreaterThan(400);
     expect(
       events.filter((e) => e.type.startsWith('DEVICE_LINK') && fast.some((d) => d.id === e.deviceId)),
     ).toEqual([]);

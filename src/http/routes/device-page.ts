@@ -66,7 +66,7 @@ export function devicePageRoutes(deps: {
     const id = deviceIdParam(ctx.params.id);
     const device = await ops.queries.liveDevice(id);
     if (!device) throw deviceNotFound();
-    const [heard, server, sessions, tasks, recordings, streams, audit, link] = await Promise.all([
+    const [heard, server, sessions, tasks, recordings, streams, audit, link, groupAudit] = await Promise.all([
       deps.lastHeardAt(id),
       deps.serverPolicy(),
       ops.queries.sessionsWithEffects(id, 20),
@@ -75,6 +75,7 @@ export function devicePageRoutes(deps: {
       ops.queries.analysisStreams(id, 20),
       ops.queries.audit({ after: 0, limit: 100, target: id }),
       ops.queries.linkBuckets(id, new Date(Date.now() - DAY_MS)),
+      device.group === null ? [] : ops.queries.audit({ after: 0, limit: 100, target: device.group }),
     ]);
     ctx.set('Cache-Control', 'no-store');
     ctx.body = {
@@ -88,6 +89,10 @@ export function devicePageRoutes(deps: {
       recordings: recordings.map(presentRecording),
       streams: streams.map(presentStream),
       audit,
+      /** Maintenance windows opened and closed on it and on its group, newest first. */
+      maintenanceHistory: [...audit, ...groupAudit]
+        .filter((a) => a.action.endsWith('.maintenance_opened') || a.action.endsWith('.maintenance_closed'))
+        .sort((a, b) => +new Date(b.at) - +new Date(a.at)),
       /** Its link per five minutes over the last day, oldest first (none: not measured then). */
       linkHistory: link.map((b) => ({
         startsAt: b.startsAt.toISOString(),

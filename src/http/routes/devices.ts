@@ -21,7 +21,7 @@ export interface DeviceRouteDeps {
   >;
   /** When the gateway heard the device last (Redis); absent, Postgres's last heartbeat is shown. */
   readonly lastHeardAt: (deviceId: string) => Promise<Date | null>;
-  /** The server's `device.healthcheckMaxConsecutiveMisses` (what a device without a policy has). */
+  /** The server's level of the health-check policy (what a device and its group leave unset). */
   readonly serverPolicy: () => Promise<ServerPolicy>;
 }
 
