@@ -118,5 +118,5 @@ describe('link quality per robot', () => {
     const after = await feed();
     expect(after.filter((e) => e.type === 'DEVICE_LINK_RECOVERED' && e.deviceId === slow.id)).toHaveLength(1);
     expect(after.filter((e) => e.type === 'DEVICE_LINK_DEGRADED' && e.deviceId === slow.id)).toHaveLength(1);
-  });
+  }, 120_000);
 });
