@@ -1,4 +1,4 @@
-import type { LinkLimits, LinkMark, LinkState, LinkStats } from '../domain/link';
+import { bucketStats, type LinkLimits, type LinkMark, type LinkState, type LinkStats } from '../domain/link';
 import type { ServerPolicy } from '../domain/policy';
 import type { Queryable } from './knex';
 
@@ -169,15 +169,13 @@ export async function bucketsOf(
   }[];
   return rows.map((r) => ({
     startsAt: r.starts_at,
-    stats: {
-      p50Ms: r.p50_ms,
-      p95Ms: r.p95_ms,
-      maxMs: r.max_ms,
-      jitterMs: null,
+    stats: bucketStats({
       answered: r.answered,
       missed: r.missed,
-      missShare: r.answered + r.missed === 0 ? 0 : r.missed / (r.answered + r.missed),
-    },
+      maxMs: r.max_ms,
+      p50Ms: r.p50_ms,
+      p95Ms: r.p95_ms,
+    }),
   }));
 }
 

@@ -55,6 +55,29 @@ export function linkStats(samples: ArrayLike<number>): LinkStats {
   };
 }
 
+/** The figures of a chart bucket: its counts and slowest answer, and the window's percentiles in it. */
+export function bucketStats(b: {
+  answered: number;
+  missed: number;
+  maxMs: number | null;
+  p50Ms: number | null;
+  p95Ms: number | null;
+}): LinkStats {
+  const asked = b.answered + b.missed;
+  return {
+    p50Ms: b.p50Ms,
+    p95Ms: b.p95Ms,
+    maxMs: b.maxMs,
+    jitterMs: null,
+    missShare: asked === 0 ? 0 : b.missed / asked,
+    answered: b.answered,
+    missed: b.missed,
+  };
+}
+
+/** A figure in ms as it is shown: to a tenth. */
+export const shownMs = (ms: number | null) => (ms === null ? null : Math.round(ms * 10) / 10);
+
 /** Nearest-rank percentile of sorted values (null when there are none). */
 function percentile(sorted: Float64Array, q: number): number | null {
   if (sorted.length === 0) return null;

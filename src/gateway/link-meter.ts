@@ -1,4 +1,4 @@
-import { LINK_WINDOW_ROUNDS, linkStats, MISSED, type LinkStats } from '../domain/link';
+import { bucketStats, LINK_WINDOW_ROUNDS, linkStats, MISSED, type LinkStats } from '../domain/link';
 
 /** Chart buckets: a robot's answers are counted per this span. */
 export const LINK_BUCKET_MS = 5 * 60_000;
@@ -177,17 +177,6 @@ export function createLinkMeter(deps: {
   };
 }
 
-const figures = (b: Bucket): BucketFigures => ({
-  startsAt: new Date(b.startsAt),
-  stats: {
-    p50Ms: b.p50Ms,
-    p95Ms: b.p95Ms,
-    maxMs: b.maxMs,
-    jitterMs: null,
-    missShare: b.answered + b.missed === 0 ? 0 : b.missed / (b.answered + b.missed),
-    answered: b.answered,
-    missed: b.missed,
-  },
-});
+const figures = (b: Bucket): BucketFigures => ({ startsAt: new Date(b.startsAt), stats: bucketStats(b) });
 
 export type LinkMeter = ReturnType<typeof createLinkMeter>;

@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import { z } from 'zod';
 import { operatorLabel, type OperatorToken } from '../domain/operators';
 import { DEVICE_STATUSES } from '../domain/device';
+import { shownMs } from '../domain/link';
 import { groupNameSchema } from '../domain/policy';
 import { uptime } from '../domain/uptime';
 import { DETECTION_BUCKETS } from '../metrics';
@@ -291,8 +292,7 @@ export function fleetRoutes(deps: {
           maintenanceUntil: d.maintenanceUntil?.toISOString() ?? null,
           flappingSince: d.flappingSince?.toISOString() ?? null,
           busUnstableSince: d.busUnstableSince?.toISOString() ?? null,
-          link:
-            d.linkP95Ms === null ? null : { p95Ms: Math.round(d.linkP95Ms * 10) / 10, state: d.linkState },
+          link: d.linkP95Ms === null ? null : { p95Ms: shownMs(d.linkP95Ms), state: d.linkState },
           uptimePercent24h: day.connectedPercent,
           createdAt: d.createdAt.toISOString(),
           sessions24h: d.sessions.map((s) => ({

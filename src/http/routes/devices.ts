@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { Config } from '../../config';
 import { DEVICE_STATUSES, registrationSchema, trackEndpoint } from '../../domain/device';
 import { forbidden } from '../../domain/errors';
+import { shownMs } from '../../domain/link';
 import { groupNameSchema, MAX_LINK_P95_MS, resolvePolicy, type ServerPolicy } from '../../domain/policy';
 import type { ApiOperations } from '../../operations';
 import { deviceNotFound } from '../../operations/device-errors';
@@ -109,14 +110,13 @@ export function presentDevice(d: Device, lastHeardAt: Date | null, sharedBus: bo
 /** A link's figures, rounded to what a reader can use (0.1 ms, 0.1 %). */
 function presentLink(l: Device['link']) {
   if (!l) return null;
-  const ms = (v: number | null) => (v === null ? null : Math.round(v * 10) / 10);
   return {
     state: l.state,
     since: l.stateSince.toISOString(),
-    p50Ms: ms(l.p50Ms),
-    p95Ms: ms(l.p95Ms),
-    maxMs: ms(l.maxMs),
-    jitterMs: ms(l.jitterMs),
+    p50Ms: shownMs(l.p50Ms),
+    p95Ms: shownMs(l.p95Ms),
+    maxMs: shownMs(l.maxMs),
+    jitterMs: shownMs(l.jitterMs),
     missShare: Math.round(l.missShare * 1000) / 1000,
     rounds: l.answered + l.missed,
     measuredAt: l.measuredAt.toISOString(),
