@@ -23,11 +23,12 @@ describe('link quality per robot', () => {
   let s: TestSystem;
   beforeAll(async () => {
     s = await startTestSystem({
-      intervalSeconds: 1,
+      intervalSeconds: 2,
       maxMisses: 3,
       // 40 buses in 5 ms steps: the last HEALTHCHECK leaves ~200 ms after the first.
-      env: { LINK_REPORT_SECONDS: '1', LINK_WINDOW_ROUNDS: '12', MOTH_HEALTHCHECK_SPREAD_MS: '1000' },
-      // A limit well above what a loaded machine adds to a fast robot's answers (a CI runner: 100-300 ms).
+      env: { LINK_REPORT_SECONDS: '1', LINK_WINDOW_ROUNDS: '10', MOTH_HEALTHCHECK_SPREAD_MS: '1500' },
+      // Every 2 s: a 700 ms answer is never late for its round, even on a loaded runner; a limit well
+      // above what load adds to a fast robot's answers (a CI runner: 100-300 ms).
       settings: { 'device.linkMaxP95Ms': 400, 'device.linkDegradedHoldSeconds': 2 },
     });
   });
@@ -61,7 +62,7 @@ describe('link quality per robot', () => {
     await waitFor(
       async () =>
         (await Promise.all(all.map((d) => linkOf(d.id)))).every((l) => l !== null && l.rounds >= 10),
-      40_000,
+      60_000,
       'every link measured over 10 rounds',
     );
     // Answered in 10 ms, relayed twice by the hub (its 5 ms poll): 20-60 ms measured from each bus's
@@ -85,7 +86,7 @@ describe('link quality per robot', () => {
     await waitFor(
       async () =>
         (await linkOf(slow.id))?.state === 'degraded' && (await linkOf(lossy.id))?.state === 'degraded',
-      15_000,
+      30_000,
       'the slow and the lossy links degraded',
     );
     const degraded = await request(s.callback).get('/devices?linkWorseThan=degraded').set(s.admin);
@@ -109,7 +110,7 @@ describe('link quality per robot', () => {
 
     // Back to 10 ms: once its window is clean and the hold over, it recovers, once.
     slowDelay = 10;
-    await waitFor(async () => (await linkOf(slow.id))?.state === 'ok', 30_000, 'the slow link recovered');
+    await waitFor(async () => (await linkOf(slow.id))?.state === 'ok', 60_000, 'the slow link recovered');
     await waitFor(
       async () => (await feed()).some((e) => e.type === 'DEVICE_LINK_RECOVERED' && e.deviceId === slow.id),
       5000,
@@ -118,5 +119,5 @@ describe('link quality per robot', () => {
     const after = await feed();
     expect(after.filter((e) => e.type === 'DEVICE_LINK_RECOVERED' && e.deviceId === slow.id)).toHaveLength(1);
     expect(after.filter((e) => e.type === 'DEVICE_LINK_DEGRADED' && e.deviceId === slow.id)).toHaveLength(1);
-  }, 120_000);
+  }, 180_000);
 });
