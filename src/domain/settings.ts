@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAX_LINK_P95_MS } from './policy';
 
 /**
  * Runtime settings: typed keys with their validation and default. Stored one row per key that differs
@@ -13,7 +14,7 @@ export const SETTING_SCHEMAS = {
   'device.flapThreshold': z.number().int().min(1).max(1000),
   'device.flapWindowSeconds': z.number().int().min(5).max(86_400),
   'device.flapHoldSeconds': z.number().int().min(0).max(3600),
-  'device.linkMaxP95Ms': z.number().int().min(1).max(60_000),
+  'device.linkMaxP95Ms': z.number().int().min(1).max(MAX_LINK_P95_MS),
   'device.linkMaxMissShare': z.number().gt(0).max(1),
   'device.linkDegradedHoldSeconds': z.number().int().min(0).max(3600),
   'recording.automatic': z.boolean(),
