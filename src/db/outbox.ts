@@ -17,11 +17,19 @@ export async function appendEvents(q: Queryable, events: readonly OutgoingEvent[
  * number, so batches of thousands stay one cheap statement (and a CTE of another statement can use
  * it: a registration writes its device and event at once).
  */
-export const INSERT_EVENTS = `INSERT INTO outbox (event_id, channel, device_id, type, body, created_at)
+export const INSERT_EVENTS = insertEventsFrom('jsonb_array_elements(?::jsonb) AS e');
+
+/**
+ * The statement that writes events, from `source`: a relation whose column `e` holds each event as
+ * `appendEvents` takes it ({channel, event}). For a CTE whose events depend on what it changed.
+ */
+export function insertEventsFrom(source: string): string {
+  return `INSERT INTO outbox (event_id, channel, device_id, type, body, created_at)
      SELECT (e->'event'->>'eventId')::uuid, e->>'channel', (e->'event'->>'deviceId')::uuid, e->'event'->>'type', e->'event',
             clock_timestamp()
-       FROM jsonb_array_elements(?::jsonb) AS e
+       FROM ${source}
      ON CONFLICT (event_id) DO NOTHING`;
+}
 
 /** The stream an event belongs to: the client channel's, or the commands of one robot. */
 const streamOf = (channel: EventChannel, deviceId: string | null) =>

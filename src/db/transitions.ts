@@ -7,7 +7,7 @@ import {
   type SessionEffects,
 } from '../domain/effects';
 import { clientEvent } from '../domain/events';
-import { appendEvents } from './outbox';
+import { appendEvents, insertEventsFrom } from './outbox';
 import type { Db, Queryable } from './knex';
 
 /** When a device counts as flapping, and how long its connect effects then wait. */
@@ -29,49 +29,6 @@ export const flapPolicy = (s: {
   windowSeconds: s['device.flapWindowSeconds'],
   holdSeconds: s['device.flapHoldSeconds'],
 });
-
-/**
- * Marks flapping the devices among `deviceIds` that failed (MISSED_HEARTBEATS disconnects) more than
- * the threshold within the window, with a DEVICE_FLAPPING event once per episode; answers which of
- * them are flapping now.
- */
-async function noteFlapping(
-  q: Queryable,
-  deviceIds: readonly string[],
-  flap: FlapPolicy,
-  at: Date,
-): Promise<Set<string>> {
-  const { rows } = await q.raw<{ rows: { id: string; failures: string; since: Date | null }[] }>(
-    `SELECT d.id, d.flapping_since AS since,
-            (SELECT count(*) FROM connection_sessions s
-              WHERE s.device_id = d.id AND s.end_reason = 'MISSED_HEARTBEATS'
-                AND s.ended_at > ?::timestamptz - make_interval(secs => ?)) AS failures
-       FROM devices d WHERE d.id = ANY(?::uuid[])`,
-    [at, flap.windowSeconds, deviceIds as string[]],
-  );
-  const flapping = new Set(rows.filter((r) => r.since !== null).map((r) => r.id));
-  const starting = rows.filter((r) => r.since === null && Number(r.failures) > flap.threshold);
-  if (starting.length === 0) return flapping;
-  await q('devices')
-    .whereIn(
-      'id',
-      starting.map((r) => r.id),
-    )
-    .update({ flapping_since: at });
-  await appendEvents(
-    q,
-    starting.map((r) =>
-      clientEvent(
-        'DEVICE_FLAPPING',
-        r.id,
-        { failures: Number(r.failures), windowSeconds: flap.windowSeconds, holdSeconds: flap.holdSeconds },
-        at,
-      ),
-    ),
-  );
-  for (const r of starting) flapping.add(r.id);
-  return flapping;
-}
 
 /** A device heard (a first or recovered heartbeat) in a round. */
 export interface Heard {
@@ -99,87 +56,94 @@ export async function connectDevice(
 }
 
 /**
- * DISCONNECTED -> CONNECTED for many devices in one transaction, each a compare-and-set (rows locked
- * in id order, as the disconnects lock them), with their session rows, DEVICE_CONNECTED events and
- * effect rows. Devices that were not disconnected (already connected, deleted, unknown) are left
- * out: racing callers (two gateways, a gateway and the evaluation) produce exactly one transition.
+ * DISCONNECTED -> CONNECTED for many devices in one statement (atomic, one round trip: a fleet that
+ * arrives at once is connected at the pace of Postgres, not of round trips), each a compare-and-set
+ * (rows locked in id order, as the disconnects lock them), with their session rows, DEVICE_CONNECTED
+ * events and effect rows. A device that failed (MISSED_HEARTBEATS) more than the flap threshold within
+ * the window starts flapping (DEVICE_FLAPPING, once per episode), and a flapping device's effects wait
+ * the hold time (should the session end first, the effect finds it over and starts nothing). Devices
+ * that were not disconnected (already connected, deleted, unknown) are left out: racing callers (two
+ * gateways, a gateway and the evaluation) produce exactly one transition.
  */
 export async function connectDevices(
-  db: Db,
+  q: Queryable,
   heard: readonly Heard[],
   options: ConnectOptions,
 ): Promise<SessionEffects[]> {
   const unique = [...new Map(heard.map((h) => [h.deviceId, h])).values()];
   if (unique.length === 0) return [];
-  const heardAt = options.heardAt ?? new Date();
-  return db.transaction(async (trx) => {
-    const input = unique.map((h) => ({ id: h.deviceId, round: h.round, session_id: randomUUID() }));
-    const { rows } = await trx.raw<{ rows: { id: string; session_id: string; round: string }[] }>(
-      `WITH v AS (
-         SELECT * FROM jsonb_to_recordset(?::jsonb) AS v(id uuid, round bigint, session_id uuid) ORDER BY id
-       ), target AS (
-         SELECT d.id, v.round, v.session_id
-           FROM v CROSS JOIN LATERAL (
-             SELECT d.id FROM devices d
-              WHERE d.id = v.id AND d.status = 'DISCONNECTED' AND d.deleted_at IS NULL
-                FOR UPDATE
-           ) d
-       )
+  const at = options.heardAt ?? new Date();
+  const { flap } = options;
+  const held = new Date(at.getTime() + flap.holdSeconds * 1000);
+  const effects = options.automaticRecording ? [...CONNECT_EFFECTS] : [];
+  // Every candidate's events are made here; only those of devices connected are written.
+  const candidates = unique.map((h) => {
+    const sessionId = randomUUID();
+    return {
+      id: h.deviceId,
+      round: h.round,
+      session_id: sessionId,
+      connected: clientEvent('DEVICE_CONNECTED', h.deviceId, { sessionId, round: h.round }, at),
+      flapping: clientEvent(
+        'DEVICE_FLAPPING',
+        h.deviceId,
+        { windowSeconds: flap.windowSeconds, holdSeconds: flap.holdSeconds },
+        at,
+      ),
+    };
+  });
+  const { rows } = await q.raw<{ rows: { id: string; session_id: string; flapping: boolean }[] }>(
+    CONNECT_DEVICES,
+    [JSON.stringify(candidates), at, flap.windowSeconds, at, at, flap.threshold, at, at, held, effects],
+  );
+  return rows.map((r) => ({
+    deviceId: r.id,
+    sessionId: r.session_id,
+    effects,
+    ...(r.flapping && { notBefore: held.getTime() }),
+  }));
+}
+
+const CONNECT_DEVICES = `WITH v AS (
+       SELECT * FROM jsonb_to_recordset(?::jsonb)
+                  AS v(id uuid, round bigint, session_id uuid, connected jsonb, flapping jsonb)
+        ORDER BY id
+     ), target AS (
+       SELECT v.*, d.flapping_since,
+              (SELECT count(*) FROM connection_sessions s
+                WHERE s.device_id = d.id AND s.end_reason = 'MISSED_HEARTBEATS'
+                  AND s.ended_at > ?::timestamptz - make_interval(secs => ?)) AS failures
+         FROM v CROSS JOIN LATERAL (
+           SELECT d.id, d.flapping_since FROM devices d
+            WHERE d.id = v.id AND d.status = 'DISCONNECTED' AND d.deleted_at IS NULL
+              FOR UPDATE
+         ) d
+     ), connected AS (
        UPDATE devices d
           SET status = 'CONNECTED', status_version = d.status_version + 1,
-              current_session_id = target.session_id, connected_round = target.round,
-              connected_at = ?, last_heartbeat_at = ?, updated_at = now()
-         FROM target
-        WHERE d.id = target.id
-       RETURNING d.id, target.session_id, target.round`,
-      [JSON.stringify(input), heardAt, heardAt],
-    );
-    if (rows.length === 0) return [];
-    await trx('connection_sessions').insert(
-      rows.map((r) => ({
-        id: r.session_id,
-        device_id: r.id,
-        started_at: heardAt,
-        started_round: r.round,
-        last_round_heard: r.round,
-      })),
-    );
-    await appendEvents(
-      trx,
-      rows.map((r) =>
-        clientEvent('DEVICE_CONNECTED', r.id, { sessionId: r.session_id, round: Number(r.round) }, heardAt),
-      ),
-    );
-    // A flapping device's recording waits for it to stay connected the hold time (should the session
-    // end first, the effect finds it over and starts nothing).
-    const flapping = await noteFlapping(
-      trx,
-      rows.map((r) => r.id),
-      options.flap,
-      heardAt,
-    );
-    const held = heardAt.getTime() + options.flap.holdSeconds * 1000;
-    const effects = options.automaticRecording ? [...CONNECT_EFFECTS] : [];
-    const sessions = rows.map((r) => ({
-      deviceId: r.id,
-      sessionId: r.session_id,
-      effects,
-      ...(flapping.has(r.id) && { notBefore: held }),
-    }));
-    await insertEffects(
-      trx,
-      sessions.flatMap((s) =>
-        effects.map((kind) => ({
-          sessionId: s.sessionId,
-          deviceId: s.deviceId,
-          kind,
-          notBefore: s.notBefore,
-        })),
-      ),
-    );
-    return sessions;
-  });
-}
+              current_session_id = t.session_id, connected_round = t.round,
+              connected_at = ?, last_heartbeat_at = ?, updated_at = now(),
+              flapping_since = CASE WHEN t.flapping_since IS NULL AND t.failures > ? THEN ?::timestamptz ELSE d.flapping_since END
+         FROM target t
+        WHERE d.id = t.id
+       RETURNING d.id, t.session_id, t.round, t.connected, t.failures,
+                 t.flapping_since IS NULL AND d.flapping_since IS NOT NULL AS starts_flapping,
+                 d.flapping_since IS NOT NULL AS flapping, t.flapping AS flapping_event
+     ), sessions AS (
+       INSERT INTO connection_sessions (id, device_id, started_at, started_round, last_round_heard)
+       SELECT session_id, id, ?, round, round FROM connected
+     ), events AS (${insertEventsFrom(
+       `(SELECT connected FROM connected
+          UNION ALL
+         SELECT jsonb_set(flapping_event, '{event,failures}', to_jsonb(failures))
+           FROM connected WHERE starts_flapping) AS c(e)`,
+     )}), effects AS (
+       INSERT INTO effects (session_id, device_id, kind, not_before)
+       SELECT c.session_id, c.id, k.kind, CASE WHEN c.flapping THEN ?::timestamptz END
+         FROM connected c CROSS JOIN unnest(?::text[]) AS k(kind)
+       ON CONFLICT (session_id, kind) DO NOTHING
+     )
+     SELECT id, session_id, flapping FROM connected`;
 
 export interface DisconnectCandidate {
   readonly deviceId: string;
