@@ -30,7 +30,14 @@ export function createConnector(deps: ConnectorDeps) {
   const waiting = new Map<string, number>();
   let running = 0;
   let inFlight = 0;
+  /** Effects of connected batches on their way to their queues, in order, behind no connect. */
+  let handing = Promise.resolve();
+  let handOffs = 0;
   const idleWaiters: (() => void)[] = [];
+  const isIdle = () => running === 0 && waiting.size === 0 && handOffs === 0;
+  const settle = () => {
+    if (isIdle()) for (const resolve of idleWaiters.splice(0)) resolve();
+  };
 
   function add(heard: readonly Heard[]): void {
     for (const h of heard) if (!waiting.has(h.deviceId)) waiting.set(h.deviceId, h.round);
@@ -51,7 +58,7 @@ export function createConnector(deps: ConnectorDeps) {
         running--;
         inFlight -= batch.length;
         pump();
-        if (running === 0 && waiting.size === 0) for (const resolve of idleWaiters.splice(0)) resolve();
+        settle();
       });
     }
   }
@@ -67,18 +74,27 @@ export function createConnector(deps: ConnectorDeps) {
     }
     deps.metrics.transitions.inc({ to: 'CONNECTED' }, sessions.length);
     if (sessions.length === 0) return;
-    await deps.handOff(sessions).catch((err: Error) => {
-      deps.logger.warn({ err: err.message }, 'connect effects not enqueued; the sweeper will');
-    });
+    // The slot goes to the next batch at once: a fleet arriving is connected at the pace of
+    // Postgres, not of Redis taking effect jobs too.
+    handOffs++;
+    handing = handing
+      .then(() => deps.handOff(sessions))
+      .catch((err: Error) => {
+        deps.logger.warn({ err: err.message }, 'connect effects not enqueued; the sweeper will');
+      })
+      .finally(() => {
+        handOffs--;
+        settle();
+      });
   }
 
   return {
     add,
     /** Devices waiting or being connected. */
     backlog: () => waiting.size + inFlight,
-    /** Resolves when every device handed over so far is connected (or failed). */
+    /** Resolves when every device handed over so far is connected (or failed), its effects handed off. */
     idle(): Promise<void> {
-      if (running === 0 && waiting.size === 0) return Promise.resolve();
+      if (isIdle()) return Promise.resolve();
       return new Promise((resolve) => idleWaiters.push(resolve));
     },
   };
