@@ -24,6 +24,9 @@ export function createHeartbeatRecords(deps: {
 }): Pick<HeartbeatIngestDeps, 'lookupTokens' | 'lookupKeys' | 'tokenExposed' | 'requireProofs' | 'heardOn'> {
   const { db, logger: log } = deps;
   const warn = (what: string) => (err: Error) => log.warn({ err: err.message }, `could not record ${what}`);
+  const markBus = createBusMarks((ids, bus) =>
+    markHeardOnBus(db, ids, bus).catch(warn('which bus devices use')),
+  );
   return {
     lookupTokens: (hashes) => findDeviceIdsByTokenHashes(db, hashes),
     lookupKeys: (deviceIds) => findTokenHashesOfDevices(db, deviceIds),
@@ -45,7 +48,37 @@ export function createHeartbeatRecords(deps: {
         entry.heardOnBus = bus;
         return true;
       });
-      markHeardOnBus(db, changed, bus).catch(warn('which bus devices use'));
+      markBus(changed, bus);
     },
+  };
+}
+
+/**
+ * The bus each device is heard on, written one statement at a time with all that gathered meanwhile:
+ * a fleet arriving at once is first heard in a burst of batches, whose writes would otherwise take
+ * the pool (and the rows) from its own connects.
+ */
+export function createBusMarks(
+  write: (deviceIds: readonly string[], bus: 'own' | 'shared') => Promise<void>,
+) {
+  const pending = { own: new Set<string>(), shared: new Set<string>() };
+  let writing = false;
+  async function drain(): Promise<void> {
+    writing = true;
+    while (pending.own.size + pending.shared.size > 0)
+      for (const bus of ['own', 'shared'] as const) {
+        const ids = [...pending[bus]];
+        pending[bus].clear();
+        if (ids.length > 0) await write(ids, bus);
+      }
+    writing = false;
+  }
+  return (deviceIds: readonly string[], bus: 'own' | 'shared'): void => {
+    const other = bus === 'own' ? 'shared' : 'own';
+    for (const id of deviceIds) {
+      pending[other].delete(id);
+      pending[bus].add(id);
+    }
+    if (!writing && deviceIds.length > 0) void drain();
   };
 }
