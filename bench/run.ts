@@ -30,7 +30,7 @@ import { createMetrics } from '../src/metrics';
 import { ThreadedMothHub } from '../src/moth/hub-thread';
 import { SimulatedDevice } from '../src/dev/simulated-device';
 import { bullConnection, createQueues } from '../src/queues/connection';
-import { QUEUES } from '../src/queues/names';
+import { QUEUES } from '../src/queues/table';
 import { createRedis, redisKeys, type RedisClient } from '../src/redis/connection';
 import { createBusLossStore } from '../src/redis/bus-losses';
 import { createLiveness } from '../src/redis/liveness';

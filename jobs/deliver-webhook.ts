@@ -1,9 +1,8 @@
+import type { JobData } from '../src/queues/table';
 import { DelayedError, type Job } from 'bullmq';
 import type { DeliverWebhook } from '../src/operations/deliver-webhook';
 
-export interface DeliverWebhookData {
-  readonly webhookId: string;
-}
+export type DeliverWebhookData = JobData['deliverWebhook'];
 
 type PumpJob = Pick<Job<DeliverWebhookData>, 'data'> &
   Partial<Pick<Job<DeliverWebhookData>, 'moveToDelayed'>>;

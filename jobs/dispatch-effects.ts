@@ -1,8 +1,7 @@
+import type { JobData } from '../src/queues/table';
 import type { SessionEffects } from '../src/domain/effects';
 
-export interface DispatchEffectsData {
-  readonly sessions: readonly SessionEffects[];
-}
+export type DispatchEffectsData = JobData['dispatchEffects'];
 
 /**
  * Enqueues the effect jobs of a chunk of sessions whose transitions are committed: the fan-out of a

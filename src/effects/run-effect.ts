@@ -12,11 +12,9 @@ import type { Db, Tx } from '../db/knex';
 import { IntegrationError } from '../integrations/http-client';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
+import type { EffectJobData } from '../queues/table';
 
-export interface EffectJobData {
-  readonly sessionId: string;
-  readonly deviceId: string;
-}
+export type { EffectJobData };
 
 /**
  * What one run of an effect came to: done (with, optionally, a last step that commits with the end

@@ -1,6 +1,15 @@
-import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import { Queue, type ConnectionOptions } from 'bullmq';
 import { EFFECT_KINDS, effectJobId, type EffectKind, type SessionEffects } from '../domain/effects';
-import { effectQueueName, QUEUES, ROUND_SCHEDULER_ID } from './names';
+import {
+  effectJobOptions,
+  effectQueue,
+  QUEUE_TABLE,
+  QUEUES,
+  ROUND_SCHEDULER_ID,
+  type EffectRetryPolicy,
+} from './table';
+
+export type { EffectRetryPolicy };
 
 /** BullMQ connection options for a Redis URL. Workers wait forever for Redis (`maxRetriesPerRequest: null`). */
 export function bullConnection(url: string, role: 'producer' | 'worker'): ConnectionOptions {
@@ -9,26 +18,8 @@ export function bullConnection(url: string, role: 'producer' | 'worker'): Connec
     : { url, maxRetriesPerRequest: 1, enableOfflineQueue: true };
 }
 
-export interface EffectRetryPolicy {
-  readonly attempts: number;
-  readonly backoffMs: number;
-}
-
-export const effectJobOptions = (policy: EffectRetryPolicy): JobsOptions => ({
-  attempts: policy.attempts,
-  backoff: { type: 'exponential', delay: policy.backoffMs },
-  removeOnComplete: { age: 24 * 3600, count: 10_000 },
-  removeOnFail: { age: 7 * 24 * 3600 },
-});
-
 /** Sessions per dispatch job: a job's data stays a few tens of kilobytes. */
 const DISPATCH_CHUNK = 250;
-const DISPATCH_JOB_OPTIONS: JobsOptions = {
-  attempts: 10,
-  backoff: { type: 'exponential', delay: 500 },
-  removeOnComplete: { age: 3600, count: 1000 },
-  removeOnFail: { age: 7 * 24 * 3600 },
-};
 
 /** The producer side of every queue, for processes that enqueue (web, gateway, worker). */
 export function createQueues(connection: ConnectionOptions, prefix: string) {
@@ -40,7 +31,7 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
   const fanOutWebhooks = new Queue(QUEUES.fanOutWebhooks, opts);
   const deliverWebhook = new Queue(QUEUES.deliverWebhook, opts);
   const effects = new Map<EffectKind, Queue>(
-    EFFECT_KINDS.map((k) => [k, new Queue(effectQueueName(k), opts)]),
+    EFFECT_KINDS.map((k) => [k, new Queue(effectQueue(k).name, opts)]),
   );
   // Producers report a Redis outage on the call that needs Redis; the connection reconnects by itself.
   const all = [
@@ -62,7 +53,6 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
     effects,
     all: (): Queue[] => [...all],
 
-    /** One job per webhook delivery, due when it is; its id is the delivery's, so a repeat is a no-op. */
     /**
      * Starts each webhook's pump, unless its job is already there (queued, running, or resting until
      * its receiver may be tried again): the job id is the webhook's.
@@ -72,7 +62,7 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
         webhookIds.map((webhookId) => ({
           name: QUEUES.deliverWebhook,
           data: { webhookId },
-          opts: { jobId: `pump-${webhookId}`, removeOnComplete: true, removeOnFail: true, attempts: 3 },
+          opts: { ...QUEUE_TABLE.deliverWebhook.jobOptions, jobId: `pump-${webhookId}` },
         })),
       );
     },
@@ -82,7 +72,7 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
       await issueRound.upsertJobScheduler(
         ROUND_SCHEDULER_ID,
         { every: intervalSeconds * 1000 },
-        { name: QUEUES.issueRound, opts: { removeOnComplete: 100, removeOnFail: 500 } },
+        { name: QUEUES.issueRound, opts: QUEUE_TABLE.issueRound.jobOptions },
       );
     },
 
@@ -91,13 +81,7 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
       await evaluateRound.add(
         QUEUES.evaluateRound,
         { round },
-        {
-          jobId: `round-${round}`,
-          attempts: 10,
-          backoff: { type: 'exponential', delay: 500 },
-          removeOnComplete: { age: 3600, count: 1000 },
-          removeOnFail: { age: 24 * 3600 },
-        },
+        { ...QUEUE_TABLE.evaluateRound.jobOptions, jobId: `round-${round}` },
       );
     },
 
@@ -167,7 +151,7 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
               ...(notBefore !== undefined && { notBefore }),
             })),
           },
-          opts: { ...DISPATCH_JOB_OPTIONS, jobId: `dispatch-${chunk[0]!.sessionId}` },
+          opts: { ...QUEUE_TABLE.dispatchEffects.jobOptions, jobId: `dispatch-${chunk[0]!.sessionId}` },
         });
       }
       if (jobs.length > 0) await dispatchQueue.addBulk(jobs);

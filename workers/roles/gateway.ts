@@ -1,4 +1,3 @@
-import { Worker } from 'bullmq';
 import { createIssueRoundJob } from '../../jobs/issue-round';
 import { createEventSigner } from '../../src/db/signing-keys';
 import { republishRecent } from '../../src/db/outbox';
@@ -34,7 +33,7 @@ import { CAUGHT_UP_MARGIN_MS } from '../../src/domain/rounds';
 import { createConnectDevices } from '../../src/operations/connect-device';
 import { createIssueRound } from '../../src/operations/issue-round';
 import { createPruneLinkBuckets, createRecordLinks } from '../../src/operations/record-links';
-import { QUEUES } from '../../src/queues/names';
+import { startConsumers } from '../../src/queues/consumers';
 import { createRedis } from '../../src/redis/connection';
 import { createGatewayRegistry, createRounds } from '../../src/redis/rounds';
 import { createShardLeases } from '../../src/redis/shard-leases';
@@ -106,12 +105,11 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
   await syncDirectory(true);
   await ownership.renew();
   await opener.start();
-  const roundWorker = new Worker(QUEUES.issueRound, parts.issueRound, {
-    connection: services.bullConnection('worker'),
-    prefix: config.QUEUE_PREFIX,
-    concurrency: 1,
-  });
-  roundWorker.on('error', (err) => log.warn({ err: err.message }, 'round worker error'));
+  const [roundWorker] = await startConsumers(
+    { queues: { issueRound: parts.issueRound } },
+    { connection: services.bullConnection('worker'), prefix: config.QUEUE_PREFIX },
+    log,
+  );
   clientChannel.start();
   parts.sequencer.start();
   publisher.start();
@@ -143,7 +141,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
       clearInterval(directoryTimer);
       clearInterval(linkTimer);
       await ownership.pause();
-      await roundWorker.close();
+      await roundWorker!.close();
       await ingest.close();
       await connector.idle();
       parts.selfWatch.stop();

@@ -1,12 +1,11 @@
-import { Worker, type Job } from 'bullmq';
 import { createAbortTask } from '../../jobs/abort-task';
-import { createDispatchEffects, type DispatchEffectsData } from '../../jobs/dispatch-effects';
-import { createEvaluateRoundJob, type EvaluateRoundData } from '../../jobs/evaluate-round';
+import { createDispatchEffects } from '../../jobs/dispatch-effects';
+import { createEvaluateRoundJob } from '../../jobs/evaluate-round';
 import { createStartRecording } from '../../jobs/start-recording';
 import { createStopAnalysisStreams } from '../../jobs/stop-analysis-streams';
 import { createStopRecording } from '../../jobs/stop-recording';
 import { createSweepEffects } from '../../jobs/sweep-effects';
-import { createDeliverWebhookJob, type DeliverWebhookData } from '../../jobs/deliver-webhook';
+import { createDeliverWebhookJob } from '../../jobs/deliver-webhook';
 import { createFanOutWebhooks } from '../../jobs/fan-out-webhooks';
 import { webhooksWithWork } from '../../src/db/webhooks';
 import { selectStalePending } from '../../src/db/effects';
@@ -24,8 +23,9 @@ import { createStopRecording as stopRecordingOperation } from '../../src/operati
 import { createMantis } from '../../src/integrations/mantis';
 import { createTgdm } from '../../src/integrations/tgdm';
 import type { Logger } from '../../src/logger';
-import { createMetrics } from '../../src/metrics';
-import { effectQueueName, QUEUES } from '../../src/queues/names';
+import { createMetrics, type Metrics } from '../../src/metrics';
+import { startConsumers } from '../../src/queues/consumers';
+import { QUEUE_TABLE, QUEUES } from '../../src/queues/table';
 import { createRounds } from '../../src/redis/rounds';
 import { createShardLeases } from '../../src/redis/shard-leases';
 import { createSequencer } from '../../src/streams/sequencer';
@@ -39,12 +39,10 @@ import {
   type Services,
 } from './services';
 
-/** Rounds evaluated at once (a slow evaluation never holds up the next round's). */
-const EVALUATIONS_AT_ONCE = 2;
+/** Rounds evaluated at once (the table's evaluate-round consumers). */
+const EVALUATIONS_AT_ONCE = QUEUE_TABLE.evaluateRound.concurrency;
 /** Disconnect transactions one evaluation runs side by side. */
 const PARALLEL_BATCHES = 2;
-/** Webhook pumps run at once (each waits on its receiver, not on this process). */
-const WEBHOOK_SLOTS = 64;
 /**
  * Connections of the webhooks' own pools (a pump holds one only while it reads or records): one for
  * receivers that answer, one for the others (new, failing or dead).
@@ -59,7 +57,6 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
   const services = await openServices(config, 'worker', 20);
   const { db } = services;
   const metrics = options.metrics ?? createMetrics('worker', true);
-  const rounds = createRounds(services.redis, services.keys, config.SHARDS);
   const connection = services.bullConnection('worker');
   const opts = {
     connection,
@@ -67,11 +64,79 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
     lockDuration: config.JOB_LOCK_MS,
     stalledInterval: config.JOB_LOCK_MS,
   };
-  const tgdm = createTgdm(config.TGDM_URL, config.HTTP_TIMEOUT_MS);
-  const mantis = createMantis(config.MANTIS_URL, config.HTTP_TIMEOUT_MS);
+  const { evaluate, evaluationDb } = buildEvaluation(config, services, metrics, logger);
+  const dispatch = createDispatchEffects({ enqueueEffects: services.enqueueEffects });
+  const effects = buildEffects(config, services, metrics, logger);
+  const sweep = createSweepEffects({
+    stalePending: () => selectStalePending(db, 5000, 1000),
+    enqueue: (rows) =>
+      services.queues.enqueueEffectRows(rows, {
+        attempts: config.EFFECT_ATTEMPTS,
+        backoffMs: config.EFFECT_BACKOFF_MS,
+      }),
+    logger,
+  });
 
-  // The evaluation has a pool of its own: a flood of effect jobs holding every connection of the
-  // shared pool must not delay the next detection.
+  // A fleet's storm of effects holding the shared pool must not hold up a healthy receiver's news,
+  // nor 30 dead receivers' bookkeeping. Their commits are bookkeeping a lost commit merely repeats (a
+  // fan-out redone, a delivery sent again with its id): they need not wait for the disk.
+  const webhookPools = {
+    answering: createDb(config.DATABASE_URL, WEBHOOK_CONNECTIONS.answering, { asyncCommit: true }),
+    untried: createDb(config.DATABASE_URL, WEBHOOK_CONNECTIONS.untried, { asyncCommit: true }),
+  };
+  const { fanOutWebhooks, deliverWebhook } = buildWebhooks(config, webhookPools, services, logger);
+
+  const workers = await startConsumers(
+    {
+      queues: {
+        evaluateRound: (job) => evaluate(job.data),
+        dispatchEffects: (job) => dispatch(job.data),
+        sweepEffects: () => sweep(),
+        fanOutWebhooks: () => fanOutWebhooks(),
+        deliverWebhook: (job, token) => deliverWebhook(job, token),
+      },
+      effects,
+    },
+    opts,
+    logger,
+  );
+  await services.queues.fanOutWebhooks.upsertJobScheduler(
+    'fan-out-webhooks',
+    { every: config.WEBHOOK_FANOUT_MS },
+    { name: QUEUES.fanOutWebhooks, opts: QUEUE_TABLE.fanOutWebhooks.jobOptions },
+  );
+  await services.queues.sweepEffects.upsertJobScheduler(
+    'sweep-pending-effects',
+    { every: config.SWEEP_INTERVAL_SECONDS * 1000 },
+    { name: QUEUES.sweepEffects, opts: QUEUE_TABLE.sweepEffects.jobOptions },
+  );
+  addServiceGauges(metrics, services);
+  // Events are numbered at commit by any worker or gateway (one at a time).
+  const sequencer = createSequencer({ db, logger });
+  sequencer.start();
+  const ops = await startRoleOps(config, options, metrics, services.readiness);
+  logger.info({ opsPort: ops?.port }, 'worker started');
+  const role: Role & { metrics: typeof metrics; opsPort: number | undefined } = {
+    metrics,
+    opsPort: ops?.port,
+    async stop() {
+      await ops?.stop();
+      await Promise.all(workers.map((w) => w.close()));
+      await sequencer.stop();
+      await evaluationDb.destroy();
+      await Promise.all([webhookPools.answering.destroy(), webhookPools.untried.destroy()]);
+      await services.close();
+    },
+  };
+  return role;
+}
+
+/**
+ * The evaluation of rounds, with a pool of its own: a flood of effect jobs holding every connection
+ * of the shared pool must not delay the next detection.
+ */
+function buildEvaluation(config: WorkerConfig, services: Services, metrics: Metrics, logger: Logger) {
+  const rounds = createRounds(services.redis, services.keys, config.SHARDS);
   const evaluationDb = createDb(config.DATABASE_URL, EVALUATIONS_AT_ONCE * PARALLEL_BATCHES);
   const settings = () => services.settings.current();
   const evaluate = createEvaluateRoundJob({
@@ -95,7 +160,14 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
       logger,
     }),
   });
-  const dispatch = createDispatchEffects({ enqueueEffects: services.enqueueEffects });
+  return { evaluate, evaluationDb };
+}
+
+/** The consumer of each effect kind's queue. */
+function buildEffects(config: WorkerConfig, services: Services, metrics: Metrics, logger: Logger) {
+  const { db } = services;
+  const tgdm = createTgdm(config.TGDM_URL, config.HTTP_TIMEOUT_MS);
+  const mantis = createMantis(config.MANTIS_URL, config.HTTP_TIMEOUT_MS);
   const effects: EffectDefinition[] = [
     createAbortTask({ abortSessionTask }),
     createStopRecording({ stopRecording: stopRecordingOperation({ db, tgdm }) }),
@@ -108,92 +180,17 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
       }),
     }),
   ];
-  const sweep = createSweepEffects({
-    stalePending: () => selectStalePending(db, 5000, 1000),
-    enqueue: (rows) =>
-      services.queues.enqueueEffectRows(rows, {
-        attempts: config.EFFECT_ATTEMPTS,
-        backoffMs: config.EFFECT_BACKOFF_MS,
+  return new Map(
+    effects.map((def) => [
+      def.kind,
+      effectProcessor(def, {
+        db,
+        metrics,
+        logger: logger.child({ effect: def.kind }),
+        notYetDelayMs: config.EFFECT_BACKOFF_MS,
       }),
-    logger,
-  });
-
-  // A fleet's storm of effects holding the shared pool must not hold up a healthy receiver's news,
-  // nor 30 dead receivers' bookkeeping. Their commits are bookkeeping a lost commit merely repeats (a
-  // fan-out redone, a delivery sent again with its id): they need not wait for the disk.
-  const webhookPools = {
-    answering: createDb(config.DATABASE_URL, WEBHOOK_CONNECTIONS.answering, { asyncCommit: true }),
-    untried: createDb(config.DATABASE_URL, WEBHOOK_CONNECTIONS.untried, { asyncCommit: true }),
-  };
-  const { fanOutWebhooks, deliverWebhook } = buildWebhooks(config, webhookPools, services, logger);
-
-  const workers = [
-    new Worker(QUEUES.evaluateRound, (job) => evaluate(job.data as EvaluateRoundData), {
-      ...opts,
-      concurrency: EVALUATIONS_AT_ONCE,
-    }),
-    new Worker(QUEUES.dispatchEffects, (job) => dispatch(job.data as DispatchEffectsData), {
-      ...opts,
-      concurrency: 4,
-    }),
-    // Each effect kind has its own queue and workers: a TGDM outage never delays a task abort.
-    ...effects.map(
-      (def) =>
-        new Worker(
-          effectQueueName(def.kind),
-          effectProcessor(def, {
-            db,
-            metrics,
-            logger: logger.child({ effect: def.kind }),
-            notYetDelayMs: config.EFFECT_BACKOFF_MS,
-          }),
-          {
-            ...opts,
-            concurrency: 8,
-          },
-        ),
-    ),
-    new Worker(QUEUES.sweepEffects, () => sweep(), { ...opts, concurrency: 1 }),
-    new Worker(QUEUES.fanOutWebhooks, () => fanOutWebhooks(), { ...opts, concurrency: 1 }),
-    // One pump per webhook: a receiver holds at most one of these slots (while it is tried: each
-    // attempt times out after 5 s; none while it rests after a failure or its circuit is open).
-    new Worker(QUEUES.deliverWebhook, (job, token) => deliverWebhook(job as Job<DeliverWebhookData>, token), {
-      ...opts,
-      concurrency: WEBHOOK_SLOTS,
-    }),
-  ];
-  for (const w of workers)
-    w.on('error', (err) => logger.warn({ err: err.message, queue: w.name }, 'worker error'));
-  await Promise.all(workers.map((w) => w.waitUntilReady()));
-  await services.queues.fanOutWebhooks.upsertJobScheduler(
-    'fan-out-webhooks',
-    { every: config.WEBHOOK_FANOUT_MS },
-    { name: QUEUES.fanOutWebhooks, opts: { removeOnComplete: 10, removeOnFail: 100 } },
+    ]),
   );
-  await services.queues.sweepEffects.upsertJobScheduler(
-    'sweep-pending-effects',
-    { every: config.SWEEP_INTERVAL_SECONDS * 1000 },
-    { name: QUEUES.sweepEffects, opts: { removeOnComplete: 10, removeOnFail: 100 } },
-  );
-  addServiceGauges(metrics, services);
-  // Events are numbered at commit by any worker or gateway (one at a time).
-  const sequencer = createSequencer({ db, logger });
-  sequencer.start();
-  const ops = await startRoleOps(config, options, metrics, services.readiness);
-  logger.info({ opsPort: ops?.port }, 'worker started');
-  const role: Role & { metrics: typeof metrics; opsPort: number | undefined } = {
-    metrics,
-    opsPort: ops?.port,
-    async stop() {
-      await ops?.stop();
-      await Promise.all(workers.map((w) => w.close()));
-      await sequencer.stop();
-      await evaluationDb.destroy();
-      await Promise.all([webhookPools.answering.destroy(), webhookPools.untried.destroy()]);
-      await services.close();
-    },
-  };
-  return role;
 }
 
 /** The webhook jobs: starting the pumps of webhooks with work, and the pumps themselves. */
