@@ -1,7 +1,8 @@
 import { connectedDevicesAfter, latestConnectedRound } from '../db/devices';
 import type { Db } from '../db/knex';
 import type { Logger } from '../logger';
-import type { RedisClient, RedisKeys } from '../redis/connection';
+import type { RedisClient } from '../redis/connection';
+import type { RedisKeys } from '../redis/keys';
 import type { Liveness } from '../redis/liveness';
 import type { Rounds } from '../redis/rounds';
 

@@ -10,7 +10,7 @@ import type { Db } from '../db/knex';
 import { findDeviceIdByTokenHash } from '../db/devices';
 import type { Logger } from '../logger';
 import type { RedisClient } from '../redis/connection';
-import { redisKeys } from '../redis/connection';
+import { redisKeys } from '../redis/keys';
 import type { Liveness } from '../redis/liveness';
 import { createAttemptLimiter } from '../redis/rate-limit';
 import type { SettingsService } from '../settings-service';

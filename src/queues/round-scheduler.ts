@@ -1,5 +1,5 @@
 import type { RedisClient as Redis } from '../redis/connection';
-import type { RedisKeys } from '../redis/connection';
+import type { RedisKeys } from '../redis/keys';
 import type { Queues } from './connection';
 
 /**

@@ -1,10 +1,14 @@
 import { decodeBusLosses, encodeBusLosses, type BusLoss } from '../domain/bus-losses';
 import { shardOf } from '../domain/shards';
-import type { RedisClient, RedisKeys } from './connection';
-import { groupBy } from './liveness';
+import type { RedisClient } from './connection';
+import { groupBy, type LivenessKeys } from './liveness';
 
 /** Per device, the rounds in which the gateway lost its bus: written by the gateway, read by the judge. */
-export function createBusLossStore(redis: RedisClient, keys: Pick<RedisKeys, 'liveness'>, shards: number) {
+export function createBusLossStore(
+  redis: RedisClient,
+  keys: { readonly liveness: LivenessKeys },
+  shards: number,
+) {
   const byShard = (ids: readonly string[]) => groupBy(ids, (id) => shardOf(id, shards));
   return {
     /** Replaces these devices' losses (an empty list removes the entry), one round trip per shard. */

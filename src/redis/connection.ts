@@ -1,9 +1,4 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import { keySpace } from './key-space';
-import { livenessKeys } from './liveness';
-import { rateLimitKeys } from './rate-limit';
-import { roundKeys } from './rounds';
-import { leaseKeys } from './shard-leases';
 
 export type { Redis };
 /** A single Redis or a Redis Cluster: nothing of ours needs what one has and the other lacks. */
@@ -51,15 +46,3 @@ export function createRedis(
     enableOfflineQueue: true,
   });
 }
-
-/** Every Redis key of ours, by the module that owns it (see key-space.ts for the naming). */
-export function redisKeys(prefix: string) {
-  const space = keySpace(prefix);
-  return {
-    liveness: livenessKeys(space),
-    rounds: roundKeys(space),
-    leases: leaseKeys(space),
-    rateLimits: rateLimitKeys(space),
-  };
-}
-export type RedisKeys = ReturnType<typeof redisKeys>;

@@ -1,5 +1,5 @@
 import type { Result } from 'ioredis';
-import type { RedisClient, RedisKeys } from './connection';
+import type { RedisClient } from './connection';
 import type { KeySpace } from './key-space';
 
 import { shardOf } from '../domain/shards';
@@ -142,12 +142,17 @@ export const livenessKeys = (space: KeySpace) => ({
   seeded: space.fleet('liveness:seeded'),
   seedLock: space.fleet('liveness:seed-lock'),
 });
+export type LivenessKeys = ReturnType<typeof livenessKeys>;
 
 /**
  * The hot liveness state in Redis, per shard: token cache, connected index, last-seen times, valid
  * rounds, claims. Every call touches the keys of one shard per command.
  */
-export function createLiveness(redis: RedisClient, keys: Pick<RedisKeys, 'liveness'>, shards: number) {
+export function createLiveness(
+  redis: RedisClient,
+  keys: { readonly liveness: LivenessKeys },
+  shards: number,
+) {
   redis.defineCommand('rollcallIngest', { numberOfKeys: 3, lua: script('ingest') });
   redis.defineCommand('rollcallCandidates', { numberOfKeys: 3, lua: script('candidates') });
   redis.defineCommand('rollcallClaim', { numberOfKeys: 3, lua: script('claim') });

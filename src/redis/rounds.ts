@@ -1,7 +1,8 @@
 import type { Result } from 'ioredis';
 import { newRoundNonce } from '../domain/proofs';
 import type { Opening } from '../domain/rounds';
-import type { RedisClient, RedisKeys } from './connection';
+import type { RedisClient } from './connection';
+import type { LivenessKeys } from './liveness';
 import type { KeySpace } from './key-space';
 import { MAX_ROUNDS_ALLOWED } from '../domain/policy';
 import { script } from './scripts';
@@ -58,11 +59,12 @@ export const roundKeys = (space: KeySpace) => ({
   /** The round scheduler's period, as last set (its absence says Redis lost the scheduler). */
   schedulerEvery: space.fleet('scheduler:every'),
 });
+export type RoundKeys = ReturnType<typeof roundKeys>;
 
 /** Round numbering and per-round facts, in Redis. */
 export function createRounds(
   redis: RedisClient,
-  keys: Pick<RedisKeys, 'rounds' | 'liveness'>,
+  keys: { readonly rounds: RoundKeys; readonly liveness: Pick<LivenessKeys, 'shard'> },
   shards: number,
 ) {
   redis.defineCommand('rollcallAdvance', { numberOfKeys: 3, lua: script('advance') });
@@ -202,7 +204,7 @@ export interface GatewayPresence {
 /** Each gateway reports that it is alive; the live ones divide the shards between them. */
 export function createGatewayRegistry(
   redis: RedisClient,
-  keys: Pick<RedisKeys, 'rounds'>,
+  keys: { readonly rounds: RoundKeys },
   staleAfterMs = 3000,
 ) {
   return {

@@ -1,5 +1,5 @@
 import type { Result } from 'ioredis';
-import type { RedisClient, RedisKeys } from './connection';
+import type { RedisClient } from './connection';
 import type { KeySpace } from './key-space';
 import { script } from './scripts';
 
@@ -32,12 +32,13 @@ export interface LeaseWish {
 
 /** Which gateway holds which shard, and since when it has held every session of it. */
 export const leaseKeys = (space: KeySpace) => ({ holders: space.fleet('shard-leases') });
+export type LeaseKeys = ReturnType<typeof leaseKeys>;
 
 /**
  * Shard leases in Redis: each live gateway renews the leases of the shards it should own every
  * second; a lease not renewed for `ttlMs` may be taken over by another gateway.
  */
-export function createShardLeases(redis: RedisClient, keys: Pick<RedisKeys, 'leases'>, ttlMs = 3000) {
+export function createShardLeases(redis: RedisClient, keys: { readonly leases: LeaseKeys }, ttlMs = 3000) {
   redis.defineCommand('rollcallLease', { numberOfKeys: 1, lua: script('lease') });
   return {
     ttlMs,

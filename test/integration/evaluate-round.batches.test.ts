@@ -9,7 +9,8 @@ import { DISCONNECT_EFFECTS, type SessionEffects } from '../../src/domain/effect
 import { resolveSettings } from '../../src/domain/settings';
 import { createLogger } from '../../src/logger';
 import { createMetrics } from '../../src/metrics';
-import { createRedis, redisKeys, type RedisClient } from '../../src/redis/connection';
+import { createRedis, type RedisClient } from '../../src/redis/connection';
+import { redisKeys } from '../../src/redis/keys';
 import { createBusLossStore } from '../../src/redis/bus-losses';
 import { createLiveness } from '../../src/redis/liveness';
 import { createRounds } from '../../src/redis/rounds';

@@ -9,7 +9,8 @@ import { createHeartbeatIngest, type HeartbeatIngest } from '../../src/gateway/h
 import { followRevocations } from '../../src/gateway/revocations';
 import { createLogger } from '../../src/logger';
 import { createMetrics, type Metrics } from '../../src/metrics';
-import { createRedis, redisKeys, type RedisClient } from '../../src/redis/connection';
+import { createRedis, type RedisClient } from '../../src/redis/connection';
+import { redisKeys } from '../../src/redis/keys';
 import { createLiveness, type HeartbeatInput, type Liveness } from '../../src/redis/liveness';
 import { uniquePrefix } from '../support/database';
 

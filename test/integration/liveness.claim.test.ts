@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
-import { createRedis, redisKeys, type RedisClient } from '../../src/redis/connection';
+import { createRedis, type RedisClient } from '../../src/redis/connection';
+import { redisKeys } from '../../src/redis/keys';
 import { staleAmong } from '../../src/domain/policy';
 import { createLiveness, type Liveness } from '../../src/redis/liveness';
 import type { Judge } from '../../src/redis/liveness';

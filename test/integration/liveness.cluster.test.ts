@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
-import { redisKeys } from '../../src/redis/connection';
+import { redisKeys } from '../../src/redis/keys';
 import { staleAmong } from '../../src/domain/policy';
 import { createLiveness } from '../../src/redis/liveness';
 import type { Judge } from '../../src/redis/liveness';

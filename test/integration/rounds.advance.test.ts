@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createRedis, redisKeys, type RedisClient } from '../../src/redis/connection';
+import { createRedis, type RedisClient } from '../../src/redis/connection';
+import { redisKeys } from '../../src/redis/keys';
 import { createRounds } from '../../src/redis/rounds';
 import { uniquePrefix } from '../support/database';
 
