@@ -56,7 +56,8 @@ export function createHeartbeatRecords(deps: {
 /**
  * The bus each device is heard on, written one statement at a time with all that gathered meanwhile:
  * a fleet arriving at once is first heard in a burst of batches, whose writes would otherwise take
- * the pool (and the rows) from its own connects.
+ * the pool (and the rows) from its own connects. `write` reports its own failures (a mark lost is
+ * written again when the directory is next read).
  */
 export function createBusMarks(
   write: (deviceIds: readonly string[], bus: 'own' | 'shared') => Promise<void>,
@@ -65,13 +66,16 @@ export function createBusMarks(
   let writing = false;
   async function drain(): Promise<void> {
     writing = true;
-    while (pending.own.size + pending.shared.size > 0)
-      for (const bus of ['own', 'shared'] as const) {
-        const ids = [...pending[bus]];
-        pending[bus].clear();
-        if (ids.length > 0) await write(ids, bus);
-      }
-    writing = false;
+    try {
+      while (pending.own.size + pending.shared.size > 0)
+        for (const bus of ['own', 'shared'] as const) {
+          const ids = [...pending[bus]];
+          pending[bus].clear();
+          if (ids.length > 0) await write(ids, bus);
+        }
+    } finally {
+      writing = false;
+    }
   }
   return (deviceIds: readonly string[], bus: 'own' | 'shared'): void => {
     const other = bus === 'own' ? 'shared' : 'own';
