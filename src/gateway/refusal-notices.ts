@@ -64,3 +64,4 @@ export function createRefusalNotices(deps: {
     },
   };
 }
+export type RefusalNotices = ReturnType<typeof createRefusalNotices>;

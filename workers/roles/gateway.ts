@@ -5,13 +5,10 @@ import type { PlatformEvent } from '../../src/domain/events';
 import { markBusesUnstable } from '../../src/db/unstable-buses';
 import { createBusLossLog } from '../../src/gateway/bus-loss-log';
 import { createBusLossReports } from '../../src/gateway/bus-loss-reports';
-import { createConnector } from '../../src/gateway/connector';
 import { createDeviceBuses } from '../../src/gateway/device-buses';
 import { createDeviceDirectory } from '../../src/gateway/device-directory';
-import { createGoodbyes } from '../../src/gateway/goodbyes';
-import { createHeartbeatIngest } from '../../src/gateway/heartbeat-ingest';
-import { createHeartbeatRecords } from '../../src/gateway/heartbeat-records';
-import { createLinkMeter, type LinkMeter } from '../../src/gateway/link-meter';
+import { createHearing, type HearingDeps } from '../../src/gateway/hearing';
+import { createLinkMeter } from '../../src/gateway/link-meter';
 import { createLinkReports } from '../../src/gateway/link-reports';
 import { createOutboxPublisher } from '../../src/gateway/outbox-publisher';
 import { createRefusalNotices, REFUSAL_NOTICE_WINDOW_MS } from '../../src/gateway/refusal-notices';
@@ -30,7 +27,6 @@ import { createMetrics, type Metrics } from '../../src/metrics';
 import { MothClient } from '../../src/moth/client';
 import type { HealthcheckMessage } from '../../src/moth/codec';
 import { CAUGHT_UP_MARGIN_MS } from '../../src/domain/rounds';
-import { createConnectDevices } from '../../src/operations/connect-device';
 import { createIssueRound } from '../../src/operations/issue-round';
 import { createPruneLinkBuckets, createRecordLinks } from '../../src/operations/record-links';
 import { startConsumers } from '../../src/queues/consumers';
@@ -236,7 +232,7 @@ function buildGateway(
     record: (r) => appendEvents(db, [clientEvent('DEVICE_AUTH_FAILED', r.deviceId, { code: r.code })]),
     logger: log,
   });
-  const hearing = buildHearing(services, { buses, opener, selfWatch, metrics, log, broke, notices, meter });
+  const hearing = buildHearing(services, { buses, opener, selfWatch, meter, notices, broke, metrics, log });
 
   const issueRound = buildIssueRound(id, config, services, { rounds, leases, intervalSeconds, metrics, log });
   return {
@@ -393,76 +389,20 @@ function buildPublishing(
   return { clientChannel, publisher, signer, sequencer: createSequencer({ db, logger: log }) };
 }
 
-/**
- * What the gateway hears on the buses: heartbeats (a first or recovered one connects its device)
- * and goodbyes; the effects of each transition go to their queues, its events out at once.
- */
+/** The hearing (src/gateway/hearing.ts), with what it takes of the role's services. */
 function buildHearing(
   services: Services,
-  parts: {
-    buses: Buses;
-    opener: ReturnType<typeof createRoundOpener>;
-    selfWatch: ReturnType<typeof createSelfWatch>;
-    metrics: ReturnType<typeof createMetrics>;
-    log: Logger;
-    broke: () => void;
-    notices: ReturnType<typeof createRefusalNotices>;
-    meter: LinkMeter;
-  },
+  parts: Omit<HearingDeps, 'db' | 'liveness' | 'settings' | 'enqueueEffects' | 'logger'> & { log: Logger },
 ) {
-  const { db, liveness, settings } = services;
-  const { buses, opener, metrics, log } = parts;
-  // Their events need no nudge: their commit notifies the sequencer, whose numbering wakes the publisher.
-  const handOff = (sessions: Parameters<Services['enqueueEffects']>[0]) => services.enqueueEffects(sessions);
-  const connector = createConnector({
-    connect: createConnectDevices({ db, settings: () => settings.current() }),
-    handOff,
-    // Out of the index again, so the next heartbeat of each tries the transition again.
-    failed: (deviceIds) => {
-      for (const id of deviceIds) {
-        ingest.forgetDevice(id);
-        liveness
-          .forgetDevice(id)
-          .catch((err: Error) => log.warn({ err: err.message, deviceId: id }, 'could not forget a device'));
-      }
-    },
-    metrics,
+  const { log, ...rest } = parts;
+  return createHearing({
+    ...rest,
+    db: services.db,
+    liveness: services.liveness,
+    settings: () => services.settings.current(),
+    enqueueEffects: (sessions) => services.enqueueEffects(sessions),
     logger: log,
   });
-  const ingest = createHeartbeatIngest({
-    ...createHeartbeatRecords({ db, liveness, directory: buses.directory, logger: log }),
-    liveness,
-    metrics,
-    logger: log,
-    openRound: opener.openRound,
-    roundNonce: opener.nonce,
-    goodbye: (message, deviceId) => void goodbyes(message, deviceId),
-    onWriteFailure: parts.broke,
-    onBackpressure: (behind) => {
-      parts.selfWatch.behind(behind);
-      if (behind) buses.pause();
-      else buses.resume();
-    },
-    connect: (fresh) => {
-      parts.meter.reconnected(fresh.map((f) => f.deviceId));
-      connector.add(fresh);
-    },
-    answered: (answers) => parts.meter.answered(answers),
-    refused: (refusals) => parts.notices.refused(refusals),
-  });
-  const goodbyes = createGoodbyes({
-    db,
-    metrics,
-    logger: log,
-    openRound: opener.openRound,
-    roundNonce: opener.nonce,
-    forget: async (deviceId) => {
-      ingest.forgetDevice(deviceId);
-      await liveness.forgetDevice(deviceId);
-    },
-    disconnected: handOff,
-  });
-  return { ingest, connector };
 }
 
 /**
