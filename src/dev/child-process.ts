@@ -40,7 +40,7 @@ export const parseLog = (line: string): Record<string, unknown> | undefined => {
     const value: unknown = JSON.parse(line);
     return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : undefined;
   } catch {
-    return undefined;
+    return undefined; // not a JSON log line: a child's plain output
   }
 };
 

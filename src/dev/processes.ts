@@ -8,7 +8,7 @@ export function killOrphan(pidFile: string, expectedCommand: RegExp): void {
   try {
     pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
   } catch {
-    return;
+    return; // no pid file: nothing was left running
   }
   if (!Number.isInteger(pid) || pid <= 1) return;
   try {
@@ -52,7 +52,7 @@ function isAlive(pid: number): boolean {
     process.kill(pid, 0);
     return true;
   } catch {
-    return false;
+    return false; // no such process
   }
 }
 

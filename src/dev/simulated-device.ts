@@ -125,7 +125,7 @@ export class SimulatedDevice {
     try {
       parsed = JSON.parse(data.toString('utf8'));
     } catch {
-      return;
+      return; // not JSON: a robot ignores what it cannot read, as deployed ones do
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return;
     const msg = parsed as Record<string, unknown>;

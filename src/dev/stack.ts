@@ -53,6 +53,7 @@ export async function startEmbeddedStack(config: Config, logger: Logger): Promis
       startedHere,
     };
   } catch (err) {
+    // The start-up error is the one to report; a service that also fails to stop adds nothing.
     for (const s of services.reverse()) await s.stop().catch(() => {});
     throw err;
   }
