@@ -84,7 +84,7 @@ export async function startEmbeddedRedis(
         await probe.connect();
         return (await probe.ping()) === 'PONG';
       } catch {
-        return false;
+        return false; // not up yet
       } finally {
         probe.disconnect();
       }

@@ -53,6 +53,7 @@ export class SimulatedDevice {
     const ws = new WebSocket(new URL(this.options.channelPath, this.options.mothUrl).toString());
     this.ws = ws;
     ws.on('message', (data) => this.onFrame(data as Buffer));
+    // A failure to open rejects below; one later closes the socket, which `isOpen` shows.
     ws.on('error', () => {});
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
