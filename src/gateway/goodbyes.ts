@@ -1,11 +1,11 @@
 import type { SessionEffects } from '../domain/effects';
 import { findDeviceIdsByTokenHashes, findTokenHashesOfDevices } from '../db/devices';
 import type { Db } from '../db/knex';
-import { disconnectDevices } from '../db/transitions';
 import { tokenHash } from '../domain/credentials';
 import { expectedProof, proofMatches } from '../domain/proofs';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
+import { createDisconnectDevices } from '../operations/disconnect-devices';
 import { setBounded } from './bounded-map';
 import type { Goodbye } from './heartbeat-ingest';
 
@@ -68,6 +68,7 @@ export function createGoodbyes(deps: GoodbyeDeps) {
     return { deviceId, round };
   }
 
+  const disconnectDevices = createDisconnectDevices(deps);
   return async function goodbye(message: Goodbye, busDevice: string | undefined): Promise<void> {
     try {
       const said = await deviceOf(message, busDevice);
@@ -80,10 +81,7 @@ export function createGoodbyes(deps: GoodbyeDeps) {
         'PLANNED',
       );
       await deps.forget(deviceId);
-      if (ended.length === 0) return;
-      deps.metrics.transitions.inc({ to: 'DISCONNECTED' });
-      deps.metrics.disconnects.inc({ reason: 'PLANNED' });
-      await deps.disconnected(ended);
+      if (ended.length > 0) await deps.disconnected(ended);
     } catch (err) {
       // Not lost for good: a robot that said goodbye and went silent is disconnected by its misses.
       deps.logger.warn({ err: (err as Error).message }, 'could not act on a GOODBYE');

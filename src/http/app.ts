@@ -15,6 +15,7 @@ import type { Liveness } from '../redis/liveness';
 import { createAttemptLimiter } from '../redis/rate-limit';
 import type { SettingsService } from '../settings-service';
 import type { SessionEffects } from '../domain/effects';
+import type { Metrics } from '../metrics';
 import { createApiOperations } from '../operations';
 import { operatorTokens } from '../domain/operators';
 import { createAuthenticator, createCredentialGuard, type AuthSurface } from './auth';
@@ -61,6 +62,8 @@ export interface AppDeps {
   readonly countAuthFailure: (surface: AuthSurface) => void;
   /** Counts a live-stream watcher cut off for being too slow. */
   readonly countWatcherCut?: () => void;
+  /** Where transitions are counted (a delete disconnects). */
+  readonly metrics: Pick<Metrics, 'transitions' | 'disconnects'>;
 }
 
 /** Ten wrong secrets in a minute from one address block it for the rest of that minute. */

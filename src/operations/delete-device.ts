@@ -5,8 +5,9 @@ import { recordAudit } from '../db/audit';
 import type { Db } from '../db/knex';
 import type { Actor } from '../domain/operators';
 import { appendEvents } from '../db/outbox';
-import { disconnectDevices } from '../db/transitions';
+import type { Metrics } from '../metrics';
 import { deviceNotFound } from './device-errors';
+import { createDisconnectDevices } from './disconnect-devices';
 import type { TokenCache } from './rotate-tokens';
 
 /**
@@ -18,7 +19,9 @@ export function createDeleteDevice(deps: {
   db: Db;
   liveness: TokenCache & { forgetDevice(deviceId: string): Promise<void> };
   enqueueEffects: (d: readonly SessionEffects[]) => Promise<void>;
+  metrics: Pick<Metrics, 'transitions' | 'disconnects'>;
 }) {
+  const disconnectDevices = createDisconnectDevices(deps);
   return async (actor: Actor, id: string): Promise<void> => {
     const disconnected = await deps.db.transaction(async (trx) => {
       const device = await lockLiveDevice(trx, id);

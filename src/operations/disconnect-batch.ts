@@ -1,7 +1,7 @@
 import type { SessionEffects } from '../domain/effects';
 import { inMaintenance } from '../db/devices';
 import type { Db } from '../db/knex';
-import { disconnectDevices } from '../db/transitions';
+import { createDisconnectDevices } from './disconnect-devices';
 import type { Metrics } from '../metrics';
 import type { Claimed } from '../redis/liveness';
 
@@ -12,6 +12,7 @@ import type { Claimed } from '../redis/liveness';
  */
 export function createDisconnectBatch(deps: { db: Db; metrics: Metrics; now?: () => number }) {
   const now = deps.now ?? Date.now;
+  const disconnectDevices = createDisconnectDevices(deps);
   return async (claimed: readonly Claimed[]): Promise<readonly SessionEffects[]> => {
     const candidates = claimed.map((c) => ({
       deviceId: c.deviceId,
@@ -44,9 +45,6 @@ export function createDisconnectBatch(deps: { db: Db; metrics: Metrics; now?: ()
       )),
     ];
     const { metrics } = deps;
-    metrics.transitions.inc({ to: 'DISCONNECTED' }, failed.length + expected.length);
-    metrics.disconnects.inc({ reason: 'MISSED_HEARTBEATS' }, failed.length);
-    metrics.disconnects.inc({ reason: 'MAINTENANCE' }, expected.length);
     const t = now();
     const lastSeen = new Map(claimed.map((c) => [c.deviceId, c.lastSeenMs]));
     for (const d of failed) {

@@ -5,6 +5,7 @@ import type { SettingValues } from '../domain/settings';
 import type { Db } from '../db/knex';
 import type { Mantis } from '../integrations/mantis';
 import type { Tgdm } from '../integrations/tgdm';
+import type { Metrics } from '../metrics';
 import type { AttemptLimiter } from '../redis/rate-limit';
 import { createConfigure } from './configure';
 import { createCreateTask } from './create-task';
@@ -34,6 +35,8 @@ export interface ApiOperationDeps {
   readonly webhookDestinations: DestinationPolicy;
   /** Enqueues the effects a disconnect wrote (may be a no-op before the effect workers exist). */
   readonly enqueueEffects: (d: readonly SessionEffects[]) => Promise<void>;
+  /** Where transitions are counted (a delete disconnects). */
+  readonly metrics: Pick<Metrics, 'transitions' | 'disconnects'>;
 }
 
 /** Everything the HTTP API does, bound to its dependencies: routes parse, call one of these, present. */

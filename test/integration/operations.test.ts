@@ -40,6 +40,7 @@ let keys: ReturnType<typeof redisKeys>;
 const tgdm = createTgdmSimulator();
 const mantis = createMantisSimulator();
 const handedOff: SessionEffects[] = [];
+const metrics = createMetrics('test');
 const settings: SettingValues = { ...SETTING_DEFAULTS, 'recording.automatic': true };
 const connect = () => createConnectDevice({ db, settings: async () => settings });
 
@@ -58,6 +59,7 @@ beforeAll(async () => {
     settings: async () => settings,
     badSecrets: createAttemptLimiter(redis, keys.rateLimits.badSecret, 3, 60),
     countAuthFailure: () => {},
+    metrics,
     webhookDestinations: createDestinationPolicy('127.0.0.1'),
     enqueueEffects: async (s) => void handedOff.push(...s),
   });
@@ -128,6 +130,9 @@ describe('deleting a device', () => {
     expect(session.end_reason).toBe('DELETED');
     expect(await typesOf(gone.id)).toEqual(['DEVICE_CONNECTED', 'DEVICE_DISCONNECTED', 'DEVICE_DELETED']);
     expect(handedOff.find((h) => h.sessionId === gone.sessionId)?.effects).toContain('abort-task');
+    // Counted as every disconnect is, by its reason.
+    const deleted = (await metrics.disconnects.get()).values.find((v) => v.labels.reason === 'DELETED');
+    expect(deleted?.value).toBe(1);
     expect(await db('devices').where({ id: stays.id }).first()).toMatchObject({
       status: 'CONNECTED',
       deleted_at: null,

@@ -50,6 +50,7 @@ export function buildWebApp(
     dashboardQueues: services.queues.all(),
     countAuthFailure: (surface) => metrics.authFailures.inc({ surface }),
     countWatcherCut: () => metrics.liveWatchersCut.inc(),
+    metrics,
   });
   return { app, metrics };
 }
