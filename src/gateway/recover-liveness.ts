@@ -1,8 +1,6 @@
 import { connectedDevicesAfter, latestConnectedRound } from '../db/devices';
 import type { Db } from '../db/knex';
 import type { Logger } from '../logger';
-import type { RedisClient } from '../redis/connection';
-import type { RedisKeys } from '../redis/keys';
 import type { Liveness } from '../redis/liveness';
 import type { Rounds } from '../redis/rounds';
 
@@ -13,17 +11,16 @@ import type { Rounds } from '../redis/rounds';
  */
 export function createLivenessRecovery(deps: {
   db: Db;
-  redis: RedisClient;
-  keys: RedisKeys;
   liveness: Liveness;
   rounds: Rounds;
   logger: Logger;
   owner: string;
 }) {
-  const { db, redis, keys } = deps;
+  const { db, liveness } = deps;
   return async function ensureLivenessState(): Promise<void> {
-    if (await redis.exists(keys.liveness.seeded)) return;
-    if ((await redis.set(keys.liveness.seedLock, deps.owner, 'PX', 60_000, 'NX')) !== 'OK') return;
+    if (await liveness.seeded()) return;
+    if (!(await liveness.claimSeeding(deps.owner))) return;
+    let done = false;
     try {
       await deps.rounds.raiseTo(await latestConnectedRound(db));
       const round = await deps.rounds.current();
@@ -31,17 +28,17 @@ export function createLivenessRecovery(deps: {
       for (let after = 0; ;) {
         const page = await connectedDevicesAfter(db, after, 10_000);
         if (page.length === 0) break;
-        await deps.liveness.seed(
+        await liveness.seed(
           page.map((d) => d.id),
           round,
         );
         seeded += page.length;
         after = page.at(-1)!.seq;
       }
-      await redis.set(keys.liveness.seeded, String(Date.now()));
+      done = true;
       deps.logger.info({ round, seeded }, 'liveness state initialised from Postgres');
     } finally {
-      await redis.del(keys.liveness.seedLock);
+      await liveness.endSeeding(done);
     }
   };
 }

@@ -195,6 +195,31 @@ export function createLiveness(
   }
 
   return {
+    /**
+     * The shard count this deployment's state is kept in: the first process to ask sets it to its
+     * own, every later one learns it (and must agree).
+     */
+    async agreedShardCount(): Promise<number> {
+      await redis.set(keys.liveness.shardCount, String(shards), 'NX');
+      return Number(await redis.get(keys.liveness.shardCount));
+    },
+
+    /** Whether the state was rebuilt from Postgres since Redis last lost it. */
+    async seeded(): Promise<boolean> {
+      return (await redis.exists(keys.liveness.seeded)) === 1;
+    },
+
+    /** Takes the rebuilding for `owner` (a minute at most): false while another process has it. */
+    async claimSeeding(owner: string): Promise<boolean> {
+      return (await redis.set(keys.liveness.seedLock, owner, 'PX', 60_000, 'NX')) === 'OK';
+    },
+
+    /** The rebuilding is over: `done` marks the state seeded; the claim is released either way. */
+    async endSeeding(done: boolean): Promise<void> {
+      if (done) await redis.set(keys.liveness.seeded, String(Date.now()));
+      await redis.del(keys.liveness.seedLock);
+    },
+
     /** Records a batch of heartbeats: one round trip per shard and heard round (and INGEST_CHUNK). */
     async recordHeartbeats(batch: readonly HeartbeatInput[], nowMs = Date.now()): Promise<HeardBatch> {
       const out: HeardBatch = {

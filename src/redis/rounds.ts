@@ -116,6 +116,16 @@ export function createRounds(
       return Number((await redis.get(keys.rounds.counter)) ?? 0);
     },
 
+    /** The round scheduler's period in seconds, as last set; null when Redis lost it. */
+    async schedulerEvery(): Promise<number | null> {
+      const every = await redis.get(keys.rounds.schedulerEvery);
+      return every === null ? null : Number(every);
+    },
+
+    async noteSchedulerEvery(intervalSeconds: number): Promise<void> {
+      await redis.set(keys.rounds.schedulerEvery, String(intervalSeconds));
+    },
+
     /** Raises the counter to at least `floor` (after Redis lost it, from what Postgres remembers). */
     async raiseTo(floor: number): Promise<void> {
       const current = Number((await redis.get(keys.rounds.counter)) ?? 0);

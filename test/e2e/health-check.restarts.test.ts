@@ -120,14 +120,18 @@ describe('restarts never disconnect a device that keeps answering', () => {
   }, 60_000);
 
   it('Redis state lost entirely is rebuilt without disconnecting anyone', async () => {
-    const devices = await fleet(2);
+    const [answering, later, gone] = await fleet(3);
+    const devices = [answering!, later!];
     const before = Number(await s.redis.get(s.keys.rounds.counter));
+    // Silent from the loss on: never heard again, it is caught only if the state is rebuilt from Postgres.
+    gone!.device.silent = true;
     await s.redis.flushall();
     await roundsPass(devices[0]!, 4, 30_000);
     for (const d of devices) {
       expect(await s.status(d.id)).toBe('CONNECTED');
       expect(s.eventsOf(d.id, 'DEVICE_DISCONNECTED')).toHaveLength(0);
     }
+    await s.waitStatus(gone!.id, 'DISCONNECTED', 10_000);
     // Round numbers never go back, so sessions stay comparable.
     expect(Number(await s.redis.get(s.keys.rounds.counter))).toBeGreaterThanOrEqual(before);
     devices[1]!.device.silent = true;

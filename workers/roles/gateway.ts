@@ -81,8 +81,6 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
   parts.selfWatch.start();
   const subscriber = await followRounds(config, services, vouchAfterOpening, ingest, log);
   const watchScheduler = createSchedulerWatch({
-    redis: services.redis,
-    schedulerKey: services.keys.rounds.schedulerEvery,
     scheduler: services.scheduler,
     intervalSeconds: parts.intervalSeconds,
     logger: log,
@@ -164,7 +162,7 @@ function buildGateway(
 ) {
   const { db, redis, keys, settings } = services;
   const metrics = options.metrics ?? createMetrics('gateway', true);
-  const rounds = createRounds(redis, keys, config.SHARDS);
+  const { rounds } = services;
   const leases = createShardLeases(redis, keys, 3 * LEASE_PERIOD_MS);
   const intervalSeconds = async () => (await settings.current())['device.healthcheckIntervalSeconds'];
   const moth = {
@@ -299,7 +297,7 @@ function buildIssueRound(
     log: Logger;
   },
 ) {
-  const { db, redis, keys, liveness } = services;
+  const { db, liveness } = services;
   const { rounds, log } = parts;
   return createIssueRoundJob({
     issueRound: createIssueRound({
@@ -308,15 +306,7 @@ function buildIssueRound(
       shards: config.SHARDS,
       announce: (round, message) => rounds.announce(round, message),
       intervalSeconds: parts.intervalSeconds,
-      ensureLivenessState: createLivenessRecovery({
-        db,
-        redis,
-        keys,
-        liveness,
-        rounds,
-        logger: log,
-        owner: id,
-      }),
+      ensureLivenessState: createLivenessRecovery({ db, liveness, rounds, logger: log, owner: id }),
       enqueueEvaluation: (round) => services.queues.enqueueEvaluation(round),
       reschedule: (interval) => services.scheduler.ensure(interval),
       metrics: parts.metrics,

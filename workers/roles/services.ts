@@ -15,6 +15,7 @@ import { createRedis, type RedisClient } from '../../src/redis/connection';
 import { redisKeys, type RedisKeys } from '../../src/redis/keys';
 import { createBusLossStore, type BusLossStore } from '../../src/redis/bus-losses';
 import { createLiveness, type Liveness } from '../../src/redis/liveness';
+import { createRounds, type Rounds } from '../../src/redis/rounds';
 import type { ConnectionOptions } from 'bullmq';
 import { bullConnection, createQueues, type Queues } from '../../src/queues/connection';
 import { createRoundScheduler, type RoundScheduler } from '../../src/queues/round-scheduler';
@@ -30,6 +31,8 @@ export interface Services {
   readonly redis: RedisClient;
   readonly keys: RedisKeys;
   readonly liveness: Liveness;
+  /** Round numbering and per-round facts. */
+  readonly rounds: Rounds;
   readonly busLosses: BusLossStore;
   readonly queues: Queues;
   readonly scheduler: RoundScheduler;
@@ -82,7 +85,9 @@ export function createServices(config: BackedConfig, name: string, poolMax = 10)
   redis.on('error', () => {}); // reconnects by itself; failures surface on the calls that need it
   const keys = redisKeys(config.QUEUE_PREFIX);
   const queues = createQueues(connectionFor('producer'), config.QUEUE_PREFIX);
-  const scheduler = createRoundScheduler(redis, keys, queues);
+  const liveness = createLiveness(redis, keys, config.SHARDS);
+  const rounds = createRounds(redis, keys, config.SHARDS);
+  const scheduler = createRoundScheduler(rounds, queues);
   const settings = createSettingsService(db, async (values) => {
     await scheduler.ensure(values['device.healthcheckIntervalSeconds']);
   });
@@ -91,7 +96,8 @@ export function createServices(config: BackedConfig, name: string, poolMax = 10)
     db,
     redis,
     keys,
-    liveness: createLiveness(redis, keys, config.SHARDS),
+    liveness,
+    rounds,
     busLosses: createBusLossStore(redis, keys, config.SHARDS),
     queues,
     scheduler,
@@ -106,8 +112,7 @@ export function createServices(config: BackedConfig, name: string, poolMax = 10)
       redis: () => redis.ping(),
     },
     async checkShardCount() {
-      await redis.set(keys.liveness.shardCount, String(config.SHARDS), 'NX');
-      const stored = Number(await redis.get(keys.liveness.shardCount));
+      const stored = await liveness.agreedShardCount();
       if (stored !== config.SHARDS)
         throw new ConfigError(
           `invalid environment:\n  SHARDS: ${config.SHARDS}, but this deployment's Redis state is kept in ${stored} shards (set SHARDS=${stored}, or rebuild the liveness state: see docs/scaling.md)`,

@@ -26,7 +26,6 @@ import type { Logger } from '../../src/logger';
 import { createMetrics, type Metrics } from '../../src/metrics';
 import { startConsumers } from '../../src/queues/consumers';
 import { QUEUE_TABLE, QUEUES } from '../../src/queues/table';
-import { createRounds } from '../../src/redis/rounds';
 import { createShardLeases } from '../../src/redis/shard-leases';
 import { createSequencer } from '../../src/streams/sequencer';
 import type { Role } from './role';
@@ -136,7 +135,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
  * of the shared pool must not delay the next detection.
  */
 function buildEvaluation(config: WorkerConfig, services: Services, metrics: Metrics, logger: Logger) {
-  const rounds = createRounds(services.redis, services.keys, config.SHARDS);
+  const { rounds } = services;
   const evaluationDb = createDb(config.DATABASE_URL, EVALUATIONS_AT_ONCE * PARALLEL_BATCHES);
   const settings = () => services.settings.current();
   const evaluate = createEvaluateRoundJob({
