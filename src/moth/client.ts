@@ -102,6 +102,7 @@ export class MothClient extends EventEmitter<MothClientEvents> {
   /** Sends a message already encoded (one encoding for every session of a broadcast), paced. */
   sendEncoded(payload: Buffer): Promise<void> {
     const result = this.sendChain.then(() => this.sendNow(payload));
+    // The caller gets the failure (`result`); the next message still goes after this one.
     this.sendChain = result.catch(() => {});
     return result;
   }

@@ -56,6 +56,7 @@ export class ThreadedMothHub {
 
   /** Drops every connection and stops listening; the thread ends. */
   async stop(): Promise<void> {
+    // A thread that already ended cannot answer; it is terminated all the same.
     await this.call('stop').catch(() => {});
     await this.worker.terminate();
   }
