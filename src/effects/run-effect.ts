@@ -14,8 +14,6 @@ import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import type { EffectJobData } from '../queues/table';
 
-export type { EffectJobData };
-
 /**
  * What one run of an effect came to: done (with, optionally, a last step that commits with the end
  * of the effect), or not yet (to run again later without spending an attempt).

@@ -9,8 +9,6 @@ import {
   type EffectRetryPolicy,
 } from './table';
 
-export type { EffectRetryPolicy };
-
 /** BullMQ connection options for a Redis URL. Workers wait forever for Redis (`maxRetriesPerRequest: null`). */
 export function bullConnection(url: string, role: 'producer' | 'worker'): ConnectionOptions {
   return role === 'worker'
