@@ -116,6 +116,41 @@ function orderFleet(query: FleetQuery, sort: 'name' | 'link', after: FleetCursor
   else if (after) void query.where('d.name', '>', after.name);
 }
 
+interface FleetDbRow {
+  id: string;
+  name: string;
+  status: DeviceStatus;
+  group_name: string | null;
+  created_at: Date;
+  connected_at: Date | null;
+  last_heartbeat_at: Date | null;
+  heard_on_bus: 'own' | 'shared' | null;
+  token_exposed_at: Date | null;
+  flapping_since: Date | null;
+  bus_unstable_since: Date | null;
+  maintenance_until: Date | null;
+  p95_ms: number | null;
+  link_state: 'ok' | 'degraded' | null;
+}
+
+const fleetRow = (d: FleetDbRow, sessions: FleetSession[]): FleetRow => ({
+  id: d.id,
+  name: d.name,
+  status: d.status,
+  group: d.group_name,
+  createdAt: d.created_at,
+  connectedAt: d.connected_at,
+  lastHeartbeatAt: d.last_heartbeat_at,
+  heardOnBus: d.heard_on_bus,
+  tokenExposed: d.token_exposed_at !== null,
+  maintenanceUntil: d.maintenance_until,
+  flappingSince: d.flapping_since,
+  busUnstableSince: d.bus_unstable_since,
+  linkP95Ms: d.p95_ms,
+  linkState: d.link_state,
+  sessions,
+});
+
 /**
  * One page of the fleet in name order, or by link (the slowest p95 first), after `after` (keyset
  * paging: as fast on the last page of 10,000 as on the first), each device with its sessions of the
@@ -152,22 +187,7 @@ export async function fleetPage(
     );
   filterFleet(query, filter);
   orderFleet(query, page.sort, page.after);
-  const rows = (await query) as {
-    id: string;
-    name: string;
-    status: DeviceStatus;
-    group_name: string | null;
-    created_at: Date;
-    connected_at: Date | null;
-    last_heartbeat_at: Date | null;
-    heard_on_bus: 'own' | 'shared' | null;
-    token_exposed_at: Date | null;
-    flapping_since: Date | null;
-    bus_unstable_since: Date | null;
-    maintenance_until: Date | null;
-    p95_ms: number | null;
-    link_state: 'ok' | 'degraded' | null;
-  }[];
+  const rows = (await query) as FleetDbRow[];
   const devices = rows.slice(0, page.limit);
   const sessions = await sessionsSince(
     q,
@@ -176,23 +196,7 @@ export async function fleetPage(
   );
   return {
     more: rows.length > page.limit,
-    devices: devices.map((d) => ({
-      id: d.id,
-      name: d.name,
-      status: d.status,
-      group: d.group_name,
-      createdAt: d.created_at,
-      connectedAt: d.connected_at,
-      lastHeartbeatAt: d.last_heartbeat_at,
-      heardOnBus: d.heard_on_bus,
-      tokenExposed: d.token_exposed_at !== null,
-      maintenanceUntil: d.maintenance_until,
-      flappingSince: d.flapping_since,
-      busUnstableSince: d.bus_unstable_since,
-      linkP95Ms: d.p95_ms,
-      linkState: d.link_state,
-      sessions: sessions.get(d.id) ?? [],
-    })),
+    devices: devices.map((d) => fleetRow(d, sessions.get(d.id) ?? [])),
   };
 }
 

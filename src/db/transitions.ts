@@ -168,69 +168,9 @@ export async function disconnectDevices(
 ): Promise<SessionEffects[]> {
   if (candidates.length === 0) return [];
   const run = async (trx: Queryable) => {
-    const input = JSON.stringify(
-      candidates.map((c) => ({
-        id: c.deviceId,
-        before_round: c.beforeRound,
-        missed: c.missedRounds,
-        last_round: c.lastRoundHeard,
-        last_seen: c.lastHeartbeatAt?.toISOString() ?? null,
-      })),
-    );
-    const { rows } = await trx.raw<{
-      rows: {
-        id: string;
-        session_id: string;
-        missed: number;
-        last_round: string | null;
-        last_seen: Date | null;
-      }[];
-    }>(
-      // One primary-key probe per candidate, in id order (the lock order), whatever the planner
-      // believes of the table: a lateral subquery with FOR UPDATE cannot be flattened into a join,
-      // which, on statistics that say few devices are CONNECTED, once re-parsed the input per row.
-      `WITH v AS (
-         SELECT * FROM jsonb_to_recordset(?::jsonb)
-           AS v(id uuid, before_round bigint, missed int, last_round bigint, last_seen timestamptz)
-          ORDER BY id
-       ), target AS (
-         SELECT d.id, d.current_session_id, v.missed, v.last_round, v.last_seen
-           FROM v CROSS JOIN LATERAL (
-             SELECT d.id, d.current_session_id FROM devices d
-              WHERE d.id = v.id AND d.status = 'CONNECTED' AND d.deleted_at IS NULL
-                AND (v.before_round IS NULL OR d.connected_round < v.before_round)
-                FOR UPDATE
-           ) d
-       )
-       UPDATE devices d
-          SET status = 'DISCONNECTED', status_version = d.status_version + 1, current_session_id = NULL,
-              disconnected_at = now(), updated_at = now(),
-              last_heartbeat_at = GREATEST(d.last_heartbeat_at, target.last_seen)
-         FROM target
-        WHERE d.id = target.id
-       RETURNING d.id, target.current_session_id AS session_id, target.missed, target.last_round,
-                 target.last_seen`,
-      [input],
-    );
+    const rows = await markDisconnected(trx, candidates);
     if (rows.length === 0) return [];
-    await trx.raw(
-      `UPDATE connection_sessions s
-          SET ended_at = now(), end_reason = ?, rounds_missed = v.missed,
-              last_round_heard = COALESCE(v.last_round, s.last_round_heard), last_heartbeat_at = v.last_seen
-         FROM jsonb_to_recordset(?::jsonb) AS v(id uuid, missed int, last_round bigint, last_seen timestamptz)
-        WHERE s.id = v.id`,
-      [
-        reason,
-        JSON.stringify(
-          rows.map((r) => ({
-            id: r.session_id,
-            missed: r.missed,
-            last_round: r.last_round,
-            last_seen: r.last_seen,
-          })),
-        ),
-      ],
-    );
+    await endSessions(trx, rows, reason);
     const effects = [...effectKinds];
     await insertEffects(
       trx,
@@ -245,6 +185,69 @@ export async function disconnectDevices(
     return rows.map((r) => ({ deviceId: r.id, sessionId: r.session_id, effects }));
   };
   return 'isTransaction' in q && q.isTransaction ? run(q) : (q as Db).transaction(run);
+}
+
+interface Disconnected {
+  id: string;
+  session_id: string;
+  missed: number;
+  last_round: string | null;
+  last_seen: Date | null;
+}
+
+// One primary-key probe per candidate, in id order (the lock order), whatever the planner believes of
+// the table: a lateral subquery with FOR UPDATE cannot be flattened into a join, which, on statistics
+// that say few devices are CONNECTED, once re-parsed the input per row.
+const MARK_DISCONNECTED = `
+  WITH v AS (
+    SELECT * FROM jsonb_to_recordset(?::jsonb)
+      AS v(id uuid, before_round bigint, missed int, last_round bigint, last_seen timestamptz)
+     ORDER BY id
+  ), target AS (
+    SELECT d.id, d.current_session_id, v.missed, v.last_round, v.last_seen
+      FROM v CROSS JOIN LATERAL (
+        SELECT d.id, d.current_session_id FROM devices d
+         WHERE d.id = v.id AND d.status = 'CONNECTED' AND d.deleted_at IS NULL
+           AND (v.before_round IS NULL OR d.connected_round < v.before_round)
+           FOR UPDATE
+      ) d
+  )
+  UPDATE devices d
+     SET status = 'DISCONNECTED', status_version = d.status_version + 1, current_session_id = NULL,
+         disconnected_at = now(), updated_at = now(),
+         last_heartbeat_at = GREATEST(d.last_heartbeat_at, target.last_seen)
+    FROM target
+   WHERE d.id = target.id
+  RETURNING d.id, target.current_session_id AS session_id, target.missed, target.last_round,
+            target.last_seen`;
+
+async function markDisconnected(trx: Queryable, candidates: readonly DisconnectCandidate[]) {
+  const input = candidates.map((c) => ({
+    id: c.deviceId,
+    before_round: c.beforeRound,
+    missed: c.missedRounds,
+    last_round: c.lastRoundHeard,
+    last_seen: c.lastHeartbeatAt?.toISOString() ?? null,
+  }));
+  const { rows } = await trx.raw<{ rows: Disconnected[] }>(MARK_DISCONNECTED, [JSON.stringify(input)]);
+  return rows;
+}
+
+async function endSessions(trx: Queryable, rows: readonly Disconnected[], reason: DisconnectReason) {
+  const sessions = rows.map((r) => ({
+    id: r.session_id,
+    missed: r.missed,
+    last_round: r.last_round,
+    last_seen: r.last_seen,
+  }));
+  await trx.raw(
+    `UPDATE connection_sessions s
+        SET ended_at = now(), end_reason = ?, rounds_missed = v.missed,
+            last_round_heard = COALESCE(v.last_round, s.last_round_heard), last_heartbeat_at = v.last_seen
+       FROM jsonb_to_recordset(?::jsonb) AS v(id uuid, missed int, last_round bigint, last_seen timestamptz)
+      WHERE s.id = v.id`,
+    [reason, JSON.stringify(sessions)],
+  );
 }
 
 async function insertEffects(

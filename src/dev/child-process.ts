@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { Readable } from 'node:stream';
 
 /** Stdout lines kept per child (the oldest are dropped past this). */
 const KEPT_LINES = 10_000;
@@ -47,21 +48,12 @@ export const parseLog = (line: string): Record<string, unknown> | undefined => {
 /** Matches a JSON log line with this `msg`. */
 export const jsonLine = (msg: string) => (line: string) => parseLog(line)?.msg === msg;
 
-export function runTs(
-  script: string,
-  env: Record<string, string | undefined>,
-  options: RunOptions = {},
-): Child {
-  const base = options.inheritEnv ? process.env : { PATH: process.env.PATH, HOME: process.env.HOME };
-  const child = spawn(
-    process.execPath,
-    [...(options.nodeArgs ?? []), '--import', 'tsx', script, ...(options.args ?? [])],
-    { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+/** A child's last lines of output, and a wait for the first line, kept or coming, that passes a test. */
+function keepLines(stdout: Readable) {
   const lines: string[] = [];
   const waiters = new Set<{ test: (l: string) => boolean; resolve: (l: string) => void }>();
   let buffer = '';
-  child.stdout.on('data', (d: Buffer) => {
+  stdout.on('data', (d: Buffer) => {
     buffer += d.toString();
     for (let i; (i = buffer.indexOf('\n')) >= 0;) {
       const line = buffer.slice(0, i);
@@ -75,6 +67,29 @@ export function runTs(
       }
     }
   });
+  const waitLine = (test: (l: string) => boolean, ms: number, timedOut: () => Error) => {
+    const found = lines.find(test);
+    if (found !== undefined) return Promise.resolve(found);
+    return new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(timedOut()), ms);
+      waiters.add({ test, resolve: (l) => (clearTimeout(timer), resolve(l)) });
+    });
+  };
+  return { lines, waitLine };
+}
+
+export function runTs(
+  script: string,
+  env: Record<string, string | undefined>,
+  options: RunOptions = {},
+): Child {
+  const base = options.inheritEnv ? process.env : { PATH: process.env.PATH, HOME: process.env.HOME };
+  const child = spawn(
+    process.execPath,
+    [...(options.nodeArgs ?? []), '--import', 'tsx', script, ...(options.args ?? [])],
+    { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const { lines, waitLine } = keepLines(child.stdout);
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   let signalledAt = 0;
@@ -88,17 +103,8 @@ export function runTs(
     lines,
     stderr: () => stderr,
     logged: (msg) => lines.map(parseLog).find((l) => l?.msg === msg),
-    waitLine(test, ms = 30_000) {
-      const found = lines.find(test);
-      if (found !== undefined) return Promise.resolve(found);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`${script}: no matching line in ${ms} ms\n${stderr}`)),
-          ms,
-        );
-        waiters.add({ test, resolve: (l) => (clearTimeout(timer), resolve(l)) });
-      });
-    },
+    waitLine: (test, ms = 30_000) =>
+      waitLine(test, ms, () => new Error(`${script}: no matching line in ${ms} ms\n${stderr}`)),
     exited,
     signal(sig) {
       signalledAt = Date.now();

@@ -32,6 +32,26 @@ export function ensureRedisServer(log: (line: string) => void): void {
   );
 }
 
+const redisArgs = (port: number, dir: string, pidFile: string) => [
+  ...['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--pidfile', pidFile],
+  ...['--appendonly', 'yes', '--appendfsync', 'everysec', '--save', ''],
+  ...['--maxmemory-policy', 'noeviction', '--daemonize', 'no'],
+];
+
+/** Whether a Redis answers PING at `url`. */
+async function answers(url: string): Promise<boolean> {
+  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on('error', () => {}); // refused while the server starts: expected
+  try {
+    await probe.connect();
+    return (await probe.ping()) === 'PONG';
+  } catch {
+    return false; // not up yet
+  } finally {
+    probe.disconnect();
+  }
+}
+
 /**
  * Spawns a private `redis-server` in `dir` on a free port, configured as production needs it:
  * append-only file on (so queues and liveness survive a restart) and `noeviction`.
@@ -46,30 +66,7 @@ export async function startEmbeddedRedis(
   const pidFile = join(dir, 'redis.pid');
   killOrphan(pidFile, /redis-server/);
   const port = fixedPort === undefined ? await freePort() : Number(fixedPort);
-  const child = spawn(
-    'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--dir',
-      dir,
-      '--pidfile',
-      pidFile,
-      '--appendonly',
-      'yes',
-      '--appendfsync',
-      'everysec',
-      '--save',
-      '',
-      '--maxmemory-policy',
-      'noeviction',
-      '--daemonize',
-      'no',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const child = spawn('redis-server', redisArgs(port, dir, pidFile), { stdio: ['ignore', 'pipe', 'pipe'] });
   let exited = false;
   child.on('exit', () => (exited = true));
   child.stdout.on('data', (d: Buffer) => log(d.toString()));
@@ -78,16 +75,7 @@ export async function startEmbeddedRedis(
   await waitFor(
     async () => {
       if (exited) throw new Error('redis-server exited during start-up');
-      const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      probe.on('error', () => {}); // refused while the server starts: expected
-      try {
-        await probe.connect();
-        return (await probe.ping()) === 'PONG';
-      } catch {
-        return false; // not up yet
-      } finally {
-        probe.disconnect();
-      }
+      return answers(url);
     },
     15_000,
     'redis-server',

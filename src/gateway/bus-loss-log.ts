@@ -8,6 +8,27 @@ interface Entry {
   lostAt: number[];
 }
 
+/** Opens a loss from `round` unless one is open; false when one was. */
+function openLoss(e: Entry, round: number, at: number): boolean {
+  const last = e.losses.at(-1);
+  if (last && last.to === null) return false;
+  e.losses.push({ from: round, to: null });
+  e.lostAt.push(at);
+  if (e.losses.length > BUS_LOSSES_KEPT) {
+    e.losses.shift();
+    e.lostAt.shift();
+  }
+  return true;
+}
+
+/** Closes the open loss at `round`; false when none was open. */
+function closeLoss(e: Entry, round: number): boolean {
+  const last = e.losses.at(-1);
+  if (!last || last.to !== null) return false;
+  e.losses[e.losses.length - 1] = { from: last.from, to: round };
+  return true;
+}
+
 /**
  * What this gateway knows of the buses it lost: per device, the rounds in which it could not have
  * heard it. Changes wait in `dirty` until the next lease renewal writes them, before it vouches for the
@@ -33,15 +54,7 @@ export function createBusLossLog(deps: { readonly round: () => number; readonly 
       for (const id of deviceIds) {
         let e = entries.get(id);
         if (!e) entries.set(id, (e = { losses: [], lostAt: [] }));
-        const last = e.losses.at(-1);
-        if (last && last.to === null) continue;
-        e.losses.push({ from: round, to: null });
-        e.lostAt.push(now());
-        if (e.losses.length > BUS_LOSSES_KEPT) {
-          e.losses.shift();
-          e.lostAt.shift();
-        }
-        dirty.add(id);
+        if (openLoss(e, round, now())) dirty.add(id);
       }
     },
 
@@ -50,10 +63,7 @@ export function createBusLossLog(deps: { readonly round: () => number; readonly 
       const round = deps.round();
       for (const id of deviceIds) {
         const e = entries.get(id);
-        const last = e?.losses.at(-1);
-        if (!e || !last || last.to !== null) continue;
-        e.losses[e.losses.length - 1] = { from: last.from, to: round };
-        dirty.add(id);
+        if (e && closeLoss(e, round)) dirty.add(id);
       }
     },
 

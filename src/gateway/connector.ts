@@ -18,6 +18,38 @@ export interface ConnectorDeps {
   readonly parallel?: number;
 }
 
+/** Up to `max` of the waiting devices, taken out, in the order they came. */
+function takeBatch(waiting: Map<string, number>, max: number): Heard[] {
+  const batch: Heard[] = [];
+  for (const [deviceId, round] of waiting) {
+    batch.push({ deviceId, round });
+    waiting.delete(deviceId);
+    if (batch.length === max) break;
+  }
+  return batch;
+}
+
+/** Effects of connected batches on their way to their queues, in order, behind no connect. */
+function createHandOffs(deps: Pick<ConnectorDeps, 'handOff' | 'logger'>, settled: () => void) {
+  let chain = Promise.resolve();
+  let pending = 0;
+  return {
+    add(sessions: SessionEffects[]): void {
+      pending++;
+      chain = chain
+        .then(() => deps.handOff(sessions))
+        .catch((err: Error) => {
+          deps.logger.warn({ err: err.message }, 'connect effects not enqueued; the sweeper will');
+        })
+        .finally(() => {
+          pending--;
+          settled();
+        });
+    },
+    pending: () => pending,
+  };
+}
+
 /**
  * The first heartbeats of devices, connected in batches off the heartbeat's path: the ingest hands
  * them over and goes on recording. While batches are in flight the next ones gather, so a fleet that
@@ -30,11 +62,9 @@ export function createConnector(deps: ConnectorDeps) {
   const waiting = new Map<string, number>();
   let running = 0;
   let inFlight = 0;
-  /** Effects of connected batches on their way to their queues, in order, behind no connect. */
-  let handing = Promise.resolve();
-  let handOffs = 0;
+  const handOffs = createHandOffs(deps, () => settle());
   const idleWaiters: (() => void)[] = [];
-  const isIdle = () => running === 0 && waiting.size === 0 && handOffs === 0;
+  const isIdle = () => running === 0 && waiting.size === 0 && handOffs.pending() === 0;
   const settle = () => {
     if (isIdle()) for (const resolve of idleWaiters.splice(0)) resolve();
   };
@@ -46,12 +76,7 @@ export function createConnector(deps: ConnectorDeps) {
 
   function pump(): void {
     while (running < parallel && waiting.size > 0) {
-      const batch: Heard[] = [];
-      for (const [deviceId, round] of waiting) {
-        batch.push({ deviceId, round });
-        waiting.delete(deviceId);
-        if (batch.length === batchMax) break;
-      }
+      const batch = takeBatch(waiting, batchMax);
       running++;
       inFlight += batch.length;
       void connectBatch(batch).finally(() => {
@@ -73,19 +98,9 @@ export function createConnector(deps: ConnectorDeps) {
       return;
     }
     deps.metrics.transitions.inc({ to: 'CONNECTED' }, sessions.length);
-    if (sessions.length === 0) return;
     // The slot goes to the next batch at once: a fleet arriving is connected at the pace of
     // Postgres, not of Redis taking effect jobs too.
-    handOffs++;
-    handing = handing
-      .then(() => deps.handOff(sessions))
-      .catch((err: Error) => {
-        deps.logger.warn({ err: err.message }, 'connect effects not enqueued; the sweeper will');
-      })
-      .finally(() => {
-        handOffs--;
-        settle();
-      });
+    if (sessions.length > 0) handOffs.add(sessions);
   }
 
   return {

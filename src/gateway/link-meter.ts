@@ -45,6 +45,37 @@ interface Memory {
   changed: boolean;
 }
 
+const newMemory = (windowRounds: number): Memory => ({
+  askedRound: 0,
+  askedAt: 0,
+  answeredRound: 0,
+  silent: 0,
+  window: new Float32Array(windowRounds),
+  head: 0,
+  filled: 0,
+  buckets: [],
+  changed: false,
+});
+
+/** Adds a sample (latency in ms, or MISSED) to the window and to the bucket of `wallMs`. */
+function push(m: Memory, sample: number, wallMs: number, windowRounds: number): void {
+  m.window[m.head] = sample;
+  m.head = (m.head + 1) % windowRounds;
+  if (m.filled < windowRounds) m.filled++;
+  const startsAt = wallMs - (wallMs % LINK_BUCKET_MS);
+  let bucket = m.buckets.at(-1);
+  if (bucket?.startsAt !== startsAt) {
+    bucket = { startsAt, answered: 0, missed: 0, maxMs: null, p50Ms: null, p95Ms: null };
+    m.buckets.push(bucket);
+  }
+  if (sample === MISSED) bucket.missed++;
+  else {
+    bucket.answered++;
+    bucket.maxMs = Math.max(bucket.maxMs ?? 0, sample);
+  }
+  m.changed = true;
+}
+
 /**
  * Measures each robot's link on the gateway that holds its bus: a HEALTHCHECK's send time on that bus
  * (`asked`) to the answer that counted for the round (`answered`), and the rounds it was asked in
@@ -64,51 +95,14 @@ export function createLinkMeter(deps: {
   const clock = deps.now ?? (() => performance.now());
   const memories = new Map<string, Memory>();
 
-  const push = (m: Memory, sample: number, wallMs: number) => {
-    m.window[m.head] = sample;
-    m.head = (m.head + 1) % windowRounds;
-    if (m.filled < windowRounds) m.filled++;
-    const startsAt = wallMs - (wallMs % LINK_BUCKET_MS);
-    let bucket = m.buckets.at(-1);
-    if (bucket?.startsAt !== startsAt) {
-      bucket = { startsAt, answered: 0, missed: 0, maxMs: null, p50Ms: null, p95Ms: null };
-      m.buckets.push(bucket);
-    }
-    if (sample === MISSED) bucket.missed++;
-    else {
-      bucket.answered++;
-      bucket.maxMs = Math.max(bucket.maxMs ?? 0, sample);
-    }
-    m.changed = true;
-  };
-  /** The window's samples, oldest first (in a scratch array: read them before the next call). */
-  const ordered = new Float32Array(windowRounds);
-  const samples = (m: Memory) => {
-    if (m.filled < windowRounds) return m.window.subarray(0, m.filled);
-    ordered.set(m.window.subarray(m.head), 0);
-    ordered.set(m.window.subarray(0, m.head), windowRounds - m.head);
-    return ordered;
-  };
+  /** Where a full window's samples are put in order (read before the next report). */
+  const scratch = new Float32Array(windowRounds);
 
   return {
     /** The robot's bus was handed the HEALTHCHECK of `round` at `at` (default now). */
     asked(deviceId: string, round: number, at = clock()): void {
       let m = memories.get(deviceId);
-      if (!m) {
-        const window = new Float32Array(windowRounds);
-        m = {
-          askedRound: 0,
-          askedAt: 0,
-          answeredRound: 0,
-          silent: 0,
-          window,
-          head: 0,
-          filled: 0,
-          buckets: [],
-          changed: false,
-        };
-        memories.set(deviceId, m);
-      }
+      if (!m) memories.set(deviceId, (m = newMemory(windowRounds)));
       if (round <= m.askedRound) return;
       if (m.askedRound > m.answeredRound) m.silent++;
       m.askedRound = round;
@@ -121,9 +115,9 @@ export function createLinkMeter(deps: {
       for (const { deviceId, round, at } of answers) {
         const m = memories.get(deviceId);
         if (!m || m.askedRound !== round || m.answeredRound === round) continue;
-        for (; m.silent > 0; m.silent--) push(m, MISSED, wall);
+        for (; m.silent > 0; m.silent--) push(m, MISSED, wall, windowRounds);
         const latencyMs = Math.max(0, at - m.askedAt);
-        push(m, latencyMs, wall);
+        push(m, latencyMs, wall, windowRounds);
         m.answeredRound = round;
         deps.observe?.(latencyMs / 1000);
       }
@@ -150,11 +144,7 @@ export function createLinkMeter(deps: {
       for (const [deviceId, m] of memories) {
         if (!m.changed) continue;
         m.changed = false;
-        const window = linkStats(samples(m));
-        const open = m.buckets.at(-1)!;
-        open.p50Ms = window.p50Ms;
-        open.p95Ms = window.p95Ms;
-        out.push({ deviceId, window, buckets: m.buckets.map(figures) });
+        out.push(report(deviceId, m, scratch));
       }
       return out;
     },
@@ -175,6 +165,24 @@ export function createLinkMeter(deps: {
       }
     },
   };
+}
+
+/** The window's samples, oldest first (a full window is put in order in `scratch`). */
+function samples(m: Memory, scratch: Float32Array): Float32Array {
+  const size = scratch.length;
+  if (m.filled < size) return m.window.subarray(0, m.filled);
+  scratch.set(m.window.subarray(m.head), 0);
+  scratch.set(m.window.subarray(0, m.head), size - m.head);
+  return scratch;
+}
+
+/** The robot's figures: its window's, which its open bucket takes too, and its buckets'. */
+function report(deviceId: string, m: Memory, scratch: Float32Array): LinkReport {
+  const window = linkStats(samples(m, scratch));
+  const open = m.buckets.at(-1)!;
+  open.p50Ms = window.p50Ms;
+  open.p95Ms = window.p95Ms;
+  return { deviceId, window, buckets: m.buckets.map(figures) };
 }
 
 const figures = (b: Bucket): BucketFigures => ({ startsAt: new Date(b.startsAt), stats: bucketStats(b) });

@@ -35,6 +35,66 @@ const COMMAND_RETRY_MAX_MS = 30_000;
 const COMMAND_STREAMS_AT_ONCE = 32;
 const COMMANDS_PER_STREAM = 20;
 
+/** Runs `publish` under the lock of its kind of stream; marks what Moth took, even when one failed. */
+async function underLock(
+  db: Db,
+  lock: number,
+  publish: (q: Queryable, sent: string[]) => Promise<number>,
+): Promise<number> {
+  const { read, failure } = await db.transaction(async (trx) => {
+    const { rows } = await trx.raw<{ rows: { locked: boolean }[] }>(
+      'SELECT pg_try_advisory_xact_lock(?) AS locked',
+      [lock],
+    );
+    const ids: string[] = [];
+    if (!rows[0]?.locked) return { read: 0, failure: undefined };
+    let read = 0;
+    let failure: unknown;
+    try {
+      read = await publish(trx, ids);
+    } catch (err) {
+      failure = err;
+    }
+    await markPublished(trx, ids);
+    return { read, failure };
+  });
+  if (failure) throw failure instanceof Error ? failure : new Error('Moth refused an event');
+  return read;
+}
+
+/** Robots' streams whose bus failed, each resting (doubling, to the max) before it is tried again. */
+function createResting() {
+  const resting = new Map<string, { until: number; failures: number }>();
+  return {
+    /** The streams resting now (those whose rest is over are forgotten). */
+    streams(): string[] {
+      const now = Date.now();
+      for (const [stream, r] of resting) if (r.until <= now) resting.delete(stream);
+      return [...resting.keys()];
+    },
+    /** The stream failed: it rests; answers its failures in a row. */
+    failed(stream: string): number {
+      const failures = (resting.get(stream)?.failures ?? 0) + 1;
+      const wait = Math.min(COMMAND_RETRY_MAX_MS, COMMAND_RETRY_MS * 2 ** (failures - 1));
+      resting.set(stream, { until: Date.now() + wait, failures });
+      return failures;
+    },
+    sent(stream: string): void {
+      resting.delete(stream);
+    },
+  };
+}
+
+/** Runs `each` on every item, at most `width` at once. */
+async function eachAtMost<T>(width: number, items: T[], each: (item: T) => Promise<void>): Promise<void> {
+  const queue = [...items];
+  await Promise.all(
+    Array.from({ length: Math.min(width, queue.length) }, async () => {
+      for (let next = queue.shift(); next !== undefined; next = queue.shift()) await each(next);
+    }),
+  );
+}
+
 /**
  * Publishes the numbered streams on Moth, at least once, each stream in order and on its own: the
  * client stream on the client channel, paced for what Moth carries; each robot's commands on its own
@@ -45,34 +105,7 @@ const COMMANDS_PER_STREAM = 20;
 export function createOutboxPublisher(deps: OutboxPublisherDeps) {
   const pollMs = deps.pollMs ?? 100;
   const batchSize = deps.batchSize ?? 200;
-  /** Robot stream -> when it may be tried again, and how many times it failed in a row. */
-  const resting = new Map<string, { until: number; failures: number }>();
-
-  /** Runs `publish` under the lock of its kind of stream; marks what Moth took, even when one failed. */
-  async function underLock(
-    lock: number,
-    publish: (q: Queryable, sent: string[]) => Promise<number>,
-  ): Promise<number> {
-    const { read, failure } = await deps.db.transaction(async (trx) => {
-      const { rows } = await trx.raw<{ rows: { locked: boolean }[] }>(
-        'SELECT pg_try_advisory_xact_lock(?) AS locked',
-        [lock],
-      );
-      const ids: string[] = [];
-      if (!rows[0]?.locked) return { read: 0, failure: undefined };
-      let read = 0;
-      let failure: unknown;
-      try {
-        read = await publish(trx, ids);
-      } catch (err) {
-        failure = err;
-      }
-      await markPublished(trx, ids);
-      return { read, failure };
-    });
-    if (failure) throw failure instanceof Error ? failure : new Error('Moth refused an event');
-    return read;
-  }
+  const resting = createResting();
 
   async function send(channel: EventChannel, e: UnpublishedEvent): Promise<void> {
     const signed = await deps.sign(numbered(e.body, e.stream, e.seq));
@@ -82,7 +115,7 @@ export function createOutboxPublisher(deps: OutboxPublisherDeps) {
 
   /** One pass over the client stream; true when a whole batch went (more may wait). */
   async function publishClient(): Promise<boolean> {
-    const n = await underLock(CLIENT_LOCK, async (q, sent) => {
+    const n = await underLock(deps.db, CLIENT_LOCK, async (q, sent) => {
       const pending = await unpublishedClientEvents(q, batchSize);
       for (const e of pending) {
         await send('client', e);
@@ -95,38 +128,29 @@ export function createOutboxPublisher(deps: OutboxPublisherDeps) {
 
   /** One pass over the robots' streams, side by side; a stream that fails rests, the others go on. */
   async function publishCommands(): Promise<boolean> {
-    const now = Date.now();
-    for (const [stream, r] of resting) if (r.until <= now) resting.delete(stream);
     const limit = batchSize * COMMANDS_PER_STREAM;
-    const n = await underLock(COMMANDS_LOCK, async (q, sent) => {
+    const n = await underLock(deps.db, COMMANDS_LOCK, async (q, sent) => {
       const pending = await unpublishedCommands(q, {
         perStream: COMMANDS_PER_STREAM,
         limit,
-        resting: [...resting.keys()],
+        resting: resting.streams(),
       });
       const streams = new Map<string, UnpublishedEvent[]>();
       for (const e of pending) streams.set(e.stream, [...(streams.get(e.stream) ?? []), e]);
-      const queue = [...streams.values()];
       const sendStream = async (events: UnpublishedEvent[]) => {
         for (const e of events) {
           try {
             await send('device', e);
           } catch (err) {
-            const failures = (resting.get(e.stream)?.failures ?? 0) + 1;
-            const wait = Math.min(COMMAND_RETRY_MAX_MS, COMMAND_RETRY_MS * 2 ** (failures - 1));
-            resting.set(e.stream, { until: Date.now() + wait, failures });
+            const failures = resting.failed(e.stream);
             deps.logger.warn({ stream: e.stream, err: (err as Error).message, failures }, 'command not sent');
             return;
           }
           sent.push(e.id);
         }
-        resting.delete(events[0]!.stream);
+        resting.sent(events[0]!.stream);
       };
-      await Promise.all(
-        Array.from({ length: Math.min(COMMAND_STREAMS_AT_ONCE, queue.length) }, async () => {
-          for (let next = queue.shift(); next; next = queue.shift()) await sendStream(next);
-        }),
-      );
+      await eachAtMost(COMMAND_STREAMS_AT_ONCE, [...streams.values()], sendStream);
       return pending.length;
     });
     return n >= limit;

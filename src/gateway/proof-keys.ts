@@ -41,6 +41,17 @@ export interface ProofKeysDeps {
   readonly logger: Logger;
 }
 
+/** The keys of these devices, from Postgres; none when the lookup failed (logged). */
+async function readKeys(deps: ProofKeysDeps, deviceIds: string[]): Promise<Map<string, string>> {
+  const found = new Map<string, string>();
+  try {
+    for (const f of await deps.lookupKeys!(deviceIds)) found.set(f.deviceId, f.tokenHash);
+  } catch (err) {
+    deps.logger.error({ err: (err as Error).message }, 'proof key lookup failed');
+  }
+  return found;
+}
+
 /**
  * v2 proofs checked for the round they were heard in, under the key of the device they name (which
  * must be the bus's device). A key not held yet comes from Postgres: the frames wait for it (those
@@ -78,12 +89,7 @@ export function createProofKeys(deps: ProofKeysDeps) {
     const waiting = awaiting;
     awaiting = new Map();
     const revocationsBefore = revocations;
-    const found = new Map<string, string>();
-    try {
-      for (const f of await deps.lookupKeys!([...waiting.keys()])) found.set(f.deviceId, f.tokenHash);
-    } catch (err) {
-      deps.logger.error({ err: (err as Error).message }, 'proof key lookup failed');
-    }
+    const found = await readKeys(deps, [...waiting.keys()]);
     if (revocations === revocationsBefore) for (const [id, key] of found) setBounded(keys, KEYS_MAX, id, key);
     for (const [id, list] of waiting) {
       const key = found.get(id);

@@ -271,37 +271,7 @@ export function fleetRoutes(deps: {
       lastEventSeq,
       ...summary,
       nextAfter: page.more ? writeCursor(sort, page.devices.at(-1)!) : null,
-      devices: page.devices.map((d) => {
-        const last = Math.max(heard.get(d.id) ?? 0, d.lastHeartbeatAt?.getTime() ?? 0);
-        const day = uptime(d.sessions.map(toSpan), {
-          from: now - DAY_MS,
-          to: now,
-          now,
-          createdAt: d.createdAt.getTime(),
-          deletedAt: null,
-        });
-        return {
-          id: d.id,
-          name: d.name,
-          status: d.status,
-          group: d.group,
-          lastHeartbeatAt: last > 0 ? new Date(last).toISOString() : null,
-          sessionStartedAt: d.status === 'CONNECTED' ? (d.connectedAt?.toISOString() ?? null) : null,
-          usesSharedBus: deps.sharedBus && d.heardOnBus === 'shared',
-          tokenExposed: d.tokenExposed,
-          maintenanceUntil: d.maintenanceUntil?.toISOString() ?? null,
-          flappingSince: d.flappingSince?.toISOString() ?? null,
-          busUnstableSince: d.busUnstableSince?.toISOString() ?? null,
-          link: d.linkP95Ms === null ? null : { p95Ms: shownMs(d.linkP95Ms), state: d.linkState },
-          uptimePercent24h: day.connectedPercent,
-          createdAt: d.createdAt.toISOString(),
-          sessions24h: d.sessions.map((s) => ({
-            startedAt: s.startedAt.toISOString(),
-            endedAt: s.endedAt?.toISOString() ?? null,
-            endReason: s.endReason,
-          })),
-        };
-      }),
+      devices: page.devices.map((d) => presentDevice(d, heard.get(d.id), now, deps.sharedBus)),
     };
   });
   router.get('/admin/history.json', deps.pageAuth, async (ctx) => {
@@ -316,6 +286,39 @@ export function fleetRoutes(deps: {
     ctx.body = { range, from: from.toISOString(), to: to.toISOString(), ...series, detection };
   });
   return router;
+}
+
+/** A device as the fleet page shows it; `heardAt` is when a gateway last heard it (epoch ms), if known. */
+function presentDevice(d: FleetRow, heardAt: number | undefined, now: number, sharedBus: boolean) {
+  const last = Math.max(heardAt ?? 0, d.lastHeartbeatAt?.getTime() ?? 0);
+  const day = uptime(d.sessions.map(toSpan), {
+    from: now - DAY_MS,
+    to: now,
+    now,
+    createdAt: d.createdAt.getTime(),
+    deletedAt: null,
+  });
+  return {
+    id: d.id,
+    name: d.name,
+    status: d.status,
+    group: d.group,
+    lastHeartbeatAt: last > 0 ? new Date(last).toISOString() : null,
+    sessionStartedAt: d.status === 'CONNECTED' ? (d.connectedAt?.toISOString() ?? null) : null,
+    usesSharedBus: sharedBus && d.heardOnBus === 'shared',
+    tokenExposed: d.tokenExposed,
+    maintenanceUntil: d.maintenanceUntil?.toISOString() ?? null,
+    flappingSince: d.flappingSince?.toISOString() ?? null,
+    busUnstableSince: d.busUnstableSince?.toISOString() ?? null,
+    link: d.linkP95Ms === null ? null : { p95Ms: shownMs(d.linkP95Ms), state: d.linkState },
+    uptimePercent24h: day.connectedPercent,
+    createdAt: d.createdAt.toISOString(),
+    sessions24h: d.sessions.map((s) => ({
+      startedAt: s.startedAt.toISOString(),
+      endedAt: s.endedAt?.toISOString() ?? null,
+      endReason: s.endReason,
+    })),
+  };
 }
 
 /** A page's cursor: the last name, or (by link) the last p95 latency and name, as `p95|name`. */

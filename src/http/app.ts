@@ -16,7 +16,7 @@ import { createAttemptLimiter } from '../redis/rate-limit';
 import type { SettingsService } from '../settings-service';
 import type { SessionEffects } from '../domain/effects';
 import type { Metrics } from '../metrics';
-import { createApiOperations } from '../operations';
+import { createApiOperations, type ApiOperations } from '../operations';
 import { operatorTokens } from '../domain/operators';
 import { createAuthenticator, createCredentialGuard, type AuthSurface } from './auth';
 import { errorHandler } from './errors';
@@ -78,36 +78,7 @@ export function createApp(deps: AppDeps) {
   // Behind TRUST_PROXY_HOPS trusted proxies, the client is the entry the outermost one appended to
   // X-Forwarded-For (that many from the right): entries further left are whatever the client sent.
   const app = new Koa({ proxy: deps.config.TRUST_PROXY, maxIpsCount: deps.config.TRUST_PROXY_HOPS });
-  const keys = redisKeys(deps.config.QUEUE_PREFIX);
-  const guard = createCredentialGuard(
-    createAttemptLimiter(
-      deps.redis,
-      keys.rateLimits.badCredential,
-      BAD_CREDENTIAL_LIMIT.max,
-      BAD_CREDENTIAL_LIMIT.windowSeconds,
-    ),
-    deps.countAuthFailure,
-  );
-  // The same fixed-window counter, counting every request a device makes rather than failures.
-  const deviceRequests = createAttemptLimiter(
-    deps.redis,
-    keys.rateLimits.deviceRequests,
-    DEVICE_REQUEST_LIMIT.max,
-    DEVICE_REQUEST_LIMIT.windowSeconds,
-  );
-  const operators = operatorTokens(deps.config.ADMIN_TOKEN, deps.config.ADMIN_TOKENS);
-  const auth = createAuthenticator(
-    operators,
-    (hash) => findDeviceIdByTokenHash(deps.db, hash),
-    guard,
-    (deviceId) => deviceRequests.fail(deviceId),
-  );
-  const badSecrets = createAttemptLimiter(
-    deps.redis,
-    keys.rateLimits.badSecret,
-    BAD_SECRET_LIMIT.max,
-    BAD_SECRET_LIMIT.windowSeconds,
-  );
+  const { operators, guard, auth, badSecrets } = credentials(deps);
 
   app.on('error', (err: unknown, ctx?: Koa.Context) => {
     deps.logger.error({ err, requestId: ctx?.state.requestId as unknown }, 'request failed');
@@ -115,27 +86,7 @@ export function createApp(deps: AppDeps) {
 
   if (deps.config.TRUST_PROXY)
     app.use(forwardedOnlyFrom(parseProxyAddresses(deps.config.TRUST_PROXY_ADDRESSES)));
-  app.use(async (ctx, next) => {
-    const started = performance.now();
-    const requestId = randomUUID();
-    ctx.state.requestId = requestId;
-    ctx.set('X-Request-Id', requestId);
-    try {
-      await next();
-    } finally {
-      // Method, path and status only: never headers or bodies, which carry tokens and secrets.
-      deps.logger.info(
-        {
-          requestId,
-          method: ctx.method,
-          path: ctx.path,
-          status: ctx.status,
-          ms: Math.round(performance.now() - started),
-        },
-        'request',
-      );
-    }
-  });
+  app.use(requestLog(deps.logger));
   app.use(securityHeaders());
   app.use(errorHandler());
   // Operator pages: Basic auth (a browser can ask), on each route that serves one; any other spelling
@@ -159,19 +110,7 @@ export function createApp(deps: AppDeps) {
     settings: () => deps.settings.current(),
     webhookDestinations: createDestinationPolicy(deps.config.WEBHOOK_ALLOW_HOSTS),
   });
-  const live = createLiveFeed({
-    read: (stream, after, limit) => ops.queries.eventStream(stream, after, limit),
-    sign: (event) => signer.sign(event),
-    listen: (wake) =>
-      listenFor(deps.db, STREAMS_NUMBERED, wake, (err) =>
-        deps.logger.warn(
-          { err: err.message },
-          'live feed lost the numbering notifications; polling meanwhile',
-        ),
-      ),
-    logger: deps.logger,
-    onCut: () => deps.countWatcherCut?.(),
-  });
+  const live = liveFeed(deps, ops, signer);
   const routers = [
     deviceRoutes({
       config: deps.config,
@@ -218,6 +157,61 @@ export function createApp(deps: AppDeps) {
         layer.methods.filter((m) => m !== 'HEAD').map((method) => ({ method, path: layer.path })),
       ),
     ),
+  });
+}
+
+/** The operators' tokens, and what counts and refuses bad credentials, secrets and busy devices. */
+function credentials(deps: AppDeps) {
+  const keys = redisKeys(deps.config.QUEUE_PREFIX).rateLimits;
+  const limiter = (keyOf: (who: string) => string, limit: { max: number; windowSeconds: number }) =>
+    createAttemptLimiter(deps.redis, keyOf, limit.max, limit.windowSeconds);
+  const guard = createCredentialGuard(
+    limiter(keys.badCredential, BAD_CREDENTIAL_LIMIT),
+    deps.countAuthFailure,
+  );
+  // The same fixed-window counter, counting every request a device makes rather than failures.
+  const deviceRequests = limiter(keys.deviceRequests, DEVICE_REQUEST_LIMIT);
+  const operators = operatorTokens(deps.config.ADMIN_TOKEN, deps.config.ADMIN_TOKENS);
+  const auth = createAuthenticator(
+    operators,
+    (hash) => findDeviceIdByTokenHash(deps.db, hash),
+    guard,
+    (deviceId) => deviceRequests.fail(deviceId),
+  );
+  return { operators, guard, auth, badSecrets: limiter(keys.badSecret, BAD_SECRET_LIMIT) };
+}
+
+/** Each request's id (answered in X-Request-Id) and one log line: method, path, status and time. */
+function requestLog(logger: Logger): Koa.Middleware {
+  return async (ctx, next) => {
+    const started = performance.now();
+    const requestId = randomUUID();
+    ctx.state.requestId = requestId;
+    ctx.set('X-Request-Id', requestId);
+    try {
+      await next();
+    } finally {
+      // Method, path and status only: never headers or bodies, which carry tokens and secrets.
+      const ms = Math.round(performance.now() - started);
+      logger.info({ requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms }, 'request');
+    }
+  };
+}
+
+/** The live streams (`GET /events/stream`, a robot's commands), read from the numbered streams. */
+function liveFeed(deps: AppDeps, ops: ApiOperations, signer: ReturnType<typeof createEventSigner>) {
+  return createLiveFeed({
+    read: (stream, after, limit) => ops.queries.eventStream(stream, after, limit),
+    sign: (event) => signer.sign(event),
+    listen: (wake) =>
+      listenFor(deps.db, STREAMS_NUMBERED, wake, (err) =>
+        deps.logger.warn(
+          { err: err.message },
+          'live feed lost the numbering notifications; polling meanwhile',
+        ),
+      ),
+    logger: deps.logger,
+    onCut: () => deps.countWatcherCut?.(),
   });
 }
 

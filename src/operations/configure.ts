@@ -51,22 +51,8 @@ export function createConfigure(
         maintenanceEntry(name, window, 'group'),
       ),
     /** A URL at an address webhooks may not reach is refused here (a name, when resolved, at each delivery). */
-    createWebhook: async (actor: Actor, spec: WebhookSpec) => {
-      const refusal = refusalOfUrl(webhookDestinations, spec.url);
-      if (refusal) throw new AppError(400, 'WEBHOOK_URL_REFUSED', refusal);
-      const limit = (await settings())['webhook.maxWebhooks'];
-      if ((await countWebhooks(db)) >= limit)
-        throw conflict('WEBHOOK_LIMIT_REACHED', `at most ${limit} webhooks (setting webhook.maxWebhooks)`, {
-          limit,
-        });
-      // Its secret is shown once, to its creator, and never recorded.
-      return audited(
-        db,
-        actor,
-        (trx) => createWebhook(trx, spec),
-        (w) => ({ action: 'webhook.created', target: w.id, after: spec }),
-      );
-    },
+    createWebhook: (actor: Actor, spec: WebhookSpec) =>
+      addWebhook(db, actor, spec, webhookDestinations, settings),
     deleteWebhook: (actor: Actor, id: string) =>
       audited(db, actor, (trx) => deleteWebhook(trx, id), { action: 'webhook.deleted', target: id }),
     rotateSigningKey: (actor: Actor) =>
@@ -85,6 +71,29 @@ export function createConfigure(
       if (!revoked) throw new AppError(404, 'SIGNING_KEY_NOT_FOUND', `no signing key ${kid}`);
     },
   };
+}
+
+async function addWebhook(
+  db: Db,
+  actor: Actor,
+  spec: WebhookSpec,
+  destinations: DestinationPolicy,
+  settings: () => Promise<SettingValues>,
+) {
+  const refusal = refusalOfUrl(destinations, spec.url);
+  if (refusal) throw new AppError(400, 'WEBHOOK_URL_REFUSED', refusal);
+  const limit = (await settings())['webhook.maxWebhooks'];
+  if ((await countWebhooks(db)) >= limit)
+    throw conflict('WEBHOOK_LIMIT_REACHED', `at most ${limit} webhooks (setting webhook.maxWebhooks)`, {
+      limit,
+    });
+  // Its secret is shown once, to its creator, and never recorded.
+  return audited(
+    db,
+    actor,
+    (trx) => createWebhook(trx, spec),
+    (w) => ({ action: 'webhook.created', target: w.id, after: spec }),
+  );
 }
 
 const maintenanceEntry = (target: string, window: Maintenance | null, of: 'device' | 'group' = 'device') =>

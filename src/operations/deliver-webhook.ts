@@ -35,6 +35,35 @@ const FAN_OUT_EVENTS = 500;
 /** What a pump's run ended with: nothing due any more, or a receiver to try again later. */
 export type PumpOutcome = { readonly idle: true } | { readonly retryAt: number; readonly why: string };
 
+export interface DeliverWebhookDeps {
+  /** The pool of receivers that answered in this process and have not failed since. */
+  readonly db: Db;
+  /**
+   * The pool of the others (new, failing or dead): however many of them there are, their reads and
+   * records never queue ahead of an answering receiver's.
+   */
+  readonly untriedDb: Db;
+  /** Where the receivers may be (an address it refuses is never connected to). */
+  readonly destinations: DestinationPolicy;
+  readonly logger: Logger;
+  /** Attempts per delivery. */
+  readonly attempts: number;
+  /** The first backoff after a failure. */
+  readonly backoffMs: number;
+  /** Pending deliveries a webhook may have (the oldest beyond are skipped). */
+  readonly maxBacklog: number;
+  readonly now?: () => number;
+}
+
+/** What the pumps of one process share: the pools, and which receivers answered. */
+interface Pumps {
+  readonly deps: DeliverWebhookDeps;
+  readonly now: () => number;
+  /** Webhooks whose receiver answered in this process and has not failed since. */
+  readonly answering: Set<string>;
+  readonly poolOf: (webhookId: string) => Db;
+}
+
 /**
  * One webhook's pump: fans out the client events numbered since its cursor into its deliveries, and
  * delivers those due, oldest first, many at once once its receiver answers (one before). Each webhook
@@ -47,200 +76,236 @@ export type PumpOutcome = { readonly idle: true } | { readonly retryAt: number; 
  * device has not come back meanwhile. At least once: a crash after the receiver's 2xx sends it
  * again, with the same X-Rollcall-Delivery.
  */
-export function createDeliverWebhook(deps: {
-  /** The pool of receivers that answered in this process and have not failed since. */
-  db: Db;
-  /**
-   * The pool of the others (new, failing or dead): however many of them there are, their reads and
-   * records never queue ahead of an answering receiver's.
-   */
-  untriedDb: Db;
-  /** Where the receivers may be (an address it refuses is never connected to). */
-  destinations: DestinationPolicy;
-  logger: Logger;
-  /** Attempts per delivery. */
-  attempts: number;
-  /** The first backoff after a failure. */
-  backoffMs: number;
-  /** Pending deliveries a webhook may have (the oldest beyond are skipped). */
-  maxBacklog: number;
-  now?: () => number;
-}) {
+export function createDeliverWebhook(deps: DeliverWebhookDeps) {
   const now = deps.now ?? Date.now;
-  /** Webhooks whose receiver answered in this process and has not failed since. */
   const answering = new Set<string>();
-  const poolOf = (webhookId: string) => (answering.has(webhookId) ? deps.db : deps.untriedDb);
-
-  return async (webhookId: string): Promise<PumpOutcome> => {
-    const webhook = await findWebhook(poolOf(webhookId), webhookId);
-    if (!webhook) {
-      await skipPending(poolOf(webhookId), webhookId, 'the webhook was deleted');
-      return { idle: true };
-    }
-    const wait = restUntil(webhook);
-    if (wait) return wait;
-    const run = await deliverRun(webhook, now() + RUN_MS);
-    if (run === 'failed')
-      return restUntil((await findWebhook(poolOf(webhookId), webhookId)) ?? webhook, true)!;
-    return run === 'more' ? { retryAt: now(), why: 'its turn is over' } : { idle: true };
+  const pumps: Pumps = {
+    deps,
+    now,
+    answering,
+    poolOf: (webhookId) => (answering.has(webhookId) ? deps.db : deps.untriedDb),
   };
 
-  /**
-   * One run of a pump, a pipeline: the next deliveries are read (its own fan-out first) while earlier
-   * ones are on their way, so the receiver never waits on the database. One sender starts, with one
-   * delivery; the receiver's first answer brings PROVEN_SLOTS senders in all, each taking the oldest
-   * due delivery next, and reads of READ_AHEAD. What the receiver took is recorded with the next
-   * read, many in one statement. It ends when nothing is due, at the first failure (no more are sent;
-   * those on their way finish), or at `until` ('more': the pump gives its slot to the next webhook's).
-   */
-  async function deliverRun(webhook: Webhook, until: number): Promise<'idle' | 'failed' | 'more'> {
-    const queue: Delivery[] = [];
-    /** Read and not yet recorded: not read again meanwhile. */
-    const claimed = new Set<string>();
-    let taken: { id: string; statusCode: number }[] = [];
-    let failed = false;
-    let answered = false;
-    let drained = false;
-    let reading: Promise<void> | undefined;
-    /** A read that failed ends the run (once what is on its way is over and recorded). */
-    let readError: Error | undefined;
-    const senders: Promise<void>[] = [];
+  return async (webhookId: string): Promise<PumpOutcome> => {
+    const webhook = await findWebhook(pumps.poolOf(webhookId), webhookId);
+    if (!webhook) {
+      await skipPending(pumps.poolOf(webhookId), webhookId, 'the webhook was deleted');
+      return { idle: true };
+    }
+    const wait = restUntil(pumps, webhook);
+    if (wait) return wait;
+    const run = await deliverRun(pumps, webhook, now() + RUN_MS);
+    if (run === 'failed')
+      return restUntil(pumps, (await findWebhook(pumps.poolOf(webhookId), webhookId)) ?? webhook, true)!;
+    return run === 'more' ? { retryAt: now(), why: 'its turn is over' } : { idle: true };
+  };
+}
 
-    const flush = async () => {
-      const batch = taken;
-      taken = [];
-      await recordDelivered(poolOf(webhook.id), batch);
-      for (const d of batch) claimed.delete(d.id);
-      // A failure meanwhile is the receiver's latest word: its circuit is not closed again.
-      if (batch.length > 0 && !failed) await noteReceiverOutcome(poolOf(webhook.id), webhook.id, true);
-    };
-    const read = async () => {
-      await flush();
-      const pool = poolOf(webhook.id);
-      // Until its receiver answers, a pump writes a delivery only when it has none due to try: the
-      // news of a receiver that is down waits in the stream, not as rows written for nothing while a
-      // storm loads the database.
-      let due = answered ? [] : await dueDeliveries(pool, webhook.id, 1, [...claimed]);
-      let more = false;
-      if (due.length === 0) {
-        const wanted = answered ? READ_AHEAD : 1;
-        more = (
-          await fanOutTo(pool, webhook.id, {
-            events: FAN_OUT_EVENTS,
-            deliveries: wanted,
-            backlog: deps.maxBacklog,
-          })
-        ).more;
-        due = await dueDeliveries(pool, webhook.id, wanted, [...claimed]);
-      }
-      for (const d of due) claimed.add(d.id);
-      queue.push(...due);
-      drained = due.length === 0 && !more;
-    };
-    const startReading = () => {
-      reading ??= read()
-        .catch((err: unknown) => void (readError = err instanceof Error ? err : new Error(String(err))))
-        .finally(() => (reading = undefined));
-    };
-    const next = async (): Promise<Delivery | undefined> => {
-      while (!failed && readError === undefined && now() < until) {
-        if (queue.length <= (answered ? READ_AHEAD / 2 : 0) && !drained) startReading();
+/**
+ * One run of a pump, a pipeline: the next deliveries are read (its own fan-out first) while earlier
+ * ones are on their way, so the receiver never waits on the database. One sender starts, with one
+ * delivery; the receiver's first answer brings PROVEN_SLOTS senders in all, each taking the oldest
+ * due delivery next, and reads of READ_AHEAD. What the receiver took is recorded with the next
+ * read, many in one statement. It ends when nothing is due, at the first failure (no more are sent;
+ * those on their way finish), or at `until` ('more': the pump gives its slot to the next webhook's).
+ */
+async function deliverRun(
+  pumps: Pumps,
+  webhook: Webhook,
+  until: number,
+): Promise<'idle' | 'failed' | 'more'> {
+  const run = createRunQueue(pumps, webhook, until);
+  const senders: Promise<void>[] = [];
+  const sender = async () => {
+    for (let d = await run.next(); d; d = await run.next()) {
+      const outcome = await attempt(pumps, webhook, d, () => (run.state.failed = true));
+      if (typeof outcome === 'number') {
+        run.took(d, outcome);
+        if (!run.state.failed) pumps.answering.add(webhook.id);
+      } else run.dropped(d);
+      while (run.state.answered && !run.state.failed && senders.length < PROVEN_SLOTS) senders.push(sender());
+    }
+  };
+  senders.push(sender());
+  for (let i = 0; i < senders.length; i++) await senders[i];
+  return run.end();
+}
+
+/**
+ * The deliveries of a run, read ahead while earlier ones are on their way; what the receiver took
+ * is recorded with the next read. `state` is the run's: a failure stops it, an answer widens it.
+ */
+function createRunQueue(pumps: Pumps, webhook: Webhook, until: number) {
+  const state = { failed: false, answered: false };
+  const queue: Delivery[] = [];
+  /** Read and not yet recorded: not read again meanwhile. */
+  const claimed = new Set<string>();
+  let taken: { id: string; statusCode: number }[] = [];
+  let drained = false;
+  let reading: Promise<void> | undefined;
+  /** A read that failed ends the run (once what is on its way is over and recorded). */
+  let readError: Error | undefined;
+
+  const flush = async () => {
+    const batch = taken;
+    taken = [];
+    await recordDelivered(pumps.poolOf(webhook.id), batch);
+    for (const d of batch) claimed.delete(d.id);
+    // A failure meanwhile is the receiver's latest word: its circuit is not closed again.
+    if (batch.length > 0 && !state.failed)
+      await noteReceiverOutcome(pumps.poolOf(webhook.id), webhook.id, true);
+  };
+  const read = async () => {
+    await flush();
+    const { due, more } = await readDue(pumps, webhook.id, state.answered, claimed);
+    for (const d of due) claimed.add(d.id);
+    queue.push(...due);
+    drained = due.length === 0 && !more;
+  };
+  const startReading = () => {
+    reading ??= read()
+      .catch((err: unknown) => void (readError = err instanceof Error ? err : new Error(String(err))))
+      .finally(() => (reading = undefined));
+  };
+
+  return {
+    state,
+    async next(): Promise<Delivery | undefined> {
+      while (!state.failed && readError === undefined && pumps.now() < until) {
+        if (queue.length <= (state.answered ? READ_AHEAD / 2 : 0) && !drained) startReading();
         if (queue.length > 0) return queue.shift();
         if (!reading) return undefined;
         await reading;
       }
       return undefined;
-    };
-    const sender = async () => {
-      for (let d = await next(); d; d = await next()) {
-        const outcome = await attempt(webhook, d, () => (failed = true));
-        if (typeof outcome === 'number') {
-          taken.push({ id: d.id, statusCode: outcome });
-          answered = true;
-          if (!failed) answering.add(webhook.id);
-        } else claimed.delete(d.id);
-        while (answered && !failed && senders.length < PROVEN_SLOTS) senders.push(sender());
-      }
-    };
-    senders.push(sender());
-    for (let i = 0; i < senders.length; i++) await senders[i];
-    await reading;
-    await flush();
-    if (readError !== undefined) throw readError;
-    if (failed) return 'failed';
-    return queue.length > 0 || !drained ? 'more' : 'idle';
-  }
+    },
+    took(d: Delivery, statusCode: number): void {
+      taken.push({ id: d.id, statusCode });
+      state.answered = true;
+    },
+    dropped(d: Delivery): void {
+      claimed.delete(d.id);
+    },
+    /** Once the senders are done: what is on its way recorded, how the run ended. */
+    async end(): Promise<'idle' | 'failed' | 'more'> {
+      await reading;
+      await flush();
+      if (readError !== undefined) throw readError;
+      if (state.failed) return 'failed';
+      return queue.length > 0 || !drained ? 'more' : 'idle';
+    },
+  };
+}
 
-  /** When a receiver that failed may be tried again: after its circuit's cool-down, or its backoff. */
-  function restUntil(w: Webhook, justFailed = false): PumpOutcome | undefined {
-    if (circuitState(w, now()) === 'open')
-      return { retryAt: w.circuitOpenUntil!.getTime(), why: 'circuit open' };
-    if (!justFailed) return undefined;
-    const backoff = Math.min(BACKOFF_MAX_MS, deps.backoffMs * 2 ** Math.max(0, w.consecutiveFailures - 1));
-    return { retryAt: now() + backoff * (0.8 + 0.4 * Math.random()), why: 'receiver failed' };
+/**
+ * The webhook's next due deliveries, its own fan-out first when none is due. Until its receiver
+ * answers, a pump writes a delivery only when it has none due to try: the news of a receiver that is
+ * down waits in the stream, not as rows written for nothing while a storm loads the database.
+ */
+async function readDue(pumps: Pumps, webhookId: string, answered: boolean, claimed: Set<string>) {
+  const pool = pumps.poolOf(webhookId);
+  let due = answered ? [] : await dueDeliveries(pool, webhookId, 1, [...claimed]);
+  let more = false;
+  if (due.length === 0) {
+    const wanted = answered ? READ_AHEAD : 1;
+    more = (
+      await fanOutTo(pool, webhookId, {
+        events: FAN_OUT_EVENTS,
+        deliveries: wanted,
+        backlog: pumps.deps.maxBacklog,
+      })
+    ).more;
+    due = await dueDeliveries(pool, webhookId, wanted, [...claimed]);
   }
+  return { due, more };
+}
 
-  /**
-   * One attempt at one delivery: the receiver's 2xx status, skipped, or failed (`onFailure` is told
-   * at once, before the failure is recorded here).
-   */
-  async function attempt(
-    webhook: Webhook,
-    delivery: Delivery,
-    onFailure: () => void,
-  ): Promise<number | 'skipped' | 'failed'> {
-    if (
-      delivery.eventType === 'DEVICE_DISCONNECTED' &&
-      webhook.offlineForSeconds !== null &&
-      delivery.deviceId !== null &&
-      (await reconnectedSince(poolOf(webhook.id), delivery.deviceId, new Date(delivery.body.occurredAt)))
-    ) {
-      await skipDelivery(poolOf(webhook.id), delivery.id, `came back within ${webhook.offlineForSeconds} s`);
-      return 'skipped';
-    }
-    const body = JSON.stringify(delivery.body);
-    const timestamp = Math.floor(now() / 1000);
-    let statusCode: number | null = null;
-    try {
-      const res = await post(
-        webhook.url,
-        body,
-        {
-          'content-type': 'application/json',
-          'user-agent': 'rollcall-webhooks',
-          'webhook-id': delivery.id,
-          'webhook-timestamp': String(timestamp),
-          'webhook-signature': standardSignature(webhook.secret, delivery.id, timestamp, body),
-          // The headers of earlier versions, kept while receivers move (docs/webhooks.md: deprecated).
-          'x-rollcall-delivery': delivery.id,
-          'x-rollcall-event': delivery.eventType,
-          'x-rollcall-timestamp': String(timestamp),
-          'x-rollcall-signature': signDelivery(webhook.secret, timestamp, body),
-        },
-        TIMEOUT_MS,
-        deps.destinations,
-      );
-      statusCode = res.status;
-      if (res.status < 200 || res.status >= 300) throw new Error(`answered ${res.status}`);
-    } catch (err) {
-      const message = (err as Error).message;
-      const last = delivery.attempts + 1 >= deps.attempts;
-      onFailure();
-      answering.delete(webhook.id);
-      await noteReceiverOutcome(deps.untriedDb, webhook.id, false);
-      await recordDeliveryAttempt(deps.untriedDb, delivery.id, {
-        statusCode,
-        error: message,
-        ...(last && { final: 'FAILED' as const }),
-      });
-      deps.logger.warn(
-        { webhookId: webhook.id, deliveryId: delivery.id, statusCode, err: message, last },
-        last ? 'webhook delivery failed for good' : 'webhook delivery will retry',
-      );
-      return 'failed';
-    }
-    return statusCode;
+/** When a receiver that failed may be tried again: after its circuit's cool-down, or its backoff. */
+function restUntil(pumps: Pumps, w: Webhook, justFailed = false): PumpOutcome | undefined {
+  const now = pumps.now();
+  if (circuitState(w, now) === 'open') return { retryAt: w.circuitOpenUntil!.getTime(), why: 'circuit open' };
+  if (!justFailed) return undefined;
+  const backoff = Math.min(
+    BACKOFF_MAX_MS,
+    pumps.deps.backoffMs * 2 ** Math.max(0, w.consecutiveFailures - 1),
+  );
+  return { retryAt: now + backoff * (0.8 + 0.4 * Math.random()), why: 'receiver failed' };
+}
+
+/**
+ * One attempt at one delivery: the receiver's 2xx status, skipped, or failed (`onFailure` is told
+ * at once, before the failure is recorded here).
+ */
+async function attempt(
+  pumps: Pumps,
+  webhook: Webhook,
+  delivery: Delivery,
+  onFailure: () => void,
+): Promise<number | 'skipped' | 'failed'> {
+  if (await cameBack(pumps, webhook, delivery)) {
+    await skipDelivery(
+      pumps.poolOf(webhook.id),
+      delivery.id,
+      `came back within ${webhook.offlineForSeconds} s`,
+    );
+    return 'skipped';
   }
+  const body = JSON.stringify(delivery.body);
+  const timestamp = Math.floor(pumps.now() / 1000);
+  let statusCode: number | null = null;
+  try {
+    const headers = deliveryHeaders(webhook, delivery, timestamp, body);
+    const res = await post(webhook.url, body, headers, TIMEOUT_MS, pumps.deps.destinations);
+    statusCode = res.status;
+    if (res.status < 200 || res.status >= 300) throw new Error(`answered ${res.status}`);
+  } catch (err) {
+    onFailure();
+    await recordFailure(pumps, webhook, delivery, statusCode, (err as Error).message);
+    return 'failed';
+  }
+  return statusCode;
+}
+
+/** A disconnect held for the webhook's offline time, whose device has come back since. */
+const cameBack = async (pumps: Pumps, webhook: Webhook, delivery: Delivery) =>
+  delivery.eventType === 'DEVICE_DISCONNECTED' &&
+  webhook.offlineForSeconds !== null &&
+  delivery.deviceId !== null &&
+  reconnectedSince(pumps.poolOf(webhook.id), delivery.deviceId, new Date(delivery.body.occurredAt));
+
+const deliveryHeaders = (webhook: Webhook, delivery: Delivery, timestamp: number, body: string) => ({
+  'content-type': 'application/json',
+  'user-agent': 'rollcall-webhooks',
+  'webhook-id': delivery.id,
+  'webhook-timestamp': String(timestamp),
+  'webhook-signature': standardSignature(webhook.secret, delivery.id, timestamp, body),
+  // The headers of earlier versions, kept while receivers move (docs/webhooks.md: deprecated).
+  'x-rollcall-delivery': delivery.id,
+  'x-rollcall-event': delivery.eventType,
+  'x-rollcall-timestamp': String(timestamp),
+  'x-rollcall-signature': signDelivery(webhook.secret, timestamp, body),
+});
+
+/** The receiver failed: its circuit counts it, the delivery's attempt is recorded (FAILED when last). */
+async function recordFailure(
+  pumps: Pumps,
+  webhook: Webhook,
+  delivery: Delivery,
+  statusCode: number | null,
+  message: string,
+) {
+  const last = delivery.attempts + 1 >= pumps.deps.attempts;
+  pumps.answering.delete(webhook.id);
+  await noteReceiverOutcome(pumps.deps.untriedDb, webhook.id, false);
+  await recordDeliveryAttempt(pumps.deps.untriedDb, delivery.id, {
+    statusCode,
+    error: message,
+    ...(last && { final: 'FAILED' as const }),
+  });
+  pumps.deps.logger.warn(
+    { webhookId: webhook.id, deliveryId: delivery.id, statusCode, err: message, last },
+    last ? 'webhook delivery failed for good' : 'webhook delivery will retry',
+  );
 }
 
 export type DeliverWebhook = ReturnType<typeof createDeliverWebhook>;

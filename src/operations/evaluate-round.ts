@@ -55,40 +55,8 @@ export interface EvaluateRoundResult {
  * in Redis and every step is idempotent.
  */
 export function createEvaluateRound(deps: EvaluateRoundDeps) {
-  const batchSize = deps.batchSize ?? 1000;
-  const limit = batchSize * (deps.parallelBatches ?? 2);
   const holdOnMassSilence = createHoldOnMassSilence(deps);
   const disconnect = createDisconnectBatch(deps);
-
-  const judgeBy =
-    (n: number, serverMax: number, strictest: number): Judge =>
-    async (pages) => {
-      const ids = pages.flatMap((p) => p.candidates.map((c) => c.deviceId));
-      const [allowed, losses] = await Promise.all([
-        allowancesOf(deps.db, ids, serverMax),
-        deps.busLosses.of(ids),
-      ]);
-      // A device with no row (removed by hand) has no policy left: it goes at the strictest.
-      return pages.map((p) =>
-        staleAmong(
-          n,
-          p.candidates,
-          p.validRounds,
-          (id) => allowed.get(id) ?? strictest,
-          (id) => losses.get(id) ?? [],
-        ),
-      );
-    };
-
-  /** A heartbeat that came after the claim re-entered the index: that device gets a new session. */
-  async function reconnectHeardAgain(claimed: readonly Claimed[]): Promise<SessionEffects[]> {
-    const heardAgain = await deps.liveness.indexedMany(claimed.map((c) => c.deviceId));
-    const sessions = await deps.connectDevices(
-      [...heardAgain].map(([deviceId, round]) => ({ deviceId, round })),
-    );
-    deps.metrics.transitions.inc({ to: 'CONNECTED' }, sessions.length);
-    return sessions;
-  }
 
   return async (n: number): Promise<EvaluateRoundResult> => {
     const meta = await deps.rounds.meta(n);
@@ -99,54 +67,103 @@ export function createEvaluateRound(deps: EvaluateRoundDeps) {
     const settings = await deps.settings();
     if (await holdOnMassSilence(n, valid, settings))
       return { round: n, outcome: 'held', disconnected: 0, reconnected: 0 };
-    const serverMax = settings['device.healthcheckMaxConsecutiveMisses'];
-    const strictest = await strictestAllowance(deps.db, serverMax);
-    const judge = judgeBy(n, serverMax, strictest);
-    let disconnected = 0;
-    let reconnected = 0;
-    // The effects of every transition, handed off once all decisions are written: on a mass
-    // disconnect their fan-out would otherwise compete with the transactions for the same cores.
-    // Their rows are committed with each batch, so the sweeper enqueues any whose hand-off is lost.
-    const effects: SessionEffects[] = [];
-    async function settle(batch: readonly Claimed[]): Promise<void> {
-      const ended = await disconnect(batch);
-      const again = await reconnectHeardAgain(batch);
-      effects.push(...ended, ...again);
-      disconnected += ended.length;
-      reconnected += again.length;
-      await deps.liveness.releaseClaims(
-        n,
-        batch.map((c) => c.deviceId),
-      );
-      if (ended.length > 0)
-        deps.logger.info({ round: n, disconnected: ended.length }, 'devices disconnected');
-    }
-    try {
-      for (;;) {
-        // HSCAN's count is a hint: what is left over stays claimed and comes back on the next pass.
-        const claimed = (await deps.liveness.claimStale(n, strictest, limit, judge)).slice(0, limit);
-        if (claimed.length === 0) break;
-        // Batches touch disjoint devices, so they run side by side without contending for a row.
-        // Every batch settles before a failure is thrown, so no transaction outlives this attempt;
-        // a failed batch stays claimed, and the retry of this job takes it up.
-        const batches: Claimed[][] = [];
-        for (let i = 0; i < claimed.length; i += batchSize) batches.push(claimed.slice(i, i + batchSize));
-        const failed = (await Promise.allSettled(batches.map(settle))).find((r) => r.status === 'rejected');
-        if (failed) throw failed.reason;
-      }
-    } finally {
-      // Also after a failure: what was committed is handed off now rather than left to the sweeper.
-      if (effects.length > 0)
-        await deps.handOffEffects(effects).catch((err: Error) => {
-          deps.logger.warn({ round: n, err: err.message }, 'effect jobs not enqueued; the sweeper will');
-        });
-    }
+    const { disconnected, reconnected } = await settleStale(deps, disconnect, n, settings);
     // A flapping device that has not failed for the window is stable again.
     await endStableFlapping(deps.db, settings['device.flapWindowSeconds']);
     // So is a bus not lost for as long.
     await endStableBuses(deps.db, UNSTABLE_WINDOW_MS / 1000);
     return { round: n, outcome, disconnected, reconnected };
   };
+}
+
+/**
+ * Claims the devices silent past their allowance in round `n` and settles them in batches: each
+ * disconnected, or connected anew when heard again since the claim.
+ */
+async function settleStale(
+  deps: EvaluateRoundDeps,
+  disconnect: ReturnType<typeof createDisconnectBatch>,
+  n: number,
+  settings: SettingValues,
+): Promise<{ disconnected: number; reconnected: number }> {
+  const batchSize = deps.batchSize ?? 1000;
+  const limit = batchSize * (deps.parallelBatches ?? 2);
+  const serverMax = settings['device.healthcheckMaxConsecutiveMisses'];
+  const strictest = await strictestAllowance(deps.db, serverMax);
+  const judge = judgeBy(deps, n, serverMax, strictest);
+  let disconnected = 0;
+  let reconnected = 0;
+  // The effects of every transition, handed off once all decisions are written: on a mass
+  // disconnect their fan-out would otherwise compete with the transactions for the same cores.
+  // Their rows are committed with each batch, so the sweeper enqueues any whose hand-off is lost.
+  const effects: SessionEffects[] = [];
+  async function settle(batch: readonly Claimed[]): Promise<void> {
+    const ended = await disconnect(batch);
+    const again = await reconnectHeardAgain(deps, batch);
+    effects.push(...ended, ...again);
+    disconnected += ended.length;
+    reconnected += again.length;
+    await deps.liveness.releaseClaims(
+      n,
+      batch.map((c) => c.deviceId),
+    );
+    if (ended.length > 0) deps.logger.info({ round: n, disconnected: ended.length }, 'devices disconnected');
+  }
+  try {
+    for (;;) {
+      // HSCAN's count is a hint: what is left over stays claimed and comes back on the next pass.
+      const claimed = (await deps.liveness.claimStale(n, strictest, limit, judge)).slice(0, limit);
+      if (claimed.length === 0) break;
+      // Batches touch disjoint devices, so they run side by side without contending for a row.
+      // Every batch settles before a failure is thrown, so no transaction outlives this attempt;
+      // a failed batch stays claimed, and the retry of this job takes it up.
+      const batches: Claimed[][] = [];
+      for (let i = 0; i < claimed.length; i += batchSize) batches.push(claimed.slice(i, i + batchSize));
+      const failed = (await Promise.allSettled(batches.map(settle))).find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
+    }
+  } finally {
+    // Also after a failure: what was committed is handed off now rather than left to the sweeper.
+    if (effects.length > 0)
+      await deps.handOffEffects(effects).catch((err: Error) => {
+        deps.logger.warn({ round: n, err: err.message }, 'effect jobs not enqueued; the sweeper will');
+      });
+  }
+  return { disconnected, reconnected };
+}
+
+/** Judges claimed pages by each device's own allowance and the rounds its bus was lost in. */
+const judgeBy =
+  (deps: EvaluateRoundDeps, n: number, serverMax: number, strictest: number): Judge =>
+  async (pages) => {
+    const ids = pages.flatMap((p) => p.candidates.map((c) => c.deviceId));
+    const [allowed, losses] = await Promise.all([
+      allowancesOf(deps.db, ids, serverMax),
+      deps.busLosses.of(ids),
+    ]);
+    // A device with no row (removed by hand) has no policy left: it goes at the strictest.
+    return pages.map((p) =>
+      staleAmong(
+        n,
+        p.candidates,
+        p.validRounds,
+        (id) => allowed.get(id) ?? strictest,
+        (id) => losses.get(id) ?? [],
+      ),
+    );
+  };
+
+/** A heartbeat that came after the claim re-entered the index: that device gets a new session. */
+async function reconnectHeardAgain(
+  deps: EvaluateRoundDeps,
+  claimed: readonly Claimed[],
+): Promise<SessionEffects[]> {
+  const heardAgain = await deps.liveness.indexedMany(claimed.map((c) => c.deviceId));
+  const sessions = await deps.connectDevices(
+    [...heardAgain].map(([deviceId, round]) => ({ deviceId, round })),
+  );
+  deps.metrics.transitions.inc({ to: 'CONNECTED' }, sessions.length);
+  return sessions;
 }
 
 export type EvaluateRound = ReturnType<typeof createEvaluateRound>;

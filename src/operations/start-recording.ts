@@ -33,6 +33,67 @@ export function trackUri(
 
 type NewRecording = Pick<Recording, 'id' | 'deviceId' | 'sessionId' | 'track' | 'uri' | 'policy' | 'state'>;
 
+/** Asks TGDM to record, the row's id as the idempotency key; answers TGDM's id of the recording. */
+const askTgdmToRecord = async (deps: StartRecordingDeps, r: NewRecording) =>
+  (
+    await deps.tgdm.startRecording({
+      uri: r.uri,
+      deviceId: r.deviceId,
+      track: r.track,
+      policy: r.policy,
+      key: r.id,
+    })
+  ).id;
+
+/** STARTING -> STARTED with RECORDING_STARTED, in one transaction; undefined when no longer STARTING. */
+function markRecordingStarted(deps: StartRecordingDeps, r: NewRecording, tgdmId: string) {
+  return deps.db.transaction(async (trx) => {
+    const started = await setRecordingState(trx, r.id, ['STARTING'], 'STARTED', { tgdmId });
+    if (started) {
+      await appendEvents(trx, [
+        clientEvent('RECORDING_STARTED', r.deviceId, {
+          recordingId: r.id,
+          track: r.track,
+          policy: r.policy,
+          sessionId: r.sessionId,
+        }),
+      ]);
+    }
+    return started;
+  });
+}
+
+/**
+ * The rows of a session's automatic recordings (STARTING), one per recorded Track, unless it has
+ * them already; false when the session is over and none was started.
+ */
+function writeSessionRecordings(
+  deps: StartRecordingDeps,
+  sessionId: string,
+  deviceId: string,
+  recorded: (t: Track) => boolean,
+): Promise<boolean> {
+  return deps.db.transaction(async (trx) => {
+    const session = await sessionEnd(trx, sessionId);
+    const device = await deviceTracks(trx, deviceId);
+    const existing = await recordingsOfSession(trx, sessionId);
+    // The session is already over: nothing to record, nothing was started.
+    if (existing.length === 0 && (session?.endedAt || !device)) return false;
+    for (const track of device ? device.tracks.filter(recorded) : []) {
+      await insertRecording(trx, {
+        id: randomUUID(),
+        deviceId,
+        sessionId,
+        track: track.name,
+        uri: trackUri(deps.mothUrl, device!, track.name),
+        policy: 'AUTOMATIC',
+        state: 'STARTING',
+      });
+    }
+    return true;
+  });
+}
+
 /**
  * Starting a TGDM recording. The row is written (STARTING) before TGDM is asked, with its id as the
  * idempotency key, so a crash between TGDM's answer and our commit cannot record twice; the
@@ -41,33 +102,8 @@ type NewRecording = Pick<Recording, 'id' | 'deviceId' | 'sessionId' | 'track' | 
 export function createStartRecording(deps: StartRecordingDeps) {
   const recorded = deps.recorded ?? ((t: Track) => t.type === 'VIDEO');
 
-  const askTgdm = async (r: NewRecording) =>
-    (
-      await deps.tgdm.startRecording({
-        uri: r.uri,
-        deviceId: r.deviceId,
-        track: r.track,
-        policy: r.policy,
-        key: r.id,
-      })
-    ).id;
-
-  async function markStarted(r: NewRecording, tgdmId: string): Promise<Recording | undefined> {
-    return deps.db.transaction(async (trx) => {
-      const started = await setRecordingState(trx, r.id, ['STARTING'], 'STARTED', { tgdmId });
-      if (started) {
-        await appendEvents(trx, [
-          clientEvent('RECORDING_STARTED', r.deviceId, {
-            recordingId: r.id,
-            track: r.track,
-            policy: r.policy,
-            sessionId: r.sessionId,
-          }),
-        ]);
-      }
-      return started;
-    });
-  }
+  const askTgdm = (r: NewRecording) => askTgdmToRecord(deps, r);
+  const markStarted = (r: NewRecording, tgdmId: string) => markRecordingStarted(deps, r, tgdmId);
 
   return {
     /** An operator's recording of one Track; TGDM refusing it is a 502 and the row is FAILED. */
@@ -98,26 +134,7 @@ export function createStartRecording(deps: StartRecordingDeps) {
      * the session is already over. Idempotent: a re-run asks TGDM only for rows still STARTING.
      */
     async forSession(sessionId: string, deviceId: string): Promise<void> {
-      const proceed = await deps.db.transaction(async (trx) => {
-        const session = await sessionEnd(trx, sessionId);
-        const device = await deviceTracks(trx, deviceId);
-        const existing = await recordingsOfSession(trx, sessionId);
-        // The session is already over: nothing to record, nothing was started.
-        if (existing.length === 0 && (session?.endedAt || !device)) return false;
-        for (const track of device ? device.tracks.filter(recorded) : []) {
-          await insertRecording(trx, {
-            id: randomUUID(),
-            deviceId,
-            sessionId,
-            track: track.name,
-            uri: trackUri(deps.mothUrl, device!, track.name),
-            policy: 'AUTOMATIC',
-            state: 'STARTING',
-          });
-        }
-        return true;
-      });
-      if (!proceed) return;
+      if (!(await writeSessionRecordings(deps, sessionId, deviceId, recorded))) return;
       for (const r of await recordingsOfSession(deps.db, sessionId)) {
         if (r.state === 'STARTING') await markStarted(r, await askTgdm(r));
       }

@@ -1,4 +1,4 @@
-import { Queue, type ConnectionOptions } from 'bullmq';
+import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import { EFFECT_KINDS, effectJobId, type EffectKind, type SessionEffects } from '../domain/effects';
 import {
   effectJobOptions,
@@ -6,6 +6,7 @@ import {
   QUEUE_TABLE,
   QUEUES,
   ROUND_SCHEDULER_ID,
+  type EffectJobData,
   type EffectRetryPolicy,
 } from './table';
 
@@ -18,6 +19,60 @@ export function bullConnection(url: string, role: 'producer' | 'worker'): Connec
 
 /** Sessions per dispatch job: a job's data stays a few tens of kilobytes. */
 const DISPATCH_CHUNK = 250;
+
+type EffectRow = { sessionId: string; deviceId: string; kind: EffectKind; notBefore?: number };
+
+/** The effect jobs of these rows, by kind. */
+function effectJobs(effects: readonly EffectRow[], policy: EffectRetryPolicy, now: number) {
+  const byKind = new Map<EffectKind, { name: string; data: EffectJobData; opts: JobsOptions }[]>();
+  for (const e of effects) {
+    const job = {
+      name: e.kind,
+      data: { sessionId: e.sessionId, deviceId: e.deviceId },
+      opts: {
+        ...effectJobOptions(policy),
+        jobId: effectJobId(e.kind, e.sessionId),
+        // A held effect waits in the queue's delayed set (shown as such on the dashboard).
+        ...(e.notBefore !== undefined && e.notBefore > now && { delay: e.notBefore - now }),
+      },
+    };
+    const list = byKind.get(e.kind);
+    if (list) list.push(job);
+    else byKind.set(e.kind, [job]);
+  }
+  return byKind;
+}
+
+const sessionEffectRows = (sessions: readonly SessionEffects[]): EffectRow[] =>
+  sessions.flatMap((s) =>
+    s.effects.map((kind) => ({
+      sessionId: s.sessionId,
+      deviceId: s.deviceId,
+      kind,
+      ...(s.notBefore !== undefined && { notBefore: s.notBefore }),
+    })),
+  );
+
+/** Dispatch jobs of DISPATCH_CHUNK sessions each, each named by its first session. */
+function dispatchJobs(sessions: readonly SessionEffects[]) {
+  const jobs = [];
+  for (let i = 0; i < sessions.length; i += DISPATCH_CHUNK) {
+    const chunk = sessions.slice(i, i + DISPATCH_CHUNK);
+    jobs.push({
+      name: QUEUES.dispatchEffects,
+      data: {
+        sessions: chunk.map(({ sessionId, deviceId, effects, notBefore }) => ({
+          sessionId,
+          deviceId,
+          effects,
+          ...(notBefore !== undefined && { notBefore }),
+        })),
+      },
+      opts: { ...QUEUE_TABLE.dispatchEffects.jobOptions, jobId: `dispatch-${chunk[0]!.sessionId}` },
+    });
+  }
+  return jobs;
+}
 
 /** The producer side of every queue, for processes that enqueue (web, gateway, worker). */
 export function createQueues(connection: ConnectionOptions, prefix: string) {
@@ -84,31 +139,9 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
     },
 
     /** Enqueues one job per effect row; deterministic ids make a repeat a no-op. */
-    async enqueueEffectRows(
-      effects: readonly { sessionId: string; deviceId: string; kind: EffectKind; notBefore?: number }[],
-      policy: EffectRetryPolicy,
-    ): Promise<void> {
-      const now = Date.now();
-      const byKind = new Map<EffectKind, (typeof effects)[number][]>();
-      for (const e of effects) {
-        const list = byKind.get(e.kind);
-        if (list) list.push(e);
-        else byKind.set(e.kind, [e]);
-      }
-      for (const [kind, list] of byKind) {
-        await this.effects.get(kind)!.addBulk(
-          list.map((e) => ({
-            name: kind,
-            data: { sessionId: e.sessionId, deviceId: e.deviceId },
-            opts: {
-              ...effectJobOptions(policy),
-              jobId: effectJobId(kind, e.sessionId),
-              // A held effect waits in the queue's delayed set (shown as such on the dashboard).
-              ...(e.notBefore !== undefined && e.notBefore > now && { delay: e.notBefore - now }),
-            },
-          })),
-        );
-      }
+    async enqueueEffectRows(effects: readonly EffectRow[], policy: EffectRetryPolicy): Promise<void> {
+      for (const [kind, jobs] of effectJobs(effects, policy, Date.now()))
+        await this.effects.get(kind)!.addBulk(jobs);
     },
 
     /** Enqueues one job per effect of these sessions. */
@@ -116,17 +149,7 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
       sessions: readonly SessionEffects[],
       policy: EffectRetryPolicy,
     ): Promise<void> {
-      await this.enqueueEffectRows(
-        sessions.flatMap((s) =>
-          s.effects.map((kind) => ({
-            sessionId: s.sessionId,
-            deviceId: s.deviceId,
-            kind,
-            ...(s.notBefore !== undefined && { notBefore: s.notBefore }),
-          })),
-        ),
-        policy,
-      );
+      await this.enqueueEffectRows(sessionEffectRows(sessions), policy);
     },
 
     /**
@@ -136,23 +159,7 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
      * session is unique to it) make a repeat a no-op; a lost dispatch is recovered by the sweeper.
      */
     async dispatchEffects(sessions: readonly SessionEffects[]): Promise<void> {
-      const jobs = [];
-      for (let i = 0; i < sessions.length; i += DISPATCH_CHUNK) {
-        const chunk = sessions.slice(i, i + DISPATCH_CHUNK);
-        jobs.push({
-          name: QUEUES.dispatchEffects,
-          data: {
-            sessions: chunk.map(({ sessionId, deviceId, effects, notBefore }) => ({
-              sessionId,
-              deviceId,
-              effects,
-              ...(notBefore !== undefined && { notBefore }),
-            })),
-          },
-          opts: { ...QUEUE_TABLE.dispatchEffects.jobOptions, jobId: `dispatch-${chunk[0]!.sessionId}` },
-        });
-      }
-      if (jobs.length > 0) await dispatchQueue.addBulk(jobs);
+      if (sessions.length > 0) await dispatchQueue.addBulk(dispatchJobs(sessions));
     },
 
     async close(): Promise<void> {

@@ -3,6 +3,7 @@ import type { RedisClient } from './connection';
 import type { KeySpace } from './key-space';
 
 import { shardOf } from '../domain/shards';
+import { MAX_ROUNDS_ALLOWED } from '../domain/policy';
 import { script } from './scripts';
 
 /** What a batch of heartbeats did, as decided atomically in Redis. */
@@ -118,6 +119,9 @@ export function groupBy<T, K>(items: readonly T[], key: (item: T) => K): Map<K, 
   return out;
 }
 
+/** Valid rounds kept per shard: a device allowed the most must still be seen to miss one more. */
+const VALID_ROUNDS_KEPT = MAX_ROUNDS_ALLOWED + 1;
+
 /** The keys of the liveness state: per shard, and the fleet-wide ones. */
 export const livenessKeys = (space: KeySpace) => ({
   shard: (s: number) => ({
@@ -143,6 +147,30 @@ export const livenessKeys = (space: KeySpace) => ({
   seedLock: space.fleet('liveness:seed-lock'),
 });
 export type LivenessKeys = ReturnType<typeof livenessKeys>;
+
+/**
+ * Each shard's last valid rounds, which miss counting uses: a round enters those of the shards it
+ * was valid for and leaves the others', so a round void for a shard (or held) is a miss for nobody
+ * there. Each keeps as many as the most lenient policy may allow a device to miss, and one more.
+ */
+export function createValidRounds(redis: RedisClient, keys: Pick<LivenessKeys, 'shard'>, shards: number) {
+  return {
+    async record(round: number, valid: ReadonlySet<number>): Promise<void> {
+      await Promise.all(
+        Array.from({ length: shards }, (_, s) => {
+          const key = keys.shard(s).validRounds;
+          return valid.has(s)
+            ? redis
+                .multi()
+                .zadd(key, round, String(round))
+                .zremrangebyrank(key, 0, -VALID_ROUNDS_KEPT - 1)
+                .exec()
+            : redis.zrem(key, String(round));
+        }),
+      );
+    },
+  };
+}
 
 /**
  * The hot liveness state in Redis, per shard: token cache, connected index, last-seen times, valid

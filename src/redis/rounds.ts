@@ -2,13 +2,9 @@ import type { Result } from 'ioredis';
 import { newRoundNonce } from '../domain/proofs';
 import type { Opening } from '../domain/rounds';
 import type { RedisClient } from './connection';
-import type { LivenessKeys } from './liveness';
+import { createValidRounds, type LivenessKeys } from './liveness';
 import type { KeySpace } from './key-space';
-import { MAX_ROUNDS_ALLOWED } from '../domain/policy';
 import { script } from './scripts';
-
-/** Valid rounds kept per shard: a device allowed the most must still be seen to miss one more. */
-const VALID_ROUNDS_KEPT = MAX_ROUNDS_ALLOWED + 1;
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
@@ -61,15 +57,18 @@ export const roundKeys = (space: KeySpace) => ({
 });
 export type RoundKeys = ReturnType<typeof roundKeys>;
 
+type Keys = { readonly rounds: RoundKeys; readonly liveness: Pick<LivenessKeys, 'shard'> };
+
 /** Round numbering and per-round facts, in Redis. */
-export function createRounds(
-  redis: RedisClient,
-  keys: { readonly rounds: RoundKeys; readonly liveness: Pick<LivenessKeys, 'shard'> },
-  shards: number,
-) {
+export function createRounds(redis: RedisClient, keys: Keys, shards: number) {
   redis.defineCommand('rollcallAdvance', { numberOfKeys: 3, lua: script('advance') });
   redis.defineCommand('rollcallRoundMeta', { numberOfKeys: 1, lua: script('round-meta') });
+  const facts = roundFacts(redis, keys, shards);
+  return { ...roundNumbering(redis, keys.rounds, facts), ...facts };
+}
 
+/** The round counter, the streak of held rounds and the scheduler's period. */
+function roundNumbering(redis: RedisClient, keys: RoundKeys, facts: Pick<RoundFacts, 'close'>) {
   return {
     /** The round number for this job: `{round, fresh}`; round 0 means "do not issue". */
     async advance(
@@ -80,16 +79,16 @@ export function createRounds(
       intervalSeconds: number,
     ) {
       const [round, fresh] = await redis.rollcallAdvance(
-        keys.rounds.counter,
-        keys.rounds.issuedBy(jobId),
-        keys.rounds.lastIssued,
+        keys.counter,
+        keys.issuedBy(jobId),
+        keys.lastIssued,
         String(scheduledAt),
         String(Math.floor(minGapMs)),
       );
       // Written after the number, also by a re-run: a crash between the two leaves no round without them.
       if (round !== 0)
         await redis.rollcallRoundMeta(
-          keys.rounds.meta(round),
+          keys.meta(round),
           String(nowMs),
           String(intervalSeconds),
           newRoundNonce(),
@@ -99,39 +98,45 @@ export function createRounds(
 
     /** Holds round n (mass silence): a miss for nobody. Returns the length of the streak of held rounds. */
     async hold(round: number): Promise<number> {
-      await this.close(round, 'held');
-      return redis.incr(keys.rounds.heldStreak);
+      await facts.close(round, 'held');
+      return redis.incr(keys.heldStreak);
     },
 
     async heldStreak(): Promise<number> {
-      return Number((await redis.get(keys.rounds.heldStreak)) ?? 0);
+      return Number((await redis.get(keys.heldStreak)) ?? 0);
     },
 
     /** A round without mass silence ends the streak of held rounds. */
     async endHeldStreak(): Promise<void> {
-      await redis.del(keys.rounds.heldStreak);
+      await redis.del(keys.heldStreak);
     },
 
     async current(): Promise<number> {
-      return Number((await redis.get(keys.rounds.counter)) ?? 0);
+      return Number((await redis.get(keys.counter)) ?? 0);
     },
 
     /** The round scheduler's period in seconds, as last set; null when Redis lost it. */
     async schedulerEvery(): Promise<number | null> {
-      const every = await redis.get(keys.rounds.schedulerEvery);
+      const every = await redis.get(keys.schedulerEvery);
       return every === null ? null : Number(every);
     },
 
     async noteSchedulerEvery(intervalSeconds: number): Promise<void> {
-      await redis.set(keys.rounds.schedulerEvery, String(intervalSeconds));
+      await redis.set(keys.schedulerEvery, String(intervalSeconds));
     },
 
     /** Raises the counter to at least `floor` (after Redis lost it, from what Postgres remembers). */
     async raiseTo(floor: number): Promise<void> {
-      const current = Number((await redis.get(keys.rounds.counter)) ?? 0);
-      if (current < floor) await redis.set(keys.rounds.counter, floor);
+      const current = Number((await redis.get(keys.counter)) ?? 0);
+      if (current < floor) await redis.set(keys.counter, floor);
     },
+  };
+}
 
+/** What is known of each round: its announcement, who opened it where, how it ended. */
+function roundFacts(redis: RedisClient, keys: Keys, shards: number) {
+  const validRounds = createValidRounds(redis, keys.liveness, shards);
+  return {
     /** Announces round n to every gateway, which sends HEALTHCHECK on the buses it holds. */
     async announce(round: number, message: unknown): Promise<void> {
       await redis.publish(keys.rounds.announced, JSON.stringify(message));
@@ -161,45 +166,36 @@ export function createRounds(
     },
 
     async meta(round: number): Promise<RoundMeta | null> {
-      const h = await redis.hgetall(keys.rounds.meta(round));
-      if (!h.issuedAt) return null;
-      return {
-        round,
-        issuedAt: Number(h.issuedAt),
-        intervalSeconds: Number(h.interval),
-        nonce: h.nonce || undefined,
-        broadcast: h.broadcast === '1',
-        outcome: (h.outcome as RoundMeta['outcome']) ?? null,
-        validShards: h.validShards ? h.validShards.split(',').filter(Boolean).map(Number) : [],
-        closedAt: h.closedAt ? Number(h.closedAt) : undefined,
-      };
+      return readMeta(round, await redis.hgetall(keys.rounds.meta(round)));
     },
 
     /**
-     * Records how round n ended, per shard: only the shards it was valid for enter their index of
-     * valid rounds, which miss counting uses, so a round void for a shard (or held) is a miss for
-     * nobody there. Each shard keeps as many of its last valid rounds as the most lenient policy may
-     * allow a device to miss, and one more (VALID_ROUNDS_KEPT). `closedAt`: when the next round was
-     * issued (its evaluation then confirms the shards against it).
+     * Records how round n ended, per shard: only the shards it was valid for enter their valid
+     * rounds (`createValidRounds`). `closedAt`: when the next round was issued (its evaluation then
+     * confirms the shards against it).
      */
     async close(round: number, validShards: readonly number[] | 'held', closedAt?: number): Promise<void> {
       const valid = new Set(validShards === 'held' ? [] : validShards);
       const outcome = validShards === 'held' ? 'held' : valid.size > 0 ? 'valid' : 'void';
-      await Promise.all(
-        Array.from({ length: shards }, (_, s) => {
-          const key = keys.liveness.shard(s).validRounds;
-          return valid.has(s)
-            ? redis
-                .multi()
-                .zadd(key, round, String(round))
-                .zremrangebyrank(key, 0, -VALID_ROUNDS_KEPT - 1)
-                .exec()
-            : redis.zrem(key, String(round));
-        }),
-      );
+      await validRounds.record(round, valid);
       await redis.hset(keys.rounds.meta(round), 'outcome', outcome, 'validShards', [...valid].join(','));
       if (closedAt !== undefined) await redis.hset(keys.rounds.meta(round), 'closedAt', String(closedAt));
     },
+  };
+}
+type RoundFacts = ReturnType<typeof roundFacts>;
+
+function readMeta(round: number, h: Record<string, string>): RoundMeta | null {
+  if (!h.issuedAt) return null;
+  return {
+    round,
+    issuedAt: Number(h.issuedAt),
+    intervalSeconds: Number(h.interval),
+    nonce: h.nonce || undefined,
+    broadcast: h.broadcast === '1',
+    outcome: (h.outcome as RoundMeta['outcome']) ?? null,
+    validShards: h.validShards ? h.validShards.split(',').filter(Boolean).map(Number) : [],
+    closedAt: h.closedAt ? Number(h.closedAt) : undefined,
   };
 }
 export type Rounds = ReturnType<typeof createRounds>;

@@ -37,6 +37,58 @@ interface Watcher {
 
 const PAGE = 500;
 
+/** A batch of events, each signed and framed once, and the whole batch encoded once. */
+interface Batch {
+  readonly events: readonly { seq: number; frame: string }[];
+  readonly whole: Buffer;
+}
+
+async function framed(
+  sign: LiveFeedDeps['sign'],
+  stream: string,
+  rows: { seq: number; body: PlatformEvent }[],
+): Promise<Batch> {
+  const events = await Promise.all(
+    rows.map(async (r) => ({
+      seq: r.seq,
+      frame: `id: ${r.seq}\ndata: ${JSON.stringify(await sign(numbered(r.body, stream, r.seq)))}\n\n`,
+    })),
+  );
+  return { events, whole: Buffer.from(events.map((e) => e.frame).join('')) };
+}
+
+/**
+ * Whether the watcher is to be cut off (and then cuts it): when it is gone, or when more than the
+ * bound still waits in its socket from what it was sent before (it did not read meanwhile).
+ */
+function cut(w: Watcher, maxBuffered: number, onCut: (() => void) | undefined): boolean {
+  if (w.res.destroyed) return true;
+  if (w.res.writableLength <= maxBuffered) return false;
+  onCut?.();
+  w.res.destroy();
+  return true;
+}
+
+/**
+ * Writes a batch to a watcher unless `cutOff`: the same bytes to every watcher that has none of it
+ * (the usual case), only what it lacks to one that has some. False when it was cut off.
+ */
+function sendTo(w: Watcher, batch: Batch, cutOff: () => boolean): boolean {
+  if (cutOff()) return false;
+  const { events } = batch;
+  if (events.length === 0 || events.at(-1)!.seq <= w.cursor) return true;
+  if (events[0]!.seq > w.cursor) w.res.write(batch.whole);
+  else
+    w.res.write(
+      events
+        .filter((e) => e.seq > w.cursor)
+        .map((e) => e.frame)
+        .join(''),
+    );
+  w.cursor = events.at(-1)!.seq;
+  return true;
+}
+
 /**
  * Live streams of the numbered events as Server-Sent Events, for any number of watchers on one web
  * process: each new watcher catches up on its own from where it resumes, then joins the live set,
@@ -54,53 +106,9 @@ export function createLiveFeed(deps: LiveFeedDeps) {
   let keepAlive: NodeJS.Timeout | undefined;
   const loop = createLoop({ name: 'live feed', pass, pollMs: deps.pollMs ?? 250, logger: deps.logger });
 
-  /**
-   * Whether the watcher can take more: false (and it is cut off) when it is gone, or when more than
-   * the bound still waits in its socket from what it was sent before (it did not read meanwhile).
-   */
-  function keepsUp(w: Watcher): boolean {
-    if (w.res.destroyed) return false;
-    if (w.res.writableLength <= maxBuffered) return true;
-    deps.onCut?.();
-    w.res.destroy();
-    return false;
-  }
-
-  /** A batch of events, each signed and framed once, and the whole batch encoded once. */
-  interface Batch {
-    readonly events: readonly { seq: number; frame: string }[];
-    readonly whole: Buffer;
-  }
-
-  /**
-   * Writes a batch to a watcher that keeps up: the same bytes to every watcher that has none of it
-   * (the usual case), only what it lacks to one that has some.
-   */
-  function send(w: Watcher, batch: Batch): boolean {
-    if (!keepsUp(w)) return false;
-    const { events } = batch;
-    if (events.length === 0 || events.at(-1)!.seq <= w.cursor) return true;
-    if (events[0]!.seq > w.cursor) w.res.write(batch.whole);
-    else
-      w.res.write(
-        events
-          .filter((e) => e.seq > w.cursor)
-          .map((e) => e.frame)
-          .join(''),
-      );
-    w.cursor = events.at(-1)!.seq;
-    return true;
-  }
-
-  const frames = async (stream: string, rows: { seq: number; body: PlatformEvent }[]): Promise<Batch> => {
-    const events = await Promise.all(
-      rows.map(async (r) => ({
-        seq: r.seq,
-        frame: `id: ${r.seq}\ndata: ${JSON.stringify(await deps.sign(numbered(r.body, stream, r.seq)))}\n\n`,
-      })),
-    );
-    return { events, whole: Buffer.from(events.map((e) => e.frame).join('')) };
-  };
+  const send = (w: Watcher, batch: Batch) => sendTo(w, batch, () => cut(w, maxBuffered, deps.onCut));
+  const frames = (stream: string, rows: { seq: number; body: PlatformEvent }[]) =>
+    framed(deps.sign, stream, rows);
 
   /** One read per stream watched live, written to each of its watchers; true when more wait. */
   async function pass(): Promise<boolean> {

@@ -13,6 +13,23 @@ export interface LoopOptions {
 }
 
 /**
+ * Runs a pass and tells `succeeded` or `failed` (which answers the failures in a row: the first and
+ * every 50th are logged); answers whether more work waits.
+ */
+async function tryPass(options: LoopOptions, succeeded: () => void, failed: () => number): Promise<boolean> {
+  try {
+    const more = await options.pass();
+    succeeded();
+    return more;
+  } catch (err) {
+    const failures = failed();
+    if (failures === 1 || failures % 50 === 0)
+      options.logger.warn({ err: (err as Error).message, failures }, `${options.name} failed; will retry`);
+    return false;
+  }
+}
+
+/**
  * A background loop: runs its pass again at once while work waits, otherwise after `pollMs` or when
  * woken (`wake`, e.g. by a Postgres notification). A failing pass is logged (the first and every
  * 50th in a row) and retried after an exponential backoff. Modes: stopped, running (in a pass),
@@ -32,18 +49,11 @@ export function createLoop(options: LoopOptions) {
     while (mode !== 'stopped' && gen === generation) {
       mode = 'running';
       woken = false;
-      let more = false;
-      try {
-        more = await options.pass();
-        failures = 0;
-      } catch (err) {
-        failures++;
-        if (failures === 1 || failures % 50 === 0)
-          options.logger.warn(
-            { err: (err as Error).message, failures },
-            `${options.name} failed; will retry`,
-          );
-      }
+      const more = await tryPass(
+        options,
+        () => (failures = 0),
+        () => ++failures,
+      );
       if ((mode as string) === 'stopped' || gen !== generation) break;
       // Again at once when work waits (or it was woken during the pass, by what the pass may not have
       // seen), though after the event loop's next turn: sockets drain, timers run.

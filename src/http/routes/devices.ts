@@ -187,9 +187,15 @@ export const presentSession = (s: SessionView & { effects: readonly EffectRow[] 
 });
 
 export function deviceRoutes(deps: DeviceRouteDeps): Router {
-  const { auth, ops, config } = deps;
   const router = new Router();
+  readRoutes(router, deps);
+  operatorRoutes(router, deps);
+  return router;
+}
 
+/** Registration, and what a device or an operator reads of devices. */
+function readRoutes(router: Router, deps: DeviceRouteDeps): void {
+  const { auth, ops, config } = deps;
   router.post('/devices', async (ctx) => {
     const body = parseInput(registrationSchema, await readJson(ctx));
     const { device, token } = await ops.registerDevice(body, ctx.request.ip);
@@ -250,7 +256,11 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
     if (!(await ops.queries.liveDevice(id))) throw deviceNotFound();
     ctx.body = { sessions: (await ops.queries.sessionsWithEffects(id, limit)).map(presentSession) };
   });
+}
 
+/** What an operator does to devices: delete, new tokens, maintenance. */
+function operatorRoutes(router: Router, deps: DeviceRouteDeps): void {
+  const { auth, ops } = deps;
   router.delete('/devices/:id', async (ctx) => {
     const actor = await auth.operator(ctx);
     await ops.deleteDevice(actor, deviceIdParam(ctx.params.id));
@@ -291,6 +301,4 @@ export function deviceRoutes(deps: DeviceRouteDeps): Router {
     ctx.set('Cache-Control', 'no-store');
     ctx.body = { id, token };
   });
-
-  return router;
 }
