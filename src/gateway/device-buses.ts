@@ -18,10 +18,10 @@ export interface DeviceBusesDeps {
   readonly sharedBusPath: string | undefined;
   readonly moth: Omit<MothClientOptions, 'path'>;
   /**
-   * A frame heard on a device's own bus (`deviceId`) or on the shared bus (undefined). False: this
-   * turn of the event loop has taken its share, every session reads again on the next one.
+   * A frame heard on a device's own bus (`deviceId`) or on the shared bus (undefined); `text` when it
+   * came as a text frame. False: this turn of the event loop has taken its share, every session reads
+   * again on the next one.
    */
-  /** A frame heard on a device's bus (undefined: the shared one); `text` when it came as a text frame. */
   readonly onFrame: (data: Buffer, deviceId: string | undefined, text: boolean) => boolean | void;
   /**
    * A bus session changed: `lost` (it dropped, or did not open within its grace: the devices it carries
@@ -63,14 +63,220 @@ const REPLAY_WINDOW_MS = 250;
  */
 const OPEN_GRACE_MS = 5000;
 
+/** A directory entry, with the shard its device falls in (hashed once, when it is added). */
+type Known = BusEntry & { readonly shard: number };
+
+/**
+ * How the buses read. Two flags, each with its own reason: `paused` while Redis is behind (frames
+ * wait in the sockets, then in Moth, which loses them rather than this process growing without
+ * bound), `yielding` for the rest of a turn of the event loop once the turn's share of frames is
+ * spent. Yielding stops every session, not only the one that spent the share, since each socket
+ * still to be read would bring a whole read of frames (thousands of flooding sessions would hold the
+ * loop for seconds); they read again on the next turn, from the one after the last, so the same few
+ * sessions do not take every turn's share.
+ */
+function createReading(clients: () => MothClient[]) {
+  let paused = false;
+  let yielding = false;
+  const pauseAll = () => clients().forEach((c) => c.pause());
+  return {
+    paused: () => paused,
+    pause(): void {
+      paused = true;
+      pauseAll();
+    },
+    resume(): void {
+      paused = false;
+      clients().forEach((c) => c.resume());
+    },
+    /** The turn's share is spent, the last frame read from `last`. */
+    yieldTurn(last: MothClient): void {
+      if (yielding) return;
+      yielding = true;
+      pauseAll();
+      setImmediate(() => {
+        yielding = false;
+        if (paused) return;
+        const order = clients();
+        const from = order.indexOf(last) + 1;
+        for (let k = 0; k < order.length; k++) order[(from + k) % order.length]!.resume();
+      });
+    },
+  };
+}
+type Reading = ReturnType<typeof createReading>;
+
+/** Sessions opening, at most `concurrency` at once; the rest wait their turn. */
+function createOpenings(concurrency: number) {
+  const queue: Session[] = [];
+  let opening = 0;
+  const pump = () => {
+    while (opening < concurrency && queue.length > 0) {
+      const next = queue.shift()!;
+      if (!next.closed) next.start();
+    }
+  };
+  return {
+    add(session: Session): void {
+      queue.push(session);
+      pump();
+    },
+    started: () => void opening++,
+    /** One that started opened, failed, or had its time: its slot goes to the next. */
+    settled(): void {
+      opening--;
+      pump();
+    },
+    stop(): void {
+      for (const s of queue) s.closed = true;
+      queue.length = 0;
+    },
+  };
+}
+
+/** What a session needs of the buses that hold it. */
+interface SessionContext {
+  readonly deps: DeviceBusesDeps;
+  readonly openings: ReturnType<typeof createOpenings>;
+  readonly reading: Reading;
+  /** The devices heard on the shared bus now (what its loss is a loss for). */
+  readonly sharedUserIds: () => string[];
+}
+
+/**
+ * One bus session, queued to open. Lost when it drops, or (unless `fresh`) when it has not opened
+ * within its grace: `onBus` is told, and again when it is restored.
+ */
+function openSession(
+  ctx: SessionContext,
+  path: string,
+  shard: number,
+  deviceId: string | undefined,
+  fresh: boolean,
+): Session {
+  const { deps } = ctx;
+  const label = deviceId === undefined ? 'shared device bus' : `bus of device ${deviceId}`;
+  const client = new MothClient({ ...deps.moth, path, label, quiet: deviceId !== undefined });
+  let openedAt = 0;
+  let starting = false;
+  const settle = () => {
+    if (!starting) return;
+    starting = false;
+    ctx.openings.settled();
+  };
+  const session: Session = {
+    client,
+    shard,
+    createdAt: Date.now(),
+    fresh,
+    firstOpenAt: null,
+    lostFor: null,
+    closed: false,
+    start: () => {
+      starting = true;
+      ctx.openings.started();
+      client.start();
+      // A session that cannot open soon gives its slot to the next (it keeps retrying on its own).
+      setTimeout(settle, 5000).unref();
+    },
+  };
+  const lose = () => {
+    if (session.closed || session.lostFor) return;
+    session.lostFor = deviceId === undefined ? ctx.sharedUserIds() : [deviceId];
+    deps.onBus('lost', session.lostFor);
+  };
+  if (!fresh) setTimeout(() => session.firstOpenAt === null && lose(), OPEN_GRACE_MS).unref();
+  client.on('open', () => {
+    openedAt = Date.now();
+    if (ctx.reading.paused()) client.pause();
+    if (session.firstOpenAt === null) {
+      session.firstOpenAt = openedAt;
+      if (deviceId !== undefined) deps.onBus('opened', [deviceId]);
+    }
+    if (session.lostFor) deps.onBus('restored', session.lostFor);
+    session.lostFor = null;
+    settle();
+  });
+  client.on('close', lose);
+  client.on('message', (data, isBinary) => {
+    if (!isBinary && Date.now() - openedAt < REPLAY_WINDOW_MS) return;
+    if (deps.onFrame(data, deviceId, !isBinary) === false) ctx.reading.yieldTurn(client);
+  });
+  client.on('close', settle);
+  ctx.openings.add(session);
+  return session;
+}
+
+/**
+ * Per held shard (and the shared bus), since when it counts as held: from when it was taken and
+ * every session taken with it had opened (or had its grace), null until then. A session lost later
+ * voids rounds for its own devices only (`onBus`), a bounded few, never for the shard; but while more
+ * than half of them are down the fault is ours or Moth's (a Moth restart, this gateway's network),
+ * not the robots': no shard counts as held until that ends (`sight` remembers when), however long.
+ */
+function heldSinceOf(
+  all: readonly Session[],
+  held: ReadonlyMap<number, number>,
+  sight: { blind: boolean; at: number },
+  now: number,
+): Map<number, number | null> {
+  if (all.filter((s) => s.lostFor).length * 2 > all.length) {
+    sight.blind = true;
+    return new Map([...held.keys()].map((shard) => [shard, null]));
+  }
+  if (sight.blind) sight.at = now;
+  sight.blind = false;
+  const out = new Map<number, number | null>([...held].map(([shard, t]) => [shard, Math.max(t, sight.at)]));
+  for (const s of all) {
+    const since = out.get(s.shard);
+    if (since === undefined || since === null || s.fresh) continue;
+    if (s.firstOpenAt === null && now - s.createdAt < OPEN_GRACE_MS) {
+      out.set(s.shard, null);
+      continue;
+    }
+    // From its first open, or from the end of its grace when it had not opened by then.
+    out.set(s.shard, Math.max(since, Math.min(s.firstOpenAt ?? Infinity, s.createdAt + OPEN_GRACE_MS)));
+  }
+  return out;
+}
+
+/**
+ * Sends one payload on each of these sessions, spread evenly over `spreadMs` in steps of 5 ms so no
+ * burst leaves at once; `handed` is told each device's own bus as its payload is handed over.
+ */
+async function sendSpread(
+  targets: readonly [string | undefined, Session][],
+  payload: Buffer,
+  spreadMs: number,
+  handed: (deviceId: string, at: number) => void,
+): Promise<{ sent: number; failed: number }> {
+  let sent = 0;
+  let failed = 0;
+  const send = ([deviceId, s]: [string | undefined, Session], at: number) => {
+    if (deviceId !== undefined) handed(deviceId, at);
+    return s.client.sendEncoded(payload).then(
+      () => void sent++,
+      () => void failed++,
+    );
+  };
+  const pending: Promise<void>[] = [];
+  const stepMs = 5;
+  const steps = Math.max(1, Math.ceil(spreadMs / stepMs));
+  const perStep = Math.ceil(targets.length / steps);
+  for (let i = 0; i < targets.length; i += perStep) {
+    if (i > 0) await new Promise((r) => setTimeout(r, stepMs));
+    const at = performance.now();
+    for (const s of targets.slice(i, i + perStep)) pending.push(send(s, at));
+  }
+  await Promise.all(pending);
+  return { sent, failed };
+}
+
 /**
  * The device buses a gateway holds: one Moth session per device of the shards it owns (plus the shared
  * bus of earlier versions when it holds that), HEALTHCHECK on each across a spread, and frames to one
  * device's bus. Knows every live device's bus (the directory), so it can reach any device.
  */
-/** A directory entry, with the shard its device falls in (hashed once, when it is added). */
-type Known = BusEntry & { readonly shard: number };
-
 export function createDeviceBuses(deps: DeviceBusesDeps) {
   const directory = new Map<string, Known>();
   const know = (e: BusEntry): Known => {
@@ -82,115 +288,40 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
   /** Shard -> when this gateway took it. */
   const held = new Map<number, number>();
   let shared: Session | undefined;
-  const openQueue: Session[] = [];
-  let opening = 0;
-  let paused = false;
-  /** More than half of the buses were down at the last look; when that last ended. */
-  let blind = false;
-  let sightAt = 0;
-  const openConcurrency = deps.openConcurrency ?? 200;
-  /**
-   * The turn's share of frames is spent: every session stops reading for the rest of this turn of the
-   * event loop, not only the one that spent it, since each socket still to be read would bring a whole
-   * read of frames (thousands of flooding sessions would hold the loop for seconds). They read again on
-   * the next turn, from the one after `last`, so the same few sessions do not take every turn's share.
-   */
-  let yielding = false;
-  function yieldTurn(last: MothClient) {
-    if (yielding) return;
-    yielding = true;
-    shared?.client.pause();
-    for (const s of sessions.values()) s.client.pause();
-    setImmediate(() => {
-      yielding = false;
-      if (paused) return;
-      shared?.client.resume();
-      const order = [...sessions.values()];
-      const from = order.findIndex((s) => s.client === last) + 1;
-      for (let k = 0; k < order.length; k++) order[(from + k) % order.length]!.client.resume();
-    });
-  }
-
-  function openSession(path: string, shard: number, deviceId: string | undefined, fresh: boolean) {
-    const label = deviceId === undefined ? 'shared device bus' : `bus of device ${deviceId}`;
-    const client = new MothClient({ ...deps.moth, path, label, quiet: deviceId !== undefined });
-    let openedAt = 0;
-    let starting = false;
-    const settle = () => {
-      if (!starting) return;
-      starting = false;
-      opening--;
-      pump();
-    };
-    const session: Session = {
-      client,
-      shard,
-      createdAt: Date.now(),
-      fresh,
-      firstOpenAt: null,
-      lostFor: null,
-      closed: false,
-      start: () => {
-        starting = true;
-        opening++;
-        client.start();
-        // A session that cannot open soon gives its slot to the next (it keeps retrying on its own).
-        setTimeout(settle, 5000).unref();
-      },
-    };
-    const carried = () => (deviceId === undefined ? sharedUserIds() : [deviceId]);
-    const lose = () => {
-      if (session.closed || session.lostFor) return;
-      session.lostFor = carried();
-      deps.onBus('lost', session.lostFor);
-    };
-    if (!fresh)
-      setTimeout(() => {
-        if (session.firstOpenAt === null) lose();
-      }, OPEN_GRACE_MS).unref();
-    client.on('open', () => {
-      openedAt = Date.now();
-      if (paused) client.pause();
-      if (session.firstOpenAt === null) {
-        session.firstOpenAt = openedAt;
-        if (deviceId !== undefined) deps.onBus('opened', [deviceId]);
-      }
-      if (session.lostFor) deps.onBus('restored', session.lostFor);
-      session.lostFor = null;
-      settle();
-    });
-    client.on('close', lose);
-    client.on('message', (data, isBinary) => {
-      if (!isBinary && Date.now() - openedAt < REPLAY_WINDOW_MS) return;
-      if (deps.onFrame(data, deviceId, !isBinary) === false) yieldTurn(client);
-    });
-    client.on('close', settle);
-    openQueue.push(session);
-    pump();
-    return session;
-  }
-
-  function sharedUserIds(): string[] {
-    const out: string[] = [];
-    for (const e of directory.values()) if (e.heardOnBus === 'shared') out.push(e.deviceId);
-    return out;
-  }
-
-  function pump() {
-    while (opening < openConcurrency && openQueue.length > 0) {
-      const next = openQueue.shift()!;
-      if (!next.closed) next.start();
-    }
-  }
+  const all = () => [...(shared ? [shared] : []), ...sessions.values()];
+  const sight = { blind: false, at: 0 };
+  const sharedUserIds = () =>
+    [...directory.values()].filter((e) => e.heardOnBus === 'shared').map((e) => e.deviceId);
+  const ctx: SessionContext = {
+    deps,
+    openings: createOpenings(deps.openConcurrency ?? 200),
+    reading: createReading(() => all().map((s) => s.client)),
+    sharedUserIds,
+  };
 
   function closeSession(session: Session, deviceId?: string) {
     session.closed = true;
     void session.client.stop();
     if (deviceId !== undefined) deps.onBus('closed', [deviceId]);
   }
-
   function openDevice(entry: Known, fresh: boolean) {
-    sessions.set(entry.deviceId, openSession(deps.busPath(entry.busId), entry.shard, entry.deviceId, fresh));
+    sessions.set(
+      entry.deviceId,
+      openSession(ctx, deps.busPath(entry.busId), entry.shard, entry.deviceId, fresh),
+    );
+  }
+  function closeDevice(deviceId: string) {
+    const s = sessions.get(deviceId);
+    if (s) closeSession(s, deviceId);
+    sessions.delete(deviceId);
+  }
+  /** Lets a shard go: its sessions close (the shared bus's, for SHARED_BUS). */
+  function release(shard: number) {
+    held.delete(shard);
+    if (shard === SHARED_BUS) {
+      if (shared) closeSession(shared);
+      shared = undefined;
+    } else for (const [id, session] of sessions) if (session.shard === shard) closeDevice(id);
   }
 
   return {
@@ -209,9 +340,7 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
       for (const id of directory.keys()) {
         if (seen.has(id)) continue;
         directory.delete(id);
-        const s = sessions.get(id);
-        if (s) closeSession(s, id);
-        sessions.delete(id);
+        closeDevice(id);
       }
     },
 
@@ -226,104 +355,31 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
 
     /** The shards (and the shared bus) this gateway holds now; opens and closes sessions to match. */
     hold(shards: ReadonlySet<number>): void {
-      const now = Date.now();
-      for (const s of [...held.keys()]) {
-        if (shards.has(s)) continue;
-        held.delete(s);
-        if (s === SHARED_BUS) {
-          if (shared) closeSession(shared);
-          shared = undefined;
-          continue;
-        }
-        for (const [id, session] of sessions) {
-          if (session.shard !== s) continue;
-          closeSession(session, id);
-          sessions.delete(id);
-        }
-      }
-      const taken = [...shards].filter((s) => !held.has(s));
-      for (const s of taken) held.set(s, now);
-      if (taken.includes(SHARED_BUS) && deps.sharedBusPath) {
-        shared = openSession(deps.sharedBusPath, SHARED_BUS, undefined, false);
-      }
-      const takenSet = new Set(taken);
+      for (const s of [...held.keys()]) if (!shards.has(s)) release(s);
+      const taken = new Set([...shards].filter((s) => !held.has(s)));
+      for (const s of taken) held.set(s, Date.now());
+      if (taken.has(SHARED_BUS) && deps.sharedBusPath)
+        shared = openSession(ctx, deps.sharedBusPath, SHARED_BUS, undefined, false);
       for (const e of directory.values())
-        if (takenSet.has(e.shard) && !sessions.has(e.deviceId)) openDevice(e, false);
+        if (taken.has(e.shard) && !sessions.has(e.deviceId)) openDevice(e, false);
     },
 
     /** The shards held now. */
-    held(): number[] {
-      return [...held.keys()];
-    },
-
-    /**
-     * Per held shard (and the shared bus), since when it counts as held: from when it was taken and
-     * every session taken with it had opened (or had its grace), null until then. A session lost later
-     * voids rounds for its own devices only (`onBus`), a bounded few, never for the shard; but while more
-     * than half of them are down the fault is ours or Moth's (a Moth restart, this gateway's network),
-     * not the robots': no shard counts as held until that ends, however long it lasts.
-     */
-    heldSince(): Map<number, number | null> {
-      const now = Date.now();
-      const all = [...sessions.values(), ...(shared ? [shared] : [])];
-      if (all.filter((s) => s.lostFor).length * 2 > all.length) {
-        blind = true;
-        return new Map([...held.keys()].map((shard) => [shard, null]));
-      }
-      if (blind) sightAt = now;
-      blind = false;
-      const out = new Map<number, number | null>(
-        [...held].map(([shard, t]) => [shard, Math.max(t, sightAt)]),
-      );
-      for (const s of all) {
-        const since = out.get(s.shard);
-        if (since === undefined || since === null || s.fresh) continue;
-        if (s.firstOpenAt === null && now - s.createdAt < OPEN_GRACE_MS) {
-          out.set(s.shard, null);
-          continue;
-        }
-        // From its first open, or from the end of its grace when it had not opened by then.
-        out.set(s.shard, Math.max(since, Math.min(s.firstOpenAt ?? Infinity, s.createdAt + OPEN_GRACE_MS)));
-      }
-      return out;
-    },
-
+    held: () => [...held.keys()],
+    /** Per held shard, since when it counts as held (`heldSinceOf`). */
+    heldSince: () => heldSinceOf(all(), held, sight, Date.now()),
     /** How many devices of the directory were last heard on the shared bus. */
-    sharedUsers(): number {
-      return sharedUserIds().length;
-    },
+    sharedUsers: () => sharedUserIds().length,
+    /** Stops reading every bus (Redis is behind); `resume` reads again. */
+    pause: () => ctx.reading.pause(),
+    resume: () => ctx.reading.resume(),
+    sessionCount: () => all().length,
+    openSessionCount: () => all().filter((s) => s.client.isOpen).length,
 
     /**
-     * Stops reading every bus (Redis is behind): frames wait in the sockets, then in Moth, which loses
-     * them rather than this process growing without bound. `resume` reads again.
-     */
-    pause(): void {
-      paused = true;
-      shared?.client.pause();
-      for (const s of sessions.values()) s.client.pause();
-    },
-
-    resume(): void {
-      paused = false;
-      shared?.client.resume();
-      for (const s of sessions.values()) s.client.resume();
-    },
-
-    sessionCount(): number {
-      return sessions.size + (shared ? 1 : 0);
-    },
-
-    openSessionCount(): number {
-      let n = shared?.client.isOpen ? 1 : 0;
-      for (const s of sessions.values()) if (s.client.isOpen) n++;
-      return n;
-    },
-
-    /**
-     * Sends one message on every held bus, spread evenly over `spreadMs` so no burst leaves at once.
-     * Resolves when the last has been handed to its session. Devices in `skipping` are left out (the
-     * shared bus never is: it carries many devices); `handed` is told each device's own bus as its
-     * message is handed to its session (`at`: `performance.now()` of that step).
+     * Sends one message on every held bus, spread over `spreadMs` (`sendSpread`). Resolves when the
+     * last has been handed to its session. Devices in `skipping` are left out (the shared bus never
+     * is: it carries many devices).
      */
     async sendToAll(
       message: unknown,
@@ -332,29 +388,9 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
       handed: (deviceId: string, at: number) => void = () => {},
     ): Promise<{ sent: number; failed: number }> {
       const own = [...sessions].filter(([deviceId]) => !skipping.has(deviceId));
-      const all: [string | undefined, Session][] = shared ? [[undefined, shared], ...own] : own;
-      const targets = all.filter(([, s]) => s.client.isOpen);
-      let sent = 0;
-      let failed = 0;
-      const payload = Buffer.from(JSON.stringify(message), 'utf8');
-      const send = ([deviceId, s]: [string | undefined, Session], at: number) => {
-        if (deviceId !== undefined) handed(deviceId, at);
-        return s.client.sendEncoded(payload).then(
-          () => void sent++,
-          () => void failed++,
-        );
-      };
-      const pending: Promise<void>[] = [];
-      const stepMs = 5;
-      const steps = Math.max(1, Math.ceil(spreadMs / stepMs));
-      const perStep = Math.ceil(targets.length / steps);
-      for (let i = 0; i < targets.length; i += perStep) {
-        if (i > 0) await new Promise((r) => setTimeout(r, stepMs));
-        const at = performance.now();
-        for (const s of targets.slice(i, i + perStep)) pending.push(send(s, at));
-      }
-      await Promise.all(pending);
-      return { sent, failed };
+      const targets: [string | undefined, Session][] = shared ? [[undefined, shared], ...own] : own;
+      const open = targets.filter(([, s]) => s.client.isOpen);
+      return sendSpread(open, Buffer.from(JSON.stringify(message), 'utf8'), spreadMs, handed);
     },
 
     /**
@@ -374,13 +410,12 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
     },
 
     async stop(): Promise<void> {
-      for (const s of openQueue) s.closed = true;
-      openQueue.length = 0;
-      const all = [...sessions.values(), ...(shared ? [shared] : [])];
+      ctx.openings.stop();
+      const stopping = all();
       sessions.clear();
       held.clear();
       shared = undefined;
-      await Promise.all(all.map((s) => s.client.stop()));
+      await Promise.all(stopping.map((s) => s.client.stop()));
     },
   };
 }

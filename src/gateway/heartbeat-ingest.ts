@@ -4,8 +4,10 @@ import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import { decodeInbound, type Inbound } from '../moth/codec';
 import type { CachedToken, HeardBatch, HeartbeatInput, Liveness } from '../redis/liveness';
-import { createProofKeys, type Decoded } from './proof-keys';
-import { createTokenDirectory } from './token-directory';
+import { createBatchWriter } from './batch-writer';
+import { createProofKeys, type Decoded, type ProofKeys } from './proof-keys';
+import { createRoundMemory, type RoundMemory } from './round-memory';
+import { createTokenDirectory, type TokenDirectory } from './token-directory';
 import type { Refusal } from './refusal-notices';
 
 export interface HeartbeatIngestDeps {
@@ -53,15 +55,6 @@ export interface HeartbeatIngestDeps {
    */
   readonly onBackpressure?: (behind: boolean) => void;
 }
-
-/** Batches waiting for Redis beyond which reading pauses (a round's first heartbeats come in a burst). */
-const MAX_BATCHES_IN_FLIGHT = 32;
-/**
- * Batches written at once: Redis runs one script at a time, but the next ones already on the wire
- * keep it busy while we parse an answer and read more frames (3 measured best in `npm run bench`).
- * Order between batches does not matter (a device's heard round only ever goes up).
- */
-const WRITERS = 3;
 
 /**
  * Tokens whose hash the shared bus remembers: a robot heard there every round costs a lookup, not a
@@ -111,59 +104,40 @@ type Placed = Arrived & { deviceId: string };
  * bus carried it. A device absent from the connected index is connected at once. Malformed frames,
  * unknown, revoked or misplaced tokens and other message types are dropped and counted.
  *
- * A device is written once per round: Redis confirms its token and records it for the open round,
- * and its later heartbeats of that round, with the same token, are counted in memory (they could not
- * change anything). A revoked token leaves that memory at once (`revoke`, pushed by Redis pub/sub),
- * and the memory holds one round only, so even a lost revocation message lets a revoked token record
- * nothing: the next round's first heartbeat meets the tombstone in Redis.
+ * A frame's way: `push` (the turn's budget) -> `readFrame` (decoded, or the device's last frame
+ * again) -> `accept` (counted from the round's memory, a repeat of one on its way, or added to a
+ * batch) -> `writeBatch` (Redis, then what it made of the batch: counts, refusals, connects, the
+ * round's memory). A revoked token leaves the memory at once (`revoke`, pushed by Redis pub/sub).
  */
 export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
-  const maxBatch = deps.maxBatch ?? 1000;
-  const maxDelayMs = deps.maxDelayMs ?? 5;
-  let batch: Arrived[] = [];
-  let timer: NodeJS.Timeout | undefined;
-  const writers: Promise<void>[] = Array.from({ length: WRITERS }, () => Promise.resolve());
-  let next = 0;
-  let queued = 0;
-  let paused = false;
-  let turnFrames = 0;
-  const nextTurn = () => (turnFrames = 0);
-  const count = (result: string, n = 1) => deps.metrics.heartbeats.inc({ result }, n);
+  const count: Count = (result, n = 1) => deps.metrics.heartbeats.inc({ result }, n);
   const tokens = createTokenDirectory(deps);
-  const sharedHash = rememberingTokenHash(SHARED_HASHES_MAX);
+  const memory = createRoundMemory<Arrived>();
+  const tally = createTally(count);
+  const turn = createTurnBudget(FRAMES_PER_TURN);
   const proofs = createProofKeys({
     ...deps,
     count,
     accept: (heard, bus, round) => accept(heard, bus, round),
   });
-  /** Devices already reported for a token sent in a text frame (until their token changes). */
-  const exposed = new Set<string>();
-  /** Device -> the token hash Redis accepted from it in `recordedRound`, the round open now. */
-  let recorded = new Map<string, string>();
-  /** Device -> its heartbeat of `recordedRound` on its way to Redis: repeats wait for its answer. */
-  let pending = new Map<string, Arrived>();
-  let recordedRound = 0;
-  /**
-   * Device -> its last heartbeat frame of this round (a copy) and what it decoded to: a robot that
-   * repeats itself (babbling, or replaying after a stall) costs a comparison, not a decode and a hash.
-   */
-  let lastFrames = new Map<string, Decoded>();
-  const forgetRound = () => {
-    recorded = new Map();
-    pending = new Map();
-    lastFrames = new Map();
+  const reading: Reading = {
+    deps,
+    count,
+    memory,
+    proofs,
+    sharedHash: rememberingTokenHash(SHARED_HASHES_MAX),
   };
-  /** Revocations taken so far: a batch written while one came in is not remembered. */
-  let revocations = 0;
-  /** Heartbeats settled in memory, not yet added to the metrics (per heartbeat costs too much). */
-  const tally = { accepted: 0, stale: 0 };
-  const settleTally = () => {
-    if (tally.accepted) count('accepted', tally.accepted);
-    if (tally.stale) count('stale', tally.stale);
-    tally.accepted = tally.stale = 0;
-  };
-  const tallyTimer = setInterval(settleTally, TALLY_PERIOD_MS);
-  tallyTimer.unref();
+  const writing: Writing = { deps, count, tokens, memory, exposed: new Set(), revocations: 0 };
+  const writer = createBatchWriter<Arrived>({
+    name: 'heartbeat batch',
+    write: (batch) => writeBatch(writing, batch),
+    maxBatch: deps.maxBatch ?? 1000,
+    maxDelayMs: deps.maxDelayMs ?? 5,
+    // Frames waiting for their keys are part of what has been taken.
+    arriving: () => proofs.pending(),
+    onBackpressure: deps.onBackpressure,
+    logger: deps.logger,
+  });
 
   /**
    * Takes one frame heard on the bus of `deviceId` (undefined: the shared bus). Returns false when
@@ -171,19 +145,11 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
    * the next turn.
    */
   function push(frame: Buffer, deviceId?: string, text = false): boolean {
-    if (turnFrames++ === 0) setImmediate(nextTurn);
-    take(frame, deviceId, text);
-    return turnFrames <= FRAMES_PER_TURN;
-  }
-
-  function take(frame: Buffer, deviceId: string | undefined, text: boolean): void {
-    const heardRound = deps.openRound();
-    if (heardRound !== recordedRound) {
-      forgetRound();
-      recordedRound = heardRound;
-    }
-    const heard = read(frame, deviceId, heardRound);
-    if (heard) accept(heard, deviceId, heardRound, text && !heard.proven);
+    const more = turn.take();
+    memory.turnTo(deps.openRound());
+    const heard = readFrame(reading, frame, deviceId, memory.round());
+    if (heard) accept(heard, deviceId, memory.round(), text && !heard.proven);
+    return more;
   }
 
   /** A heartbeat whose credential is read: counted from memory, or queued for Redis. */
@@ -197,252 +163,268 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     const staleEcho = round !== undefined && round < heardRound;
     // The memory is of the round open now; a proof that waited for its key may be of the one before.
     // A token in a text frame always goes to Redis: only an accepted one is reported as exposed.
-    const current = heardRound === recordedRound && !text;
-    if (current && device !== undefined && recorded.get(device) === credential(hash, proven)) {
-      if (staleEcho) tally.stale++;
-      else tally.accepted++;
-      return;
-    }
-    const waiting = !current || device === undefined || staleEcho ? undefined : pending.get(device);
+    const current = heardRound === memory.round() && !text;
+    if (current && device !== undefined && memory.recorded(device) === credential(hash, proven))
+      return tally.add(staleEcho ? 'stale' : 'accepted');
+    const waiting = !current || device === undefined || staleEcho ? undefined : memory.pending(device);
     if (
-      waiting &&
-      waiting.tokenHash === hash &&
+      waiting?.tokenHash === hash &&
       waiting.proven === proven &&
       waiting.shared === (deviceId === undefined)
     ) {
       waiting.repeats++;
       return;
     }
-    const item: Arrived = {
-      tokenHash: hash,
-      deviceId: deviceId ?? heard.deviceId,
-      shared: deviceId === undefined,
-      heardRound,
-      round,
-      proven,
-      text,
-      repeats: 0,
-      at: performance.now(),
-    };
-    if (current && device !== undefined && !staleEcho) pending.set(device, item);
-    batch.push(item);
-    if (batch.length >= maxBatch) void flush();
-    else timer ??= setTimeout(() => void flush(), maxDelayMs);
-  }
-
-  /** What a frame says, from memory when its bus repeats the last one; undefined (counted) if no heartbeat. */
-  function read(frame: Buffer, deviceId: string | undefined, heardRound: number): Decoded | undefined {
-    const last = deviceId === undefined ? undefined : lastFrames.get(deviceId);
-    if (last && last.frame.length === frame.length && timingSafeEqual(last.frame, frame)) return last;
-    const msg = decodeInbound(frame);
-    if (msg.kind === 'proof') {
-      const decoded = proofs.read(frame, msg, deviceId, heardRound);
-      if (decoded && deviceId !== undefined && heardRound === recordedRound)
-        lastFrames.set(deviceId, { ...decoded, frame: Buffer.from(frame) });
-      return decoded;
-    }
-    if (msg.kind === 'goodbye') {
-      count('goodbye');
-      deps.goodbye?.(msg, deviceId);
-      return undefined;
-    }
-    if (msg.kind !== 'heartbeat') {
-      count(msg.kind);
-      return undefined;
-    }
-    const hash = deviceId === undefined ? sharedHash(msg.token) : tokenHash(msg.token);
-    const decoded = { frame, tokenHash: hash, round: msg.round, proven: false };
-    // A copy: the frame is a view of a whole read, which it would keep.
-    if (deviceId !== undefined) lastFrames.set(deviceId, { ...decoded, frame: Buffer.from(frame) });
-    return decoded;
-  }
-
-  /** Starts writing the current batch; resolves when every batch started so far is written. */
-  function flush(): Promise<void> {
-    // Frames waiting for their keys are part of what has been taken.
-    const lookup = proofs.pending();
-    if (lookup) return lookup.then(flush);
-    clearTimeout(timer);
-    timer = undefined;
-    if (batch.length === 0) return Promise.all(writers).then(() => {});
-    const items = batch;
-    batch = [];
-    queued++;
-    if (queued > MAX_BATCHES_IN_FLIGHT && !paused) {
-      paused = true;
-      deps.onBackpressure?.(true);
-    }
-    const slot = next++ % WRITERS;
-    writers[slot] = writers[slot]!.then(() =>
-      write(items)
-        .catch((err: unknown) => {
-          deps.logger.error({ err: (err as Error).message }, 'heartbeat batch failed');
-        })
-        .finally(() => {
-          queued--;
-          if (paused && queued <= 1) {
-            paused = false;
-            deps.onBackpressure?.(false);
-          }
-        }),
-    );
-    return Promise.all(writers).then(() => {});
-  }
-
-  async function write(arrived: Arrived[]): Promise<void> {
-    const items = await placeShared(arrived);
-    const revocationsBefore = revocations;
-    let outcome: Outcome;
-    try {
-      outcome = outcomeOf(await deps.liveness.recordHeartbeats(items));
-    } catch (err) {
-      settlePending(arrived);
-      count(
-        'write_failed',
-        arrived.reduce((n, a) => n + 1 + a.repeats, 0),
-      );
-      deps.onWriteFailure?.();
-      deps.logger.error({ err: (err as Error).message, lost: items.length }, 'could not record heartbeats');
-      return;
-    }
-    if (outcome.unknownItems.length > 0) await placeUnknown(outcome);
-    countRepeats(items, outcome);
-    settlePending(arrived);
-    // Counted per batch, not per heartbeat: this is the hot path.
-    const { heard, stale, unknown, revoked, misplaced, downgrades, refused } = outcome;
-    if (heard) count('accepted', heard);
-    if (stale) count('stale', stale);
-    if (unknown + revoked) count('unknown_token', unknown + revoked);
-    if (misplaced) count('misplaced', misplaced);
-    if (downgrades) count('downgrade', downgrades);
-    noteCredentials(items, outcome);
-    if (refused.size > 0) deps.refused?.(refusalsOf(outcome));
-    if (refused.size > 0) for (const i of refused) tokens.forget(i.tokenHash);
-    if (revocations === revocationsBefore) remember(items, refused);
-    if (deps.heardOn) reportBuses(items, arrived, refused);
-    if (outcome.fresh.length > 0) deps.connect(outcome.fresh);
-    if (deps.answered) deps.answered(answersOf(items, refused));
-  }
-
-  /**
-   * Tokens the cache did not know, resolved from Postgres: a device of another shard than the bus's
-   * is misplaced (without asking Redis again), one of this bus is written again, an unknown refused.
-   */
-  async function placeUnknown(o: Outcome): Promise<void> {
-    const unknownItems = o.unknownItems;
-    const resolved = await tokens.resolve([...new Set(unknownItems.map((i) => i.tokenHash))]);
-    const foreign = unknownItems.filter((i) => (resolved.get(i.tokenHash) ?? i.deviceId) !== i.deviceId);
-    const retry = unknownItems.filter((i) => resolved.get(i.tokenHash) === i.deviceId);
-    o.unknown -= retry.length + foreign.length;
-    o.misplaced += foreign.length;
-    for (const i of foreign) {
-      o.refused.add(i);
-      o.misplacedOnes.add(i);
-    }
-    if (retry.length > 0) addRetried(o, await deps.liveness.recordHeartbeats(retry));
-    for (const i of unknownItems) if (!resolved.has(i.tokenHash)) o.refused.add(i);
-  }
-
-  /** Tokens accepted in text frames are reported once per device; proofs mark their device proofs-only. */
-  function noteCredentials(items: readonly Placed[], o: Outcome): void {
-    const inText = items.filter((i) => i.text && !o.refused.has(i));
-    if (inText.length > 0) {
-      deps.metrics.textFrameHeartbeats.inc(inText.length);
-      const newly = [...new Set(inText.map((i) => i.deviceId))].filter((d) => !exposed.has(d));
-      for (const d of newly) exposed.add(d);
-      if (newly.length > 0) deps.tokenExposed?.(newly);
-    }
-    if (o.upgraded.length > 0)
-      deps.requireProofs?.(o.upgraded.map((i) => ({ deviceId: i.deviceId, tokenHash: i.tokenHash })));
-  }
-
-  /** Heartbeats written (or lost): later ones of their device go to Redis or to memory again. */
-  function settlePending(arrived: Arrived[]) {
-    for (const a of arrived)
-      if (a.deviceId !== undefined && pending.get(a.deviceId) === a) pending.delete(a.deviceId);
-  }
-
-  /**
-   * Notes the devices this batch recorded for the round open now. Refused holds every heartbeat that
-   * did not count (revoked, misplaced, unknown after the lookup); stale echoes recorded nothing.
-   */
-  function remember(items: HeartbeatInput[], refused: Set<HeartbeatInput>) {
-    for (const i of items) {
-      if (i.heardRound !== recordedRound || refused.has(i)) continue;
-      if (i.round !== undefined && i.round < i.heardRound) continue;
-      recorded.set(i.deviceId, credential(i.tokenHash, i.proven === true));
-    }
-  }
-
-  /** Which bus each accepted heartbeat came on, for the devices still on the shared one. */
-  function reportBuses(items: HeartbeatInput[], arrived: Arrived[], refused: Set<HeartbeatInput>) {
-    const own: string[] = [];
-    const shared: string[] = [];
-    const onShared = new Set(arrived.filter((a) => a.shared).map((a) => a.tokenHash));
-    for (const i of items) {
-      if (refused.has(i)) continue;
-      (onShared.has(i.tokenHash) ? shared : own).push(i.deviceId);
-    }
-    if (own.length) deps.heardOn!(own, 'own');
-    if (shared.length) deps.heardOn!(shared, 'shared');
-  }
-
-  /** Names the device of each shared-bus heartbeat from its token (cache, then Postgres). */
-  async function placeShared(arrived: Arrived[]): Promise<Placed[]> {
-    const missing = arrived.filter(
-      (a) => a.deviceId === undefined && tokens.deviceOf(a.tokenHash) === undefined,
-    );
-    if (missing.length > 0) {
-      const hashes = [...new Set(missing.map((a) => a.tokenHash))];
-      const known = await tokens.resolve(hashes);
-      for (const h of hashes) if (!known.has(h)) count('unknown_token');
-    }
-    const out: Placed[] = [];
-    for (const a of arrived) {
-      a.deviceId ??= tokens.deviceOf(a.tokenHash);
-      if (a.deviceId !== undefined) out.push(a as Placed);
-    }
-    return out;
+    const item = arrival(heard, deviceId, heardRound, text);
+    if (current && device !== undefined && !staleEcho) memory.hold(device, item);
+    writer.add(item);
   }
 
   return {
     push,
     /** Resolves when every heartbeat taken so far is written and counted. */
     async flush(): Promise<void> {
-      await flush();
-      settleTally();
+      await writer.flush();
+      tally.settle();
     },
     /** A token was revoked (rotated, or its device deleted): nothing of it stays in memory. */
     revoke(deviceId: string, revokedHash: string): void {
-      revocations++;
-      recorded.delete(deviceId);
-      // Later heartbeats go to Redis on their own, rather than count as one written before.
-      pending.delete(deviceId);
+      writing.revocations++;
+      memory.revoked(deviceId);
       tokens.forget(revokedHash);
       proofs.forget(deviceId);
-      exposed.delete(deviceId);
+      writing.exposed.delete(deviceId);
     },
     /** Forgets what this round heard of a device (it said goodbye): its next heartbeat goes to Redis. */
-    forgetDevice(deviceId: string): void {
-      recorded.delete(deviceId);
-      pending.delete(deviceId);
-      lastFrames.delete(deviceId);
-    },
+    forgetDevice: (deviceId: string) => memory.forgetDevice(deviceId),
     /** Revocations may have been missed (the channel reconnected): forget every token held. */
     forgetTokens(): void {
-      revocations++;
-      forgetRound();
+      writing.revocations++;
+      memory.forget();
       tokens.clear();
       proofs.clear();
     },
     async close(): Promise<void> {
-      clearInterval(tallyTimer);
-      await flush();
-      settleTally();
+      tally.close();
+      await writer.flush();
+      tally.settle();
     },
   };
 }
 export type HeartbeatIngest = ReturnType<typeof createHeartbeatIngest>;
+
+type Count = (result: string, n?: number) => void;
+
+const arrival = (
+  heard: Decoded,
+  deviceId: string | undefined,
+  heardRound: number,
+  text: boolean,
+): Arrived => ({
+  tokenHash: heard.tokenHash,
+  deviceId: deviceId ?? heard.deviceId,
+  shared: deviceId === undefined,
+  heardRound,
+  round: heard.round,
+  proven: heard.proven,
+  text,
+  repeats: 0,
+  at: performance.now(),
+});
+
+/** Frames taken in this turn of the event loop: `take` answers false once past `max`. */
+function createTurnBudget(max: number) {
+  let taken = 0;
+  const nextTurn = () => (taken = 0);
+  return {
+    take(): boolean {
+      if (taken++ === 0) setImmediate(nextTurn);
+      return taken <= max;
+    },
+  };
+}
+
+/** Heartbeats settled in memory, added to the metrics every TALLY_PERIOD_MS (per heartbeat costs too much). */
+function createTally(count: Count) {
+  const tally = { accepted: 0, stale: 0 };
+  const settle = () => {
+    if (tally.accepted) count('accepted', tally.accepted);
+    if (tally.stale) count('stale', tally.stale);
+    tally.accepted = tally.stale = 0;
+  };
+  const timer = setInterval(settle, TALLY_PERIOD_MS);
+  timer.unref();
+  return {
+    add(kind: 'accepted' | 'stale'): void {
+      tally[kind]++;
+    },
+    settle,
+    close: () => clearInterval(timer),
+  };
+}
+
+/** What reading a frame needs. */
+interface Reading {
+  readonly deps: Pick<HeartbeatIngestDeps, 'goodbye'>;
+  readonly count: Count;
+  readonly memory: RoundMemory<Arrived>;
+  readonly proofs: ProofKeys;
+  readonly sharedHash: (token: string) => string;
+}
+
+/** What a frame says, from memory when its bus repeats the last one; undefined (counted) if no heartbeat. */
+function readFrame(r: Reading, frame: Buffer, deviceId: string | undefined, heardRound: number) {
+  const last = deviceId === undefined ? undefined : r.memory.lastFrame(deviceId);
+  if (last && last.frame.length === frame.length && timingSafeEqual(last.frame, frame)) return last;
+  const msg = decodeInbound(frame);
+  if (msg.kind === 'proof') {
+    const decoded = r.proofs.read(frame, msg, deviceId, heardRound);
+    if (decoded && deviceId !== undefined && heardRound === r.memory.round())
+      r.memory.keepFrame(deviceId, decoded);
+    return decoded;
+  }
+  if (msg.kind === 'goodbye') {
+    r.count('goodbye');
+    r.deps.goodbye?.(msg, deviceId);
+    return undefined;
+  }
+  if (msg.kind !== 'heartbeat') return void r.count(msg.kind);
+  const hash = deviceId === undefined ? r.sharedHash(msg.token) : tokenHash(msg.token);
+  const decoded: Decoded = { frame, tokenHash: hash, round: msg.round, proven: false };
+  if (deviceId !== undefined) r.memory.keepFrame(deviceId, decoded);
+  return decoded;
+}
+
+/** What writing a batch needs. */
+interface Writing {
+  readonly deps: HeartbeatIngestDeps;
+  readonly count: Count;
+  readonly tokens: TokenDirectory;
+  readonly memory: RoundMemory<Arrived>;
+  /** Devices already reported for a token sent in a text frame (until their token changes). */
+  readonly exposed: Set<string>;
+  /** Revocations taken so far: a batch written while one came in is not remembered. */
+  revocations: number;
+}
+
+/** Writes a batch to Redis, then acts on what Redis made of it. */
+async function writeBatch(w: Writing, arrived: Arrived[]): Promise<void> {
+  const items = await placeShared(w, arrived);
+  const revocationsBefore = w.revocations;
+  let outcome: Outcome;
+  try {
+    outcome = outcomeOf(await w.deps.liveness.recordHeartbeats(items));
+  } catch (err) {
+    w.memory.settle(arrived);
+    w.count(
+      'write_failed',
+      arrived.reduce((n, a) => n + 1 + a.repeats, 0),
+    );
+    w.deps.onWriteFailure?.();
+    w.deps.logger.error({ err: (err as Error).message, lost: items.length }, 'could not record heartbeats');
+    return;
+  }
+  if (outcome.unknownItems.length > 0) await placeUnknown(w, outcome);
+  countRepeats(items, outcome);
+  w.memory.settle(arrived);
+  countOutcome(w.count, outcome);
+  noteCredentials(w, items, outcome);
+  const { refused } = outcome;
+  if (refused.size > 0) w.deps.refused?.(refusalsOf(outcome));
+  for (const i of refused) w.tokens.forget(i.tokenHash);
+  if (w.revocations === revocationsBefore) remember(w.memory, items, refused);
+  if (w.deps.heardOn) reportBuses(w.deps.heardOn, items, arrived, refused);
+  if (outcome.fresh.length > 0) w.deps.connect(outcome.fresh);
+  if (w.deps.answered) w.deps.answered(answersOf(items, refused));
+}
+
+/** Counted per batch, not per heartbeat: this is the hot path. */
+function countOutcome(count: Count, o: Outcome): void {
+  if (o.heard) count('accepted', o.heard);
+  if (o.stale) count('stale', o.stale);
+  if (o.unknown + o.revoked) count('unknown_token', o.unknown + o.revoked);
+  if (o.misplaced) count('misplaced', o.misplaced);
+  if (o.downgrades) count('downgrade', o.downgrades);
+}
+
+/**
+ * Tokens the cache did not know, resolved from Postgres: a device of another shard than the bus's
+ * is misplaced (without asking Redis again), one of this bus is written again, an unknown refused.
+ */
+async function placeUnknown(w: Writing, o: Outcome): Promise<void> {
+  const unknownItems = o.unknownItems;
+  const resolved = await w.tokens.resolve([...new Set(unknownItems.map((i) => i.tokenHash))]);
+  const foreign = unknownItems.filter((i) => (resolved.get(i.tokenHash) ?? i.deviceId) !== i.deviceId);
+  const retry = unknownItems.filter((i) => resolved.get(i.tokenHash) === i.deviceId);
+  o.unknown -= retry.length + foreign.length;
+  o.misplaced += foreign.length;
+  for (const i of foreign) {
+    o.refused.add(i);
+    o.misplacedOnes.add(i);
+  }
+  if (retry.length > 0) addRetried(o, await w.deps.liveness.recordHeartbeats(retry));
+  for (const i of unknownItems) if (!resolved.has(i.tokenHash)) o.refused.add(i);
+}
+
+/** Tokens accepted in text frames are reported once per device; proofs mark their device proofs-only. */
+function noteCredentials(w: Writing, items: readonly Placed[], o: Outcome): void {
+  const inText = items.filter((i) => i.text && !o.refused.has(i));
+  if (inText.length > 0) {
+    w.deps.metrics.textFrameHeartbeats.inc(inText.length);
+    const newly = [...new Set(inText.map((i) => i.deviceId))].filter((d) => !w.exposed.has(d));
+    for (const d of newly) w.exposed.add(d);
+    if (newly.length > 0) w.deps.tokenExposed?.(newly);
+  }
+  if (o.upgraded.length > 0)
+    w.deps.requireProofs?.(o.upgraded.map((i) => ({ deviceId: i.deviceId, tokenHash: i.tokenHash })));
+}
+
+/**
+ * Notes the devices this batch recorded for the round remembered. Refused holds every heartbeat that
+ * did not count (revoked, misplaced, unknown after the lookup); stale echoes recorded nothing.
+ */
+function remember(memory: RoundMemory<Arrived>, items: HeartbeatInput[], refused: Set<HeartbeatInput>) {
+  for (const i of items) {
+    if (refused.has(i) || (i.round !== undefined && i.round < i.heardRound)) continue;
+    memory.record(i.deviceId, i.heardRound, credential(i.tokenHash, i.proven === true));
+  }
+}
+
+/** Which bus each accepted heartbeat came on, for the devices still on the shared one. */
+function reportBuses(
+  heardOn: NonNullable<HeartbeatIngestDeps['heardOn']>,
+  items: HeartbeatInput[],
+  arrived: Arrived[],
+  refused: Set<HeartbeatInput>,
+) {
+  const own: string[] = [];
+  const shared: string[] = [];
+  const onShared = new Set(arrived.filter((a) => a.shared).map((a) => a.tokenHash));
+  for (const i of items) {
+    if (refused.has(i)) continue;
+    (onShared.has(i.tokenHash) ? shared : own).push(i.deviceId);
+  }
+  if (own.length) heardOn(own, 'own');
+  if (shared.length) heardOn(shared, 'shared');
+}
+
+/** Names the device of each shared-bus heartbeat from its token (cache, then Postgres). */
+async function placeShared(w: Writing, arrived: Arrived[]): Promise<Placed[]> {
+  const missing = arrived.filter(
+    (a) => a.deviceId === undefined && w.tokens.deviceOf(a.tokenHash) === undefined,
+  );
+  if (missing.length > 0) {
+    const hashes = [...new Set(missing.map((a) => a.tokenHash))];
+    const known = await w.tokens.resolve(hashes);
+    for (const h of hashes) if (!known.has(h)) w.count('unknown_token');
+  }
+  const out: Placed[] = [];
+  for (const a of arrived) {
+    a.deviceId ??= w.tokens.deviceOf(a.tokenHash);
+    if (a.deviceId !== undefined) out.push(a as Placed);
+  }
+  return out;
+}
 
 /** What Redis made of a batch, as counted so far. `refused` holds every heartbeat that did not count. */
 /** Why each heartbeat refused on its device's own bus was (the shared bus names no device to tell). */

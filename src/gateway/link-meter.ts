@@ -76,6 +76,15 @@ function push(m: Memory, sample: number, wallMs: number, windowRounds: number): 
   m.changed = true;
 }
 
+/** The answer to the round it was asked in, heard at `at`: its silences before, then its latency (ms). */
+function answer(m: Memory, round: number, at: number, wallMs: number, windowRounds: number): number {
+  for (; m.silent > 0; m.silent--) push(m, MISSED, wallMs, windowRounds);
+  const latencyMs = Math.max(0, at - m.askedAt);
+  push(m, latencyMs, wallMs, windowRounds);
+  m.answeredRound = round;
+  return latencyMs;
+}
+
 /**
  * Measures each robot's link on the gateway that holds its bus: a HEALTHCHECK's send time on that bus
  * (`asked`) to the answer that counted for the round (`answered`), and the rounds it was asked in
@@ -115,11 +124,7 @@ export function createLinkMeter(deps: {
       for (const { deviceId, round, at } of answers) {
         const m = memories.get(deviceId);
         if (!m || m.askedRound !== round || m.answeredRound === round) continue;
-        for (; m.silent > 0; m.silent--) push(m, MISSED, wall, windowRounds);
-        const latencyMs = Math.max(0, at - m.askedAt);
-        push(m, latencyMs, wall, windowRounds);
-        m.answeredRound = round;
-        deps.observe?.(latencyMs / 1000);
+        deps.observe?.(answer(m, round, at, wall, windowRounds) / 1000);
       }
     },
 

@@ -95,6 +95,59 @@ async function eachAtMost<T>(width: number, items: T[], each: (item: T) => Promi
   );
 }
 
+async function send(deps: OutboxPublisherDeps, channel: EventChannel, e: UnpublishedEvent): Promise<void> {
+  const signed = await deps.sign(numbered(e.body, e.stream, e.seq));
+  await (channel === 'client' ? deps.sendClient(signed) : deps.sendCommand(signed));
+  deps.metrics.eventsPublished.inc({ channel });
+}
+
+/** One pass over the client stream; true when a whole batch went (more may wait). */
+async function publishClientStream(deps: OutboxPublisherDeps, batchSize: number): Promise<boolean> {
+  const n = await underLock(deps.db, CLIENT_LOCK, async (q, sent) => {
+    const pending = await unpublishedClientEvents(q, batchSize);
+    for (const e of pending) {
+      await send(deps, 'client', e);
+      sent.push(e.id);
+    }
+    return pending.length;
+  });
+  return n >= batchSize;
+}
+
+/** One pass over the robots' streams, side by side; a stream that fails rests, the others go on. */
+async function publishCommandStreams(
+  deps: OutboxPublisherDeps,
+  batchSize: number,
+  resting: ReturnType<typeof createResting>,
+): Promise<boolean> {
+  const limit = batchSize * COMMANDS_PER_STREAM;
+  const n = await underLock(deps.db, COMMANDS_LOCK, async (q, sent) => {
+    const pending = await unpublishedCommands(q, {
+      perStream: COMMANDS_PER_STREAM,
+      limit,
+      resting: resting.streams(),
+    });
+    const streams = new Map<string, UnpublishedEvent[]>();
+    for (const e of pending) streams.set(e.stream, [...(streams.get(e.stream) ?? []), e]);
+    const sendStream = async (events: UnpublishedEvent[]) => {
+      for (const e of events) {
+        try {
+          await send(deps, 'device', e);
+        } catch (err) {
+          const failures = resting.failed(e.stream);
+          deps.logger.warn({ stream: e.stream, err: (err as Error).message, failures }, 'command not sent');
+          return;
+        }
+        sent.push(e.id);
+      }
+      resting.sent(events[0]!.stream);
+    };
+    await eachAtMost(COMMAND_STREAMS_AT_ONCE, [...streams.values()], sendStream);
+    return pending.length;
+  });
+  return n >= limit;
+}
+
 /**
  * Publishes the numbered streams on Moth, at least once, each stream in order and on its own: the
  * client stream on the client channel, paced for what Moth carries; each robot's commands on its own
@@ -107,54 +160,8 @@ export function createOutboxPublisher(deps: OutboxPublisherDeps) {
   const batchSize = deps.batchSize ?? 200;
   const resting = createResting();
 
-  async function send(channel: EventChannel, e: UnpublishedEvent): Promise<void> {
-    const signed = await deps.sign(numbered(e.body, e.stream, e.seq));
-    await (channel === 'client' ? deps.sendClient(signed) : deps.sendCommand(signed));
-    deps.metrics.eventsPublished.inc({ channel });
-  }
-
-  /** One pass over the client stream; true when a whole batch went (more may wait). */
-  async function publishClient(): Promise<boolean> {
-    const n = await underLock(deps.db, CLIENT_LOCK, async (q, sent) => {
-      const pending = await unpublishedClientEvents(q, batchSize);
-      for (const e of pending) {
-        await send('client', e);
-        sent.push(e.id);
-      }
-      return pending.length;
-    });
-    return n >= batchSize;
-  }
-
-  /** One pass over the robots' streams, side by side; a stream that fails rests, the others go on. */
-  async function publishCommands(): Promise<boolean> {
-    const limit = batchSize * COMMANDS_PER_STREAM;
-    const n = await underLock(deps.db, COMMANDS_LOCK, async (q, sent) => {
-      const pending = await unpublishedCommands(q, {
-        perStream: COMMANDS_PER_STREAM,
-        limit,
-        resting: resting.streams(),
-      });
-      const streams = new Map<string, UnpublishedEvent[]>();
-      for (const e of pending) streams.set(e.stream, [...(streams.get(e.stream) ?? []), e]);
-      const sendStream = async (events: UnpublishedEvent[]) => {
-        for (const e of events) {
-          try {
-            await send('device', e);
-          } catch (err) {
-            const failures = resting.failed(e.stream);
-            deps.logger.warn({ stream: e.stream, err: (err as Error).message, failures }, 'command not sent');
-            return;
-          }
-          sent.push(e.id);
-        }
-        resting.sent(events[0]!.stream);
-      };
-      await eachAtMost(COMMAND_STREAMS_AT_ONCE, [...streams.values()], sendStream);
-      return pending.length;
-    });
-    return n >= limit;
-  }
+  const publishClient = () => publishClientStream(deps, batchSize);
+  const publishCommands = () => publishCommandStreams(deps, batchSize, resting);
 
   const loops = [
     createLoop({ name: 'client event publishing', pass: publishClient, pollMs, logger: deps.logger }),

@@ -128,3 +128,4 @@ export function createProofKeys(deps: ProofKeysDeps) {
     },
   };
 }
+export type ProofKeys = ReturnType<typeof createProofKeys>;

@@ -49,3 +49,4 @@ export function createTokenDirectory(deps: {
     clear: () => known.clear(),
   };
 }
+export type TokenDirectory = ReturnType<typeof createTokenDirectory>;

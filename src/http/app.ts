@@ -18,7 +18,7 @@ import type { SessionEffects } from '../domain/effects';
 import type { Metrics } from '../metrics';
 import { createApiOperations, type ApiOperations } from '../operations';
 import { operatorTokens } from '../domain/operators';
-import { createAuthenticator, createCredentialGuard, type AuthSurface } from './auth';
+import { createAuthenticator, createCredentialGuard, type Authenticator, type AuthSurface } from './auth';
 import { errorHandler } from './errors';
 import { fleetRoutes, isOperatorPath, operatorPageAuth, queueDashboard, sameOriginWrites } from './admin';
 import { opsRoutes, type ReadinessChecks } from './ops';
@@ -33,7 +33,7 @@ import { auditRoutes } from './routes/audit';
 import { devicePageRoutes } from './routes/device-page';
 import { eventRoutes } from './routes/events';
 import { listenFor, STREAMS_NUMBERED } from '../db/notifications';
-import { createLiveFeed } from '../streams/live-feed';
+import { createLiveFeed, type LiveFeed } from '../streams/live-feed';
 import { uptimeRoutes } from './routes/uptime';
 import { webhookRoutes } from './routes/webhooks';
 import { createEventSigner } from '../db/signing-keys';
@@ -102,7 +102,6 @@ export function createApp(deps: AppDeps) {
   });
   app.use(queueDashboard(deps.dashboardQueues, pageAuth));
 
-  const serverPolicyNow = async () => serverPolicy(await deps.settings.current());
   const ops = createApiOperations({
     ...deps,
     badSecrets,
@@ -111,7 +110,37 @@ export function createApp(deps: AppDeps) {
     webhookDestinations: createDestinationPolicy(deps.config.WEBHOOK_ALLOW_HOSTS),
   });
   const live = liveFeed(deps, ops, signer);
-  const routers = [
+  const routers = routersOf(deps, { auth, pageAuth, ops, live, signer });
+  for (const router of routers) {
+    app.use(router.routes());
+    app.use(router.allowedMethods({ throw: true }));
+  }
+  return Object.assign(app, {
+    /** The live streams' watchers: cut off (to resume elsewhere) before the server closes. */
+    liveFeed: live,
+    /** Every method and path the routers serve (the OpenAPI test checks each is described). */
+    routeTable: routers.flatMap((r) =>
+      r.stack.flatMap((layer) =>
+        layer.methods.filter((m) => m !== 'HEAD').map((method) => ({ method, path: layer.path })),
+      ),
+    ),
+  });
+}
+
+/** Every router of the API and the operator pages. */
+function routersOf(
+  deps: AppDeps,
+  parts: {
+    auth: Authenticator;
+    pageAuth: Koa.Middleware;
+    ops: ApiOperations;
+    live: LiveFeed;
+    signer: ReturnType<typeof createEventSigner>;
+  },
+) {
+  const { auth, pageAuth, ops, live, signer } = parts;
+  const serverPolicyNow = async () => serverPolicy(await deps.settings.current());
+  return [
     deviceRoutes({
       config: deps.config,
       auth,
@@ -144,20 +173,6 @@ export function createApp(deps: AppDeps) {
     opsRoutes(deps.metricsRegistry, deps.readiness),
     openApiRoutes('1'),
   ];
-  for (const router of routers) {
-    app.use(router.routes());
-    app.use(router.allowedMethods({ throw: true }));
-  }
-  return Object.assign(app, {
-    /** The live streams' watchers: cut off (to resume elsewhere) before the server closes. */
-    liveFeed: live,
-    /** Every method and path the routers serve (the OpenAPI test checks each is described). */
-    routeTable: routers.flatMap((r) =>
-      r.stack.flatMap((layer) =>
-        layer.methods.filter((m) => m !== 'HEAD').map((method) => ({ method, path: layer.path })),
-      ),
-    ),
-  });
 }
 
 /** The operators' tokens, and what counts and refuses bad credentials, secrets and busy devices. */

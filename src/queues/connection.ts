@@ -77,27 +77,21 @@ function dispatchJobs(sessions: readonly SessionEffects[]) {
 /** The producer side of every queue, for processes that enqueue (web, gateway, worker). */
 export function createQueues(connection: ConnectionOptions, prefix: string) {
   const opts = { connection, prefix };
-  const issueRound = new Queue(QUEUES.issueRound, opts);
-  const evaluateRound = new Queue(QUEUES.evaluateRound, opts);
-  const sweepEffects = new Queue(QUEUES.sweepEffects, opts);
-  const dispatchQueue = new Queue(QUEUES.dispatchEffects, opts);
-  const fanOutWebhooks = new Queue(QUEUES.fanOutWebhooks, opts);
-  const deliverWebhook = new Queue(QUEUES.deliverWebhook, opts);
-  const effects = new Map<EffectKind, Queue>(
-    EFFECT_KINDS.map((k) => [k, new Queue(effectQueue(k).name, opts)]),
-  );
-  // Producers report a Redis outage on the call that needs Redis; the connection reconnects by itself.
-  const all = [
-    issueRound,
-    evaluateRound,
-    sweepEffects,
-    dispatchQueue,
-    ...effects.values(),
-    fanOutWebhooks,
-    deliverWebhook,
-  ];
   // Connection errors: ioredis reconnects by itself, and each call that needs Redis fails and says so.
-  for (const q of all) q.on('error', () => {});
+  const all: Queue[] = [];
+  const queue = (name: string) => {
+    const q = new Queue(name, opts);
+    q.on('error', () => {});
+    all.push(q);
+    return q;
+  };
+  const issueRound = queue(QUEUES.issueRound);
+  const evaluateRound = queue(QUEUES.evaluateRound);
+  const sweepEffects = queue(QUEUES.sweepEffects);
+  const dispatchQueue = queue(QUEUES.dispatchEffects);
+  const effects = new Map<EffectKind, Queue>(EFFECT_KINDS.map((k) => [k, queue(effectQueue(k).name)]));
+  const fanOutWebhooks = queue(QUEUES.fanOutWebhooks);
+  const deliverWebhook = queue(QUEUES.deliverWebhook);
   return {
     issueRound,
     evaluateRound,

@@ -172,6 +172,15 @@ export function createValidRounds(redis: RedisClient, keys: Pick<LivenessKeys, '
   };
 }
 
+interface Ctx {
+  readonly redis: RedisClient;
+  readonly keys: LivenessKeys;
+  readonly shards: number;
+  readonly allShards: readonly number[];
+  readonly shardKeys: (deviceId: string) => ReturnType<LivenessKeys['shard']>;
+  readonly byShard: <T>(items: readonly T[], id: (item: T) => string) => Map<number, T[]>;
+}
+
 /**
  * The hot liveness state in Redis, per shard: token cache, connected index, last-seen times, valid
  * rounds, claims. Every call touches the keys of one shard per command.
@@ -185,69 +194,58 @@ export function createLiveness(
   redis.defineCommand('rollcallCandidates', { numberOfKeys: 3, lua: script('candidates') });
   redis.defineCommand('rollcallClaim', { numberOfKeys: 3, lua: script('claim') });
   redis.defineCommand('rollcallProofsOnly', { numberOfKeys: 1, lua: script('proofs-only') });
-  const shardKeys = (deviceId: string) => keys.liveness.shard(shardOf(deviceId, shards));
-  const byShard = <T>(items: readonly T[], id: (item: T) => string) =>
-    groupBy(items, (item) => shardOf(id(item), shards));
-  const allShards = Array.from({ length: shards }, (_, s) => s);
+  const ctx: Ctx = {
+    redis,
+    keys: keys.liveness,
+    shards,
+    allShards: Array.from({ length: shards }, (_, s) => s),
+    shardKeys: (deviceId) => keys.liveness.shard(shardOf(deviceId, shards)),
+    byShard: (items, id) => groupBy(items, (item) => shardOf(id(item), shards)),
+  };
+  return {
+    ...seedingOf(ctx),
+    ...heartbeatsOf(ctx),
+    ...tokensOf(ctx),
+    ...connectedIndexOf(ctx),
+    ...claimsOf(ctx),
+  };
+}
 
-  async function ingestChunk(chunk: readonly HeartbeatInput[], nowMs: number, out: HeardBatch) {
-    const k = shardKeys(chunk[0]!.deviceId);
-    const round = chunk[0]!.heardRound;
-    const echoes = chunk.some((h) => h.round !== undefined)
-      ? chunk.map((h) => (h.round === undefined ? '' : String(h.round))).join(',')
-      : '';
-    const args: string[] = [String(nowMs), String(round), echoes];
-    for (const h of chunk) args.push(h.tokenHash, h.proven ? `${h.deviceId}!` : h.deviceId);
-    const reply = await redis.rollcallIngest(k.tokens, k.heard, k.lastSeen, ...args);
-    const [stale, revoked, misplaced, unknown, downgraded, upgraded] = reply.slice(0, 6).map(Number) as [
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-    ];
-    let at = 6;
-    const take = (count: number, into: HeartbeatInput[]) => {
-      for (const end = at + count; at < end; at++) into.push(chunk[Number(reply[at]) - 1]!);
-    };
-    take(revoked + misplaced, out.refused);
-    take(unknown, out.unknown);
-    take(downgraded, out.downgraded);
-    take(upgraded, out.upgraded);
-    for (; at < reply.length; at++) out.fresh.push({ deviceId: String(reply[at]), round });
-    out.heard += chunk.length - stale - revoked - misplaced - unknown - downgraded;
-    out.stale += stale;
-    out.revoked += revoked;
-    out.misplaced += misplaced;
-  }
-
+/** The shard count every process agrees on, and the rebuilding of the state from Postgres. */
+function seedingOf(ctx: Ctx) {
+  const { redis, keys, shards } = ctx;
   return {
     /**
      * The shard count this deployment's state is kept in: the first process to ask sets it to its
      * own, every later one learns it (and must agree).
      */
     async agreedShardCount(): Promise<number> {
-      await redis.set(keys.liveness.shardCount, String(shards), 'NX');
-      return Number(await redis.get(keys.liveness.shardCount));
+      await redis.set(keys.shardCount, String(shards), 'NX');
+      return Number(await redis.get(keys.shardCount));
     },
 
     /** Whether the state was rebuilt from Postgres since Redis last lost it. */
     async seeded(): Promise<boolean> {
-      return (await redis.exists(keys.liveness.seeded)) === 1;
+      return (await redis.exists(keys.seeded)) === 1;
     },
 
     /** Takes the rebuilding for `owner` (a minute at most): false while another process has it. */
     async claimSeeding(owner: string): Promise<boolean> {
-      return (await redis.set(keys.liveness.seedLock, owner, 'PX', 60_000, 'NX')) === 'OK';
+      return (await redis.set(keys.seedLock, owner, 'PX', 60_000, 'NX')) === 'OK';
     },
 
     /** The rebuilding is over: `done` marks the state seeded; the claim is released either way. */
     async endSeeding(done: boolean): Promise<void> {
-      if (done) await redis.set(keys.liveness.seeded, String(Date.now()));
-      await redis.del(keys.liveness.seedLock);
+      if (done) await redis.set(keys.seeded, String(Date.now()));
+      await redis.del(keys.seedLock);
     },
+  };
+}
 
+/** Heartbeats recorded, a shard and round at a time. */
+function heartbeatsOf(ctx: Ctx) {
+  const { shards } = ctx;
+  return {
     /** Records a batch of heartbeats: one round trip per shard and heard round (and INGEST_CHUNK). */
     async recordHeartbeats(batch: readonly HeartbeatInput[], nowMs = Date.now()): Promise<HeardBatch> {
       const out: HeardBatch = {
@@ -265,11 +263,50 @@ export function createLiveness(
       const calls: Promise<void>[] = [];
       for (const group of groups.values())
         for (let start = 0; start < group.length; start += INGEST_CHUNK)
-          calls.push(ingestChunk(group.slice(start, start + INGEST_CHUNK), nowMs, out));
+          calls.push(ingestChunk(ctx, group.slice(start, start + INGEST_CHUNK), nowMs, out));
       await Promise.all(calls);
       return out;
     },
+  };
+}
 
+async function ingestChunk(ctx: Ctx, chunk: readonly HeartbeatInput[], nowMs: number, out: HeardBatch) {
+  const { redis, shardKeys } = ctx;
+  const k = shardKeys(chunk[0]!.deviceId);
+  const round = chunk[0]!.heardRound;
+  const echoes = chunk.some((h) => h.round !== undefined)
+    ? chunk.map((h) => (h.round === undefined ? '' : String(h.round))).join(',')
+    : '';
+  const args: string[] = [String(nowMs), String(round), echoes];
+  for (const h of chunk) args.push(h.tokenHash, h.proven ? `${h.deviceId}!` : h.deviceId);
+  const reply = await redis.rollcallIngest(k.tokens, k.heard, k.lastSeen, ...args);
+  const [stale, revoked, misplaced, unknown, downgraded, upgraded] = reply.slice(0, 6).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  let at = 6;
+  const take = (count: number, into: HeartbeatInput[]) => {
+    for (const end = at + count; at < end; at++) into.push(chunk[Number(reply[at]) - 1]!);
+  };
+  take(revoked + misplaced, out.refused);
+  take(unknown, out.unknown);
+  take(downgraded, out.downgraded);
+  take(upgraded, out.upgraded);
+  for (; at < reply.length; at++) out.fresh.push({ deviceId: String(reply[at]), round });
+  out.heard += chunk.length - stale - revoked - misplaced - unknown - downgraded;
+  out.stale += stale;
+  out.revoked += revoked;
+  out.misplaced += misplaced;
+}
+
+/** The token cache: hashes to devices, proofs-only marks, tombstones of revoked tokens. */
+function tokensOf(ctx: Ctx) {
+  const { redis, keys, byShard, shardKeys } = ctx;
+  return {
     /**
      * Caches token hash -> device id, so heartbeats resolve without Postgres. Never overwrites an
      * entry: a lookup that raced with a rotation cannot bring a revoked token back.
@@ -279,11 +316,7 @@ export function createLiveness(
         [...byShard(entries, (e) => e.deviceId)].map(async ([s, group]) => {
           const tx = redis.multi();
           for (const e of group)
-            tx.hsetnx(
-              keys.liveness.shard(s).tokens,
-              e.tokenHash,
-              e.proofsOnly ? `${e.deviceId}!` : e.deviceId,
-            );
+            tx.hsetnx(keys.shard(s).tokens, e.tokenHash, e.proofsOnly ? `${e.deviceId}!` : e.deviceId);
           await tx.exec();
         }),
       );
@@ -293,10 +326,7 @@ export function createLiveness(
     async requireProofs(entries: readonly { tokenHash: string; deviceId: string }[]): Promise<void> {
       await Promise.all(
         [...byShard(entries, (e) => e.deviceId)].map(([s, group]) =>
-          redis.rollcallProofsOnly(
-            keys.liveness.shard(s).tokens,
-            ...group.flatMap((e) => [e.tokenHash, e.deviceId]),
-          ),
+          redis.rollcallProofsOnly(keys.shard(s).tokens, ...group.flatMap((e) => [e.tokenHash, e.deviceId])),
         ),
       );
     },
@@ -307,22 +337,28 @@ export function createLiveness(
      */
     async forgetToken(deviceId: string, tokenHash: string): Promise<void> {
       await redis.hset(shardKeys(deviceId).tokens, tokenHash, '-');
-      await redis.publish(keys.liveness.tokensRevoked, JSON.stringify({ deviceId, tokenHash }));
+      await redis.publish(keys.tokensRevoked, JSON.stringify({ deviceId, tokenHash }));
     },
 
     /** forgetToken for many devices: tombstones a shard at a time, then one notice per device. */
     async forgetTokens(revoked: readonly { deviceId: string; tokenHash: string }[]): Promise<void> {
       await Promise.all(
         [...byShard(revoked, (r) => r.deviceId)].map(([s, list]) =>
-          redis.hset(keys.liveness.shard(s).tokens, Object.fromEntries(list.map((r) => [r.tokenHash, '-']))),
+          redis.hset(keys.shard(s).tokens, Object.fromEntries(list.map((r) => [r.tokenHash, '-']))),
         ),
       );
       for (let i = 0; i < revoked.length; i += 500)
         await Promise.all(
-          revoked.slice(i, i + 500).map((r) => redis.publish(keys.liveness.tokensRevoked, JSON.stringify(r))),
+          revoked.slice(i, i + 500).map((r) => redis.publish(keys.tokensRevoked, JSON.stringify(r))),
         );
     },
+  };
+}
 
+/** The connected index and last-seen times. */
+function connectedIndexOf(ctx: Ctx) {
+  const { redis, keys, byShard, shardKeys, allShards } = ctx;
+  return {
     /** Removes a device from the connected index (deleted, or its connect transition failed). */
     async forgetDevice(deviceId: string): Promise<void> {
       const k = shardKeys(deviceId);
@@ -339,7 +375,7 @@ export function createLiveness(
       const out = new Map<string, number>();
       await Promise.all(
         [...byShard(deviceIds, (id) => id)].map(async ([s, ids]) => {
-          const values = await redis.hmget(keys.liveness.shard(s).lastSeen, ...ids);
+          const values = await redis.hmget(keys.shard(s).lastSeen, ...ids);
           ids.forEach((id, i) => {
             if (values[i]) out.set(id, Number(values[i]));
           });
@@ -353,7 +389,7 @@ export function createLiveness(
       const out = new Map<string, number>();
       await Promise.all(
         [...byShard(deviceIds, (id) => id)].map(async ([s, ids]) => {
-          const scores = await redis.zmscore(keys.liveness.shard(s).heard, ...ids);
+          const scores = await redis.zmscore(keys.shard(s).heard, ...ids);
           ids.forEach((id, i) => {
             if (scores[i] !== null && scores[i] !== undefined) out.set(id, Number(scores[i]));
           });
@@ -372,7 +408,7 @@ export function createLiveness(
       const skip = byShard(excluding, (id) => id);
       const counts = await Promise.all(
         of.map(async (s) => {
-          const k = keys.liveness.shard(s);
+          const k = keys.shard(s);
           const ids = skip.get(s) ?? [];
           const [connected, missed, left] = await Promise.all([
             redis.zcard(k.heard),
@@ -399,11 +435,66 @@ export function createLiveness(
     async seed(deviceIds: readonly string[], round: number): Promise<void> {
       await Promise.all(
         [...byShard(deviceIds, (id) => id)].map(([s, ids]) =>
-          redis.zadd(keys.liveness.shard(s).heard, 'NX', ...ids.flatMap((id) => [round, id])),
+          redis.zadd(keys.shard(s).heard, 'NX', ...ids.flatMap((id) => [round, id])),
         ),
       );
     },
+  };
+}
 
+/** A page of shard `s`'s devices silent longer than `strictest` of its valid rounds, from `offset`. */
+async function candidatePage(ctx: Ctx, n: number, strictest: number, s: number, offset: number) {
+  const k = ctx.keys.shard(s);
+  const [read, valid, claims] = await ctx.redis.rollcallCandidates(
+    k.heard,
+    k.validRounds,
+    k.claimed(n),
+    String(n),
+    String(strictest),
+    String(offset),
+    String(CANDIDATE_PAGE),
+  );
+  const candidates: Candidate[] = [];
+  for (let i = 0; i < read.length; i += 2)
+    candidates.push({ deviceId: read[i]!, lastRound: Number(read[i + 1]) });
+  return { candidates, validRounds: valid.map(Number), claims: Number(claims) };
+}
+
+/** Claims these devices of shard `s` for round n's evaluation, unless heard meanwhile. */
+async function claim(ctx: Ctx, n: number, s: number, stale: readonly Stale[]): Promise<void> {
+  const k = ctx.keys.shard(s);
+  await ctx.redis.rollcallClaim(
+    k.heard,
+    k.claimed(n),
+    k.lastSeen,
+    '0',
+    '0',
+    ...stale.flatMap((c) => [c.deviceId, String(c.lastRound), String(c.missedRounds)]),
+  );
+}
+
+/** What is claimed of shard `s` for round n and not yet released, up to `want`. */
+async function claimsOfShard(ctx: Ctx, n: number, s: number, want: number): Promise<Claimed[]> {
+  const k = ctx.keys.shard(s);
+  const out = await ctx.redis.rollcallClaim(k.heard, k.claimed(n), k.lastSeen, String(want), '1');
+  const claimed: Claimed[] = [];
+  for (let i = 0; i < out.length; i += 3) {
+    const [lastRound, missed] = String(out[i + 1]).split(':');
+    const seen = out[i + 2];
+    claimed.push({
+      deviceId: String(out[i]),
+      lastRound: Number(lastRound),
+      missedRounds: Number(missed),
+      lastSeenMs: seen ? Number(seen) : null,
+    });
+  }
+  return claimed;
+}
+
+/** Claims of stale devices, by the evaluation of a round. */
+function claimsOf(ctx: Ctx) {
+  const { redis, keys, byShard, allShards } = ctx;
+  return {
     /**
      * Claims, for the evaluation of round n, the devices past their policy's allowance: the devices
      * silent longer than `strictest` valid rounds of their shard are read a page at a time and judged
@@ -412,22 +503,7 @@ export function createLiveness(
      * silent past the strictest allowance, not the fleet.
      */
     async claimStale(n: number, strictest: number, limit: number, judge: Judge): Promise<Claimed[]> {
-      const page = async (s: number, offset: number) => {
-        const k = keys.liveness.shard(s);
-        const [read, valid, claims] = await redis.rollcallCandidates(
-          k.heard,
-          k.validRounds,
-          k.claimed(n),
-          String(n),
-          String(strictest),
-          String(offset),
-          String(CANDIDATE_PAGE),
-        );
-        const candidates: Candidate[] = [];
-        for (let i = 0; i < read.length; i += 2)
-          candidates.push({ deviceId: read[i]!, lastRound: Number(read[i + 1]) });
-        return { candidates, validRounds: valid.map(Number), claims: Number(claims) };
-      };
+      const page = (s: number, offset: number) => candidatePage(ctx, n, strictest, s, offset);
       // Every shard's first page at once, judged at once: a quiet round costs one call per shard, side
       // by side, and a round with candidates one judgement (what a first page says may be stale by its
       // shard's turn; a claim checks each device again).
@@ -436,21 +512,12 @@ export function createLiveness(
       const claimed: Claimed[] = [];
       for (const s of allShards) {
         if (claimed.length >= limit) break;
-        const k = keys.liveness.shard(s);
         const want = limit - claimed.length;
         let current = firstPages[s]!;
         let stale = firstStale[s]!;
         let anyClaimed = current.claims > 0;
         for (let offset = 0, taken = 0; current.candidates.length > 0 && taken < want;) {
-          if (stale.length > 0)
-            await redis.rollcallClaim(
-              k.heard,
-              k.claimed(n),
-              k.lastSeen,
-              '0',
-              '0',
-              ...stale.flatMap((c) => [c.deviceId, String(c.lastRound), String(c.missedRounds)]),
-            );
+          if (stale.length > 0) await claim(ctx, n, s, stale);
           taken += stale.length;
           anyClaimed ||= stale.length > 0;
           offset += current.candidates.length - stale.length;
@@ -459,29 +526,17 @@ export function createLiveness(
           stale = (await judge([current]))[0]!;
           anyClaimed ||= current.claims > 0;
         }
-        if (!anyClaimed) continue;
-        const out = await redis.rollcallClaim(k.heard, k.claimed(n), k.lastSeen, String(want), '1');
-        for (let i = 0; i < out.length; i += 3) {
-          const [lastRound, missed] = String(out[i + 1]).split(':');
-          const seen = out[i + 2];
-          claimed.push({
-            deviceId: String(out[i]),
-            lastRound: Number(lastRound),
-            missedRounds: Number(missed),
-            lastSeenMs: seen ? Number(seen) : null,
-          });
-        }
+        if (anyClaimed) claimed.push(...(await claimsOfShard(ctx, n, s, want)));
       }
       return claimed;
     },
 
     async releaseClaims(n: number, deviceIds: readonly string[]): Promise<void> {
       await Promise.all(
-        [...byShard(deviceIds, (id) => id)].map(([s, ids]) =>
-          redis.hdel(keys.liveness.shard(s).claimed(n), ...ids),
-        ),
+        [...byShard(deviceIds, (id) => id)].map(([s, ids]) => redis.hdel(keys.shard(s).claimed(n), ...ids)),
       );
     },
   };
 }
+
 export type Liveness = ReturnType<typeof createLiveness>;

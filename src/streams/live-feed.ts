@@ -37,6 +37,20 @@ interface Watcher {
 
 const PAGE = 500;
 
+/** A count per key, forgotten at 0. */
+function createCounts() {
+  const counts = new Map<string, number>();
+  return {
+    add: (key: string) => void counts.set(key, (counts.get(key) ?? 0) + 1),
+    remove(key: string): void {
+      const left = (counts.get(key) ?? 0) - 1;
+      if (left <= 0) counts.delete(key);
+      else counts.set(key, left);
+    },
+    of: (key: string) => counts.get(key) ?? 0,
+  };
+}
+
 /** A batch of events, each signed and framed once, and the whole batch encoded once. */
 interface Batch {
   readonly events: readonly { seq: number; frame: string }[];
@@ -89,6 +103,25 @@ function sendTo(w: Watcher, batch: Batch, cutOff: () => boolean): boolean {
   return true;
 }
 
+/** One read per stream watched live, written to each of its watchers; true when more wait. */
+async function passLive(
+  deps: LiveFeedDeps,
+  watchers: ReadonlySet<Watcher>,
+  send: (w: Watcher, batch: Batch) => boolean,
+): Promise<boolean> {
+  const streams = new Map<string, Watcher[]>();
+  for (const w of watchers)
+    if (w.mode === 'live') streams.set(w.stream, [...(streams.get(w.stream) ?? []), w]);
+  let more = false;
+  for (const [stream, list] of streams) {
+    const from = list.reduce((m, w) => Math.min(m, w.cursor), Infinity);
+    const batch = await framed(deps.sign, stream, await deps.read(stream, from, PAGE));
+    more ||= batch.events.length === PAGE;
+    for (const w of list) send(w, batch);
+  }
+  return more;
+}
+
 /**
  * Live streams of the numbered events as Server-Sent Events, for any number of watchers on one web
  * process: each new watcher catches up on its own from where it resumes, then joins the live set,
@@ -101,33 +134,22 @@ function sendTo(w: Watcher, batch: Batch, cutOff: () => boolean): boolean {
 export function createLiveFeed(deps: LiveFeedDeps) {
   const maxBuffered = deps.maxBufferedBytes ?? 1 << 20;
   const watchers = new Set<Watcher>();
-  const perCaller = new Map<string, number>();
+  const perCaller = createCounts();
   let listening: { close(): Promise<void> } | undefined;
   let keepAlive: NodeJS.Timeout | undefined;
-  const loop = createLoop({ name: 'live feed', pass, pollMs: deps.pollMs ?? 250, logger: deps.logger });
+  const loop = createLoop({
+    name: 'live feed',
+    pass: () => pass(),
+    pollMs: deps.pollMs ?? 250,
+    logger: deps.logger,
+  });
 
   const send = (w: Watcher, batch: Batch) => sendTo(w, batch, () => cut(w, maxBuffered, deps.onCut));
-  const frames = (stream: string, rows: { seq: number; body: PlatformEvent }[]) =>
-    framed(deps.sign, stream, rows);
-
-  /** One read per stream watched live, written to each of its watchers; true when more wait. */
-  async function pass(): Promise<boolean> {
-    const streams = new Map<string, Watcher[]>();
-    for (const w of watchers)
-      if (w.mode === 'live') streams.set(w.stream, [...(streams.get(w.stream) ?? []), w]);
-    let more = false;
-    for (const [stream, list] of streams) {
-      const from = list.reduce((m, w) => Math.min(m, w.cursor), Infinity);
-      const batch = await frames(stream, await deps.read(stream, from, PAGE));
-      more ||= batch.events.length === PAGE;
-      for (const w of list) send(w, batch);
-    }
-    return more;
-  }
+  const pass = () => passLive(deps, watchers, send);
 
   async function catchUp(w: Watcher): Promise<void> {
     for (;;) {
-      const batch = await frames(w.stream, await deps.read(w.stream, w.cursor, PAGE));
+      const batch = await framed(deps.sign, w.stream, await deps.read(w.stream, w.cursor, PAGE));
       if (!send(w, batch)) return;
       if (batch.events.length < PAGE) break;
     }
@@ -159,12 +181,10 @@ export function createLiveFeed(deps: LiveFeedDeps) {
     watch(stream: string, after: number, res: ServerResponse, caller: string): void {
       const w: Watcher = { stream, caller, cursor: after, res, mode: 'catching up' };
       watchers.add(w);
-      perCaller.set(caller, (perCaller.get(caller) ?? 0) + 1);
+      perCaller.add(caller);
       res.on('close', () => {
         watchers.delete(w);
-        const left = perCaller.get(caller)! - 1;
-        if (left === 0) perCaller.delete(caller);
-        else perCaller.set(caller, left);
+        perCaller.remove(caller);
         void stopIfIdle();
       });
       start();
@@ -175,7 +195,7 @@ export function createLiveFeed(deps: LiveFeedDeps) {
     },
     watchers: () => watchers.size,
     /** How many streams this caller watches now. */
-    watchedBy: (caller: string) => perCaller.get(caller) ?? 0,
+    watchedBy: (caller: string) => perCaller.of(caller),
     /** Cuts every watcher off (they resume elsewhere) and stops. */
     async close(): Promise<void> {
       for (const w of watchers) w.res.destroy();
