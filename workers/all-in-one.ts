@@ -5,9 +5,6 @@ import { ConfigError, loadConfig } from '../src/config';
 import { createDb, migrateLatest } from '../src/db/knex';
 import { leaveShutdownToCaller } from '../src/dev/embedded-postgres';
 import { MissingDependencyError } from '../src/dev/embedded-redis';
-
-const isDataDirBusy = (err: unknown): err is Error =>
-  err instanceof Error && err.message.startsWith('DATA_DIR ');
 import { embeddedMothChannels, mothChannelKeys } from '../src/dev/moth-keys';
 import { secretsKey } from '../src/dev/secrets-key';
 import { startEmbeddedStack } from '../src/dev/stack';
@@ -25,7 +22,11 @@ import {
   type ContractSimulator,
 } from '../src/integrations/simulator';
 
+const isDataDirBusy = (err: unknown): err is Error =>
+  err instanceof Error && err.message.startsWith('DATA_DIR ');
+
 const roles: Role[] = [];
+type Full = Awaited<ReturnType<typeof startEmbeddedStack>>['config'];
 
 async function main() {
   // One key per Moth channel and, on the embedded hub, registered channels: generated on the first
@@ -49,41 +50,11 @@ async function main() {
   roles.push(...stack.services);
   const full = stack.config;
 
-  const db = createDb(full.DATABASE_URL, 2);
-  let secret: Awaited<ReturnType<typeof applyRegistrationSecret>>;
-  try {
-    await migrateLatest(db);
-    secret = await applyRegistrationSecret(db, full.DEVICE_SECRET_KEY, () =>
-      randomBytes(24).toString('base64url'),
-    );
-  } finally {
-    await db.destroy();
-  }
+  const secret = await prepareDatabase(full);
 
-  let mothUrl = full.MOTH_URL;
-  if (!mothUrl) {
-    const hub = new ThreadedMothHub({
-      port: full.MOTH_PORT,
-      host: '0.0.0.0',
-      ...(full.MOTH_KEY ? { key: full.MOTH_KEY } : {}),
-      channels: registeredChannels(full),
-    });
-    await hub.start();
-    roles.push(hub);
-    mothUrl = `ws://localhost:${hub.port}`;
-  }
+  const mothUrl = full.MOTH_URL || (await startHub(full));
 
-  const simulated: string[] = [];
-  const simulator = async (url: string | undefined, name: string, create: () => ContractSimulator) => {
-    if (url) return url;
-    const sim = create();
-    const started = await sim.start();
-    roles.push(sim);
-    simulated.push(name);
-    return started;
-  };
-  const TGDM_URL = await simulator(full.TGDM_URL, 'TGDM', createTgdmSimulator);
-  const MANTIS_URL = await simulator(full.MANTIS_URL, 'Mantis', createMantisSimulator);
+  const { TGDM_URL, MANTIS_URL, simulated } = await startSimulators(full);
   const everything = { ...full, MOTH_URL: mothUrl, TGDM_URL, MANTIS_URL };
 
   // One process, one registry: the API port serves /metrics, /healthz and /readyz for all roles.
@@ -103,14 +74,77 @@ async function main() {
   roles.push(web);
 
   const api = `http://localhost:${web.port}`;
-  const lines = [
+  const given = { adminToken: Boolean(config.ADMIN_TOKEN) };
+  process.stdout.write(
+    banner(full, { api, mothUrl, TGDM_URL, MANTIS_URL, simulated, secret, stack, given }) + '\n',
+  );
+}
+
+/** Migrated, and the registration secret applied (generated on the first start unless given). */
+async function prepareDatabase(full: Full) {
+  const db = createDb(full.DATABASE_URL, 2);
+  try {
+    await migrateLatest(db);
+    return await applyRegistrationSecret(db, full.DEVICE_SECRET_KEY, () =>
+      randomBytes(24).toString('base64url'),
+    );
+  } finally {
+    await db.destroy();
+  }
+}
+
+/** The embedded Moth-compatible hub, when no MOTH_URL is given; answers its URL. */
+async function startHub(full: Full): Promise<string> {
+  const hub = new ThreadedMothHub({
+    port: full.MOTH_PORT,
+    host: '0.0.0.0',
+    ...(full.MOTH_KEY ? { key: full.MOTH_KEY } : {}),
+    channels: registeredChannels(full),
+  });
+  await hub.start();
+  roles.push(hub);
+  return `ws://localhost:${hub.port}`;
+}
+
+/** TGDM and Mantis: their URLs, each a simulator started here when not given. */
+async function startSimulators(full: Full) {
+  const simulated: string[] = [];
+  const simulator = async (url: string | undefined, name: string, create: () => ContractSimulator) => {
+    if (url) return url;
+    const sim = create();
+    const started = await sim.start();
+    roles.push(sim);
+    simulated.push(name);
+    return started;
+  };
+  const TGDM_URL = await simulator(full.TGDM_URL, 'TGDM', createTgdmSimulator);
+  const MANTIS_URL = await simulator(full.MANTIS_URL, 'Mantis', createMantisSimulator);
+  return { TGDM_URL, MANTIS_URL, simulated };
+}
+
+/** What `npm start` prints once everything is up: where each part is. */
+function banner(
+  full: Full,
+  up: {
+    api: string;
+    mothUrl: string;
+    TGDM_URL: string;
+    MANTIS_URL: string;
+    simulated: string[];
+    secret: Awaited<ReturnType<typeof applyRegistrationSecret>>;
+    stack: { startedHere: readonly string[] };
+    given: { adminToken: boolean };
+  },
+): string {
+  const { api, mothUrl, TGDM_URL, MANTIS_URL, simulated, secret, stack, given } = up;
+  return [
     '',
     'rollcall is up',
     `  API                 ${api}    (OpenAPI: ${api}/openapi.json)`,
     `  fleet page          ${api}/admin    (HTTP Basic: any user, the admin token as password)`,
     `  queue dashboard     ${api}/admin/queues`,
     `  metrics, health     ${api}/metrics  ${api}/healthz  ${api}/readyz`,
-    `  admin token         ${full.ADMIN_TOKEN}${config.ADMIN_TOKEN ? '  (from ADMIN_TOKEN)' : '  (generated for this run; set ADMIN_TOKEN to fix it)'}`,
+    `  admin token         ${full.ADMIN_TOKEN}${given.adminToken ? '  (from ADMIN_TOKEN)' : '  (generated for this run; set ADMIN_TOKEN to fix it)'}`,
     secret.secret
       ? `  registration secret ${secret.secret}  (${secret.source === 'env' ? 'from DEVICE_SECRET_KEY' : 'generated on first start, stored hashed: note it now'})`
       : '  registration secret unchanged (stored hashed; set DEVICE_SECRET_KEY or PATCH /server-settings to replace it)',
@@ -124,8 +158,7 @@ async function main() {
     `  postgres            ${stack.startedHere.includes('postgres') ? `embedded, data in ${full.DATA_DIR}/postgres` : 'DATABASE_URL'}`,
     `  redis               ${stack.startedHere.includes('redis') ? `embedded, data in ${full.DATA_DIR}/redis` : 'REDIS_URL'}`,
     '',
-  ];
-  process.stdout.write(lines.join('\n') + '\n');
+  ].join('\n');
 }
 
 /** The configured channels that are registered ones, each with its key, for the embedded hub. */

@@ -272,110 +272,55 @@ async function sendSpread(
   return { sent, failed };
 }
 
-/**
- * The device buses a gateway holds: one Moth session per device of the shards it owns (plus the shared
- * bus of earlier versions when it holds that), HEALTHCHECK on each across a spread, and frames to one
- * device's bus. Knows every live device's bus (the directory), so it can reach any device.
- */
-export function createDeviceBuses(deps: DeviceBusesDeps) {
-  const directory = new Map<string, Known>();
+/** Every live device's bus, as last read (`replace`) or added since, each with its shard. */
+function createBusDirectory(shards: number) {
+  const entries = new Map<string, Known>();
   const know = (e: BusEntry): Known => {
-    const known = { ...e, shard: shardOf(e.deviceId, deps.shards) };
-    directory.set(e.deviceId, known);
+    const known = { ...e, shard: shardOf(e.deviceId, shards) };
+    entries.set(e.deviceId, known);
     return known;
   };
-  const sessions = new Map<string, Session>();
-  /** Shard -> when this gateway took it. */
-  const held = new Map<number, number>();
-  let shared: Session | undefined;
-  const all = () => [...(shared ? [shared] : []), ...sessions.values()];
-  const sight = { blind: false, at: 0 };
-  const sharedUserIds = () =>
-    [...directory.values()].filter((e) => e.heardOnBus === 'shared').map((e) => e.deviceId);
-  const ctx: SessionContext = {
-    deps,
-    openings: createOpenings(deps.openConcurrency ?? 200),
-    reading: createReading(() => all().map((s) => s.client)),
-    sharedUserIds,
-  };
-
-  function closeSession(session: Session, deviceId?: string) {
-    session.closed = true;
-    void session.client.stop();
-    if (deviceId !== undefined) deps.onBus('closed', [deviceId]);
-  }
-  function openDevice(entry: Known, fresh: boolean) {
-    sessions.set(
-      entry.deviceId,
-      openSession(ctx, deps.busPath(entry.busId), entry.shard, entry.deviceId, fresh),
-    );
-  }
-  function closeDevice(deviceId: string) {
-    const s = sessions.get(deviceId);
-    if (s) closeSession(s, deviceId);
-    sessions.delete(deviceId);
-  }
-  /** Lets a shard go: its sessions close (the shared bus's, for SHARED_BUS). */
-  function release(shard: number) {
-    held.delete(shard);
-    if (shard === SHARED_BUS) {
-      if (shared) closeSession(shared);
-      shared = undefined;
-    } else for (const [id, session] of sessions) if (session.shard === shard) closeDevice(id);
-  }
-
   return {
-    directory,
-
-    /** Replaces the directory with every live device's bus; opens and closes sessions to match. */
-    sync(entries: readonly BusEntry[]): void {
+    entries,
+    /** The entries are these now; answers the devices gone. */
+    replace(list: readonly BusEntry[]): string[] {
       const seen = new Set<string>();
-      for (const e of entries) {
+      for (const e of list) {
         seen.add(e.deviceId);
-        let known = directory.get(e.deviceId);
+        const known = entries.get(e.deviceId);
         if (known) known.heardOnBus = e.heardOnBus;
-        else known = know(e);
-        if (!sessions.has(e.deviceId) && held.has(known.shard)) openDevice(known, true);
+        else know(e);
       }
-      for (const id of directory.keys()) {
-        if (seen.has(id)) continue;
-        directory.delete(id);
-        closeDevice(id);
-      }
+      const gone = [...entries.keys()].filter((id) => !seen.has(id));
+      for (const id of gone) entries.delete(id);
+      return gone;
     },
-
-    /** Adds devices registered since the last sync. */
-    add(entries: readonly BusEntry[]): void {
-      for (const e of entries) {
-        if (directory.has(e.deviceId)) continue;
-        const known = know(e);
-        if (held.has(known.shard)) openDevice(known, true);
-      }
+    /** Adds those not known yet; answers them. */
+    add(list: readonly BusEntry[]): Known[] {
+      const added: Known[] = [];
+      for (const e of list) if (!entries.has(e.deviceId)) added.push(know(e));
+      return added;
     },
+    /** The devices last heard on the shared bus. */
+    sharedUserIds: () =>
+      [...entries.values()].filter((e) => e.heardOnBus === 'shared').map((e) => e.deviceId),
+  };
+}
 
-    /** The shards (and the shared bus) this gateway holds now; opens and closes sessions to match. */
-    hold(shards: ReadonlySet<number>): void {
-      for (const s of [...held.keys()]) if (!shards.has(s)) release(s);
-      const taken = new Set([...shards].filter((s) => !held.has(s)));
-      for (const s of taken) held.set(s, Date.now());
-      if (taken.has(SHARED_BUS) && deps.sharedBusPath)
-        shared = openSession(ctx, deps.sharedBusPath, SHARED_BUS, undefined, false);
-      for (const e of directory.values())
-        if (taken.has(e.shard) && !sessions.has(e.deviceId)) openDevice(e, false);
-    },
+function closeBus(deps: DeviceBusesDeps, session: Session, deviceId?: string): void {
+  session.closed = true;
+  void session.client.stop();
+  if (deviceId !== undefined) deps.onBus('closed', [deviceId]);
+}
 
-    /** The shards held now. */
-    held: () => [...held.keys()],
-    /** Per held shard, since when it counts as held (`heldSinceOf`). */
-    heldSince: () => heldSinceOf(all(), held, sight, Date.now()),
-    /** How many devices of the directory were last heard on the shared bus. */
-    sharedUsers: () => sharedUserIds().length,
-    /** Stops reading every bus (Redis is behind); `resume` reads again. */
-    pause: () => ctx.reading.pause(),
-    resume: () => ctx.reading.resume(),
-    sessionCount: () => all().length,
-    openSessionCount: () => all().filter((s) => s.client.isOpen).length,
-
+/** Sending on the buses held (to all of them, each round) and to one device's (its commands). */
+function createSending(
+  deps: DeviceBusesDeps,
+  directory: ReadonlyMap<string, Known>,
+  sessions: ReadonlyMap<string, Session>,
+  sharedSession: () => Session | undefined,
+) {
+  return {
     /**
      * Sends one message on every held bus, spread over `spreadMs` (`sendSpread`). Resolves when the
      * last has been handed to its session. Devices in `skipping` are left out (the shared bus never
@@ -388,6 +333,7 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
       handed: (deviceId: string, at: number) => void = () => {},
     ): Promise<{ sent: number; failed: number }> {
       const own = [...sessions].filter(([deviceId]) => !skipping.has(deviceId));
+      const shared = sharedSession();
       const targets: [string | undefined, Session][] = shared ? [[undefined, shared], ...own] : own;
       const open = targets.filter(([, s]) => s.client.isOpen);
       return sendSpread(open, Buffer.from(JSON.stringify(message), 'utf8'), spreadMs, handed);
@@ -404,18 +350,119 @@ export function createDeviceBuses(deps: DeviceBusesDeps) {
       if (session?.client.isOpen) await session.client.send(message);
       else await sendOnce(deps.moth, deps.busPath(entry.busId), message);
       if (entry.heardOnBus === 'shared' && deps.sharedBusPath) {
+        const shared = sharedSession();
         if (shared?.client.isOpen) await shared.client.send(message);
         else await sendOnce(deps.moth, deps.sharedBusPath, message);
       }
     },
+  };
+}
+
+/**
+ * The device buses a gateway holds: one Moth session per device of the shards it owns (plus the shared
+ * bus of earlier versions when it holds that), HEALTHCHECK on each across a spread, and frames to one
+ * device's bus. Knows every live device's bus (the directory), so it can reach any device.
+ */
+export function createDeviceBuses(deps: DeviceBusesDeps) {
+  const busDirectory = createBusDirectory(deps.shards);
+  const directory = busDirectory.entries;
+  /** Shard -> when this gateway took it. */
+  const held = new Map<number, number>();
+  const sight = { blind: false, at: 0 };
+  const ctx: SessionContext = {
+    deps,
+    openings: createOpenings(deps.openConcurrency ?? 200),
+    reading: createReading(() => open.all().map((s) => s.client)),
+    sharedUserIds: busDirectory.sharedUserIds,
+  };
+  const open = createHeldSessions(ctx);
+
+  return {
+    directory,
+
+    /** Replaces the directory with every live device's bus; opens and closes sessions to match. */
+    sync(entries: readonly BusEntry[]): void {
+      for (const id of busDirectory.replace(entries)) open.closeDevice(id);
+      for (const e of directory.values())
+        if (!open.sessions.has(e.deviceId) && held.has(e.shard)) open.openDevice(e, true);
+    },
+
+    /** Adds devices registered since the last sync. */
+    add(entries: readonly BusEntry[]): void {
+      for (const e of busDirectory.add(entries)) if (held.has(e.shard)) open.openDevice(e, true);
+    },
+
+    /** The shards (and the shared bus) this gateway holds now; opens and closes sessions to match. */
+    hold(shards: ReadonlySet<number>): void {
+      for (const s of [...held.keys()]) {
+        if (shards.has(s)) continue;
+        held.delete(s);
+        open.closeShard(s);
+      }
+      const taken = new Set([...shards].filter((s) => !held.has(s)));
+      for (const s of taken) held.set(s, Date.now());
+      if (taken.has(SHARED_BUS) && deps.sharedBusPath) open.openShared(deps.sharedBusPath);
+      for (const e of directory.values())
+        if (taken.has(e.shard) && !open.sessions.has(e.deviceId)) open.openDevice(e, false);
+    },
+
+    /** The shards held now. */
+    held: () => [...held.keys()],
+    /** Per held shard, since when it counts as held (`heldSinceOf`). */
+    heldSince: () => heldSinceOf(open.all(), held, sight, Date.now()),
+    /** How many devices of the directory were last heard on the shared bus. */
+    sharedUsers: () => busDirectory.sharedUserIds().length,
+    /** Stops reading every bus (Redis is behind); `resume` reads again. */
+    pause: () => ctx.reading.pause(),
+    resume: () => ctx.reading.resume(),
+    sessionCount: () => open.all().length,
+    openSessionCount: () => open.all().filter((s) => s.client.isOpen).length,
+
+    ...createSending(deps, directory, open.sessions, open.shared),
 
     async stop(): Promise<void> {
       ctx.openings.stop();
-      const stopping = all();
-      sessions.clear();
       held.clear();
+      await Promise.all(open.takeAll().map((s) => s.client.stop()));
+    },
+  };
+}
+
+/** The sessions a gateway holds: one per device of its shards, and the shared bus's when it holds that. */
+function createHeldSessions(ctx: SessionContext) {
+  const { deps } = ctx;
+  const sessions = new Map<string, Session>();
+  let shared: Session | undefined;
+  const closeDevice = (deviceId: string) => {
+    const s = sessions.get(deviceId);
+    if (s) closeBus(deps, s, deviceId);
+    sessions.delete(deviceId);
+  };
+  return {
+    sessions,
+    shared: () => shared,
+    all: (): Session[] => [...(shared ? [shared] : []), ...sessions.values()],
+    openDevice(entry: Known, fresh: boolean): void {
+      const path = deps.busPath(entry.busId);
+      sessions.set(entry.deviceId, openSession(ctx, path, entry.shard, entry.deviceId, fresh));
+    },
+    closeDevice,
+    openShared(path: string): void {
+      shared = openSession(ctx, path, SHARED_BUS, undefined, false);
+    },
+    /** Lets a shard's sessions go (the shared bus's, for SHARED_BUS). */
+    closeShard(shard: number): void {
+      if (shard === SHARED_BUS) {
+        if (shared) closeBus(deps, shared);
+        shared = undefined;
+      } else for (const [id, session] of sessions) if (session.shard === shard) closeDevice(id);
+    },
+    /** Every session, let go of (for the caller to stop). */
+    takeAll(): Session[] {
+      const all = [...(shared ? [shared] : []), ...sessions.values()];
+      sessions.clear();
       shared = undefined;
-      await Promise.all(stopping.map((s) => s.client.stop()));
+      return all;
     },
   };
 }

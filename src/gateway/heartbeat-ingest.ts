@@ -118,15 +118,10 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
   const proofs = createProofKeys({
     ...deps,
     count,
-    accept: (heard, bus, round) => accept(heard, bus, round),
+    accept: (heard, bus, round) => acceptHeard(accepting, heard, bus, round),
   });
-  const reading: Reading = {
-    deps,
-    count,
-    memory,
-    proofs,
-    sharedHash: rememberingTokenHash(SHARED_HASHES_MAX),
-  };
+  const sharedHash = rememberingTokenHash(SHARED_HASHES_MAX);
+  const reading: Reading = { deps, count, memory, proofs, sharedHash };
   const writing: Writing = { deps, count, tokens, memory, exposed: new Set(), revocations: 0 };
   const writer = createBatchWriter<Arrived>({
     name: 'heartbeat batch',
@@ -138,6 +133,7 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     onBackpressure: deps.onBackpressure,
     logger: deps.logger,
   });
+  const accepting: Accepting = { deps, count, tokens, memory, tally, writer };
 
   /**
    * Takes one frame heard on the bus of `deviceId` (undefined: the shared bus). Returns false when
@@ -148,45 +144,14 @@ export function createHeartbeatIngest(deps: HeartbeatIngestDeps) {
     const more = turn.take();
     memory.turnTo(deps.openRound());
     const heard = readFrame(reading, frame, deviceId, memory.round());
-    if (heard) accept(heard, deviceId, memory.round(), text && !heard.proven);
+    if (heard) acceptHeard(accepting, heard, deviceId, memory.round(), text && !heard.proven);
     return more;
-  }
-
-  /** A heartbeat whose credential is read: counted from memory, or queued for Redis. */
-  function accept(heard: Decoded, deviceId: string | undefined, heardRound: number, text = false): void {
-    const { tokenHash: hash, round, proven } = heard;
-    if (tokens.refused(hash)) {
-      if (deviceId !== undefined) deps.refused?.([{ deviceId, code: 'UNKNOWN_TOKEN' }]);
-      return count('unknown_token');
-    }
-    const device = deviceId ?? heard.deviceId ?? tokens.deviceOf(hash);
-    const staleEcho = round !== undefined && round < heardRound;
-    // The memory is of the round open now; a proof that waited for its key may be of the one before.
-    // A token in a text frame always goes to Redis: only an accepted one is reported as exposed.
-    const current = heardRound === memory.round() && !text;
-    if (current && device !== undefined && memory.recorded(device) === credential(hash, proven))
-      return tally.add(staleEcho ? 'stale' : 'accepted');
-    const waiting = !current || device === undefined || staleEcho ? undefined : memory.pending(device);
-    if (
-      waiting?.tokenHash === hash &&
-      waiting.proven === proven &&
-      waiting.shared === (deviceId === undefined)
-    ) {
-      waiting.repeats++;
-      return;
-    }
-    const item = arrival(heard, deviceId, heardRound, text);
-    if (current && device !== undefined && !staleEcho) memory.hold(device, item);
-    writer.add(item);
   }
 
   return {
     push,
     /** Resolves when every heartbeat taken so far is written and counted. */
-    async flush(): Promise<void> {
-      await writer.flush();
-      tally.settle();
-    },
+    flush: () => writer.flush().then(tally.settle),
     /** A token was revoked (rotated, or its device deleted): nothing of it stays in memory. */
     revoke(deviceId: string, revokedHash: string): void {
       writing.revocations++;
@@ -261,6 +226,51 @@ function createTally(count: Count) {
     settle,
     close: () => clearInterval(timer),
   };
+}
+
+/** What accepting a heartbeat needs. */
+interface Accepting {
+  readonly deps: HeartbeatIngestDeps;
+  readonly count: Count;
+  readonly tokens: TokenDirectory;
+  readonly memory: RoundMemory<Arrived>;
+  readonly tally: ReturnType<typeof createTally>;
+  readonly writer: ReturnType<typeof createBatchWriter<Arrived>>;
+}
+
+/** A heartbeat whose credential is read: counted from memory, or queued for Redis. */
+function acceptHeard(
+  a: Accepting,
+  heard: Decoded,
+  deviceId: string | undefined,
+  heardRound: number,
+  text = false,
+): void {
+  const { deps, count, tokens, memory, tally, writer } = a;
+  const { tokenHash: hash, round, proven } = heard;
+  if (tokens.refused(hash)) {
+    if (deviceId !== undefined) deps.refused?.([{ deviceId, code: 'UNKNOWN_TOKEN' }]);
+    return count('unknown_token');
+  }
+  const device = deviceId ?? heard.deviceId ?? tokens.deviceOf(hash);
+  const staleEcho = round !== undefined && round < heardRound;
+  // The memory is of the round open now; a proof that waited for its key may be of the one before.
+  // A token in a text frame always goes to Redis: only an accepted one is reported as exposed.
+  const current = heardRound === memory.round() && !text;
+  if (current && device !== undefined && memory.recorded(device) === credential(hash, proven))
+    return tally.add(staleEcho ? 'stale' : 'accepted');
+  const waiting = !current || device === undefined || staleEcho ? undefined : memory.pending(device);
+  if (
+    waiting?.tokenHash === hash &&
+    waiting.proven === proven &&
+    waiting.shared === (deviceId === undefined)
+  ) {
+    waiting.repeats++;
+    return;
+  }
+  const item = arrival(heard, deviceId, heardRound, text);
+  if (current && device !== undefined && !staleEcho) memory.hold(device, item);
+  writer.add(item);
 }
 
 /** What reading a frame needs. */

@@ -76,6 +76,14 @@ function push(m: Memory, sample: number, wallMs: number, windowRounds: number): 
   m.changed = true;
 }
 
+/** Asked in `round` at `at` (unless asked in it already); a round before left unanswered was silent. */
+function ask(m: Memory, round: number, at: number): void {
+  if (round <= m.askedRound) return;
+  if (m.askedRound > m.answeredRound) m.silent++;
+  m.askedRound = round;
+  m.askedAt = at;
+}
+
 /** The answer to the round it was asked in, heard at `at`: its silences before, then its latency (ms). */
 function answer(m: Memory, round: number, at: number, wallMs: number, windowRounds: number): number {
   for (; m.silent > 0; m.silent--) push(m, MISSED, wallMs, windowRounds);
@@ -112,10 +120,7 @@ export function createLinkMeter(deps: {
     asked(deviceId: string, round: number, at = clock()): void {
       let m = memories.get(deviceId);
       if (!m) memories.set(deviceId, (m = newMemory(windowRounds)));
-      if (round <= m.askedRound) return;
-      if (m.askedRound > m.answeredRound) m.silent++;
-      m.askedRound = round;
-      m.askedAt = at;
+      ask(m, round, at);
     },
 
     /** Answers that counted for their round, each heard at `at` (the clock `asked` reads). */
@@ -124,7 +129,8 @@ export function createLinkMeter(deps: {
       for (const { deviceId, round, at } of answers) {
         const m = memories.get(deviceId);
         if (!m || m.askedRound !== round || m.answeredRound === round) continue;
-        deps.observe?.(answer(m, round, at, wall, windowRounds) / 1000);
+        const latencyMs = answer(m, round, at, wall, windowRounds);
+        deps.observe?.(latencyMs / 1000);
       }
     },
 

@@ -53,6 +53,13 @@ const sessionEffectRows = (sessions: readonly SessionEffects[]): EffectRow[] =>
     })),
   );
 
+/** A webhook's pump: one job per webhook, its id the webhook's. */
+const pumpJob = (webhookId: string) => ({
+  name: QUEUES.deliverWebhook,
+  data: { webhookId },
+  opts: { ...QUEUE_TABLE.deliverWebhook.jobOptions, jobId: `pump-${webhookId}` },
+});
+
 /** Dispatch jobs of DISPATCH_CHUNK sessions each, each named by its first session. */
 function dispatchJobs(sessions: readonly SessionEffects[]) {
   const jobs = [];
@@ -105,13 +112,7 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
      * its receiver may be tried again): the job id is the webhook's.
      */
     async startPumps(webhookIds: readonly string[]): Promise<void> {
-      await deliverWebhook.addBulk(
-        webhookIds.map((webhookId) => ({
-          name: QUEUES.deliverWebhook,
-          data: { webhookId },
-          opts: { ...QUEUE_TABLE.deliverWebhook.jobOptions, jobId: `pump-${webhookId}` },
-        })),
-      );
+      await deliverWebhook.addBulk(webhookIds.map(pumpJob));
     },
 
     /** (Re)schedules the rounds; BullMQ keeps one scheduler, whatever the number of callers. */

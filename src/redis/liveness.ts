@@ -399,37 +399,12 @@ function connectedIndexOf(ctx: Ctx) {
     },
 
     /** Connected devices of these shards, and how many of them were not heard in round n (or later). */
-    async silenceOf(
+    silenceOf: (
       n: number,
       of: readonly number[] = allShards,
       /** Devices left out of both counts (in maintenance: their silence is expected). */
       excluding: readonly string[] = [],
-    ): Promise<{ connected: number; missed: number }> {
-      const skip = byShard(excluding, (id) => id);
-      const counts = await Promise.all(
-        of.map(async (s) => {
-          const k = keys.shard(s);
-          const ids = skip.get(s) ?? [];
-          const [connected, missed, left] = await Promise.all([
-            redis.zcard(k.heard),
-            redis.zcount(k.heard, '-inf', `(${n}`),
-            ids.length > 0 ? redis.zmscore(k.heard, ...ids) : Promise.resolve([]),
-          ]);
-          const indexed = left.filter((x): x is string => x !== null);
-          return {
-            connected: connected - indexed.length,
-            missed: missed - indexed.filter((x) => Number(x) < n).length,
-          };
-        }),
-      );
-      return counts.reduce(
-        (a, c) => ({ connected: a.connected + c.connected, missed: a.missed + c.missed }),
-        {
-          connected: 0,
-          missed: 0,
-        },
-      );
-    },
+    ) => silence(ctx, n, of, excluding),
 
     /** Puts connected devices into the index as heard in `round`, unless already there. */
     async seed(deviceIds: readonly string[], round: number): Promise<void> {
@@ -489,6 +464,36 @@ async function claimsOfShard(ctx: Ctx, n: number, s: number, want: number): Prom
     });
   }
   return claimed;
+}
+
+/** Connected devices of shards `of`, and how many were not heard in round n (or later). */
+async function silence(
+  ctx: Ctx,
+  n: number,
+  of: readonly number[],
+  excluding: readonly string[],
+): Promise<{ connected: number; missed: number }> {
+  const skip = ctx.byShard(excluding, (id) => id);
+  const counts = await Promise.all(
+    of.map(async (s) => {
+      const k = ctx.keys.shard(s);
+      const ids = skip.get(s) ?? [];
+      const [connected, missed, left] = await Promise.all([
+        ctx.redis.zcard(k.heard),
+        ctx.redis.zcount(k.heard, '-inf', `(${n}`),
+        ids.length > 0 ? ctx.redis.zmscore(k.heard, ...ids) : Promise.resolve([]),
+      ]);
+      const indexed = left.filter((x): x is string => x !== null);
+      return {
+        connected: connected - indexed.length,
+        missed: missed - indexed.filter((x) => Number(x) < n).length,
+      };
+    }),
+  );
+  return counts.reduce((a, c) => ({ connected: a.connected + c.connected, missed: a.missed + c.missed }), {
+    connected: 0,
+    missed: 0,
+  });
 }
 
 /** Claims of stale devices, by the evaluation of a round. */

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { numbered, type NumberedEvent, type PlatformEvent } from '../domain/events';
 import type { Logger } from '../logger';
-import { createLoop } from './loop';
+import { createLoop, type Loop } from './loop';
 
 export interface LiveFeedDeps {
   /** A stream's events after a number, in order. */
@@ -122,6 +122,30 @@ async function passLive(
   return more;
 }
 
+/** While someone watches: the loop, the numbering notifications, and comments that keep proxies open. */
+function createRunning(deps: LiveFeedDeps, loop: Loop, watchers: ReadonlySet<Watcher>) {
+  let listening: { close(): Promise<void> } | undefined;
+  let keepAlive: NodeJS.Timeout | undefined;
+  return {
+    start(): void {
+      loop.start();
+      listening ??= deps.listen(() => loop.wake());
+      keepAlive ??= setInterval(() => {
+        for (const w of watchers) if (!w.res.destroyed) w.res.write(': keep-alive\n\n');
+      }, deps.keepAliveMs ?? 15_000);
+    },
+    async stopIfIdle(): Promise<void> {
+      if (watchers.size > 0) return;
+      clearInterval(keepAlive);
+      keepAlive = undefined;
+      const l = listening;
+      listening = undefined;
+      await l?.close();
+      await loop.stop();
+    },
+  };
+}
+
 /**
  * Live streams of the numbered events as Server-Sent Events, for any number of watchers on one web
  * process: each new watcher catches up on its own from where it resumes, then joins the live set,
@@ -135,8 +159,6 @@ export function createLiveFeed(deps: LiveFeedDeps) {
   const maxBuffered = deps.maxBufferedBytes ?? 1 << 20;
   const watchers = new Set<Watcher>();
   const perCaller = createCounts();
-  let listening: { close(): Promise<void> } | undefined;
-  let keepAlive: NodeJS.Timeout | undefined;
   const loop = createLoop({
     name: 'live feed',
     pass: () => pass(),
@@ -158,23 +180,7 @@ export function createLiveFeed(deps: LiveFeedDeps) {
     loop.wake();
   }
 
-  function start(): void {
-    loop.start();
-    listening ??= deps.listen(() => loop.wake());
-    keepAlive ??= setInterval(() => {
-      for (const w of watchers) if (!w.res.destroyed) w.res.write(': keep-alive\n\n');
-    }, deps.keepAliveMs ?? 15_000);
-  }
-
-  async function stopIfIdle(): Promise<void> {
-    if (watchers.size > 0) return;
-    clearInterval(keepAlive);
-    keepAlive = undefined;
-    const l = listening;
-    listening = undefined;
-    await l?.close();
-    await loop.stop();
-  }
+  const running = createRunning(deps, loop, watchers);
 
   return {
     /** Streams `stream` after number `after` to `res` (already answered 200, text/event-stream). */
@@ -185,9 +191,9 @@ export function createLiveFeed(deps: LiveFeedDeps) {
       res.on('close', () => {
         watchers.delete(w);
         perCaller.remove(caller);
-        void stopIfIdle();
+        void running.stopIfIdle();
       });
-      start();
+      running.start();
       catchUp(w).catch((err: Error) => {
         deps.logger.warn({ err: err.message, stream }, 'live feed watcher failed; cut off');
         res.destroy();
@@ -200,7 +206,7 @@ export function createLiveFeed(deps: LiveFeedDeps) {
     async close(): Promise<void> {
       for (const w of watchers) w.res.destroy();
       watchers.clear();
-      await stopIfIdle();
+      await running.stopIfIdle();
     },
   };
 }

@@ -50,6 +50,41 @@ const WEBHOOK_CONNECTIONS = { answering: 8, untried: 4 };
 
 export type WorkerConfig = BackedConfig & { TGDM_URL: string; MANTIS_URL: string; MOTH_URL: string };
 
+function buildSweep(config: WorkerConfig, services: Services, logger: Logger) {
+  return createSweepEffects({
+    stalePending: () => selectStalePending(services.db, 5000, 1000),
+    enqueue: (rows) =>
+      services.queues.enqueueEffectRows(rows, {
+        attempts: config.EFFECT_ATTEMPTS,
+        backoffMs: config.EFFECT_BACKOFF_MS,
+      }),
+    logger,
+  });
+}
+
+/**
+ * The webhooks' own pools. Their commits are bookkeeping a lost commit merely repeats (a fan-out
+ * redone, a delivery sent again with its id): they need not wait for the disk.
+ */
+const openWebhookPools = (config: WorkerConfig) => ({
+  answering: createDb(config.DATABASE_URL, WEBHOOK_CONNECTIONS.answering, { asyncCommit: true }),
+  untried: createDb(config.DATABASE_URL, WEBHOOK_CONNECTIONS.untried, { asyncCommit: true }),
+});
+
+/** The webhook fan-out and the effect sweeper, each on its scheduler (one, whoever asks). */
+async function scheduleSweeps(config: WorkerConfig, services: Services): Promise<void> {
+  await services.queues.fanOutWebhooks.upsertJobScheduler(
+    'fan-out-webhooks',
+    { every: config.WEBHOOK_FANOUT_MS },
+    { name: QUEUES.fanOutWebhooks, opts: QUEUE_TABLE.fanOutWebhooks.jobOptions },
+  );
+  await services.queues.sweepEffects.upsertJobScheduler(
+    'sweep-pending-effects',
+    { every: config.SWEEP_INTERVAL_SECONDS * 1000 },
+    { name: QUEUES.sweepEffects, opts: QUEUE_TABLE.sweepEffects.jobOptions },
+  );
+}
+
 /** The `worker` role: round evaluation, the effect jobs and the effect sweeper. Run any number. */
 export async function startWorker(config: WorkerConfig, logger: Logger, options: OpsOptions = {}) {
   // Effects and the sequencer share this pool (the evaluation and the webhooks have their own).
@@ -66,23 +101,10 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
   const { evaluate, evaluationDb } = buildEvaluation(config, services, metrics, logger);
   const dispatch = createDispatchEffects({ enqueueEffects: services.enqueueEffects });
   const effects = buildEffects(config, services, metrics, logger);
-  const sweep = createSweepEffects({
-    stalePending: () => selectStalePending(db, 5000, 1000),
-    enqueue: (rows) =>
-      services.queues.enqueueEffectRows(rows, {
-        attempts: config.EFFECT_ATTEMPTS,
-        backoffMs: config.EFFECT_BACKOFF_MS,
-      }),
-    logger,
-  });
-
+  const sweep = buildSweep(config, services, logger);
   // A fleet's storm of effects holding the shared pool must not hold up a healthy receiver's news,
-  // nor 30 dead receivers' bookkeeping. Their commits are bookkeeping a lost commit merely repeats (a
-  // fan-out redone, a delivery sent again with its id): they need not wait for the disk.
-  const webhookPools = {
-    answering: createDb(config.DATABASE_URL, WEBHOOK_CONNECTIONS.answering, { asyncCommit: true }),
-    untried: createDb(config.DATABASE_URL, WEBHOOK_CONNECTIONS.untried, { asyncCommit: true }),
-  };
+  // nor 30 dead receivers' bookkeeping (src/db's webhook pools).
+  const webhookPools = openWebhookPools(config);
   const { fanOutWebhooks, deliverWebhook } = buildWebhooks(config, webhookPools, services, logger);
 
   const workers = await startConsumers(
@@ -99,16 +121,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger, options:
     opts,
     logger,
   );
-  await services.queues.fanOutWebhooks.upsertJobScheduler(
-    'fan-out-webhooks',
-    { every: config.WEBHOOK_FANOUT_MS },
-    { name: QUEUES.fanOutWebhooks, opts: QUEUE_TABLE.fanOutWebhooks.jobOptions },
-  );
-  await services.queues.sweepEffects.upsertJobScheduler(
-    'sweep-pending-effects',
-    { every: config.SWEEP_INTERVAL_SECONDS * 1000 },
-    { name: QUEUES.sweepEffects, opts: QUEUE_TABLE.sweepEffects.jobOptions },
-  );
+  await scheduleSweeps(config, services);
   addServiceGauges(metrics, services);
   // Events are numbered at commit by any worker or gateway (one at a time).
   const sequencer = createSequencer({ db, logger });
