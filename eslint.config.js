@@ -57,6 +57,27 @@ export default tseslint.config(
     },
   },
   {
+    // The gateway hears robots; what it reads and writes of Postgres and Redis goes through operations
+    // (src/operations) or the stores it is handed: their types are its ports, their code is not its own.
+    files: ['src/gateway/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [srcNeverWiring] }],
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/db/**', '**/redis/**', 'knex', 'pg', 'ioredis'],
+              allowTypeImports: true,
+              message:
+                'src/gateway takes Postgres and Redis through src/operations or the stores it is handed (types only).',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // Jobs take their payload, call one operation and return; they never touch the HTTP layer or a store.
     files: ['jobs/**/*.ts'],
     rules: {

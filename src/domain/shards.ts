@@ -1,5 +1,8 @@
 import { createHash } from 'node:crypto';
 
+/** The shared bus of earlier versions is held like a shard, under this id. */
+export const SHARED_BUS = -1;
+
 /**
  * The shard a device belongs to: a stable hash of its id, so every process agrees without asking.
  * It runs for every heartbeat, so it is FNV-1a with MurmurHash3's finaliser (well spread, nothing to

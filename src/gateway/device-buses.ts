@@ -1,7 +1,6 @@
 import { WebSocket } from 'ws';
-import { shardOf } from '../domain/shards';
+import { SHARED_BUS, shardOf } from '../domain/shards';
 import { MothClient, type MothClientOptions } from '../moth/client';
-import { SHARED_BUS } from '../redis/shard-leases';
 
 /** A device's bus as the directory knows it. */
 export interface BusEntry {

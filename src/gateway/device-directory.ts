@@ -1,5 +1,4 @@
-import type { Db } from '../db/knex';
-import { listDeviceBuses } from '../db/devices';
+import type { GatewayRecords } from '../operations/gateway-records';
 import type { DeviceBuses } from './device-buses';
 
 /** New devices are read this often by the caller; the whole directory every FULL_MS. */
@@ -10,15 +9,18 @@ const PAGE = 10_000;
  * The gateway's directory of every live device's bus: new devices on each call, everything now and
  * then (or when asked: a command for a device it does not know yet). Calls at once share one read.
  */
-export function createDeviceDirectory(deps: { db: Db; buses: Pick<DeviceBuses, 'sync' | 'add'> }) {
+export function createDeviceDirectory(deps: {
+  records: Pick<GatewayRecords, 'busesAfter'>;
+  buses: Pick<DeviceBuses, 'sync' | 'add'>;
+}) {
   let lastSeq = 0;
   let lastFull = 0;
   let syncing: Promise<void> | undefined;
 
   async function read(from: number) {
-    const entries: Awaited<ReturnType<typeof listDeviceBuses>> = [];
+    const entries: Awaited<ReturnType<GatewayRecords['busesAfter']>> = [];
     for (let after = from; ;) {
-      const page = await listDeviceBuses(deps.db, after, PAGE);
+      const page = await deps.records.busesAfter(after, PAGE);
       entries.push(...page);
       if (page.length < PAGE) return entries;
       after = page.at(-1)!.seq;

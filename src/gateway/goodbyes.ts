@@ -1,16 +1,17 @@
 import type { SessionEffects } from '../domain/effects';
-import { findDeviceIdsByTokenHashes, findTokenHashesOfDevices } from '../db/devices';
 import type { Db } from '../db/knex';
 import { tokenHash } from '../domain/credentials';
 import { expectedProof, proofMatches } from '../domain/proofs';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import { createDisconnectDevices } from '../operations/disconnect-devices';
+import type { GatewayRecords } from '../operations/gateway-records';
 import { setBounded } from './bounded-map';
 import type { Goodbye } from './heartbeat-ingest';
 
 export interface GoodbyeDeps {
   readonly db: Db;
+  readonly records: Pick<GatewayRecords, 'devicesOfTokens' | 'tokensOfDevices'>;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly openRound: () => number;
@@ -41,7 +42,7 @@ export function createGoodbyes(deps: GoodbyeDeps) {
     busDevice: string | undefined,
   ): Promise<{ deviceId: string; round: number } | undefined> {
     if ('token' in message) {
-      const [found] = await findDeviceIdsByTokenHashes(deps.db, [tokenHash(message.token)]);
+      const [found] = await deps.records.devicesOfTokens([tokenHash(message.token)]);
       if (!found) return refuse('unknown_token');
       if (busDevice !== undefined && found.deviceId !== busDevice) return refuse('misplaced');
       // A device that speaks v2 says goodbye with a proof too.
@@ -55,7 +56,7 @@ export function createGoodbyes(deps: GoodbyeDeps) {
     // here, and (on another gateway, after a handover) ends no session begun after its round.
     const open = deps.openRound();
     const nonce = round === open || round === open - 1 ? deps.roundNonce(round) : undefined;
-    const [key] = await findTokenHashesOfDevices(deps.db, [deviceId]);
+    const [key] = await deps.records.tokensOfDevices([deviceId]);
     if (
       nonce === undefined ||
       !key ||

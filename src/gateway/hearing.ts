@@ -4,6 +4,7 @@ import type { SettingValues } from '../domain/settings';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import { createConnectDevices } from '../operations/connect-device';
+import { createGatewayRecords } from '../operations/gateway-records';
 import type { Liveness } from '../redis/liveness';
 import { createConnector } from './connector';
 import type { DeviceBuses } from './device-buses';
@@ -43,6 +44,7 @@ export interface HearingDeps {
  */
 export function createHearing(deps: HearingDeps) {
   const { db, liveness, buses, opener, metrics, logger: log } = deps;
+  const records = createGatewayRecords(db);
   const connector = createConnector({
     connect: createConnectDevices({ db, settings: deps.settings }),
     handOff: deps.enqueueEffects,
@@ -59,7 +61,7 @@ export function createHearing(deps: HearingDeps) {
     logger: log,
   });
   const ingest = createHeartbeatIngest({
-    ...createHeartbeatRecords({ db, liveness, directory: buses.directory, logger: log }),
+    ...createHeartbeatRecords({ records, liveness, directory: buses.directory, logger: log }),
     liveness,
     metrics,
     logger: log,
@@ -81,6 +83,7 @@ export function createHearing(deps: HearingDeps) {
   });
   const goodbyes = createGoodbyes({
     db,
+    records,
     metrics,
     logger: log,
     openRound: opener.openRound,

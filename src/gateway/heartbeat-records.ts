@@ -1,11 +1,4 @@
-import {
-  findDeviceIdsByTokenHashes,
-  findTokenHashesOfDevices,
-  markHeardOnBus,
-  markProofsOnly,
-  markTokenExposed,
-} from '../db/devices';
-import type { Db } from '../db/knex';
+import type { GatewayRecords } from '../operations/gateway-records';
 import type { Logger } from '../logger';
 import type { Liveness } from '../redis/liveness';
 import type { BusEntry } from './device-buses';
@@ -17,27 +10,25 @@ import type { HeartbeatIngestDeps } from './heartbeat-ingest';
  * Notes are off the heartbeat's path: a failure is logged, and the next heartbeat notes it again.
  */
 export function createHeartbeatRecords(deps: {
-  db: Db;
+  records: GatewayRecords;
   liveness: Pick<Liveness, 'requireProofs'>;
   directory: ReadonlyMap<string, BusEntry>;
   logger: Logger;
 }): Pick<HeartbeatIngestDeps, 'lookupTokens' | 'lookupKeys' | 'tokenExposed' | 'requireProofs' | 'heardOn'> {
-  const { db, logger: log } = deps;
+  const { records, logger: log } = deps;
   const warn = (what: string) => (err: Error) => log.warn({ err: err.message }, `could not record ${what}`);
   const markBus = createBusMarks((ids, bus) =>
-    markHeardOnBus(db, ids, bus).catch(warn('which bus devices use')),
+    records.markHeardOnBus(ids, bus).catch(warn('which bus devices use')),
   );
   return {
-    lookupTokens: (hashes) => findDeviceIdsByTokenHashes(db, hashes),
-    lookupKeys: (deviceIds) => findTokenHashesOfDevices(db, deviceIds),
+    lookupTokens: (hashes) => records.devicesOfTokens(hashes),
+    lookupKeys: (deviceIds) => records.tokensOfDevices(deviceIds),
     tokenExposed: (deviceIds) =>
-      void markTokenExposed(db, deviceIds).catch(warn('tokens sent in text frames')),
+      void records.markTokenExposed(deviceIds).catch(warn('tokens sent in text frames')),
     requireProofs: (entries) => {
       // Postgres first, so the mark survives Redis; until both are written, the next proof asks again.
-      markProofsOnly(
-        db,
-        entries.map((e) => e.deviceId),
-      )
+      records
+        .markProofsOnly(entries.map((e) => e.deviceId))
         .then(() => deps.liveness.requireProofs(entries))
         .catch(warn('devices taking proofs only'));
     },

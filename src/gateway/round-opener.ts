@@ -1,5 +1,4 @@
-import type { Db } from '../db/knex';
-import { intervalMultiples } from '../db/policies';
+import type { GatewayRecords } from '../operations/gateway-records';
 import { restingAt } from '../domain/policy';
 import type { Logger } from '../logger';
 import { healthcheck, type HealthcheckMessage } from '../moth/codec';
@@ -8,7 +7,7 @@ import type { DeviceBuses } from './device-buses';
 
 export interface RoundOpenerDeps {
   readonly id: string;
-  readonly db: Db;
+  readonly records: Pick<GatewayRecords, 'intervalMultiples'>;
   readonly rounds: Rounds;
   readonly buses: Pick<DeviceBuses, 'held' | 'sendToAll'>;
   /** Spread of one round's HEALTHCHECKs over the buses. */
@@ -34,7 +33,7 @@ export function createRoundOpener(deps: RoundOpenerDeps) {
   // Robots checked every k-th round (id -> k), as last read; kept when a read fails.
   let multiples = new Map<string, number>();
   const refreshMultiples = () =>
-    intervalMultiples(deps.db).then(
+    deps.records.intervalMultiples().then(
       (m) => void (multiples = m),
       (err: Error) =>
         log.warn({ err: err.message }, 'could not read which robots are checked every k-th round'),

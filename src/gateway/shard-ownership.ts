@@ -1,8 +1,8 @@
-import { shardsOwnedBy } from '../domain/shards';
+import { SHARED_BUS, shardsOwnedBy } from '../domain/shards';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import type { GatewayRegistry } from '../redis/rounds';
-import { SHARED_BUS, type ShardLeases } from '../redis/shard-leases';
+import type { ShardLeases } from '../redis/shard-leases';
 import type { DeviceBuses } from './device-buses';
 
 export interface ShardOwnershipDeps {

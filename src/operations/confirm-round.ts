@@ -2,7 +2,8 @@ import { CAUGHT_UP_MARGIN_MS, validShards, type RoundClose } from '../domain/rou
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import type { RoundMeta, Rounds } from '../redis/rounds';
-import { SHARED_BUS, type ShardLeases } from '../redis/shard-leases';
+import { SHARED_BUS } from '../domain/shards';
+import type { ShardLeases } from '../redis/shard-leases';
 
 export interface ConfirmRoundDeps {
   readonly rounds: Pick<Rounds, 'openedBy' | 'close'>;

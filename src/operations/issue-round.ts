@@ -3,7 +3,8 @@ import { healthcheck, type HealthcheckMessage } from '../moth/codec';
 import type { Metrics } from '../metrics';
 import { validShards } from '../domain/rounds';
 import type { Rounds } from '../redis/rounds';
-import { SHARED_BUS, type ShardLeases } from '../redis/shard-leases';
+import { SHARED_BUS } from '../domain/shards';
+import type { ShardLeases } from '../redis/shard-leases';
 
 export interface IssueRoundDeps {
   readonly rounds: Rounds;

@@ -3,9 +3,6 @@ import type { RedisClient } from './connection';
 import type { KeySpace } from './key-space';
 import { script } from './scripts';
 
-/** The shared bus of earlier versions is held like a shard, under this id. */
-export const SHARED_BUS = -1;
-
 /** Who holds a shard: the gateway, since when it has held every session of it (null: not yet), until when. */
 export interface ShardHold {
   readonly owner: string;

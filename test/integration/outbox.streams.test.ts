@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendEvents, readStream } from '../../src/db/outbox';
 import { clientEvent, type OutgoingEvent, type PlatformEvent } from '../../src/domain/events';
-import { createOutboxPublisher } from '../../src/gateway/outbox-publisher';
+import { createOutboxPublisher } from '../../src/streams/outbox-publisher';
 import { createLogger } from '../../src/logger';
 import { createMetrics } from '../../src/metrics';
 import { createSequencer } from '../../src/streams/sequencer';

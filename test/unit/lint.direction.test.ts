@@ -36,3 +36,28 @@ describe('lint: the direction of the layers', () => {
     expect(await restricted(path, `${source}\nexport {};\n`)).toEqual([]);
   });
 });
+
+describe('lint: the gateway reaches the stores through operations', () => {
+  const refused = async (source: string) => {
+    const [result] = await eslint.lintText(`${source}\nexport {};\n`, {
+      filePath: 'src/gateway/probe.ts',
+    });
+    return result!.messages.filter((m) => m.ruleId === '@typescript-eslint/no-restricted-imports');
+  };
+
+  it.each([
+    "import { listDeviceBuses } from '../db/devices';",
+    "import { createRounds } from '../redis/rounds';",
+    "import Redis from 'ioredis';",
+  ])('refuses: %s', async (source) => {
+    expect(await refused(source)).toHaveLength(1);
+  });
+
+  it.each([
+    "import type { Liveness } from '../redis/liveness';",
+    "import type { Db } from '../db/knex';",
+    "import { createGatewayRecords } from '../operations/gateway-records';",
+  ])('lets through: %s', async (source) => {
+    expect(await refused(source)).toEqual([]);
+  });
+});

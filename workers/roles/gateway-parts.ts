@@ -9,14 +9,15 @@ import { createDeviceDirectory } from '../../src/gateway/device-directory';
 import { createHearing, type HearingDeps } from '../../src/gateway/hearing';
 import { createLinkMeter } from '../../src/gateway/link-meter';
 import { createLinkReports } from '../../src/gateway/link-reports';
-import { createOutboxPublisher } from '../../src/gateway/outbox-publisher';
+import { createOutboxPublisher } from '../../src/streams/outbox-publisher';
 import { createRefusalNotices, REFUSAL_NOTICE_WINDOW_MS } from '../../src/gateway/refusal-notices';
 import { createOncePer } from '../../src/redis/rate-limit';
 import { createCommandSender } from '../../src/gateway/command-sender';
 import { createRecordAuthFailure } from '../../src/operations/record-auth-failure';
+import { createGatewayRecords } from '../../src/operations/gateway-records';
 import { isRegisteredChannelId } from '../../src/domain/channel-ids';
 import { followRevocations } from '../../src/gateway/revocations';
-import { createLivenessRecovery } from '../../src/gateway/recover-liveness';
+import { createLivenessRecovery } from '../../src/operations/recover-liveness';
 import { createRoundOpener } from '../../src/gateway/round-opener';
 import { createSelfWatch } from '../../src/gateway/self-watch';
 import { createShardOwnership } from '../../src/gateway/shard-ownership';
@@ -62,7 +63,7 @@ export function buildGateway(
     meter,
     metrics,
   });
-  const syncDirectory = createDeviceDirectory({ db, buses });
+  const syncDirectory = createDeviceDirectory({ records: createGatewayRecords(db), buses });
   const opener = buildOpener(id, config, services, { buses, broke, meter, log });
   const ownership = buildOwnership(id, config, services, {
     leases,
@@ -128,7 +129,7 @@ function buildOpener(
   const { meter } = parts;
   return createRoundOpener({
     id,
-    db: services.db,
+    records: createGatewayRecords(services.db),
     rounds: services.rounds,
     buses: parts.buses,
     spreadMs: config.MOTH_HEALTHCHECK_SPREAD_MS,

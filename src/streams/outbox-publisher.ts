@@ -9,7 +9,7 @@ import {
 } from '../db/outbox';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
-import { createLoop } from '../streams/loop';
+import { createLoop } from './loop';
 
 export interface OutboxPublisherDeps {
   readonly db: Db;
