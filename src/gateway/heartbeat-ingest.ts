@@ -105,7 +105,7 @@ type Placed = Arrived & { deviceId: string };
  * unknown, revoked or misplaced tokens and other message types are dropped and counted.
  *
  * A frame's way: `push` (the turn's budget) -> `readFrame` (decoded, or the device's last frame
- * again) -> `accept` (counted from the round's memory, a repeat of one on its way, or added to a
+ * again) -> `acceptHeard` (counted from the round's memory, a repeat of one on its way, or added to a
  * batch) -> `writeBatch` (Redis, then what it made of the batch: counts, refusals, connects, the
  * round's memory). A revoked token leaves the memory at once (`revoke`, pushed by Redis pub/sub).
  */
@@ -436,7 +436,6 @@ async function placeShared(w: Writing, arrived: Arrived[]): Promise<Placed[]> {
   return out;
 }
 
-/** What Redis made of a batch, as counted so far. `refused` holds every heartbeat that did not count. */
 /** Why each heartbeat refused on its device's own bus was (the shared bus names no device to tell). */
 function refusalsOf(o: Outcome): Refusal[] {
   // The outcome's inputs are the heartbeats as they arrived.
@@ -448,6 +447,7 @@ function refusalsOf(o: Outcome): Refusal[] {
     }));
 }
 
+/** What Redis made of a batch, as counted so far. `refused` holds every heartbeat that did not count. */
 interface Outcome {
   heard: number;
   stale: number;
