@@ -4,7 +4,7 @@ import type { KeySpace } from './key-space';
 
 import { shardOf } from '../domain/shards';
 import { MAX_ROUNDS_ALLOWED } from '../domain/policy';
-import { script } from './scripts';
+import { defineScripts } from './scripts';
 
 /** What a batch of heartbeats did, as decided atomically in Redis. */
 export interface HeardBatch {
@@ -190,10 +190,7 @@ export function createLiveness(
   keys: { readonly liveness: LivenessKeys },
   shards: number,
 ) {
-  redis.defineCommand('rollcallIngest', { numberOfKeys: 3, lua: script('ingest') });
-  redis.defineCommand('rollcallCandidates', { numberOfKeys: 3, lua: script('candidates') });
-  redis.defineCommand('rollcallClaim', { numberOfKeys: 3, lua: script('claim') });
-  redis.defineCommand('rollcallProofsOnly', { numberOfKeys: 1, lua: script('proofs-only') });
+  defineScripts(redis);
   const ctx: Ctx = {
     redis,
     keys: keys.liveness,

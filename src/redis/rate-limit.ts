@@ -1,6 +1,6 @@
 import type { RedisClient as Redis } from './connection';
 import type { KeySpace } from './key-space';
-import { script } from './scripts';
+import { defineScripts } from './scripts';
 
 /**
  * Wrong credentials counted per address: registration secrets, and operator tokens apart; and every
@@ -47,7 +47,7 @@ export function createAttemptLimiter(
   max: number,
   windowSeconds: number,
 ): AttemptLimiter {
-  redis.defineCommand('rollcallCountFailure', { numberOfKeys: 1, lua: script('count-failure') });
+  defineScripts(redis);
   const r = redis as LimiterRedis;
   return {
     async blockedFor(address) {

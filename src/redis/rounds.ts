@@ -4,7 +4,7 @@ import type { Opening } from '../domain/rounds';
 import type { RedisClient } from './connection';
 import { createValidRounds, type LivenessKeys } from './liveness';
 import type { KeySpace } from './key-space';
-import { script } from './scripts';
+import { defineScripts } from './scripts';
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
@@ -61,8 +61,7 @@ type Keys = { readonly rounds: RoundKeys; readonly liveness: Pick<LivenessKeys, 
 
 /** Round numbering and per-round facts, in Redis. */
 export function createRounds(redis: RedisClient, keys: Keys, shards: number) {
-  redis.defineCommand('rollcallAdvance', { numberOfKeys: 3, lua: script('advance') });
-  redis.defineCommand('rollcallRoundMeta', { numberOfKeys: 1, lua: script('round-meta') });
+  defineScripts(redis);
   const facts = roundFacts(redis, keys, shards);
   return { ...roundNumbering(redis, keys.rounds, facts), ...facts };
 }

@@ -1,7 +1,7 @@
 import type { Result } from 'ioredis';
 import type { RedisClient } from './connection';
 import type { KeySpace } from './key-space';
-import { script } from './scripts';
+import { defineScripts } from './scripts';
 
 /** Who holds a shard: the gateway, since when it has held every session of it (null: not yet), until when. */
 export interface ShardHold {
@@ -36,7 +36,7 @@ export type LeaseKeys = ReturnType<typeof leaseKeys>;
  * second; a lease not renewed for `ttlMs` may be taken over by another gateway.
  */
 export function createShardLeases(redis: RedisClient, keys: { readonly leases: LeaseKeys }, ttlMs = 3000) {
-  redis.defineCommand('rollcallLease', { numberOfKeys: 1, lua: script('lease') });
+  defineScripts(redis);
   return {
     ttlMs,
     /**

@@ -74,7 +74,17 @@ describe('npm start', () => {
       npm.stderr.on('data', (d: Buffer) => (out += d.toString()));
       let started: number[] = [];
       try {
-        await waitFor(() => out.includes('rollcall is up'), 90_000, 'the banner');
+        // Gone before its banner (a port taken meanwhile, say), or silent: said with what it printed.
+        await waitFor(
+          () => {
+            if (npm.exitCode !== null) throw new Error(`npm start exited ${npm.exitCode}`);
+            return out.includes('rollcall is up');
+          },
+          90_000,
+          'the banner',
+        ).catch((err: Error) => {
+          throw new Error(`${err.message}; it printed:\n${out.slice(-3000)}`);
+        });
         started = descendants(npm.pid!);
         // The service, its Postgres and its Redis, at least.
         expect(started.length).toBeGreaterThanOrEqual(3);
