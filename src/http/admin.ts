@@ -16,17 +16,8 @@ import { groupNameSchema } from '../domain/policy';
 import { uptime } from '../domain/uptime';
 import { DETECTION_BUCKETS } from '../metrics';
 import { AppError, validationFailed } from '../domain/errors';
-import {
-  connectedOverTime,
-  detectionDelays,
-  fleetPage,
-  fleetSummary,
-  type FleetCursor,
-  type FleetRow,
-  type FleetSession,
-} from '../db/fleet';
-import { lastNumber } from '../db/outbox';
-import type { Db } from '../db/knex';
+import type { ApiOperations } from '../operations';
+import type { FleetCursor, FleetRow, FleetSession } from '../operations/queries';
 import { asOperatorTokens, type CredentialGuard } from './auth';
 import { booleanQuery, parseInput } from './validate';
 
@@ -228,7 +219,10 @@ const ASSETS: Record<string, { type: string; body: () => Promise<string> }> = {
  * charting library it loads, served from the package.
  */
 export function fleetRoutes(deps: {
-  db: Db;
+  queries: Pick<
+    ApiOperations['queries'],
+    'fleetSummary' | 'fleetPage' | 'lastEventNumber' | 'connectedOverTime' | 'detectionDelays'
+  >;
   /** Operator auth, on each route. */
   pageAuth: Middleware;
   intervalSeconds: () => Promise<number>;
@@ -253,14 +247,13 @@ export function fleetRoutes(deps: {
     const { after, sort, limit, q: search, ...filter } = parseInput(fleetQuery, ctx.query);
     const now = Date.now();
     const [summary, page, intervalSeconds, lastEventSeq] = await Promise.all([
-      fleetSummary(deps.db),
-      fleetPage(
-        deps.db,
+      deps.queries.fleetSummary(),
+      deps.queries.fleetPage(
         { ...filter, search },
         { sort, after: after === undefined ? undefined : readCursor(sort, after), limit, sinceMs: DAY_MS },
       ),
       deps.intervalSeconds(),
-      lastNumber(deps.db, 'client'),
+      deps.queries.lastEventNumber('client'),
     ]);
     const heard = await deps.lastHeardAt(page.devices.map((d) => d.id));
     ctx.set('Cache-Control', 'no-store');
@@ -279,8 +272,8 @@ export function fleetRoutes(deps: {
     const to = new Date();
     const from = new Date(to.getTime() - (range === 'hour' ? 3_600_000 : DAY_MS));
     const [series, detection] = await Promise.all([
-      connectedOverTime(deps.db, from, to, range === 'hour' ? 61 : 97),
-      detectionDelays(deps.db, new Date(to.getTime() - DAY_MS), DETECTION_BUCKETS),
+      deps.queries.connectedOverTime(from, to, range === 'hour' ? 61 : 97),
+      deps.queries.detectionDelays(new Date(to.getTime() - DAY_MS), DETECTION_BUCKETS),
     ]);
     ctx.set('Cache-Control', 'no-store');
     ctx.body = { range, from: from.toISOString(), to: to.toISOString(), ...series, detection };

@@ -153,7 +153,7 @@ function routersOf(
     taskRoutes({ auth, ops }),
     mediaRoutes({ auth, ops }),
     fleetRoutes({
-      db: deps.db,
+      queries: ops.queries,
       pageAuth,
       intervalSeconds: async () => (await deps.settings.current())['device.healthcheckIntervalSeconds'],
       lastHeardAt: (ids) => deps.liveness.lastHeardMany(ids),

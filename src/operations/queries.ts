@@ -2,9 +2,10 @@ import { readAudit } from '../db/audit';
 import { deviceExisted, findLiveDevice, listDevices, type DevicePageQuery } from '../db/devices';
 import { effectsOfSessions } from '../db/effects';
 import type { Db } from '../db/knex';
+import { connectedOverTime, detectionDelays, fleetPage, fleetSummary, type FleetFilter } from '../db/fleet';
 import { bucketsOf } from '../db/links';
 import { listDeviceRecordings, listDeviceStreams } from '../db/media';
-import { readStream } from '../db/outbox';
+import { lastNumber, readStream } from '../db/outbox';
 import { findGroup, listGroups } from '../db/policies';
 import { listSessions } from '../db/sessions';
 import { publishedKeys } from '../db/signing-keys';
@@ -14,6 +15,7 @@ import { deliveriesOf, findWebhook, pendingDeliveries, listWebhooks } from '../d
 
 export type { Device, Maintenance } from '../db/devices';
 export type { EffectRow } from '../db/effects';
+export type { FleetCursor, FleetFilter, FleetRow, FleetSession } from '../db/fleet';
 export type { AnalysisStream, Recording } from '../db/media';
 export type { DeviceGroup } from '../db/policies';
 export type { SessionView } from '../db/sessions';
@@ -25,6 +27,14 @@ export type { Delivery } from '../db/webhooks';
 export function createQueries(db: Db) {
   return {
     liveDevice: (id: string) => findLiveDevice(db, id),
+    /** The fleet page's header (counts, groups) and a page of its devices with their last sessions. */
+    fleetSummary: () => fleetSummary(db),
+    fleetPage: (filter: FleetFilter, page: Parameters<typeof fleetPage>[2]) => fleetPage(db, filter, page),
+    /** The number of a stream's last event (where a live view starts). */
+    lastEventNumber: (stream: string) => lastNumber(db, stream),
+    /** The fleet's history for the page's charts. */
+    connectedOverTime: (from: Date, to: Date, points: number) => connectedOverTime(db, from, to, points),
+    detectionDelays: (since: Date, buckets: readonly number[]) => detectionDelays(db, since, buckets),
     deviceExisted: (id: string) => deviceExisted(db, id),
     devicePage: (p: DevicePageQuery) => listDevices(db, p),
     /** A device's sessions, newest first, each with its effects. */

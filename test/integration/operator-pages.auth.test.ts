@@ -6,6 +6,7 @@ import { fleetRoutes, operatorPageAuth } from '../../src/http/admin';
 import { createCredentialGuard } from '../../src/http/auth';
 import { errorHandler } from '../../src/http/errors';
 import { createAttemptLimiter } from '../../src/redis/rate-limit';
+import { createQueries } from '../../src/operations/queries';
 import { admin, ADMIN_TOKEN, createTestApp } from '../support/app';
 
 // The operator pages (the fleet page, its JSON, the queue dashboard) must not be reachable without
@@ -120,7 +121,7 @@ describe('operator pages, however spelled', () => {
     const app = new Koa();
     app.use(errorHandler());
     const routes = fleetRoutes({
-      db: t.db,
+      queries: createQueries(t.db),
       pageAuth: operatorPageAuth(
         ADMIN_TOKEN,
         createCredentialGuard(

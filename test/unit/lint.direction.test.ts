@@ -37,11 +37,9 @@ describe('lint: the direction of the layers', () => {
   });
 });
 
-describe('lint: the gateway reaches the stores through operations', () => {
-  const refused = async (source: string) => {
-    const [result] = await eslint.lintText(`${source}\nexport {};\n`, {
-      filePath: 'src/gateway/probe.ts',
-    });
+describe('lint: the gateway and the HTTP part reach the stores through operations', () => {
+  const refused = async (source: string, filePath = 'src/gateway/probe.ts') => {
+    const [result] = await eslint.lintText(`${source}\nexport {};\n`, { filePath });
     return result!.messages.filter((m) => m.ruleId === '@typescript-eslint/no-restricted-imports');
   };
 
@@ -59,5 +57,11 @@ describe('lint: the gateway reaches the stores through operations', () => {
     "import { createGatewayRecords } from '../operations/gateway-records';",
   ])('lets through: %s', async (source) => {
     expect(await refused(source)).toEqual([]);
+  });
+
+  it('holds in src/http too, but for its composition root', async () => {
+    const source = "import { fleetPage } from '../db/fleet';";
+    expect(await refused(source, 'src/http/admin.ts')).toHaveLength(1);
+    expect(await refused(source, 'src/http/app.ts')).toEqual([]);
   });
 });
