@@ -203,9 +203,15 @@ export async function insertDeviceWithEvent(
   return (await withGroups(q, rows))[0]!;
 }
 
-export async function findLiveDevice(q: Queryable, id: string): Promise<Device | undefined> {
-  const row = (await q('devices').select(COLUMNS).where({ id }).whereNull('deleted_at').first()) as
-    DeviceRow | undefined;
+/** A live device; `share` locks its row until the transaction ends (no delete can pass it meanwhile). */
+export async function findLiveDevice(
+  q: Queryable,
+  id: string,
+  options: { share?: boolean } = {},
+): Promise<Device | undefined> {
+  const query = q('devices').select(COLUMNS).where({ id }).whereNull('deleted_at').first();
+  if (options.share) void query.forShare();
+  const row = (await query) as DeviceRow | undefined;
   return row && (await withGroups(q, [row]))[0];
 }
 

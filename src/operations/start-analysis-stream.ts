@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { clientEvent } from '../domain/events';
-import type { Device } from '../db/devices';
+import { findLiveDevice } from '../db/devices';
+import { deviceNotFound } from './device-errors';
 import type { Db } from '../db/knex';
 import { insertStream, type AnalysisStream } from '../db/media';
 import { appendEvents } from '../db/outbox';
@@ -10,7 +11,9 @@ import { trackUri } from './start-recording';
 
 /** An operator starts a Mantis pipeline on a Track; the stream row and its event commit together. */
 export function createStartAnalysisStream(deps: { db: Db; mantis: Mantis; mothUrl: string }) {
-  return async (device: Device, track: string, pipeline: string): Promise<AnalysisStream> => {
+  return async (deviceId: string, track: string, pipeline: string): Promise<AnalysisStream> => {
+    const device = await findLiveDevice(deps.db, deviceId);
+    if (!device) throw deviceNotFound();
     const inputUri = trackUri(deps.mothUrl, device, track);
     const id = randomUUID();
     let started: { id: string; outputUri: string | null };

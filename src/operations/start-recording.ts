@@ -2,12 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { trackEndpoint, type Track } from '../domain/device';
 import { validationFailed } from '../domain/errors';
 import { clientEvent } from '../domain/events';
-import { deviceTracks, type Device } from '../db/devices';
+import { deviceTracks, findLiveDevice, type Device } from '../db/devices';
 import type { Db } from '../db/knex';
 import { insertRecording, recordingsOfSession, setRecordingState, type Recording } from '../db/media';
 import { appendEvents } from '../db/outbox';
 import { sessionEnd } from '../db/effects';
 import type { Tgdm } from '../integrations/tgdm';
+import { deviceNotFound } from './device-errors';
 import { upstream } from './media-errors';
 
 export interface StartRecordingDeps {
@@ -106,8 +107,10 @@ export function createStartRecording(deps: StartRecordingDeps) {
   const markStarted = (r: NewRecording, tgdmId: string) => markRecordingStarted(deps, r, tgdmId);
 
   return {
-    /** An operator's recording of one Track; TGDM refusing it is a 502 and the row is FAILED. */
-    async manual(device: Device, track: string): Promise<Recording> {
+    /** An operator's recording of one Track of a live device; TGDM refusing it is a 502 and the row is FAILED. */
+    async manual(deviceId: string, track: string): Promise<Recording> {
+      const device = await findLiveDevice(deps.db, deviceId);
+      if (!device) throw deviceNotFound();
       const id = randomUUID();
       const row: NewRecording = {
         id,

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createDestinationPolicy } from '../../src/domain/destinations';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { hashSecret, tokenHash } from '../../src/domain/credentials';
@@ -174,8 +175,7 @@ describe('rotating tokens', () => {
 describe('tasks', () => {
   it('created for a registered action with TASK_REGISTERED to clients and to the robot; refused otherwise', async () => {
     const d = await connectedDevice(['PATROL']);
-    const device = (await ops.queries.liveDevice(d.id))!;
-    const task = await ops.createTask(operator, device, { action: 'PATROL', payload: { lap: 1 } });
+    const task = await ops.createTask(operator, d.id, { action: 'PATROL', payload: { lap: 1 } });
     expect(task.status).toBe('PENDING');
     const events = await eventsOf(d.id);
     expect(
@@ -184,16 +184,23 @@ describe('tasks', () => {
         .map((e) => e.channel)
         .sort(),
     ).toEqual(['client', 'device']);
-    await expect(ops.createTask(operator, device, { action: 'FLY', payload: {} })).rejects.toMatchObject({
+    await expect(ops.createTask(operator, d.id, { action: 'FLY', payload: {} })).rejects.toMatchObject({
       status: 400,
     });
     expect(await db('tasks').where({ device_id: d.id })).toHaveLength(1);
+    // A device gone is refused inside the operation, not only by the route.
+    await expect(
+      ops.createTask(operator, randomUUID(), { action: 'PATROL', payload: {} }),
+    ).rejects.toMatchObject({
+      status: 404,
+      code: 'DEVICE_NOT_FOUND',
+    });
   });
 
   it('reported by the executing device only; an operator may only abort', async () => {
     const d = await connectedDevice(['PATROL']);
     const other = await connectedDevice(['PATROL']);
-    const task = await ops.createTask(operator, (await ops.queries.liveDevice(d.id))!, {
+    const task = await ops.createTask(operator, d.id, {
       action: 'PATROL',
       payload: {},
     });
@@ -218,12 +225,11 @@ describe('tasks', () => {
 
   it("a session's abort takes the latest IN_PROGRESS task; a PENDING one and a newer session's are left", async () => {
     const d = await connectedDevice(['PATROL']);
-    const device = (await ops.queries.liveDevice(d.id))!;
-    const pending = await ops.createTask(operator, device, { action: 'PATROL', payload: {} });
-    const running = await ops.createTask(operator, device, { action: 'PATROL', payload: {} });
+    const pending = await ops.createTask(operator, d.id, { action: 'PATROL', payload: {} });
+    const running = await ops.createTask(operator, d.id, { action: 'PATROL', payload: {} });
     await ops.reportTask({ kind: 'device', deviceId: d.id }, running.id, 'start');
     const ended = await endSession(d.id);
-    const later = await ops.createTask(operator, device, { action: 'PATROL', payload: {} });
+    const later = await ops.createTask(operator, d.id, { action: 'PATROL', payload: {} });
     await db.transaction((trx) => abortSessionTask(trx, ended.sessionId, d.id));
     expect((await ops.queries.task(running.id))!).toMatchObject({
       status: 'ABORTED',
@@ -259,8 +265,7 @@ describe('recordings', () => {
 
   it("an ended session's stop waits while its start is pending, then stops the automatic one only", async () => {
     const d = await connectedDevice();
-    const device = (await ops.queries.liveDevice(d.id))!;
-    const manual = await ops.startRecording.manual(device, 'front');
+    const manual = await ops.startRecording.manual(d.id, 'front');
     // The session's recording started, but its connect effect is not ended yet when the session is.
     await ops.startRecording.forSession(d.sessionId, d.id);
     const ended = await endSession(d.id);
@@ -284,13 +289,16 @@ describe('recordings', () => {
     expect(Object.keys(stopped[0]!).sort()).toEqual(Object.keys(stopped[1]!).sort());
   });
 
-  it('an operator recording TGDM refuses is FAILED and answered 502; a Track the device lacks, 400', async () => {
+  it('an operator recording TGDM refuses is FAILED and answered 502; a Track the device lacks, 400; no device, 404', async () => {
     const d = await connectedDevice();
-    const device = (await ops.queries.liveDevice(d.id))!;
-    await expect(ops.startRecording.manual(device, 'rear')).rejects.toMatchObject({ status: 400 });
+    await expect(ops.startRecording.manual(d.id, 'rear')).rejects.toMatchObject({ status: 400 });
+    await expect(ops.startRecording.manual(randomUUID(), 'front')).rejects.toMatchObject({
+      status: 404,
+      code: 'DEVICE_NOT_FOUND',
+    });
     tgdm.faults.failCount = 1;
     tgdm.faults.failStatus = 400;
-    await expect(ops.startRecording.manual(device, 'front')).rejects.toMatchObject({ code: 'TGDM_REJECTED' });
+    await expect(ops.startRecording.manual(d.id, 'front')).rejects.toMatchObject({ code: 'TGDM_REJECTED' });
     tgdm.faults.failStatus = 503;
     const rows = await db('recordings').where({ device_id: d.id }).select<{ state: string }[]>('state');
     expect(rows).toEqual([{ state: 'FAILED' }]);
@@ -301,11 +309,14 @@ describe('recordings', () => {
 describe('analysis streams', () => {
   it("an ended session's stop takes the streams started before it ended; a newer one is left", async () => {
     const d = await connectedDevice();
-    const device = (await ops.queries.liveDevice(d.id))!;
-    const before = await ops.startAnalysisStream(device, 'front', 'detect');
+    const before = await ops.startAnalysisStream(d.id, 'front', 'detect');
     const ended = await endSession(d.id);
     await new Promise((r) => setTimeout(r, 5));
-    const after = await ops.startAnalysisStream(device, 'front', 'detect');
+    const after = await ops.startAnalysisStream(d.id, 'front', 'detect');
+    await expect(ops.startAnalysisStream(randomUUID(), 'front', 'detect')).rejects.toMatchObject({
+      status: 404,
+      code: 'DEVICE_NOT_FOUND',
+    });
     await ops.stopAnalysisStreams.ofSession(ended.sessionId, d.id);
     expect((await db('analysis_streams').where({ id: before.id }).first<{ state: string }>()).state).toBe(
       'STOPPED',

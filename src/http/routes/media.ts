@@ -75,10 +75,10 @@ export function mediaRoutes(deps: MediaRouteDeps): Router {
 
   router.post('/devices/:id/recordings', async (ctx) => {
     await auth.operator(ctx);
-    const device = await liveDevice(ctx.params.id);
+    const deviceId = deviceIdParam(ctx.params.id);
     const { track } = parseInput(startRecordingBody, await readJson(ctx));
     ctx.status = 201;
-    ctx.body = presentRecording(await ops.startRecording.manual(device, track));
+    ctx.body = presentRecording(await ops.startRecording.manual(deviceId, track));
   });
 
   router.post('/recordings/:id/stop', async (ctx) => {
@@ -95,10 +95,10 @@ export function mediaRoutes(deps: MediaRouteDeps): Router {
 
   router.post('/devices/:id/analysis-streams', async (ctx) => {
     await auth.operator(ctx);
-    const device = await liveDevice(ctx.params.id);
+    const deviceId = deviceIdParam(ctx.params.id);
     const { track, pipeline } = parseInput(startStreamBody, await readJson(ctx));
     ctx.status = 201;
-    ctx.body = presentStream(await ops.startAnalysisStream(device, track, pipeline));
+    ctx.body = presentStream(await ops.startAnalysisStream(deviceId, track, pipeline));
   });
 
   router.post('/analysis-streams/:id/stop', async (ctx) => {

@@ -54,9 +54,7 @@ export function taskRoutes(deps: {
     const actor = await auth.operator(ctx);
     const deviceId = deviceIdParam(ctx.params.id);
     const body = parseInput(createTaskSchema, await readJson(ctx));
-    const device = await ops.queries.liveDevice(deviceId);
-    if (!device) throw deviceNotFound();
-    const task = await ops.createTask(actor, device, body);
+    const task = await ops.createTask(actor, deviceId, body);
     ctx.status = 201;
     ctx.set('Location', `/tasks/${task.id}`);
     ctx.body = presentTask(task);
