@@ -437,10 +437,11 @@ function createHeldSessions(ctx: SessionContext) {
     if (s) closeBus(deps, s, deviceId);
     sessions.delete(deviceId);
   };
+  const all = (): Session[] => [...(shared ? [shared] : []), ...sessions.values()];
   return {
     sessions,
     shared: () => shared,
-    all: (): Session[] => [...(shared ? [shared] : []), ...sessions.values()],
+    all,
     openDevice(entry: Known, fresh: boolean): void {
       const path = deps.busPath(entry.busId);
       sessions.set(entry.deviceId, openSession(ctx, path, entry.shard, entry.deviceId, fresh));
@@ -458,10 +459,10 @@ function createHeldSessions(ctx: SessionContext) {
     },
     /** Every session, let go of (for the caller to stop). */
     takeAll(): Session[] {
-      const all = [...(shared ? [shared] : []), ...sessions.values()];
+      const taken = all();
       sessions.clear();
       shared = undefined;
-      return all;
+      return taken;
     },
   };
 }
