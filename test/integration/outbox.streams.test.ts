@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appendEvents, readStream } from '../../src/db/outbox';
+import { appendEvents, numberPending, readStream, unpublishedCommands } from '../../src/db/outbox';
 import { clientEvent, type OutgoingEvent, type PlatformEvent } from '../../src/domain/events';
 import { createOutboxPublisher } from '../../src/streams/outbox-publisher';
 import { createLogger } from '../../src/logger';
@@ -112,5 +113,35 @@ describe('each stream published on its own', () => {
       await publisher.stop();
       await sequencer.stop();
     }
+  });
+});
+
+describe("the robots' commands beside the client stream's backlog", () => {
+  it('reads the commands due without walking the client events Moth has not taken', async () => {
+    // A storm's client stream: thousands numbered and not yet on Moth (its channel is slow).
+    const device = randomUUID();
+    const backlog = Array.from({ length: 3000 }, () => clientEvent('DEVICE_CONNECTED', device));
+    for (let i = 0; i < backlog.length; i += 500) await appendEvents(database.db, backlog.slice(i, i + 500));
+    await appendEvents(database.db, [command(device, 'storm-1'), command(device, 'storm-2')]);
+    while ((await numberPending(database.db, 2000)) > 0);
+    await database.db.raw('ANALYZE outbox');
+
+    // What the read took of the table: the backend's own counters, before and after, in one transaction.
+    const tuplesRead = async (q: Knex.Transaction) => {
+      const { rows } = await q.raw<{ rows: { n: string }[] }>(
+        `SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) AS n
+           FROM pg_stat_xact_user_tables WHERE relname = 'outbox'`,
+      );
+      return Number(rows[0]!.n);
+    };
+    const { commands, read } = await database.db.transaction(async (trx) => {
+      const before = await tuplesRead(trx);
+      const commands = await unpublishedCommands(trx, { perStream: 20, limit: 4000, resting: [] });
+      return { commands, read: (await tuplesRead(trx)) - before };
+    });
+    expect(commands.filter((e) => e.stream === `device:${device}`).map((e) => e.seq)).toEqual([1, 2]);
+    expect(commands.every((e) => e.stream !== 'client')).toBe(true);
+    // The commands due (those of the earlier tests' robots among them), not the 3,000 client events.
+    expect(read).toBeLessThan(100);
   });
 });
