@@ -180,7 +180,8 @@ async function stormRun(ctx: StormContext, busyCores: boolean) {
   const dead = await deadReceiver();
   const events = ['DEVICE_CONNECTED', 'DEVICE_DELETED'];
   for (let i = 0; i < DEAD_WEBHOOKS; i++) await call('POST', '/webhooks', { url: dead.url, events });
-  await call('POST', '/webhooks', { url: healthy.url, events });
+  // The healthy receiver is one built for the fleet's news: 64 deliveries at once (docs/webhooks.md).
+  await call('POST', '/webhooks', { url: healthy.url, events, concurrency: 64 });
   const [spare] = await ctx.insertDevices(db, 1, false, 'storm-spare');
   await webhooksInService(() => call('DELETE', `/devices/${spare!.id}`), healthy);
   const tasks: { id: string; deviceId: string; token: string }[] = [];

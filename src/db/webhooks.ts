@@ -21,6 +21,7 @@ interface WebhookRow {
   offline_for_seconds: number | null;
   group_name: string | null;
   expected_disconnects: boolean;
+  concurrency: number;
   secret: string;
   created_at: Date;
   consecutive_failures: number;
@@ -34,6 +35,7 @@ const toWebhook = (r: WebhookRow): Webhook => ({
   offlineForSeconds: r.offline_for_seconds,
   group: r.group_name,
   expectedDisconnects: r.expected_disconnects,
+  concurrency: r.concurrency,
   secret: unseal(r.secret, SECRET),
   createdAt: r.created_at,
   consecutiveFailures: r.consecutive_failures,
@@ -99,6 +101,7 @@ export async function createWebhook(q: Queryable, spec: WebhookSpec): Promise<We
       offline_for_seconds: spec.offlineForSeconds ?? null,
       group_name: spec.group ?? null,
       expected_disconnects: spec.expectedDisconnects,
+      concurrency: spec.concurrency,
       secret: seal(newWebhookSecret(), SECRET),
       // From the events numbered after it exists, not the stream's history.
       fanout_seq: q.raw(`coalesce((SELECT last_seq FROM event_streams WHERE stream = 'client'), 0)`),

@@ -20,6 +20,11 @@ export const webhookBody = z.strictObject({
   group: groupNameSchema.optional(),
   /** Also alert on planned (GOODBYE) and maintenance disconnects (default: not). */
   expectedDisconnects: z.boolean().default(false),
+  /**
+   * Deliveries on their way to the receiver at once, once it answered (one before). A fleet's storm
+   * is thousands of events in seconds: a receiver that can take them is given a wider window.
+   */
+  concurrency: z.number().int().min(1).max(256).default(16),
 });
 export type WebhookSpec = z.infer<typeof webhookBody>;
 
@@ -36,7 +41,7 @@ export interface Webhook extends Omit<WebhookSpec, 'offlineForSeconds' | 'group'
 }
 
 /**
- * A receiver's circuit: closed (deliveries go, up to PROVEN_SLOTS at once), open after
+ * A receiver's circuit: closed (deliveries go, up to its `concurrency` at once), open after
  * CIRCUIT_THRESHOLD failures in a row (none go until its cool-down has passed: 5 s, doubling with each
  * failure more, at most 5 min), then half-open (one attempt at a time: a success closes it, a
  * failure opens it again, longer). Nothing is sent to a receiver whose circuit is open.
@@ -44,9 +49,6 @@ export interface Webhook extends Omit<WebhookSpec, 'offlineForSeconds' | 'group'
 export const CIRCUIT_THRESHOLD = 5;
 const COOL_DOWN_MS = 5000;
 const COOL_DOWN_MAX_MS = 5 * 60_000;
-/** Attempts to one receiver at once, per pump, once it has answered in the run; one before. */
-export const PROVEN_SLOTS = 16;
-
 export type CircuitState = 'closed' | 'open' | 'half-open';
 
 export function circuitState(

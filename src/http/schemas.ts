@@ -337,6 +337,8 @@ const webhookOut = z.object({
   offlineForSeconds: z.number().int().nullable(),
   group: z.string().nullable(),
   expectedDisconnects: z.boolean(),
+  /** Deliveries on their way to the receiver at once, once it answered. */
+  concurrency: z.number().int(),
   createdAt: isoDate,
   /** The receiver's circuit: open after repeated failures (nothing is sent until `openUntil`). */
   circuit: z.object({

@@ -11,13 +11,7 @@ import {
   skipPending,
   type Delivery,
 } from '../db/webhooks';
-import {
-  PROVEN_SLOTS,
-  circuitState,
-  signDelivery,
-  standardSignature,
-  type Webhook,
-} from '../domain/webhooks';
+import { circuitState, signDelivery, standardSignature, type Webhook } from '../domain/webhooks';
 import type { DestinationPolicy } from '../domain/destinations';
 import { post } from '../integrations/http-post';
 import type { Logger } from '../logger';
@@ -27,7 +21,10 @@ const TIMEOUT_MS = 5000;
 const RUN_MS = 10_000;
 /** A failing receiver is tried again after the backoff, doubling with each failure in a row, at most this. */
 const BACKOFF_MAX_MS = 5 * 60_000;
-/** Due deliveries read ahead at once, once the receiver answered (read again when half are gone). */
+/**
+ * Due deliveries read at once, once the receiver answered; the next read starts as soon as no more
+ * than this many wait, so the senders never run dry while a read (and its fan-out) is on its way.
+ */
 const READ_AHEAD = 500;
 /** Events of the stream a pump reads at a time for its own fan-out. */
 const FAN_OUT_EVENTS = 500;
@@ -104,9 +101,9 @@ export function createDeliverWebhook(deps: DeliverWebhookDeps) {
 /**
  * One run of a pump, a pipeline: the next deliveries are read (its own fan-out first) while earlier
  * ones are on their way, so the receiver never waits on the database. One sender starts, with one
- * delivery; the receiver's first answer brings PROVEN_SLOTS senders in all, each taking the oldest
- * due delivery next, and reads of READ_AHEAD. What the receiver took is recorded with the next
- * read, many in one statement. It ends when nothing is due, at the first failure (no more are sent;
+ * delivery; the receiver's first answer brings its `concurrency` of senders in all, each taking the oldest
+ * due delivery next, and reads of READ_AHEAD. What the receiver took is recorded beside the next
+ * read, many in one statement (what is taken and not yet recorded is never read again meanwhile). It ends when nothing is due, at the first failure (no more are sent;
  * those on their way finish), or at `until` ('more': the pump gives its slot to the next webhook's).
  */
 async function deliverRun(
@@ -123,7 +120,8 @@ async function deliverRun(
         run.took(d, outcome);
         if (!run.state.failed) pumps.answering.add(webhook.id);
       } else run.dropped(d);
-      while (run.state.answered && !run.state.failed && senders.length < PROVEN_SLOTS) senders.push(sender());
+      while (run.state.answered && !run.state.failed && senders.length < webhook.concurrency)
+        senders.push(sender());
     }
   };
   senders.push(sender());
@@ -133,7 +131,7 @@ async function deliverRun(
 
 /**
  * The deliveries of a run, read ahead while earlier ones are on their way; what the receiver took
- * is recorded with the next read. `state` is the run's: a failure stops it, an answer widens it.
+ * is recorded beside the next read. `state` is the run's: a failure stops it, an answer widens it.
  */
 function createRunQueue(pumps: Pumps, webhook: Webhook, until: number) {
   const state = { failed: false, answered: false };
@@ -156,8 +154,10 @@ function createRunQueue(pumps: Pumps, webhook: Webhook, until: number) {
       await noteReceiverOutcome(pumps.poolOf(webhook.id), webhook.id, true);
   };
   const read = async () => {
-    await flush();
-    const { due, more } = await readDue(pumps, webhook.id, state.answered, claimed);
+    const [, { due, more }] = await Promise.all([
+      flush(),
+      readDue(pumps, webhook.id, state.answered, claimed),
+    ]);
     for (const d of due) claimed.add(d.id);
     queue.push(...due);
     drained = due.length === 0 && !more;
@@ -172,7 +172,7 @@ function createRunQueue(pumps: Pumps, webhook: Webhook, until: number) {
     state,
     async next(): Promise<Delivery | undefined> {
       while (!state.failed && readError === undefined && pumps.now() < until) {
-        if (queue.length <= (state.answered ? READ_AHEAD / 2 : 0) && !drained) startReading();
+        if (queue.length <= (state.answered ? READ_AHEAD : 0) && !drained) startReading();
         if (queue.length > 0) return queue.shift();
         if (!reading) return undefined;
         await reading;

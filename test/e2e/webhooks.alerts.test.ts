@@ -171,6 +171,9 @@ describe('webhooks', () => {
       { url: `${hooks.url}/x`, events: ['NOT_AN_EVENT'] },
       { url: 'http://user:pw@example.com', events: ['DEVICE_CONNECTED'] },
       { url: `${hooks.url}/x`, events: ['DEVICE_DISCONNECTED'], offlineForSeconds: 0 },
+      { url: `${hooks.url}/x`, events: ['DEVICE_CONNECTED'], concurrency: 0 },
+      { url: `${hooks.url}/x`, events: ['DEVICE_CONNECTED'], concurrency: 257 },
+      { url: `${hooks.url}/x`, events: ['DEVICE_CONNECTED'], concurrency: 2.5 },
     ])
       expect(
         (await request(s.callback).post('/webhooks').set(s.admin).send(bad)).status,

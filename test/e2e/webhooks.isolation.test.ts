@@ -8,11 +8,16 @@ import { startTestSystem, waitFor, type TestSystem } from '../support/system';
 // never answers, one that answers 500 at once. A healthy receiver beside them gets every event on
 // time, and a failing one's circuit opens and shows, its news waiting in the stream, not as rows.
 
-/** A local receiver: `mode` says how it answers. Records when each body arrived. */
-async function receiver(mode: 'ok' | 'hang' | 'fail') {
+/**
+ * A local receiver: `mode` says how it answers ('slow': 200 after 150 ms). Records when each body
+ * arrived, and the most requests it held at once.
+ */
+async function receiver(mode: 'ok' | 'slow' | 'hang' | 'fail') {
   const arrived: { type: string; deviceId: string; at: number }[] = [];
   const hanging: import('node:http').ServerResponse[] = [];
   let requests = 0;
+  let held = 0;
+  let mostHeld = 0;
   const server: Server = createServer((req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString('utf8')));
@@ -21,7 +26,12 @@ async function receiver(mode: 'ok' | 'hang' | 'fail') {
       if (mode === 'hang') return void hanging.push(res);
       if (mode === 'fail') return void res.writeHead(500).end();
       arrived.push({ ...(JSON.parse(body) as { type: string; deviceId: string }), at: Date.now() });
-      res.writeHead(200).end();
+      if (mode === 'ok') return void res.writeHead(200).end();
+      mostHeld = Math.max(mostHeld, ++held);
+      setTimeout(() => {
+        held--;
+        res.writeHead(200).end();
+      }, 150);
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -29,6 +39,7 @@ async function receiver(mode: 'ok' | 'hang' | 'fail') {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
     arrived,
     requests: () => requests,
+    mostHeld: () => mostHeld,
     async close() {
       for (const res of hanging) res.destroy();
       server.closeAllConnections();
@@ -51,11 +62,11 @@ describe('webhooks that cannot hold each other up', () => {
     for (const r of receivers) await r.close();
   });
 
-  const subscribe = async (url: string) => {
+  const subscribe = async (url: string, concurrency?: number) => {
     const res = await request(s.callback)
       .post('/webhooks')
       .set(s.admin)
-      .send({ url, events: ['DEVICE_REGISTERED'] });
+      .send({ url, events: ['DEVICE_REGISTERED'], concurrency });
     expect(res.status).toBe(201);
     return (res.body as { id: string }).id;
   };
@@ -78,6 +89,25 @@ describe('webhooks that cannot hold each other up', () => {
     expect(Math.max(...late)).toBeLessThan(2000);
     // The dead ones were asked, and hold their own deliveries only.
     expect(dead.requests()).toBeGreaterThan(0);
+  });
+
+  it("a receiver's concurrency: never more deliveries on their way to it at once, and that many", async () => {
+    const [narrow, wide] = [await receiver('slow'), await receiver('slow')];
+    receivers.push(narrow, wide);
+    const narrowId = await subscribe(narrow.url, 3);
+    await subscribe(wide.url);
+    const shown = await request(s.callback).get(`/webhooks/${narrowId}`).set(s.admin);
+    expect((shown.body as { concurrency: number }).concurrency).toBe(3);
+    await Promise.all(Array.from({ length: 40 }, () => s.register()));
+    await waitFor(
+      () => narrow.arrived.length >= 40 && wide.arrived.length >= 40,
+      20_000,
+      'the burst at both receivers',
+    );
+    expect(narrow.mostHeld()).toBe(3);
+    // The default, 16: the 40 went at more than 3 at a time.
+    expect(wide.mostHeld()).toBeGreaterThan(3);
+    expect(wide.mostHeld()).toBeLessThanOrEqual(16);
   });
 
   it('a burst to a live receiver: each event sent once, many at a time, every delivery recorded', async () => {

@@ -53,6 +53,7 @@ describe('the gauges read at scrape time', () => {
       url: 'https://hooks.example/a',
       events: ['DEVICE_CONNECTED' as const],
       expectedDisconnects: false,
+      concurrency: 16,
     };
     const [closed, open, halfOpen] = [
       await createWebhook(database.db, spec),

@@ -20,11 +20,13 @@ describe('webhook fan-out', () => {
       url: 'http://127.0.0.1:9/a',
       events: ['DEVICE_REGISTERED'],
       expectedDisconnects: false,
+      concurrency: 16,
     });
     const b = await createWebhook(db, {
       url: 'http://127.0.0.1:9/b',
       events: ['DEVICE_DELETED'],
       expectedDisconnects: false,
+      concurrency: 16,
     });
     const event = (seq: number, type: string) => {
       const eventId = randomUUID();
@@ -72,6 +74,7 @@ describe('webhook fan-out', () => {
       url: 'http://127.0.0.1:9/c',
       events: ['DEVICE_REGISTERED'],
       expectedDisconnects: false,
+      concurrency: 16,
     });
     expect((await fanOutTo(db, late.id, { events: 10, deliveries: 1000, backlog: 1000 })).created).toBe(0);
   });

@@ -24,6 +24,7 @@ const presentWebhook = (w: Webhook) => ({
   offlineForSeconds: w.offlineForSeconds,
   group: w.group,
   expectedDisconnects: w.expectedDisconnects,
+  concurrency: w.concurrency,
   createdAt: w.createdAt.toISOString(),
   circuit: {
     state: circuitState(w, Date.now()),
