@@ -3,10 +3,10 @@
 // their own, 30 webhooks point at a receiver that never answers beside one healthy receiver, 200
 // watchers read the live stream, a listener reads the client channel and robots' tasks are aborted.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, request as httpRequest, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { cpus } from 'node:os';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { loadConfig } from '../src/config';
@@ -190,10 +190,9 @@ async function stormRun(ctx: StormContext, busyCores: boolean) {
     tasks.push({ id: task.id as string, deviceId: d.id, token: d.token });
   }
   const listener = mothListener(`${mothUrl}${config.channels.clientEvents}`);
-  const watchers = await Promise.all(
-    Array.from({ length: WATCHERS }, (_, i) =>
-      sseWatcher(`${api}/events/stream?after=0`, i < TIMED_WATCHERS),
-    ),
+  const watchers = await sseWatchers(
+    `${api}/events/stream?after=0`,
+    join(ctx.dir, `storm-watchers-${busyCores ? 'busy' : 'quiet'}.json`),
   );
   const hogs: ChildProcess[] = busyCores
     ? cpus().map(() => spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' }))
@@ -247,7 +246,7 @@ async function stormRun(ctx: StormContext, busyCores: boolean) {
       allConnectedAt,
       stormStart,
       listener,
-      watchers,
+      watchers: await watchers.results(),
       healthy,
       abortedAt,
       selfSuspicions: await metricOf(gatewayOps, 'rollcall_gateway_self_suspicions_total'),
@@ -257,7 +256,7 @@ async function stormRun(ctx: StormContext, busyCores: boolean) {
   } finally {
     for (const h of hogs) h.kill('SIGKILL');
     listener.close();
-    for (const w of watchers) w.close();
+    await watchers.stop();
     await Promise.all([web.stop(), gateway.stop(), worker.stop()]);
     await hub.stop();
     await healthy.close();
@@ -276,7 +275,7 @@ async function gather(r: {
   allConnectedAt: number;
   stormStart: Date;
   listener: ReturnType<typeof mothListener>;
-  watchers: Awaited<ReturnType<typeof sseWatcher>>[];
+  watchers: WatcherResults;
   healthy: Awaited<ReturnType<typeof healthyReceiver>>;
   abortedAt: Record<string, number>;
   selfSuspicions: number;
@@ -309,7 +308,7 @@ async function gather(r: {
   const client = events.filter((e) => e.channel === 'client');
   const since = (e: { created_at: Date }, at: number | undefined) =>
     at === undefined ? [] : [at - +e.created_at];
-  const timed = r.watchers.filter((w) => w.arrivals);
+  const timed = r.watchers.timed;
   const mothMissed = client.filter((e) => !r.listener.arrivals.has(e.event_id));
   return {
     connected: Number(
@@ -319,7 +318,7 @@ async function gather(r: {
     allConnectedMs: r.allConnectedAt - r.lastOpened,
     connectsPerSecond: Math.round((r.robots / Math.max(1, lastConnected - firstOpened)) * 1000),
     feed: stats(client.filter((e) => e.numbered_at).map((e) => +e.numbered_at! - +e.created_at)),
-    sse: stats(client.flatMap((e) => timed.flatMap((w) => since(e, w.arrivals!.get(Number(e.seq)))))),
+    sse: stats(client.flatMap((e) => timed.flatMap((w) => since(e, w.get(Number(e.seq)))))),
     moth: stats(client.flatMap((e) => since(e, r.listener.arrivals.get(e.event_id)))),
     // The same, as the worker saw it: when the delivery was recorded as taken, and when written.
     webhookRecorded: stats(await sinceCommit(db, 'finished_at', r.stormStart)),
@@ -341,7 +340,7 @@ async function gather(r: {
       0,
       ...client.filter((e) => e.published_at).map((e) => +e.published_at! - +e.created_at),
     ),
-    watchersShort: r.watchers.filter((w) => w.count() < client.length).length,
+    watchersShort: r.watchers.counts.filter((n) => n < client.length).length,
     falseDisconnects: events.filter((e) => e.type === 'DEVICE_DISCONNECTED').length,
     selfSuspicions: r.selfSuspicions,
   };
@@ -383,38 +382,39 @@ function mothListener(url: string) {
   };
 }
 
-/** An SSE watcher, reading as fast as it can: what it received (and when, if timed), by seq. */
-async function sseWatcher(url: string, timedArrivals: boolean) {
-  const arrivals = timedArrivals ? new Map<number, number>() : undefined;
-  let received = 0;
-  const req = httpRequest(url, { headers: { Authorization: `Bearer ${ADMIN}` } });
-  await new Promise<void>((resolve, reject) => {
-    req.on('response', (res) => {
-      let tail = '';
-      res.on('data', (chunk: Buffer) => {
-        const text = tail + chunk.toString();
-        const cut = text.lastIndexOf('\n');
-        tail = text.slice(cut + 1);
-        const whole = text.slice(0, cut + 1);
-        if (!arrivals) {
-          // Counted, not parsed: 190 watchers reading as fast as they can must not load this process.
-          for (let i = whole.indexOf('\nid: '); i >= 0; i = whole.indexOf('\nid: ', i + 5)) received++;
-          if (whole.startsWith('id: ')) received++;
-          return;
-        }
-        const now = Date.now();
-        for (const m of whole.matchAll(/^id: (\d+)$/gm)) {
-          received++;
-          arrivals.set(Number(m[1]), now);
-        }
-      });
-      res.on('error', () => {});
-      resolve();
-    });
-    req.on('error', reject);
-    req.end();
+interface WatcherResults {
+  /** For each timed watcher: when each event (by seq) arrived. */
+  readonly timed: Map<number, number>[];
+  /** How many events each watcher got. */
+  readonly counts: number[];
+}
+
+/** The SSE watchers (bench/watchers.ts, a process of their own); their results once stopped. */
+async function sseWatchers(url: string, out: string) {
+  const child = runTs('bench/watchers.ts', {
+    URL: url,
+    TOKEN: ADMIN,
+    WATCHERS: String(WATCHERS),
+    TIMED: String(TIMED_WATCHERS),
+    OUT: out,
   });
-  return { arrivals, count: () => received, close: () => req.destroy() };
+  await child.waitLine((l) => l === 'ready', 60_000);
+  let stopped = false;
+  const stop = async () => {
+    if (!stopped) await child.stop();
+    stopped = true;
+  };
+  return {
+    stop,
+    async results(): Promise<WatcherResults> {
+      await stop();
+      const { timed, counts } = JSON.parse(readFileSync(out, 'utf8')) as {
+        timed: [number, number][][];
+        counts: number[];
+      };
+      return { timed: timed.map((pairs) => new Map(pairs)), counts };
+    },
+  };
 }
 
 /** A receiver that accepts each request, reads nothing and never answers. */
