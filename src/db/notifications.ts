@@ -1,15 +1,10 @@
 import pg from 'pg';
-import type { Db, Queryable } from './knex';
+import type { Db } from './knex';
 
 /** Sent at the commit of every transaction that wrote events (a trigger on the outbox). */
 export const OUTBOX_WRITTEN = 'rollcall_outbox';
 /** Sent at the commit of every numbering: the streams have new events. */
 export const STREAMS_NUMBERED = 'rollcall_numbered';
-
-/** Notifies `channel` at the commit of the transaction `q` belongs to. */
-export async function notifyAtCommit(q: Queryable, channel: string): Promise<void> {
-  await q.raw(`SELECT pg_notify(?, '')`, [channel]);
-}
 
 /**
  * Calls `wake` at each notification on `channel`, from a connection of its own (Postgres delivers a

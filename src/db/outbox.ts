@@ -1,6 +1,6 @@
 import type { OutgoingEvent, PlatformEvent, EventChannel } from '../domain/events';
 import type { Db, Queryable } from './knex';
-import { notifyAtCommit, STREAMS_NUMBERED } from './notifications';
+import { STREAMS_NUMBERED } from './notifications';
 
 /**
  * Appends events; call inside the transaction of the state change that caused them. An event whose
@@ -31,57 +31,21 @@ export function insertEventsFrom(source: string): string {
      ON CONFLICT (event_id) DO NOTHING`;
 }
 
-/** The stream an event belongs to: the client channel's, or the commands of one robot. */
-const streamOf = (channel: EventChannel, deviceId: string | null) =>
-  channel === 'client' ? 'client' : `device:${deviceId ?? ''}`;
-
 /** Only one process numbers at a time (a transaction-scoped advisory lock): numbers stay contiguous. */
 const SEQUENCER_LOCK = 0x726f6c6d; // "rolm"
 
 /**
- * Numbers the oldest events not yet numbered (up to `limit`, in commit order): each gets the next
- * number of its stream. One transaction under the sequencer's lock; answers how many it numbered
- * (0 when another process holds the lock).
+ * Numbers the oldest events not yet numbered (up to `limit`, in the order they were written): each
+ * gets the next number of its stream, and the streams' readers are told at commit. One call (the
+ * migration's `rollcall_number_pending`) under the sequencer's lock; answers how many it numbered (0
+ * when another process holds the lock).
  */
 export async function numberPending(db: Db, limit: number): Promise<number> {
-  return db.transaction(async (trx) => {
-    const { rows: lock } = await trx.raw<{ rows: { locked: boolean }[] }>(
-      'SELECT pg_try_advisory_xact_lock(?) AS locked',
-      [SEQUENCER_LOCK],
-    );
-    if (!lock[0]?.locked) return 0;
-    const pending = await trx('outbox')
-      .select<{ id: string; channel: EventChannel; device_id: string | null }[]>('id', 'channel', 'device_id')
-      .whereNull('seq')
-      .orderBy('id')
-      .limit(limit);
-    if (pending.length === 0) return 0;
-    const streams = pending.map((e) => streamOf(e.channel, e.device_id));
-    const { rows: counters } = await trx.raw<{ rows: { stream: string; last_seq: string }[] }>(
-      `SELECT stream, last_seq FROM event_streams WHERE stream = ANY(?::text[])`,
-      [[...new Set(streams)]],
-    );
-    const last = new Map(counters.map((r) => [r.stream, Number(r.last_seq)]));
-    const seqs = streams.map((stream) => {
-      const seq = (last.get(stream) ?? 0) + 1;
-      last.set(stream, seq);
-      return seq;
-    });
-    await trx.raw(
-      `UPDATE outbox o SET stream = v.stream, seq = v.seq, numbered_at = clock_timestamp()
-         FROM (SELECT unnest(?::bigint[]) AS id, unnest(?::text[]) AS stream, unnest(?::bigint[]) AS seq) v
-        WHERE o.id = v.id`,
-      [pending.map((e) => e.id), streams, seqs],
-    );
-    await trx.raw(
-      `INSERT INTO event_streams (stream, last_seq)
-       SELECT unnest(?::text[]), unnest(?::bigint[])
-       ON CONFLICT (stream) DO UPDATE SET last_seq = GREATEST(event_streams.last_seq, EXCLUDED.last_seq)`,
-      [[...last.keys()], [...last.values()]],
-    );
-    await notifyAtCommit(trx, STREAMS_NUMBERED);
-    return pending.length;
-  });
+  const { rows } = await db.raw<{ rows: { numbered: number }[] }>(
+    'SELECT rollcall_number_pending(?, ?, ?) AS numbered',
+    [SEQUENCER_LOCK, limit, STREAMS_NUMBERED],
+  );
+  return rows[0]!.numbered;
 }
 
 /** A numbered event not yet taken by Moth. */

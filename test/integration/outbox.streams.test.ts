@@ -145,3 +145,42 @@ describe("the robots' commands beside the client stream's backlog", () => {
     expect(read).toBeLessThan(100);
   });
 });
+
+describe('numbering under contention', () => {
+  it('numbers every event once, each stream 1, 2, 3 ... without a gap, whoever numbers at once', async () => {
+    const device = randomUUID();
+    const failures: unknown[] = [];
+    let writing = true;
+    // Four processes' sequencers at once, as every gateway and worker runs one.
+    const numberers = Array.from({ length: 4 }, async () => {
+      while (writing) await numberPending(database.db, 50).catch((err: unknown) => failures.push(err));
+    });
+    // Writers committing side by side, so ids commit out of their order.
+    await Promise.all(
+      Array.from({ length: 6 }, async (_, w) => {
+        for (let i = 0; i < 40; i++)
+          await appendEvents(database.db, [
+            clientEvent('DEVICE_CONNECTED', device),
+            command(device, `w${w}-${i}`),
+          ]);
+      }),
+    );
+    writing = false;
+    await Promise.all(numberers);
+    while ((await numberPending(database.db, 2000)) > 0);
+    expect(failures).toEqual([]);
+    const seqs = async (stream: string) =>
+      (await database.db('outbox').where({ stream, device_id: device }).orderBy('seq').pluck('seq')).map(
+        Number,
+      );
+    const commands = await seqs(`device:${device}`);
+    expect(commands).toEqual(Array.from({ length: 240 }, (_, i) => i + 1));
+    // The client stream is shared with the other tests' events: this device's are 240 distinct numbers.
+    const client = await seqs('client');
+    expect(new Set(client).size).toBe(240);
+    const all = (await database.db('outbox').where({ stream: 'client' }).orderBy('seq').pluck('seq')).map(
+      Number,
+    );
+    expect(all).toEqual(Array.from({ length: all.length }, (_, i) => i + 1));
+  });
+});
