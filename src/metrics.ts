@@ -17,6 +17,12 @@ export function createMetrics(role: string, withDefaults = false) {
       labelNames: ['outcome'],
       registers,
     }),
+    roundTicksSkipped: new Counter({
+      name: 'rollcall_round_ticks_skipped_total',
+      help: "Round scheduler ticks that issued no round: late (run past half an interval, so robots never get rounds in a burst) or too soon after the last round; each leaves a longer wait for the robots' next HEALTHCHECK",
+      labelNames: ['why'],
+      registers,
+    }),
     selfSuspicions: new Counter({
       name: 'rollcall_gateway_self_suspicions_total',
       help: 'Times this gateway found itself behind its buses (loop: its event loop late; backpressure: reading paused; write: heartbeats written late); its rounds then are void, never a miss',

@@ -2,7 +2,7 @@ import type { Logger } from '../logger';
 import { healthcheck, type HealthcheckMessage } from '../moth/codec';
 import type { Metrics } from '../metrics';
 import { validShards } from '../domain/rounds';
-import type { Rounds } from '../redis/rounds';
+import type { RoundMeta, Rounds } from '../redis/rounds';
 import { SHARED_BUS } from '../domain/shards';
 import type { ShardLeases } from '../redis/shard-leases';
 
@@ -38,9 +38,14 @@ export function createIssueRound(deps: IssueRoundDeps) {
     const intervalMs = intervalSeconds * 1000;
     await deps.reschedule(intervalSeconds);
     const t = now();
-    // A tick that waited in the queue (all gateways were down) is not issued late: devices would get
-    // rounds in a burst and miss them. The next tick comes within one interval.
-    if (t - scheduledAt > Math.max(intervalMs / 2, 1000)) return { skipped: 'late' };
+    // A tick that waited in the queue (all gateways were down, or the one taking it was starved of
+    // CPU) is not issued late: devices would get rounds in a burst and miss them. The next tick comes
+    // within one interval; the robots wait that much longer for a HEALTHCHECK, which is told.
+    if (t - scheduledAt > Math.max(intervalMs / 2, 1000)) {
+      deps.metrics.roundTicksSkipped.inc({ why: 'late' });
+      deps.logger.warn({ tick, lateMs: t - scheduledAt }, 'round tick skipped: it ran too late');
+      return { skipped: 'late' };
+    }
 
     await deps.ensureLivenessState();
     const { round, fresh } = await deps.rounds.advance(
@@ -50,31 +55,13 @@ export function createIssueRound(deps: IssueRoundDeps) {
       intervalMs * 0.8,
       intervalSeconds,
     );
-    if (round === 0) return { skipped: 'too-soon' };
-
-    let previous: 'valid' | 'void' | null = null;
-    const prev = round > 1 ? await deps.rounds.meta(round - 1) : null;
-    if (prev && prev.outcome === null) {
-      const valid = prev.broadcast
-        ? validShards({
-            shards: deps.shards,
-            issuedAt: prev.issuedAt,
-            intervalMs: prev.intervalSeconds * 1000,
-            opened: await deps.rounds.openedBy(round - 1),
-            holds: await deps.leases.all(),
-            now: t,
-            sharedBus: SHARED_BUS,
-          })
-        : [];
-      previous = valid.length > 0 ? 'valid' : 'void';
-      await deps.rounds.close(round - 1, valid, t);
-      deps.metrics.rounds.inc({ outcome: previous });
-      if (valid.length < deps.shards)
-        deps.logger.warn(
-          { round: round - 1, voidShards: deps.shards - valid.length },
-          valid.length === 0 ? 'round void: no gateway heard it throughout' : 'round void for some shards',
-        );
+    if (round === 0) {
+      deps.metrics.roundTicksSkipped.inc({ why: 'too-soon' });
+      return { skipped: 'too-soon' };
     }
+
+    const prev = round > 1 ? await deps.rounds.meta(round - 1) : null;
+    const previous = prev && prev.outcome === null ? await closePrevious(deps, prev, t) : null;
     if (prev) await deps.enqueueEvaluation(round - 1);
 
     const meta = await deps.rounds.meta(round);
@@ -91,6 +78,30 @@ export function createIssueRound(deps: IssueRoundDeps) {
     }
     return { round, previous };
   };
+}
+
+/** Closes the round before the one just issued: valid for the shards whose gateways heard it throughout. */
+async function closePrevious(deps: IssueRoundDeps, prev: RoundMeta, t: number): Promise<'valid' | 'void'> {
+  const valid = prev.broadcast
+    ? validShards({
+        shards: deps.shards,
+        issuedAt: prev.issuedAt,
+        intervalMs: prev.intervalSeconds * 1000,
+        opened: await deps.rounds.openedBy(prev.round),
+        holds: await deps.leases.all(),
+        now: t,
+        sharedBus: SHARED_BUS,
+      })
+    : [];
+  const outcome = valid.length > 0 ? 'valid' : 'void';
+  await deps.rounds.close(prev.round, valid, t);
+  deps.metrics.rounds.inc({ outcome });
+  if (valid.length < deps.shards)
+    deps.logger.warn(
+      { round: prev.round, voidShards: deps.shards - valid.length },
+      valid.length === 0 ? 'round void: no gateway heard it throughout' : 'round void for some shards',
+    );
+  return outcome;
 }
 
 export type IssueRound = ReturnType<typeof createIssueRound>;
