@@ -59,10 +59,9 @@ export default tseslint.config(
   {
     // The gateway hears robots; what it reads and writes of Postgres and Redis goes through operations
     // (src/operations) or the stores it is handed: their types are its ports, their code is not its own.
-    // So does the HTTP part, but for app.ts: its composition root builds the adapters it hands the routes
-    // (credential lookups, rate limits, the live feed's notifications, the event signer).
+    // So does the HTTP part: what it takes beside its operations (credential lookups, rate limits, the
+    // live feed's notifications, the event signer) is built in src/operations/http-ports.ts.
     files: ['src/gateway/**/*.ts', 'src/http/**/*.ts'],
-    ignores: ['src/http/app.ts'],
     rules: {
       '@typescript-eslint/no-restricted-imports': [
         'error',

@@ -7,28 +7,9 @@ import {
   type SessionEffects,
 } from '../domain/effects';
 import { clientEvent } from '../domain/events';
+import type { FlapPolicy } from '../domain/flapping';
 import { appendEvents, insertEventsFrom } from './outbox';
 import type { Db, Queryable } from './knex';
-
-/** When a device counts as flapping, and how long its connect effects then wait. */
-export interface FlapPolicy {
-  /** More failures (MISSED_HEARTBEATS disconnects) than this within the window... */
-  readonly threshold: number;
-  readonly windowSeconds: number;
-  /** ...and its connect effects wait for it to stay connected this long. */
-  readonly holdSeconds: number;
-}
-
-/** The flap policy from the settings. */
-export const flapPolicy = (s: {
-  'device.flapThreshold': number;
-  'device.flapWindowSeconds': number;
-  'device.flapHoldSeconds': number;
-}): FlapPolicy => ({
-  threshold: s['device.flapThreshold'],
-  windowSeconds: s['device.flapWindowSeconds'],
-  holdSeconds: s['device.flapHoldSeconds'],
-});
 
 /** A device heard (a first or recovered heartbeat) in a round. */
 export interface Heard {

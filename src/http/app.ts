@@ -7,16 +7,14 @@ import { createDestinationPolicy } from '../domain/destinations';
 import { parseProxyAddresses } from '../domain/addresses';
 import { forwardedOnlyFrom } from './forwarded';
 import type { Db } from '../db/knex';
-import { findDeviceIdByTokenHash } from '../db/devices';
 import type { Logger } from '../logger';
 import type { RedisClient } from '../redis/connection';
-import { redisKeys } from '../redis/keys';
 import type { Liveness } from '../redis/liveness';
-import { createAttemptLimiter } from '../redis/rate-limit';
 import type { SettingsService } from '../settings-service';
 import type { SessionEffects } from '../domain/effects';
 import type { Metrics } from '../metrics';
 import { createApiOperations, type ApiOperations } from '../operations';
+import { createHttpPorts, type HttpPorts } from '../operations/http-ports';
 import { operatorTokens } from '../domain/operators';
 import { createAuthenticator, createCredentialGuard, type Authenticator, type AuthSurface } from './auth';
 import { errorHandler } from './errors';
@@ -32,11 +30,9 @@ import { mediaRoutes } from './routes/media';
 import { auditRoutes } from './routes/audit';
 import { devicePageRoutes } from './routes/device-page';
 import { eventRoutes } from './routes/events';
-import { listenFor, STREAMS_NUMBERED } from '../db/notifications';
 import { createLiveFeed, type LiveFeed } from '../streams/live-feed';
 import { uptimeRoutes } from './routes/uptime';
 import { webhookRoutes } from './routes/webhooks';
-import { createEventSigner } from '../db/signing-keys';
 import type { Tgdm } from '../integrations/tgdm';
 import type { Mantis } from '../integrations/mantis';
 
@@ -78,7 +74,13 @@ export function createApp(deps: AppDeps) {
   // Behind TRUST_PROXY_HOPS trusted proxies, the client is the entry the outermost one appended to
   // X-Forwarded-For (that many from the right): entries further left are whatever the client sent.
   const app = new Koa({ proxy: deps.config.TRUST_PROXY, maxIpsCount: deps.config.TRUST_PROXY_HOPS });
-  const { operators, guard, auth, badSecrets } = credentials(deps);
+  const ports = createHttpPorts({
+    db: deps.db,
+    redis: deps.redis,
+    queuePrefix: deps.config.QUEUE_PREFIX,
+    logger: deps.logger,
+  });
+  const { operators, guard, auth, badSecrets } = credentials(deps, ports);
 
   app.on('error', (err: unknown, ctx?: Koa.Context) => {
     deps.logger.error({ err, requestId: ctx?.state.requestId as unknown }, 'request failed');
@@ -92,7 +94,6 @@ export function createApp(deps: AppDeps) {
   // Operator pages: Basic auth (a browser can ask), on each route that serves one; any other spelling
   // of their paths asks for it too, before a router that matches case-insensitively sees it.
   const pageAuth = operatorPageAuth(operators, guard);
-  const signer = createEventSigner(deps.db);
   app.use(async (ctx, next) => {
     if (!isOperatorPath(ctx.path)) await next();
     else
@@ -109,8 +110,8 @@ export function createApp(deps: AppDeps) {
     settings: () => deps.settings.current(),
     webhookDestinations: createDestinationPolicy(deps.config.WEBHOOK_ALLOW_HOSTS),
   });
-  const live = liveFeed(deps, ops, signer);
-  const routers = routersOf(deps, { auth, pageAuth, ops, live, signer });
+  const live = liveFeed(deps, ops, ports);
+  const routers = routersOf(deps, { auth, pageAuth, ops, live, sign: ports.sign });
   for (const router of routers) {
     app.use(router.routes());
     app.use(router.allowedMethods({ throw: true }));
@@ -135,10 +136,10 @@ function routersOf(
     pageAuth: Koa.Middleware;
     ops: ApiOperations;
     live: LiveFeed;
-    signer: ReturnType<typeof createEventSigner>;
+    sign: HttpPorts['sign'];
   },
 ) {
-  const { auth, pageAuth, ops, live, signer } = parts;
+  const { auth, pageAuth, ops, live, sign } = parts;
   const serverPolicyNow = async () => serverPolicy(await deps.settings.current());
   return [
     deviceRoutes({
@@ -159,7 +160,7 @@ function routersOf(
       lastHeardAt: (ids) => deps.liveness.lastHeardMany(ids),
       sharedBus: deps.config.MOTH_SHARED_BUS,
     }),
-    eventRoutes({ auth, ops, sign: (event) => signer.sign(event), live, pageAuth }),
+    eventRoutes({ auth, ops, sign, live, pageAuth }),
     uptimeRoutes({ auth, ops }),
     webhookRoutes({ auth, ops }),
     auditRoutes({ auth, ops }),
@@ -176,24 +177,18 @@ function routersOf(
 }
 
 /** The operators' tokens, and what counts and refuses bad credentials, secrets and busy devices. */
-function credentials(deps: AppDeps) {
-  const keys = redisKeys(deps.config.QUEUE_PREFIX).rateLimits;
-  const limiter = (keyOf: (who: string) => string, limit: { max: number; windowSeconds: number }) =>
-    createAttemptLimiter(deps.redis, keyOf, limit.max, limit.windowSeconds);
+function credentials(deps: AppDeps, ports: HttpPorts) {
   const guard = createCredentialGuard(
-    limiter(keys.badCredential, BAD_CREDENTIAL_LIMIT),
+    ports.limiter('badCredential', BAD_CREDENTIAL_LIMIT),
     deps.countAuthFailure,
   );
   // The same fixed-window counter, counting every request a device makes rather than failures.
-  const deviceRequests = limiter(keys.deviceRequests, DEVICE_REQUEST_LIMIT);
+  const deviceRequests = ports.limiter('deviceRequests', DEVICE_REQUEST_LIMIT);
   const operators = operatorTokens(deps.config.ADMIN_TOKEN, deps.config.ADMIN_TOKENS);
-  const auth = createAuthenticator(
-    operators,
-    (hash) => findDeviceIdByTokenHash(deps.db, hash),
-    guard,
-    (deviceId) => deviceRequests.fail(deviceId),
+  const auth = createAuthenticator(operators, ports.deviceIdByTokenHash, guard, (deviceId) =>
+    deviceRequests.fail(deviceId),
   );
-  return { operators, guard, auth, badSecrets: limiter(keys.badSecret, BAD_SECRET_LIMIT) };
+  return { operators, guard, auth, badSecrets: ports.limiter('badSecret', BAD_SECRET_LIMIT) };
 }
 
 /** Each request's id (answered in X-Request-Id) and one log line: method, path, status and time. */
@@ -214,17 +209,11 @@ function requestLog(logger: Logger): Koa.Middleware {
 }
 
 /** The live streams (`GET /events/stream`, a robot's commands), read from the numbered streams. */
-function liveFeed(deps: AppDeps, ops: ApiOperations, signer: ReturnType<typeof createEventSigner>) {
+function liveFeed(deps: AppDeps, ops: ApiOperations, ports: HttpPorts) {
   return createLiveFeed({
     read: (stream, after, limit) => ops.queries.eventStream(stream, after, limit),
-    sign: (event) => signer.sign(event),
-    listen: (wake) =>
-      listenFor(deps.db, STREAMS_NUMBERED, wake, (err) =>
-        deps.logger.warn(
-          { err: err.message },
-          'live feed lost the numbering notifications; polling meanwhile',
-        ),
-      ),
+    sign: ports.sign,
+    listen: ports.onNumbered,
     logger: deps.logger,
     onCut: () => deps.countWatcherCut?.(),
   });

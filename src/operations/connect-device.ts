@@ -1,7 +1,8 @@
 import type { SessionEffects } from '../domain/effects';
 import type { SettingValues } from '../domain/settings';
 import type { Db } from '../db/knex';
-import { connectDevices, flapPolicy, type Heard } from '../db/transitions';
+import { flapPolicy } from '../domain/flapping';
+import { connectDevices, type Heard } from '../db/transitions';
 
 /**
  * Disconnected devices heard (a first or recovered heartbeat) are connected, many in one transaction:

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectDevices, disconnectDevices, flapPolicy } from '../../src/db/transitions';
+import { connectDevices, disconnectDevices } from '../../src/db/transitions';
+import { flapPolicy } from '../../src/domain/flapping';
 import { SETTING_DEFAULTS } from '../../src/domain/settings';
 import { createTestDatabase } from '../support/database';
 import { connectedDevices, insertDevices } from '../support/rows';

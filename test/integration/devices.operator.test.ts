@@ -1,5 +1,6 @@
 import request from 'supertest';
-import { connectDevice, flapPolicy } from '../../src/db/transitions';
+import { connectDevice } from '../../src/db/transitions';
+import { flapPolicy } from '../../src/domain/flapping';
 import { SETTING_DEFAULTS } from '../../src/domain/settings';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { admin, createTestApp, registration } from '../support/app';

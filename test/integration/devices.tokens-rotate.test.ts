@@ -1,7 +1,8 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { markHeardOnBus } from '../../src/db/devices';
-import { connectDevice, flapPolicy } from '../../src/db/transitions';
+import { connectDevice } from '../../src/db/transitions';
+import { flapPolicy } from '../../src/domain/flapping';
 import { SETTING_DEFAULTS } from '../../src/domain/settings';
 import { tokenHash } from '../../src/domain/credentials';
 import { createRedis } from '../../src/redis/connection';

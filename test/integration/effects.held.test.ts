@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectStalePending } from '../../src/db/effects';
-import { connectDevice, flapPolicy } from '../../src/db/transitions';
+import { connectDevice } from '../../src/db/transitions';
+import { flapPolicy } from '../../src/domain/flapping';
 import { SETTING_DEFAULTS } from '../../src/domain/settings';
 import { createTestDatabase } from '../support/database';
 import { insertDevices } from '../support/rows';
