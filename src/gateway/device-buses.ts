@@ -323,17 +323,22 @@ function createSending(
     /**
      * Sends one message on every held bus, spread over `spreadMs` (`sendSpread`). Resolves when the
      * last has been handed to its session. Devices in `skipping` are left out (the shared bus never
-     * is: it carries many devices).
+     * is: it carries many devices); the buses of devices `first` names go before the others.
      */
     async sendToAll(
       message: unknown,
       spreadMs: number,
-      skipping: ReadonlySet<string> = new Set(),
-      handed: (deviceId: string, at: number) => void = () => {},
+      options: {
+        readonly skipping?: ReadonlySet<string>;
+        readonly first?: (deviceId: string) => boolean;
+        readonly handed?: (deviceId: string, at: number) => void;
+      } = {},
     ): Promise<{ sent: number; failed: number }> {
-      const own = [...sessions].filter(([deviceId]) => !skipping.has(deviceId));
+      const { skipping, first = () => false, handed = () => {} } = options;
+      const own = [...sessions].filter(([deviceId]) => !skipping?.has(deviceId));
+      const ordered = [...own.filter(([id]) => first(id)), ...own.filter(([id]) => !first(id))];
       const shared = sharedSession();
-      const targets: [string | undefined, Session][] = shared ? [[undefined, shared], ...own] : own;
+      const targets: [string | undefined, Session][] = shared ? [[undefined, shared], ...ordered] : ordered;
       const open = targets.filter(([, s]) => s.client.isOpen);
       return sendSpread(open, Buffer.from(JSON.stringify(message), 'utf8'), spreadMs, handed);
     },

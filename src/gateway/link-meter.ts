@@ -93,6 +93,10 @@ function answer(m: Memory, round: number, at: number, wallMs: number, windowRoun
   return latencyMs;
 }
 
+/** Whether a robot answered the last round it was asked in. */
+const answeredLastRound = (m: Memory | undefined) =>
+  m !== undefined && m.answeredRound > 0 && m.answeredRound === m.askedRound;
+
 /**
  * Measures each robot's link on the gateway that holds its bus: a HEALTHCHECK's send time on that bus
  * (`asked`) to the answer that counted for the round (`answered`), and the rounds it was asked in
@@ -143,6 +147,9 @@ export function createLinkMeter(deps: {
         m.head = m.filled = 0;
       }
     },
+
+    /** Whether the robot answered the last round it was asked in (false for one never asked here). */
+    answeredLast: (deviceId: string): boolean => answeredLastRound(memories.get(deviceId)),
 
     /** Forgets robots whose bus this gateway no longer holds. */
     forget(deviceIds: readonly string[]): void {

@@ -17,6 +17,13 @@ export interface RoundOpenerDeps {
   readonly broke: () => void;
   /** A robot's own bus was handed this round's HEALTHCHECK now (its link latency runs from here). */
   readonly asked?: (deviceId: string, round: number, at: number) => void;
+  /**
+   * Whether a robot answered the last round it was asked in. Those that did not (arriving, coming
+   * back, or silent) are asked first: one waiting to connect has no round to spare, an answering one
+   * has its misses' worth. A fleet arriving at once meets a round's HEALTHCHECKs taking seconds to
+   * go out on a loaded machine, and the last robots to arrive would wait the longest.
+   */
+  readonly answeredLast?: (deviceId: string) => boolean;
 }
 
 /**
@@ -55,9 +62,12 @@ export function createRoundOpener(deps: RoundOpenerDeps) {
     // from the round after the read.
     const resting = new Set(restingAt(message.round, multiples));
     const asked = deps.asked ?? (() => {});
-    const { failed } = await deps.buses.sendToAll(message, deps.spreadMs, resting, (id, at) =>
-      asked(id, message.round, at),
-    );
+    const answeredLast = deps.answeredLast ?? (() => true);
+    const { failed } = await deps.buses.sendToAll(message, deps.spreadMs, {
+      skipping: resting,
+      first: (id) => !answeredLast(id),
+      handed: (id, at) => asked(id, message.round, at),
+    });
     void refreshMultiples();
     if (failed > 0) log.warn({ round: message.round, failed }, 'HEALTHCHECK not sent on some buses');
   }

@@ -136,6 +136,7 @@ function buildOpener(
     logger: parts.log,
     broke: parts.broke,
     asked: (deviceId, round, at) => meter.asked(deviceId, round, at),
+    answeredLast: (deviceId) => meter.answeredLast(deviceId),
   });
 }
 
