@@ -101,10 +101,11 @@ export function createDeliverWebhook(deps: DeliverWebhookDeps) {
 /**
  * One run of a pump, a pipeline: the next deliveries are read (its own fan-out first) while earlier
  * ones are on their way, so the receiver never waits on the database. One sender starts, with one
- * delivery; the receiver's first answer brings its `concurrency` of senders in all, each taking the oldest
- * due delivery next, and reads of READ_AHEAD. What the receiver took is recorded beside the next
- * read, many in one statement (what is taken and not yet recorded is never read again meanwhile). It ends when nothing is due, at the first failure (no more are sent;
- * those on their way finish), or at `until` ('more': the pump gives its slot to the next webhook's).
+ * delivery; the receiver's first answer brings its `concurrency` of senders in all, each taking
+ * the oldest due delivery next, and reads of READ_AHEAD. What the receiver took is recorded beside
+ * the next read, many in one statement (what is taken and not yet recorded is never read again
+ * meanwhile). It ends when nothing is due, at the first failure (no more are sent; those on their
+ * way finish), or at `until` ('more': the pump gives its slot to the next webhook's).
  */
 async function deliverRun(
   pumps: Pumps,
