@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { randomUUID } from 'node:crypto';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { newToken } from '../../src/domain/credentials';
 import { createDeviceBuses } from '../../src/gateway/device-buses';
 import { createLogger } from '../../src/logger';
+import { holdOwnBuses } from '../support/buses';
 import { waitFor } from '../support/system';
 
 // Thousands of robots on buses of their own can all be readable at once. A turn of the event loop
@@ -62,14 +62,7 @@ describe('device buses: reading thousands of busy sessions', () => {
         onBus: () => {},
       });
       cleanup.push(() => buses.stop());
-      const devices = Array.from({ length: 100 }, () => ({
-        deviceId: randomUUID(),
-        busId: randomUUID(),
-        heardOnBus: null,
-      }));
-      buses.sync(devices);
-      buses.hold(new Set([0]));
-      await waitFor(() => buses.openSessionCount() === devices.length, 20_000, 'every session open');
+      const devices = await holdOwnBuses(buses, 100);
 
       // Frames handled between two checks of the event loop, until every bus has been read three times
       // more: a bus left out of the turns would never be.

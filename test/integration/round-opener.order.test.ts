@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { createDeviceBuses } from '../../src/gateway/device-buses';
@@ -10,7 +9,7 @@ import { createRedis, type RedisClient } from '../../src/redis/connection';
 import { redisKeys } from '../../src/redis/keys';
 import { createRounds } from '../../src/redis/rounds';
 import { uniquePrefix } from '../support/database';
-import { waitFor } from '../support/system';
+import { holdOwnBuses } from '../support/buses';
 
 // A round's HEALTHCHECKs take a while to go out on thousands of buses (seconds, on a loaded machine).
 // The robots that did not answer the last round they were asked in (arriving, coming back) are asked
@@ -47,14 +46,7 @@ describe('the order of a round’s HEALTHCHECKs', () => {
       onBus: () => {},
     });
     try {
-      const devices = Array.from({ length: 40 }, () => ({
-        deviceId: randomUUID(),
-        busId: randomUUID(),
-        heardOnBus: null,
-      }));
-      buses.sync(devices);
-      buses.hold(new Set([0]));
-      await waitFor(() => buses.openSessionCount() === devices.length, 20_000, 'every session open');
+      const devices = await holdOwnBuses(buses, 40);
 
       const meter = createLinkMeter({});
       const order: string[] = [];
