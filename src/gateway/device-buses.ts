@@ -1,6 +1,7 @@
 import { WebSocket } from 'ws';
 import { SHARED_BUS, shardOf } from '../domain/shards';
 import { MothClient, type MothClientOptions } from '../moth/client';
+import { sendSpread, type SpreadTarget } from './spread';
 
 /** A device's bus as the directory knows it. */
 export interface BusEntry {
@@ -239,38 +240,6 @@ function heldSinceOf(
   return out;
 }
 
-/**
- * Sends one payload on each of these sessions, spread evenly over `spreadMs` in steps of 5 ms so no
- * burst leaves at once; `handed` is told each device's own bus as its payload is handed over.
- */
-async function sendSpread(
-  targets: readonly [string | undefined, Session][],
-  payload: Buffer,
-  spreadMs: number,
-  handed: (deviceId: string, at: number) => void,
-): Promise<{ sent: number; failed: number }> {
-  let sent = 0;
-  let failed = 0;
-  const send = ([deviceId, s]: [string | undefined, Session], at: number) => {
-    if (deviceId !== undefined) handed(deviceId, at);
-    return s.client.sendEncoded(payload).then(
-      () => void sent++,
-      () => void failed++,
-    );
-  };
-  const pending: Promise<void>[] = [];
-  const stepMs = 5;
-  const steps = Math.max(1, Math.ceil(spreadMs / stepMs));
-  const perStep = Math.ceil(targets.length / steps);
-  for (let i = 0; i < targets.length; i += perStep) {
-    if (i > 0) await new Promise((r) => setTimeout(r, stepMs));
-    const at = performance.now();
-    for (const s of targets.slice(i, i + perStep)) pending.push(send(s, at));
-  }
-  await Promise.all(pending);
-  return { sent, failed };
-}
-
 /** Every live device's bus, as last read (`replace`) or added since, each with its shard. */
 function createBusDirectory(shards: number) {
   const entries = new Map<string, Known>();
@@ -339,7 +308,9 @@ function createSending(
       const ordered = [...own.filter(([id]) => first(id)), ...own.filter(([id]) => !first(id))];
       const shared = sharedSession();
       const targets: [string | undefined, Session][] = shared ? [[undefined, shared], ...ordered] : ordered;
-      const open = targets.filter(([, s]) => s.client.isOpen);
+      const open = targets
+        .filter(([, s]) => s.client.isOpen)
+        .map(([deviceId, s]): SpreadTarget => [deviceId, (payload) => s.client.sendEncoded(payload)]);
       return sendSpread(open, Buffer.from(JSON.stringify(message), 'utf8'), spreadMs, handed);
     },
 
