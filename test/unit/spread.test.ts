@@ -45,6 +45,22 @@ describe('a spread of sends', () => {
     expect(handedAt.at(-1)).toBeGreaterThan(SPREAD_MS * 0.8);
   });
 
+  it('catches up a spread far behind over several turns of the loop, never all in one', async () => {
+    release = holdTheLoop(100);
+    const handedAt: number[] = [];
+    const targets: SpreadTarget[] = Array.from({ length: 3000 }, (_, i) => [
+      `robot-${i}`,
+      () => Promise.resolve(),
+    ]);
+    const { sent } = await sendSpread(targets, Buffer.from('{}'), 50, (_, at) => handedAt.push(at));
+    release();
+    expect(sent).toBe(3000);
+    const perTurn = new Map<number, number>();
+    for (const at of handedAt) perTurn.set(at, (perTurn.get(at) ?? 0) + 1);
+    // The whole spread was due after the first hold; it went in turns of at most 500.
+    expect(Math.max(...perTurn.values())).toBe(500);
+  });
+
   it('hands each device its payload in order, once, and all at once when there is no spread', async () => {
     const handed: string[] = [];
     const targets: SpreadTarget[] = ['a', undefined, 'b'].map((id) => [id, () => Promise.resolve()]);
