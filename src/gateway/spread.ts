@@ -14,7 +14,7 @@ export type SpreadTarget = readonly [deviceId: string | undefined, send: (payloa
  * on the clock: each step sends every target whose time has come, so a step that runs late (a
  * gateway busy reading a storm's answers) sends more; one far behind catches up over as many turns
  * of the event loop as MOST_PER_TURN asks, without waiting for the next step. Counted in steps of
- * the event loop instead, a round took 1.5-4 s to go out on 9,900 buses during a storm, not 0.5 s,
+ * the event loop instead, a round took 1.4-4 s to go out on 9,900 buses during a storm, not 0.5 s,
  * and the last robots in its order got their HEALTHCHECK seconds late. `handed` is told each
  * device's own bus, with when its payload was handed over.
  */
