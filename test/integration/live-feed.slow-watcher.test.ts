@@ -1,61 +1,28 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { PlatformEvent } from '../../src/domain/events';
-import { createLogger } from '../../src/logger';
-import { createLiveFeed, type LiveFeed } from '../../src/streams/live-feed';
+import { serveMadeUpFeed } from '../support/made-up-feed';
 import { readSse } from '../support/sse';
 
 // A watcher that does not read must not hold memory or anyone else up: once more than the bound
 // waits in its socket it is cut off, and it resumes from its last id. The stream here is made up
 // (a counter of events), served by the live feed over a real HTTP server and real sockets.
 
-const padding = 'x'.repeat(400);
-let head = 0;
-let wake: () => void = () => {};
 let cuts = 0;
-let feed: LiveFeed;
-let server: Server;
+let served: Awaited<ReturnType<typeof serveMadeUpFeed>>;
 let port: number;
 
 beforeAll(async () => {
-  feed = createLiveFeed({
-    read: async (_stream, after, limit) => {
-      // As a read from Postgres would, it lets the event loop turn.
-      await new Promise((r) => setImmediate(r));
-      const out: { seq: number; body: PlatformEvent }[] = [];
-      for (let seq = after + 1; seq <= Math.min(head, after + limit); seq++)
-        out.push({ seq, body: { type: 'DEVICE_CONNECTED', eventId: String(seq), padding } as never });
-      return out;
-    },
-    sign: async (e) => e,
-    listen: (w) => ((wake = w), { close: async () => {} }),
-    logger: createLogger('silent'),
+  served = await serveMadeUpFeed({
+    padding: 'x'.repeat(400),
     onCut: () => cuts++,
     maxBufferedBytes: 64 * 1024,
   });
-  server = createServer((req, res) => {
-    const after = Number(req.headers['last-event-id'] ?? 0);
-    res.writeHead(200, { 'Content-Type': 'text/event-stream' });
-    res.write('retry: 2000\n\n');
-    feed.watch('client', after, res, 'test');
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  port = (server.address() as AddressInfo).port;
+  port = served.port;
 });
-afterAll(async () => {
-  await feed.close();
-  await new Promise((r) => server.close(r));
-});
+afterAll(() => served.close());
 
 const reading = { timeout: 15_000, interval: 50 };
-
-/** Numbers `n` more events and tells the feed. */
-function publish(n: number) {
-  head += n;
-  wake();
-}
+const publish = (n: number) => served.publish(n);
 
 describe('a watcher too slow to keep up', () => {
   it('is cut off without slowing a fast one, and resumes exactly after its last id', async () => {
@@ -77,10 +44,10 @@ describe('a watcher too slow to keep up', () => {
     }
     // The fast one has all of it, in order; the slow one was cut, once. (Waited for, not timed: with
     // every core busy, reading megabytes takes the reader seconds.)
-    await vi.waitFor(() => expect(fast.events.length).toBe(head), reading);
+    await vi.waitFor(() => expect(fast.events.length).toBe(served.state.head), reading);
     expect(fast.events.map((e) => e.id)).toEqual(fast.events.map((_, i) => i + 1));
     expect(cuts).toBe(1);
-    expect(feed.watchers()).toBe(1);
+    expect(served.feed.watchers()).toBe(1);
     // It reads what had reached it, then finds the stream closed.
     slow.on('data', (d: Buffer) => (received += d.toString()));
     slow.resume();
@@ -90,6 +57,7 @@ describe('a watcher too slow to keep up', () => {
     const complete = [...received.matchAll(/^id: (\d+)\ndata: .*\n\n/gm)].map((m) => Number(m[1]));
     const last = complete.at(-1)!;
     expect(ids.length).toBeGreaterThan(0);
+    const head = served.state.head;
     expect(last).toBeLessThan(head);
     const resumed = await readSse(`http://127.0.0.1:${port}/stream`, { 'Last-Event-ID': String(last) });
     await vi.waitFor(() => expect(resumed.events.length).toBe(head - last), reading);
