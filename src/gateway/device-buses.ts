@@ -304,14 +304,22 @@ function createSending(
       } = {},
     ): Promise<{ sent: number; failed: number }> {
       const { skipping, first = () => false, handed = () => {} } = options;
-      const own = [...sessions].filter(([deviceId]) => !skipping?.has(deviceId));
-      const ordered = [...own.filter(([id]) => first(id)), ...own.filter(([id]) => !first(id))];
+      const target = (deviceId: string | undefined, s: Session): SpreadTarget => [
+        deviceId,
+        (payload) => s.client.sendEncoded(payload),
+      ];
       const shared = sharedSession();
-      const targets: [string | undefined, Session][] = shared ? [[undefined, shared], ...ordered] : ordered;
-      const open = targets
-        .filter(([, s]) => s.client.isOpen)
-        .map(([deviceId, s]): SpreadTarget => [deviceId, (payload) => s.client.sendEncoded(payload)]);
-      return sendSpread(open, Buffer.from(JSON.stringify(message), 'utf8'), spreadMs, handed);
+      const before: SpreadTarget[] = shared?.client.isOpen ? [target(undefined, shared)] : [];
+      const after: SpreadTarget[] = [];
+      for (const [deviceId, s] of sessions)
+        if (!skipping?.has(deviceId) && s.client.isOpen)
+          (first(deviceId) ? before : after).push(target(deviceId, s));
+      return sendSpread(
+        [...before, ...after],
+        Buffer.from(JSON.stringify(message), 'utf8'),
+        spreadMs,
+        handed,
+      );
     },
 
     /**
