@@ -505,17 +505,6 @@ export async function connectedDevicesAfter(
   return rows.map((r) => ({ id: r.id, seq: Number(r.seq) }));
 }
 
-/** A device's Tracks and public channel, deleted or not (undefined for an unknown id). */
-export async function deviceTracks(
-  q: Queryable,
-  id: string,
-): Promise<{ tracks: Track[]; publicChannel: string } | undefined> {
-  const row = await q('devices')
-    .where({ id })
-    .first<{ tracks: Track[]; public_channel: string } | undefined>('tracks', 'public_channel');
-  return row && { tracks: row.tracks, publicChannel: row.public_channel };
-}
-
 /** Whether a device with this id ever existed (a deleted one keeps its history). */
 export async function deviceExisted(q: Queryable, id: string): Promise<boolean> {
   return (await q('devices').where({ id }).first('id')) !== undefined;

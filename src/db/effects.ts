@@ -38,16 +38,6 @@ const toEffect = (r: Row): EffectRow => ({
   ...(r.not_before !== null && { notBefore: r.not_before.getTime() }),
 });
 
-/** Locks the effect row for the rest of the transaction: concurrent runs of one effect serialize here. */
-export async function lockEffect(
-  q: Queryable,
-  sessionId: string,
-  kind: EffectKind,
-): Promise<EffectRow | undefined> {
-  const row = await q('effects').where({ session_id: sessionId, kind }).forUpdate().first<Row | undefined>();
-  return row && toEffect(row);
-}
-
 export async function findEffect(
   q: Queryable,
   sessionId: string,
@@ -61,6 +51,28 @@ export async function recordAttempt(q: Queryable, sessionId: string, kind: Effec
   await q('effects')
     .where({ session_id: sessionId, kind })
     .update({ attempts: q.raw('attempts + 1'), updated_at: q.fn.now() });
+}
+
+/**
+ * Ends a PENDING effect DONE, its attempt counted, in one statement: concurrent runs of one effect
+ * serialize on the row, and the second finds it ended (undefined). Answers when it ended and since
+ * when it was owed: its session's end for a disconnect's effects, its creation otherwise.
+ */
+export async function completeEffect(
+  q: Queryable,
+  sessionId: string,
+  kind: EffectKind,
+): Promise<{ doneAt: Date; owedSince: Date } | undefined> {
+  const { rows } = await q.raw<{ rows: { done_at: Date; owed_since: Date }[] }>(
+    `UPDATE effects e
+        SET status = 'DONE', attempts = e.attempts + 1, updated_at = now(), done_at = now()
+      WHERE e.session_id = ? AND e.kind = ? AND e.status = 'PENDING'
+     RETURNING e.done_at,
+               coalesce((SELECT s.ended_at FROM connection_sessions s WHERE s.id = e.session_id), e.created_at)
+                 AS owed_since`,
+    [sessionId, kind],
+  );
+  return rows[0] && { doneAt: rows[0].done_at, owedSince: rows[0].owed_since };
 }
 
 /** Ends a PENDING effect as DONE or FAILED; returns false when it had already ended. */

@@ -1,4 +1,7 @@
+import type { Track } from '../domain/device';
+import type { OutgoingEvent } from '../domain/events';
 import type { Queryable } from './knex';
+import { insertEventsFrom } from './outbox';
 
 export type RecordingState = 'STARTING' | 'STARTED' | 'STOPPED' | 'FAILED';
 
@@ -44,24 +47,57 @@ const toRecording = (r: RecordingRow): Recording => ({
   stoppedAt: r.stopped_at,
 });
 
-/** Inserts a recording; an automatic one already present for (session, track) is left as it is. */
-export async function insertRecording(
+/**
+ * What a session's automatic recordings start from, in one read: whether the session ended, and the
+ * device's Tracks (undefined when there is no such device).
+ */
+export async function recordingGrounds(
   q: Queryable,
-  r: Omit<Recording, 'createdAt' | 'stoppedAt' | 'error' | 'tgdmId'> & { tgdmId?: string },
-): Promise<void> {
-  await q('recordings')
-    .insert({
-      id: r.id,
-      device_id: r.deviceId,
-      session_id: r.sessionId,
-      track: r.track,
-      uri: r.uri,
-      policy: r.policy,
-      state: r.state,
-      tgdm_id: r.tgdmId ?? null,
-    })
+  sessionId: string,
+  deviceId: string,
+): Promise<{ sessionEnded: boolean; device?: { tracks: Track[]; publicChannel: string } }> {
+  const { rows } = await q.raw<{
+    rows: { ended: boolean; tracks: Track[] | null; public_channel: string }[];
+  }>(
+    `SELECT s.ended_at IS NOT NULL AS ended, d.tracks, d.public_channel
+       FROM (VALUES (1)) AS one (x)
+       LEFT JOIN connection_sessions s ON s.id = ?
+       LEFT JOIN devices d ON d.id = ?`,
+    [sessionId, deviceId],
+  );
+  const r = rows[0]!;
+  return {
+    sessionEnded: r.ended,
+    ...(r.tracks && { device: { tracks: r.tracks, publicChannel: r.public_channel } }),
+  };
+}
+
+/**
+ * Inserts recordings in one statement; answers those it inserted (an automatic one already present
+ * for its (session, track) is left as it is, and not answered).
+ */
+export async function insertRecordings(
+  q: Queryable,
+  rows: readonly (Omit<Recording, 'createdAt' | 'stoppedAt' | 'error' | 'tgdmId'> & { tgdmId?: string })[],
+): Promise<Recording[]> {
+  if (rows.length === 0) return [];
+  const inserted = await q('recordings')
+    .insert(
+      rows.map((r) => ({
+        id: r.id,
+        device_id: r.deviceId,
+        session_id: r.sessionId,
+        track: r.track,
+        uri: r.uri,
+        policy: r.policy,
+        state: r.state,
+        tgdm_id: r.tgdmId ?? null,
+      })),
+    )
     .onConflict(q.raw('(session_id, track) WHERE session_id IS NOT NULL'))
-    .ignore();
+    .ignore()
+    .returning<RecordingRow[]>('*');
+  return inserted.map(toRecording);
 }
 
 export async function recordingsOfSession(q: Queryable, sessionId: string): Promise<Recording[]> {
@@ -108,6 +144,27 @@ export async function setRecordingState(
     })
     .returning<RecordingRow[]>('*');
   return row && toRecording(row);
+}
+
+const MARK_STARTED = `WITH started AS (
+       UPDATE recordings SET state = 'STARTED', tgdm_id = ?, updated_at = now()
+        WHERE id = ? AND state = 'STARTING'
+       RETURNING *
+     ), events AS (${insertEventsFrom('(SELECT ?::jsonb FROM started) AS c(e)')})
+     SELECT * FROM started`;
+
+/**
+ * STARTING -> STARTED with TGDM's id, and its event written, in one statement (the event only when
+ * the recording changed here); the recording, or undefined when it was no longer STARTING.
+ */
+export async function markRecordingStarted(
+  q: Queryable,
+  id: string,
+  tgdmId: string,
+  event: OutgoingEvent,
+): Promise<Recording | undefined> {
+  const { rows } = await q.raw<{ rows: RecordingRow[] }>(MARK_STARTED, [tgdmId, id, JSON.stringify(event)]);
+  return rows[0] && toRecording(rows[0]);
 }
 
 export type StreamState = 'ACTIVE' | 'STOPPED' | 'FAILED';

@@ -1,13 +1,6 @@
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import type { EffectKind } from '../domain/effects';
-import {
-  findEffect,
-  finishEffect,
-  lockEffect,
-  noteEffectError,
-  recordAttempt,
-  sessionEnd,
-} from '../db/effects';
+import { completeEffect, findEffect, finishEffect, noteEffectError, recordAttempt } from '../db/effects';
 import type { Db, Tx } from '../db/knex';
 import { IntegrationError } from '../integrations/http-client';
 import type { Logger } from '../logger';
@@ -57,13 +50,16 @@ type EffectJob = Pick<Job<EffectJobData>, 'data' | 'attemptsMade' | 'opts' | 'id
  */
 export function effectProcessor(def: EffectDefinition, deps: RunEffectDeps) {
   const { kind } = def;
-  const finishDone = (sessionId: string, outcome: { last?: (trx: Tx) => Promise<void> }) =>
-    deps.db.transaction(async (trx) => {
-      if ((await lockEffect(trx, sessionId, kind))?.status !== 'PENDING') return false;
-      await recordAttempt(trx, sessionId, kind);
-      await outcome.last?.(trx);
-      return finishEffect(trx, sessionId, kind, 'DONE');
+  // One statement ends it; with a last step, the two commit together (the step only if it ended here).
+  const finishDone = (sessionId: string, outcome: { last?: (trx: Tx) => Promise<void> }) => {
+    const { last } = outcome;
+    if (!last) return completeEffect(deps.db, sessionId, kind);
+    return deps.db.transaction(async (trx) => {
+      const ended = await completeEffect(trx, sessionId, kind);
+      if (ended) await last(trx);
+      return ended;
     });
+  };
 
   return async (job: EffectJob, token?: string): Promise<string> => {
     const { sessionId } = job.data;
@@ -71,9 +67,10 @@ export function effectProcessor(def: EffectDefinition, deps: RunEffectDeps) {
     if (!before) throw new UnrecoverableError(`no effect row for ${kind} of session ${sessionId}`);
     if (before.status !== 'PENDING') return `already ${before.status}`;
     let outcome: EffectOutcome;
+    let ended: Awaited<ReturnType<typeof finishDone>>;
     try {
       outcome = await def.run(job.data);
-      if (outcome.done && !(await finishDone(sessionId, outcome))) return 'already ended';
+      if (outcome.done) ended = await finishDone(sessionId, outcome);
     } catch (err) {
       throw await failed(job, err);
     }
@@ -82,10 +79,9 @@ export function effectProcessor(def: EffectDefinition, deps: RunEffectDeps) {
       await job.moveToDelayed!(Date.now() + deps.notYetDelayMs, token);
       throw new DelayedError(outcome.reason);
     }
+    if (!ended) return 'already ended';
     deps.metrics.effects.inc({ effect: kind, outcome: 'done' });
-    const after = await findEffect(deps.db, sessionId, kind);
-    const from = (await sessionEnd(deps.db, sessionId))?.endedAt ?? before.createdAt;
-    if (after?.doneAt) deps.metrics.effectSeconds.observe({ effect: kind }, (+after.doneAt - +from) / 1000);
+    deps.metrics.effectSeconds.observe({ effect: kind }, (+ended.doneAt - +ended.owedSince) / 1000);
     return 'done';
   };
 

@@ -2,11 +2,16 @@ import { randomUUID } from 'node:crypto';
 import { trackEndpoint, type Track } from '../domain/device';
 import { validationFailed } from '../domain/errors';
 import { clientEvent } from '../domain/events';
-import { deviceTracks, findLiveDevice, type Device } from '../db/devices';
+import { findLiveDevice, type Device } from '../db/devices';
 import type { Db } from '../db/knex';
-import { insertRecording, recordingsOfSession, setRecordingState, type Recording } from '../db/media';
-import { appendEvents } from '../db/outbox';
-import { sessionEnd } from '../db/effects';
+import {
+  insertRecordings,
+  markRecordingStarted,
+  recordingGrounds,
+  recordingsOfSession,
+  setRecordingState,
+  type Recording,
+} from '../db/media';
 import type { Tgdm } from '../integrations/tgdm';
 import { deviceNotFound } from './device-errors';
 import { upstream } from './media-errors';
@@ -46,53 +51,51 @@ const askTgdmToRecord = async (deps: StartRecordingDeps, r: NewRecording) =>
     })
   ).id;
 
-/** STARTING -> STARTED with RECORDING_STARTED, in one transaction; undefined when no longer STARTING. */
-function markRecordingStarted(deps: StartRecordingDeps, r: NewRecording, tgdmId: string) {
-  return deps.db.transaction(async (trx) => {
-    const started = await setRecordingState(trx, r.id, ['STARTING'], 'STARTED', { tgdmId });
-    if (started) {
-      await appendEvents(trx, [
-        clientEvent('RECORDING_STARTED', r.deviceId, {
-          recordingId: r.id,
-          track: r.track,
-          policy: r.policy,
-          sessionId: r.sessionId,
-        }),
-      ]);
-    }
-    return started;
-  });
-}
+/** STARTING -> STARTED with RECORDING_STARTED, in one statement; undefined when no longer STARTING. */
+const markStarted = (deps: StartRecordingDeps, r: NewRecording, tgdmId: string) =>
+  markRecordingStarted(
+    deps.db,
+    r.id,
+    tgdmId,
+    clientEvent('RECORDING_STARTED', r.deviceId, {
+      recordingId: r.id,
+      track: r.track,
+      policy: r.policy,
+      sessionId: r.sessionId,
+    }),
+  );
 
 /**
  * The rows of a session's automatic recordings (STARTING), one per recorded Track, unless it has
- * them already; false when the session is over and none was started.
+ * them already; answers the session's recordings, none when the session is over and none was started.
  */
-function writeSessionRecordings(
+async function writeSessionRecordings(
   deps: StartRecordingDeps,
   sessionId: string,
   deviceId: string,
   recorded: (t: Track) => boolean,
-): Promise<boolean> {
-  return deps.db.transaction(async (trx) => {
-    const session = await sessionEnd(trx, sessionId);
-    const device = await deviceTracks(trx, deviceId);
-    const existing = await recordingsOfSession(trx, sessionId);
-    // The session is already over: nothing to record, nothing was started.
-    if (existing.length === 0 && (session?.endedAt || !device)) return false;
-    for (const track of device ? device.tracks.filter(recorded) : []) {
-      await insertRecording(trx, {
-        id: randomUUID(),
-        deviceId,
-        sessionId,
-        track: track.name,
-        uri: trackUri(deps.mothUrl, device!, track.name),
-        policy: 'AUTOMATIC',
-        state: 'STARTING',
-      });
-    }
-    return true;
-  });
+): Promise<NewRecording[]> {
+  // No transaction is needed: the session's stop waits for this effect to end (stop-recording.ts).
+  const { sessionEnded, device } = await recordingGrounds(deps.db, sessionId, deviceId);
+  const existing: NewRecording[] = await recordingsOfSession(deps.db, sessionId);
+  // The session is already over: nothing to record, nothing was started.
+  if (existing.length === 0 && (sessionEnded || !device)) return [];
+  const missing = (device ? device.tracks.filter(recorded) : []).filter(
+    (t) => !existing.some((r) => r.track === t.name),
+  );
+  const rows = missing.map((track) => ({
+    id: randomUUID(),
+    deviceId,
+    sessionId,
+    track: track.name,
+    uri: trackUri(deps.mothUrl, device!, track.name),
+    policy: 'AUTOMATIC' as const,
+    state: 'STARTING' as const,
+  }));
+  const inserted = await insertRecordings(deps.db, rows);
+  // A run beside this one wrote some first: theirs are the session's (their ids are TGDM's keys).
+  if (inserted.length < rows.length) return recordingsOfSession(deps.db, sessionId);
+  return [...existing, ...inserted];
 }
 
 /**
@@ -104,7 +107,6 @@ export function createStartRecording(deps: StartRecordingDeps) {
   const recorded = deps.recorded ?? ((t: Track) => t.type === 'VIDEO');
 
   const askTgdm = (r: NewRecording) => askTgdmToRecord(deps, r);
-  const markStarted = (r: NewRecording, tgdmId: string) => markRecordingStarted(deps, r, tgdmId);
 
   return {
     /** An operator's recording of one Track of a live device; TGDM refusing it is a 502 and the row is FAILED. */
@@ -121,7 +123,7 @@ export function createStartRecording(deps: StartRecordingDeps) {
         policy: 'MANUAL',
         state: 'STARTING',
       };
-      await insertRecording(deps.db, row);
+      await insertRecordings(deps.db, [row]);
       let tgdmId: string;
       try {
         tgdmId = await askTgdm(row);
@@ -129,7 +131,7 @@ export function createStartRecording(deps: StartRecordingDeps) {
         await setRecordingState(deps.db, id, ['STARTING'], 'FAILED', { error: (err as Error).message });
         throw upstream('TGDM', err);
       }
-      return (await markStarted(row, tgdmId))!;
+      return (await markStarted(deps, row, tgdmId))!;
     },
 
     /**
@@ -137,9 +139,8 @@ export function createStartRecording(deps: StartRecordingDeps) {
      * the session is already over. Idempotent: a re-run asks TGDM only for rows still STARTING.
      */
     async forSession(sessionId: string, deviceId: string): Promise<void> {
-      if (!(await writeSessionRecordings(deps, sessionId, deviceId, recorded))) return;
-      for (const r of await recordingsOfSession(deps.db, sessionId)) {
-        if (r.state === 'STARTING') await markStarted(r, await askTgdm(r));
+      for (const r of await writeSessionRecordings(deps, sessionId, deviceId, recorded)) {
+        if (r.state === 'STARTING') await markStarted(deps, r, await askTgdm(r));
       }
     },
 

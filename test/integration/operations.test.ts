@@ -256,6 +256,19 @@ describe('recordings', () => {
     expect(started[0]!.body).toMatchObject({ policy: 'AUTOMATIC', sessionId: d.sessionId });
   });
 
+  it('two runs at once start it once: TGDM is asked only with the recording row as its key', async () => {
+    const d = await connectedDevice();
+    const run = () => ops.startRecording.forSession(d.sessionId, d.id);
+    await Promise.all([run(), run(), run()]);
+    const rows = await db('recordings')
+      .where({ session_id: d.sessionId })
+      .select<{ state: string; tgdm_id: string }[]>('state', 'tgdm_id');
+    expect(rows.map((r) => r.state)).toEqual(['STARTED']);
+    const asked = [...tgdm.resources.values()].filter((r) => r.body.deviceId === d.id);
+    expect(asked.map((r) => r.id)).toEqual([rows[0]!.tgdm_id]);
+    expect((await typesOf(d.id)).filter((t) => t === 'RECORDING_STARTED')).toHaveLength(1);
+  });
+
   it('none for a session already over', async () => {
     const d = await connectedDevice();
     await endSession(d.id);
