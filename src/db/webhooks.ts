@@ -148,65 +148,68 @@ export async function deliveriesOf(q: Queryable, webhookId: string, limit: numbe
   return rows.map(toDelivery);
 }
 
+/** The client events past a live webhook's cursor, in stream order (none for a deleted webhook). */
+const EVENTS_PAST_CURSOR = `SELECT o.seq, o.body, o.device_id
+     FROM webhooks w
+     JOIN LATERAL (SELECT seq, body, device_id FROM outbox
+                    WHERE stream = 'client' AND seq > w.fanout_seq ORDER BY seq LIMIT ?) o ON true
+    WHERE w.id = ? AND w.deleted_at IS NULL
+    ORDER BY o.seq`;
+
+/** Writes deliveries (one parameter whatever their number) and moves the cursor forward, at once. */
+const WRITE_DELIVERIES = `WITH moved AS (
+       UPDATE webhooks SET fanout_seq = ? WHERE id = ? AND fanout_seq < ?
+     ), written AS (
+       INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, device_id, due_at)
+       SELECT gen_random_uuid(), ?, event_id, event_type, device_id, due_at
+         FROM jsonb_to_recordset(?::jsonb) AS d(event_id uuid, event_type text, device_id uuid, due_at timestamptz)
+       ON CONFLICT (webhook_id, event_id) DO NOTHING
+       RETURNING 1
+     )
+     SELECT count(*)::int AS created FROM written`;
+
 /**
  * Reads the client events numbered since one webhook's cursor (in stream order, `limits.events` at
  * most), writes a delivery for each it wants (`limits.deliveries` at most: the cursor then stops after
- * the last written; past `limits.backlog` pending, the oldest are skipped), and moves its cursor, in one transaction under the webhook's row lock (another worker
- * fanning out to it meanwhile skips it): a crash or a second worker fans out nothing twice and skips
- * nothing. Each webhook has its own cursor, moved by its own pump, so one whose receiver fails never
- * holds up another's fan-out. Returns how many it wrote and whether more events wait.
+ * the last written; past `limits.backlog` pending, the oldest are skipped), and moves its cursor with
+ * the deliveries, in one statement: three round trips in all, for a storm's fan-out waits on them.
+ * Whoever runs it and however often, each delivery is written once (one per webhook and event) and the
+ * cursor only moves forward, so a crash or a second worker fans out nothing twice and skips nothing.
+ * `webhook` says what it wants (its pump's reading, at most one run old); its cursor is read here.
+ * Each webhook has its own cursor, moved by its own pump, so one whose receiver fails never holds up
+ * another's fan-out. Returns how many it wrote and whether more events wait.
  */
 export async function fanOutTo(
   db: Db,
-  webhookId: string,
+  webhook: Webhook,
   limits: { readonly events: number; readonly deliveries: number; readonly backlog: number },
 ): Promise<{ created: number; more: boolean }> {
-  return db.transaction(async (trx) => {
-    const row = (await trx('webhooks')
-      .where({ id: webhookId })
-      .whereNull('deleted_at')
-      .forUpdate()
-      .skipLocked()
-      .first()) as (WebhookRow & { fanout_seq: string }) | undefined;
-    if (!row) return { created: 0, more: false };
-    const webhook = toWebhook(row);
-    const events = await trx('outbox')
-      .where({ stream: 'client' })
-      .where('seq', '>', Number(row.fanout_seq))
-      .orderBy('seq')
-      .limit(limits.events)
-      .select<{ seq: string; body: PlatformEvent; device_id: string | null }[]>('seq', 'body', 'device_id');
-    if (events.length === 0) return { created: 0, more: false };
-    const groups = webhook.group === null ? new Map<string, string | null>() : await groupsOf(trx, events);
-    const wanted = events
-      .filter((e) => wants(webhook, e.body, e.device_id === null ? null : (groups.get(e.device_id) ?? null)))
-      .slice(0, limits.deliveries + 1);
-    const capped = wanted.length > limits.deliveries;
-    const rows = wanted.slice(0, limits.deliveries).map((e) => ({
-      event_id: e.body.eventId,
-      event_type: e.body.type,
-      device_id: e.device_id,
-      due_at: dueAt(webhook, e.body),
-    }));
-    // One parameter whatever the number of rows; the body stays in the outbox.
-    const { rowCount } =
-      rows.length === 0
-        ? { rowCount: 0 }
-        : await trx.raw<{ rowCount: number }>(
-            `INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, device_id, due_at)
-             SELECT gen_random_uuid(), ?, event_id, event_type, device_id, due_at
-               FROM jsonb_to_recordset(?::jsonb)
-                 AS d(event_id uuid, event_type text, device_id uuid, due_at timestamptz)
-             ON CONFLICT (webhook_id, event_id) DO NOTHING`,
-            [webhook.id, JSON.stringify(rows)],
-          );
-    if (rowCount > 0) await trimBacklog(trx, webhook.id, limits.backlog);
-    const last = capped ? wanted[limits.deliveries - 1]! : events.at(-1)!;
-    await trx('webhooks')
-      .where({ id: webhook.id })
-      .update({ fanout_seq: Number(last.seq) });
-    return { created: rowCount, more: capped || events.length === limits.events };
-  });
+  const { rows: events } = await db.raw<{
+    rows: { seq: string; body: PlatformEvent; device_id: string | null }[];
+  }>(EVENTS_PAST_CURSOR, [limits.events, webhook.id]);
+  if (events.length === 0) return { created: 0, more: false };
+  const groups = webhook.group === null ? new Map<string, string | null>() : await groupsOf(db, events);
+  const wanted = events
+    .filter((e) => wants(webhook, e.body, e.device_id === null ? null : (groups.get(e.device_id) ?? null)))
+    .slice(0, limits.deliveries + 1);
+  const capped = wanted.length > limits.deliveries;
+  const rows = wanted.slice(0, limits.deliveries).map((e) => ({
+    event_id: e.body.eventId,
+    event_type: e.body.type,
+    device_id: e.device_id,
+    due_at: dueAt(webhook, e.body),
+  }));
+  const cursor = Number((capped ? wanted[limits.deliveries - 1]! : events.at(-1)!).seq);
+  const { rows: written } = await db.raw<{ rows: { created: number }[] }>(WRITE_DELIVERIES, [
+    cursor,
+    webhook.id,
+    cursor,
+    webhook.id,
+    JSON.stringify(rows),
+  ]);
+  const created = written[0]!.created;
+  if (created > 0) await trimBacklog(db, webhook.id, limits.backlog);
+  return { created, more: capped || events.length === limits.events };
 }
 
 /** The group of each device of these events. */

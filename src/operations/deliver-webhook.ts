@@ -23,11 +23,18 @@ const RUN_MS = 10_000;
 const BACKOFF_MAX_MS = 5 * 60_000;
 /**
  * Due deliveries read at once, once the receiver answered; the next read starts as soon as no more
- * than this many wait, so the senders never run dry while a read (and its fan-out) is on its way.
+ * than this many wait, so the senders never run dry while a read (and its fan-out) is on its way. A
+ * read costs a few round trips whatever its size, each 50-100 ms in a storm on a loaded machine:
+ * pages of 1,000 kept up with ~1,400 deliveries a second here where pages of 500 fell behind sooner.
  */
-const READ_AHEAD = 500;
+const READ_AHEAD = 1000;
 /** Events of the stream a pump reads at a time for its own fan-out. */
-const FAN_OUT_EVENTS = 500;
+const FAN_OUT_EVENTS = 1000;
+/**
+ * A pump whose receiver answers and that ran dry waits this long for news before it gives up its
+ * slot: in a storm the next events are numbered within moments, and a run ended costs a new job.
+ */
+const LINGER_MS = 250;
 
 /** What a pump's run ended with: nothing due any more, or a receiver to try again later. */
 export type PumpOutcome = { readonly idle: true } | { readonly retryAt: number; readonly why: string };
@@ -101,11 +108,13 @@ export function createDeliverWebhook(deps: DeliverWebhookDeps) {
 /**
  * One run of a pump, a pipeline: the next deliveries are read (its own fan-out first) while earlier
  * ones are on their way, so the receiver never waits on the database. One sender starts, with one
- * delivery; the receiver's first answer brings its `concurrency` of senders in all, each taking
- * the oldest due delivery next, and reads of READ_AHEAD. What the receiver took is recorded beside
- * the next read, many in one statement (what is taken and not yet recorded is never read again
- * meanwhile). It ends when nothing is due, at the first failure (no more are sent; those on their
- * way finish), or at `until` ('more': the pump gives its slot to the next webhook's).
+ * delivery; the receiver's first answer (or one in this process since its last failure) brings its
+ * `concurrency` of senders in all, each taking the oldest due delivery next, and reads of
+ * READ_AHEAD. What the receiver took is recorded beside the next read, many in one statement (what
+ * is taken and not yet recorded is never read again meanwhile). It ends when nothing is due (for a
+ * receiver that answers, once nothing came for LINGER_MS more), at the first failure (no more are
+ * sent; those on their way finish), or at `until` ('more': the pump gives its slot to the next
+ * webhook's).
  */
 async function deliverRun(
   pumps: Pumps,
@@ -131,11 +140,31 @@ async function deliverRun(
 }
 
 /**
+ * A run that ran dry waits LINGER_MS for news (`then` once it waited), once until news comes
+ * (`found`): the next read that finds nothing after it ends the run.
+ */
+function createLinger(then: () => void) {
+  let over = false;
+  let waiting: Promise<void> | undefined;
+  return {
+    over: () => over,
+    wait: () =>
+      (waiting ??= new Promise<void>((resolve) => setTimeout(resolve, LINGER_MS)).then(() => {
+        over = true;
+        waiting = undefined;
+        then();
+      })),
+    found: () => void (over = false),
+  };
+}
+
+/**
  * The deliveries of a run, read ahead while earlier ones are on their way; what the receiver took
  * is recorded beside the next read. `state` is the run's: a failure stops it, an answer widens it.
  */
 function createRunQueue(pumps: Pumps, webhook: Webhook, until: number) {
-  const state = { failed: false, answered: false };
+  // A receiver that answered in this process and has not failed since is not tried one at a time.
+  const state = { failed: false, answered: pumps.answering.has(webhook.id) };
   const queue: Delivery[] = [];
   /** Read and not yet recorded: not read again meanwhile. */
   const claimed = new Set<string>();
@@ -155,14 +184,13 @@ function createRunQueue(pumps: Pumps, webhook: Webhook, until: number) {
       await noteReceiverOutcome(pumps.poolOf(webhook.id), webhook.id, true);
   };
   const read = async () => {
-    const [, { due, more }] = await Promise.all([
-      flush(),
-      readDue(pumps, webhook.id, state.answered, claimed),
-    ]);
+    const [, { due, more }] = await Promise.all([flush(), readDue(pumps, webhook, state.answered, claimed)]);
     for (const d of due) claimed.add(d.id);
     queue.push(...due);
     drained = due.length === 0 && !more;
+    if (due.length > 0) linger.found();
   };
+  const linger = createLinger(() => (drained = false));
   const startReading = () => {
     reading ??= read()
       .catch((err: unknown) => void (readError = err instanceof Error ? err : new Error(String(err))))
@@ -175,8 +203,9 @@ function createRunQueue(pumps: Pumps, webhook: Webhook, until: number) {
       while (!state.failed && readError === undefined && pumps.now() < until) {
         if (queue.length <= (state.answered ? READ_AHEAD : 0) && !drained) startReading();
         if (queue.length > 0) return queue.shift();
-        if (!reading) return undefined;
-        await reading;
+        if (reading) await reading;
+        else if (state.answered && !linger.over()) await linger.wait();
+        else return undefined;
       }
       return undefined;
     },
@@ -203,14 +232,15 @@ function createRunQueue(pumps: Pumps, webhook: Webhook, until: number) {
  * answers, a pump writes a delivery only when it has none due to try: the news of a receiver that is
  * down waits in the stream, not as rows written for nothing while a storm loads the database.
  */
-async function readDue(pumps: Pumps, webhookId: string, answered: boolean, claimed: Set<string>) {
+async function readDue(pumps: Pumps, webhook: Webhook, answered: boolean, claimed: Set<string>) {
+  const webhookId = webhook.id;
   const pool = pumps.poolOf(webhookId);
   let due = answered ? [] : await dueDeliveries(pool, webhookId, 1, [...claimed]);
   let more = false;
   if (due.length === 0) {
     const wanted = answered ? READ_AHEAD : 1;
     more = (
-      await fanOutTo(pool, webhookId, {
+      await fanOutTo(pool, webhook, {
         events: FAN_OUT_EVENTS,
         deliveries: wanted,
         backlog: pumps.deps.maxBacklog,

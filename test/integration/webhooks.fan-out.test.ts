@@ -50,9 +50,9 @@ describe('webhook fan-out', () => {
     // Two workers at once, in passes of two events.
     const run = async () => {
       let created = 0;
-      for (const id of ids)
+      for (const webhook of [a, b])
         for (let more = true; more;) {
-          const r = await fanOutTo(db, id, { events: 2, deliveries: 1000, backlog: 1000 });
+          const r = await fanOutTo(db, webhook, { events: 2, deliveries: 1000, backlog: 1000 });
           created += r.created;
           more = r.more;
         }
@@ -76,6 +76,6 @@ describe('webhook fan-out', () => {
       expectedDisconnects: false,
       concurrency: 16,
     });
-    expect((await fanOutTo(db, late.id, { events: 10, deliveries: 1000, backlog: 1000 })).created).toBe(0);
+    expect((await fanOutTo(db, late, { events: 10, deliveries: 1000, backlog: 1000 })).created).toBe(0);
   });
 });
