@@ -1,6 +1,6 @@
 import { numbered, type EventChannel, type NumberedEvent } from '../domain/events';
 import type { Db, Queryable } from '../db/knex';
-import { listenFor, STREAMS_NUMBERED } from '../db/notifications';
+import { listenFor, numberedKind, STREAMS_NUMBERED } from '../db/notifications';
 import {
   markPublished,
   unpublishedClientEvents,
@@ -168,7 +168,11 @@ export function createOutboxPublisher(deps: OutboxPublisherDeps) {
     createLoop({ name: 'command publishing', pass: publishCommands, pollMs, logger: deps.logger }),
   ];
   let listening: { close(): Promise<void> } | undefined;
-  const nudge = () => loops.forEach((l) => l.wake());
+  // Each loop is woken by the numberings of its own kind of stream only.
+  const nudge = (payload?: string) => {
+    if (numberedKind(payload, 'client')) loops[0]!.wake();
+    if (numberedKind(payload, 'device')) loops[1]!.wake();
+  };
 
   return {
     /** One pass of each, side by side, as their loops run (tests); rejects if either failed. */

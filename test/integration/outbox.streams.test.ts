@@ -116,6 +116,55 @@ describe('each stream published on its own', () => {
   });
 });
 
+describe('the publishers woken by the numberings', () => {
+  it('each by those of its own kind of stream only: client events do not wake the commands', async () => {
+    const db = database.db;
+    // Polls far behind: only a numbering's notification wakes a publisher within the test.
+    const sequencer = createSequencer({ db, logger, pollMs: 10_000 });
+    const sentClient: PlatformEvent[] = [];
+    const sentCommands: PlatformEvent[] = [];
+    const publisher = createOutboxPublisher({
+      db,
+      metrics: createMetrics('test'),
+      logger,
+      sign: async (e) => e,
+      sendClient: async (body) => void sentClient.push(body as PlatformEvent),
+      sendCommand: async (body) => void sentCommands.push(body as PlatformEvent),
+      pollMs: 60_000,
+    });
+    let commandReads = 0;
+    const countReads = (q: { sql: string }) => {
+      if (q.sql.includes('PARTITION BY stream')) commandReads++;
+    };
+    const device = randomUUID();
+    const waitFor = async (done: () => boolean) => {
+      for (const until = Date.now() + 3000; !done() && Date.now() < until;)
+        await new Promise((r) => setTimeout(r, 20));
+    };
+    sequencer.start();
+    publisher.start();
+    try {
+      // The listeners join, and each loop's first pass is over.
+      await new Promise((r) => setTimeout(r, 500));
+      db.on('query', countReads);
+      for (let i = 0; i < 5; i++) {
+        await appendEvents(db, [clientEvent('DEVICE_CONNECTED', device)]);
+        await waitFor(() => sentClient.filter((e) => e.deviceId === device).length === i + 1);
+      }
+      expect(sentClient.filter((e) => e.deviceId === device)).toHaveLength(5);
+      expect(commandReads).toBe(0);
+      await appendEvents(db, [command(device, 't1')]);
+      await waitFor(() => sentCommands.length === 1);
+      expect(sentCommands.map((e) => e.deviceId)).toEqual([device]);
+      expect(commandReads).toBeGreaterThan(0);
+    } finally {
+      db.off('query', countReads);
+      await publisher.stop();
+      await sequencer.stop();
+    }
+  });
+});
+
 describe("the robots' commands beside the client stream's backlog", () => {
   it('reads the commands due without walking the client events Moth has not taken', async () => {
     // A storm's client stream: thousands numbered and not yet on Moth (its channel is slow).
