@@ -161,28 +161,17 @@ export function createLiveFeed(deps: LiveFeedDeps) {
   const maxBuffered = deps.maxBufferedBytes ?? 1 << 20;
   const watchers = new Set<Watcher>();
   const perCaller = createCounts();
+  const send = (w: Watcher, batch: Batch) => sendTo(w, batch, () => cut(w, maxBuffered, deps.onCut));
   const loop = createLoop({
     name: 'live feed',
-    pass: () => pass(),
+    pass: () => passLive(deps, watchers, send),
     pollMs: deps.pollMs ?? 250,
+    // During a storm the numberings come a few events at a time, a millisecond apart: a pass for each
+    // wrote a handful of events to every watcher, one write each (the web's CPU went to writev, and
+    // the watchers' to reading). What was numbered within 50 ms is read and written as one batch.
+    gatherMs: deps.gatherMs ?? 50,
     logger: deps.logger,
   });
-
-  const send = (w: Watcher, batch: Batch) => sendTo(w, batch, () => cut(w, maxBuffered, deps.onCut));
-  // During a storm the numberings come a few events at a time, a millisecond apart: a pass for each
-  // wrote a handful of events to every watcher, one write each (the web's CPU went to writev, and
-  // the watchers' to reading). A pass waits until `gatherMs` after the last, so what was numbered
-  // meanwhile is read and written as one batch; the first pass after a quiet spell does not wait,
-  // nor one after a full page (more waits already).
-  const gatherMs = deps.gatherMs ?? 50;
-  const last = { at: 0, more: false };
-  const pass = async () => {
-    const wait = last.at + gatherMs - Date.now();
-    if (wait > 0 && !last.more) await new Promise((r) => setTimeout(r, wait));
-    last.at = Date.now();
-    last.more = await passLive(deps, watchers, send);
-    return last.more;
-  };
 
   async function catchUp(w: Watcher): Promise<void> {
     for (;;) {

@@ -9,6 +9,11 @@ export interface LoopOptions {
   readonly pollMs: number;
   /** The longest wait after failures (the wait doubles with each failure in a row). */
   readonly maxBackoffMs?: number;
+  /**
+   * A pass starts at least this long after the last one started, unless that one left more work
+   * waiting: what comes meanwhile (a storm's commits, a millisecond apart) is taken in one pass.
+   */
+  readonly gatherMs?: number;
   readonly logger: Logger;
 }
 
@@ -29,6 +34,26 @@ async function tryPass(options: LoopOptions, succeeded: () => void, failed: () =
   }
 }
 
+/** Passes at least `gatherMs` apart, unless the last left more work waiting. */
+function createGathering(gatherMs: number) {
+  let lastStart = 0;
+  let lastMore = false;
+  return {
+    /** Waits out the rest of the gathering, if any; answers whether it waited. */
+    async waited(): Promise<boolean> {
+      const wait = lastStart + gatherMs - Date.now();
+      if (wait <= 0 || lastMore) return false;
+      await new Promise((r) => setTimeout(r, wait));
+      return true;
+    },
+    async pass(run: () => Promise<boolean>): Promise<boolean> {
+      lastStart = Date.now();
+      lastMore = await run();
+      return lastMore;
+    },
+  };
+}
+
 /**
  * A background loop: runs its pass again at once while work waits, otherwise after `pollMs` or when
  * woken (`wake`, e.g. by a Postgres notification). A failing pass is logged (the first and every
@@ -37,23 +62,23 @@ async function tryPass(options: LoopOptions, succeeded: () => void, failed: () =
  */
 export function createLoop(options: LoopOptions) {
   const maxBackoffMs = options.maxBackoffMs ?? 5000;
+  const gathering = createGathering(options.gatherMs ?? 0);
   let mode: 'stopped' | 'running' | 'waiting' = 'stopped';
   let done: Promise<void> = Promise.resolve();
   let woken = false;
   let wakeWait: (() => void) | undefined;
   let failures = 0;
+  const succeeded = () => (failures = 0);
+  const failed = () => ++failures;
   /** Each start runs its own generation: a run still ending after a stop never goes on beside the next. */
   let generation = 0;
 
   async function run(gen: number): Promise<void> {
     while (mode !== 'stopped' && gen === generation) {
       mode = 'running';
+      if ((await gathering.waited()) && ((mode as string) === 'stopped' || gen !== generation)) break;
       woken = false;
-      const more = await tryPass(
-        options,
-        () => (failures = 0),
-        () => ++failures,
-      );
+      const more = await gathering.pass(() => tryPass(options, succeeded, failed));
       if ((mode as string) === 'stopped' || gen !== generation) break;
       // Again at once when work waits (or it was woken during the pass, by what the pass may not have
       // seen), though after the event loop's next turn: sockets drain, timers run.
