@@ -1444,7 +1444,10 @@ try {
       process.stdout.write(`  (${name}: ${Math.round((performance.now() - sectionStart) / 1000)} s)\n`);
     } catch (err) {
       failed = true;
-      process.stdout.write(`  ${name} failed: ${(err as Error).stack ?? String(err)}\n`);
+      // A network error's cause (a reset, a refusal) is what tells what failed.
+      const cause = (err as { cause?: unknown }).cause;
+      const why = cause instanceof Error ? ` (cause: ${cause.stack ?? cause.message})` : '';
+      process.stdout.write(`  ${name} failed: ${(err as Error).stack ?? String(err)}${why}\n`);
     }
   }
 } finally {
