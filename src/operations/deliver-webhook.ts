@@ -25,7 +25,8 @@ const BACKOFF_MAX_MS = 5 * 60_000;
  * Due deliveries read at once, once the receiver answered; the next read starts as soon as no more
  * than this many wait, so the senders never run dry while a read (and its fan-out) is on its way. A
  * read costs a few round trips whatever its size, each 50-100 ms in a storm on a loaded machine:
- * pages of 1,000 kept up with ~1,400 deliveries a second here where pages of 500 fell behind sooner.
+ * with pages of 1,000 a 9,900-robot storm's rows were written sooner than with 500 (p50 1.6 s
+ * against 2.5 s after the commit, one run each), and the senders then never ran dry.
  */
 const READ_AHEAD = 1000;
 /** Events of the stream a pump reads at a time for its own fan-out. */
