@@ -132,7 +132,19 @@ export async function setRecordingState(
   to: RecordingState,
   extra: { tgdmId?: string; error?: string } = {},
 ): Promise<Recording | undefined> {
-  const [row] = await q('recordings')
+  const [row] = await stateChange(q, id, from, to, extra);
+  return row && toRecording(row);
+}
+
+/** The update of a recording's state, answering the row as changed (none when it was not in `from`). */
+const stateChange = (
+  q: Queryable,
+  id: string,
+  from: readonly RecordingState[],
+  to: RecordingState,
+  extra: { tgdmId?: string; error?: string },
+) =>
+  q('recordings')
     .where({ id })
     .whereIn('state', from as RecordingState[])
     .update({
@@ -143,28 +155,24 @@ export async function setRecordingState(
       ...(extra.error !== undefined ? { error: extra.error.slice(0, 1000) } : {}),
     })
     .returning<RecordingRow[]>('*');
-  return row && toRecording(row);
-}
-
-const MARK_STARTED = `WITH started AS (
-       UPDATE recordings SET state = 'STARTED', tgdm_id = ?, updated_at = now()
-        WHERE id = ? AND state = 'STARTING'
-       RETURNING *
-     ), events AS (${insertEventsFrom('(SELECT ?::jsonb FROM started) AS c(e)')})
-     SELECT * FROM started`;
 
 /**
- * STARTING -> STARTED with TGDM's id, and its event written, in one statement (the event only when
- * the recording changed here); the recording, or undefined when it was no longer STARTING.
+ * `setRecordingState` with its event, in one statement: the event is written only when the
+ * recording changed here. The recording, or undefined when it was not in `from`.
  */
-export async function markRecordingStarted(
+export async function setRecordingStateWithEvent(
   q: Queryable,
   id: string,
-  tgdmId: string,
+  change: { from: readonly RecordingState[]; to: RecordingState; tgdmId?: string },
   event: OutgoingEvent,
 ): Promise<Recording | undefined> {
-  const { rows } = await q.raw<{ rows: RecordingRow[] }>(MARK_STARTED, [tgdmId, id, JSON.stringify(event)]);
-  return rows[0] && toRecording(rows[0]);
+  const events = insertEventsFrom('(SELECT ?::jsonb FROM changed) AS c(e)');
+  const [row] = await q
+    .with('changed', stateChange(q, id, change.from, change.to, change))
+    .with('events', q.raw(events, [JSON.stringify(event)]))
+    .select<RecordingRow[]>('*')
+    .from('changed');
+  return row && toRecording(row);
 }
 
 export type StreamState = 'ACTIVE' | 'STOPPED' | 'FAILED';

@@ -6,10 +6,10 @@ import { findLiveDevice, type Device } from '../db/devices';
 import type { Db } from '../db/knex';
 import {
   insertRecordings,
-  markRecordingStarted,
   recordingGrounds,
   recordingsOfSession,
   setRecordingState,
+  setRecordingStateWithEvent,
   type Recording,
 } from '../db/media';
 import type { Tgdm } from '../integrations/tgdm';
@@ -53,10 +53,10 @@ const askTgdmToRecord = async (deps: StartRecordingDeps, r: NewRecording) =>
 
 /** STARTING -> STARTED with RECORDING_STARTED, in one statement; undefined when no longer STARTING. */
 const markStarted = (deps: StartRecordingDeps, r: NewRecording, tgdmId: string) =>
-  markRecordingStarted(
+  setRecordingStateWithEvent(
     deps.db,
     r.id,
-    tgdmId,
+    { from: ['STARTING'], to: 'STARTED', tgdmId },
     clientEvent('RECORDING_STARTED', r.deviceId, {
       recordingId: r.id,
       track: r.track,

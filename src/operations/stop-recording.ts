@@ -3,8 +3,7 @@ import { conflict, notFound } from '../domain/errors';
 import { clientEvent } from '../domain/events';
 import type { Db } from '../db/knex';
 import { findEffect } from '../db/effects';
-import { findRecording, recordingsOfSession, setRecordingState, type Recording } from '../db/media';
-import { appendEvents } from '../db/outbox';
+import { findRecording, recordingsOfSession, setRecordingStateWithEvent, type Recording } from '../db/media';
 import type { Tgdm } from '../integrations/tgdm';
 import { upstream } from './media-errors';
 
@@ -15,19 +14,18 @@ import { upstream } from './media-errors';
  */
 export function createStopRecording(deps: { db: Db; tgdm: Tgdm }) {
   async function markStopped(r: Recording): Promise<Recording> {
-    return deps.db.transaction(async (trx) => {
-      const stopped = await setRecordingState(trx, r.id, ['STARTED'], 'STOPPED');
-      if (!stopped) return (await findRecording(trx, r.id))!;
-      await appendEvents(trx, [
-        clientEvent('RECORDING_STOPPED', r.deviceId, {
-          recordingId: r.id,
-          track: r.track,
-          policy: r.policy,
-          sessionId: r.sessionId,
-        }),
-      ]);
-      return stopped;
-    });
+    const stopped = await setRecordingStateWithEvent(
+      deps.db,
+      r.id,
+      { from: ['STARTED'], to: 'STOPPED' },
+      clientEvent('RECORDING_STOPPED', r.deviceId, {
+        recordingId: r.id,
+        track: r.track,
+        policy: r.policy,
+        sessionId: r.sessionId,
+      }),
+    );
+    return stopped ?? (await findRecording(deps.db, r.id))!;
   }
 
   return {
