@@ -75,22 +75,16 @@ export async function completeEffect(
   return rows[0] && { doneAt: rows[0].done_at, owedSince: rows[0].owed_since };
 }
 
-/** Ends a PENDING effect as DONE or FAILED; returns false when it had already ended. */
-export async function finishEffect(
+/** Ends a PENDING effect FAILED with its error; returns false when it had already ended. */
+export async function failEffect(
   q: Queryable,
   sessionId: string,
   kind: EffectKind,
-  status: 'DONE' | 'FAILED',
-  error?: string,
+  error: string,
 ): Promise<boolean> {
   const n = await q('effects')
     .where({ session_id: sessionId, kind, status: 'PENDING' })
-    .update({
-      status,
-      updated_at: q.fn.now(),
-      ...(status === 'DONE' ? { done_at: q.fn.now() } : {}),
-      ...(error !== undefined ? { last_error: error.slice(0, 1000) } : {}),
-    });
+    .update({ status: 'FAILED', updated_at: q.fn.now(), last_error: error.slice(0, 1000) });
   return n > 0;
 }
 

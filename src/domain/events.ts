@@ -69,3 +69,15 @@ export function clientEvent(
     event: { type, eventId: randomUUID(), occurredAt: now.toISOString(), deviceId, ...fields },
   };
 }
+
+/** A recording's start or stop, for the client channel: the one shape both are told in. */
+export const recordingEvent = (
+  type: 'RECORDING_STARTED' | 'RECORDING_STOPPED',
+  r: { id: string; deviceId: string; track: string; policy: string; sessionId: string | null },
+): OutgoingEvent =>
+  clientEvent(type, r.deviceId, {
+    recordingId: r.id,
+    track: r.track,
+    policy: r.policy,
+    sessionId: r.sessionId,
+  });

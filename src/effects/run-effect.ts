@@ -1,6 +1,6 @@
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import type { EffectKind } from '../domain/effects';
-import { completeEffect, findEffect, finishEffect, noteEffectError, recordAttempt } from '../db/effects';
+import { completeEffect, failEffect, findEffect, noteEffectError, recordAttempt } from '../db/effects';
 import type { Db, Tx } from '../db/knex';
 import { IntegrationError } from '../integrations/http-client';
 import type { Logger } from '../logger';
@@ -94,7 +94,7 @@ export function effectProcessor(def: EffectDefinition, deps: RunEffectDeps) {
     const last = permanent || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
     if (last) {
       await def.onFailed?.(job.data, message);
-      if (await finishEffect(deps.db, sessionId, kind, 'FAILED', message)) {
+      if (await failEffect(deps.db, sessionId, kind, message)) {
         deps.metrics.effects.inc({ effect: kind, outcome: 'failed' });
       }
       deps.logger.error({ effect: kind, sessionId, jobId: job.id, err: message }, 'effect failed for good');

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { trackEndpoint, type Track } from '../domain/device';
 import { validationFailed } from '../domain/errors';
-import { clientEvent } from '../domain/events';
+import { recordingEvent } from '../domain/events';
 import { findLiveDevice, type Device } from '../db/devices';
 import type { Db } from '../db/knex';
 import {
@@ -57,12 +57,7 @@ const markStarted = (deps: StartRecordingDeps, r: NewRecording, tgdmId: string) 
     deps.db,
     r.id,
     { from: ['STARTING'], to: 'STARTED', tgdmId },
-    clientEvent('RECORDING_STARTED', r.deviceId, {
-      recordingId: r.id,
-      track: r.track,
-      policy: r.policy,
-      sessionId: r.sessionId,
-    }),
+    recordingEvent('RECORDING_STARTED', r),
   );
 
 /**

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { conflict, notFound } from '../domain/errors';
-import { clientEvent } from '../domain/events';
+import { recordingEvent } from '../domain/events';
 import type { Db } from '../db/knex';
 import { findEffect } from '../db/effects';
 import { findRecording, recordingsOfSession, setRecordingStateWithEvent, type Recording } from '../db/media';
@@ -18,12 +18,7 @@ export function createStopRecording(deps: { db: Db; tgdm: Tgdm }) {
       deps.db,
       r.id,
       { from: ['STARTED'], to: 'STOPPED' },
-      clientEvent('RECORDING_STOPPED', r.deviceId, {
-        recordingId: r.id,
-        track: r.track,
-        policy: r.policy,
-        sessionId: r.sessionId,
-      }),
+      recordingEvent('RECORDING_STOPPED', r),
     );
     return stopped ?? (await findRecording(deps.db, r.id))!;
   }
