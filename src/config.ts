@@ -130,7 +130,10 @@ export const envSchema = z.object({
   WEBHOOK_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(10),
   WEBHOOK_BACKOFF_MS: z.coerce.number().int().min(10).max(600_000).default(2000),
   WEBHOOK_FANOUT_MS: z.coerce.number().int().min(50).max(60_000).default(250),
-  /** Pending deliveries one webhook may have; past that its oldest are skipped. */
+  /**
+   * Pending deliveries one webhook may have, and events of its types left waiting in the stream when
+   * its pump starts a run; past that the oldest are skipped (or passed over).
+   */
   WEBHOOK_MAX_BACKLOG: z.coerce.number().int().min(10).max(1_000_000).default(10_000),
   /**
    * Where webhooks may reach besides public addresses: hosts, addresses and CIDRs, comma-separated

@@ -160,9 +160,10 @@ const EVENTS_PAST_CURSOR = `SELECT o.seq, o.body, o.device_id
 const WRITE_DELIVERIES = `WITH moved AS (
        UPDATE webhooks SET fanout_seq = ? WHERE id = ? AND fanout_seq < ?
      ), written AS (
-       INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, device_id, due_at)
-       SELECT gen_random_uuid(), ?, event_id, event_type, device_id, due_at
-         FROM jsonb_to_recordset(?::jsonb) AS d(event_id uuid, event_type text, device_id uuid, due_at timestamptz)
+       INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, device_id, due_at, seq)
+       SELECT gen_random_uuid(), ?, event_id, event_type, device_id, due_at, seq
+         FROM jsonb_to_recordset(?::jsonb)
+           AS d(event_id uuid, event_type text, device_id uuid, due_at timestamptz, seq bigint)
        ON CONFLICT (webhook_id, event_id) DO NOTHING
        RETURNING 1
      )
@@ -198,6 +199,7 @@ export async function fanOutTo(
     event_type: e.body.type,
     device_id: e.device_id,
     due_at: dueAt(webhook, e.body),
+    seq: e.seq,
   }));
   const cursor = Number((capped ? wanted[limits.deliveries - 1]! : events.at(-1)!).seq);
   const { rows: written } = await db.raw<{ rows: { created: number }[] }>(WRITE_DELIVERIES, [
@@ -247,29 +249,62 @@ export async function noteReceiverOutcome(q: Queryable, webhookId: string, ok: b
 
 /**
  * A webhook's backlog: its pending deliveries, and the events of its types numbered past its cursor
- * (a receiver not answering has its news wait in the stream; its group is applied at fan-out).
+ * (a receiver not answering has its news wait in the stream; its group is applied at fan-out), of
+ * which its pump keeps `max` (passOverStale), so no more are counted.
  */
-export async function pendingDeliveries(q: Queryable, webhookId: string): Promise<number> {
+export async function pendingDeliveries(q: Queryable, webhookId: string, max: number): Promise<number> {
   const { rows } = await q.raw<{ rows: { n: string }[] }>(
     `SELECT (SELECT count(*) FROM webhook_deliveries WHERE webhook_id = w.id AND status = 'PENDING')
-          + (SELECT count(*) FROM outbox o
+          + (SELECT count(*) FROM (SELECT 1 FROM outbox o
               WHERE o.stream = 'client' AND o.seq > w.fanout_seq
-                AND o.type IN (SELECT jsonb_array_elements_text(w.events))) AS n
+                AND o.type IN (SELECT jsonb_array_elements_text(w.events)) LIMIT ?) kept) AS n
        FROM webhooks w WHERE w.id = ?`,
-    [webhookId],
+    [max, webhookId],
   );
   return Number(rows[0]?.n ?? 0);
 }
 
 /**
- * Keeps a webhook's backlog at most `max` pending deliveries: the oldest beyond are skipped (an alert
- * matters less the older it is), and say so in their log.
+ * Moves the cursor of a webhook that fell far behind (a receiver down for long) past all but the newest
+ * `max` client events of its types, in one statement; nothing when no more than `max` events of any
+ * type wait past it. Returns the stream numbers passed over (after `from`, through `to`), which the feed
+ * still has. The cursor only moves forward, so a fan-out at the same time writes nothing twice.
+ */
+export async function passOverStale(
+  q: Queryable,
+  webhookId: string,
+  max: number,
+): Promise<{ from: number; to: number } | undefined> {
+  const { rows } = await q.raw<{ rows: { from_seq: string; to_seq: string }[] }>(
+    `WITH w AS (
+       SELECT id, fanout_seq, events FROM webhooks
+        WHERE id = ? AND deleted_at IS NULL
+          AND fanout_seq + ? < coalesce((SELECT last_seq FROM event_streams WHERE stream = 'client'), 0)
+     ), cut AS (
+       SELECT w.id, w.fanout_seq, o.seq FROM w
+         JOIN LATERAL (SELECT seq FROM outbox
+                        WHERE stream = 'client' AND seq > w.fanout_seq
+                          AND type IN (SELECT jsonb_array_elements_text(w.events))
+                        ORDER BY seq DESC OFFSET ? LIMIT 1) o ON true
+     )
+     UPDATE webhooks SET fanout_seq = cut.seq FROM cut
+      WHERE webhooks.id = cut.id AND webhooks.fanout_seq < cut.seq
+     RETURNING cut.fanout_seq AS from_seq, cut.seq AS to_seq`,
+    [webhookId, max, max],
+  );
+  const row = rows[0];
+  return row && { from: Number(row.from_seq), to: Number(row.to_seq) };
+}
+
+/**
+ * Keeps a webhook's backlog at most `max` pending deliveries: the oldest in the stream beyond are
+ * skipped (an alert matters less the older it is), and say so in their log.
  */
 async function trimBacklog(q: Queryable, webhookId: string, max: number): Promise<void> {
   await q.raw(
     `UPDATE webhook_deliveries SET status = 'SKIPPED', finished_at = now(), last_error = ?
       WHERE id IN (SELECT id FROM webhook_deliveries WHERE webhook_id = ? AND status = 'PENDING'
-                    ORDER BY created_at DESC, id OFFSET ?)`,
+                    ORDER BY seq DESC NULLS LAST, id OFFSET ?)`,
     [`backlog over ${max}: oldest skipped`, webhookId, max],
   );
 }
@@ -290,7 +325,10 @@ export async function webhooksWithWork(q: Queryable, limit: number): Promise<str
   return rows.map((r) => r.id);
 }
 
-/** A webhook's deliveries due now, oldest first, but those of `except` (already on their way). */
+/**
+ * A webhook's deliveries due now, oldest first (in the stream's order when due together), but those
+ * of `except` (already on their way).
+ */
 export async function dueDeliveries(
   q: Queryable,
   webhookId: string,
@@ -303,7 +341,7 @@ export async function dueDeliveries(
     .whereRaw('NOT (d.id = ANY(?::uuid[]))', [[...except]])
     .orderBy([
       { column: 'd.due_at', order: 'asc' },
-      { column: 'd.created_at', order: 'asc' },
+      { column: 'd.seq', order: 'asc' },
     ])
     .limit(limit)) as DeliveryRow[];
   return rows.map(toDelivery);

@@ -109,6 +109,7 @@ export function createApp(deps: AppDeps) {
     registrationSecret: () => deps.settings.registrationSecret(),
     settings: () => deps.settings.current(),
     webhookDestinations: createDestinationPolicy(deps.config.WEBHOOK_ALLOW_HOSTS),
+    webhookMaxBacklog: deps.config.WEBHOOK_MAX_BACKLOG,
   });
   const live = liveFeed(deps, ops, ports);
   const routers = routersOf(deps, { auth, pageAuth, ops, live, sign: ports.sign });

@@ -4,6 +4,7 @@ import {
   fanOutTo,
   findWebhook,
   noteReceiverOutcome,
+  passOverStale,
   reconnectedSince,
   recordDelivered,
   recordDeliveryAttempt,
@@ -55,7 +56,10 @@ export interface DeliverWebhookDeps {
   readonly attempts: number;
   /** The first backoff after a failure. */
   readonly backoffMs: number;
-  /** Pending deliveries a webhook may have (the oldest beyond are skipped). */
+  /**
+   * Pending deliveries a webhook may have (the oldest beyond are skipped), and events of its types a
+   * run starts with waiting in the stream (the cursor passes over the oldest beyond).
+   */
   readonly maxBacklog: number;
   readonly now?: () => number;
 }
@@ -99,6 +103,7 @@ export function createDeliverWebhook(deps: DeliverWebhookDeps) {
     }
     const wait = restUntil(pumps, webhook);
     if (wait) return wait;
+    await keepNewest(pumps, webhook);
     const run = await deliverRun(pumps, webhook, now() + RUN_MS);
     if (run === 'failed')
       return restUntil(pumps, (await findWebhook(pumps.poolOf(webhookId), webhookId)) ?? webhook, true)!;
@@ -250,6 +255,20 @@ async function readDue(pumps: Pumps, webhook: Webhook, answered: boolean, claime
     due = await dueDeliveries(pool, webhookId, wanted, [...claimed]);
   }
   return { due, more };
+}
+
+/**
+ * A receiver back after a long outage gets the newest of its news, not all of it: its backlog is
+ * bounded in the stream as in its deliveries. What is passed over is logged, and still in the feed.
+ */
+async function keepNewest(pumps: Pumps, webhook: Webhook): Promise<void> {
+  const kept = pumps.deps.maxBacklog;
+  const passed = await passOverStale(pumps.poolOf(webhook.id), webhook.id, kept);
+  if (passed)
+    pumps.deps.logger.warn(
+      { webhookId: webhook.id, afterSeq: passed.from, throughSeq: passed.to, kept },
+      'webhook far behind: its oldest events passed over (GET /events?after=afterSeq has them)',
+    );
 }
 
 /** When a receiver that failed may be tried again: after its circuit's cool-down, or its backoff. */

@@ -33,6 +33,8 @@ export interface ApiOperationDeps {
   readonly countAuthFailure: (surface: 'registration') => void;
   /** Where webhooks may reach. */
   readonly webhookDestinations: DestinationPolicy;
+  /** Events of its types a webhook's pump keeps waiting in the stream (WEBHOOK_MAX_BACKLOG). */
+  readonly webhookMaxBacklog: number;
   /** Enqueues the effects a disconnect wrote (may be a no-op before the effect workers exist). */
   readonly enqueueEffects: (d: readonly SessionEffects[]) => Promise<void>;
   /** Where transitions are counted (a delete disconnects). */
@@ -42,7 +44,7 @@ export interface ApiOperationDeps {
 /** Everything the HTTP API does, bound to its dependencies: routes parse, call one of these, present. */
 export function createApiOperations(deps: ApiOperationDeps) {
   return {
-    queries: createQueries(deps.db),
+    queries: createQueries(deps.db, deps.webhookMaxBacklog),
     configure: createConfigure(deps.db, deps.webhookDestinations, deps.settings),
     registerDevice: createRegisterDevice(deps),
     deleteDevice: createDeleteDevice(deps),

@@ -23,8 +23,11 @@ export type { Task } from '../db/tasks';
 export type { DeviceHistory } from '../db/uptime';
 export type { Delivery } from '../db/webhooks';
 
-/** What the HTTP API reads: each a query with no side effect, over the shared pool. */
-export function createQueries(db: Db) {
+/**
+ * What the HTTP API reads: each a query with no side effect, over the shared pool. A webhook's
+ * backlog counts at most `webhookMaxBacklog` events waiting in the stream (what its pump keeps).
+ */
+export function createQueries(db: Db, webhookMaxBacklog: number) {
   return {
     liveDevice: (id: string) => findLiveDevice(db, id),
     /** The fleet page's header (counts, groups) and a page of its devices with their last sessions. */
@@ -53,7 +56,7 @@ export function createQueries(db: Db) {
     group: (name: string) => findGroup(db, name),
     groups: () => listGroups(db),
     webhook: (id: string) => findWebhook(db, id),
-    webhookBacklog: (id: string) => pendingDeliveries(db, id),
+    webhookBacklog: (id: string) => pendingDeliveries(db, id, webhookMaxBacklog),
     webhooks: () => listWebhooks(db),
     deliveries: (webhookId: string, limit: number) => deliveriesOf(db, webhookId, limit),
     eventStream: (stream: string, after: number, limit: number) => readStream(db, stream, after, limit),

@@ -62,6 +62,7 @@ beforeAll(async () => {
     countAuthFailure: () => {},
     metrics,
     webhookDestinations: createDestinationPolicy('127.0.0.1'),
+    webhookMaxBacklog: 10_000,
     enqueueEffects: async (s) => void handedOff.push(...s),
   });
 });

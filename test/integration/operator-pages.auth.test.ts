@@ -121,7 +121,7 @@ describe('operator pages, however spelled', () => {
     const app = new Koa();
     app.use(errorHandler());
     const routes = fleetRoutes({
-      queries: createQueries(t.db),
+      queries: createQueries(t.db, 10_000),
       pageAuth: operatorPageAuth(
         ADMIN_TOKEN,
         createCredentialGuard(

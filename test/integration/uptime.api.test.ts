@@ -126,7 +126,9 @@ describe('GET /devices/:id/uptime and /fleet/uptime', () => {
       () => {},
     );
     const auth = createAuthenticator(ADMIN_TOKEN, async () => undefined, guard);
-    app.use(uptimeRoutes({ auth, ops: { queries: createQueries(t.db) }, maxReports: 2 * 24 }).routes());
+    app.use(
+      uptimeRoutes({ auth, ops: { queries: createQueries(t.db, 10_000) }, maxReports: 2 * 24 }).routes(),
+    );
     const ask = (days: number) =>
       request(app.callback())
         .get('/fleet/uptime')

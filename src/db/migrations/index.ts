@@ -28,6 +28,7 @@ import * as unpublishedByStream from './20261204000026_unpublished_by_stream';
 import * as webhookConcurrency from './20261204000027_webhook_concurrency';
 import * as numberInOneCall from './20261204000028_number_in_one_call';
 import * as numberedKindsTold from './20261205000029_numbered_kinds_told';
+import * as deliveriesInStreamOrder from './20261205000030_deliveries_in_stream_order';
 
 // Listed statically (not read from a folder) so migrations load the same way under tsx, vitest
 // and the knex CLI, with no loader for .ts files needed at run time.
@@ -61,6 +62,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261204000027_webhook_concurrency': webhookConcurrency,
   '20261204000028_number_in_one_call': numberInOneCall,
   '20261205000029_numbered_kinds_told': numberedKindsTold,
+  '20261205000030_deliveries_in_stream_order': deliveriesInStreamOrder,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {
