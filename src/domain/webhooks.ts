@@ -1,4 +1,4 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { EVENT_TYPES, type PlatformEvent } from './events';
 import { groupNameSchema } from './policy';
@@ -94,7 +94,7 @@ export function dueAt(w: Webhook, e: PlatformEvent): Date {
  * a captured delivery replayed later fails the receiver's freshness check.
  */
 export function signDelivery(secret: string, timestamp: number, body: string): string {
-  return `sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
+  return `sha256=${createHmac('sha256', keysOf(secret).legacy).update(`${timestamp}.${body}`).digest('hex')}`;
 }
 
 /** A new webhook's secret, in the Standard Webhooks form: `whsec_` and the base64 of 32 random bytes. */
@@ -107,8 +107,30 @@ export const newWebhookSecret = (): string => `whsec_${randomBytes(32).toString(
  * the secret's bytes (the base64 after `whsec_`; a secret from before that form, base64url, decoded).
  */
 export function standardSignature(secret: string, id: string, timestamp: number, body: string): string {
-  const key = secret.startsWith('whsec_')
-    ? Buffer.from(secret.slice('whsec_'.length), 'base64')
-    : Buffer.from(secret, 'base64url');
-  return `v1,${createHmac('sha256', key).update(`${id}.${timestamp}.${body}`).digest('base64')}`;
+  return `v1,${createHmac('sha256', keysOf(secret).standard).update(`${id}.${timestamp}.${body}`).digest('base64')}`;
+}
+
+/** The keys made of each secret in use, at most this many kept. */
+const KEYS_KEPT = 1000;
+const keys = new Map<string, { readonly standard: KeyObject; readonly legacy: KeyObject }>();
+
+/**
+ * A secret's two HMAC keys, made once: a delivery is signed twice, and an HMAC keyed by bytes costs
+ * ~10 us to set up against ~2 us for one keyed by a KeyObject (Node 24), a fifth of a delivery's CPU.
+ */
+function keysOf(secret: string) {
+  let made = keys.get(secret);
+  if (!made) {
+    if (keys.size >= KEYS_KEPT) keys.clear();
+    made = {
+      standard: createSecretKey(
+        secret.startsWith('whsec_')
+          ? Buffer.from(secret.slice('whsec_'.length), 'base64')
+          : Buffer.from(secret, 'base64url'),
+      ),
+      legacy: createSecretKey(Buffer.from(secret, 'utf8')),
+    };
+    keys.set(secret, made);
+  }
+  return made;
 }
