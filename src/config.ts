@@ -132,7 +132,7 @@ export const envSchema = z.object({
   WEBHOOK_FANOUT_MS: z.coerce.number().int().min(50).max(60_000).default(250),
   /**
    * Pending deliveries one webhook may have, and events of its types left waiting in the stream when
-   * its pump starts a run; past that the oldest are skipped (or passed over).
+   * its pump fans out; past that the oldest are skipped (or passed over).
    */
   WEBHOOK_MAX_BACKLOG: z.coerce.number().int().min(10).max(1_000_000).default(10_000),
   /**

@@ -57,8 +57,8 @@ export interface DeliverWebhookDeps {
   /** The first backoff after a failure. */
   readonly backoffMs: number;
   /**
-   * Pending deliveries a webhook may have (the oldest beyond are skipped), and events of its types a
-   * run starts with waiting in the stream (the cursor passes over the oldest beyond).
+   * Pending deliveries a webhook may have (the oldest beyond are skipped), and events of its types
+   * waiting in the stream at a run's first fan-out (the cursor passes over the oldest beyond).
    */
   readonly maxBacklog: number;
   readonly now?: () => number;
@@ -103,7 +103,6 @@ export function createDeliverWebhook(deps: DeliverWebhookDeps) {
     }
     const wait = restUntil(pumps, webhook);
     if (wait) return wait;
-    await keepNewest(pumps, webhook);
     const run = await deliverRun(pumps, webhook, now() + RUN_MS);
     if (run === 'failed')
       return restUntil(pumps, (await findWebhook(pumps.poolOf(webhookId), webhookId)) ?? webhook, true)!;
@@ -179,6 +178,8 @@ function createRunQueue(pumps: Pumps, webhook: Webhook, until: number) {
   let reading: Promise<void> | undefined;
   /** A read that failed ends the run (once what is on its way is over and recorded). */
   let readError: Error | undefined;
+  /** Bounds the stream's backlog, once, before the run's first fan-out. */
+  const trim = keepNewest(pumps, webhook);
 
   const flush = async () => {
     const batch = taken;
@@ -190,7 +191,7 @@ function createRunQueue(pumps: Pumps, webhook: Webhook, until: number) {
       await noteReceiverOutcome(pumps.poolOf(webhook.id), webhook.id, true);
   };
   const read = async () => {
-    const [, { due, more }] = await Promise.all([flush(), readDue(pumps, webhook, state.answered, claimed)]);
+    const [, { due, more }] = await Promise.all([flush(), readDue(pumps, webhook, state, claimed, trim)]);
     for (const d of due) claimed.add(d.id);
     queue.push(...due);
     drained = due.length === 0 && !more;
@@ -234,17 +235,25 @@ function createRunQueue(pumps: Pumps, webhook: Webhook, until: number) {
 }
 
 /**
- * The webhook's next due deliveries, its own fan-out first when none is due. Until its receiver
- * answers, a pump writes a delivery only when it has none due to try: the news of a receiver that is
- * down waits in the stream, not as rows written for nothing while a storm loads the database.
+ * The webhook's next due deliveries, its own fan-out first when none is due (after `beforeFanOut`).
+ * Until its receiver answers, a pump writes a delivery only when it has none due to try: the news of
+ * a receiver that is down waits in the stream, not as rows written for nothing while a storm loads
+ * the database.
  */
-async function readDue(pumps: Pumps, webhook: Webhook, answered: boolean, claimed: Set<string>) {
+async function readDue(
+  pumps: Pumps,
+  webhook: Webhook,
+  { answered }: { readonly answered: boolean },
+  claimed: Set<string>,
+  beforeFanOut: () => Promise<void>,
+) {
   const webhookId = webhook.id;
   const pool = pumps.poolOf(webhookId);
   let due = answered ? [] : await dueDeliveries(pool, webhookId, 1, [...claimed]);
   let more = false;
   if (due.length === 0) {
     const wanted = answered ? READ_AHEAD : 1;
+    await beforeFanOut();
     more = (
       await fanOutTo(pool, webhook, {
         events: FAN_OUT_EVENTS,
@@ -260,15 +269,21 @@ async function readDue(pumps: Pumps, webhook: Webhook, answered: boolean, claime
 /**
  * A receiver back after a long outage gets the newest of its news, not all of it: its backlog is
  * bounded in the stream as in its deliveries. What is passed over is logged, and still in the feed.
+ * Once a run (the function returned does it the first time it is called), before its first
+ * fan-out: a dead receiver retries the delivery it has and fans out nothing, so the stream's tail,
+ * which may be long, is not walked at each of its attempts.
  */
-async function keepNewest(pumps: Pumps, webhook: Webhook): Promise<void> {
+function keepNewest(pumps: Pumps, webhook: Webhook): () => Promise<void> {
   const kept = pumps.deps.maxBacklog;
-  const passed = await passOverStale(pumps.poolOf(webhook.id), webhook.id, kept);
-  if (passed)
-    pumps.deps.logger.warn(
-      { webhookId: webhook.id, afterSeq: passed.from, throughSeq: passed.to, kept },
-      'webhook far behind: its oldest events passed over (GET /events?after=afterSeq has them)',
-    );
+  let done: Promise<void> | undefined;
+  return () =>
+    (done ??= passOverStale(pumps.poolOf(webhook.id), webhook.id, kept).then((passed) => {
+      if (passed)
+        pumps.deps.logger.warn(
+          { webhookId: webhook.id, afterSeq: passed.from, throughSeq: passed.to, kept },
+          'webhook far behind: its oldest events passed over (GET /events?after=afterSeq has them)',
+        );
+    }));
 }
 
 /** When a receiver that failed may be tried again: after its circuit's cool-down, or its backoff. */
