@@ -1,5 +1,6 @@
 import { createIssueRoundJob } from '../../jobs/issue-round';
 import { createEventSigner } from '../../src/db/signing-keys';
+import { createDb } from '../../src/db/knex';
 import { republishRecent } from '../../src/db/outbox';
 import { markBusesUnstable } from '../../src/db/unstable-buses';
 import { createBusLossLog } from '../../src/gateway/bus-loss-log';
@@ -74,7 +75,7 @@ export function buildGateway(
     log,
   });
   const publishing = buildPublishing(config, services, { moth, buses, syncDirectory, metrics, log });
-  const { clientChannel, publisher, signer, sequencer } = publishing;
+  const { clientChannel, publisher, signer, sequencer, closeNews } = publishing;
   const notices = buildNotices(services, { signer, buses, log });
   const hearing = buildHearing(services, { buses, opener, selfWatch, meter, notices, broke, metrics, log });
 
@@ -95,6 +96,7 @@ export function buildGateway(
     broke,
     selfWatch,
     sequencer,
+    closeNews,
     reportLinks,
   };
 }
@@ -304,8 +306,17 @@ type Moth = { url: string; frameGapMs: number; pingSeconds: number; logger: Logg
 type Buses = ReturnType<typeof createDeviceBuses>;
 
 /**
+ * Connections of the gateway's news (the sequencer, the publisher, the signing key) beside its
+ * pool: a fleet arriving at once holds that pool with its connects and token lookups (up to 2 and
+ * 3 at once of its 10), and numbering an event or reading a robot's command must not queue behind
+ * them.
+ */
+const NEWS_CONNECTIONS = 4;
+
+/**
  * The outbox published on Moth: client events on the client channel (its own key: a client of the
- * events cannot join a robot's bus, nor the reverse), a command for one robot on its bus only.
+ * events cannot join a robot's bus, nor the reverse), a command for one robot on its bus only. It
+ * numbers and reads the streams through a pool of its own (NEWS_CONNECTIONS, closed by `closeNews`).
  */
 function buildPublishing(
   config: GatewayConfig,
@@ -318,7 +329,7 @@ function buildPublishing(
     log: Logger;
   },
 ) {
-  const { db } = services;
+  const db = createDb(config.DATABASE_URL, NEWS_CONNECTIONS);
   const { buses, syncDirectory, log } = parts;
   const clientChannel = new MothClient({
     ...parts.moth,
@@ -341,7 +352,8 @@ function buildPublishing(
     );
   });
   clientChannel.on('open', () => publisher.clientChannelOpen());
-  return { clientChannel, publisher, signer, sequencer: createSequencer({ db, logger: log }) };
+  const sequencer = createSequencer({ db, logger: log });
+  return { clientChannel, publisher, signer, sequencer, closeNews: () => db.destroy() };
 }
 
 /** The hearing (src/gateway/hearing.ts), with what it takes of the role's services. */

@@ -82,6 +82,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
       await ownership.release(held);
       await subscriber.quit().catch(() => subscriber.disconnect());
       await services.close();
+      await parts.closeNews();
     },
   } satisfies Role & Record<string, unknown>;
 }
