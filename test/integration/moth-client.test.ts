@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer } from 'node:net';
-import { WebSocket } from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
 import { createLogger } from '../../src/logger';
 import { MothClient } from '../../src/moth/client';
 import { MothHub } from '../../src/moth/hub';
@@ -69,6 +69,33 @@ describe('Moth client', () => {
     await new Promise((r) => setTimeout(r, 2500));
     expect(c.isOpen).toBe(true);
     expect(c.connectedSince).toBe(since);
+  });
+
+  it('spreads the pings of sessions opened together over the period, each pinging every period', async () => {
+    // A bare server that notes when each connection pings (the hub never answers them).
+    const server = new WebSocketServer({ port: 0, host: '127.0.0.1', autoPong: false });
+    cleanup.push(() => new Promise((r) => server.close(() => r())));
+    await new Promise((r) => server.once('listening', r));
+    const pings: number[][] = [];
+    server.on('connection', (ws) => {
+      const mine: number[] = [];
+      pings.push(mine);
+      ws.on('ping', () => mine.push(performance.now()));
+    });
+    const url = `ws://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const sessions = Array.from({ length: 40 }, () => client(url, PATH, { pingSeconds: 1 }).c);
+    for (const c of sessions) c.start();
+    await Promise.all(sessions.map((c) => c.waitOpen()));
+    await new Promise((r) => setTimeout(r, 2600));
+    const first = pings.map((p) => p[0]!);
+    expect(pings).toHaveLength(40);
+    // On one clock the 40 first pings come within a few ms of each other; spread, over most of 1 s.
+    expect(Math.max(...first) - Math.min(...first)).toBeGreaterThan(500);
+    for (const p of pings) {
+      expect(p.length).toBeGreaterThanOrEqual(2);
+      expect(p[1]! - p[0]!).toBeGreaterThan(900);
+      expect(p[1]! - p[0]!).toBeLessThan(1500);
+    }
   });
 
   it('rejects sends while down, reconnects with backoff when Moth comes back', async () => {
