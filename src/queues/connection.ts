@@ -60,7 +60,10 @@ const pumpJob = (webhookId: string) => ({
   opts: { ...QUEUE_TABLE.deliverWebhook.jobOptions, jobId: `pump-${webhookId}` },
 });
 
-/** Dispatch jobs of DISPATCH_CHUNK sessions each, each named by its first session. */
+/**
+ * Dispatch jobs of DISPATCH_CHUNK sessions each, each named by its first session and that session's
+ * first effect: a session's connect effects and its disconnect effects (kinds apart) are two jobs.
+ */
 function dispatchJobs(sessions: readonly SessionEffects[]) {
   const jobs = [];
   for (let i = 0; i < sessions.length; i += DISPATCH_CHUNK) {
@@ -75,7 +78,10 @@ function dispatchJobs(sessions: readonly SessionEffects[]) {
           ...(notBefore !== undefined && { notBefore }),
         })),
       },
-      opts: { ...QUEUE_TABLE.dispatchEffects.jobOptions, jobId: `dispatch-${chunk[0]!.sessionId}` },
+      opts: {
+        ...QUEUE_TABLE.dispatchEffects.jobOptions,
+        jobId: `dispatch-${chunk[0]!.effects[0] ?? 'none'}-${chunk[0]!.sessionId}`,
+      },
     });
   }
   return jobs;
