@@ -4,9 +4,9 @@ const STEP_MS = 5;
  * Sends in one turn of the event loop at most: a spread that fell far behind catches up over a few
  * turns, with what the sockets brought read between them (the robots' commands, their answers).
  * Each turn between is long when a fleet arrives (0.1-0.4 s: its answers, token lookups, connects):
- * in the bench's storm (9,900 robots) the last robot's first HEALTHCHECK came 1.9-3.9 s after its
- * socket opened with 500 a turn, 0.5-2.6 s with 1,000, 0.9-1.4 s with 2,000, which made a robot's
- * TASK_ABORTED later (p99 1.2-1.5 s against 0.6-1.4 s).
+ * in the bench's storm (9,900 robots), when the round came after the sockets had opened, it took
+ * 2.1-3.1 s to go out with 500 a turn (10 runs), 1.8-2.2 s with 1,000 (3), 0.6-1.2 s with 2,000 (2),
+ * which made a robot's TASK_ABORTED later (p99 1.2-1.5 s in 3 runs, 0.6-1.9 s with 1,000 in 7).
  */
 const MOST_PER_TURN = 1000;
 
