@@ -255,22 +255,33 @@ export async function countLiveDevices(q: Queryable): Promise<number> {
   return Number(row?.n ?? 0);
 }
 
+/**
+ * Sets `assignment` on those of these devices where `unmarked` holds (both SQL on the row `d`; the
+ * ids are the first binding), locking their rows in id order: the order connects, disconnects and
+ * token rotations lock them in. Updated by a plain `id IN (...)`, the rows of a large mark were locked
+ * in the table's order, and a mark of a fleet's first heartbeats deadlocked with its connects:
+ * Postgres ended one of them after its 1 s `deadlock_timeout`, the connects having waited that second.
+ */
+const MARK_IN_ID_ORDER = (unmarked: string, assignment: string) => `
+  WITH target AS (
+    SELECT d.id
+      FROM (SELECT unnest(?::uuid[]) AS id ORDER BY 1) v
+      CROSS JOIN LATERAL (SELECT d.id FROM devices d WHERE d.id = v.id AND ${unmarked} FOR NO KEY UPDATE) d
+  )
+  UPDATE devices d SET ${assignment} FROM target WHERE d.id = target.id`;
+
 /** Records that these devices' current tokens were heard in a text frame (kept until the token changes). */
 export async function markTokenExposed(q: Queryable, deviceIds: readonly string[]): Promise<void> {
   if (deviceIds.length === 0) return;
-  await q('devices')
-    .whereIn('id', deviceIds as string[])
-    .whereNull('token_exposed_at')
-    .update({ token_exposed_at: q.fn.now() });
+  await q.raw(MARK_IN_ID_ORDER('d.token_exposed_at IS NULL', 'token_exposed_at = now()'), [
+    deviceIds as string[],
+  ]);
 }
 
 /** Marks devices as having answered with a proof: plain-token heartbeats of theirs are refused from now on. */
 export async function markProofsOnly(q: Queryable, deviceIds: readonly string[]): Promise<void> {
   if (deviceIds.length === 0) return;
-  await q('devices')
-    .whereIn('id', deviceIds as string[])
-    .whereNull('proofs_since')
-    .update({ proofs_since: q.fn.now() });
+  await q.raw(MARK_IN_ID_ORDER('d.proofs_since IS NULL', 'proofs_since = now()'), [deviceIds as string[]]);
 }
 
 export interface DevicePageQuery {
@@ -411,10 +422,11 @@ export async function markHeardOnBus(
   bus: 'own' | 'shared',
 ): Promise<void> {
   if (deviceIds.length === 0) return;
-  await q('devices')
-    .whereIn('id', deviceIds as string[])
-    .whereRaw('heard_on_bus IS DISTINCT FROM ?', [bus])
-    .update({ heard_on_bus: bus });
+  await q.raw(MARK_IN_ID_ORDER('d.heard_on_bus IS DISTINCT FROM ?', 'heard_on_bus = ?'), [
+    deviceIds as string[],
+    bus,
+    bus,
+  ]);
 }
 
 /** Opens (or replaces) a live device's maintenance window; false when there is no such device. */

@@ -39,12 +39,13 @@ export async function connectDevice(
 /**
  * DISCONNECTED -> CONNECTED for many devices in one statement (atomic, one round trip: a fleet that
  * arrives at once is connected at the pace of Postgres, not of round trips), each a compare-and-set
- * (rows locked in id order, as the disconnects lock them), with their session rows, DEVICE_CONNECTED
- * events and effect rows. A device that failed (MISSED_HEARTBEATS) more than the flap threshold within
- * the window starts flapping (DEVICE_FLAPPING, once per episode), and a flapping device's effects wait
- * the hold time (should the session end first, the effect finds it over and starts nothing). Devices
- * that were not disconnected (already connected, deleted, unknown) are left out: racing callers (two
- * gateways, a gateway and the evaluation) produce exactly one transition.
+ * (rows locked in id order, as the disconnects lock them, and NO KEY UPDATE: see MARK_DISCONNECTED),
+ * with their session rows, DEVICE_CONNECTED events and effect rows. A device that failed
+ * (MISSED_HEARTBEATS) more than the flap threshold within the window starts flapping (DEVICE_FLAPPING,
+ * once per episode), and a flapping device's effects wait the hold time (should the session end
+ * first, the effect finds it over and starts nothing). Devices that were not disconnected (already
+ * connected, deleted, unknown) are left out: racing callers (two gateways, a gateway and the
+ * evaluation) produce exactly one transition.
  */
 export async function connectDevices(
   q: Queryable,
@@ -97,7 +98,7 @@ const CONNECT_DEVICES = `WITH v AS (
          FROM v CROSS JOIN LATERAL (
            SELECT d.id, d.flapping_since FROM devices d
             WHERE d.id = v.id AND d.status = 'DISCONNECTED' AND d.deleted_at IS NULL
-              FOR UPDATE
+              FOR NO KEY UPDATE
          ) d
      ), connected AS (
        UPDATE devices d
@@ -177,8 +178,11 @@ interface Disconnected {
 }
 
 // One primary-key probe per candidate, in id order (the lock order), whatever the planner believes of
-// the table: a lateral subquery with FOR UPDATE cannot be flattened into a join, which, on statistics
-// that say few devices are CONNECTED, once re-parsed the input per row.
+// the table: a lateral subquery with a row lock cannot be flattened into a join, which, on statistics
+// that say few devices are CONNECTED, once re-parsed the input per row. The lock is NO KEY UPDATE, as
+// Postgres's own UPDATE of these columns takes: FOR UPDATE also waited for every transaction holding
+// a foreign key to the device, such as a gateway's link report (its ~10,000 link rows and chart
+// buckets, ~1 s in a storm), while NO KEY UPDATE still excludes every other transition of the device.
 const MARK_DISCONNECTED = `
   WITH v AS (
     SELECT * FROM jsonb_to_recordset(?::jsonb)
@@ -190,7 +194,7 @@ const MARK_DISCONNECTED = `
         SELECT d.id, d.current_session_id FROM devices d
          WHERE d.id = v.id AND d.status = 'CONNECTED' AND d.deleted_at IS NULL
            AND (v.before_round IS NULL OR d.connected_round < v.before_round)
-           FOR UPDATE
+           FOR NO KEY UPDATE
       ) d
   )
   UPDATE devices d

@@ -1,7 +1,11 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Knex } from 'knex';
+import { markHeardOnBus, markProofsOnly, markTokenExposed } from '../../src/db/devices';
+import { lockLinks } from '../../src/db/links';
 import { connectDevices, disconnectDevices } from '../../src/db/transitions';
 import { flapPolicy } from '../../src/domain/flapping';
-import { SETTING_DEFAULTS } from '../../src/domain/settings';
+import { SETTING_DEFAULTS, serverPolicy } from '../../src/domain/settings';
 import { createTestDatabase } from '../support/database';
 import { connectedDevices, insertDevices } from '../support/rows';
 
@@ -100,5 +104,65 @@ describe('connects in batches', () => {
       expect([row.sessions, row.connected, row.effects]).toEqual(['2', '1', '1']);
     }
     expect(again.length + after.length).toBe(500);
+  });
+
+  it('marks on many devices wait for a connect holding some of their rows, and never deadlock with it', async () => {
+    // A fleet's first heartbeats: the gateway notes the bus each robot is heard on (and, for some, a
+    // token heard in a text frame or a first proof) while its connects lock the same rows, in id order.
+    const marks = [
+      { mark: (ids: string[]) => markHeardOnBus(database.db, ids, 'own'), done: "heard_on_bus = 'own'" },
+      { mark: (ids: string[]) => markTokenExposed(database.db, ids), done: 'token_exposed_at IS NOT NULL' },
+      { mark: (ids: string[]) => markProofsOnly(database.db, ids), done: 'proofs_since IS NOT NULL' },
+    ];
+    for (const { mark, done } of marks) {
+      const ids = await insertDevices(database.db, 2000);
+      const [first, ...rest] = [...ids].sort();
+      let marked: Promise<void> | undefined;
+      await database.db.transaction(async (trx) => {
+        // The connect has locked its first row; the mark starts, and waits for that row...
+        await connectDevices(trx, heard([first!], 3), options);
+        marked = mark(ids);
+        await sleep(300);
+        // ...while the connect locks the rest in its order: had the mark taken some of them in the
+        // table's order, each would wait for the other until Postgres ended one (deadlock detected).
+        await connectDevices(trx, heard(rest, 3), options);
+      });
+      await marked;
+      const { rows } = await database.db.raw<{ rows: { connected: string; marked: string }[] }>(
+        `SELECT count(*) FILTER (WHERE status = 'CONNECTED') AS connected, count(*) FILTER (WHERE ${done}) AS marked
+           FROM devices WHERE id = ANY(?::uuid[])`,
+        [ids],
+      );
+      expect(rows[0]).toEqual({ connected: '2000', marked: '2000' });
+    }
+  });
+
+  it('a link report in progress holds neither the connects nor the disconnects of its devices', async () => {
+    // A gateway's link report writes the link rows and chart buckets of every robot it measured in
+    // one transaction (~1 s for 10,000 in a storm), robots heard but not yet connected among them:
+    // their foreign keys share-lock the devices' keys, which a transition, updating no key, passes.
+    const ids = await insertDevices(database.db, 200);
+    const withoutWaiting = <T>(run: (trx: Knex.Transaction) => Promise<T>) =>
+      database.db.transaction(async (trx) => {
+        await trx.raw("SET LOCAL lock_timeout = '1s'");
+        return run(trx);
+      });
+    const report = await database.db.transaction();
+    try {
+      await lockLinks(report, ids, serverPolicy(SETTING_DEFAULTS));
+      const connected = await withoutWaiting((trx) => connectDevices(trx, heard(ids, 3), options));
+      expect(connected).toHaveLength(200);
+      const silent = ids.map((deviceId) => ({
+        deviceId,
+        beforeRound: 6,
+        missedRounds: 3,
+        lastRoundHeard: 3,
+        lastHeartbeatAt: null,
+      }));
+      const ended = await withoutWaiting((trx) => disconnectDevices(trx, silent, 'MISSED_HEARTBEATS'));
+      expect(ended).toHaveLength(200);
+    } finally {
+      await report.commit();
+    }
   });
 });
