@@ -257,10 +257,10 @@ export async function countLiveDevices(q: Queryable): Promise<number> {
 
 /**
  * Sets `assignment` on those of these devices where `unmarked` holds (both SQL on the row `d`; the
- * ids are the first binding), locking their rows in id order: the order connects, disconnects and
- * token rotations lock them in. Updated by a plain `id IN (...)`, the rows of a large mark were locked
- * in the table's order, and a mark of a fleet's first heartbeats deadlocked with its connects:
- * Postgres ended one of them after its 1 s `deadlock_timeout`, the connects having waited that second.
+ * ids are the first binding), locking their rows in id order and NO KEY UPDATE, as connects and
+ * disconnects lock them (src/db/transitions.ts). Updated by a plain `id IN (...)`, the rows of a large
+ * mark were locked in the table's order, and a mark of a fleet's first heartbeats deadlocked with its
+ * connects: Postgres ended one of them after its 1 s `deadlock_timeout`, the other having waited.
  */
 const MARK_IN_ID_ORDER = (unmarked: string, assignment: string) => `
   WITH target AS (
