@@ -233,3 +233,34 @@ describe('numbering under contention', () => {
     expect(all).toEqual(Array.from({ length: all.length }, (_, i) => i + 1));
   });
 });
+
+describe("a pass over the robots' streams", () => {
+  it('sends in the same pass a command numbered while it was sending', async () => {
+    const db = database.db;
+    const [first, second] = [randomUUID(), randomUUID()];
+    await appendEvents(db, [command(first, 'first')]);
+    while ((await numberPending(db, 2000)) > 0);
+    const sent: string[] = [];
+    const publisher = createOutboxPublisher({
+      db,
+      metrics: createMetrics('test'),
+      logger,
+      sign: async (e) => e,
+      sendClient: async () => {},
+      sendCommand: async (body) => {
+        const e = body as PlatformEvent & { taskId: string };
+        if (e.deviceId !== first && e.deviceId !== second) return;
+        sent.push(e.taskId);
+        // Another robot's command, committed and numbered while this one goes out.
+        if (e.taskId === 'first') {
+          await appendEvents(db, [command(second, 'second')]);
+          while ((await numberPending(db, 2000)) > 0);
+        }
+      },
+    });
+    await publisher.publishOnce();
+    expect(sent).toEqual(['first', 'second']);
+    const unpublished = await db('outbox').whereIn('device_id', [first, second]).whereNull('published_at');
+    expect(unpublished).toEqual([]);
+  });
+});
