@@ -27,7 +27,8 @@ describe('a loop that gathers', () => {
     await sleep(45);
     expect(starts).toHaveLength(2);
     expect(starts[1]! - woken).toBeLessThan(40);
-    // Wakes every 2 ms for 300 ms: a pass at most every 50 ms.
+    // Wakes every 2 ms for 300 ms (longer on a loaded machine): a pass at most every 50 ms.
+    const waking = Date.now();
     for (let i = 0; i < 150; i++) {
       loop.wake();
       await sleep(2);
@@ -35,7 +36,7 @@ describe('a loop that gathers', () => {
     await sleep(60);
     const during = starts.slice(1);
     expect(during.length).toBeGreaterThanOrEqual(2);
-    expect(during.length).toBeLessThanOrEqual(9);
+    expect(during.length).toBeLessThanOrEqual(Math.floor((Date.now() - waking) / 50) + 2);
     for (let i = 1; i < during.length; i++) expect(during[i]! - during[i - 1]!).toBeGreaterThanOrEqual(48);
     // A pass that left more work waiting is followed at once.
     more = true;
