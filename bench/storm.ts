@@ -430,7 +430,6 @@ async function deadReceiver() {
   };
 }
 
-/** The healthy receiver (bench/receiver.ts, a process of its own): when each event arrived there. */
 /**
  * Webhooks in service before the storm, as a fleet's are: each gets one event (a device deleted); the
  * healthy receiver answers it, the dead ones' first attempt times out (5 s).
@@ -446,6 +445,7 @@ async function webhooksInService(
   await sleep(6000);
 }
 
+/** The healthy receiver (bench/receiver.ts, a process of its own): when each event arrived there. */
 async function healthyReceiver() {
   const child = runTs('bench/receiver.ts', {});
   const url = await child.waitLine((l) => l.startsWith('http://'));
